@@ -1,0 +1,144 @@
+"""llmgather's vendor-neutral exception tree; retryability is a property of the class.
+
+    LLMGatherError
+    ├── InvalidInputError            bad input line or argument (never sent)
+    ├── ConfigurationError           unknown provider, missing key, bad option
+    └── APIError                     anything a provider call can end with
+        ├── TransientError           retried with backoff (retryable = True)
+        │   ├── RateLimitError       429 rate limit (retry_after honoured, limiter paused)
+        │   ├── RequestTimeoutError  408, or no answer within the read timeout
+        │   ├── ServerError          500, 502, 503, 504 and other 5xx
+        │   ├── OverloadedError      529 / Anthropic overloaded_error
+        │   ├── APIConnectionError   refused, reset, DNS, disconnected mid-body
+        │   ├── MalformedResponseError  a body or stream event that does not parse
+        │   └── TruncatedStreamError    a stream that ended before its terminal event
+        └── PermanentError           reported per item, never retried (retryable = False)
+            ├── BadRequestError      400, 422
+            ├── AuthenticationError  401
+            ├── PermissionDeniedError 403
+            ├── NotFoundError        404
+            ├── ContextLengthError   prompt longer than the model's context
+            └── QuotaExhaustedError  insufficient_quota, a daily quota, a wait past the ceiling
+
+Provider adapters map HTTP statuses and error bodies into these classes at one boundary
+(`providers/*.py`); transport exceptions (aiohttp, asyncio timeouts) are mapped in `_http.py`.
+"""
+
+from __future__ import annotations
+
+
+class LLMGatherError(Exception):
+    """Base of every error llmgather raises on purpose."""
+
+
+class InvalidInputError(LLMGatherError):
+    """An input line or argument that cannot become a request; it names where and why."""
+
+
+class ConfigurationError(LLMGatherError):
+    """A provider, model string or option that llmgather cannot work with."""
+
+
+class APIError(LLMGatherError):
+    """A provider call failed. `retry_after` is the server's hint in seconds, if it gave one."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        prefix = f"HTTP {self.status_code}: " if self.status_code else ""
+        return f"{prefix}{self.message}"
+
+
+class TransientError(APIError):
+    retryable = True
+
+
+class RateLimitError(TransientError):
+    pass
+
+
+class RequestTimeoutError(TransientError):
+    pass
+
+
+class ServerError(TransientError):
+    pass
+
+
+class OverloadedError(TransientError):
+    pass
+
+
+class APIConnectionError(TransientError):
+    pass
+
+
+class MalformedResponseError(TransientError):
+    pass
+
+
+class TruncatedStreamError(TransientError):
+    pass
+
+
+class PermanentError(APIError):
+    retryable = False
+
+
+class BadRequestError(PermanentError):
+    pass
+
+
+class AuthenticationError(PermanentError):
+    pass
+
+
+class PermissionDeniedError(PermanentError):
+    pass
+
+
+class NotFoundError(PermanentError):
+    pass
+
+
+class ContextLengthError(PermanentError):
+    pass
+
+
+class QuotaExhaustedError(PermanentError):
+    pass
+
+
+def error_for_status(status: int) -> type[APIError]:
+    """The default class for an HTTP status when the body says nothing more specific."""
+    if status == 429:
+        return RateLimitError
+    if status == 408:
+        return RequestTimeoutError
+    if status == 529:
+        return OverloadedError
+    if status >= 500:
+        return ServerError
+    return _PERMANENT_BY_STATUS.get(status, BadRequestError)
+
+
+_PERMANENT_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: BadRequestError,
+    422: BadRequestError,
+}

@@ -1,0 +1,107 @@
+"""The values that flow through llmgather: requests in, completions and results out."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Message = dict[str, Any]  # {"role": "user" | "system" | "assistant", "content": str}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One prompt to send. `id` is the caller's; `metadata` is passed through untouched."""
+
+    messages: tuple[Message, ...]
+    id: str = ""
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    metadata: Any = None
+
+    @classmethod
+    def from_prompt(cls, prompt: str, *, system: str | None = None, **kwargs: Any) -> Request:
+        messages: list[Message] = []
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": prompt})
+        return cls(messages=tuple(messages), **kwargs)
+
+    def replace(self, **changes: Any) -> Request:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What one successful HTTP exchange produced, as parsed by a provider adapter."""
+
+    text: str
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A failure as data: the class name of the llmgather error, the HTTP status, a message."""
+
+    type: str
+    message: str
+    status_code: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "status_code": self.status_code, "message": self.message}
+
+
+@dataclass(slots=True)
+class Result:
+    """The one outcome of one request: `status` is "ok" with `text`, or "error" with `error`."""
+
+    id: str
+    status: Literal["ok", "error"]
+    text: str | None = None
+    usage: Usage | None = None
+    attempts: int = 0
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    error: ErrorInfo | None = None
+    metadata: Any = None
+    finish_reason: str | None = None
+    index: int = field(default=-1, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of an output line."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "text": self.text,
+            "usage": self.usage.to_dict() if self.usage else None,
+            "attempts": self.attempts,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
+            "finish_reason": self.finish_reason,
+            "error": self.error.to_dict() if self.error else None,
+            "metadata": self.metadata,
+        }
