@@ -86,6 +86,7 @@ class Result:
     metadata: Any = None
     finish_reason: str | None = None
     index: int = field(default=-1, repr=False)
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

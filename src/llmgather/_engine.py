@@ -1,0 +1,338 @@
+"""The one engine: a bounded pipeline of workers that sends requests through the limiter and
+the retry layer and turns every input into exactly one Result.
+
+    inputs ─▶ feeder ─▶ work queue ─▶ N workers ─▶ limiter ─▶ send ─▶ results
+                 ▲                       │ transient error
+                 │ window (backpressure) └─▶ sleeps in its own task, holding no worker
+                 │                             and no slot, then rejoins the work queue
+                 └── released when the caller takes a result
+
+Memory is bounded by the window (admitted but not yet consumed), never by the input's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, suppress
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from llmgather._clock import Clock, SystemClock
+from llmgather._errors import APIError, RateLimitError
+from llmgather._http import Outcome
+from llmgather._limiter import Limiter, Permit
+from llmgather._retry import RetryPolicy
+from llmgather._tokens import estimate_request_tokens
+from llmgather._types import ErrorInfo, Request, Result
+
+Send = Callable[[Request], Awaitable[Outcome]]
+"""Sends one request and returns its outcome, raising an APIError on failure."""
+
+
+class LiveText(Protocol):
+    """What `open_stream` yields: text pieces, then `outcome()` once exhausted."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    def outcome(self) -> Outcome: ...
+
+
+OpenStream = Callable[[Request], AbstractAsyncContextManager[LiveText]]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """A snapshot of the engine's counters, for progress bars and summaries."""
+
+    submitted: int
+    done: int
+    failed: int
+    in_flight: int
+    waiting_retry: int
+    retries: int
+    http_429: int
+    input_tokens: int
+    output_tokens: int
+    elapsed_s: float
+
+
+@dataclass(slots=True)
+class _Counters:
+    submitted: int = 0
+    done: int = 0
+    failed: int = 0
+    waiting_retry: int = 0
+    retries: int = 0
+    http_429: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class _Job:
+    request: Request
+    index: int
+    attempts: int = 0
+
+
+_END = object()
+
+
+class Engine:
+    def __init__(
+        self,
+        send: Send,
+        *,
+        limiter: Limiter,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._send = send
+        self._limiter = limiter
+        self._retry = retry or RetryPolicy()
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._counters = _Counters()
+
+    def statistics(self) -> EngineStats:
+        c = self._counters
+        return EngineStats(
+            submitted=c.submitted,
+            done=c.done,
+            failed=c.failed,
+            in_flight=self._limiter.in_flight,
+            waiting_retry=c.waiting_retry,
+            retries=c.retries,
+            http_429=c.http_429,
+            input_tokens=c.input_tokens,
+            output_tokens=c.output_tokens,
+            elapsed_s=time.monotonic() - c.started,
+        )
+
+    async def run_one(self, request: Request, index: int = 0) -> Result:
+        """Send one request through the limiter and retries; errors come back as a Result."""
+        job = _Job(request, index)
+        self._counters.submitted += 1
+        while True:
+            outcome = await self._attempt(job)
+            if isinstance(outcome, Result):
+                return outcome
+            await self._wait_retry(outcome)
+
+    async def map(
+        self,
+        requests: Iterable[Request] | AsyncIterable[Request],
+        *,
+        window: int | None = None,
+    ) -> AsyncIterator[Result]:
+        """Results in completion order, with at most `window` requests admitted at a time.
+
+        Break out of the loop early with `contextlib.aclosing` to stop the pipeline at once.
+        """
+        workers = self._limiter.limits.max_concurrency
+        admitted = asyncio.Semaphore(window or max(2 * workers, 64))
+        results: asyncio.Queue[object] = asyncio.Queue()
+        runner = asyncio.create_task(self._pipeline(requests, workers, admitted, results))
+        try:
+            while (item := await results.get()) is not _END:
+                admitted.release()
+                assert isinstance(item, Result)
+                yield item
+            await runner  # re-raises a failure of the input iterable
+        finally:
+            if not runner.done():
+                runner.cancel()
+                with suppress(asyncio.CancelledError):
+                    await runner
+
+    async def stream(self, request: Request, open_stream: OpenStream) -> AsyncIterator[str]:
+        """Text pieces of one streamed answer, retried while nothing has reached the caller.
+
+        Once a piece has been yielded a retry would repeat it, so a later failure is raised.
+        """
+        job = _Job(request, 0)
+        self._counters.submitted += 1
+        while True:
+            job.attempts += 1
+            permit = await self._limiter.acquire(self._estimate(request))
+            used: int | None = None
+            yielded = False
+            delay: float | None = None
+            try:
+                async with open_stream(request) as live:
+                    async for piece in live:
+                        yielded = True
+                        yield piece
+                    outcome = live.outcome()
+                used = self._succeeded(outcome)
+                return
+            except APIError as error:
+                used = self._on_error(error)
+                delay = None if yielded else self._retry.next_delay(error, job.attempts, self._rng)
+                if delay is None:
+                    self._counters.failed += 1
+                    raise self._retry.final_error(error) from None
+                self._counters.retries += 1
+            finally:
+                self._limiter.release(permit, used_tokens=used)
+            await self._wait_retry(delay)
+
+    # -- the pipeline ---------------------------------------------------------------------
+
+    async def _pipeline(
+        self,
+        requests: Iterable[Request] | AsyncIterable[Request],
+        workers: int,
+        admitted: asyncio.Semaphore,
+        results: asyncio.Queue[object],
+    ) -> None:
+        work: asyncio.Queue[_Job | None] = asyncio.Queue()
+        fed = 0
+        finished = 0
+        feeding = True
+        all_done = asyncio.Event()
+
+        def resolve(result: Result) -> None:
+            nonlocal finished
+            finished += 1
+            results.put_nowait(result)
+            if not feeding and finished == fed:
+                all_done.set()
+
+        async def feed() -> None:
+            nonlocal fed, feeding
+            async for request in _aiter(requests):
+                await admitted.acquire()
+                self._counters.submitted += 1
+                work.put_nowait(_Job(request, fed))
+                fed += 1
+            feeding = False
+            if finished == fed:
+                all_done.set()
+
+        async def retry_later(job: _Job, delay: float) -> None:
+            await self._wait_retry(delay)
+            work.put_nowait(job)
+
+        async def worker(group: asyncio.TaskGroup) -> None:
+            while (job := await work.get()) is not None:
+                outcome = await self._attempt(job)
+                if isinstance(outcome, Result):
+                    resolve(outcome)
+                else:
+                    group.create_task(retry_later(job, outcome))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(feed())
+                for _ in range(workers):
+                    group.create_task(worker(group))
+                await all_done.wait()
+                for _ in range(workers):
+                    work.put_nowait(None)
+        except BaseExceptionGroup as group_error:
+            # One failure (the input iterable raising, say) is re-raised as itself.
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
+        finally:
+            results.put_nowait(_END)
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    async def _attempt(self, job: _Job) -> Result | float:
+        """One send: a Result when the job is finished, or the delay before its next attempt."""
+        job.attempts += 1
+        permit: Permit = await self._limiter.acquire(self._estimate(job.request))
+        used: int | None = None
+        started = time.perf_counter()
+        try:
+            outcome = await self._send(job.request)
+            used = self._succeeded(outcome)
+            return self._ok(job, outcome, started)
+        except APIError as error:
+            used = self._on_error(error)
+            delay = self._retry.next_delay(error, job.attempts, self._rng)
+            if delay is None:
+                return self._failed(job, self._retry.final_error(error))
+            self._counters.retries += 1
+            return delay
+        except Exception as error:  # a user-supplied callable's own failure: report, don't retry
+            return self._failed(job, error)
+        finally:
+            self._limiter.release(permit, used_tokens=used)
+
+    def _estimate(self, request: Request) -> int:
+        return estimate_request_tokens(request.messages, request.max_tokens)
+
+    def _succeeded(self, outcome: Outcome) -> int | None:
+        usage = outcome.completion.usage
+        if usage is None:
+            return None
+        self._counters.input_tokens += usage.input_tokens
+        self._counters.output_tokens += usage.output_tokens
+        return usage.total_tokens
+
+    def _on_error(self, error: APIError) -> int | None:
+        """Count the error; return the tokens it used (0 for a 429: the server admitted nothing)."""
+        if isinstance(error, RateLimitError):
+            self._counters.http_429 += 1
+            if error.retry_after:
+                self._limiter.pause(error.retry_after)
+            return 0
+        return None
+
+    async def _wait_retry(self, delay: float) -> None:
+        self._counters.waiting_retry += 1
+        try:
+            await self._clock.sleep(delay)
+        finally:
+            self._counters.waiting_retry -= 1
+
+    def _ok(self, job: _Job, outcome: Outcome, started: float) -> Result:
+        self._counters.done += 1
+        completion = outcome.completion
+        return Result(
+            id=job.request.id or str(job.index),
+            status="ok",
+            text=completion.text,
+            usage=completion.usage,
+            attempts=job.attempts,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            ttft_ms=outcome.ttft_ms,
+            metadata=job.request.metadata,
+            finish_reason=completion.finish_reason,
+            index=job.index,
+        )
+
+    def _failed(self, job: _Job, error: Exception) -> Result:
+        self._counters.failed += 1
+        return Result(
+            id=job.request.id or str(job.index),
+            status="error",
+            attempts=job.attempts,
+            error=error_info(error),
+            metadata=job.request.metadata,
+            index=job.index,
+            exception=error,
+        )
+
+
+def error_info(error: BaseException) -> ErrorInfo:
+    if isinstance(error, APIError):
+        return ErrorInfo(type(error).__name__, error.message, error.status_code)
+    return ErrorInfo(type(error).__name__, str(error) or type(error).__name__)
+
+
+async def _aiter(items: Iterable[Request] | AsyncIterable[Request]) -> AsyncIterator[Request]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

@@ -1,0 +1,159 @@
+"""The one pooled HTTP session every request goes through, and the boundary where aiohttp's and
+asyncio's exceptions become llmgather's (`APIConnectionError`, `RequestTimeoutError`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from llmgather._errors import APIConnectionError, RequestTimeoutError
+from llmgather._sse import SSEDecoder
+from llmgather._types import Completion
+from llmgather.providers.base import HttpRequest, Provider
+
+StreamCallback = Callable[[str], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timeouts:
+    """`read`: longest silence while waiting for an answer or the next stream chunk."""
+
+    connect: float = 10.0
+    read: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    completion: Completion
+    ttft_ms: float | None = None
+
+
+class Transport:
+    """A pooled aiohttp session sized for the engine's concurrency (never aiohttp's default 100)."""
+
+    def __init__(self, *, max_connections: int, timeouts: Timeouts | None = None) -> None:
+        self._max_connections = max_connections
+        self._timeouts = timeouts or Timeouts()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Transport:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=0, enable_cleanup_closed=False
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeouts.connect, sock_read=self._timeouts.read
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=True, trust_env=False
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the transport is not open: use it inside `async with`")
+        return self._session
+
+    async def complete(self, provider: Provider, http: HttpRequest) -> Outcome:
+        """Send one request and parse the whole answer."""
+        async with self._exchange(http) as response:
+            body = await _read(response)
+            if response.status >= 300:
+                raise provider.parse_error(response.status, response.headers, body)
+            return Outcome(provider.parse_response(response.status, response.headers, body))
+
+    async def stream(
+        self, provider: Provider, http: HttpRequest, on_text: StreamCallback | None = None
+    ) -> Outcome:
+        """Send one streaming request, calling `on_text` with each piece as it arrives."""
+        async with self.open_stream(provider, http) as live:
+            async for piece in live:
+                if on_text is not None:
+                    maybe = on_text(piece)
+                    if maybe is not None:
+                        await maybe
+        return live.outcome()
+
+    @asynccontextmanager
+    async def open_stream(self, provider: Provider, http: HttpRequest) -> AsyncIterator[LiveStream]:
+        """A streaming answer to iterate piece by piece; `outcome()` once it is exhausted."""
+        async with self._exchange(http) as response:
+            if response.status >= 300:
+                body = await _read(response)
+                raise provider.parse_error(response.status, response.headers, body)
+            yield LiveStream(response, provider)
+
+    @asynccontextmanager
+    async def _exchange(self, http: HttpRequest) -> AsyncIterator[aiohttp.ClientResponse]:
+        try:
+            async with self.session.request(
+                http.method, http.url, headers=http.headers, data=http.body
+            ) as response:
+                yield response
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _mapped(exc) from None
+
+
+class LiveStream:
+    """The text pieces of one streaming answer, decoded as the bytes arrive."""
+
+    def __init__(self, response: aiohttp.ClientResponse, provider: Provider) -> None:
+        self._response = response
+        self._decoder = provider.stream_decoder()
+        self._started = time.perf_counter()
+        self._ttft_ms: float | None = None
+        self._completion: Completion | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        sse = SSEDecoder()
+        try:
+            async for chunk in self._response.content.iter_any():
+                for event in sse.feed(chunk):
+                    for piece in self._decoder.feed(event):
+                        if self._ttft_ms is None:
+                            self._ttft_ms = (time.perf_counter() - self._started) * 1000
+                        yield piece
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _mapped(exc) from None
+        for event in sse.flush():
+            for piece in self._decoder.feed(event):
+                yield piece
+        self._completion = self._decoder.finish()
+
+    def outcome(self) -> Outcome:
+        if self._completion is None:
+            raise RuntimeError("the stream has not been read to its end")
+        return Outcome(self._completion, self._ttft_ms)
+
+
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await response.read()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _mapped(exc) from None
+
+
+def _mapped(exc: BaseException) -> Exception:
+    """aiohttp/asyncio failures as llmgather errors, without the URL (it may carry a key)."""
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return RequestTimeoutError("no answer within the read timeout")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return APIConnectionError("the connection closed in the middle of the response body")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return APIConnectionError("the server closed the connection without answering")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return APIConnectionError(f"cannot connect to {exc.host}:{exc.port} ({exc.strerror or 'refused'})")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return APIConnectionError(f"invalid HTTP response (status {exc.status})")
+    return APIConnectionError(f"connection error: {type(exc).__name__}")
+

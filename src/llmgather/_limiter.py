@@ -1,0 +1,119 @@
+"""The client-side limiter: a concurrency cap, requests per minute and tokens per minute.
+
+It waits, it does not fail. A send first takes a concurrency slot, then one request from the RPM
+bucket and its token estimate from the TPM bucket. Waiters queue FIFO behind one lock: only the
+head of the queue sleeps, for exactly as long as the buckets need to refill (never polling), and
+the rest wait on the lock. After the response, `release` settles the estimate against the real
+usage. A 429 pauses everyone (`pause`) for the server's Retry-After period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from llmgather._bucket import TokenBucket
+from llmgather._clock import Clock, SystemClock
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """What the limiter enforces. `None` means no limit of that kind.
+
+    `burst_seconds` is how much of a per-minute budget may go out at once. Providers enforce
+    per-minute limits over short windows ("60,000 RPM may be enforced as 1,000 requests per
+    second"), so a client that fires a whole minute's budget at once is rejected. Half a second
+    keeps llmgather's pace smooth and leaves the server's own burst allowance as headroom.
+    """
+
+    max_concurrency: int = 100
+    rpm: float | None = None
+    tpm: float | None = None
+    burst_seconds: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """A granted send: the tokens it reserved, to be settled on release."""
+
+    tokens: int
+
+
+class Limiter:
+    def __init__(self, limits: Limits, *, clock: Clock | None = None) -> None:
+        self.limits = limits
+        self._clock = clock or SystemClock()
+        now = self._clock.now()
+        self._slots = asyncio.Semaphore(limits.max_concurrency)
+        self._gate = asyncio.Lock()
+        self._requests = (
+            TokenBucket.per_minute(limits.rpm, burst_seconds=limits.burst_seconds, now=now)
+            if limits.rpm
+            else None
+        )
+        self._tokens = (
+            TokenBucket.per_minute(limits.tpm, burst_seconds=limits.burst_seconds, now=now)
+            if limits.tpm
+            else None
+        )
+        self._paused_until = 0.0
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def acquire(self, tokens: int) -> Permit:
+        """Wait for a concurrency slot and for `tokens` and one request of rate budget."""
+        await self._slots.acquire()
+        try:
+            async with self._gate:
+                while (wait := self._wait_time(tokens)) > 0:
+                    await self._clock.sleep(wait)
+                now = self._clock.now()
+                if self._requests:
+                    self._requests.take(now, 1)
+                if self._tokens:
+                    self._tokens.take(now, tokens)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._in_flight += 1
+        return Permit(tokens)
+
+    def release(self, permit: Permit, *, used_tokens: int | None) -> None:
+        """Free the slot; settle the token reservation if the real usage is known.
+
+        `used_tokens=None` keeps the whole reservation (the server may have counted it).
+        """
+        self._in_flight -= 1
+        self._slots.release()
+        if self._tokens and used_tokens is not None:
+            self._tokens.give_back(self._clock.now(), permit.tokens - used_tokens)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every new send for `seconds` (a 429's Retry-After applies to the whole key)."""
+        self._paused_until = max(self._paused_until, self._clock.now() + seconds)
+
+    def _wait_time(self, tokens: int) -> float:
+        now = self._clock.now()
+        wait = self._paused_until - now
+        if self._requests:
+            wait = max(wait, self._requests.wait_time(now, 1))
+        if self._tokens:
+            wait = max(wait, self._tokens.wait_time(now, tokens))
+        return wait
+
+    def __repr__(self) -> str:
+        return (
+            f"<Limiter in_flight={self._in_flight}/{self.limits.max_concurrency} "
+            f"rpm={self._requests!r} tpm={self._tokens!r}>"
+        )

@@ -1,0 +1,75 @@
+"""Helpers every adapter shares: retry hints from headers, JSON bodies, safe error messages."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import orjson
+
+from llmgather._errors import APIError, MalformedResponseError, error_for_status
+from llmgather.providers.base import Headers
+
+MAX_MESSAGE_CHARS = 500
+
+
+def retry_after_from_headers(headers: Headers, *, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def load_json(body: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedResponseError(f"{what} is not valid JSON: {exc}") from None
+
+
+def error_body(body: bytes) -> Any:
+    """The parsed error body, or None if it is not JSON (a proxy's HTML page, say)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Cut a message to size and remove the API key if a server echoed it back."""
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "[redacted]")
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + "…"
+    return text
+
+
+def status_error(
+    status: int,
+    message: str,
+    *,
+    retry_after: float | None,
+    cls: type[APIError] | None = None,
+) -> APIError:
+    return (cls or error_for_status(status))(message, status_code=status, retry_after=retry_after)
+
+
+def fallback_message(status: int, body: bytes) -> str:
+    snippet = body[:200].decode("utf-8", errors="replace").strip()
+    return f"unexpected answer: {snippet}" if snippet else "no error message in the body"

@@ -1,0 +1,139 @@
+"""The one place that knows which providers exist, their keys, and how a model string picks one.
+
+Model strings are `provider:model` (`openai:gpt-4o-mini`, `gemini:gemini-2.0-flash`,
+`anthropic:claude-3-5-haiku-latest`), `sim:model` (the built-in simulator, OpenAI dialect) or
+`sim:provider:model` (the simulator in that provider's dialect), or a bare model name: then
+the provider is the one whose API key is in the environment, and the simulator when none is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from llmgather._errors import ConfigurationError
+from llmgather.providers.base import Provider
+from llmgather.providers.openai import OpenAIProvider
+
+DEFAULT_MODEL = "gpt-4o-mini"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    name: str
+    key_env: tuple[str, ...]
+    factory: Callable[..., Provider]  # (api_key=, base_url=) -> Provider
+    model_prefixes: tuple[str, ...] = ()
+    # What follows a server's root in this provider's base URL, by its SDK's convention:
+    # OpenAI's includes /v1; Gemini's and Anthropic's are the root itself.
+    base_url_suffix: str = ""
+
+
+PROVIDERS: dict[str, ProviderSpec] = {
+    "openai": ProviderSpec(
+        "openai",
+        ("OPENAI_API_KEY",),
+        OpenAIProvider,
+        ("gpt-", "o1", "o3", "o4", "chatgpt-"),
+        base_url_suffix="/v1",
+    ),
+}
+
+
+def register(spec: ProviderSpec) -> None:
+    PROVIDERS[spec.name] = spec
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where requests go. `simulated` means: start the embedded simulator and use its URL."""
+
+    provider: str
+    model: str
+    base_url: str | None = None
+    simulated: bool = False
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def spec(self) -> ProviderSpec:
+        return PROVIDERS[self.provider]
+
+    def build(self, base_url: str | None = None) -> Provider:
+        return self.spec.factory(api_key=self.api_key, base_url=base_url or self.base_url)
+
+    def describe(self) -> str:
+        where = "the built-in simulator" if self.simulated else (self.base_url or "the provider's API")
+        return f"{self.provider}:{self.model} via {where}"
+
+
+def resolve_target(
+    model: str | None,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    env: Mapping[str, str],
+) -> Target:
+    """Pick the provider, model and key for a model string; never prints the key."""
+    text = (model or "").strip()
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix == "sim":
+        dialect, sep2, sim_model = rest.partition(":")
+        if sep2 and dialect in PROVIDERS:
+            return Target(dialect, sim_model or DEFAULT_MODEL, simulated=True, api_key="sim")
+        return Target("openai", rest or DEFAULT_MODEL, simulated=True, api_key="sim")
+    if sep and prefix in PROVIDERS:
+        return _explicit(PROVIDERS[prefix], rest, base_url=base_url, api_key=api_key, env=env)
+    if sep and not base_url and prefix.isidentifier() and prefix.islower():
+        known = ", ".join(sorted(PROVIDERS))
+        raise ConfigurationError(
+            f"unknown provider {prefix!r} in model {text!r}; known providers: {known}, "
+            "and sim (the built-in simulator). An OpenAI-compatible server is reached with "
+            "--model openai:MODEL --base-url URL."
+        )
+    return _bare(text, base_url=base_url, api_key=api_key, env=env)
+
+
+def _explicit(
+    spec: ProviderSpec, model: str, *, base_url: str | None, api_key: str | None, env: Mapping[str, str]
+) -> Target:
+    if not model:
+        raise ConfigurationError(f"the model string names no model after {spec.name + ':'!r}")
+    key = api_key or _key_from_env(spec, env)
+    if key is None and base_url is None:
+        names = " or ".join(spec.key_env)
+        raise ConfigurationError(
+            f"{spec.name}:{model} needs an API key: set {names}, or pass --base-url for a "
+            f"server that needs none, or use sim:{spec.name}:{model} for the built-in simulator"
+        )
+    return Target(spec.name, model, base_url=base_url, api_key=key)
+
+
+def _bare(
+    model: str, *, base_url: str | None, api_key: str | None, env: Mapping[str, str]
+) -> Target:
+    if base_url:
+        # A bare model with a URL: an OpenAI-compatible server (vLLM, llama-server, Ollama).
+        openai = PROVIDERS["openai"]
+        key = api_key or _key_from_env(openai, env)
+        return Target("openai", model or DEFAULT_MODEL, base_url=base_url, api_key=key)
+    with_keys = [spec for spec in PROVIDERS.values() if _key_from_env(spec, env)]
+    if api_key and not with_keys:
+        with_keys = [PROVIDERS["openai"]]
+    if not with_keys:
+        return Target("openai", model or DEFAULT_MODEL, simulated=True, api_key="sim")
+    by_name = [s for s in with_keys if model and model.startswith(s.model_prefixes or ("\0",))]
+    spec = (by_name or with_keys)[0]
+    if not model:
+        raise ConfigurationError(
+            f"{spec.key_env[0]} is set, so requests would go to {spec.name}: name the model "
+            f"with --model {spec.name}:MODEL"
+        )
+    return Target(spec.name, model, api_key=api_key or _key_from_env(spec, env))
+
+
+def _key_from_env(spec: ProviderSpec, env: Mapping[str, str]) -> str | None:
+    for name in spec.key_env:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None

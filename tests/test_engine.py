@@ -1,0 +1,212 @@
+"""The engine on a fake clock with an in-memory send: concurrency, retries, order, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from contextlib import aclosing
+
+from llmgather import (
+    AuthenticationError,
+    Engine,
+    Limiter,
+    Limits,
+    RateLimitError,
+    Request,
+    RetryPolicy,
+    ServerError,
+)
+from llmgather._http import Outcome
+from llmgather._types import Completion, Usage
+from tests.fakeclock import FakeClock
+
+
+class SpySend:
+    """Answers after `latency` virtual seconds; records the real maximum concurrency."""
+
+    def __init__(self, clock: FakeClock, latency: float = 1.0, failures: dict[str, list[Exception]] | None = None) -> None:
+        self.clock = clock
+        self.latency = latency
+        self.failures = failures or {}
+        self.active = 0
+        self.max_active = 0
+        self.calls: list[tuple[str, float]] = []
+
+    async def __call__(self, request: Request) -> Outcome:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.calls.append((request.id, self.clock.elapsed))
+        try:
+            await self.clock.sleep(self.latency)
+            queued = self.failures.get(request.id)
+            if queued:
+                raise queued.pop(0)
+            return Outcome(Completion(text=f"answer {request.id}", usage=Usage(5, 7)))
+        finally:
+            self.active -= 1
+
+
+def make_engine(clock: FakeClock, send: SpySend, **limits: float) -> Engine:
+    return Engine(
+        send,
+        limiter=Limiter(Limits(**limits), clock=clock),  # type: ignore[arg-type]
+        retry=RetryPolicy(max_attempts=4, base_delay=1.0, max_delay=8.0),
+        clock=clock,
+        rng=random.Random(0),
+    )
+
+
+def requests(n: int) -> Iterator[Request]:
+    for i in range(n):
+        yield Request.from_prompt(f"prompt {i}", id=f"r{i}")
+
+
+async def collect(engine: Engine, items: object, **kwargs: int) -> list:
+    return [result async for result in engine.map(items, **kwargs)]  # type: ignore[arg-type]
+
+
+async def test_the_real_concurrency_never_exceeds_the_cap() -> None:
+    clock = FakeClock()
+    send = SpySend(clock)
+    engine = make_engine(clock, send, max_concurrency=7)
+    results = await clock.run(collect(engine, requests(50)))
+    assert send.max_active == 7
+    assert len(results) == 50 and all(r.ok for r in results)
+    assert clock.elapsed == 8.0  # ceil(50 / 7) rounds of one second
+
+
+async def test_every_input_yields_exactly_one_result_with_its_id() -> None:
+    clock = FakeClock()
+    failures = {"r3": [AuthenticationError("no", status_code=401)], "r5": [ServerError("x", status_code=500)]}
+    send = SpySend(clock, failures=failures)
+    engine = make_engine(clock, send, max_concurrency=4)
+    results = await clock.run(collect(engine, requests(10)))
+    assert sorted(r.id for r in results) == [f"r{i}" for i in range(10)]
+    by_id = {r.id: r for r in results}
+    assert by_id["r3"].status == "error" and by_id["r3"].attempts == 1
+    assert by_id["r3"].error is not None and by_id["r3"].error.type == "AuthenticationError"
+    assert by_id["r3"].error.status_code == 401
+    assert by_id["r5"].ok and by_id["r5"].attempts == 2
+    stats = engine.statistics()
+    assert (stats.done, stats.failed, stats.retries) == (9, 1, 1)
+
+
+async def test_a_waiting_retry_holds_no_worker_and_no_slot() -> None:
+    clock = FakeClock()
+    send = SpySend(clock, failures={"r0": [RateLimitError("wait", status_code=429, retry_after=10)]})
+    engine = Engine(
+        send,
+        limiter=Limiter(Limits(max_concurrency=1), clock=clock),
+        retry=RetryPolicy(),
+        clock=clock,
+        rng=random.Random(0),
+    )
+    engine._limiter.pause = lambda seconds: None  # type: ignore[method-assign]  # isolate slot use
+    results = await clock.run(collect(engine, requests(3)))
+    order = [r.id for r in results]
+    assert order == ["r1", "r2", "r0"]  # r1 and r2 ran while r0 waited its 10 s
+    r0_calls = [t for rid, t in send.calls if rid == "r0"]
+    assert r0_calls[1] - r0_calls[0] >= 11.0  # 1 s latency + at least the 10 s hint
+
+
+async def test_a_429_pauses_everyone_for_its_retry_after() -> None:
+    clock = FakeClock()
+    send = SpySend(clock, failures={"r0": [RateLimitError("wait", status_code=429, retry_after=5)]})
+    engine = make_engine(clock, send, max_concurrency=1)
+    results = await clock.run(collect(engine, requests(2)))
+    assert all(r.ok for r in results)
+    start_of_r1 = next(t for rid, t in send.calls if rid == "r1")
+    assert start_of_r1 >= 6.0  # r0 answered 429 at t=1, then nothing was sent for 5 s
+    assert engine.statistics().http_429 == 1
+
+
+async def test_retries_stop_at_max_attempts_with_the_last_error() -> None:
+    clock = FakeClock()
+    send = SpySend(clock, failures={"r0": [ServerError("down", status_code=503) for _ in range(9)]})
+    engine = make_engine(clock, send)
+    (result,) = await clock.run(collect(engine, requests(1)))
+    assert result.status == "error" and result.attempts == 4
+    assert result.error is not None and result.error.type == "ServerError"
+
+
+async def test_results_stream_with_bounded_memory() -> None:
+    clock = FakeClock()
+    send = SpySend(clock, latency=0.1)
+    engine = make_engine(clock, send, max_concurrency=4)
+    pulled = 0
+    consumed = 0
+    max_ahead = 0
+
+    def source() -> Iterator[Request]:
+        nonlocal pulled
+        for request in requests(1000):
+            pulled += 1
+            yield request
+
+    async def consume() -> None:
+        nonlocal consumed, max_ahead
+        async for _ in engine.map(source(), window=16):
+            consumed += 1
+            max_ahead = max(max_ahead, pulled - consumed)
+
+    await clock.run(consume())
+    assert consumed == 1000
+    assert max_ahead <= 17  # the window, plus the one the feeder holds while it waits
+
+
+async def test_breaking_out_early_stops_the_pipeline() -> None:
+    clock = FakeClock()
+    send = SpySend(clock)
+    engine = make_engine(clock, send, max_concurrency=4)
+
+    async def first_three() -> list[str]:
+        seen = []
+        async with aclosing(engine.map(requests(10_000))) as results:
+            async for result in results:
+                seen.append(result.id)
+                if len(seen) == 3:
+                    break
+        return seen
+
+    seen = await clock.run(first_three())
+    assert len(seen) == 3
+    await asyncio.sleep(0)
+    assert send.active == 0 and len(send.calls) < 100
+
+
+async def test_an_async_iterable_input_works() -> None:
+    clock = FakeClock()
+    engine = make_engine(clock, SpySend(clock), max_concurrency=3)
+
+    async def source():  # type: ignore[no-untyped-def]
+        for request in requests(5):
+            yield request
+
+    results = await clock.run(collect(engine, source()))
+    assert sorted(r.id for r in results) == [f"r{i}" for i in range(5)]
+
+
+async def test_a_failing_input_iterable_raises_its_own_error() -> None:
+    clock = FakeClock()
+    engine = make_engine(clock, SpySend(clock))
+
+    def broken() -> Iterator[Request]:
+        yield Request.from_prompt("fine", id="a")
+        raise ValueError("the input broke")
+
+    try:
+        await clock.run(collect(engine, broken()))
+    except ValueError as error:
+        assert "the input broke" in str(error)
+    else:
+        raise AssertionError("expected the input's error")
+
+
+async def test_run_one_retries_then_succeeds() -> None:
+    clock = FakeClock()
+    send = SpySend(clock, failures={"x": [ServerError("a", status_code=502)]})
+    engine = make_engine(clock, send)
+    result = await clock.run(engine.run_one(Request.from_prompt("p", id="x")))
+    assert result.ok and result.attempts == 2 and result.text == "answer x"
+    assert result.usage == Usage(5, 7)
