@@ -1,0 +1,311 @@
+"""A durable `run`: input file in, one committed result per input out, resumable after any stop.
+
+    read (pass 1) ─▶ store.ingest: every id and line, invalid lines recorded as errors
+    read (pass 2) ─▶ only items still pending ─▶ Client.map ─▶ sink ─▶ store.record (a thread)
+                                                                   └─▶ output JSONL (appended)
+    end or stop  ─▶ store.export_jsonl: the output rewritten from the store, one line per id
+
+The store is the truth; the output file is a projection of it, rebuilt at every start and end,
+so a torn or duplicated line left by a killed run never survives the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from llmgather._client import Client
+from llmgather._engine import EngineStats
+from llmgather._errors import InvalidInputError
+from llmgather._http import Timeouts
+from llmgather._inputs import InputItem, read_inputs
+from llmgather._retry import RetryPolicy
+from llmgather._store import JobStore, fingerprint_file, store_path_for
+from llmgather._types import Request, Result
+
+FLUSH_EVERY = 256  # results per store transaction
+FLUSH_INTERVAL_S = 0.25  # longest a finished result waits to be committed
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobOptions:
+    input_path: str
+    output_path: str
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    concurrency: int = 64
+    rpm: float | None = None
+    tpm: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_s: float = 120.0
+    max_tokens: int | None = None
+    temperature: float | None = None
+    system: str | None = None
+    stream: bool = False
+    fmt: str | None = None
+    column: str | None = None
+    id_column: str | None = None
+    strict: bool = False
+    restart: bool = False
+    retry_failed: bool = False
+    grace_s: float = 30.0
+    simulator: Any = None  # SimConfig for the embedded simulator, when one starts
+
+    def params(self) -> dict[str, Any]:
+        """What decides each answer: a resumed job must not change these. Limits may change."""
+        return {
+            "model": self.model,
+            "base_url": self.base_url,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "system": self.system,
+            "stream": self.stream,
+            "format": self.fmt,
+            "column": self.column,
+            "id_column": self.id_column,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSummary:
+    output: str
+    target: str
+    simulated: bool
+    resumed: bool
+    interrupted: bool
+    total: int
+    ok: int
+    failed: int
+    invalid: int
+    pending: int
+    sent: int
+    retries: int
+    http_429: int
+    input_tokens: int
+    output_tokens: int
+    elapsed_s: float
+    top_errors: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class StrictInputError(InvalidInputError):
+    """`--strict` refused a file with invalid lines; nothing was sent."""
+
+
+ProgressHook = Callable[[Callable[[], EngineStats], int, bool], None]
+
+
+class Job:
+    """One `llmgather run`. `stop` (set by a signal handler) ends it gracefully."""
+
+    def __init__(self, options: JobOptions, *, on_start: ProgressHook | None = None) -> None:
+        self.options = options
+        self._on_start = on_start
+        self.stop = asyncio.Event()
+
+    async def run(self) -> JobSummary:
+        options = self.options
+        started = time.monotonic()
+        # Resolve the provider before touching any file: a wrong model fails fast.
+        client = Client(
+            options.model,
+            max_concurrency=options.concurrency,
+            rpm=options.rpm,
+            tpm=options.tpm,
+            retry=options.retry,
+            timeouts=Timeouts(read=options.timeout_s),
+            defaults={"max_tokens": options.max_tokens, "temperature": options.temperature},
+            api_key=options.api_key,
+            base_url=options.base_url,
+            stream=options.stream,
+            simulator=options.simulator,
+        )
+        input_path, spooled = await asyncio.to_thread(_materialise, options)
+        store = await asyncio.to_thread(JobStore.open, store_path_for(options.output_path))
+        try:
+            resumed = await self._prepare(store, input_path)
+            if options.strict:
+                await asyncio.to_thread(_refuse_invalid, self._read(input_path))
+            await asyncio.to_thread(store.ingest, self._read(input_path))
+            await asyncio.to_thread(store.export_jsonl, options.output_path)
+            await asyncio.to_thread(store.mark_state, "running")
+            stats = await asyncio.to_thread(store.stats)
+            async with client:
+                if self._on_start is not None:
+                    self._on_start(client.statistics, stats.pending, client.simulated)
+                interrupted = await self._send_pending(client, store, input_path)
+                engine_stats = client.statistics()
+            await asyncio.to_thread(store.mark_state, "interrupted" if interrupted else "complete")
+            await asyncio.to_thread(store.export_jsonl, options.output_path)
+            final = await asyncio.to_thread(store.stats)
+        finally:
+            await asyncio.to_thread(store.close)
+            if spooled:
+                os.unlink(input_path)
+        return JobSummary(
+            output=options.output_path,
+            target=client.target.describe(),
+            simulated=client.simulated,
+            resumed=resumed,
+            interrupted=interrupted,
+            total=final.total,
+            ok=final.done,
+            failed=final.failed,
+            invalid=final.invalid,
+            pending=final.pending,
+            sent=engine_stats.submitted,
+            retries=engine_stats.retries,
+            http_429=engine_stats.http_429,
+            input_tokens=final.input_tokens,
+            output_tokens=final.output_tokens,
+            elapsed_s=round(time.monotonic() - started, 3),
+            top_errors=[
+                {"type": kind, "message": message, "count": count}
+                for kind, message, count in final.top_errors
+            ],
+        )
+
+    async def _prepare(self, store: JobStore, input_path: str) -> bool:
+        fingerprint = await asyncio.to_thread(fingerprint_file, input_path)
+        return await asyncio.to_thread(
+            lambda: store.prepare(
+                input_fingerprint=fingerprint,
+                params=self.options.params(),
+                restart=self.options.restart,
+            )
+        )
+
+    def _read(self, path: str) -> Iterator[InputItem]:
+        options = self.options
+        return read_inputs(
+            path,
+            fmt=options.fmt,
+            column=options.column,
+            id_column=options.id_column,
+            system=options.system,
+            display_name=options.input_path,
+        )
+
+    async def _send_pending(self, client: Client, store: JobStore, input_path: str) -> bool:
+        """Send what is still pending; True if a stop signal cut the run short."""
+        pending = store.pending_items(self._read(input_path), retry_failed=self.options.retry_failed)
+        sink = _Sink(store, self.options.output_path)
+        consume = asyncio.create_task(self._consume(client, pending, sink))
+        stopped = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({consume, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            interrupted = not consume.done()
+            if interrupted:
+                # No new work is fed once `stop` is set; requests in flight get the grace period.
+                try:
+                    await asyncio.wait_for(consume, self.options.grace_s)
+                except TimeoutError:
+                    pass
+            else:
+                consume.result()
+        finally:
+            stopped.cancel()
+            if not consume.done():
+                consume.cancel()
+            await asyncio.gather(consume, stopped, return_exceptions=True)
+            await sink.close()
+        return interrupted
+
+    async def _consume(self, client: Client, pending: Iterator[InputItem], sink: _Sink) -> None:
+        async for result in client.map(self._requests(pending)):
+            await sink.add(result)
+
+    async def _requests(self, pending: Iterator[InputItem]) -> AsyncIterator[Request]:
+        for item in pending:
+            if self.stop.is_set():
+                return
+            if item.request is not None:
+                yield item.request.replace(id=item.id)
+            await asyncio.sleep(0)  # let the workers run while a long stretch is skipped
+
+
+class _Sink:
+    """Commits results in small transactions on a worker thread, never on the event loop."""
+
+    def __init__(self, store: JobStore, output_path: str) -> None:
+        self._store = store
+        self._output_path = output_path
+        self._batch: list[tuple[str, Result]] = []
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending_flush: asyncio.Task[None] | None = None
+
+    async def add(self, result: Result) -> None:
+        self._batch.append((result.id, result))
+        if len(self._batch) >= FLUSH_EVERY:
+            await self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(FLUSH_INTERVAL_S, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._timer = None
+        self._pending_flush = asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        async with self._lock:
+            batch, self._batch = self._batch, []
+            if batch:
+                await asyncio.to_thread(self._write, batch)
+
+    def _write(self, batch: list[tuple[str, Result]]) -> None:
+        self._store.record(batch)
+        # A live view for `tail -f`; the store, not this file, is what the final output is built from.
+        with open(self._output_path, "ab") as out:
+            out.write(b"".join(orjson.dumps(r.to_dict()) + b"\n" for _, r in batch))
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending_flush is not None:
+            await self._pending_flush
+        await self.flush()
+
+
+def _materialise(options: JobOptions) -> tuple[str, bool]:
+    """Standard input is spooled to a file beside the output, so it can be read twice."""
+    if options.input_path != "-":
+        if not os.path.exists(options.input_path):
+            raise InvalidInputError(f"{options.input_path}: no such file")
+        return options.input_path, False
+    directory = os.path.dirname(os.path.abspath(options.output_path))
+    handle, path = tempfile.mkstemp(prefix=".llmgather-stdin-", dir=directory)
+    with os.fdopen(handle, "wb") as spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+    return path, True
+
+
+def _refuse_invalid(items: Iterator[InputItem]) -> None:
+    errors: list[str] = []
+    count = 0
+    for item in items:
+        if item.error is not None:
+            count += 1
+            if len(errors) < 20:
+                errors.append(item.error)
+    if count:
+        more = f"\n  … and {count - len(errors)} more" if count > len(errors) else ""
+        raise StrictInputError(
+            f"--strict: {count} invalid input line(s), nothing was sent:\n  "
+            + "\n  ".join(errors)
+            + more
+            + "\nFix these lines, or run without --strict to record them as failed items."
+        )

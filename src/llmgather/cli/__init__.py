@@ -1,0 +1,24 @@
+"""The `llmgather` command line: one click group, one module per command."""
+
+from __future__ import annotations
+
+import click
+
+from llmgather import __version__
+from llmgather.cli.demo import demo_command
+from llmgather.cli.run import run_command
+from llmgather.cli.sim import sim_command
+from llmgather.cli.status import status_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llmgather")
+def main() -> None:
+    """Run many LLM API calls concurrently, at the provider's rate limit, losing nothing.
+
+    With no API key in the environment, commands use the built-in simulator.
+    """
+
+
+for command in (run_command, demo_command, sim_command, status_command):
+    main.add_command(command)

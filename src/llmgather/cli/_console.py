@@ -1,0 +1,31 @@
+"""What every command prints the same way: the simulator banner, errors, JSON summaries."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.markup import escape
+
+stderr = Console(stderr=True, highlight=False)
+
+
+def simulator_banner(where: str) -> None:
+    stderr.print(
+        f"[bold yellow]Simulator:[/] no API key is set, so requests go to llmgather's built-in "
+        f"simulator ({where}). Set OPENAI_API_KEY, GEMINI_API_KEY or ANTHROPIC_API_KEY, or "
+        "pass --model/--base-url, to call a real API."
+    )
+
+
+def fail(message: str, code: int) -> None:
+    """Print an error (never a traceback) and exit with `code`."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    sys.exit(code)
+
+
+def print_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode())

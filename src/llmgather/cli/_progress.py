@@ -1,0 +1,71 @@
+"""The live progress line of `run`: done, failed, in flight, pace, ETA, retries and 429s."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from llmgather._engine import EngineStats
+
+REFRESH_S = 0.25
+
+
+class Progress:
+    """Redraws from `engine.statistics()` a few times a second; silent when not on a terminal."""
+
+    def __init__(self, console: Console, *, enabled: bool) -> None:
+        self._console = console
+        self._enabled = enabled and console.is_terminal
+        self._stats: Callable[[], EngineStats] | None = None
+        self._total = 0
+        self._task: asyncio.Task[None] | None = None
+        self._live: Live | None = None
+
+    def start(self, stats: Callable[[], EngineStats], total: int, simulated: bool) -> None:
+        if not self._enabled:
+            return
+        self._stats, self._total = stats, total
+        self._live = Live(self._render(), console=self._console, auto_refresh=False, transient=False)
+        self._live.start()
+        self._task = asyncio.get_running_loop().create_task(self._redraw())
+
+    async def _redraw(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            assert self._live is not None
+            self._live.update(self._render(), refresh=True)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._live is not None:
+            self._live.update(self._render(), refresh=True)
+            self._live.stop()
+            self._live = None
+
+    def _render(self) -> Text:
+        if self._stats is None:
+            return Text("")
+        s = self._stats()
+        finished = s.done + s.failed
+        minutes = max(s.elapsed_s, 1e-6) / 60
+        rpm = finished / minutes
+        tpm = (s.input_tokens + s.output_tokens) / minutes
+        left = max(0, self._total - finished)
+        eta = f"{left / (rpm / 60):.0f}s" if rpm > 0 and left else "-"
+        width = 24
+        filled = int(width * finished / self._total) if self._total else width
+        bar = "█" * filled + "░" * (width - filled)
+        line = Text()
+        line.append(f"{bar} {finished}/{self._total} ")
+        line.append(f"ok {s.done} ", style="green")
+        line.append(f"failed {s.failed} ", style="red" if s.failed else "")
+        line.append(f"in flight {s.in_flight} ")
+        line.append(f"| {rpm:,.0f} req/min {tpm:,.0f} tok/min | ETA {eta} ")
+        line.append(f"| retries {s.retries} 429s {s.http_429}", style="yellow" if s.http_429 else "")
+        return line

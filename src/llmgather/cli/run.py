@@ -1,0 +1,142 @@
+"""`llmgather run`: a file of prompts in, one result line per input out, resumable.
+
+Exit codes: 0 every item ok; 1 finished, some items failed (see their error lines or
+`llmgather status`); 2 a usage or configuration error, nothing sent; 3 `--strict` refused
+invalid input lines, nothing sent; 130 stopped by a signal (rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from llmgather._errors import ConfigurationError, InvalidInputError
+from llmgather._job import Job, JobOptions, JobSummary, StrictInputError
+from llmgather._retry import RetryPolicy
+from llmgather.cli._console import fail, print_json, simulator_banner, stderr
+from llmgather.cli._progress import Progress
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_STRICT = 3
+EXIT_INTERRUPTED = 130
+
+
+@click.command("run")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", "output_path", required=True, help="Result JSONL, one line per input (a job store is kept beside it).")
+@click.option("-m", "--model", help="provider:model (openai:gpt-4o-mini, gemini:…, anthropic:…, sim:…). Default: the simulator, or the provider whose key is set.")
+@click.option("--base-url", help="An OpenAI-compatible server (vLLM, llama-server, Ollama), or another endpoint for the provider.")
+@click.option("--api-key", help="API key (default: the provider's environment variable). Never printed or stored.")
+@click.option("-c", "--concurrency", type=click.IntRange(1, 10_000), default=64, show_default=True, help="Requests in flight at most.")
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute to stay under.")
+@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute to stay under (prompt estimate + max tokens, settled with real usage).")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=6, show_default=True, help="Attempts per item, first included.")
+@click.option("--max-retry-wait", type=click.FloatRange(min=0), default=300.0, show_default=True, help="Longest server-requested wait to honour; a longer one fails the item as an exhausted quota.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True, help="Seconds of silence before a request is abandoned and retried.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Output tokens per request (a line's own max_tokens wins).")
+@click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (a line's own wins).")
+@click.option("--system", help="A system prompt for every line that has none.")
+@click.option("--stream", is_flag=True, help="Stream each answer (records time to first token as ttft_ms).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "txt"]), help="Input format (default: by extension; - is JSONL).")
+@click.option("--column", help="CSV: the column holding the prompt.")
+@click.option("--id-column", help="CSV: the column holding the id.")
+@click.option("--strict", is_flag=True, help="Refuse the whole file if any line is invalid (default: record such lines as failed items).")
+@click.option("--restart", is_flag=True, help="Discard the existing job beside OUTPUT and start over.")
+@click.option("--retry-failed", is_flag=True, help="Send the items that failed in earlier runs again.")
+@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds the first Ctrl-C gives requests in flight to finish.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary object at the end.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def run_command(
+    input_path: str,
+    output_path: str,
+    max_attempts: int,
+    max_retry_wait: float,
+    timeout: float,
+    as_json: bool,
+    quiet: bool,
+    **options: Any,
+) -> None:
+    """Send every prompt of INPUT and write one result line per input to OUTPUT.
+
+    INPUT is JSONL ({"prompt": …} or {"messages": […]}, optional id, metadata, model,
+    max_tokens, temperature; or OpenAI Batch API lines), CSV with --column, a .txt file with
+    one prompt per line, or - for standard input. Rerun the same command to resume.
+    """
+    job_options = JobOptions(
+        input_path=input_path,
+        output_path=output_path,
+        retry=RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait),
+        timeout_s=timeout,
+        **options,
+    )
+    progress = Progress(stderr, enabled=not quiet and not as_json)
+
+    def started(stats: Callable[..., Any], pending: int, simulated: bool) -> None:
+        if simulated:
+            simulator_banner("on 127.0.0.1")
+        progress.start(stats, pending, simulated)
+
+    job = Job(job_options, on_start=started)
+    try:
+        summary = asyncio.run(_run_with_signals(job))
+    except StrictInputError as error:
+        fail(str(error), EXIT_STRICT)
+    except (ConfigurationError, InvalidInputError) as error:
+        fail(str(error), EXIT_USAGE)
+    finally:
+        progress.close()
+    _report(summary, as_json=as_json)
+    if summary.interrupted:
+        raise SystemExit(EXIT_INTERRUPTED)
+    raise SystemExit(EXIT_SOME_FAILED if summary.failed or summary.pending else EXIT_OK)
+
+
+async def _run_with_signals(job: Job) -> JobSummary:
+    """First SIGINT/SIGTERM: stop feeding and finish what is in flight. Second: exit at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if job.stop.is_set():
+            # Everything finished so far is committed; the job resumes from the store.
+            os._exit(EXIT_INTERRUPTED)
+        job.stop.set()
+        stderr.print(
+            f"\nStopping: no new requests; waiting up to {job.options.grace_s:.0f}s for those in "
+            "flight. Press Ctrl-C again to quit at once. Rerun the same command to resume."
+        )
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        return await job.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _report(summary: JobSummary, *, as_json: bool) -> None:
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    state = "interrupted" if summary.interrupted else ("resumed and finished" if summary.resumed else "finished")
+    stderr.print(
+        f"{state}: {summary.ok} ok, {summary.failed} failed"
+        + (f" ({summary.invalid} invalid input lines)" if summary.invalid else "")
+        + (f", {summary.pending} pending" if summary.pending else "")
+        + f" of {summary.total} → {summary.output}  "
+        f"[{summary.elapsed_s:.1f}s, {summary.retries} retries, {summary.http_429} × 429, "
+        f"{summary.input_tokens + summary.output_tokens:,} tokens]",
+        highlight=False,
+        markup=False,
+    )
+    for error in summary.top_errors[:3]:
+        stderr.print(f"  {error['count']} × {error['type']}: {error['message']}", highlight=False, markup=False)
+    if summary.interrupted or summary.pending:
+        stderr.print("Rerun the same command to resume.", highlight=False)

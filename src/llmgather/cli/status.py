@@ -1,0 +1,82 @@
+"""`llmgather status OUTPUT`: what a job has done so far, read from its store beside the output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from .._store import JobStats, JobStore, store_path_for
+
+__all__ = ["render_stats", "status_command"]
+
+
+@click.command("status")
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def status_command(output: str, as_json: bool) -> None:
+    """Show the progress of the job whose results go to OUTPUT: counts, throughput, tokens, errors."""
+    path = store_path_for(output)
+    if not os.path.exists(path):
+        raise click.ClickException(f"no llmgather job found for {output} (expected {path})")
+    with JobStore.open(path, create=False) as store:
+        stats = store.stats()
+    if as_json:
+        data = {
+            "output": output,
+            "store": path,
+            **stats.to_dict(),
+            "started_at": _iso(stats.started_at),
+        }
+        click.echo(orjson.dumps(data).decode())
+    else:
+        render_stats(stats, output, Console())
+
+
+def render_stats(stats: JobStats, output: str, console: Console) -> None:
+    """The human-readable status: a summary table and the most common errors."""
+    table = Table(title=f"llmgather job → {output}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    finished = stats.done + stats.failed + stats.invalid
+    percent = f" ({finished / stats.total:.1%})" if stats.total else ""
+    rows = [
+        ("state", stats.state),
+        ("items", f"{stats.total:,}"),
+        ("done", f"{stats.done:,}"),
+        ("failed", f"{stats.failed:,}"),
+        ("invalid", f"{stats.invalid:,}"),
+        ("pending", f"{stats.pending:,}"),
+        ("finished", f"{finished:,}{percent}"),
+        ("started", _iso(stats.started_at) or "not yet"),
+        ("running time", _duration(stats.elapsed_s)),
+        ("throughput", f"{stats.throughput_per_min:,.1f} items/min"),
+        ("tokens", f"{stats.input_tokens:,} in, {stats.output_tokens:,} out"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if stats.top_errors:
+        errors = Table(title="most common errors", title_justify="left")
+        errors.add_column("count", justify="right")
+        errors.add_column("type")
+        errors.add_column("message")
+        for type_, message, count in stats.top_errors:
+            errors.add_row(f"{count:,}", type_, message)
+        console.print(errors)
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,114 @@
+"""`llmgather run`, `demo` and `status` as a user runs them: subprocesses against the simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from llmgather.sim import EmbeddedSimulator, FaultPlan, SimConfig, answer_text
+from tests.conftest import read_jsonl, run_cli, write_prompts
+
+
+def sim_args(sim: EmbeddedSimulator) -> list[str]:
+    return ["--model", "openai:gpt-4o-mini", "--base-url", sim.base_url + "/v1", "--api-key", "k"]
+
+
+def test_run_writes_one_ok_line_per_input_with_its_id(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 200)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig(rpm=6000, seed=2)) as sim:
+        done = run_cli("run", str(prompts), "-o", str(out), *sim_args(sim), "--rpm", "6000", "--json")
+        stats = sim.stats
+    assert done.returncode == 0, done.stderr
+    lines = read_jsonl(out)
+    assert sorted(line["id"] for line in lines) == sorted(f"q{i}" for i in range(200))
+    assert all(line["status"] == "ok" and line["error"] is None for line in lines)
+    by_id = {line["id"]: line for line in lines}
+    assert by_id["q7"]["text"] == answer_text("Question 7?", seed=2)[0]
+    assert by_id["q7"]["usage"]["output_tokens"] > 0 and by_id["q7"]["latency_ms"] >= 0
+    summary = orjson.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["ok"] == 200 and summary["failed"] == 0
+    assert stats["by_status"].get("429", 0) == 0
+
+
+def test_run_survives_twenty_percent_transient_faults(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 150)
+    out = tmp_path / "results.jsonl"
+    faults = FaultPlan.parse("500=0.06,503=0.04,429=0.04,reset=0.02,malformed=0.02,cut=0.02")
+    with EmbeddedSimulator(SimConfig(seed=3, faults=faults, fault_retry_after_s=0.05)) as sim:
+        done = run_cli("run", str(prompts), "-o", str(out), *sim_args(sim), "--max-attempts", "15", "--quiet")
+    assert done.returncode == 0, done.stderr
+    lines = read_jsonl(out)
+    assert len(lines) == 150 and all(line["status"] == "ok" for line in lines)
+    assert sum(line["attempts"] for line in lines) > 150
+
+
+def test_a_401_ends_at_once_with_clear_per_item_errors_and_no_retries(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 20)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig(require_key="the-right-key")) as sim:
+        args = ["--model", "openai:gpt-4o-mini", "--base-url", sim.base_url + "/v1"]
+        done = run_cli("run", str(prompts), "-o", str(out), *args, "--json", OPENAI_API_KEY="sk-not-the-right-one-123")
+        stats = sim.stats
+    assert done.returncode == 1
+    assert stats["received"] == 20
+    lines = read_jsonl(out)
+    assert len(lines) == 20
+    for line in lines:
+        assert line["status"] == "error" and line["attempts"] == 1
+        assert line["error"]["type"] == "AuthenticationError" and line["error"]["status_code"] == 401
+    everything = done.stdout + done.stderr + out.read_text()
+    assert "sk-not-the-right-one-123" not in everything
+
+
+def test_run_streams_and_records_time_to_first_token(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 20)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=4, latency_ms=50, faults=FaultPlan.parse("cut=0.2"))) as sim:
+        done = run_cli("run", str(prompts), "-o", str(out), *sim_args(sim), "--stream", "--quiet")
+    assert done.returncode == 0, done.stderr
+    lines = read_jsonl(out)
+    assert all(line["status"] == "ok" and line["ttft_ms"] is not None for line in lines)
+    assert {line["text"] for line in lines} == {answer_text(f"Question {i}?", seed=4)[0] for i in range(20)}
+
+
+def test_run_without_a_key_uses_the_simulator_and_says_so(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 5)
+    out = tmp_path / "results.jsonl"
+    done = run_cli("run", str(prompts), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "simulator" in done.stderr
+    assert len(read_jsonl(out)) == 5
+
+
+def test_an_unknown_provider_is_a_usage_error(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 1)
+    done = run_cli("run", str(prompts), "-o", str(tmp_path / "o.jsonl"), "--model", "nosuch:model")
+    assert done.returncode == 2
+    assert "unknown provider 'nosuch'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_explicit_provider_without_its_key_says_which_key(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 1)
+    done = run_cli("run", str(prompts), "-o", str(tmp_path / "o.jsonl"), "--model", "openai:gpt-4o")
+    assert done.returncode == 2
+    assert "OPENAI_API_KEY" in done.stderr
+
+
+def test_help_is_there_for_every_command() -> None:
+    for command in ("run", "demo", "sim", "status"):
+        done = run_cli(command, "--help")
+        assert done.returncode == 0 and "Usage:" in done.stdout
+
+
+def test_demo_json_shows_the_speedup_and_the_rate_limit_story() -> None:
+    done = run_cli("demo", "--json", timeout=90)
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads(done.stdout.strip().splitlines()[-1])
+    assert report["speedup"] >= 4
+    assert report["rate_limit"]["naive_failed"] > 0
+    assert report["rate_limit"]["llmgather_failed"] == 0
+    for key in ("sync_s", "gather_s", "llmgather_s"):
+        assert report[key] > 0

@@ -1,0 +1,428 @@
+"""The job store: ingest, duplicates, resume, results, atomic export, identity checks, status."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from llmgather._errors import ConfigurationError, InvalidInputError
+from llmgather._inputs import InputItem, read_inputs
+from llmgather._store import (
+    DuplicateIdError,
+    JobBusyError,
+    JobMismatchError,
+    JobStore,
+    fingerprint_file,
+    store_path_for,
+)
+from llmgather._types import ErrorInfo, Request, Result, Usage
+
+PARAMS = {"model": "gpt-4o-mini", "max_tokens": 100, "temperature": None}
+
+
+def item(
+    line: int,
+    id: str | None = None,
+    *,
+    error: str | None = None,
+    fields: dict[str, str] | None = None,
+) -> InputItem:
+    id = id or str(line)
+    request = None if error else Request.from_prompt(f"prompt {line}", id=id)
+    return InputItem(line, id, request, error, fields)
+
+
+def ok(id: str, text: str = "answer", tokens: tuple[int, int] = (10, 5)) -> tuple[str, Result]:
+    return id, Result(
+        id=id, status="ok", text=text, usage=Usage(*tokens), attempts=1, latency_ms=12.34
+    )
+
+
+def failed(
+    id: str, type: str = "ServerError", message: str = "HTTP 503: overloaded"
+) -> tuple[str, Result]:
+    return id, Result(id=id, status="error", attempts=3, error=ErrorInfo(type, message, 503))
+
+
+@pytest.fixture
+def output(tmp_path: Path) -> str:
+    return str(tmp_path / "results.jsonl")
+
+
+@pytest.fixture
+def store(output: str) -> Iterator[JobStore]:
+    with JobStore.open(store_path_for(output)) as s:
+        yield s
+
+
+def started(store: JobStore, items: list[InputItem], fingerprint: str = "f" * 64) -> None:
+    assert store.prepare(input_fingerprint=fingerprint, params=PARAMS, restart=False) is False
+    store.ingest(items)
+
+
+def read_output(path: str) -> list[dict[str, object]]:
+    with open(path, "rb") as f:
+        return [orjson.loads(line) for line in f]
+
+
+def test_store_path_and_fingerprint(tmp_path: Path) -> None:
+    assert store_path_for("out/results.jsonl") == "out/results.jsonl.llmgather.sqlite"
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"x" * 3_000_000)
+    import hashlib
+
+    assert fingerprint_file(str(path)) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+
+
+def test_store_uses_wal(store: JobStore) -> None:
+    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
+def test_ingest_marks_valid_pending_and_invalid_as_errors(store: JobStore, output: str) -> None:
+    started(
+        store, [item(1), item(2, error="in.jsonl:2: bad"), item(3, "c", fields={"custom_id": "c"})]
+    )
+    assert list(store.pending_lines()) == [1, 3]
+    stats = store.stats()
+    assert (stats.total, stats.pending, stats.invalid, stats.failed, stats.done) == (3, 2, 1, 0, 0)
+    assert store.export_jsonl(output) == 1
+    [line] = read_output(output)
+    assert line["id"] == "2" and line["status"] == "error"
+    assert line["error"] == {
+        "type": "invalid_input",
+        "status_code": None,
+        "message": "in.jsonl:2: bad",
+    }
+
+
+def test_duplicate_ids_are_reported_with_lines_and_nothing_is_stored(store: JobStore) -> None:
+    items = [item(n, f"id{n % 15}" if n > 30 else f"u{n}") for n in range(1, 61)]
+    items.append(item(61, "u1"))
+    assert store.prepare(input_fingerprint="a", params={}, restart=False) is False
+    with pytest.raises(DuplicateIdError) as caught:
+        store.ingest(items)
+    error = caught.value
+    assert isinstance(error, InvalidInputError)
+    assert error.ids == 16 and error.lines == 32  # 15 ids twice each, and u1 twice
+    assert len(error.examples) == 10
+    assert error.examples[0] == ("id1", [31, 46])  # in the order the repeats are met
+    assert ("u1", [1, 61]) not in error.examples
+    message = str(error)
+    assert "16 ids used by more than one input line (32 lines in all)" in message
+    assert "'id1' on lines 31, 46" in message and "first 10 shown" in message
+    assert store._conn.execute("SELECT count(*) FROM items").fetchone() == (0,)
+    # A fixed file (new fingerprint) can be rerun: the unfinished job is replaced, not a mismatch.
+    assert store.prepare(input_fingerprint="b", params={}, restart=False) is False
+    assert store.ingest([item(1), item(2)]).valid == 2
+
+
+def test_duplicates_across_ingest_batches(store: JobStore) -> None:
+    store.prepare(input_fingerprint="a", params={}, restart=False)
+    items = (item(n, "same" if n in (3, 12_000) else None) for n in range(1, 12_001))
+    with pytest.raises(DuplicateIdError, match="'same' on lines 3, 12000"):
+        store.ingest(items)
+
+
+def test_resume_skips_what_is_done_and_keeps_the_ingest(output: str) -> None:
+    path = store_path_for(output)
+    with JobStore.open(path) as store:
+        started(store, [item(n) for n in range(1, 6)])
+        store.mark_state("running")
+        store.record([ok("1"), ok("3"), failed("4")])
+    # the next run: same input, same parameters
+    with JobStore.open(path) as store:
+        assert store.prepare(input_fingerprint="f" * 64, params=PARAMS, restart=False) is True
+        report = store.ingest(iter(()))  # not read: ingestion finished in the first run
+        assert (report.total, report.valid, report.invalid) == (5, 5, 0)
+        assert list(store.pending_lines()) == [2, 5]
+        assert list(store.pending_lines(retry_failed=True)) == [2, 4, 5]
+        assert store.stats().failed == 0
+
+
+def test_retry_failed_never_retries_invalid_lines(store: JobStore) -> None:
+    started(store, [item(1), item(2, error="x:2: bad"), item(3)])
+    store.record([failed("1"), ok("3")])
+    assert list(store.pending_lines(retry_failed=True)) == [1]
+
+
+def test_pending_lines_are_paged_and_survive_recording_meanwhile(store: JobStore) -> None:
+    started(store, [item(n) for n in range(1, 5_001)])
+    seen = []
+    for line in store.pending_lines():
+        seen.append(line)
+        store.record([ok(str(line))])  # what the engine does while the stream is open
+    assert seen == list(range(1, 5_001))
+    assert list(store.pending_lines()) == []
+
+
+def test_pending_items_merges_a_fresh_read(tmp_path: Path, store: JobStore) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(
+        b"".join(orjson.dumps({"prompt": f"p{n}"}) + b"\n" for n in range(1, 8)) + b"[]\n"
+    )
+    store.prepare(input_fingerprint=fingerprint_file(str(path)), params={}, restart=False)
+    store.ingest(read_inputs(str(path)))
+    store.record([ok("2"), ok("5")])
+    assert [i.line for i in store.pending_items(read_inputs(str(path)))] == [1, 3, 4, 6, 7]
+
+
+def test_record_batches_store_results_and_tokens(store: JobStore, output: str) -> None:
+    started(store, [item(1, "a"), item(2, "b"), item(3, "c", fields={"custom_id": "c"})])
+    assert store.record([ok("a", tokens=(100, 20)), failed("b"), ok("c", tokens=(1, 2))]) == 3
+    assert store.record([ok("unknown")]) == 0
+    stats = store.stats()
+    assert (stats.done, stats.failed, stats.input_tokens, stats.output_tokens) == (2, 1, 101, 22)
+    assert store.export_jsonl(output) == 3
+    lines = read_output(output)
+    assert lines[0] == {**Result(id="a", status="ok", text="answer", usage=Usage(100, 20), attempts=1,
+                                 latency_ms=12.34).to_dict()}  # fmt: skip
+    assert lines[1]["error"] == {
+        "type": "ServerError",
+        "status_code": 503,
+        "message": "HTTP 503: overloaded",
+    }
+    assert lines[2]["custom_id"] == "c" and lines[2]["id"] == "c"
+    assert next(iter(lines[2])) == "custom_id"  # the Batch API key leads the line
+
+
+def test_output_line_carries_the_input_id(store: JobStore, output: str) -> None:
+    started(store, [item(1, "mine")])
+    store.record([("mine", Result(id="engine-internal", status="ok", text="t"))])
+    store.export_jsonl(output)
+    assert read_output(output)[0]["id"] == "mine"
+
+
+def test_export_is_in_input_order_without_duplicates(store: JobStore, output: str) -> None:
+    started(store, [item(n) for n in range(1, 11)])
+    store.record([ok("7"), ok("2", text="first try"), failed("9")])
+    store.record([ok("2", text="second try"), ok("1")])
+    Path(output).write_text("stale content from an old run\n")
+    assert store.export_jsonl(output) == 4
+    lines = read_output(output)
+    assert [line["id"] for line in lines] == ["1", "2", "7", "9"]
+    assert lines[1]["text"] == "second try"
+    assert [p for p in os.listdir(os.path.dirname(output)) if p.endswith(".tmp")] == []
+
+
+def test_export_while_recording_from_another_thread(store: JobStore, output: str) -> None:
+    started(store, [item(n) for n in range(1, 3_001)])
+    done = threading.Event()
+
+    def recorder() -> None:
+        for start in range(1, 3_001, 100):
+            store.record([ok(str(n)) for n in range(start, start + 100)])
+        done.set()
+
+    thread = threading.Thread(target=recorder)
+    thread.start()
+    while not done.is_set():
+        count = store.export_jsonl(output)
+        ids = [int(str(line["id"])) for line in read_output(output)]
+        assert len(ids) == count and ids == sorted(set(ids))
+    thread.join()
+    assert store.export_jsonl(output) == 3_000
+
+
+def test_mismatch_names_changed_parameter_and_file(output: str) -> None:
+    path = store_path_for(output)
+    with JobStore.open(path) as store:
+        store.prepare(
+            input_fingerprint="a" * 64, params={**PARAMS, "api_key_env": "X"}, restart=False
+        )
+        store.ingest([item(1)])
+    with JobStore.open(path) as store:
+        with pytest.raises(JobMismatchError) as caught:
+            store.prepare(
+                input_fingerprint="b" * 64,
+                params={**PARAMS, "model": "gpt-4o", "api_key_env": "Y", "stream": True},
+                restart=False,
+            )
+    message = str(caught.value)
+    assert isinstance(caught.value, ConfigurationError)
+    assert "input file changed (sha256 aaaaaaaaaaaa… now bbbbbbbbbbbb…)" in message
+    assert 'parameter \'model\' was "gpt-4o-mini" now "gpt-4o"' in message
+    assert "parameter 'stream' was unset now true" in message
+    assert "parameter 'api_key_env' was (hidden) now (hidden)" in message
+    assert "'max_tokens'" not in message
+    assert (
+        "rerun with --restart to discard the old results, or use a different -o" in message.lower()
+    )
+    assert message.startswith(output)
+
+
+def test_mismatch_on_file_only(output: str) -> None:
+    with JobStore.open(store_path_for(output)) as store:
+        started(store, [item(1)], fingerprint="1" * 64)
+        with pytest.raises(JobMismatchError) as caught:
+            store.prepare(input_fingerprint="2" * 64, params=PARAMS, restart=False)
+    assert caught.value.changes == ["input file changed (sha256 111111111111… now 222222222222…)"]
+
+
+def test_secret_looking_values_are_never_shown(store: JobStore) -> None:
+    store.prepare(
+        input_fingerprint="a",
+        params={"base_url": "https://u:pw@host/v1", "x": "sk-abc"},
+        restart=False,
+    )
+    store.ingest([item(1)])
+    with pytest.raises(JobMismatchError) as caught:
+        store.prepare(
+            input_fingerprint="a",
+            params={"base_url": "https://host/v1", "x": "sk-def"},
+            restart=False,
+        )
+    assert "pw" not in str(caught.value) and "sk-" not in str(caught.value)
+
+
+def test_restart_discards_the_old_job(output: str) -> None:
+    with JobStore.open(store_path_for(output)) as store:
+        started(store, [item(1), item(2)])
+        store.record([ok("1")])
+        assert (
+            store.prepare(input_fingerprint="new", params={"model": "other"}, restart=True) is False
+        )
+        assert store.stats().total == 0
+        store.ingest([item(1), item(2), item(3)])
+        assert list(store.pending_lines()) == [1, 2, 3]
+        assert (
+            store.prepare(input_fingerprint="new", params={"model": "other"}, restart=False) is True
+        )
+
+
+def test_interrupted_ingest_is_redone(store: JobStore) -> None:
+    store.prepare(input_fingerprint="a", params={}, restart=False)
+
+    def items() -> Iterator[InputItem]:
+        yield from (item(n) for n in range(1, 7_000))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.ingest(items())
+    assert store.prepare(input_fingerprint="a", params={}, restart=False) is False
+    assert store.ingest([item(1)]).total == 1
+
+
+def test_stats_states_and_top_errors(store: JobStore) -> None:
+    assert store.stats().state == "new"
+    items = [item(n) for n in range(1, 21)] + [item(21, error="in.jsonl:21: field \"x\" bad"),
+                                               item(22, error="in.jsonl:22: field \"x\" bad")]  # fmt: skip
+    started(store, items)
+    store.mark_state("running")
+    assert store.stats().state == "running"
+    store.record([failed(str(n)) for n in range(1, 6)])
+    store.record(
+        [
+            failed(str(n), "RateLimitError", f"HTTP 429: slow down (request {n})")
+            for n in range(6, 9)
+        ]
+    )
+    store.record([failed("9", "AuthenticationError", "HTTP 401: bad key")])
+    store.record([ok(str(n)) for n in range(10, 16)])
+    stats = store.stats()
+    assert (stats.done, stats.failed, stats.invalid, stats.pending, stats.total) == (6, 9, 2, 5, 22)
+    assert stats.top_errors[0] == ("ServerError", "HTTP 503: overloaded", 5)
+    assert stats.top_errors[1] == ("invalid_input", 'field "x" bad', 2)
+    assert len(stats.top_errors) == 5
+    assert stats.started_at is not None and stats.elapsed_s >= 0
+    store.mark_state("complete")
+    later = store.stats()
+    assert later.state == "complete"
+    assert (
+        later.throughput_per_min == pytest.approx(15 / later.elapsed_s * 60)
+        if later.elapsed_s
+        else True
+    )
+    with pytest.raises(ValueError, match="unknown job state"):
+        store.mark_state("paused")
+
+
+def test_a_run_that_died_reads_as_interrupted(store: JobStore) -> None:
+    started(store, [item(1)])
+    store.mark_state("running")
+    store._set_meta(pid=2**22 + 12345)  # a process that does not exist
+    assert store.stats().state == "interrupted"
+    # and it does not block the next run
+    assert store.prepare(input_fingerprint="f" * 64, params=PARAMS, restart=False) is True
+
+
+def test_a_live_run_blocks_a_second_one(store: JobStore) -> None:
+    started(store, [item(1)])
+    store.mark_state("running")
+    store._set_meta(pid=os.getppid())  # alive, and not us
+    with pytest.raises(JobBusyError, match=f"pid {os.getppid()}"):
+        store.prepare(input_fingerprint="f" * 64, params=PARAMS, restart=True)
+
+
+def test_elapsed_time_adds_up_over_runs(store: JobStore) -> None:
+    started(store, [item(1)])
+    store.mark_state("running")
+    time.sleep(0.05)
+    store.mark_state("interrupted")
+    first = store.stats().elapsed_s
+    assert first >= 0.05
+    time.sleep(0.05)  # time between runs does not count
+    assert store.stats().elapsed_s == first
+
+
+def test_large_ingest(tmp_path: Path, store: JobStore, output: str) -> None:
+    path = tmp_path / "big.jsonl"
+    with open(path, "wb") as f:
+        for n in range(200_000):
+            f.write(b'{"prompt": "classify row %d", "id": "row-%d"}\n' % (n, n))
+    store.prepare(input_fingerprint=fingerprint_file(str(path)), params={}, restart=False)
+    report = store.ingest(read_inputs(str(path)))
+    assert (report.total, report.valid) == (200_000, 200_000)
+    pending = store.pending_lines()
+    assert next(pending) == 1
+    assert sum(1 for _ in pending) == 199_999
+    store.record([ok(f"row-{n}") for n in range(0, 200_000, 2)])
+    assert store.export_jsonl(output) == 100_000
+
+
+def test_status_command(output: str) -> None:
+    from llmgather.cli.status import status_command  # here: the cli package is someone else's
+
+    with JobStore.open(store_path_for(output)) as store:
+        started(store, [item(1), item(2), item(3, error="in.jsonl:3: bad")])
+        store.mark_state("running")
+        store.record([ok("1", tokens=(1234, 56)), failed("2")])
+        store.mark_state("interrupted")
+    runner = CliRunner()
+    result = runner.invoke(status_command, [output])
+    assert result.exit_code == 0, result.output
+    for text in ("interrupted", "done", "failed", "invalid", "pending", "1,234 in, 56 out", "ServerError",
+                 "HTTP 503: overloaded", "items/min"):  # fmt: skip
+        assert text in result.output
+    result = runner.invoke(status_command, [output, "--json"])
+    assert result.exit_code == 0, result.output
+    data = orjson.loads(result.output)
+    assert {k: data[k] for k in ("total", "done", "failed", "invalid", "pending", "state")} == {
+        "total": 3, "done": 1, "failed": 1, "invalid": 1, "pending": 0, "state": "interrupted",
+    }  # fmt: skip
+    assert data["input_tokens"] == 1234 and data["output_tokens"] == 56
+    assert data["top_errors"][0] == {
+        "type": "ServerError",
+        "message": "HTTP 503: overloaded",
+        "count": 1,
+    }
+    assert isinstance(data["started_at"], str) and data["store"] == store_path_for(output)
+
+
+def test_status_without_a_job(tmp_path: Path) -> None:
+    from llmgather.cli.status import status_command
+
+    output = str(tmp_path / "nothing.jsonl")
+    result = CliRunner().invoke(status_command, [output])
+    assert result.exit_code != 0
+    assert (
+        f"no llmgather job found for {output} (expected {store_path_for(output)})" in result.output
+    )
+    assert not os.path.exists(store_path_for(output))
