@@ -32,8 +32,7 @@ from llmgather._retry import RetryPolicy
 from llmgather._store import JobStore, fingerprint_file, store_path_for
 from llmgather._types import Request, Result
 
-FLUSH_EVERY = 256  # results per store transaction
-FLUSH_INTERVAL_S = 0.25  # longest a finished result waits to be committed
+MAX_PENDING_WRITES = 10_000  # finished results waiting for the disk before the pipeline waits
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,47 +236,50 @@ class Job:
 
 
 class _Sink:
-    """Commits results in small transactions on a worker thread, never on the event loop."""
+    """Commits results on a worker thread, never on the event loop, as soon as they arrive.
+
+    Group commit: while one transaction is being written, the results that arrive meanwhile
+    gather into the next. A kill loses only what was in flight, not a batch waiting for a timer.
+    """
 
     def __init__(self, store: JobStore, output_path: str) -> None:
         self._store = store
         self._output_path = output_path
         self._batch: list[tuple[str, Result]] = []
-        self._lock = asyncio.Lock()
-        self._timer: asyncio.TimerHandle | None = None
-        self._pending_flush: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._closing = False
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def add(self, result: Result) -> None:
         self._batch.append((result.id, result))
-        if len(self._batch) >= FLUSH_EVERY:
-            await self.flush()
-        elif self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(FLUSH_INTERVAL_S, self._flush_soon)
+        self._ready.set()
+        if len(self._batch) >= MAX_PENDING_WRITES:
+            # The disk is slower than the API: hold the pipeline rather than grow memory.
+            self._drained.clear()
+            await self._drained.wait()
 
-    def _flush_soon(self) -> None:
-        self._timer = None
-        self._pending_flush = asyncio.get_running_loop().create_task(self.flush())
+    async def close(self) -> None:
+        self._closing = True
+        self._ready.set()
+        await self._writer
 
-    async def flush(self) -> None:
-        async with self._lock:
+    async def _write_loop(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
             batch, self._batch = self._batch, []
             if batch:
                 await asyncio.to_thread(self._write, batch)
+            self._drained.set()
+            if self._closing and not self._batch:
+                return
 
     def _write(self, batch: list[tuple[str, Result]]) -> None:
         self._store.record(batch)
         # A live view for `tail -f`; the store, not this file, is what the final output is built from.
         with open(self._output_path, "ab") as out:
             out.write(b"".join(orjson.dumps(r.to_dict()) + b"\n" for _, r in batch))
-
-    async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._pending_flush is not None:
-            await self._pending_flush
-        await self.flush()
 
 
 def _materialise(options: JobOptions) -> tuple[str, bool]:

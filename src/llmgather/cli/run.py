@@ -95,7 +95,8 @@ def run_command(
     _report(summary, as_json=as_json)
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
-    raise SystemExit(EXIT_SOME_FAILED if summary.failed or summary.pending else EXIT_OK)
+    incomplete = summary.failed or summary.invalid or summary.pending
+    raise SystemExit(EXIT_SOME_FAILED if incomplete else EXIT_OK)
 
 
 async def _run_with_signals(job: Job) -> JobSummary:
@@ -128,7 +129,7 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
     state = "interrupted" if summary.interrupted else ("resumed and finished" if summary.resumed else "finished")
     stderr.print(
         f"{state}: {summary.ok} ok, {summary.failed} failed"
-        + (f" ({summary.invalid} invalid input lines)" if summary.invalid else "")
+        + (f", {summary.invalid} invalid input lines" if summary.invalid else "")
         + (f", {summary.pending} pending" if summary.pending else "")
         + f" of {summary.total} → {summary.output}  "
         f"[{summary.elapsed_s:.1f}s, {summary.retries} retries, {summary.http_429} × 429, "

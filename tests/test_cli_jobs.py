@@ -1,0 +1,250 @@
+"""Durable jobs through the real CLI: kills, Ctrl-C, resume, bad input, Batch API files."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from llmgather.sim import EmbeddedSimulator, SimConfig
+from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
+
+CONCURRENCY = 16
+
+
+def run_args(sim: EmbeddedSimulator, prompts: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "run", str(prompts), "-o", str(out), "--model", "openai:gpt-4o-mini",
+        "--base-url", sim.base_url + "/v1", "--api-key", "k", "--quiet",
+        "--concurrency", str(CONCURRENCY), *extra,
+    ]  # fmt: skip
+
+
+def start(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "llmgather", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+
+
+def wait_for_progress(out: Path, at_least: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.exists() and out.read_bytes().count(b"\n") >= at_least:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {at_least} results in {out} after {timeout}s")
+
+
+def test_sigkill_three_times_then_resume_loses_nothing_and_repeats_little(tmp_path: Path) -> None:
+    n = 1500
+    prompts = write_prompts(tmp_path / "prompts.jsonl", n)
+    out = tmp_path / "results.jsonl"
+    rng = random.Random(11)
+    with EmbeddedSimulator(SimConfig(latency_ms=60, seed=9)) as sim:
+        args = run_args(sim, prompts, out)
+        for kill in range(3):
+            process = start(args)
+            wait_for_progress(out, at_least=100 * (kill + 1))
+            time.sleep(rng.uniform(0.0, 0.4))
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=10)
+        finished = subprocess.run(
+            [sys.executable, "-m", "llmgather", *args], capture_output=True, text=True, env=cli_env(), timeout=120
+        )
+        received = sim.stats["received"]
+    assert finished.returncode == 0, finished.stderr
+    lines = read_jsonl(out)
+    ids = [line["id"] for line in lines]
+    assert len(ids) == n and len(set(ids)) == n
+    assert set(ids) == {f"q{i}" for i in range(n)}
+    assert all(line["status"] == "ok" for line in lines)
+    # Each kill can repeat what was in flight (the concurrency) plus the few results that had
+    # arrived while the previous transaction was being written.
+    assert received <= n + 3 * (CONCURRENCY + 4), received
+
+
+def test_sigint_finishes_what_is_in_flight_and_the_rerun_completes(tmp_path: Path) -> None:
+    n = 600
+    prompts = write_prompts(tmp_path / "prompts.jsonl", n)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig(latency_ms=80, seed=9)) as sim:
+        args = run_args(sim, prompts, out)
+        process = start(args)
+        wait_for_progress(out, at_least=50)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        assert "Rerun the same command to resume" in stderr
+        partial = read_jsonl(out)
+        assert 50 <= len(partial) < n
+        status = run_cli("status", str(out), "--json")
+        assert orjson.loads(status.stdout)["pending"] == n - len(partial)
+        finished = run_cli(*args)
+        received = sim.stats["received"]
+    assert finished.returncode == 0, finished.stderr
+    assert sorted(line["id"] for line in read_jsonl(out)) == sorted(f"q{i}" for i in range(n))
+    assert received == n  # graceful: what was in flight finished and was not sent again
+
+
+def bad_lines() -> list[tuple[bytes, str]]:
+    """(line, what its error must mention) for each kind of bad input, twice."""
+    return bad_kinds("a") + bad_kinds("b")
+
+
+def bad_kinds(tag: str) -> list[tuple[bytes, str]]:
+    return [
+        (b'{"prompt": "unterminated', "JSON"),
+        (b'{"prompt": 42}', '"prompt"'),
+        (b'{"id": "m-' + tag.encode() + b'", "text": "no prompt field"}', "prompt"),
+        (b'{"prompt": "bad bytes \xff\xfe here"}', "UTF-8"),
+        (b"", "empty"),
+        (b'{"prompt": "' + b"x" * 1_200_000 + b'"}', "bytes"),
+        (b'{"messages": "not a list"}', "messages"),
+        (b'{"prompt": "ok", "max_tokens": "ten"}', "max_tokens"),
+        (b'["a", "list"]', "object"),
+        (b'{"prompt": "ok", "temperature": "hot"}', "temperature"),
+    ]
+
+
+def mixed_file(path: Path, good: int) -> tuple[Path, dict[int, str]]:
+    lines: list[bytes] = []
+    expected: dict[int, str] = {}
+    bad = bad_lines()
+    step = good // len(bad)
+    g = 0
+    for i, (line, mention) in enumerate(bad):
+        for _ in range(step):
+            lines.append(orjson.dumps({"id": f"g{g}", "prompt": f"good {g}"}))
+            g += 1
+        lines.append(line)
+        expected[len(lines)] = mention
+        del i
+    while g < good:
+        lines.append(orjson.dumps({"id": f"g{g}", "prompt": f"good {g}"}))
+        g += 1
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path, expected
+
+
+def test_bad_lines_are_recorded_and_the_rest_runs(tmp_path: Path) -> None:
+    prompts, expected = mixed_file(tmp_path / "mixed.jsonl", 1000)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=2)) as sim:
+        done = run_cli(*run_args(sim, prompts, out, "--concurrency", "64"))
+        received = sim.stats["received"]
+    assert done.returncode == 1  # documented: finished, some items failed
+    lines = read_jsonl(out)
+    ok = [line for line in lines if line["status"] == "ok"]
+    invalid = [line for line in lines if line["status"] == "error"]
+    assert len(ok) == 1000 and received == 1000
+    assert len(invalid) == 20
+    for line in invalid:
+        assert line["error"]["type"] == "invalid_input"
+    messages = " | ".join(line["error"]["message"] for line in invalid)
+    for number, mention in expected.items():
+        assert f"mixed.jsonl:{number}:" in messages, number
+        message = next(m for m in messages.split(" | ") if f"mixed.jsonl:{number}:" in m)
+        assert mention.lower() in message.lower(), (number, message)
+
+
+def test_strict_refuses_the_file_before_sending_anything(tmp_path: Path) -> None:
+    prompts, _ = mixed_file(tmp_path / "mixed.jsonl", 100)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=2)) as sim:
+        done = run_cli(*run_args(sim, prompts, out, "--strict"))
+        received = sim.stats["received"]
+    assert done.returncode == 3
+    assert received == 0
+    assert "--strict" in done.stderr and "mixed.jsonl:" in done.stderr
+
+
+def test_duplicate_ids_are_reported_before_any_request(tmp_path: Path) -> None:
+    prompts = tmp_path / "dup.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "y"}\n{"id": "a", "prompt": "z"}\n')
+    with EmbeddedSimulator(SimConfig()) as sim:
+        done = run_cli(*run_args(sim, prompts, tmp_path / "o.jsonl"))
+        received = sim.stats["received"]
+    assert done.returncode == 2 and received == 0
+    assert "'a'" in done.stderr or '"a"' in done.stderr
+    assert "3" in done.stderr
+
+
+def test_a_changed_input_is_refused_unless_restart(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 10)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig()) as sim:
+        assert run_cli(*run_args(sim, prompts, out)).returncode == 0
+        write_prompts(prompts, 12, prefix="Changed")
+        refused = run_cli(*run_args(sim, prompts, out))
+        assert refused.returncode == 2
+        assert "input" in refused.stderr.lower() and "--restart" in refused.stderr
+        changed_param = run_cli(*run_args(sim, prompts, out, "--max-tokens", "5", "--restart"))
+        assert changed_param.returncode == 0
+        again = run_cli(*run_args(sim, prompts, out, "--max-tokens", "6"))
+        assert again.returncode == 2 and "max_tokens" in again.stderr
+    assert len(read_jsonl(out)) == 12
+
+
+def test_a_finished_job_rerun_sends_nothing(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 30)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig()) as sim:
+        assert run_cli(*run_args(sim, prompts, out)).returncode == 0
+        assert run_cli(*run_args(sim, prompts, out)).returncode == 0
+        received = sim.stats["received"]
+    assert received == 30 and len(read_jsonl(out)) == 30
+
+
+def test_an_openai_batch_file_runs_unchanged_and_keeps_custom_ids(tmp_path: Path) -> None:
+    prompts = tmp_path / "batch.jsonl"
+    lines = [
+        orjson.dumps(
+            {
+                "custom_id": f"request-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": "gpt-4o-mini",
+                    "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Hi {i}"}],
+                    "max_tokens": 50,
+                },
+            }
+        )
+        for i in range(12)
+    ]
+    prompts.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig()) as sim:
+        done = run_cli(*run_args(sim, prompts, out))
+    assert done.returncode == 0, done.stderr
+    results = read_jsonl(out)
+    assert sorted(r["custom_id"] for r in results) == sorted(f"request-{i}" for i in range(12))
+    assert all(r["id"] == r["custom_id"] and r["status"] == "ok" for r in results)
+
+
+def test_csv_txt_and_stdin_inputs(tmp_path: Path) -> None:
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_text('key,question\nk1,"What is, with a comma?"\nk2,"Two\nlines"\n')
+    txt_file = tmp_path / "prompts.txt"
+    txt_file.write_text("first prompt\nsecond prompt\n")
+    with EmbeddedSimulator(SimConfig()) as sim:
+        csv_run = run_cli(*run_args(sim, csv_file, tmp_path / "csv.jsonl", "--column", "question", "--id-column", "key"))
+        txt_run = run_cli(*run_args(sim, txt_file, tmp_path / "txt.jsonl"))
+        stdin_args = run_args(sim, Path("-"), tmp_path / "stdin.jsonl")
+        stdin_run = run_cli(*stdin_args, stdin=b'{"id": "s1", "prompt": "from a pipe"}\n')
+    assert csv_run.returncode == 0, csv_run.stderr
+    assert sorted(r["id"] for r in read_jsonl(tmp_path / "csv.jsonl")) == ["k1", "k2"]
+    assert txt_run.returncode == 0, txt_run.stderr
+    assert len(read_jsonl(tmp_path / "txt.jsonl")) == 2
+    assert stdin_run.returncode == 0, stdin_run.stderr
+    assert [r["id"] for r in read_jsonl(tmp_path / "stdin.jsonl")] == ["s1"]
+    assert not list(tmp_path.glob(".llmgather-stdin-*"))  # the spool is cleaned up
