@@ -156,6 +156,9 @@ class Client:
             request = _from_dict(prompt, system)
         else:
             raise TypeError(f"a prompt must be a str, a message list, a dict or a Request, not {type(prompt).__name__}")
+        options.setdefault("max_tokens", None)
+        if options["max_tokens"] is None:
+            options["max_tokens"] = self.target.spec.default_max_tokens
         fills = {k: v for k, v in options.items() if v is not None and getattr(request, k) is None}
         return request.replace(**fills) if fills else request
 

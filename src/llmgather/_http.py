@@ -96,12 +96,14 @@ class Transport:
     @asynccontextmanager
     async def _exchange(self, http: HttpRequest) -> AsyncIterator[aiohttp.ClientResponse]:
         try:
-            async with self.session.request(
+            response = await self.session.request(
                 http.method, http.url, headers=http.headers, data=http.body
-            ) as response:
-                yield response
+            )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _mapped(exc) from None
+        # Only the sending is mapped here: what the caller raises while reading stays its own.
+        async with response:
+            yield response
 
 
 class LiveStream:
@@ -127,6 +129,8 @@ class LiveStream:
             raise _mapped(exc) from None
         for event in sse.flush():
             for piece in self._decoder.feed(event):
+                if self._ttft_ms is None:
+                    self._ttft_ms = (time.perf_counter() - self._started) * 1000
                 yield piece
         self._completion = self._decoder.finish()
 

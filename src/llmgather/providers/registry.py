@@ -12,7 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from llmgather._errors import ConfigurationError
+from llmgather.providers.anthropic import DEFAULT_MAX_TOKENS as ANTHROPIC_DEFAULT_MAX_TOKENS
+from llmgather.providers.anthropic import AnthropicProvider
 from llmgather.providers.base import Provider
+from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.openai import OpenAIProvider
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -27,6 +30,9 @@ class ProviderSpec:
     # What follows a server's root in this provider's base URL, by its SDK's convention:
     # OpenAI's includes /v1; Gemini's and Anthropic's are the root itself.
     base_url_suffix: str = ""
+    # Sent when a request names no max_tokens, for APIs that require one; the limiter's token
+    # estimate must count it too, since the provider reserves it against the output budget.
+    default_max_tokens: int | None = None
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
@@ -36,6 +42,16 @@ PROVIDERS: dict[str, ProviderSpec] = {
         OpenAIProvider,
         ("gpt-", "o1", "o3", "o4", "chatgpt-"),
         base_url_suffix="/v1",
+    ),
+    "gemini": ProviderSpec(
+        "gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), GeminiProvider, ("gemini-", "gemma-")
+    ),
+    "anthropic": ProviderSpec(
+        "anthropic",
+        ("ANTHROPIC_API_KEY",),
+        AnthropicProvider,
+        ("claude-",),
+        default_max_tokens=ANTHROPIC_DEFAULT_MAX_TOKENS,
     ),
 }
 

@@ -1,0 +1,1 @@
+"""Provider adapters: one sans-IO module per wire format, chosen through `registry`."""

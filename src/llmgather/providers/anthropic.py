@@ -1,0 +1,309 @@
+"""Anthropic Messages API: requests, responses, named stream events, errors, rate-limit headers.
+
+Error bodies are `{"type": "error", "error": {"type": ..., "message": ...}}`; the type decides:
+
+    rate_limit_error (429)          → RateLimitError (Retry-After honoured)
+    overloaded_error (529)          → OverloadedError
+    api_error (500)                 → ServerError
+    timeout_error (504)             → ServerError (the server gave up; RequestTimeoutError is
+                                      kept for our own read timeout)
+    invalid_request_error (400)     → BadRequestError
+      … "prompt is too long", "exceed context limit" → ContextLengthError
+      … "credit balance is too low", "API usage limits" → QuotaExhaustedError
+    request_too_large (413)         → BadRequestError
+    authentication_error (401)      → AuthenticationError
+    permission_error (403)          → PermissionDeniedError
+    not_found_error (404)           → NotFoundError
+    billing_error (402)             → QuotaExhaustedError
+    no known type                   → by HTTP status, as for every provider
+    an `error` event mid-stream     → the same mapping, raised from `feed`
+    a 200 that does not parse       → MalformedResponseError
+    a stream without message_stop   → TruncatedStreamError
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from llmgather._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ContextLengthError,
+    MalformedResponseError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+    TruncatedStreamError,
+    error_for_status,
+)
+from llmgather._sse import SSEEvent
+from llmgather._types import Completion, Message, Request, Usage
+from llmgather.providers._common import (
+    error_body,
+    fallback_message,
+    load_json,
+    redact,
+    retry_after_from_headers,
+    status_error,
+)
+from llmgather.providers.base import Headers, HttpRequest
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+# The Messages API requires max_tokens, other providers do not: a request that sets none gets
+# this, enough for a paragraph-sized answer. Set `max_tokens` for anything longer.
+DEFAULT_MAX_TOKENS = 1024
+
+_BY_TYPE: dict[str, type[APIError]] = {
+    "invalid_request_error": BadRequestError,
+    "request_too_large": BadRequestError,
+    "authentication_error": AuthenticationError,
+    "permission_error": PermissionDeniedError,
+    "not_found_error": NotFoundError,
+    "billing_error": QuotaExhaustedError,
+    "rate_limit_error": RateLimitError,
+    "api_error": ServerError,
+    "timeout_error": ServerError,
+    "overloaded_error": OverloadedError,
+}
+# The status each type comes with, for an `error` event inside a 200 stream.
+_STATUS_OF_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+_CONTEXT_MESSAGES = ("prompt is too long", "exceed context limit", "exceeds the context window")
+_QUOTA_MESSAGES = ("credit balance is too low", "reached your specified api usage limits")
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
+        self._api_key = api_key
+        # base_url is the server root (the anthropic SDK's convention).
+        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
+        self._headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
+        if api_key:
+            self._headers["x-api-key"] = api_key
+
+    def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
+        system = [_text(m) for m in request.messages if m.get("role") == "system"]
+        messages = [
+            {"role": m.get("role"), "content": m.get("content", "")}
+            for m in request.messages
+            if m.get("role") != "system"
+        ]
+        payload: dict[str, Any] = {
+            "model": model,
+            "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
+            "messages": messages,
+        }
+        if system:
+            payload["system"] = "\n\n".join(system)
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        if stream:
+            payload["stream"] = True
+        return HttpRequest("POST", self._url, self._headers, orjson.dumps(payload))
+
+    def parse_response(self, status: int, headers: Headers, body: bytes) -> Completion:
+        data = load_json(body, "the message")
+        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+            raise MalformedResponseError("the message has no content list")
+        text = "".join(
+            block.get("text") or ""
+            for block in data["content"]
+            if isinstance(block, dict) and block.get("type") == "text"
+        )
+        usage = _Usage()
+        usage.update(data.get("usage"))
+        return Completion(
+            text=text,
+            usage=usage.total(),
+            finish_reason=data.get("stop_reason"),
+            model=data.get("model"),
+        )
+
+    def parse_error(self, status: int, headers: Headers, body: bytes) -> APIError:
+        data = error_body(body)
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            error = {}
+        raw = str(error.get("message") or fallback_message(status, body))
+        cls = _BY_TYPE.get(str(error.get("type") or "")) or error_for_status(status)
+        lowered = raw.lower()
+        if any(m in lowered for m in _QUOTA_MESSAGES):
+            cls = QuotaExhaustedError
+        elif cls is BadRequestError and any(m in lowered for m in _CONTEXT_MESSAGES):
+            cls = ContextLengthError
+        message = redact(raw, self._api_key)
+        return status_error(status, message, retry_after=retry_after_from_headers(headers), cls=cls)
+
+    def stream_decoder(self) -> AnthropicStreamDecoder:
+        return AnthropicStreamDecoder(self)
+
+
+class AnthropicStreamDecoder:
+    """message_start, content_block_*, ping, message_delta, then message_stop (terminal)."""
+
+    def __init__(self, provider: AnthropicProvider) -> None:
+        self._provider = provider
+        self._pieces: list[str] = []
+        self._usage = _Usage()
+        self._finish_reason: str | None = None
+        self._model: str | None = None
+        self._stopped = False
+
+    def feed(self, event: SSEEvent) -> list[str]:
+        data = load_json(event.data.encode(), "a stream event")
+        if not isinstance(data, dict):
+            raise MalformedResponseError("a stream event is not a JSON object")
+        kind = event.event if event.event not in ("", "message") else str(data.get("type", ""))
+        if kind == "content_block_delta":
+            delta = data.get("delta")
+            if not isinstance(delta, dict):
+                raise MalformedResponseError("a content_block_delta event has no delta")
+            # Other delta types (input_json_delta, thinking_delta, …) are not answer text.
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                self._pieces.append(delta["text"])
+                return [delta["text"]]
+        elif kind == "message_start":
+            message = data.get("message")
+            if not isinstance(message, dict):
+                raise MalformedResponseError("a message_start event has no message")
+            self._model = message.get("model")
+            self._usage.update(message.get("usage"))
+        elif kind == "message_delta":
+            delta = data.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason"):
+                self._finish_reason = delta["stop_reason"]
+            self._usage.update(data.get("usage"))  # cumulative counts
+        elif kind == "message_stop":
+            self._stopped = True
+        elif kind == "error":
+            error = data.get("error")
+            error_type = error.get("type") if isinstance(error, dict) else None
+            status = _STATUS_OF_TYPE.get(str(error_type), 500)
+            raise self._provider.parse_error(status, {}, event.data.encode())
+        # ping, content_block_start/stop, and event types added later carry no text.
+        return []
+
+    def finish(self) -> Completion:
+        if not self._stopped:
+            raise TruncatedStreamError("the stream ended before its message_stop event")
+        return Completion(
+            text="".join(self._pieces),
+            usage=self._usage.total(),
+            finish_reason=self._finish_reason,
+            model=self._model,
+        )
+
+
+class _Usage:
+    """Anthropic's usage counts, which streams report in pieces; cache tokens are input too."""
+
+    _INPUT = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def update(self, raw: Any) -> None:
+        if isinstance(raw, dict):
+            for key in (*self._INPUT, "output_tokens"):
+                value = raw.get(key)
+                if isinstance(value, int):
+                    self.counts[key] = value
+
+    def total(self) -> Usage | None:
+        if not self.counts:
+            return None
+        return Usage(
+            input_tokens=sum(self.counts.get(key, 0) for key in self._INPUT),
+            output_tokens=self.counts.get("output_tokens", 0),
+        )
+
+
+def _text(message: Message) -> str:
+    content = message.get("content", "")
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+# -- rate-limit headers --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitWindow:
+    """One `anthropic-ratelimit-{name}-*` triple; `reset_s` is seconds from `now` to full."""
+
+    limit: int | None
+    remaining: int | None
+    reset_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnthropicRateLimits:
+    """The limits an answer reports. Input and output tokens are limited separately; `tokens`
+    is the most restrictive of the two at the moment of the answer."""
+
+    requests: RateLimitWindow | None = None
+    tokens: RateLimitWindow | None = None
+    input_tokens: RateLimitWindow | None = None
+    output_tokens: RateLimitWindow | None = None
+
+
+def rate_limits_from_headers(headers: Headers, *, now: float | None = None) -> AnthropicRateLimits:
+    """Read the `anthropic-ratelimit-*` headers (all windows absent if the server sent none)."""
+    return AnthropicRateLimits(
+        requests=_window(headers, "requests", now),
+        tokens=_window(headers, "tokens", now),
+        input_tokens=_window(headers, "input-tokens", now),
+        output_tokens=_window(headers, "output-tokens", now),
+    )
+
+
+def _window(headers: Headers, name: str, now: float | None) -> RateLimitWindow | None:
+    prefix = f"anthropic-ratelimit-{name}-"
+    limit = _int(headers.get(prefix + "limit"))
+    remaining = _int(headers.get(prefix + "remaining"))
+    reset = _seconds_until(headers.get(prefix + "reset"), now)
+    if limit is None and remaining is None and reset is None:
+        return None
+    return RateLimitWindow(limit, remaining, reset)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _seconds_until(value: str | None, now: float | None) -> float | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)  # RFC 3339, e.g. 2025-08-21T12:40:59Z
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

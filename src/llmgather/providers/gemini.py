@@ -1,0 +1,305 @@
+"""Google Gemini `generateContent` (the Gemini API, not Vertex AI): requests, responses, errors.
+
+Errors carry a gRPC status name in `error.status` and typed `details`; they map as follows:
+
+    RESOURCE_EXHAUSTED (429)        → RateLimitError, retry_after from RetryInfo.retryDelay
+                                      (else the Retry-After header)
+      … with a per-day QuotaFailure → QuotaExhaustedError (cannot recover within a job)
+    INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE (400) → BadRequestError
+      … "input token count … exceeds the maximum" → ContextLengthError
+      … ErrorInfo reason API_KEY_INVALID (a 400!) → AuthenticationError
+    UNAUTHENTICATED (401)           → AuthenticationError
+    PERMISSION_DENIED (403)         → PermissionDeniedError
+    NOT_FOUND (404)                 → NotFoundError
+    INTERNAL (500), UNAVAILABLE (503), DEADLINE_EXCEEDED (504) → ServerError (the server gave
+                                      up; RequestTimeoutError is kept for our own read timeout)
+    no status name                  → by HTTP status, as for every provider
+    a prompt blocked by promptFeedback.blockReason → BadRequestError (resending cannot help)
+    a 200 that does not parse       → MalformedResponseError
+    a stream without a finishReason → TruncatedStreamError
+
+A candidate stopped by SAFETY, RECITATION and the like is not an error: it is a Completion
+with whatever text it has (often none) and that finish reason, for the caller to judge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from llmgather._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ContextLengthError,
+    InvalidInputError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+    TruncatedStreamError,
+    error_for_status,
+)
+from llmgather._sse import SSEEvent
+from llmgather._types import Completion, Message, Request, Usage
+from llmgather.providers._common import (
+    error_body,
+    fallback_message,
+    load_json,
+    redact,
+    retry_after_from_headers,
+    status_error,
+)
+from llmgather.providers.base import Headers, HttpRequest
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+API_VERSION = "v1beta"
+
+_ROLES = {"user": "user", "assistant": "model", "model": "model"}
+_BY_STATUS_NAME: dict[str, type[APIError]] = {
+    "INVALID_ARGUMENT": BadRequestError,
+    "FAILED_PRECONDITION": BadRequestError,
+    "OUT_OF_RANGE": BadRequestError,
+    "UNAUTHENTICATED": AuthenticationError,
+    "PERMISSION_DENIED": PermissionDeniedError,
+    "NOT_FOUND": NotFoundError,
+    "RESOURCE_EXHAUSTED": RateLimitError,
+    "INTERNAL": ServerError,
+    "UNAVAILABLE": ServerError,
+    "DEADLINE_EXCEEDED": ServerError,
+}
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
+class GeminiProvider:
+    name = "gemini"
+
+    def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
+        self._api_key = api_key
+        # base_url is the server root (the google-genai SDK's convention); the version is ours.
+        self._models = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/{API_VERSION}/models/"
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            # A header, never `?key=`: URLs end up in logs and exception messages.
+            self._headers["x-goog-api-key"] = api_key
+
+    def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
+        payload: dict[str, Any] = {}
+        system: list[dict[str, str]] = []
+        contents: list[dict[str, Any]] = []
+        for message in request.messages:
+            role = message.get("role", "user")
+            if role == "system":
+                system.extend(_parts(message))
+            elif role in _ROLES:
+                contents.append({"role": _ROLES[role], "parts": _parts(message)})
+            else:
+                raise InvalidInputError(
+                    f"Gemini takes messages with role system, user or assistant, not {role!r}"
+                )
+        payload["contents"] = contents
+        if system:
+            payload["systemInstruction"] = {"parts": system}
+        config: dict[str, Any] = {}
+        if request.max_tokens is not None:
+            config["maxOutputTokens"] = request.max_tokens
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        if config:
+            payload["generationConfig"] = config
+        name = quote(model.removeprefix("models/"), safe="")
+        method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+        return HttpRequest("POST", self._models + name + method, self._headers, orjson.dumps(payload))
+
+    def parse_response(self, status: int, headers: Headers, body: bytes) -> Completion:
+        data = load_json(body, "the generateContent response")
+        if not isinstance(data, dict):
+            raise MalformedResponseError("the generateContent response is not a JSON object")
+        _raise_if_blocked(data)
+        candidate = _first_candidate(data)
+        if candidate is None:
+            raise MalformedResponseError("the generateContent response has no candidates")
+        return Completion(
+            text="".join(_texts(candidate)),
+            usage=_usage(data.get("usageMetadata")),
+            finish_reason=candidate.get("finishReason"),
+            model=data.get("modelVersion"),
+        )
+
+    def parse_error(self, status: int, headers: Headers, body: bytes) -> APIError:
+        data = error_body(body)
+        if isinstance(data, list) and data:
+            data = data[0]  # some Google front ends wrap the error in a one-element list
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            error = {}
+        details = [d for d in error.get("details") or () if isinstance(d, dict)]
+        raw = str(error.get("message") or fallback_message(status, body))
+        cls = _classify(status, str(error.get("status") or ""), details, raw)
+        if cls is QuotaExhaustedError:
+            raw += " (a per-day quota: it resets at midnight Pacific time, so it is not retried)"
+        message = redact(raw, self._api_key)
+        retry_after = _retry_delay(details)
+        if retry_after is None:
+            retry_after = retry_after_from_headers(headers)
+        return status_error(status, message, retry_after=retry_after, cls=cls)
+
+    def stream_decoder(self) -> GeminiStreamDecoder:
+        return GeminiStreamDecoder(self)
+
+
+class GeminiStreamDecoder:
+    """`data:` events, each a whole GenerateContentResponse; the last carries finishReason."""
+
+    def __init__(self, provider: GeminiProvider) -> None:
+        self._provider = provider
+        self._pieces: list[str] = []
+        self._finish_reason: str | None = None
+        self._usage: Usage | None = None
+        self._model: str | None = None
+
+    def feed(self, event: SSEEvent) -> list[str]:
+        if not event.data.strip():
+            return []
+        data = load_json(event.data.encode(), "a stream event")
+        if not isinstance(data, dict):
+            raise MalformedResponseError("a stream event is not a JSON object")
+        if "error" in data:
+            error = data["error"] if isinstance(data["error"], dict) else {}
+            code = error.get("code")
+            status = code if isinstance(code, int) and code >= 400 else 500
+            raise self._provider.parse_error(status, {}, event.data.encode())
+        _raise_if_blocked(data)
+        self._model = data.get("modelVersion") or self._model
+        if data.get("usageMetadata"):
+            self._usage = _usage(data["usageMetadata"])  # cumulative: the last one is the total
+        candidate = _first_candidate(data)
+        if candidate is None:
+            return []
+        if candidate.get("finishReason"):
+            self._finish_reason = candidate["finishReason"]
+        pieces = [text for text in _texts(candidate) if text]
+        self._pieces.extend(pieces)
+        return pieces
+
+    def finish(self) -> Completion:
+        if self._finish_reason is None:
+            raise TruncatedStreamError("the stream ended before an event with a finishReason")
+        return Completion(
+            text="".join(self._pieces),
+            usage=self._usage,
+            finish_reason=self._finish_reason,
+            model=self._model,
+        )
+
+
+def _parts(message: Message) -> list[dict[str, str]]:
+    content = message.get("content", "")
+    if isinstance(content, str):
+        return [{"text": content}]
+    if isinstance(content, list):
+        parts: list[dict[str, str]] = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append({"text": part})
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append({"text": part["text"]})
+            else:
+                raise InvalidInputError("Gemini messages here may carry only text parts")
+        return parts
+    raise InvalidInputError("a message's content must be a string or a list of text parts")
+
+
+def _first_candidate(data: dict[str, Any]) -> dict[str, Any] | None:
+    candidates = data.get("candidates")
+    if not isinstance(candidates, list) or not candidates:
+        return None
+    candidate = candidates[0]
+    if not isinstance(candidate, dict):
+        raise MalformedResponseError("candidates[0] is not a JSON object")
+    return candidate
+
+
+def _texts(candidate: dict[str, Any]) -> list[str]:
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list):
+        return []  # a candidate stopped by SAFETY and the like may have no content at all
+    # Thought summaries (`thought: true`) are the model's reasoning, not its answer.
+    return [
+        p["text"]
+        for p in parts
+        if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought")
+    ]
+
+
+def _raise_if_blocked(data: dict[str, Any]) -> None:
+    feedback = data.get("promptFeedback")
+    reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+    if reason:
+        detail = feedback.get("blockReasonMessage") if isinstance(feedback, dict) else None
+        more = f": {detail}" if detail else ""
+        raise BadRequestError(f"Gemini blocked the prompt (blockReason {reason}){more}")
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    output = int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0)
+    return Usage(input_tokens=int(raw.get("promptTokenCount") or 0), output_tokens=output)
+
+
+def _classify(
+    status: int, status_name: str, details: list[dict[str, Any]], message: str
+) -> type[APIError]:
+    """The class the body names, else the HTTP status's, refined by the details."""
+    reasons = {d.get("reason") for d in details if d.get("@type") == _ERROR_INFO}
+    if "API_KEY_INVALID" in reasons:
+        return AuthenticationError
+    cls = _BY_STATUS_NAME.get(status_name) or error_for_status(status)
+    if cls is RateLimitError and _per_day(details):
+        return QuotaExhaustedError
+    if cls is BadRequestError and _too_long(message):
+        return ContextLengthError
+    return cls
+
+
+def _per_day(details: list[dict[str, Any]]) -> bool:
+    """True if a violated quota is a daily one: waiting minutes will not bring it back."""
+    names: list[str] = []
+    for detail in details:
+        if detail.get("@type") == _QUOTA_FAILURE:
+            for violation in detail.get("violations") or ():
+                if isinstance(violation, dict):
+                    names += [str(violation.get("quotaId", "")), str(violation.get("quotaMetric", ""))]
+        elif detail.get("@type") == _ERROR_INFO and isinstance(detail.get("metadata"), dict):
+            names.append(str(detail["metadata"].get("quota_limit", "")))
+    return any("perday" in name.lower() or "per_day" in name.lower() for name in names)
+
+
+def _too_long(message: str) -> bool:
+    text = message.lower()
+    return "token count" in text and "exceeds the maximum" in text
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    """RetryInfo.retryDelay, a protobuf Duration: JSON "37s" / "1.5s", or {seconds, nanos}."""
+    for detail in details:
+        if detail.get("@type") != _RETRY_INFO:
+            continue
+        delay = detail.get("retryDelay")
+        try:
+            if isinstance(delay, str) and delay.endswith("s"):
+                return max(0.0, float(delay[:-1]))
+            if isinstance(delay, dict):
+                seconds = float(delay.get("seconds") or 0) + float(delay.get("nanos") or 0) / 1e9
+                return max(0.0, seconds)
+        except ValueError:
+            return None
+    return None
