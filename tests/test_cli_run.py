@@ -112,3 +112,23 @@ def test_demo_json_shows_the_speedup_and_the_rate_limit_story() -> None:
     assert report["rate_limit"]["llmgather_failed"] == 0
     for key in ("sync_s", "gather_s", "llmgather_s"):
         assert report[key] > 0
+
+
+def test_gemini_and_anthropic_runs_survive_faults_and_cut_streams(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 60)
+    faults = FaultPlan.parse("500=0.05,503=0.05,529=0.03,429=0.02,cut=0.05")
+    with EmbeddedSimulator(SimConfig(seed=12, faults=faults, fault_retry_after_s=0.05)) as sim:
+        for model in ("gemini:gemini-2.0-flash", "anthropic:claude-3-5-haiku-latest"):
+            for stream in ([], ["--stream"]):
+                out = tmp_path / f"{model.split(':')[0]}{len(stream)}.jsonl"
+                done = run_cli(
+                    "run", str(prompts), "-o", str(out), "--model", model, "--base-url", sim.base_url,
+                    "--api-key", "k", "--max-attempts", "20", "--quiet", *stream,
+                )  # fmt: skip
+                assert done.returncode == 0, (model, stream, done.stderr)
+                lines = {line["id"]: line for line in read_jsonl(out)}
+                assert len(lines) == 60
+                for i in range(60):
+                    assert lines[f"q{i}"]["text"] == answer_text(f"Question {i}?", seed=12)[0]
+                if stream:
+                    assert all(line["ttft_ms"] is not None for line in lines.values())
