@@ -1,0 +1,47 @@
+"""The simulator's settings: one frozen, keyword-only object built at the edge (CLI, tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmgather.sim.faults import FaultPlan
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SimConfig:
+    """How the simulated API behaves.
+
+    `latency_ms` is the mean total time of a response: about a quarter of it before the first
+    token, the rest spread over the output tokens. 0 answers at once (no sleeps at all).
+    `latency_jitter` scales each delay by a seeded factor in [1 - j, 1 + j]; 0 makes it exact.
+    `capacity` is how many requests are worked on at once (0 = unlimited); beyond it requests
+    queue, as on a real server. `burst_seconds` sizes the RPM/TPM buckets.
+    """
+
+    rpm: float | None = None
+    tpm: float | None = None
+    latency_ms: float = 0.0
+    latency_jitter: float = 0.5
+    seed: int = 0
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    require_key: str | None = None
+    stall_s: float = 30.0
+    fault_retry_after_s: float = 1.0
+    capacity: int = 0
+    burst_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None, got {value!r}")
+        if self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms!r}")
+        if not 0 <= self.latency_jitter <= 1:
+            raise ValueError(f"latency_jitter must be within [0, 1], got {self.latency_jitter!r}")
+        if self.stall_s < 0 or self.fault_retry_after_s < 0:
+            raise ValueError("stall_s and fault_retry_after_s must be >= 0")
+        if self.capacity < 0:
+            raise ValueError(f"capacity must be >= 0 (0 = unlimited), got {self.capacity!r}")
+        if self.burst_seconds <= 0:
+            raise ValueError(f"burst_seconds must be positive, got {self.burst_seconds!r}")

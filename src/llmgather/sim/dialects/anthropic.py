@@ -1,0 +1,203 @@
+"""The Anthropic messages dialect: `POST /v1/messages`, plain and its named SSE events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from llmgather._tokens import message_text
+from llmgather.sim.dialects.base import (
+    BadRequest,
+    ErrorReply,
+    Headers,
+    SimRequest,
+    StreamEvents,
+    optional_float,
+    positive_int,
+)
+from llmgather.sim.limits import BucketState, LimitState, Refusal
+from llmgather.sim.text import Answer
+from llmgather.sim.wire import IdMaker, ceil_seconds, rfc3339_in
+
+_TYPES = {
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+    404: ("not_found_error", "The requested resource could not be found."),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Rate limited."),
+    500: ("api_error", "Internal server error"),
+    502: ("api_error", "Bad gateway"),
+    503: ("api_error", "Service unavailable"),
+    504: ("timeout_error", "Request timed out"),
+    529: ("overloaded_error", "Overloaded"),
+}
+_ORG = "00000000-0000-4000-8000-00000000516d"
+
+
+def _error(status: int, message: str | None, request_id: str) -> bytes:
+    type_, default = _TYPES.get(status, ("api_error", "Internal server error"))
+    return orjson.dumps({"type": "error", "error": {"type": type_, "message": message or default},
+                         "request_id": request_id})
+
+
+def _limit_headers(state: LimitState | None) -> Headers:
+    headers: Headers = {}
+    if state is None:
+        return headers
+    if state.requests is not None:
+        _put(headers, "requests", state.requests)
+    if state.tokens is not None:
+        # One TPM bucket counts input and output together; it is the most restrictive of the
+        # three token limits Anthropic reports, so all three show it.
+        for name in ("tokens", "input-tokens", "output-tokens"):
+            _put(headers, name, state.tokens)
+    return headers
+
+
+def _put(headers: Headers, name: str, bucket: BucketState) -> None:
+    headers[f"anthropic-ratelimit-{name}-limit"] = str(bucket.limit)
+    headers[f"anthropic-ratelimit-{name}-remaining"] = str(bucket.remaining)
+    headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339_in(bucket.reset_s)
+
+
+def _frame(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class AnthropicDialect:
+    name = "anthropic"
+    stream_content_type = "text/event-stream; charset=utf-8"
+
+    def api_key(self, request: web.BaseRequest) -> str | None:
+        key = request.headers.get("x-api-key")
+        if key:
+            return key
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
+
+    def parse(self, body: Any, request: web.BaseRequest, model: str | None) -> SimRequest:
+        if "anthropic-version" not in request.headers:
+            raise BadRequest("anthropic-version: header is required")
+        if not isinstance(body, dict):
+            raise BadRequest("The request body is not a JSON object.")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("model: Field required")
+        if "max_tokens" not in body:
+            raise BadRequest("max_tokens: Field required")
+        raw_messages = body.get("messages")
+        if not isinstance(raw_messages, list) or not raw_messages:
+            raise BadRequest("messages: at least one message is required")
+        messages: list[dict[str, Any]] = []
+        system = body.get("system")
+        if system:
+            if not isinstance(system, str | list):
+                raise BadRequest("system: Input should be a valid string or list of text blocks")
+            messages.append({"role": "system", "content": message_text({"content": system})})
+        for i, message in enumerate(raw_messages):
+            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+                raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+            messages.append({"role": message["role"], "content": message_text(message)})
+        return SimRequest(
+            model=model,
+            messages=messages,
+            max_tokens=positive_int(body.get("max_tokens"), "max_tokens"),
+            temperature=optional_float(body.get("temperature"), "temperature"),
+            stream=bool(body.get("stream")),
+        )
+
+    def response_headers(self, request_id: str, limits: LimitState | None) -> Headers:
+        headers = {"request-id": request_id, "anthropic-organization-id": _ORG}
+        headers.update(_limit_headers(limits))
+        return headers
+
+    def render(self, req: SimRequest, answer: Answer, ids: IdMaker) -> bytes:
+        message = _message(req, answer, ids)
+        message["content"] = [{"type": "text", "text": answer.text}]
+        message["stop_reason"] = "max_tokens" if answer.finished_by_length else "end_turn"
+        message["usage"]["output_tokens"] = answer.output_tokens
+        return orjson.dumps(message)
+
+    def stream(
+        self, req: SimRequest, answer: Answer, chunks: list[str], ids: IdMaker
+    ) -> StreamEvents:
+        head = [
+            _frame("message_start", {"type": "message_start", "message": _message(req, answer, ids)}),
+            _frame("content_block_start", {"type": "content_block_start", "index": 0,
+                                           "content_block": {"type": "text", "text": ""}}),
+            _frame("ping", {"type": "ping"}),
+        ]
+        body = [
+            _frame("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                           "delta": {"type": "text_delta", "text": piece}})
+            for piece in chunks
+        ]
+        stop = "max_tokens" if answer.finished_by_length else "end_turn"
+        tail = [
+            _frame("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            _frame("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": stop, "stop_sequence": None},
+                                     "usage": {"output_tokens": answer.output_tokens}}),
+            _frame("message_stop", {"type": "message_stop"}),
+        ]
+        return StreamEvents(head, body, tail)
+
+    def malformed_event(self) -> bytes:
+        return b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0,\n\n'
+
+    def error(self, status: int, message: str | None = None, *, request_id: str = "") -> ErrorReply:
+        return ErrorReply(status, _error(status, message, request_id), {"request-id": request_id})
+
+    def auth_error(self, key: str | None, *, request_id: str = "") -> ErrorReply:
+        message = "invalid x-api-key" if key else "x-api-key header is required"
+        return self.error(401, message, request_id=request_id)
+
+    def rate_limited(
+        self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
+    ) -> ErrorReply:
+        headers = {"request-id": request_id, **_limit_headers(refusal.state)}
+        if refusal.too_large:
+            limit = refusal.state.tokens.limit if refusal.state.tokens else 0
+            message = (f"This request needs an estimated {refusal.requested} tokens, more than "
+                       f"your organization's rate limit of {limit:,} tokens per minute allows; "
+                       "reduce the prompt length or max_tokens.")
+            return ErrorReply(400, _error(400, message, request_id), headers)
+        bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
+        limit = bucket.limit if bucket else 0
+        unit = "requests" if refusal.kind == "requests" else "tokens"
+        headers["retry-after"] = str(ceil_seconds(refusal.retry_after_s))
+        return ErrorReply(429, _error(429, _rate_message(limit, unit), request_id), headers)
+
+    def injected_rate_limit(
+        self, req: SimRequest, retry_after_s: float, *, request_id: str = ""
+    ) -> ErrorReply:
+        headers = {"request-id": request_id, "retry-after": str(ceil_seconds(retry_after_s))}
+        return ErrorReply(429, _error(429, _rate_message(None, "requests"), request_id), headers)
+
+
+def _rate_message(limit: int | None, unit: str) -> str:
+    of = f" of {limit:,} {unit} per minute" if limit else ""
+    return (f"This request would exceed the rate limit for your organization ({_ORG}){of}. "
+            "For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the "
+            "response headers for current usage. Please reduce the prompt length or the maximum "
+            "tokens requested, or try again later.")
+
+
+def _message(req: SimRequest, answer: Answer, ids: IdMaker) -> dict[str, Any]:
+    return {
+        "id": ids.make("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": req.model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": req.input_tokens, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "output_tokens": 1, "service_tier": "standard"},
+    }
+
+
+DIALECT = AnthropicDialect()

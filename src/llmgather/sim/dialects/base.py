@@ -1,0 +1,116 @@
+"""The neutral request and the interface each provider dialect implements.
+
+A dialect is the whole difference between providers as the simulator sees them: where the key
+is, how the body reads, and how answers, stream events, errors and rate-limit headers look.
+The server does everything else once, for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from llmgather._tokens import estimate_prompt_tokens, estimate_request_tokens
+from llmgather.sim.limits import LimitState, Refusal
+from llmgather.sim.text import Answer
+from llmgather.sim.wire import IdMaker
+
+Headers = dict[str, str]
+
+
+class BadRequest(Exception):
+    """The body cannot be a request of this dialect; the message goes into the 400 body."""
+
+
+@dataclass(slots=True)
+class SimRequest:
+    """One parsed request in provider-neutral form (system prompt included as a message)."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stream: bool = False
+    include_usage: bool = False  # OpenAI `stream_options.include_usage`
+    prompt: str = field(init=False)
+    input_tokens: int = field(init=False)
+    reserved_tokens: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        # What the answer is derived from: the same conversation reads the same in every dialect.
+        self.prompt = "\n".join(str(m["content"]) for m in self.messages)
+        self.input_tokens = estimate_prompt_tokens(self.messages)
+        self.reserved_tokens = estimate_request_tokens(self.messages, self.max_tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvents:
+    """A stream as SSE frames: `head` before the first token, one frame per chunk, `tail` ends it."""
+
+    head: list[bytes]
+    chunks: list[bytes]
+    tail: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    status: int
+    body: bytes
+    headers: Headers
+
+
+class Dialect(Protocol):
+    """What a provider dialect renders; every method is pure apart from reading the request."""
+
+    name: str
+    stream_content_type: str
+
+    def api_key(self, request: web.BaseRequest) -> str | None: ...
+
+    def parse(self, body: Any, request: web.BaseRequest, model: str | None) -> SimRequest:
+        """Read the JSON body (and the path's model, for Gemini); raise BadRequest if invalid."""
+        ...
+
+    def response_headers(self, request_id: str, limits: LimitState | None) -> Headers: ...
+
+    def render(self, req: SimRequest, answer: Answer, ids: IdMaker) -> bytes: ...
+
+    def stream(self, req: SimRequest, answer: Answer, chunks: list[str], ids: IdMaker) -> StreamEvents:
+        ...
+
+    def malformed_event(self) -> bytes: ...
+
+    def error(self, status: int, message: str | None = None, *, request_id: str = "") -> ErrorReply:
+        """A generic error of this status in the provider's shape."""
+        ...
+
+    def auth_error(self, key: str | None, *, request_id: str = "") -> ErrorReply: ...
+
+    def rate_limited(
+        self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
+    ) -> ErrorReply:
+        """The provider's 429 (or, for a request too large to ever fit, its permanent error)."""
+        ...
+
+    def injected_rate_limit(
+        self, req: SimRequest, retry_after_s: float, *, request_id: str = ""
+    ) -> ErrorReply: ...
+
+
+def positive_int(value: Any, name: str) -> int | None:
+    """An optional positive integer field, or BadRequest naming it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadRequest(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def optional_float(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"{name} must be a number, got {value!r}")
+    return float(value)

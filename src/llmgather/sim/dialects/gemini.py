@@ -1,0 +1,215 @@
+"""The Gemini dialect: `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from llmgather.sim.dialects.base import (
+    BadRequest,
+    ErrorReply,
+    Headers,
+    SimRequest,
+    StreamEvents,
+    optional_float,
+    positive_int,
+)
+from llmgather.sim.limits import LimitState, Refusal
+from llmgather.sim.text import Answer
+from llmgather.sim.wire import IdMaker, ceil_seconds, go_duration
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+    529: "UNAVAILABLE",
+}
+_MESSAGES = {
+    400: "Request contains an invalid argument.",
+    401: "Request had invalid authentication credentials.",
+    403: "The caller does not have permission.",
+    404: "Requested entity was not found.",
+    500: "An internal error has occurred. Please retry or report in "
+         "https://developers.generativeai.google/guide/troubleshooting",
+    502: "The service is currently unavailable.",
+    503: "The model is overloaded. Please try again later.",
+    504: "Deadline expired before operation could complete.",
+    529: "The model is overloaded. Please try again later.",
+}
+_SERVICE = "generativelanguage.googleapis.com"
+_ROLES = {"user": "user", "model": "assistant", "function": "tool", "tool": "tool"}
+
+
+def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> bytes:
+    error: dict[str, Any] = {
+        "code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")
+    }
+    if details:
+        error["details"] = details
+    return orjson.dumps({"error": error}, option=orjson.OPT_INDENT_2)
+
+
+def _text_of(content: Any, where: str) -> str:
+    if not isinstance(content, dict):
+        raise BadRequest(f"Invalid value at '{where}': expected a Content object.")
+    parts = content.get("parts")
+    if not isinstance(parts, list):
+        raise BadRequest(f"Invalid value at '{where}.parts': expected a list of parts.")
+    return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+
+
+def _get(mapping: dict[str, Any], camel: str, snake: str) -> Any:
+    # The REST API reads proto JSON, which accepts both spellings of a field.
+    value = mapping.get(camel)
+    return mapping.get(snake) if value is None else value
+
+
+class GeminiDialect:
+    name = "gemini"
+    stream_content_type = "text/event-stream"
+
+    def api_key(self, request: web.BaseRequest) -> str | None:
+        return request.headers.get("x-goog-api-key") or request.query.get("key") or None
+
+    def parse(self, body: Any, request: web.BaseRequest, model: str | None) -> SimRequest:
+        if not isinstance(body, dict):
+            raise BadRequest("Invalid JSON payload received. Expected an object.")
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents:
+            raise BadRequest("* GenerateContentRequest.contents: contents is not specified")
+        messages: list[dict[str, Any]] = []
+        system = _get(body, "systemInstruction", "system_instruction")
+        if system is not None:
+            messages.append({"role": "system", "content": _text_of(system, "system_instruction")})
+        for i, content in enumerate(contents):
+            text = _text_of(content, f"contents[{i}]")
+            role = content.get("role") or "user"
+            if role not in _ROLES:
+                raise BadRequest(f"Please use a valid role: user, model. Got {role!r}.")
+            messages.append({"role": _ROLES[role], "content": text})
+        config = _get(body, "generationConfig", "generation_config") or {}
+        if not isinstance(config, dict):
+            raise BadRequest("Invalid value at 'generation_config': expected an object.")
+        return SimRequest(
+            model=model or "gemini",
+            messages=messages,
+            max_tokens=positive_int(
+                _get(config, "maxOutputTokens", "max_output_tokens"), "max_output_tokens"
+            ),
+            temperature=optional_float(config.get("temperature"), "temperature"),
+            stream=False,  # decided by the path, set by the server
+        )
+
+    def response_headers(self, request_id: str, limits: LimitState | None) -> Headers:
+        return {"x-goog-request-id": request_id}  # Gemini sends no rate-limit headers
+
+    def render(self, req: SimRequest, answer: Answer, ids: IdMaker) -> bytes:
+        return orjson.dumps(_response(req, answer, answer.text, True, ids.make("")))
+
+    def stream(
+        self, req: SimRequest, answer: Answer, chunks: list[str], ids: IdMaker
+    ) -> StreamEvents:
+        response_id = ids.make("")
+        frames = [
+            b"data: " + orjson.dumps(
+                _response(req, answer, piece, i == len(chunks) - 1, response_id)
+            ) + b"\r\n\r\n"
+            for i, piece in enumerate(chunks)
+        ]
+        # The last chunk carries finishReason and the full usage: it is the terminal event.
+        return StreamEvents([], frames[:-1], frames[-1:])
+
+    def malformed_event(self) -> bytes:
+        return b'data: {"candidates": [{"content": {"parts": [{"text": "\r\n\r\n'
+
+    def error(self, status: int, message: str | None = None, *, request_id: str = "") -> ErrorReply:
+        return ErrorReply(status, _error(status, message or _MESSAGES.get(status, "Error.")), {})
+
+    def auth_error(self, key: str | None, *, request_id: str = "") -> ErrorReply:
+        if not key:
+            message = ("Method doesn't allow unregistered callers (callers without established "
+                       "identity). Please use API key or other form of API consumer identity to "
+                       "call this API.")
+            return ErrorReply(403, _error(403, message), {})
+        # The real API answers a wrong key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
+        message = "API key not valid. Please pass a valid API key."
+        details: list[dict[str, Any]] = [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+             "domain": "googleapis.com", "metadata": {"service": _SERVICE}},
+            {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+             "message": message},
+        ]
+        return ErrorReply(400, _error(400, message, details), {})
+
+    def rate_limited(
+        self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
+    ) -> ErrorReply:
+        if refusal.too_large:
+            limit = refusal.state.tokens.limit if refusal.state.tokens else 0
+            message = (f"The request's token count ({refusal.requested}) exceeds the model's "
+                       f"tokens-per-minute limit ({limit}).")
+            return ErrorReply(400, _error(400, message), {})
+        bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
+        limit = bucket.limit if bucket else 0
+        return self._exhausted(req, refusal.kind, limit, refusal.retry_after_s)
+
+    def injected_rate_limit(
+        self, req: SimRequest, retry_after_s: float, *, request_id: str = ""
+    ) -> ErrorReply:
+        return self._exhausted(req, "requests", 0, retry_after_s)
+
+    def _exhausted(self, req: SimRequest, kind: str, limit: int, retry_after_s: float) -> ErrorReply:
+        if kind == "requests":
+            metric = f"{_SERVICE}/generate_requests_per_model"
+            quota_id = "GenerateRequestsPerMinutePerProjectPerModel"
+        else:
+            metric = f"{_SERVICE}/generate_content_input_token_count"
+            quota_id = "GenerateContentInputTokensPerModelPerMinute"
+        message = (
+            "You exceeded your current quota, please check your plan and billing details. For "
+            "more information on this error, head to: "
+            "https://ai.google.dev/gemini-api/docs/rate-limits.\n"
+            f"* Quota exceeded for metric: {metric}, limit: {limit}, model: {req.model}\n"
+            f"Please retry in {go_duration(retry_after_s)}."
+        )
+        details: list[dict[str, Any]] = [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+             "violations": [{"quotaMetric": metric, "quotaId": quota_id,
+                             "quotaDimensions": {"location": "global", "model": req.model},
+                             "quotaValue": str(limit)}]},
+            {"@type": "type.googleapis.com/google.rpc.Help",
+             "links": [{"description": "Learn more about Gemini API quotas",
+                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+             "retryDelay": f"{ceil_seconds(retry_after_s)}s"},
+        ]
+        return ErrorReply(429, _error(429, message, details), {})
+
+
+def _response(
+    req: SimRequest, answer: Answer, text: str, final: bool, response_id: str
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    prompt_tokens = req.input_tokens
+    usage: dict[str, Any] = {"promptTokenCount": prompt_tokens}
+    if final:
+        candidate["finishReason"] = "MAX_TOKENS" if answer.finished_by_length else "STOP"
+        usage["candidatesTokenCount"] = answer.output_tokens
+        usage["totalTokenCount"] = prompt_tokens + answer.output_tokens
+    else:
+        usage["totalTokenCount"] = prompt_tokens
+    usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
+    candidate["index"] = 0
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": req.model,
+            "responseId": response_id}
+
+
+DIALECT = GeminiDialect()

@@ -1,0 +1,234 @@
+"""The OpenAI chat-completions dialect: `POST /v1/chat/completions`, plain and SSE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from llmgather._tokens import message_text
+from llmgather.sim.dialects.base import (
+    BadRequest,
+    ErrorReply,
+    Headers,
+    SimRequest,
+    StreamEvents,
+    optional_float,
+    positive_int,
+)
+from llmgather.sim.limits import BucketState, LimitState, Refusal
+from llmgather.sim.text import Answer
+from llmgather.sim.wire import IdMaker, ceil_ms, ceil_seconds, go_duration, mask_key, unix_time
+
+_JSON = "application/json"
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+          "tool": "tool", "function": "tool"}
+_FINGERPRINT = "fp_sim0000001"
+_ORG = "org-simulator"
+
+_MESSAGES: dict[int, tuple[str, str]] = {
+    400: ("Invalid request.", "invalid_request_error"),
+    401: ("Incorrect API key provided.", "invalid_request_error"),
+    403: ("You are not allowed to sample from this model.", "invalid_request_error"),
+    404: ("The requested resource does not exist.", "invalid_request_error"),
+    500: ("The server had an error while processing your request. Sorry about that!",
+          "server_error"),
+    502: ("Bad gateway.", "server_error"),
+    503: ("The server is overloaded or not ready yet.", "server_error"),
+    504: ("Gateway timeout.", "server_error"),
+    529: ("The server is currently overloaded, please try again later.", "server_error"),
+}
+
+
+def _error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    )
+
+
+def _limit_headers(state: LimitState | None) -> Headers:
+    headers: Headers = {}
+    if state is None:
+        return headers
+    for suffix, bucket in (("requests", state.requests), ("tokens", state.tokens)):
+        if bucket is not None:
+            headers[f"x-ratelimit-limit-{suffix}"] = str(bucket.limit)
+            headers[f"x-ratelimit-remaining-{suffix}"] = str(bucket.remaining)
+            headers[f"x-ratelimit-reset-{suffix}"] = go_duration(bucket.reset_s)
+    return headers
+
+
+class OpenAIDialect:
+    name = "openai"
+    stream_content_type = "text/event-stream; charset=utf-8"
+
+    def api_key(self, request: web.BaseRequest) -> str | None:
+        auth = request.headers.get("Authorization")
+        if not auth:
+            return None
+        scheme, _, key = auth.partition(" ")
+        return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+    def parse(self, body: Any, request: web.BaseRequest, model: str | None) -> SimRequest:
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("you must provide a model parameter")
+        raw_messages = body.get("messages")
+        if not isinstance(raw_messages, list) or not raw_messages:
+            raise BadRequest("'messages' must be a non-empty array of messages.")
+        messages = []
+        for i, message in enumerate(raw_messages):
+            if not isinstance(message, dict) or message.get("role") not in _ROLES:
+                raise BadRequest(f"Invalid value for 'messages[{i}].role'.")
+            messages.append({"role": _ROLES[message["role"]], "content": message_text(message)})
+        max_tokens = body.get("max_completion_tokens")
+        if max_tokens is None:
+            max_tokens = body.get("max_tokens")
+        stream_options = body.get("stream_options") or {}
+        return SimRequest(
+            model=model,
+            messages=messages,
+            max_tokens=positive_int(max_tokens, "max_tokens"),
+            temperature=optional_float(body.get("temperature"), "temperature"),
+            stream=bool(body.get("stream")),
+            include_usage=bool(isinstance(stream_options, dict)
+                               and stream_options.get("include_usage")),
+        )
+
+    def response_headers(self, request_id: str, limits: LimitState | None) -> Headers:
+        headers = {"x-request-id": request_id, "openai-version": "2020-10-01"}
+        headers.update(_limit_headers(limits))
+        return headers
+
+    def render(self, req: SimRequest, answer: Answer, ids: IdMaker) -> bytes:
+        return orjson.dumps({
+            "id": ids.make("chatcmpl-"),
+            "object": "chat.completion",
+            "created": unix_time(),
+            "model": req.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text, "refusal": None,
+                            "annotations": []},
+                "logprobs": None,
+                "finish_reason": "length" if answer.finished_by_length else "stop",
+            }],
+            "usage": _usage(req, answer),
+            "service_tier": "default",
+            "system_fingerprint": _FINGERPRINT,
+        })
+
+    def stream(
+        self, req: SimRequest, answer: Answer, chunks: list[str], ids: IdMaker
+    ) -> StreamEvents:
+        base: dict[str, Any] = {
+            "id": ids.make("chatcmpl-"),
+            "object": "chat.completion.chunk",
+            "created": unix_time(),
+            "model": req.model,
+            "service_tier": "default",
+            "system_fingerprint": _FINGERPRINT,
+            "choices": None,
+        }
+        if req.include_usage:
+            base["usage"] = None  # the real API sends `usage: null` on every chunk but the last
+
+        def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            base["choices"] = [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ]
+            return b"data: " + orjson.dumps(base) + b"\n\n"
+
+        head = [frame({"role": "assistant", "content": "", "refusal": None})]
+        body = [frame({"content": piece}) for piece in chunks]
+        tail = [frame({}, "length" if answer.finished_by_length else "stop")]
+        if req.include_usage:
+            base["choices"] = []
+            base["usage"] = _usage(req, answer)
+            tail.append(b"data: " + orjson.dumps(base) + b"\n\n")
+        tail.append(b"data: [DONE]\n\n")
+        return StreamEvents(head, body, tail)
+
+    def malformed_event(self) -> bytes:
+        return b'data: {"id": "chatcmpl-sim", "object": "chat.completion.chunk", "choices": [{\n\n'
+
+    def error(self, status: int, message: str | None = None, *, request_id: str = "") -> ErrorReply:
+        default_message, type_ = _MESSAGES.get(status, ("Unexpected error.", "server_error"))
+        body = _error_body(message or default_message, type_, None)
+        return ErrorReply(status, body, {"x-request-id": request_id} if request_id else {})
+
+    def auth_error(self, key: str | None, *, request_id: str = "") -> ErrorReply:
+        if not key:
+            message = ("You didn't provide an API key. You need to provide your API key in an "
+                       "Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                       "YOUR_KEY), or as the password field (with blank username) if you're "
+                       "accessing the API from your browser and are prompted for a username and "
+                       "password. You can obtain an API key from "
+                       "https://platform.openai.com/account/api-keys.")
+            body = _error_body(message, "invalid_request_error", None)
+        else:
+            message = (f"Incorrect API key provided: {mask_key(key)}. You can find your API key "
+                       "at https://platform.openai.com/account/api-keys.")
+            body = _error_body(message, "invalid_request_error", "invalid_api_key")
+        return ErrorReply(401, body, {"x-request-id": request_id})
+
+    def rate_limited(
+        self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
+    ) -> ErrorReply:
+        headers = {"x-request-id": request_id, **_limit_headers(refusal.state)}
+        if refusal.too_large:
+            limit = refusal.state.tokens.limit if refusal.state.tokens else 0
+            message = (f"Request too large for {req.model} in organization {_ORG} on tokens per "
+                       f"min (TPM): Limit {limit}, Requested {refusal.requested}. The input or "
+                       "output tokens must be reduced in order to run successfully. Visit "
+                       "https://platform.openai.com/account/rate-limits to learn more.")
+            body = _error_body(message, "tokens", "request_too_large")
+            return ErrorReply(400, body, headers)
+        bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
+        unit = "requests per min (RPM)" if refusal.kind == "requests" else "tokens per min (TPM)"
+        usage = _used(bucket)
+        message = (f"Rate limit reached for {req.model} in organization {_ORG} on {unit}: "
+                   f"{usage}Requested {refusal.requested}. Please try again in "
+                   f"{go_duration(refusal.retry_after_s)}. Visit "
+                   "https://platform.openai.com/account/rate-limits to learn more.")
+        headers.update(_retry_headers(refusal.retry_after_s))
+        body = _error_body(message, refusal.kind, "rate_limit_exceeded")
+        return ErrorReply(429, body, headers)
+
+    def injected_rate_limit(
+        self, req: SimRequest, retry_after_s: float, *, request_id: str = ""
+    ) -> ErrorReply:
+        message = (f"Rate limit reached for {req.model} in organization {_ORG} on requests per "
+                   f"min (RPM): Please try again in {go_duration(retry_after_s)}. Visit "
+                   "https://platform.openai.com/account/rate-limits to learn more.")
+        headers = {"x-request-id": request_id, **_retry_headers(retry_after_s)}
+        return ErrorReply(429, _error_body(message, "requests", "rate_limit_exceeded"), headers)
+
+
+def _usage(req: SimRequest, answer: Answer) -> dict[str, Any]:
+    return {
+        "prompt_tokens": req.input_tokens,
+        "completion_tokens": answer.output_tokens,
+        "total_tokens": req.input_tokens + answer.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                      "accepted_prediction_tokens": 0,
+                                      "rejected_prediction_tokens": 0},
+    }
+
+
+def _used(bucket: BucketState | None) -> str:
+    if bucket is None:
+        return ""
+    return f"Limit {bucket.limit}, Used {max(0, bucket.limit - bucket.remaining)}, "
+
+
+def _retry_headers(retry_after_s: float) -> Headers:
+    return {"retry-after": str(ceil_seconds(retry_after_s)),
+            "retry-after-ms": str(ceil_ms(retry_after_s))}
+
+
+DIALECT = OpenAIDialect()

@@ -1,0 +1,91 @@
+"""Fault injection: parse a `kind=rate,...` spec and draw one fault (or none) per request."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+# Statuses the simulator can inject as a whole error response, in that provider's shape.
+STATUS_FAULTS = ("429", "500", "502", "503", "504", "529")
+# Faults that change how an otherwise normal answer reaches the wire.
+WIRE_FAULTS = ("reset", "stall", "malformed", "cut")
+FAULT_KINDS = STATUS_FAULTS + WIRE_FAULTS
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """Fault kinds with their per-request probabilities; empty means no faults."""
+
+    rates: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        total = 0.0
+        for kind, rate in self.rates:
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"fault rate for {kind!r} must be within [0, 1], got {rate!r}")
+            total += rate
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"fault rates add up to {total:g}, more than 1")
+
+    @classmethod
+    def parse(cls, spec: str | None) -> FaultPlan:
+        """Parse `"500=0.1,reset=0.02"`; a ValueError names the piece that is wrong."""
+        if not spec or not spec.strip():
+            return cls()
+        rates: dict[str, float] = {}
+        for piece in spec.split(","):
+            piece = piece.strip()
+            if not piece:
+                continue
+            kind, sep, value = piece.partition("=")
+            kind = kind.strip().lower()
+            if not sep:
+                raise ValueError(f"fault {piece!r} has no rate: write it as KIND=RATE, e.g. 500=0.1")
+            if kind not in FAULT_KINDS:
+                raise ValueError(
+                    f"unknown fault kind in {piece!r} (known: {', '.join(FAULT_KINDS)})"
+                )
+            try:
+                rate = float(value)
+            except ValueError:
+                raise ValueError(f"fault rate in {piece!r} is not a number") from None
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"fault rate in {piece!r} must be within [0, 1]")
+            rates[kind] = rates.get(kind, 0.0) + rate
+        total = sum(rates.values())
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"fault rates in {spec!r} add up to {total:g}, more than 1")
+        return cls(tuple(rates.items()))
+
+    def __bool__(self) -> bool:
+        return any(rate > 0 for _, rate in self.rates)
+
+    def __str__(self) -> str:
+        return ",".join(f"{kind}={rate:g}" for kind, rate in self.rates)
+
+
+class FaultPicker:
+    """Draws faults from a seeded RNG, so a run with the same arrival order repeats exactly."""
+
+    __slots__ = ("_rng", "_table")
+
+    def __init__(self, plan: FaultPlan, seed: int) -> None:
+        self._rng = random.Random(f"faults:{seed}")
+        table: list[tuple[float, str]] = []
+        cumulative = 0.0
+        for kind, rate in plan.rates:
+            if rate > 0:
+                cumulative += rate
+                table.append((cumulative, kind))
+        self._table = tuple(table)
+
+    def pick(self) -> str | None:
+        if not self._table:
+            return None  # no draw at all: an empty plan costs nothing per request
+        x = self._rng.random()
+        for cumulative, kind in self._table:
+            if x < cumulative:
+                return kind
+        return None

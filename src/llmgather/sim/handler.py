@@ -1,0 +1,243 @@
+"""The per-request path: key, body, fault, rate limits, then the answer on the latency model.
+
+One `SimHandler` is the whole server behind aiohttp's low-level `web.Server`: no router and no
+middleware, since every layer costs time on a path that must answer thousands of requests a
+second. The provider differences live in the dialects; this module decides *what* to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import orjson
+from aiohttp import web
+
+from llmgather.sim.config import SimConfig
+from llmgather.sim.dialects import BadRequest, Dialect, ErrorReply, SimRequest, route
+from llmgather.sim.faults import STATUS_FAULTS, FaultPicker
+from llmgather.sim.latency import LatencyModel
+from llmgather.sim.limits import ServerLimits
+from llmgather.sim.stats import LogEntry, SimStats
+from llmgather.sim.text import Answer, generate
+from llmgather.sim.wire import IdMaker
+
+_JSON = "application/json"
+_JSON_HEADERS = {"Content-Type": _JSON}
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+
+class SimHandler:
+    """Answers every request of one simulator; owned by one event loop."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.stats = SimStats()
+        self.limits = (
+            ServerLimits(rpm=config.rpm, tpm=config.tpm, burst_seconds=config.burst_seconds)
+            if config.rpm or config.tpm
+            else None
+        )
+        self._faults = FaultPicker(config.faults, config.seed)
+        self._latency = LatencyModel(config.latency_ms, config.seed, config.latency_jitter)
+        self._capacity = asyncio.Semaphore(config.capacity) if config.capacity else None
+        self._ids = IdMaker()
+        # Set when the server shuts down, so a stalled request stops waiting at once.
+        self.closing = asyncio.Event()
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        found = route(request.path)
+        if found is None:
+            return await self._control(request)
+        dialect, model, path_stream = found
+        entry = self.stats.begin(dialect.name, request.path)
+        try:
+            return await self._serve(request, dialect, model, path_stream, entry)
+        finally:
+            self.stats.end()
+
+    async def _serve(
+        self,
+        request: web.BaseRequest,
+        dialect: Dialect,
+        model: str | None,
+        path_stream: bool | None,
+        entry: LogEntry,
+    ) -> web.StreamResponse:
+        request_id = self._ids.make("req_")
+        if request.method != "POST":
+            message = f"Invalid URL ({request.method} {request.path})"
+            return self._reply(entry, dialect.error(404, message, request_id=request_id))
+        required = self.config.require_key
+        if required is not None:
+            key = dialect.api_key(request)
+            if key != required:
+                return self._reply(entry, dialect.auth_error(key, request_id=request_id))
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            message = "We could not parse the JSON body of your request."
+            return self._reply(entry, dialect.error(400, message, request_id=request_id))
+        try:
+            req = dialect.parse(body, request, model)
+        except BadRequest as exc:
+            return self._reply(entry, dialect.error(400, str(exc), request_id=request_id))
+        if path_stream is not None:
+            req.stream = path_stream
+        entry.set_prompt(req.prompt)
+
+        fault = self._faults.pick()
+        if fault is not None:
+            self.stats.fault(entry, fault)
+            if fault == "reset":
+                return _reset(request)
+            if fault == "429":
+                retry = self.config.fault_retry_after_s
+                reply = dialect.injected_rate_limit(req, retry, request_id=request_id)
+                return self._reply(entry, reply)
+            if fault in STATUS_FAULTS:
+                return self._reply(entry, dialect.error(int(fault), request_id=request_id))
+
+        limits = self.limits
+        if limits is not None:
+            refusal = limits.admit(req.reserved_tokens)
+            if refusal is not None:
+                reply = dialect.rate_limited(req, refusal, request_id=request_id)
+                return self._reply(entry, reply)
+        answer = generate(req.prompt, self.config.seed, req.max_tokens)
+        try:
+            if self._capacity is None:
+                return await self._answer(request, dialect, req, answer, entry, fault, request_id)
+            async with self._capacity:
+                return await self._answer(request, dialect, req, answer, entry, fault, request_id)
+        finally:
+            if limits is not None:
+                limits.settle(req.reserved_tokens, req.input_tokens + answer.output_tokens)
+
+    async def _answer(
+        self,
+        request: web.BaseRequest,
+        dialect: Dialect,
+        req: SimRequest,
+        answer: Answer,
+        entry: LogEntry,
+        fault: str | None,
+        request_id: str,
+    ) -> web.StreamResponse:
+        headers = dialect.response_headers(
+            request_id, self.limits.state() if self.limits is not None else None
+        )
+        if fault == "stall":
+            await self._stall()
+        ttft, per_token = self._latency.draw()
+        if req.stream:
+            return await self._stream(request, dialect, req, answer, entry, fault, headers,
+                                      ttft, per_token)
+        if ttft:
+            await asyncio.sleep(ttft + per_token * answer.output_tokens)
+        body = dialect.render(req, answer, self._ids)
+        headers["Content-Type"] = _JSON
+        self.stats.answer(entry, 200)
+        if fault == "malformed":
+            # A 200 whose JSON stops halfway, with an honest Content-Length.
+            return web.Response(body=body[: len(body) // 2], headers=headers)
+        if fault == "cut":
+            return await _cut_plain(request, body, headers)
+        return web.Response(body=body, headers=headers)
+
+    async def _stream(
+        self,
+        request: web.BaseRequest,
+        dialect: Dialect,
+        req: SimRequest,
+        answer: Answer,
+        entry: LogEntry,
+        fault: str | None,
+        headers: dict[str, str],
+        ttft: float,
+        per_token: float,
+    ) -> web.StreamResponse:
+        pieces = answer.chunks()
+        events = dialect.stream(req, answer, pieces, self._ids)
+        chunks, tail = events.chunks, events.tail
+        if fault in ("cut", "malformed"):
+            # Some text arrives, then the stream ends cleanly without its terminal event.
+            chunks = chunks[: max(1, len(chunks) // 2)]
+            tail = [dialect.malformed_event()] if fault == "malformed" else []
+        headers["Content-Type"] = dialect.stream_content_type
+        headers["Cache-Control"] = "no-cache"
+        response = web.StreamResponse(headers=headers)
+        self.stats.answer(entry, 200)
+        await response.prepare(request)
+        if not ttft:
+            await response.write(b"".join([*events.head, *chunks, *tail]))
+        else:
+            await asyncio.sleep(ttft)
+            if events.head:
+                await response.write(b"".join(events.head))
+            for frame, piece in zip(chunks, pieces, strict=False):
+                await response.write(frame)
+                await asyncio.sleep(per_token * len(piece.split()))
+            if tail:
+                await response.write(b"".join(tail))
+        await response.write_eof()
+        return response
+
+    async def _stall(self) -> None:
+        try:
+            await asyncio.wait_for(self.closing.wait(), self.config.stall_s)
+        except TimeoutError:
+            pass
+
+    def _reply(self, entry: LogEntry, reply: ErrorReply) -> web.Response:
+        self.stats.answer(entry, reply.status)
+        headers = reply.headers
+        headers["Content-Type"] = _JSON
+        return web.Response(status=reply.status, body=reply.body, headers=headers)
+
+    async def _control(self, request: web.BaseRequest) -> web.Response:
+        """The simulator's own endpoints, neither rate-limited nor faulted."""
+        path, method = request.path, request.method
+        if path == "/_sim/stats" and method == "GET":
+            return _json(self.stats.snapshot())
+        if path == "/_sim/log" and method == "GET":
+            return _json(self.stats.log())
+        if path == "/_sim/reset" and method == "POST":
+            self.stats.reset()
+            return _json({"ok": True})
+        error = {"code": 404, "message": f"No simulated API at {method} {path}",
+                 "status": "NOT_FOUND"}
+        return web.Response(status=404, body=orjson.dumps({"error": error}), headers=_JSON_HEADERS)
+
+
+def _json(value: object) -> web.Response:
+    return web.Response(body=orjson.dumps(value), headers=_JSON_HEADERS)
+
+
+def _reset(request: web.BaseRequest) -> web.Response:
+    """Drop the connection with a TCP RST and no response at all."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0 makes close() send RST, the way a crashed proxy or load balancer does.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        transport.abort()
+    # aiohttp fails to write this to the closed transport and drops it quietly.
+    return web.Response(status=500)
+
+
+async def _cut_plain(
+    request: web.BaseRequest, body: bytes, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Declare the full Content-Length, send half the body, then close the connection."""
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(body)
+    response.force_close()
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    return response

@@ -1,0 +1,103 @@
+"""Server-side RPM and TPM limits: 429s as the providers send them, and settled reservations."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import orjson
+
+from llmgather.sim.limits import ServerLimits
+from tests.simfixtures import OPENAI, body_for, get_json, post, running
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rpm_admits_a_burst_then_refuses_with_the_wait() -> None:
+    clock = Clock()
+    limits = ServerLimits(rpm=120, tpm=None, burst_seconds=1.0, clock=clock)
+    assert limits.admit(10) is None and limits.admit(10) is None
+    refusal = limits.admit(10)
+    assert refusal is not None and refusal.kind == "requests"
+    assert abs(refusal.retry_after_s - 0.5) < 1e-9
+    assert refusal.state.requests is not None and refusal.state.requests.remaining == 0
+    clock.now = 0.5
+    assert limits.admit(10) is None
+
+
+def test_tpm_refusal_takes_nothing_and_settling_refunds() -> None:
+    clock = Clock()
+    limits = ServerLimits(rpm=600, tpm=60_000, burst_seconds=1.0, clock=clock)  # 1000 tokens
+    assert limits.admit(900) is None
+    refusal = limits.admit(900)
+    assert refusal is not None and refusal.kind == "tokens" and not refusal.too_large
+    assert abs(refusal.retry_after_s - 0.8) < 1e-9
+    state = limits.state()
+    assert state.requests is not None and state.requests.remaining == 9  # nothing was taken
+    limits.settle(reserved=900, actual=50)
+    assert limits.admit(900) is None
+
+
+def test_a_request_larger_than_the_minute_is_permanent() -> None:
+    limits = ServerLimits(rpm=None, tpm=1000, clock=Clock())
+    refusal = limits.admit(1001)
+    assert refusal is not None and refusal.too_large
+
+
+async def test_a_burst_gets_429s_counted_by_status_then_recovers() -> None:
+    # rpm=600 with a 0.1 s burst: one request at a time, refilled every 0.1 s.
+    async with running(rpm=600, burst_seconds=0.1) as sim, aiohttp.ClientSession() as session:
+        results = await asyncio.gather(*(post(session, sim, OPENAI) for _ in range(5)))
+        statuses = sorted(status for status, _, _ in results)
+        assert statuses == [200, 429, 429, 429, 429]
+        limited = next(headers for status, headers, _ in results if status == 429)
+        assert limited["x-ratelimit-limit-requests"] == "600"
+        assert limited["x-ratelimit-remaining-requests"] == "0"
+        wait_ms = int(limited["retry-after-ms"])
+        assert 0 < wait_ms <= 100
+        assert limited["retry-after"] == "1"
+        stats = await get_json(session, sim, "/_sim/stats")
+        assert stats["by_status"] == {"200": 1, "429": 4}
+        assert stats["received"] == 5 and stats["answered"] == 5
+        await asyncio.sleep(wait_ms / 1000 + 0.01)
+        status, _, _ = await post(session, sim, OPENAI)
+        assert status == 200
+
+
+async def test_tokens_429_while_reservations_are_in_flight() -> None:
+    # 60k TPM with a 1 s burst holds 1000 tokens; two in-flight requests reserving ~906 each
+    # cannot both fit, and the refusal names the token limit.
+    async with running(tpm=60_000, latency_ms=200) as sim, aiohttp.ClientSession() as session:
+        body = body_for(OPENAI, max_tokens=900)
+        results = await asyncio.gather(post(session, sim, OPENAI, body),
+                                       post(session, sim, OPENAI, body))
+    by_status = {status: raw for status, _, raw in results}
+    assert set(by_status) == {200, 429}
+    error = orjson.loads(by_status[429])["error"]
+    assert error["type"] == "tokens" and error["code"] == "rate_limit_exceeded"
+    assert "tokens per min (TPM): Limit 60000" in error["message"]
+
+
+async def test_tpm_is_settled_after_completion() -> None:
+    # Without the refund, the second request (906 more tokens into a 1000-token bucket drained
+    # to ~94) would wait ~0.8 s; with it, only the real usage (~40 tokens) stays charged.
+    async with running(tpm=60_000) as sim, aiohttp.ClientSession() as session:
+        body = body_for(OPENAI, max_tokens=900)
+        first = await post(session, sim, OPENAI, body)
+        second = await post(session, sim, OPENAI, body)
+    assert first[0] == 200 and second[0] == 200
+    remaining = int(second[1]["x-ratelimit-remaining-tokens"])
+    assert remaining < 200  # the headers show the reservation while the answer is sent
+
+
+async def test_a_request_too_large_for_the_minute_is_400() -> None:
+    async with running(tpm=1000) as sim, aiohttp.ClientSession() as session:
+        status, _, raw = await post(session, sim, OPENAI, body_for(OPENAI, max_tokens=5000))
+    assert status == 400
+    assert orjson.loads(raw)["error"]["code"] == "request_too_large"
