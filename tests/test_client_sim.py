@@ -164,3 +164,13 @@ def test_public_api_is_explicit() -> None:
         assert hasattr(llmgather, name), name
     public = {n for n, v in vars(llmgather).items() if not n.startswith("_") and not hasattr(v, "__path__") and type(v).__name__ != "module"}
     assert public <= set(llmgather.__all__)
+
+
+async def test_a_client_told_nothing_learns_the_announced_limits() -> None:
+    async with await start_simulator(SimConfig(rpm=1200, seed=1)) as sim:  # 20/s, burst 20
+        async with client_for(sim, max_concurrency=10, retry=RetryPolicy(max_attempts=20)) as client:
+            results = await client.gather([f"p{i}" for i in range(60)])
+        counts = await stats(sim)
+    assert all(r.ok for r in results)
+    # the first answers announce 1200 rpm; from then on the client paces itself
+    assert counts["by_status"].get("429", 0) <= 2

@@ -146,3 +146,20 @@ def test_invalid_limits_are_refused() -> None:
         Limits(rpm=0)
     with pytest.raises(ValueError, match="max_concurrency"):
         Limits(max_concurrency=0)
+
+
+async def test_announced_limits_pace_a_client_told_nothing() -> None:
+    clock = FakeClock()
+    limiter = Limiter(Limits(burst_seconds=1), clock=clock)
+    limiter.adopt(rpm=60, tpm=None)
+    times = await acquire_times(limiter, clock, [1] * 3)
+    assert times == [0.0, 1.0, 2.0]
+
+
+async def test_limits_the_user_set_win_over_announced_ones() -> None:
+    clock = FakeClock()
+    limiter = Limiter(Limits(rpm=120, burst_seconds=1), clock=clock)  # 2 a second
+    limiter.adopt(rpm=6000, tpm=600)
+    times = await acquire_times(limiter, clock, [10] * 4)
+    # rpm stays the user's 2/s; the announced 600 tpm (10/s, burst 10) applies as none was set
+    assert times == [0.0, 1.0, 2.0, 3.0]

@@ -16,7 +16,7 @@ from llmgather._http import LiveStream, Outcome, Timeouts, Transport
 from llmgather._limiter import Limiter, Limits
 from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
-from llmgather.providers.base import Provider
+from llmgather.providers.base import Headers, Provider
 from llmgather.providers.registry import Target, resolve_target
 
 logger = logging.getLogger("llmgather")
@@ -91,15 +91,21 @@ class Client:
                 base_url,
             )
         self.base_url = base_url
-        self._provider = self.target.build(base_url)
+        provider = self._provider = self.target.build(base_url)
+        limiter = Limiter(self._limits)
+
+        def learn_limits(headers: Headers) -> None:
+            rpm, tpm = provider.announced_limits(headers)
+            if rpm or tpm:
+                limiter.adopt(rpm=rpm, tpm=tpm)
+
         self._transport = await Transport(
-            max_connections=self._limits.max_concurrency, timeouts=self._timeouts
+            max_connections=self._limits.max_concurrency,
+            timeouts=self._timeouts,
+            on_headers=learn_limits,
         ).__aenter__()
         self._engine = Engine(
-            self._send,
-            limiter=Limiter(self._limits),
-            retry=self._retry,
-            rng=random.Random(self._seed),
+            self._send, limiter=limiter, retry=self._retry, rng=random.Random(self._seed)
         )
         return self
 

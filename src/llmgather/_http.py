@@ -14,7 +14,7 @@ import aiohttp
 from llmgather._errors import APIConnectionError, RequestTimeoutError
 from llmgather._sse import SSEDecoder
 from llmgather._types import Completion
-from llmgather.providers.base import HttpRequest, Provider
+from llmgather.providers.base import Headers, HttpRequest, Provider
 
 StreamCallback = Callable[[str], Awaitable[None] | None]
 
@@ -36,9 +36,17 @@ class Outcome:
 class Transport:
     """A pooled aiohttp session sized for the engine's concurrency (never aiohttp's default 100)."""
 
-    def __init__(self, *, max_connections: int, timeouts: Timeouts | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        timeouts: Timeouts | None = None,
+        on_headers: Callable[[Headers], None] | None = None,
+    ) -> None:
+        """`on_headers` sees the headers of every answer (the limiter learns limits from them)."""
         self._max_connections = max_connections
         self._timeouts = timeouts or Timeouts()
+        self._on_headers = on_headers
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Transport:
@@ -101,6 +109,8 @@ class Transport:
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _mapped(exc) from None
+        if self._on_headers is not None:
+            self._on_headers(response.headers)
         # Only the sending is mapped here: what the caller raises while reading stays its own.
         async with response:
             yield response

@@ -66,6 +66,8 @@ class Limiter:
         )
         self._paused_until = 0.0
         self._in_flight = 0
+        self._announced_rpm: float | None = None
+        self._announced_tpm: float | None = None
 
     @property
     def in_flight(self) -> int:
@@ -98,6 +100,21 @@ class Limiter:
         self._slots.release()
         if self._tokens and used_tokens is not None:
             self._tokens.give_back(self._clock.now(), permit.tokens - used_tokens)
+
+    def adopt(self, *, rpm: float | None, tpm: float | None) -> None:
+        """Use limits the server announced (x-ratelimit-limit-*) where the user set none.
+
+        A client told nothing then paces itself from the first answer on, instead of learning
+        the limit one 429 at a time.
+        """
+        now = self._clock.now()
+        burst = self.limits.burst_seconds
+        if rpm and self.limits.rpm is None and self._announced_rpm != rpm:
+            self._announced_rpm = rpm
+            self._requests = TokenBucket.per_minute(rpm, burst_seconds=burst, now=now)
+        if tpm and self.limits.tpm is None and self._announced_tpm != tpm:
+            self._announced_tpm = tpm
+            self._tokens = TokenBucket.per_minute(tpm, burst_seconds=burst, now=now)
 
     def pause(self, seconds: float) -> None:
         """Hold every new send for `seconds` (a 429's Retry-After applies to the whole key)."""

@@ -24,9 +24,9 @@ from llmgather.cli._console import print_json
 from llmgather.sim import EmbeddedSimulator, SimConfig
 
 TIMING_REQUESTS = 5
-LATENCY_MS = 1000.0
-# Every answer is cut at this many tokens, so all requests take the same simulated time and
-# the comparison measures the calling pattern, not the luck of the draw.
+# Every answer is cut at MAX_TOKENS and latency is not jittered, so all requests take the same
+# simulated time (about one second) and the comparison measures the calling pattern, not luck.
+LATENCY_MS = 1800.0
 MAX_TOKENS = 16
 SIM_RPM = 600  # 10 requests per second, at most 10 at once
 BURST_REQUESTS = 40
@@ -56,7 +56,7 @@ def run_demo(console: Console) -> dict[str, Any]:
         url = sim.base_url + "/v1/chat/completions"
         console.print(f"1. {TIMING_REQUESTS} requests in a synchronous loop …")
         sync_s = _timed(lambda: _sync_loop(url, prompts))
-        console.print(f"2. the same with plain asyncio.gather …")
+        console.print("2. the same with plain asyncio.gather …")
         gather_s, _ = _timed_async(_naive_gather(url, prompts))
         console.print("3. the same with llmgather …")
         llmgather_s, _ = _timed_async(_with_llmgather(sim.base_url, prompts, rpm=None))
@@ -70,9 +70,10 @@ def run_demo(console: Console) -> dict[str, Any]:
         naive_s, naive_statuses = _timed_async(_naive_gather(url, burst))
         time.sleep(1.0)  # let the simulator's budget refill, so both start equal
         limited_s, results = _timed_async(_with_llmgather(sim.base_url, burst, rpm=SIM_RPM))
+        time.sleep(1.0)
+        learned_s, learned = _timed_async(_with_llmgather(sim.base_url, burst, rpm=None))
     return {
         "requests": TIMING_REQUESTS,
-        "latency_ms": LATENCY_MS,
         "sync_s": round(sync_s, 3),
         "gather_s": round(gather_s, 3),
         "llmgather_s": round(llmgather_s, 3),
@@ -85,6 +86,10 @@ def run_demo(console: Console) -> dict[str, Any]:
             "naive_s": round(naive_s, 3),
             "llmgather_failed": sum(1 for r in results if not r.ok),
             "llmgather_s": round(limited_s, 3),
+            # Told nothing: it learns the limit from the x-ratelimit-* headers of the first
+            # answers, and the 429s of the first wave are retried after their Retry-After.
+            "llmgather_untold_failed": sum(1 for r in learned if not r.ok),
+            "llmgather_untold_s": round(learned_s, 3),
         },
     }
 
@@ -147,7 +152,8 @@ def _timed_async(coro: Any) -> tuple[float, Any]:
 
 
 def _print_tables(console: Console, report: dict[str, Any]) -> None:
-    timing = Table(title=f"{report['requests']} requests, ~{report['latency_ms'] / 1000:.0f} s each")
+    each = report["sync_s"] / report["requests"]
+    timing = Table(title=f"{report['requests']} requests of ~{each:.1f} s each")
     timing.add_column("approach")
     timing.add_column("wall time", justify="right")
     timing.add_column("speedup", justify="right")
@@ -162,6 +168,11 @@ def _print_tables(console: Console, report: dict[str, Any]) -> None:
     burst.add_column("wall time", justify="right")
     burst.add_row("asyncio.gather", f"{limit['naive_failed']} (429)", f"{limit['naive_s']:.2f} s")
     burst.add_row("llmgather, told the limit", str(limit["llmgather_failed"]), f"{limit['llmgather_s']:.2f} s")
+    burst.add_row(
+        "llmgather, told nothing",
+        str(limit["llmgather_untold_failed"]),
+        f"{limit['llmgather_untold_s']:.2f} s",
+    )
     console.print(burst)
     console.print(
         "llmgather waits for the rate limit instead of failing, retries what is transient, and "

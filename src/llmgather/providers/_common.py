@@ -36,6 +36,23 @@ def retry_after_from_headers(headers: Headers, *, now: float | None = None) -> f
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def announced_limits(
+    headers: Headers, requests_header: str, tokens_header: str
+) -> tuple[float | None, float | None]:
+    """(requests, tokens) per minute as a server announces them on its answers, if it does."""
+    return _positive(headers.get(requests_header)), _positive(headers.get(tokens_header))
+
+
+def _positive(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number > 0 else None
+
+
 def load_json(body: bytes, what: str) -> Any:
     try:
         return orjson.loads(body)

@@ -48,6 +48,7 @@ from llmgather._errors import (
 from llmgather._sse import SSEEvent
 from llmgather._types import Completion, Message, Request, Usage
 from llmgather.providers._common import (
+    announced_limits,
     error_body,
     fallback_message,
     load_json,
@@ -158,6 +159,12 @@ class AnthropicProvider:
 
     def stream_decoder(self) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(self)
+
+    def announced_limits(self, headers: Headers) -> tuple[float | None, float | None]:
+        # The combined tokens window is the most restrictive one in effect.
+        return announced_limits(
+            headers, "anthropic-ratelimit-requests-limit", "anthropic-ratelimit-tokens-limit"
+        )
 
 
 class AnthropicStreamDecoder:

@@ -153,6 +153,9 @@ class GeminiProvider:
     def stream_decoder(self) -> GeminiStreamDecoder:
         return GeminiStreamDecoder(self)
 
+    def announced_limits(self, headers: Headers) -> tuple[float | None, float | None]:
+        return None, None  # Gemini announces no limits on its answers, only in a 429's body
+
 
 class GeminiStreamDecoder:
     """`data:` events, each a whole GenerateContentResponse; the last carries finishReason."""

@@ -30,6 +30,7 @@ from llmgather._errors import (
 from llmgather._sse import SSEEvent
 from llmgather._types import Completion, Request, Usage
 from llmgather.providers._common import (
+    announced_limits,
     error_body,
     fallback_message,
     load_json,
@@ -96,6 +97,9 @@ class OpenAIProvider:
 
     def stream_decoder(self) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self)
+
+    def announced_limits(self, headers: Headers) -> tuple[float | None, float | None]:
+        return announced_limits(headers, "x-ratelimit-limit-requests", "x-ratelimit-limit-tokens")
 
 
 class OpenAIStreamDecoder:

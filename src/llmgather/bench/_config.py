@@ -1,0 +1,62 @@
+"""The sizes of each scenario, full and `--quick`, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BenchConfig:
+    quick: bool
+    repeat: int  # runs of each scenario but memory; medians are reported
+    timing_sizes: tuple[int, ...]
+    timing_latency_ms: float
+    ceiling_rpm: float
+    ceiling_tpm: float
+    ceiling_short: int
+    ceiling_long: int
+    ceiling_latency_ms: float
+    ceiling_concurrency: int
+    overhead_requests: int
+    overhead_concurrency: int
+    memory_sizes: tuple[int, ...]
+    memory_concurrency: int
+
+    def ceiling_deadline(self, ceiling_s: float) -> float:
+        """How long a ceiling contender may run before it is stopped (unfinished = failed)."""
+        return ceiling_s + 20.0 if self.quick else 3.0 * ceiling_s + 60.0
+
+
+FULL = BenchConfig(
+    quick=False,
+    repeat=3,
+    timing_sizes=(5, 20, 100),
+    timing_latency_ms=1000.0,
+    ceiling_rpm=600.0,
+    ceiling_tpm=120_000.0,
+    ceiling_short=200,  # 20 s at 600 RPM
+    ceiling_long=90,  # ~20 s at 120k TPM
+    ceiling_latency_ms=1000.0,
+    ceiling_concurrency=32,
+    overhead_requests=20_000,
+    overhead_concurrency=256,
+    memory_sizes=(100_000, 1_000_000),
+    memory_concurrency=256,
+)
+
+QUICK = BenchConfig(
+    quick=True,
+    repeat=1,
+    timing_sizes=(5, 20),
+    timing_latency_ms=1000.0,
+    ceiling_rpm=1200.0,
+    ceiling_tpm=240_000.0,
+    ceiling_short=80,  # 4 s at 1,200 RPM
+    ceiling_long=36,  # ~4 s at 240k TPM
+    ceiling_latency_ms=1000.0,
+    ceiling_concurrency=32,
+    overhead_requests=2_000,
+    overhead_concurrency=256,
+    memory_sizes=(2_000, 20_000),
+    memory_concurrency=256,
+)
