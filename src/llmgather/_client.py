@@ -209,8 +209,10 @@ class Client:
 
 
 def _from_dict(data: dict[str, Any], system: str | None) -> Request:
-    fields = {k: data.get(k) for k in ("id", "model", "max_tokens", "temperature", "metadata")}
-    fields["id"] = str(fields["id"]) if fields["id"] is not None else ""
+    fields: dict[str, Any] = {
+        k: data.get(k) for k in ("model", "max_tokens", "temperature", "metadata")
+    }
+    fields["id"] = "" if data.get("id") is None else str(data["id"])
     if "messages" in data:
         return Request(messages=tuple(data["messages"]), **fields)
     return Request.from_prompt(str(data["prompt"]), system=data.get("system", system), **fields)

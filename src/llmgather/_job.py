@@ -284,11 +284,15 @@ class _Sink:
 
 def _materialise(options: JobOptions) -> tuple[str, bool]:
     """Standard input is spooled to a file beside the output, so it can be read twice."""
+    directory = os.path.dirname(os.path.abspath(options.output_path))
+    if not os.path.isdir(directory):
+        raise InvalidInputError(
+            f"cannot write {options.output_path}: the folder {directory} does not exist"
+        )
     if options.input_path != "-":
         if not os.path.exists(options.input_path):
             raise InvalidInputError(f"{options.input_path}: no such file")
         return options.input_path, False
-    directory = os.path.dirname(os.path.abspath(options.output_path))
     handle, path = tempfile.mkstemp(prefix=".llmgather-stdin-", dir=directory)
     with os.fdopen(handle, "wb") as spool:
         shutil.copyfileobj(sys.stdin.buffer, spool)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ import click
 from llmgather._errors import ConfigurationError, InvalidInputError
 from llmgather._job import Job, JobOptions, JobSummary, StrictInputError
 from llmgather._retry import RetryPolicy
+from llmgather._store import store_path_for
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr
 from llmgather.cli._progress import Progress
 
@@ -90,6 +92,11 @@ def run_command(
         fail(str(error), EXIT_STRICT)
     except (ConfigurationError, InvalidInputError) as error:
         fail(str(error), EXIT_USAGE)
+    except OSError as error:
+        fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), EXIT_USAGE)
+    except sqlite3.Error as error:
+        store = store_path_for(output_path)
+        fail(f"the job store {store} cannot be used: {error}", EXIT_USAGE)
     finally:
         progress.close()
     _report(summary, as_json=as_json)
