@@ -143,7 +143,12 @@ class Client:
         self, prompts: Iterable[Prompt] | AsyncIterable[Prompt], *, window: int | None = None
     ) -> AsyncIterator[Result]:
         """Results in completion order over any (async) iterable, with bounded memory."""
-        return self.engine.map(self._requests(prompts), window=window)
+        requests: Iterable[Request] | AsyncIterable[Request]
+        if isinstance(prompts, AsyncIterable):
+            requests = self._async_requests(prompts)
+        else:
+            requests = (self.request(prompt) for prompt in prompts)
+        return self.engine.map(requests, window=window)
 
     def statistics(self) -> EngineStats:
         return self.engine.statistics()
@@ -176,13 +181,9 @@ class Client:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _requests(self, prompts: Iterable[Prompt] | AsyncIterable[Prompt]) -> AsyncIterator[Request]:
-        if isinstance(prompts, AsyncIterable):
-            async for prompt in prompts:
-                yield self.request(prompt)
-        else:
-            for prompt in prompts:
-                yield self.request(prompt)
+    async def _async_requests(self, prompts: AsyncIterable[Prompt]) -> AsyncIterator[Request]:
+        async for prompt in prompts:
+            yield self.request(prompt)
 
     async def _send(self, request: Request) -> Outcome:
         assert self._provider is not None and self._transport is not None

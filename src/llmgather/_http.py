@@ -53,11 +53,16 @@ class Transport:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, limit_per_host=0, enable_cleanup_closed=False
         )
-        timeout = aiohttp.ClientTimeout(
+        # A whole answer must come within `read`: one timer per request. A stream only has to
+        # keep talking: a timer per chunk, which is dearer, so only streams pay for it.
+        self._plain_timeout = aiohttp.ClientTimeout(
+            total=self._timeouts.read, sock_connect=self._timeouts.connect
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._timeouts.connect, sock_read=self._timeouts.read
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=True, trust_env=False
+            connector=connector, auto_decompress=True, trust_env=False
         )
         return self
 
@@ -74,7 +79,7 @@ class Transport:
 
     async def complete(self, provider: Provider, http: HttpRequest) -> Outcome:
         """Send one request and parse the whole answer."""
-        async with self._exchange(http) as response:
+        async with self._exchange(http, self._plain_timeout) as response:
             body = await _read(response)
             if response.status >= 300:
                 raise provider.parse_error(response.status, response.headers, body)
@@ -95,17 +100,19 @@ class Transport:
     @asynccontextmanager
     async def open_stream(self, provider: Provider, http: HttpRequest) -> AsyncIterator[LiveStream]:
         """A streaming answer to iterate piece by piece; `outcome()` once it is exhausted."""
-        async with self._exchange(http) as response:
+        async with self._exchange(http, self._stream_timeout) as response:
             if response.status >= 300:
                 body = await _read(response)
                 raise provider.parse_error(response.status, response.headers, body)
             yield LiveStream(response, provider)
 
     @asynccontextmanager
-    async def _exchange(self, http: HttpRequest) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def _exchange(
+        self, http: HttpRequest, limits: aiohttp.ClientTimeout
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         try:
             response = await self.session.request(
-                http.method, http.url, headers=http.headers, data=http.body
+                http.method, http.url, headers=http.headers, data=http.body, timeout=limits
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _mapped(exc) from None
