@@ -54,6 +54,7 @@ class JobOptions:
     fmt: str | None = None
     column: str | None = None
     id_column: str | None = None
+    max_line_bytes: int = 1_048_576
     strict: bool = False
     restart: bool = False
     retry_failed: bool = False
@@ -194,6 +195,7 @@ class Job:
             column=options.column,
             id_column=options.id_column,
             system=options.system,
+            max_line_bytes=options.max_line_bytes,
             display_name=options.input_path,
         )
 

@@ -49,6 +49,7 @@ EXIT_INTERRUPTED = 130
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "txt"]), help="Input format (default: by extension; - is JSONL).")
 @click.option("--column", help="CSV: the column holding the prompt.")
 @click.option("--id-column", help="CSV: the column holding the id.")
+@click.option("--max-line-bytes", type=click.IntRange(min=1), default=1_048_576, show_default=True, help="Longest input line accepted; longer lines are recorded as invalid.")
 @click.option("--strict", is_flag=True, help="Refuse the whole file if any line is invalid (default: record such lines as failed items).")
 @click.option("--restart", is_flag=True, help="Discard the existing job beside OUTPUT and start over.")
 @click.option("--retry-failed", is_flag=True, help="Send the items that failed in earlier runs again.")
