@@ -11,10 +11,8 @@ class BenchConfig:
     repeat: int  # runs of each scenario but memory; medians are reported
     timing_sizes: tuple[int, ...]
     timing_latency_ms: float
-    ceiling_rpm: float
-    ceiling_tpm: float
-    ceiling_short: int
-    ceiling_long: int
+    ceiling_rpm: float  # the TPM limit is set from the prompt mix (see _workload)
+    ceiling_requests: int
     ceiling_latency_ms: float
     ceiling_concurrency: int
     overhead_requests: int
@@ -33,9 +31,7 @@ FULL = BenchConfig(
     timing_sizes=(5, 20, 100),
     timing_latency_ms=1000.0,
     ceiling_rpm=600.0,
-    ceiling_tpm=120_000.0,
-    ceiling_short=200,  # 20 s at 600 RPM
-    ceiling_long=90,  # ~20 s at 120k TPM
+    ceiling_requests=330,  # 33 s at 600 RPM
     ceiling_latency_ms=1000.0,
     ceiling_concurrency=32,
     overhead_requests=20_000,
@@ -50,9 +46,7 @@ QUICK = BenchConfig(
     timing_sizes=(5, 20),
     timing_latency_ms=1000.0,
     ceiling_rpm=1200.0,
-    ceiling_tpm=240_000.0,
-    ceiling_short=80,  # 4 s at 1,200 RPM
-    ceiling_long=36,  # ~4 s at 240k TPM
+    ceiling_requests=150,  # 7.5 s at 1,200 RPM
     ceiling_latency_ms=1000.0,
     ceiling_concurrency=32,
     overhead_requests=2_000,

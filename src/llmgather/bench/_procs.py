@@ -125,7 +125,8 @@ class ChildRun:
     cpu_s: float
     peak_rss_mb: float
     timed_out: bool
-    report: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None  # the last JSON line
+    reports: list[dict[str, Any]] = field(default_factory=list)  # every JSON line, in order
     stderr_tail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -148,6 +149,7 @@ def run_child(args: list[str], *, timeout: float, log_path: Path | None = None,
     try:
         assert proc.stdout is not None
         out = proc.stdout.read()
+        proc.stdout.close()
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
@@ -155,14 +157,13 @@ def run_child(args: list[str], *, timeout: float, log_path: Path | None = None,
             log.close()  # type: ignore[union-attr]
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
-    report = None
-    for line in reversed(out.decode(errors="replace").splitlines()):
+    reports = []
+    for line in out.decode(errors="replace").splitlines():
         if line.startswith("{"):
             try:
-                report = json.loads(line)
+                reports.append(json.loads(line))
             except ValueError:
                 continue
-            break
     tail = ""
     if log_path is not None and proc.returncode != 0:
         tail = log_path.read_text(errors="replace")[-2000:]
@@ -170,9 +171,11 @@ def run_child(args: list[str], *, timeout: float, log_path: Path | None = None,
         returncode=proc.returncode,
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024.0,  # KiB on Linux
+        # Includes the parent's RSS at fork on Linux: children report their own VmHWM instead.
+        peak_rss_mb=usage.ru_maxrss / 1024.0,
         timed_out=killed.is_set(),
-        report=report,
+        report=reports[-1] if reports else None,
+        reports=reports,
         stderr_tail=tail,
     )
 

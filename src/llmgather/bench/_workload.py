@@ -1,17 +1,21 @@
 """What the contenders send, and the ceiling the simulator's limits allow for it.
 
-The ceiling scenario runs two phases in input order. Phase A has short prompts: each uses few
-tokens, so the request limit (RPM) binds. Phase B has long prompts: each uses many tokens, so
-the token limit (TPM) binds. A phase of n requests whose real token use (prompt estimate plus
-the answer's actual output, after the simulator settles the reservation) sums to A tokens
-cannot finish faster than max(n / rpm, A / tpm) minutes, so for the whole run:
+The ceiling scenario sends a repeating mix of one long prompt (~440 tokens used) and two short
+ones (~50 tokens): after a long prompt the token limit (TPM) is what refuses the next request,
+after short ones the request limit (RPM) is, so both bind over and over during the run. The TPM
+limit is set from the mix so that neither limit is slack on average.
 
-    ceiling_s = Σ over phases of 60 · max(n_p / rpm, A_p / tpm)
+A request's cost against TPM is what the simulator finally charges: the prompt estimate plus
+the answer's real output (it reserves prompt + max_tokens at admission and refunds the unused
+output when the answer is complete). For N requests using A tokens in all, no client, whatever
+order it sends them in, can finish sooner than
 
-Requests are started in input order by every contender, so this is the bound that applies to
-them; `any_order_s` = 60 · max(N / rpm, A / tpm) is the looser bound of a client free to
-reorder (it could overlap the phases). The start-up bursts the buckets allow (one second of each
-limit in the simulator) are not credited, so a client that uses them can pass 100 % slightly.
+    ceiling_s = 60 · max(N / rpm, A / tpm)
+
+and the ceiling throughput is N / ceiling_s. The buckets start full (one second of each limit in
+the simulator); that start-up burst is not credited, and a run that ends sooner than
+`ceiling_s` (by using it, or by giving up on items) is charged `ceiling_s`, so the percentage
+never passes 100.
 """
 
 from __future__ import annotations
@@ -50,61 +54,56 @@ def actual_tokens(prompt: str, max_tokens: int = MAX_TOKENS, seed: int = SIM_SEE
 
 
 @dataclass(frozen=True, slots=True)
-class Phase:
-    name: str
-    requests: int
-    tokens: int  # actual tokens, summed
-    binds: str  # "rpm" or "tpm"
-    seconds: float  # fastest the limits allow this phase
-
-
-@dataclass(frozen=True, slots=True)
 class CeilingPlan:
     rpm: float
     tpm: float
-    phases: tuple[Phase, ...]
-    ceiling_s: float
-    any_order_s: float
+    requests: int
+    tokens: int  # actual tokens, summed over every request
+    rpm_bound_s: float  # least time the request limit allows
+    tpm_bound_s: float  # least time the token limit allows
 
     @property
-    def requests(self) -> int:
-        return sum(p.requests for p in self.phases)
+    def ceiling_s(self) -> float:
+        return max(self.rpm_bound_s, self.tpm_bound_s)
+
+    @property
+    def ceiling_rps(self) -> float:
+        return self.requests / self.ceiling_s
 
     def pct_of_ceiling(self, ok: int, wall_s: float) -> float:
-        """Achieved throughput (ok items per second) as a percentage of the ceiling's."""
-        if wall_s <= 0 or self.requests == 0:
+        """ok items per second over the run as a percentage of the ceiling throughput."""
+        if self.requests == 0:
             return 0.0
-        return 100.0 * (ok / wall_s) / (self.requests / self.ceiling_s)
+        return 100.0 * (ok / self.requests) * self.ceiling_s / max(wall_s, self.ceiling_s)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["requests"] = self.requests
-        return data
+        return {**asdict(self), "ceiling_s": self.ceiling_s, "ceiling_rps": self.ceiling_rps}
 
 
-def plan_ceiling(phases: list[tuple[str, list[str]]], *, rpm: float, tpm: float) -> CeilingPlan:
-    """The ceiling for prompts sent phase after phase under `rpm` and `tpm`."""
-    planned = []
-    total_tokens = 0
-    for name, prompts in phases:
-        tokens = sum(actual_tokens(p) for p in prompts)
-        total_tokens += tokens
-        by_requests = 60.0 * len(prompts) / rpm
-        by_tokens = 60.0 * tokens / tpm
-        binds = "rpm" if by_requests >= by_tokens else "tpm"
-        planned.append(Phase(name, len(prompts), tokens, binds, max(by_requests, by_tokens)))
-    count = sum(p.requests for p in planned)
+def ceiling_prompts(count: int) -> list[str]:
+    """`count` prompts repeating long, short, short."""
+    longs = iter(long_prompts(count))
+    shorts = iter(short_prompts(count))
+    return [next(longs) if i % 3 == 0 else next(shorts) for i in range(count)]
+
+
+def balanced_tpm(prompts: list[str], rpm: float) -> float:
+    """The TPM limit (rounded to 1,000) at which the mix uses tokens as fast as requests."""
+    mean = sum(actual_tokens(p) for p in prompts) / len(prompts)
+    return float(round(rpm * mean, -3))
+
+
+def plan_ceiling(prompts: list[str], *, rpm: float, tpm: float) -> CeilingPlan:
+    """The ceiling for sending `prompts` under `rpm` and `tpm`."""
+    tokens = sum(actual_tokens(p) for p in prompts)
     return CeilingPlan(
         rpm=rpm,
         tpm=tpm,
-        phases=tuple(planned),
-        ceiling_s=sum(p.seconds for p in planned),
-        any_order_s=max(60.0 * count / rpm, 60.0 * total_tokens / tpm),
+        requests=len(prompts),
+        tokens=tokens,
+        rpm_bound_s=60.0 * len(prompts) / rpm,
+        tpm_bound_s=60.0 * tokens / tpm,
     )
-
-
-def ceiling_prompts(short: int, long: int) -> list[tuple[str, list[str]]]:
-    return [("A: short prompts", short_prompts(short)), ("B: long prompts", long_prompts(long))]
 
 
 def prompts_for(spec: dict[str, Any]) -> list[str]:
@@ -113,5 +112,5 @@ def prompts_for(spec: dict[str, Any]) -> list[str]:
     if kind == "short":
         return short_prompts(spec["count"])
     if kind == "ceiling":
-        return [p for _, prompts in ceiling_prompts(spec["short"], spec["long"]) for p in prompts]
+        return ceiling_prompts(spec["count"])
     raise ValueError(f"unknown workload {kind!r}")

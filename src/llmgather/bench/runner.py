@@ -1,8 +1,14 @@
 """Runs one contender in this process and prints one JSON line with its figures.
 
     python -m llmgather.bench.runner openai_gather '{"base_url": …, "workload": "short", …}'
+    python -m llmgather.bench.runner --cli run prompts.jsonl -o out.jsonl …
 
-The clock and the CPU counters start after the imports, so they measure the work itself.
+The clock and the CPU counters start after the imports, so they measure the work itself. With
+`--cli` the `llmgather` command runs in this process as a user runs it, and the CPU time is the
+whole process's, start-up included.
+
+Peak RSS is the VmHWM of /proc/self/status: `ru_maxrss` is not usable, since Linux carries the
+parent's RSS at fork (the benchmark orchestrator's, ~100 MB) into the child's figure.
 """
 
 from __future__ import annotations
@@ -28,11 +34,42 @@ def count(results: list[Any]) -> tuple[int, int]:
     return len(results) - failed, failed
 
 
+def peak_rss_mb() -> float:
+    """This process's own high-water RSS in MB (ru_maxrss where /proc is unavailable)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_cli(args: list[str]) -> None:
+    from llmgather.cli import main as cli
+
+    started = time.perf_counter()
+    code: int | str | None = 0
+    try:
+        cli.main(args=args, prog_name="llmgather")
+    except SystemExit as exit_:
+        code = exit_.code
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    sys.stdout.flush()
+    print(json.dumps({"exit_code": code, "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "wall_s": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}),
+          flush=True)
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "--cli":
+        run_cli(argv[1:])
+        return
     name, spec = argv[0], json.loads(argv[1])
     module = importlib.import_module(f"llmgather.bench.contenders.{name}")
     prompts = prompts_for(spec) if "workload" in spec else None
-    kwargs = {k: v for k, v in spec.items() if k not in ("workload", "count", "short", "long")}
+    kwargs = {k: v for k, v in spec.items() if k not in ("workload", "count")}
     if prompts is not None:
         kwargs["prompts"] = prompts
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -46,7 +83,7 @@ def main(argv: list[str]) -> None:
     ok, failed = count(results) if isinstance(results, list) else results
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     print(json.dumps({"ok": ok, "failed": failed, "wall_s": wall, "cpu_s": cpu,
-                      "peak_rss_mb": usage1.ru_maxrss / 1024.0}), flush=True)
+                      "peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,13 @@ import orjson
 
 from llmgather.bench._config import BenchConfig
 from llmgather.bench._procs import ChildRun, SimProcess, run_child, run_contender
-from llmgather.bench._workload import MAX_TOKENS, ceiling_prompts, plan_ceiling, short_prompts
+from llmgather.bench._workload import (
+    MAX_TOKENS,
+    balanced_tpm,
+    ceiling_prompts,
+    plan_ceiling,
+    short_prompts,
+)
 
 Log = Callable[[str], None]
 Row = dict[str, Any]
@@ -108,7 +114,8 @@ def _median_rows(runs: list[list[Row]], key: Callable[[Row], Any]) -> list[Row]:
 
 
 def _cli_args(sim_url: str, input_path: Path, output_path: Path, concurrency: int) -> list[str]:
-    return [sys.executable, "-m", "llmgather", "run", str(input_path), "-o", str(output_path),
+    return [sys.executable, "-m", "llmgather.bench.runner", "--cli", "run", str(input_path),
+            "-o", str(output_path),
             "-m", "openai:gpt-4o-mini", "--base-url", sim_url + "/v1", "--api-key", "bench",
             "-c", str(concurrency), "--max-tokens", str(MAX_TOKENS), "--restart",
             "--quiet", "--json"]
@@ -123,11 +130,18 @@ def _write_prompts(path: Path, prompts: Sequence[str] | None = None, count: int 
 
 def _run_cli(sim: SimProcess, prompts_path: Path, work: Path, concurrency: int,
              timeout: float, log_path: Path) -> tuple[ChildRun, int, int, float]:
-    """`llmgather run` as its users run it; (run, ok, failed, wall from its own summary)."""
+    """`llmgather run` as its users run it; (run, ok, failed, wall from its own summary).
+
+    `run.cpu_s` and `run.peak_rss_mb` become the process's own (start-up included)."""
     output = work / "cli-results.jsonl"
     run = run_child(_cli_args(sim.base_url, prompts_path, output, concurrency),
                     timeout=timeout, log_path=log_path)
-    summary = run.report or {}
+    summary = run.reports[-2] if len(run.reports) >= 2 else {}
+    if run.report is not None:
+        run.cpu_s = float(run.report["cpu_s"])
+        run.peak_rss_mb = float(run.report["peak_rss_mb"])
+        if run.report.get("exit_code") not in (0, None):
+            run.returncode = int(run.report["exit_code"]) if isinstance(run.report["exit_code"], int) else 1
     ok = int(summary.get("ok", 0))
     failed = int(summary.get("failed", 0)) + int(summary.get("pending", 0))
     wall = float(summary.get("elapsed_s", run.wall_s))
@@ -144,9 +158,9 @@ def run_timing(config: BenchConfig, out: Path, log: Log, only: set[str] | None =
     runs = []
     with SimProcess(latency_ms=config.timing_latency_ms, log=_sim_log(out, "timing")) as sim:
         for repeat in range(config.repeat):
-            rows = []
+            rows: list[Row] = []
             for size in config.timing_sizes:
-                size_rows = []
+                size_rows: list[Row] = []
                 for contender in contenders:
                     sim.reset()
                     spec = {"base_url": sim.base_url, "workload": "short", "count": size,
@@ -176,25 +190,26 @@ def run_timing(config: BenchConfig, out: Path, log: Log, only: set[str] | None =
 
 
 def run_ceiling(config: BenchConfig, out: Path, log: Log, only: set[str] | None = None) -> ScenarioResult:
-    phases = ceiling_prompts(config.ceiling_short, config.ceiling_long)
-    plan = plan_ceiling(phases, rpm=config.ceiling_rpm, tpm=config.ceiling_tpm)
+    prompts = ceiling_prompts(config.ceiling_requests)
+    rpm = config.ceiling_rpm
+    tpm = balanced_tpm(prompts, rpm)
+    plan = plan_ceiling(prompts, rpm=rpm, tpm=tpm)
     total = plan.requests
     deadline = config.ceiling_deadline(plan.ceiling_s)
     runs = []
     for _ in range(config.repeat):
-        rows = []
+        rows: list[Row] = []
         for contender in _pick(CEILING, only):
             options = dict(contender.options)
             if options.pop("limits", False):
-                options.update(rpm=config.ceiling_rpm, tpm=config.ceiling_tpm)
+                options.update(rpm=rpm, tpm=tpm)
             if contender.module == "aiolimiter_semaphore":
-                options.update(rpm=config.ceiling_rpm, tpm=config.ceiling_tpm)
+                options.update(rpm=rpm, tpm=tpm)
             options.setdefault("concurrency", config.ceiling_concurrency)
             # A fresh simulator per contender: full buckets and zeroed counters for everyone.
-            with SimProcess(latency_ms=config.ceiling_latency_ms, rpm=config.ceiling_rpm,
-                            tpm=config.ceiling_tpm, log=_sim_log(out, "ceiling")) as sim:
-                spec = {"base_url": sim.base_url, "workload": "ceiling",
-                        "short": config.ceiling_short, "long": config.ceiling_long,
+            with SimProcess(latency_ms=config.ceiling_latency_ms, rpm=rpm, tpm=tpm,
+                            log=_sim_log(out, "ceiling")) as sim:
+                spec = {"base_url": sim.base_url, "workload": "ceiling", "count": total,
                         "max_tokens": MAX_TOKENS, **options}
                 run = run_contender(contender.module, spec, timeout=deadline,
                                     log_path=out / "logs" / f"ceiling-{contender.module}.log")
@@ -205,7 +220,7 @@ def run_ceiling(config: BenchConfig, out: Path, log: Log, only: set[str] | None 
             # Killed at the deadline: what the simulator answered 200 is what got done.
             ok = int(report["ok"]) if report else int(by_status.get("200", 0))
             wall = float(report.get("wall_s", run.wall_s))
-            row = {
+            row: Row = {
                 "name": contender.name,
                 "ok": ok,
                 "failed": total - ok,
@@ -221,7 +236,7 @@ def run_ceiling(config: BenchConfig, out: Path, log: Log, only: set[str] | None 
                 f"{wall:.1f}s, {row['pct_of_ceiling']}% of ceiling")
         runs.append(rows)
     rows = _median_rows(runs, key=lambda r: r["name"])
-    meta = {"plan": plan.to_dict(), "ceiling_rps": round(total / plan.ceiling_s, 3),
+    meta = {"plan": plan.to_dict(), "ceiling_rps": round(plan.ceiling_rps, 3),
             "deadline_s": round(deadline, 1), "latency_ms": config.ceiling_latency_ms,
             "concurrency": config.ceiling_concurrency}
     return ScenarioResult("ceiling", rows, meta)
@@ -241,8 +256,12 @@ def run_overhead(config: BenchConfig, out: Path, log: Log, only: set[str] | None
     pinned = True
     with SimProcess(latency_ms=0, log=_sim_log(out, "overhead")) as sim:
         pinned = sim.pinned
+        # Untimed: the simulator's first thousand answers (allocator, caches) count for no one.
+        run_contender("raw_aiohttp", {"base_url": sim.base_url, "workload": "short", "count": 1000,
+                                      "max_tokens": MAX_TOKENS, "concurrency": concurrency},
+                      timeout=60.0)
         for _ in range(config.repeat):
-            rows = []
+            rows: list[Row] = []
             for contender in _pick(OVERHEAD, only):
                 sim.reset()
                 sim_cpu0 = sim.cpu_seconds()
@@ -301,7 +320,7 @@ def run_overhead(config: BenchConfig, out: Path, log: Log, only: set[str] | None
 def run_memory(config: BenchConfig, out: Path, log: Log, only: set[str] | None = None) -> ScenarioResult:
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[Row] = []
     with SimProcess(latency_ms=0, log=_sim_log(out, "memory")) as sim:
         for size in config.memory_sizes:
             prompts_path = work / f"memory-{size}.jsonl"
@@ -322,6 +341,7 @@ def run_memory(config: BenchConfig, out: Path, log: Log, only: set[str] | None =
                     ok = int(report.get("ok", 0))
                     failed = size - ok
                     wall = float(report.get("wall_s", run.wall_s))
+                    run.peak_rss_mb = float(report.get("peak_rss_mb", run.peak_rss_mb))
                 error = _failure(run, log, contender.name)
                 rows.append({"name": contender.name, "inputs": size, "ok": ok, "failed": failed,
                              "peak_rss_mb": round(run.peak_rss_mb, 1), "wall_s": round(wall, 2),

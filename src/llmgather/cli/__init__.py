@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from llmgather import __version__
+from llmgather.cli.bench import bench_command
 from llmgather.cli.demo import demo_command
 from llmgather.cli.run import run_command
 from llmgather.cli.sim import sim_command
@@ -20,5 +21,5 @@ def main() -> None:
     """
 
 
-for command in (run_command, demo_command, sim_command, status_command):
+for command in (run_command, demo_command, sim_command, status_command, bench_command):
     main.add_command(command)

@@ -1,0 +1,164 @@
+"""Readable tables, the JSON summary and the matplotlib charts of the scenarios."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    # (header, key, format)
+    "timing": [("requests", "requests", "{:,}"), ("wall s", "wall_s", "{:.2f}"),
+               ("speedup", "speedup", "{:.1f}×"), ("ok", "ok", "{:,}")],
+    "ceiling": [("ok", "ok", "{:,}"), ("failed", "failed", "{:,}"), ("429s", "http_429", "{:,}"),
+                ("429 %", "pct_429", "{:.1f}"), ("wall s", "wall_s", "{:.1f}"),
+                ("% of ceiling", "pct_of_ceiling", "{:.1f}")],
+    "overhead": [("req/s", "rps", "{:,.0f}"), ("× aiohttp", "ratio_to_aiohttp", "{:.2f}"),
+                 ("CPU s/1k", "cpu_per_1k", "{:.3f}"), ("CPU × aiohttp", "cpu_ratio_to_aiohttp", "{:.2f}"),
+                 ("ok", "ok", "{:,}"), ("sim CPU %", "sim_cpu_pct", "{:.0f}")],
+    "memory": [("inputs", "inputs", "{:,}"), ("peak RSS MB", "peak_rss_mb", "{:.1f}"),
+               ("ok", "ok", "{:,}"), ("wall s", "wall_s", "{:.1f}")],
+}
+
+# The figures the issue asks for, per scenario, in the final JSON line.
+FIGURES = {
+    "timing": ("requests", "wall_s", "speedup"),
+    "ceiling": ("ok", "failed", "http_429", "pct_of_ceiling", "wall_s", "pct_429"),
+    "overhead": ("rps", "cpu_per_1k", "ratio_to_aiohttp", "cpu_ratio_to_aiohttp", "sim_cpu_pct"),
+    "memory": ("inputs", "peak_rss_mb", "ok"),
+}
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "—"
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def table(scenario: str, rows: list[Row]) -> str:
+    """A plain fixed-width table, one line per contender, ours marked with ◆."""
+    columns = COLUMNS[scenario]
+    header = ["contender", *(c[0] for c in columns)]
+    body = [
+        [("◆ " if "llmgather" in row["name"] else "  ") + row["name"]
+         + (f" [{row['error']}]" if row.get("error") else ""),
+         *(_cell(row.get(key), fmt) for _, key, fmt in columns)]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for line in body:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+    return "\n".join(lines)
+
+
+def summary_rows(scenario: str, rows: list[Row]) -> list[Row]:
+    """The contender objects of the final JSON line: `name` and the scenario's figures."""
+    return [{"name": row["name"], **{k: row.get(k) for k in FIGURES[scenario]},
+             **({"error": row["error"]} if row.get("error") else {})} for row in rows]
+
+
+# -- charts ----------------------------------------------------------------------------------
+
+
+def chart(scenario: str, rows: list[Row], meta: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    draw = {"timing": _timing, "ceiling": _ceiling, "overhead": _overhead, "memory": _memory}[scenario]
+    figure = draw(plt, rows, meta)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _colour(name: str) -> str:
+    return "#d62728" if "llmgather" in name else "#7f7f7f"
+
+
+def _timing(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    sizes = sorted({r["requests"] for r in rows})
+    figure, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(names)
+    palette = plt.get_cmap("tab10")
+    for i, name in enumerate(names):
+        walls = [next((r["wall_s"] for r in rows if r["name"] == name and r["requests"] == s), 0) for s in sizes]
+        xs = [j + i * width for j in range(len(sizes))]
+        ax.bar(xs, walls, width, label=name, color=_colour(name) if "llmgather" in name else palette(i))
+    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(sizes))])
+    ax.set_xticklabels([f"{s} requests" for s in sizes])
+    ax.set_yscale("log")
+    ax.set_ylabel("wall time, s (log)")
+    ax.set_title(f"timing: {meta.get('latency_ms', 0):.0f} ms simulated latency")
+    ax.legend(fontsize=8)
+    return figure
+
+
+def _ceiling(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
+    figure, ax = plt.subplots(figsize=(9, 4.8))
+    names = [r["name"] for r in rows]
+    ceiling = meta.get("ceiling_rps", 0)
+    # ok items per second over max(wall, ceiling time): giving up early does not look fast.
+    throughput = [ceiling * r["pct_of_ceiling"] / 100.0 for r in rows]
+    ys = range(len(rows))
+    ax.barh(ys, throughput, color=[_colour(n) for n in names])
+    ax.axvline(ceiling, color="black", linestyle="--", label=f"ceiling {ceiling:.1f} req/s")
+    for y, r, t in zip(ys, rows, throughput, strict=True):
+        ax.text(t, y, f"  {r['pct_of_ceiling']:.0f}%  · {r['http_429']:,} × 429 · {r['failed']} failed",
+                va="center", fontsize=8)
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("achieved throughput, ok items/s (a run shorter than the ceiling time counts as that long)")
+    ax.set_xlim(0, max([ceiling, *throughput]) * 1.6)
+    plan = meta.get("plan", {})
+    ax.set_title(f"ceiling: {plan.get('rpm', 0):.0f} RPM and {plan.get('tpm', 0):,.0f} TPM")
+    ax.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def _overhead(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    names = [r["name"] for r in rows]
+    ys = range(len(rows))
+    colours = [_colour(n) for n in names]
+    left.barh(ys, [r["rps"] for r in rows], color=colours)
+    left.set_xlabel("requests/s")
+    right.barh(ys, [(r["cpu_per_1k"] or 0) for r in rows], color=colours)
+    right.set_xlabel("client CPU s per 1,000 requests")
+    for ax in (left, right):
+        ax.set_yticks(list(ys))
+        ax.set_yticklabels(names if ax is left else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
+    for y, r in zip(ys, rows, strict=True):
+        if r.get("ratio_to_aiohttp") is not None:
+            left.text(r["rps"], y, f" {r['ratio_to_aiohttp']:.2f}×", va="center", fontsize=8)
+    figure.suptitle(f"overhead: {meta.get('requests', 0):,} requests at concurrency "
+                    f"{meta.get('concurrency', 0)}, 0 ms latency")
+    return figure
+
+
+def _memory(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(r["name"] for r in rows):
+        points = sorted((r["inputs"], r["peak_rss_mb"]) for r in rows if r["name"] == name)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name,
+                color=_colour(name) if "llmgather" in name else None)
+        for x, y in points:
+            ax.annotate(f"{y:.0f} MB", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("input lines (log)")
+    ax.set_ylabel("peak RSS, MB (log)")
+    ax.set_title("memory: peak RSS against input size")
+    ax.legend(fontsize=8)
+    return figure
