@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -185,14 +185,16 @@ class Client:
         async for prompt in prompts:
             yield self.request(prompt)
 
-    async def _send(self, request: Request) -> Outcome:
+    def _send(self, request: Request) -> Awaitable[Outcome]:
+        # A plain function returning the transport's coroutine: one coroutine frame fewer to
+        # resume at every I/O step of every request.
         assert self._provider is not None and self._transport is not None
         http = self._provider.build_request(
             request, model=request.model or self.target.model, stream=self._stream
         )
         if self._stream:
-            return await self._transport.stream(self._provider, http)
-        return await self._transport.complete(self._provider, http)
+            return self._transport.stream(self._provider, http)
+        return self._transport.complete(self._provider, http)
 
     def _open_stream(self, request: Request) -> AbstractAsyncContextManager[LiveStream]:
         assert self._provider is not None and self._transport is not None
