@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +36,10 @@ from llmgather._store import JobStore, fingerprint_file, store_path_for
 from llmgather._types import Request, Result
 
 MAX_PENDING_WRITES = 10_000  # finished results waiting for the disk before the pipeline waits
+# At most one commit per this many seconds: a transaction costs far more than a row, and at
+# thousands of answers a second one commit per answer would cost more CPU than sending them.
+# What a kill can lose beyond the requests in flight is what arrives in this window.
+MIN_COMMIT_INTERVAL_S = 0.002
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,44 +245,60 @@ class Job:
 
 
 class _Sink:
-    """Commits results on a worker thread, never on the event loop, as soon as they arrive.
+    """Commits results on its own writer thread, never on the event loop, as soon as they arrive.
 
     Group commit: while one transaction is being written, the results that arrive meanwhile
-    gather into the next. A kill loses only what was in flight, not a batch waiting for a timer.
+    gather into the next, so a kill loses only what was in flight. The event loop hands results
+    over through a queue and is never woken per batch: a reply per commit (as `to_thread` would
+    make) costs more than the commit itself at thousands of results a second.
     """
 
     def __init__(self, store: JobStore, output_path: str) -> None:
         self._store = store
         self._output_path = output_path
-        self._batch: list[tuple[str, Result]] = []
-        self._ready = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._closing = False
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._queue: queue.SimpleQueue[tuple[str, Result] | None] = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        self._drained: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_loop, name="llmgather-writer", daemon=True)
+        self._thread.start()
 
     async def add(self, result: Result) -> None:
-        self._batch.append((result.id, result))
-        self._ready.set()
-        if len(self._batch) >= MAX_PENDING_WRITES:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((result.id, result))
+        if self._queue.qsize() >= MAX_PENDING_WRITES:
             # The disk is slower than the API: hold the pipeline rather than grow memory.
-            self._drained.clear()
-            await self._drained.wait()
+            drained = self._drained = asyncio.Event()
+            if self._queue.qsize() >= MAX_PENDING_WRITES:  # the writer may have taken it already
+                await drained.wait()
 
     async def close(self) -> None:
-        self._closing = True
-        self._ready.set()
-        await self._writer
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        if self._error is not None:
+            raise self._error
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            batch, self._batch = self._batch, []
-            if batch:
-                await asyncio.to_thread(self._write, batch)
-            self._drained.set()
-            if self._closing and not self._batch:
-                return
+    def _write_loop(self) -> None:
+        closing = False
+        while not closing:
+            batch = [self._queue.get()]
+            time.sleep(MIN_COMMIT_INTERVAL_S)
+            with suppress(queue.Empty):
+                while len(batch) < MAX_PENDING_WRITES:
+                    batch.append(self._queue.get_nowait())
+            closing = batch[-1] is None
+            results = [item for item in batch if item is not None]
+            try:
+                if results:
+                    self._write(results)
+            except BaseException as error:  # reported to the event loop by the next add/close
+                self._error = error
+                closing = True
+            drained = self._drained
+            if drained is not None:
+                self._drained = None
+                self._loop.call_soon_threadsafe(drained.set)
 
     def _write(self, batch: list[tuple[str, Result]]) -> None:
         self._store.record(batch)
