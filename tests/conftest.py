@@ -44,7 +44,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 120, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 120, stdin: bytes | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     """`llmgather ARGS…` as a subprocess, the way a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "llmgather", *args],

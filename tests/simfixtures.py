@@ -79,7 +79,7 @@ def sse_data(raw: bytes) -> list[str]:
     """The `data:` payloads of an SSE body, in order (either line ending)."""
     text = raw.decode().replace("\r\n", "\n")
     return [
-        line[len("data: "):]
+        line[len("data: ") :]
         for block in text.split("\n\n")
         for line in block.split("\n")
         if line.startswith("data: ")

@@ -36,7 +36,9 @@ def test_ceiling_is_the_tighter_of_both_limits() -> None:
     assert plan.pct_of_ceiling(plan.requests, plan.ceiling_s) == pytest.approx(100.0)
     assert plan.pct_of_ceiling(plan.requests, 2 * plan.ceiling_s) == pytest.approx(50.0)
     # Giving up early is not speed: half the items in a tenth of the time is 50 %, not 500 %.
-    assert plan.pct_of_ceiling(plan.requests // 2, plan.ceiling_s / 10) == pytest.approx(50.0, abs=0.5)
+    assert plan.pct_of_ceiling(plan.requests // 2, plan.ceiling_s / 10) == pytest.approx(
+        50.0, abs=0.5
+    )
 
 
 def test_actual_tokens_are_what_the_simulator_settles_to() -> None:
@@ -47,9 +49,16 @@ def test_actual_tokens_are_what_the_simulator_settles_to() -> None:
 
 
 def test_table_marks_ours_and_shows_missing_figures() -> None:
-    rows = [{"name": "raw aiohttp", "rps": 4000.0, "ratio_to_aiohttp": 1.0, "cpu_per_1k": 0.25},
-            {"name": "llmgather map (library)", "rps": 3500.0, "ratio_to_aiohttp": 0.875,
-             "cpu_per_1k": None, "error": "timed out"}]
+    rows = [
+        {"name": "raw aiohttp", "rps": 4000.0, "ratio_to_aiohttp": 1.0, "cpu_per_1k": 0.25},
+        {
+            "name": "llmgather map (library)",
+            "rps": 3500.0,
+            "ratio_to_aiohttp": 0.875,
+            "cpu_per_1k": None,
+            "error": "timed out",
+        },
+    ]
     text = _report.table("overhead", rows)
     assert "◆ llmgather map (library) [timed out]" in text
     assert "4,000" in text and "0.88" in text and "—" in text

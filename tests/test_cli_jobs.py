@@ -58,7 +58,11 @@ def test_sigkill_three_times_then_resume_loses_nothing_and_repeats_little(tmp_pa
             process.send_signal(signal.SIGKILL)
             process.communicate(timeout=10)
         finished = subprocess.run(
-            [sys.executable, "-m", "llmgather", *args], capture_output=True, text=True, env=cli_env(), timeout=120
+            [sys.executable, "-m", "llmgather", *args],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            timeout=120,
         )
         received = sim.stats["received"]
     assert finished.returncode == 0, finished.stderr
@@ -169,7 +173,9 @@ def test_strict_refuses_the_file_before_sending_anything(tmp_path: Path) -> None
 
 def test_duplicate_ids_are_reported_before_any_request(tmp_path: Path) -> None:
     prompts = tmp_path / "dup.jsonl"
-    prompts.write_text('{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "y"}\n{"id": "a", "prompt": "z"}\n')
+    prompts.write_text(
+        '{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "y"}\n{"id": "a", "prompt": "z"}\n'
+    )
     with EmbeddedSimulator(SimConfig()) as sim:
         done = run_cli(*run_args(sim, prompts, tmp_path / "o.jsonl"))
         received = sim.stats["received"]
@@ -214,7 +220,10 @@ def test_an_openai_batch_file_runs_unchanged_and_keeps_custom_ids(tmp_path: Path
                 "url": "/v1/chat/completions",
                 "body": {
                     "model": "gpt-4o-mini",
-                    "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Hi {i}"}],
+                    "messages": [
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": f"Hi {i}"},
+                    ],
                     "max_tokens": 50,
                 },
             }
@@ -237,7 +246,11 @@ def test_csv_txt_and_stdin_inputs(tmp_path: Path) -> None:
     txt_file = tmp_path / "prompts.txt"
     txt_file.write_text("first prompt\nsecond prompt\n")
     with EmbeddedSimulator(SimConfig()) as sim:
-        csv_run = run_cli(*run_args(sim, csv_file, tmp_path / "csv.jsonl", "--column", "question", "--id-column", "key"))
+        csv_run = run_cli(
+            *run_args(
+                sim, csv_file, tmp_path / "csv.jsonl", "--column", "question", "--id-column", "key"
+            )
+        )
         txt_run = run_cli(*run_args(sim, txt_file, tmp_path / "txt.jsonl"))
         stdin_args = run_args(sim, Path("-"), tmp_path / "stdin.jsonl")
         stdin_run = run_cli(*stdin_args, stdin=b'{"id": "s1", "prompt": "from a pipe"}\n')

@@ -18,7 +18,9 @@ def test_run_writes_one_ok_line_per_input_with_its_id(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.jsonl", 200)
     out = tmp_path / "results.jsonl"
     with EmbeddedSimulator(SimConfig(rpm=6000, seed=2)) as sim:
-        done = run_cli("run", str(prompts), "-o", str(out), *sim_args(sim), "--rpm", "6000", "--json")
+        done = run_cli(
+            "run", str(prompts), "-o", str(out), *sim_args(sim), "--rpm", "6000", "--json"
+        )
         stats = sim.stats
     assert done.returncode == 0, done.stderr
     lines = read_jsonl(out)
@@ -37,7 +39,9 @@ def test_run_survives_twenty_percent_transient_faults(tmp_path: Path) -> None:
     out = tmp_path / "results.jsonl"
     faults = FaultPlan.parse("500=0.06,503=0.04,429=0.04,reset=0.02,malformed=0.02,cut=0.02")
     with EmbeddedSimulator(SimConfig(seed=3, faults=faults, fault_retry_after_s=0.05)) as sim:
-        done = run_cli("run", str(prompts), "-o", str(out), *sim_args(sim), "--max-attempts", "15", "--quiet")
+        done = run_cli(
+            "run", str(prompts), "-o", str(out), *sim_args(sim), "--max-attempts", "15", "--quiet"
+        )
     assert done.returncode == 0, done.stderr
     lines = read_jsonl(out)
     assert len(lines) == 150 and all(line["status"] == "ok" for line in lines)
@@ -49,7 +53,15 @@ def test_a_401_ends_at_once_with_clear_per_item_errors_and_no_retries(tmp_path: 
     out = tmp_path / "results.jsonl"
     with EmbeddedSimulator(SimConfig(require_key="the-right-key")) as sim:
         args = ["--model", "openai:gpt-4o-mini", "--base-url", sim.base_url + "/v1"]
-        done = run_cli("run", str(prompts), "-o", str(out), *args, "--json", OPENAI_API_KEY="sk-not-the-right-one-123")
+        done = run_cli(
+            "run",
+            str(prompts),
+            "-o",
+            str(out),
+            *args,
+            "--json",
+            OPENAI_API_KEY="sk-not-the-right-one-123",
+        )
         stats = sim.stats
     assert done.returncode == 1
     assert stats["received"] == 20
@@ -57,7 +69,9 @@ def test_a_401_ends_at_once_with_clear_per_item_errors_and_no_retries(tmp_path: 
     assert len(lines) == 20
     for line in lines:
         assert line["status"] == "error" and line["attempts"] == 1
-        assert line["error"]["type"] == "AuthenticationError" and line["error"]["status_code"] == 401
+        assert (
+            line["error"]["type"] == "AuthenticationError" and line["error"]["status_code"] == 401
+        )
     everything = done.stdout + done.stderr + out.read_text()
     assert "sk-not-the-right-one-123" not in everything
 
@@ -65,12 +79,16 @@ def test_a_401_ends_at_once_with_clear_per_item_errors_and_no_retries(tmp_path: 
 def test_run_streams_and_records_time_to_first_token(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.jsonl", 20)
     out = tmp_path / "results.jsonl"
-    with EmbeddedSimulator(SimConfig(seed=4, latency_ms=50, faults=FaultPlan.parse("cut=0.2"))) as sim:
+    with EmbeddedSimulator(
+        SimConfig(seed=4, latency_ms=50, faults=FaultPlan.parse("cut=0.2"))
+    ) as sim:
         done = run_cli("run", str(prompts), "-o", str(out), *sim_args(sim), "--stream", "--quiet")
     assert done.returncode == 0, done.stderr
     lines = read_jsonl(out)
     assert all(line["status"] == "ok" and line["ttft_ms"] is not None for line in lines)
-    assert {line["text"] for line in lines} == {answer_text(f"Question {i}?", seed=4)[0] for i in range(20)}
+    assert {line["text"] for line in lines} == {
+        answer_text(f"Question {i}?", seed=4)[0] for i in range(20)
+    }
 
 
 def test_run_without_a_key_uses_the_simulator_and_says_so(tmp_path: Path) -> None:

@@ -18,12 +18,18 @@ def client_for(sim: RunningSimulator, **kwargs: object) -> Client:
 
 
 async def stats(sim: RunningSimulator) -> dict:
-    async with aiohttp.ClientSession() as session, session.get(sim.base_url + "/_sim/stats") as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(sim.base_url + "/_sim/stats") as response,
+    ):
         return await response.json()
 
 
 async def log(sim: RunningSimulator) -> list[dict]:
-    async with aiohttp.ClientSession() as session, session.get(sim.base_url + "/_sim/log") as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(sim.base_url + "/_sim/log") as response,
+    ):
         return await response.json()
 
 
@@ -124,7 +130,9 @@ async def test_a_stall_past_the_read_timeout_is_retried() -> None:
 
 async def test_a_wrong_key_fails_every_item_at_once_without_retries() -> None:
     async with await start_simulator(SimConfig(require_key="right-key")) as sim:
-        async with Client("openai:x", base_url=sim.base_url + "/v1", api_key="sk-wrong-secret-key") as client:
+        async with Client(
+            "openai:x", base_url=sim.base_url + "/v1", api_key="sk-wrong-secret-key"
+        ) as client:
             results = await client.gather([f"p{i}" for i in range(10)])
             with pytest.raises(AuthenticationError) as raised:
                 await client.complete("one more")
@@ -138,7 +146,9 @@ async def test_a_wrong_key_fails_every_item_at_once_without_retries() -> None:
     assert "sk-wrong-secret-key" not in str(raised.value)
 
 
-async def test_map_accepts_an_async_iterable_and_yields_as_results_arrive(sim: RunningSimulator) -> None:
+async def test_map_accepts_an_async_iterable_and_yields_as_results_arrive(
+    sim: RunningSimulator,
+) -> None:
     async def prompts():  # type: ignore[no-untyped-def]
         for i in range(20):
             yield {"id": f"x{i}", "prompt": f"async {i}", "metadata": {"n": i}}
@@ -149,7 +159,9 @@ async def test_map_accepts_an_async_iterable_and_yields_as_results_arrive(sim: R
     assert seen["x7"].metadata == {"n": 7}
 
 
-async def test_without_a_key_the_client_uses_the_embedded_simulator(caplog: pytest.LogCaptureFixture) -> None:
+async def test_without_a_key_the_client_uses_the_embedded_simulator(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with Client() as client:
         assert client.simulated
         assert client.base_url is not None and client.base_url.startswith("http://127.0.0.1:")
@@ -162,13 +174,19 @@ def test_public_api_is_explicit() -> None:
     assert len(llmgather.__all__) == len(set(llmgather.__all__))
     for name in llmgather.__all__:
         assert hasattr(llmgather, name), name
-    public = {n for n, v in vars(llmgather).items() if not n.startswith("_") and not hasattr(v, "__path__") and type(v).__name__ != "module"}
+    public = {
+        n
+        for n, v in vars(llmgather).items()
+        if not n.startswith("_") and not hasattr(v, "__path__") and type(v).__name__ != "module"
+    }
     assert public <= set(llmgather.__all__)
 
 
 async def test_a_client_told_nothing_learns_the_announced_limits() -> None:
     async with await start_simulator(SimConfig(rpm=1200, seed=1)) as sim:  # 20/s, burst 20
-        async with client_for(sim, max_concurrency=10, retry=RetryPolicy(max_attempts=20)) as client:
+        async with client_for(
+            sim, max_concurrency=10, retry=RetryPolicy(max_attempts=20)
+        ) as client:
             results = await client.gather([f"p{i}" for i in range(60)])
         counts = await stats(sim)
     assert all(r.ok for r in results)

@@ -25,7 +25,12 @@ from tests.fakeclock import FakeClock
 class SpySend:
     """Answers after `latency` virtual seconds; records the real maximum concurrency."""
 
-    def __init__(self, clock: FakeClock, latency: float = 1.0, failures: dict[str, list[Exception]] | None = None) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        latency: float = 1.0,
+        failures: dict[str, list[Exception]] | None = None,
+    ) -> None:
         self.clock = clock
         self.latency = latency
         self.failures = failures or {}
@@ -78,7 +83,10 @@ async def test_the_real_concurrency_never_exceeds_the_cap() -> None:
 
 async def test_every_input_yields_exactly_one_result_with_its_id() -> None:
     clock = FakeClock()
-    failures = {"r3": [AuthenticationError("no", status_code=401)], "r5": [ServerError("x", status_code=500)]}
+    failures = {
+        "r3": [AuthenticationError("no", status_code=401)],
+        "r5": [ServerError("x", status_code=500)],
+    }
     send = SpySend(clock, failures=failures)
     engine = make_engine(clock, send, max_concurrency=4)
     results = await clock.run(collect(engine, requests(10)))
@@ -94,7 +102,9 @@ async def test_every_input_yields_exactly_one_result_with_its_id() -> None:
 
 async def test_a_waiting_retry_holds_no_worker_and_no_slot() -> None:
     clock = FakeClock()
-    send = SpySend(clock, failures={"r0": [RateLimitError("wait", status_code=429, retry_after=10)]})
+    send = SpySend(
+        clock, failures={"r0": [RateLimitError("wait", status_code=429, retry_after=10)]}
+    )
     engine = Engine(
         send,
         limiter=Limiter(Limits(max_concurrency=1), clock=clock),

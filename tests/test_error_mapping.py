@@ -97,37 +97,98 @@ def openai_error(message: str, type_: str, code: str | None = None) -> dict[str,
 
 
 OPENAI_CASES = [
-    Case("openai", 429, openai_error(
-        "Rate limit reached for gpt-4o-mini in organization org-x on requests per min (RPM): "
-        "Limit 3, Used 3, Requested 1. Please try again in 20s.", "requests", "rate_limit_exceeded"),
-        RateLimitError, retry_after=0.25, headers={"retry-after-ms": "250", "retry-after": "1"},
-        id="openai-rate-limit-retry-after-ms"),
-    Case("openai", 429, openai_error(
-        "You exceeded your current quota, please check your plan and billing details.",
-        "insufficient_quota", "insufficient_quota"), QuotaExhaustedError,
-        id="openai-insufficient-quota"),
-    Case("openai", 400, openai_error(
-        "This model's maximum context length is 128000 tokens. However, your messages resulted "
-        "in 130000 tokens. Please reduce the length of the messages.", "invalid_request_error",
-        "context_length_exceeded"), ContextLengthError, id="openai-context-length"),
-    Case("openai", 400, openai_error("'messages' must contain at least one message",
-                                     "invalid_request_error"), BadRequestError, id="openai-400"),
-    Case("openai", 401, openai_error("Incorrect API key provided.", "invalid_request_error",
-                                     "invalid_api_key"), AuthenticationError, id="openai-401"),
-    Case("openai", 403, openai_error("Country, region, or territory not supported",
-                                     "request_forbidden", "unsupported_country_region_territory"),
-         PermissionDeniedError, id="openai-403"),
-    Case("openai", 404, openai_error("The model `gpt-9` does not exist", "invalid_request_error",
-                                     "model_not_found"), NotFoundError, id="openai-404"),
-    Case("openai", 500, openai_error("The server had an error while processing your request.",
-                                     "server_error"), ServerError, id="openai-500"),
-    Case("openai", 503, openai_error("The engine is currently overloaded, please try again later",
-                                     "server_error"), ServerError, retry_after=3.0,
-         headers={"retry-after": "3"}, id="openai-503-retry-after-seconds"),
+    Case(
+        "openai",
+        429,
+        openai_error(
+            "Rate limit reached for gpt-4o-mini in organization org-x on requests per min (RPM): "
+            "Limit 3, Used 3, Requested 1. Please try again in 20s.",
+            "requests",
+            "rate_limit_exceeded",
+        ),
+        RateLimitError,
+        retry_after=0.25,
+        headers={"retry-after-ms": "250", "retry-after": "1"},
+        id="openai-rate-limit-retry-after-ms",
+    ),
+    Case(
+        "openai",
+        429,
+        openai_error(
+            "You exceeded your current quota, please check your plan and billing details.",
+            "insufficient_quota",
+            "insufficient_quota",
+        ),
+        QuotaExhaustedError,
+        id="openai-insufficient-quota",
+    ),
+    Case(
+        "openai",
+        400,
+        openai_error(
+            "This model's maximum context length is 128000 tokens. However, your messages resulted "
+            "in 130000 tokens. Please reduce the length of the messages.",
+            "invalid_request_error",
+            "context_length_exceeded",
+        ),
+        ContextLengthError,
+        id="openai-context-length",
+    ),
+    Case(
+        "openai",
+        400,
+        openai_error("'messages' must contain at least one message", "invalid_request_error"),
+        BadRequestError,
+        id="openai-400",
+    ),
+    Case(
+        "openai",
+        401,
+        openai_error("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+        AuthenticationError,
+        id="openai-401",
+    ),
+    Case(
+        "openai",
+        403,
+        openai_error(
+            "Country, region, or territory not supported",
+            "request_forbidden",
+            "unsupported_country_region_territory",
+        ),
+        PermissionDeniedError,
+        id="openai-403",
+    ),
+    Case(
+        "openai",
+        404,
+        openai_error(
+            "The model `gpt-9` does not exist", "invalid_request_error", "model_not_found"
+        ),
+        NotFoundError,
+        id="openai-404",
+    ),
+    Case(
+        "openai",
+        500,
+        openai_error("The server had an error while processing your request.", "server_error"),
+        ServerError,
+        id="openai-500",
+    ),
+    Case(
+        "openai",
+        503,
+        openai_error("The engine is currently overloaded, please try again later", "server_error"),
+        ServerError,
+        retry_after=3.0,
+        headers={"retry-after": "3"},
+        id="openai-503-retry-after-seconds",
+    ),
 ]
 
 
 # -- Gemini bodies ------------------------------------------------------------------------------
+
 
 def gemini_error(code: int, status: str, message: str, *details: dict[str, Any]) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message, "status": status}
@@ -141,108 +202,293 @@ def retry_info(delay: str) -> dict[str, Any]:
 
 
 def quota_failure(quota_id: str, metric: str) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
-        {"quotaMetric": metric, "quotaId": quota_id,
-         "quotaDimensions": {"location": "global", "model": "gemini-2.0-flash"},
-         "quotaValue": "15"}]}
+    return {
+        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+        "violations": [
+            {
+                "quotaMetric": metric,
+                "quotaId": quota_id,
+                "quotaDimensions": {"location": "global", "model": "gemini-2.0-flash"},
+                "quotaValue": "15",
+            }
+        ],
+    }
 
 
-PER_MINUTE = quota_failure("GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-                           "generativelanguage.googleapis.com/generate_content_free_tier_requests")
-PER_DAY = quota_failure("GenerateRequestsPerDayPerProjectPerModel-FreeTier",
-                        "generativelanguage.googleapis.com/generate_content_free_tier_requests")
+PER_MINUTE = quota_failure(
+    "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+    "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+)
+PER_DAY = quota_failure(
+    "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+    "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+)
 EXHAUSTED = "You exceeded your current quota, please check your plan and billing details."
 GEMINI_CASES = [
-    Case("gemini", 429, gemini_error(429, "RESOURCE_EXHAUSTED", EXHAUSTED, PER_MINUTE,
-                                     retry_info("37s")),
-         RateLimitError, retry_after=37.0, headers={"retry-after": "5"},
-         id="gemini-rate-limit-retry-delay-beats-header"),
-    Case("gemini", 429, gemini_error(429, "RESOURCE_EXHAUSTED", EXHAUSTED, retry_info("1.5s")),
-         RateLimitError, retry_after=1.5, id="gemini-rate-limit-fractional-retry-delay"),
-    Case("gemini", 429, gemini_error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted "
-                                     "(e.g. check quota)."),
-         RateLimitError, retry_after=12.0, headers={"retry-after": "12"},
-         id="gemini-rate-limit-header-fallback"),
-    Case("gemini", 429, gemini_error(429, "RESOURCE_EXHAUSTED", EXHAUSTED, PER_DAY,
-                                     retry_info("25s")),
-         QuotaExhaustedError, retry_after=25.0, id="gemini-per-day-quota"),
-    Case("gemini", 429, [gemini_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric "
-                                      "'Gemini 2.5 Pro Requests' and limit 'Gemini 2.5 Pro "
-                                      "Requests per day per user per tier'.",
-                                      {"@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                                       "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com",
-                                       "metadata": {"quota_limit": "Gemini25ProRequestsPerDay"}})],
-         QuotaExhaustedError, id="gemini-per-day-quota-error-info-in-a-list"),
-    Case("gemini", 400, gemini_error(400, "INVALID_ARGUMENT", "The input token count (3475108) "
-                                     "exceeds the maximum number of tokens allowed (1048576)."),
-         ContextLengthError, id="gemini-context-length"),
-    Case("gemini", 400, gemini_error(400, "INVALID_ARGUMENT", "Request contains an invalid "
-                                     "argument."), BadRequestError, id="gemini-invalid-argument"),
-    Case("gemini", 400, gemini_error(400, "FAILED_PRECONDITION", "User location is not supported "
-                                     "for the API use."), BadRequestError,
-         id="gemini-failed-precondition"),
-    Case("gemini", 400, gemini_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a "
-                                     "valid API key.",
-                                     {"@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                                      "reason": "API_KEY_INVALID", "domain": "googleapis.com"}),
-         AuthenticationError, id="gemini-api-key-invalid"),
-    Case("gemini", 401, gemini_error(401, "UNAUTHENTICATED", "Request had invalid authentication "
-                                     "credentials."), AuthenticationError, id="gemini-401"),
-    Case("gemini", 403, gemini_error(403, "PERMISSION_DENIED", "The caller does not have "
-                                     "permission"), PermissionDeniedError, id="gemini-403"),
-    Case("gemini", 404, gemini_error(404, "NOT_FOUND", "models/gemini-9 is not found for API "
-                                     "version v1beta."), NotFoundError, id="gemini-404"),
-    Case("gemini", 500, gemini_error(500, "INTERNAL", "An internal error has occurred."),
-         ServerError, id="gemini-500"),
-    Case("gemini", 503, gemini_error(503, "UNAVAILABLE", "The model is overloaded. Please try "
-                                     "again later."), ServerError, id="gemini-503"),
-    Case("gemini", 504, gemini_error(504, "DEADLINE_EXCEEDED", "Deadline expired before operation "
-                                     "could complete."), ServerError, id="gemini-504"),
+    Case(
+        "gemini",
+        429,
+        gemini_error(429, "RESOURCE_EXHAUSTED", EXHAUSTED, PER_MINUTE, retry_info("37s")),
+        RateLimitError,
+        retry_after=37.0,
+        headers={"retry-after": "5"},
+        id="gemini-rate-limit-retry-delay-beats-header",
+    ),
+    Case(
+        "gemini",
+        429,
+        gemini_error(429, "RESOURCE_EXHAUSTED", EXHAUSTED, retry_info("1.5s")),
+        RateLimitError,
+        retry_after=1.5,
+        id="gemini-rate-limit-fractional-retry-delay",
+    ),
+    Case(
+        "gemini",
+        429,
+        gemini_error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+        RateLimitError,
+        retry_after=12.0,
+        headers={"retry-after": "12"},
+        id="gemini-rate-limit-header-fallback",
+    ),
+    Case(
+        "gemini",
+        429,
+        gemini_error(429, "RESOURCE_EXHAUSTED", EXHAUSTED, PER_DAY, retry_info("25s")),
+        QuotaExhaustedError,
+        retry_after=25.0,
+        id="gemini-per-day-quota",
+    ),
+    Case(
+        "gemini",
+        429,
+        [
+            gemini_error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric "
+                "'Gemini 2.5 Pro Requests' and limit 'Gemini 2.5 Pro "
+                "Requests per day per user per tier'.",
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "RATE_LIMIT_EXCEEDED",
+                    "domain": "googleapis.com",
+                    "metadata": {"quota_limit": "Gemini25ProRequestsPerDay"},
+                },
+            )
+        ],
+        QuotaExhaustedError,
+        id="gemini-per-day-quota-error-info-in-a-list",
+    ),
+    Case(
+        "gemini",
+        400,
+        gemini_error(
+            400,
+            "INVALID_ARGUMENT",
+            "The input token count (3475108) "
+            "exceeds the maximum number of tokens allowed (1048576).",
+        ),
+        ContextLengthError,
+        id="gemini-context-length",
+    ),
+    Case(
+        "gemini",
+        400,
+        gemini_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
+        BadRequestError,
+        id="gemini-invalid-argument",
+    ),
+    Case(
+        "gemini",
+        400,
+        gemini_error(400, "FAILED_PRECONDITION", "User location is not supported for the API use."),
+        BadRequestError,
+        id="gemini-failed-precondition",
+    ),
+    Case(
+        "gemini",
+        400,
+        gemini_error(
+            400,
+            "INVALID_ARGUMENT",
+            "API key not valid. Please pass a valid API key.",
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+            },
+        ),
+        AuthenticationError,
+        id="gemini-api-key-invalid",
+    ),
+    Case(
+        "gemini",
+        401,
+        gemini_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
+        AuthenticationError,
+        id="gemini-401",
+    ),
+    Case(
+        "gemini",
+        403,
+        gemini_error(403, "PERMISSION_DENIED", "The caller does not have permission"),
+        PermissionDeniedError,
+        id="gemini-403",
+    ),
+    Case(
+        "gemini",
+        404,
+        gemini_error(404, "NOT_FOUND", "models/gemini-9 is not found for API version v1beta."),
+        NotFoundError,
+        id="gemini-404",
+    ),
+    Case(
+        "gemini",
+        500,
+        gemini_error(500, "INTERNAL", "An internal error has occurred."),
+        ServerError,
+        id="gemini-500",
+    ),
+    Case(
+        "gemini",
+        503,
+        gemini_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+        ServerError,
+        id="gemini-503",
+    ),
+    Case(
+        "gemini",
+        504,
+        gemini_error(504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+        ServerError,
+        id="gemini-504",
+    ),
 ]
 
 
 # -- Anthropic bodies ---------------------------------------------------------------------------
 
+
 def anthropic_error(type_: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": type_, "message": message},
-            "request_id": "req_011CSLsW7mFqvHHnzrKdKjAE"}
+    return {
+        "type": "error",
+        "error": {"type": type_, "message": message},
+        "request_id": "req_011CSLsW7mFqvHHnzrKdKjAE",
+    }
 
 
 ANTHROPIC_CASES = [
-    Case("anthropic", 429, anthropic_error("rate_limit_error", "This request would exceed the "
-                                           "rate limit for your organization."),
-         RateLimitError, retry_after=7.0, headers={"retry-after": "7"},
-         id="anthropic-rate-limit"),
-    Case("anthropic", 529, anthropic_error("overloaded_error", "Overloaded"), OverloadedError,
-         id="anthropic-overloaded"),
-    Case("anthropic", 500, anthropic_error("api_error", "Internal server error"), ServerError,
-         id="anthropic-500"),
-    Case("anthropic", 504, anthropic_error("timeout_error", "Request timed out"), ServerError,
-         id="anthropic-504"),
-    Case("anthropic", 400, anthropic_error("invalid_request_error", "messages: Field required"),
-         BadRequestError, id="anthropic-400"),
-    Case("anthropic", 400, anthropic_error("invalid_request_error",
-                                           "prompt is too long: 210000 tokens > 200000 maximum"),
-         ContextLengthError, id="anthropic-prompt-too-long"),
-    Case("anthropic", 400, anthropic_error("invalid_request_error", "input length and `max_tokens` "
-                                           "exceed context limit: 199000 + 8192 > 200000"),
-         ContextLengthError, id="anthropic-exceed-context-limit"),
-    Case("anthropic", 400, anthropic_error("invalid_request_error", "Your credit balance is too low "
-                                           "to access the Anthropic API. Please go to Plans & "
-                                           "Billing to upgrade or purchase credits."),
-         QuotaExhaustedError, id="anthropic-credit-balance"),
-    Case("anthropic", 402, anthropic_error("billing_error", "Billing issue."), QuotaExhaustedError,
-         id="anthropic-billing"),
-    Case("anthropic", 401, anthropic_error("authentication_error", "invalid x-api-key"),
-         AuthenticationError, id="anthropic-401"),
-    Case("anthropic", 403, anthropic_error("permission_error", "Your API key does not have "
-                                           "permission to use the specified resource."),
-         PermissionDeniedError, id="anthropic-403"),
-    Case("anthropic", 404, anthropic_error("not_found_error", "model: claude-9"), NotFoundError,
-         id="anthropic-404"),
-    Case("anthropic", 413, anthropic_error("request_too_large", "Request exceeds the maximum "
-                                           "allowed number of bytes."), BadRequestError,
-         id="anthropic-413"),
+    Case(
+        "anthropic",
+        429,
+        anthropic_error(
+            "rate_limit_error", "This request would exceed the rate limit for your organization."
+        ),
+        RateLimitError,
+        retry_after=7.0,
+        headers={"retry-after": "7"},
+        id="anthropic-rate-limit",
+    ),
+    Case(
+        "anthropic",
+        529,
+        anthropic_error("overloaded_error", "Overloaded"),
+        OverloadedError,
+        id="anthropic-overloaded",
+    ),
+    Case(
+        "anthropic",
+        500,
+        anthropic_error("api_error", "Internal server error"),
+        ServerError,
+        id="anthropic-500",
+    ),
+    Case(
+        "anthropic",
+        504,
+        anthropic_error("timeout_error", "Request timed out"),
+        ServerError,
+        id="anthropic-504",
+    ),
+    Case(
+        "anthropic",
+        400,
+        anthropic_error("invalid_request_error", "messages: Field required"),
+        BadRequestError,
+        id="anthropic-400",
+    ),
+    Case(
+        "anthropic",
+        400,
+        anthropic_error(
+            "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"
+        ),
+        ContextLengthError,
+        id="anthropic-prompt-too-long",
+    ),
+    Case(
+        "anthropic",
+        400,
+        anthropic_error(
+            "invalid_request_error",
+            "input length and `max_tokens` exceed context limit: 199000 + 8192 > 200000",
+        ),
+        ContextLengthError,
+        id="anthropic-exceed-context-limit",
+    ),
+    Case(
+        "anthropic",
+        400,
+        anthropic_error(
+            "invalid_request_error",
+            "Your credit balance is too low "
+            "to access the Anthropic API. Please go to Plans & "
+            "Billing to upgrade or purchase credits.",
+        ),
+        QuotaExhaustedError,
+        id="anthropic-credit-balance",
+    ),
+    Case(
+        "anthropic",
+        402,
+        anthropic_error("billing_error", "Billing issue."),
+        QuotaExhaustedError,
+        id="anthropic-billing",
+    ),
+    Case(
+        "anthropic",
+        401,
+        anthropic_error("authentication_error", "invalid x-api-key"),
+        AuthenticationError,
+        id="anthropic-401",
+    ),
+    Case(
+        "anthropic",
+        403,
+        anthropic_error(
+            "permission_error",
+            "Your API key does not have permission to use the specified resource.",
+        ),
+        PermissionDeniedError,
+        id="anthropic-403",
+    ),
+    Case(
+        "anthropic",
+        404,
+        anthropic_error("not_found_error", "model: claude-9"),
+        NotFoundError,
+        id="anthropic-404",
+    ),
+    Case(
+        "anthropic",
+        413,
+        anthropic_error(
+            "request_too_large", "Request exceeds the maximum allowed number of bytes."
+        ),
+        BadRequestError,
+        id="anthropic-413",
+    ),
 ]
 
 ALL_CASES = STATUS_CASES + OPENAI_CASES + GEMINI_CASES + ANTHROPIC_CASES
@@ -267,11 +513,15 @@ def test_retry_after_as_an_http_date(name: str) -> None:
 
 
 ECHO_BODIES = {
-    "openai": openai_error(f"Incorrect API key provided: {KEY}.", "invalid_request_error",
-                           "invalid_api_key"),
-    "gemini": gemini_error(400, "INVALID_ARGUMENT", f"API key not valid: {KEY}",
-                           {"@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                            "reason": "API_KEY_INVALID"}),
+    "openai": openai_error(
+        f"Incorrect API key provided: {KEY}.", "invalid_request_error", "invalid_api_key"
+    ),
+    "gemini": gemini_error(
+        400,
+        "INVALID_ARGUMENT",
+        f"API key not valid: {KEY}",
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"},
+    ),
     "anthropic": anthropic_error("authentication_error", f"invalid x-api-key {KEY}"),
 }
 
@@ -334,4 +584,6 @@ def test_every_api_error_class_is_produced_by_some_mapping() -> None:
     reached |= {type(e) for e in stream_and_body_errors()}
     reached |= {type(e) for e in transport_errors() if isinstance(e, APIError)}
     missing = leaves(APIError) - reached
-    assert not missing, f"no provider or transport mapping produces {sorted(c.__name__ for c in missing)}"
+    assert not missing, (
+        f"no provider or transport mapping produces {sorted(c.__name__ for c in missing)}"
+    )

@@ -132,26 +132,46 @@ def frame(event: str, data: dict[str, Any]) -> bytes:
 
 
 HEAD = [
-    frame("message_start", {"type": "message_start", "message": {
-        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-x",
-        "content": [], "stop_reason": None,
-        "usage": {"input_tokens": 12, "cache_read_input_tokens": 3, "output_tokens": 1}}}),
-    frame("content_block_start", {"type": "content_block_start", "index": 0,
-                                  "content_block": {"type": "text", "text": ""}}),
+    frame(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_01",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-x",
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": 12, "cache_read_input_tokens": 3, "output_tokens": 1},
+            },
+        },
+    ),
+    frame(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ),
     frame("ping", {"type": "ping"}),
 ]
 
 
 def delta(text: str) -> bytes:
-    return frame("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                         "delta": {"type": "text_delta", "text": text}})
+    return frame(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+    )
 
 
 TAIL = [
     frame("content_block_stop", {"type": "content_block_stop", "index": 0}),
-    frame("message_delta", {"type": "message_delta",
-                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                            "usage": {"output_tokens": 6}}),
+    frame(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 6},
+        },
+    ),
     frame("message_stop", {"type": "message_stop"}),
 ]
 
@@ -168,9 +188,14 @@ def decode(raw: bytes, *, split: int = 5) -> tuple[list[str], Any]:
 
 
 def test_stream_pieces_and_final_completion() -> None:
-    json_delta = frame("content_block_delta", {"type": "content_block_delta", "index": 1,
-                                               "delta": {"type": "input_json_delta",
-                                                         "partial_json": "{\"a\""}})
+    json_delta = frame(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"a"'},
+        },
+    )
     raw = b"".join([*HEAD, delta("Hello"), delta(", wörld"), json_delta, delta("!"), *TAIL])
     pieces, decoder = decode(raw)
     assert pieces == ["Hello", ", wörld", "!"]
@@ -194,8 +219,9 @@ def test_a_malformed_stream_event_raises() -> None:
 
 
 def test_an_error_event_raises_the_mapped_error() -> None:
-    error = frame("error", {"type": "error",
-                            "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    error = frame(
+        "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    )
     with pytest.raises(OverloadedError, match="Overloaded") as info:
         decode(b"".join([*HEAD, delta("Hello"), error]))
     assert info.value.status_code == 529
@@ -247,7 +273,9 @@ def expected(prompt: str) -> str:
 async def test_complete_and_stream_against_the_simulator() -> None:
     async with await start_simulator(SimConfig(seed=SEED, require_key="k")) as sim:
         async with llmgather.Client(MODEL, base_url=sim.base_url, api_key="k") as client:
-            assert await client.complete("Why do birds migrate?") == expected("Why do birds migrate?")
+            assert await client.complete("Why do birds migrate?") == expected(
+                "Why do birds migrate?"
+            )
             pieces = [p async for p in client.stream("Write a haiku")]
             assert len(pieces) > 1
             assert "".join(pieces) == expected("Write a haiku")
@@ -259,7 +287,11 @@ async def test_gather_under_transient_faults_ends_all_ok(stream: bool) -> None:
     config = SimConfig(seed=SEED, faults=faults, fault_retry_after_s=0.01)
     async with await start_simulator(config) as sim:
         async with llmgather.Client(
-            MODEL, base_url=sim.base_url, api_key="k", retry=RETRY, stream=stream,
+            MODEL,
+            base_url=sim.base_url,
+            api_key="k",
+            retry=RETRY,
+            stream=stream,
             max_concurrency=16,
         ) as client:
             results = await client.gather(PROMPTS)
@@ -276,7 +308,9 @@ async def test_gather_under_transient_faults_ends_all_ok(stream: bool) -> None:
 
 async def test_a_wrong_key_is_an_authentication_error_that_never_shows_the_key() -> None:
     async with await start_simulator(SimConfig(seed=SEED, require_key="right")) as sim:
-        async with llmgather.Client(MODEL, base_url=sim.base_url, api_key="wrong-key-123") as client:
+        async with llmgather.Client(
+            MODEL, base_url=sim.base_url, api_key="wrong-key-123"
+        ) as client:
             with pytest.raises(llmgather.AuthenticationError) as info:
                 await client.complete("hi")
     assert info.value.status_code == 401

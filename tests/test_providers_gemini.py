@@ -78,7 +78,9 @@ def test_request_body_maps_roles_system_and_generation_config() -> None:
         "systemInstruction": {"parts": [{"text": "Be brief."}]},
         "generationConfig": {"maxOutputTokens": 50, "temperature": 0.2},
     }
-    assert body(Request.from_prompt("Hi")) == {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    assert body(Request.from_prompt("Hi")) == {
+        "contents": [{"role": "user", "parts": [{"text": "Hi"}]}]
+    }
 
 
 def test_request_with_an_unknown_role_or_a_non_text_part_is_invalid_input() -> None:
@@ -141,7 +143,9 @@ def test_a_prompt_blocked_at_prompt_level_is_a_bad_request() -> None:
         provider().parse_response(200, {}, blocked)
 
 
-@pytest.mark.parametrize("raw", [b'{"candidates": [{"content"', b"[]", b"{}", b'{"candidates": [3]}'])
+@pytest.mark.parametrize(
+    "raw", [b'{"candidates": [{"content"', b"[]", b"{}", b'{"candidates": [3]}']
+)
 def test_an_unparsable_response_is_malformed(raw: bytes) -> None:
     with pytest.raises(MalformedResponseError):
         provider().parse_response(200, {}, raw)
@@ -155,7 +159,10 @@ def sse(*events: dict[str, Any]) -> bytes:
 
 
 def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    candidate: dict[str, Any] = {
+        "content": {"parts": [{"text": text}], "role": "model"},
+        "index": 0,
+    }
     usage: dict[str, Any] = {"promptTokenCount": 4, "totalTokenCount": 4}
     if finish:
         candidate["finishReason"] = finish
@@ -192,7 +199,9 @@ def test_a_stream_without_a_finish_reason_is_truncated() -> None:
 
 
 def test_a_malformed_stream_event_raises() -> None:
-    raw = sse(chunk("The quick")) + b'data: {"candidates": [{"content": {"parts": [{"text": "\r\n\r\n'
+    raw = (
+        sse(chunk("The quick")) + b'data: {"candidates": [{"content": {"parts": [{"text": "\r\n\r\n'
+    )
     with pytest.raises(MalformedResponseError):
         decode(raw)
 
@@ -227,7 +236,9 @@ async def test_complete_and_stream_against_the_simulator() -> None:
         async with llmgather.Client(
             "gemini:gemini-2.0-flash", base_url=sim.base_url, api_key="k"
         ) as client:
-            assert await client.complete("Why do birds migrate?") == expected("Why do birds migrate?")
+            assert await client.complete("Why do birds migrate?") == expected(
+                "Why do birds migrate?"
+            )
             pieces = [p async for p in client.stream("Write a haiku")]
             assert len(pieces) > 1
             assert "".join(pieces) == expected("Write a haiku")
@@ -239,8 +250,12 @@ async def test_gather_under_transient_faults_ends_all_ok(stream: bool) -> None:
     config = SimConfig(seed=SEED, faults=faults, fault_retry_after_s=0.01)
     async with await start_simulator(config) as sim:
         async with llmgather.Client(
-            "gemini:gemini-2.0-flash", base_url=sim.base_url, api_key="k", retry=RETRY,
-            stream=stream, max_concurrency=16,
+            "gemini:gemini-2.0-flash",
+            base_url=sim.base_url,
+            api_key="k",
+            retry=RETRY,
+            stream=stream,
+            max_concurrency=16,
         ) as client:
             results = await client.gather(PROMPTS)
             stats = client.statistics()
@@ -259,7 +274,9 @@ async def test_a_retry_delay_of_one_second_is_honoured() -> None:
     config = SimConfig(seed=SEED, faults=FaultPlan.parse("429=1"), fault_retry_after_s=1.0)
     async with await start_simulator(config) as sim:
         async with llmgather.Client(
-            "gemini:gemini-2.0-flash", base_url=sim.base_url, api_key="k",
+            "gemini:gemini-2.0-flash",
+            base_url=sim.base_url,
+            api_key="k",
             retry=llmgather.RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.05),
         ) as client:
             result = (await client.gather([prompt]))[0]

@@ -13,8 +13,19 @@ from llmgather.sim import SimConfig
 def test_help_lists_the_options_and_endpoints() -> None:
     result = CliRunner().invoke(sim_command, ["--help"])
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--rpm", "--tpm", "--latency-ms", "--faults",
-                   "--require-key", "--seed", "--stall-s", "--fault-retry-after", "--capacity"):
+    for option in (
+        "--host",
+        "--port",
+        "--rpm",
+        "--tpm",
+        "--latency-ms",
+        "--faults",
+        "--require-key",
+        "--seed",
+        "--stall-s",
+        "--fault-retry-after",
+        "--capacity",
+    ):
         assert option in result.output
     assert "/v1/chat/completions" in result.output and "500.0" in result.output
 
@@ -30,14 +41,35 @@ def test_bad_faults_are_a_bad_parameter(spec: str) -> None:
 
 def test_options_become_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[SimConfig, str, int]] = []
-    monkeypatch.setattr(llmgather.sim.server, "run_forever",
-                        lambda config, host, port: seen.append((config, host, port)))
+    monkeypatch.setattr(
+        llmgather.sim.server,
+        "run_forever",
+        lambda config, host, port: seen.append((config, host, port)),
+    )
     monkeypatch.setenv("LLMGATHER_SIM_KEY", "from-env")
-    result = CliRunner().invoke(sim_command, [
-        "--port", "0", "--rpm", "60", "--tpm", "1000", "--latency-ms", "0", "--seed", "4",
-        "--faults", "500=0.1,cut=0.2", "--stall-s", "2", "--fault-retry-after", "3",
-        "--capacity", "8",
-    ])
+    result = CliRunner().invoke(
+        sim_command,
+        [
+            "--port",
+            "0",
+            "--rpm",
+            "60",
+            "--tpm",
+            "1000",
+            "--latency-ms",
+            "0",
+            "--seed",
+            "4",
+            "--faults",
+            "500=0.1,cut=0.2",
+            "--stall-s",
+            "2",
+            "--fault-retry-after",
+            "3",
+            "--capacity",
+            "8",
+        ],
+    )
     assert result.exit_code == 0, result.output
     config, host, port = seen[0]
     assert (host, port) == ("127.0.0.1", 0)

@@ -49,7 +49,11 @@ async def texts(seed: int, prompt: str = PROMPT) -> list[str]:
     """The answer to `prompt` from each dialect, plain then streamed."""
     found = []
     async with running(seed=seed) as sim, aiohttp.ClientSession() as session:
-        for path, stream_path in ((OPENAI, OPENAI), (ANTHROPIC, ANTHROPIC), (GEMINI, GEMINI_STREAM)):
+        for path, stream_path in (
+            (OPENAI, OPENAI),
+            (ANTHROPIC, ANTHROPIC),
+            (GEMINI, GEMINI_STREAM),
+        ):
             status, _, raw = await post(session, sim, path, body_for(path, prompt))
             assert status == 200
             found.append(plain_text(path, raw))

@@ -35,8 +35,13 @@ def test_parse_accepts_a_full_spec() -> None:
 
 @pytest.mark.parametrize(
     ("spec", "named"),
-    [("500=0.1,boom=0.1", "boom=0.1"), ("500", "'500'"), ("reset=x", "reset=x"),
-     ("cut=1.5", "cut=1.5"), ("500=0.6,503=0.6", "more than 1")],
+    [
+        ("500=0.1,boom=0.1", "boom=0.1"),
+        ("500", "'500'"),
+        ("reset=x", "reset=x"),
+        ("cut=1.5", "cut=1.5"),
+        ("500=0.6,503=0.6", "more than 1"),
+    ],
 )
 def test_parse_names_the_bad_piece(spec: str, named: str) -> None:
     with pytest.raises(ValueError, match=named):

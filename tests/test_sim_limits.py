@@ -75,8 +75,9 @@ async def test_tokens_429_while_reservations_are_in_flight() -> None:
     # cannot both fit, and the refusal names the token limit.
     async with running(tpm=60_000, latency_ms=200) as sim, aiohttp.ClientSession() as session:
         body = body_for(OPENAI, max_tokens=900)
-        results = await asyncio.gather(post(session, sim, OPENAI, body),
-                                       post(session, sim, OPENAI, body))
+        results = await asyncio.gather(
+            post(session, sim, OPENAI, body), post(session, sim, OPENAI, body)
+        )
     by_status = {status: raw for status, _, raw in results}
     assert set(by_status) == {200, 429}
     error = orjson.loads(by_status[429])["error"]

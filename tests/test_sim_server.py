@@ -47,8 +47,14 @@ async def test_stats_and_log_record_each_api_request() -> None:
         500 if entry["fault"] == "500" else 200 for entry in log
     ]
     assert all(0 <= a["t"] <= b["t"] for a, b in itertools.pairwise(log))
-    assert after == {"received": 0, "answered": 0, "by_status": {}, "faults": {},
-                     "in_flight": 0, "max_in_flight": 0}
+    assert after == {
+        "received": 0,
+        "answered": 0,
+        "by_status": {},
+        "faults": {},
+        "in_flight": 0,
+        "max_in_flight": 0,
+    }
 
 
 async def test_unknown_paths_and_methods_are_404_and_not_counted() -> None:
@@ -78,9 +84,12 @@ async def test_require_key_refuses_other_keys(
     async with running(require_key="the-right-key") as sim, aiohttp.ClientSession() as session:
         got, _, raw = await post(session, sim, path, headers=headers)
         ok, _, _ = await post(
-            session, sim, path,
-            headers={k: ("Bearer " if k == "Authorization" else "") + "the-right-key"
-                     for k in headers},
+            session,
+            sim,
+            path,
+            headers={
+                k: ("Bearer " if k == "Authorization" else "") + "the-right-key" for k in headers
+            },
         )
     assert got == status and b"wrong-key-0000" not in raw and b"the-right-key" not in raw
     assert ok == 200
@@ -88,15 +97,17 @@ async def test_require_key_refuses_other_keys(
 
 async def test_gemini_key_in_the_query_string() -> None:
     async with running(require_key="qkey-123") as sim, aiohttp.ClientSession() as session:
-        status, _, _ = await post(session, sim, GEMINI + "?key=qkey-123", body_for(GEMINI),
-                                  headers={"x-goog-api-key": ""})
+        status, _, _ = await post(
+            session, sim, GEMINI + "?key=qkey-123", body_for(GEMINI), headers={"x-goog-api-key": ""}
+        )
     assert status == 200
 
 
 async def test_bad_bodies_are_400_in_the_providers_shape() -> None:
     async with running() as sim, aiohttp.ClientSession() as session:
-        async with session.post(sim.base_url + OPENAI, data=b"{not json",
-                                headers={"Authorization": "Bearer k"}) as response:
+        async with session.post(
+            sim.base_url + OPENAI, data=b"{not json", headers={"Authorization": "Bearer k"}
+        ) as response:
             assert response.status == 400
             assert orjson.loads(await response.read())["error"]["type"] == "invalid_request_error"
         status, _, raw = await post(session, sim, GEMINI, {"contents": []})
@@ -123,7 +134,8 @@ async def test_streaming_with_latency_spreads_the_tokens() -> None:
     async with running(latency_ms=120) as sim, aiohttp.ClientSession() as session:
         started = loop.time()
         async with session.post(
-            sim.base_url + ANTHROPIC, data=orjson.dumps(body_for(ANTHROPIC, stream=True)),
+            sim.base_url + ANTHROPIC,
+            data=orjson.dumps(body_for(ANTHROPIC, stream=True)),
             headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
         ) as response:
             arrivals = []

@@ -166,7 +166,9 @@ class Client:
         elif isinstance(prompt, dict):
             request = _from_dict(prompt, system)
         else:
-            raise TypeError(f"a prompt must be a str, a message list, a dict or a Request, not {type(prompt).__name__}")
+            raise TypeError(
+                f"a prompt must be a str, a message list, a dict or a Request, not {type(prompt).__name__}"
+            )
         options.setdefault("max_tokens", None)
         if options["max_tokens"] is None:
             options["max_tokens"] = self.target.spec.default_max_tokens

@@ -186,8 +186,9 @@ def _mapped(exc: BaseException) -> Exception:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return APIConnectionError("the server closed the connection without answering")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return APIConnectionError(f"cannot connect to {exc.host}:{exc.port} ({exc.strerror or 'refused'})")
+        return APIConnectionError(
+            f"cannot connect to {exc.host}:{exc.port} ({exc.strerror or 'refused'})"
+        )
     if isinstance(exc, aiohttp.ClientResponseError):
         return APIConnectionError(f"invalid HTTP response (status {exc.status})")
     return APIConnectionError(f"connection error: {type(exc).__name__}")
-

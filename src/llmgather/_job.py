@@ -208,7 +208,9 @@ class Job:
 
     async def _send_pending(self, client: Client, store: JobStore, input_path: str) -> bool:
         """Send what is still pending; True if a stop signal cut the run short."""
-        pending = store.pending_items(self._read(input_path), retry_failed=self.options.retry_failed)
+        pending = store.pending_items(
+            self._read(input_path), retry_failed=self.options.retry_failed
+        )
         sink = _Sink(store, self.options.output_path)
         consume = asyncio.create_task(self._consume(client, pending, sink))
         stopped = asyncio.create_task(self.stop.wait())
@@ -260,7 +262,9 @@ class _Sink:
         self._loop = asyncio.get_running_loop()
         self._drained: asyncio.Event | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._write_loop, name="llmgather-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._write_loop, name="llmgather-writer", daemon=True
+        )
         self._thread.start()
 
     async def add(self, result: Result) -> None:

@@ -40,7 +40,11 @@ class RetryPolicy:
 
     def final_error(self, error: APIError) -> APIError:
         """The error to report once retrying stops: a wait past the ceiling becomes a quota error."""
-        if error.retryable and error.retry_after is not None and error.retry_after > self.max_retry_wait:
+        if (
+            error.retryable
+            and error.retry_after is not None
+            and error.retry_after > self.max_retry_wait
+        ):
             return QuotaExhaustedError(
                 f"the server asked to wait {error.retry_after:.0f}s, longer than the retry "
                 f"ceiling of {self.max_retry_wait:.0f}s (a quota that will not recover within "

@@ -31,10 +31,9 @@ def message_text(message: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict)
-        )
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return str(content)
+
 
 # What a request without `max_tokens` is assumed to produce when reserving tokens-per-minute
 # budget; the simulator charges the same, and both settle to the real usage afterwards.

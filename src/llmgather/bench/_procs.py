@@ -50,17 +50,37 @@ def process_cpu_seconds(pid: int) -> float | None:
 class SimProcess:
     """A `llmgather sim` subprocess on 127.0.0.1 and a free port."""
 
-    def __init__(self, *, latency_ms: float, rpm: float | None = None, tpm: float | None = None,
-                 seed: int = 0, log: Path | None = None) -> None:
-        args = [sys.executable, "-m", "llmgather", "sim", "--host", "127.0.0.1", "--port", "0",
-                "--latency-ms", str(latency_ms), "--seed", str(seed)]
+    def __init__(
+        self,
+        *,
+        latency_ms: float,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        seed: int = 0,
+        log: Path | None = None,
+    ) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "llmgather",
+            "sim",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--latency-ms",
+            str(latency_ms),
+            "--seed",
+            str(seed),
+        ]
         if rpm:
             args += ["--rpm", str(rpm)]
         if tpm:
             args += ["--tpm", str(tpm)]
         self._log = open(log, "ab") if log else None  # closed in stop()
-        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE,
-                                      stderr=self._log or subprocess.DEVNULL)
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=self._log or subprocess.DEVNULL
+        )
         self.pinned = pin(self._proc.pid, SIM_CPU)
         self.base_url = self._await_address(timeout=20.0)
 
@@ -82,7 +102,9 @@ class SimProcess:
         return line.split("listening on ", 1)[1].split()[0]
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
-        request = urllib.request.Request(self.base_url + path, method=method, data=b"" if method == "POST" else None)
+        request = urllib.request.Request(
+            self.base_url + path, method=method, data=b"" if method == "POST" else None
+        )
         with urllib.request.urlopen(request, timeout=10) as response:  # 127.0.0.1 only
             return json.loads(response.read())
 
@@ -131,8 +153,13 @@ class ChildRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_child(args: list[str], *, timeout: float, log_path: Path | None = None,
-              env: dict[str, str] | None = None) -> ChildRun:
+def run_child(
+    args: list[str],
+    *,
+    timeout: float,
+    log_path: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> ChildRun:
     """Run `args` pinned to the client CPU, kill it at `timeout`, and reap it with wait4."""
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     started = time.perf_counter()
@@ -180,9 +207,9 @@ def run_child(args: list[str], *, timeout: float, log_path: Path | None = None,
     )
 
 
-def run_contender(contender: str, spec: dict[str, Any], *, timeout: float,
-                  log_path: Path | None = None) -> ChildRun:
+def run_contender(
+    contender: str, spec: dict[str, Any], *, timeout: float, log_path: Path | None = None
+) -> ChildRun:
     """Run `llmgather.bench.runner` for one contender module with a JSON spec."""
     args = [sys.executable, "-m", "llmgather.bench.runner", contender, json.dumps(spec)]
     return run_child(args, timeout=timeout, log_path=log_path)
-

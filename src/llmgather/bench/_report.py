@@ -9,16 +9,34 @@ Row = dict[str, Any]
 
 COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     # (header, key, format)
-    "timing": [("requests", "requests", "{:,}"), ("wall s", "wall_s", "{:.2f}"),
-               ("speedup", "speedup", "{:.1f}×"), ("ok", "ok", "{:,}")],
-    "ceiling": [("ok", "ok", "{:,}"), ("failed", "failed", "{:,}"), ("429s", "http_429", "{:,}"),
-                ("429 %", "pct_429", "{:.1f}"), ("wall s", "wall_s", "{:.1f}"),
-                ("% of ceiling", "pct_of_ceiling", "{:.1f}")],
-    "overhead": [("req/s", "rps", "{:,.0f}"), ("× aiohttp", "ratio_to_aiohttp", "{:.2f}"),
-                 ("CPU s/1k", "cpu_per_1k", "{:.3f}"), ("CPU × aiohttp", "cpu_ratio_to_aiohttp", "{:.2f}"),
-                 ("ok", "ok", "{:,}"), ("sim CPU %", "sim_cpu_pct", "{:.0f}")],
-    "memory": [("inputs", "inputs", "{:,}"), ("peak RSS MB", "peak_rss_mb", "{:.1f}"),
-               ("ok", "ok", "{:,}"), ("wall s", "wall_s", "{:.1f}")],
+    "timing": [
+        ("requests", "requests", "{:,}"),
+        ("wall s", "wall_s", "{:.2f}"),
+        ("speedup", "speedup", "{:.1f}×"),
+        ("ok", "ok", "{:,}"),
+    ],
+    "ceiling": [
+        ("ok", "ok", "{:,}"),
+        ("failed", "failed", "{:,}"),
+        ("429s", "http_429", "{:,}"),
+        ("429 %", "pct_429", "{:.1f}"),
+        ("wall s", "wall_s", "{:.1f}"),
+        ("% of ceiling", "pct_of_ceiling", "{:.1f}"),
+    ],
+    "overhead": [
+        ("req/s", "rps", "{:,.0f}"),
+        ("× aiohttp", "ratio_to_aiohttp", "{:.2f}"),
+        ("CPU s/1k", "cpu_per_1k", "{:.3f}"),
+        ("CPU × aiohttp", "cpu_ratio_to_aiohttp", "{:.2f}"),
+        ("ok", "ok", "{:,}"),
+        ("sim CPU %", "sim_cpu_pct", "{:.0f}"),
+    ],
+    "memory": [
+        ("inputs", "inputs", "{:,}"),
+        ("peak RSS MB", "peak_rss_mb", "{:.1f}"),
+        ("ok", "ok", "{:,}"),
+        ("wall s", "wall_s", "{:.1f}"),
+    ],
 }
 
 # The figures the issue asks for, per scenario, in the final JSON line.
@@ -44,23 +62,42 @@ def table(scenario: str, rows: list[Row]) -> str:
     columns = COLUMNS[scenario]
     header = ["contender", *(c[0] for c in columns)]
     body = [
-        [("◆ " if "llmgather" in row["name"] else "  ") + row["name"]
-         + (f" [{row['error']}]" if row.get("error") else ""),
-         *(_cell(row.get(key), fmt) for _, key, fmt in columns)]
+        [
+            ("◆ " if "llmgather" in row["name"] else "  ")
+            + row["name"]
+            + (f" [{row['error']}]" if row.get("error") else ""),
+            *(_cell(row.get(key), fmt) for _, key, fmt in columns),
+        ]
         for row in rows
     ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    ]
     lines.append("  ".join("-" * w for w in widths))
     for line in body:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
     return "\n".join(lines)
 
 
 def summary_rows(scenario: str, rows: list[Row]) -> list[Row]:
     """The contender objects of the final JSON line: `name` and the scenario's figures."""
-    return [{"name": row["name"], **{k: row.get(k) for k in FIGURES[scenario]},
-             **({"error": row["error"]} if row.get("error") else {})} for row in rows]
+    return [
+        {
+            "name": row["name"],
+            **{k: row.get(k) for k in FIGURES[scenario]},
+            **({"error": row["error"]} if row.get("error") else {}),
+        }
+        for row in rows
+    ]
 
 
 # -- charts ----------------------------------------------------------------------------------
@@ -72,7 +109,9 @@ def chart(scenario: str, rows: list[Row], meta: dict[str, Any], path: Path) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    draw = {"timing": _timing, "ceiling": _ceiling, "overhead": _overhead, "memory": _memory}[scenario]
+    draw = {"timing": _timing, "ceiling": _ceiling, "overhead": _overhead, "memory": _memory}[
+        scenario
+    ]
     figure = draw(plt, rows, meta)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -91,9 +130,14 @@ def _timing(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
     width = 0.8 / len(names)
     palette = plt.get_cmap("tab10")
     for i, name in enumerate(names):
-        walls = [next((r["wall_s"] for r in rows if r["name"] == name and r["requests"] == s), 0) for s in sizes]
+        walls = [
+            next((r["wall_s"] for r in rows if r["name"] == name and r["requests"] == s), 0)
+            for s in sizes
+        ]
         xs = [j + i * width for j in range(len(sizes))]
-        ax.bar(xs, walls, width, label=name, color=_colour(name) if "llmgather" in name else palette(i))
+        ax.bar(
+            xs, walls, width, label=name, color=_colour(name) if "llmgather" in name else palette(i)
+        )
     ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(sizes))])
     ax.set_xticklabels([f"{s} requests" for s in sizes])
     ax.set_yscale("log")
@@ -113,12 +157,19 @@ def _ceiling(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
     ax.barh(ys, throughput, color=[_colour(n) for n in names])
     ax.axvline(ceiling, color="black", linestyle="--", label=f"ceiling {ceiling:.1f} req/s")
     for y, r, t in zip(ys, rows, throughput, strict=True):
-        ax.text(t, y, f"  {r['pct_of_ceiling']:.0f}%  · {r['http_429']:,} × 429 · {r['failed']} failed",
-                va="center", fontsize=8)
+        ax.text(
+            t,
+            y,
+            f"  {r['pct_of_ceiling']:.0f}%  · {r['http_429']:,} × 429 · {r['failed']} failed",
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(list(ys))
     ax.set_yticklabels(names, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("achieved throughput, ok items/s (a run shorter than the ceiling time counts as that long)")
+    ax.set_xlabel(
+        "achieved throughput, ok items/s (a run shorter than the ceiling time counts as that long)"
+    )
     ax.set_xlim(0, max([ceiling, *throughput]) * 1.6)
     plan = meta.get("plan", {})
     ax.set_title(f"ceiling: {plan.get('rpm', 0):.0f} RPM and {plan.get('tpm', 0):,.0f} TPM")
@@ -142,8 +193,10 @@ def _overhead(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
     for y, r in zip(ys, rows, strict=True):
         if r.get("ratio_to_aiohttp") is not None:
             left.text(r["rps"], y, f" {r['ratio_to_aiohttp']:.2f}×", va="center", fontsize=8)
-    figure.suptitle(f"overhead: {meta.get('requests', 0):,} requests at concurrency "
-                    f"{meta.get('concurrency', 0)}, 0 ms latency")
+    figure.suptitle(
+        f"overhead: {meta.get('requests', 0):,} requests at concurrency "
+        f"{meta.get('concurrency', 0)}, 0 ms latency"
+    )
     return figure
 
 
@@ -151,10 +204,17 @@ def _memory(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
     figure, ax = plt.subplots(figsize=(7, 4.5))
     for name in dict.fromkeys(r["name"] for r in rows):
         points = sorted((r["inputs"], r["peak_rss_mb"]) for r in rows if r["name"] == name)
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name,
-                color=_colour(name) if "llmgather" in name else None)
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            marker="o",
+            label=name,
+            color=_colour(name) if "llmgather" in name else None,
+        )
         for x, y in points:
-            ax.annotate(f"{y:.0f} MB", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(
+                f"{y:.0f} MB", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("input lines (log)")

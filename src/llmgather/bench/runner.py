@@ -28,7 +28,8 @@ from llmgather.bench._workload import prompts_for
 def count(results: list[Any]) -> tuple[int, int]:
     """(ok, failed): an exception, a None or an llmgather error Result is a failed item."""
     failed = sum(
-        1 for r in results
+        1
+        for r in results
         if r is None or isinstance(r, BaseException) or getattr(r, "status", "ok") == "error"
     )
     return len(results) - failed, failed
@@ -57,9 +58,17 @@ def run_cli(args: list[str]) -> None:
         code = exit_.code
     usage = resource.getrusage(resource.RUSAGE_SELF)
     sys.stdout.flush()
-    print(json.dumps({"exit_code": code, "cpu_s": usage.ru_utime + usage.ru_stime,
-                      "wall_s": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "exit_code": code,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "wall_s": time.perf_counter() - started,
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        ),
+        flush=True,
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -82,8 +91,12 @@ def main(argv: list[str]) -> None:
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     ok, failed = count(results) if isinstance(results, list) else results
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
-    print(json.dumps({"ok": ok, "failed": failed, "wall_s": wall, "cpu_s": cpu,
-                      "peak_rss_mb": peak_rss_mb()}), flush=True)
+    print(
+        json.dumps(
+            {"ok": ok, "failed": failed, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb()}
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -77,8 +77,15 @@ MEMORY = (
     Contender("gather (aiohttp)", "gather_file"),
 )
 
-BASE_CONTENDERS = {"raw aiohttp", "llmgather map (library)", "llmgather run (CLI)", "llmgather",
-                   "llmgather (told the limits)", "llmgather (told nothing)", "gather (aiohttp)"}
+BASE_CONTENDERS = {
+    "raw aiohttp",
+    "llmgather map (library)",
+    "llmgather run (CLI)",
+    "llmgather",
+    "llmgather (told the limits)",
+    "llmgather (told nothing)",
+    "gather (aiohttp)",
+}
 """Contenders that need no bench extra (aiohttp and llmgather only): what CI can smoke-test."""
 
 
@@ -105,7 +112,11 @@ def _median_rows(runs: list[list[Row]], key: Callable[[Row], Any]) -> list[Row]:
         row = dict(group[0])
         for name, value in group[0].items():
             values = [r.get(name) for r in group]
-            if isinstance(value, int | float) and not isinstance(value, bool) and None not in values:
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and None not in values
+            ):
                 median = statistics.median(values)  # type: ignore[type-var]
                 row[name] = round(median, 4) if isinstance(median, float) else median
         row["runs"] = len(group)
@@ -114,11 +125,29 @@ def _median_rows(runs: list[list[Row]], key: Callable[[Row], Any]) -> list[Row]:
 
 
 def _cli_args(sim_url: str, input_path: Path, output_path: Path, concurrency: int) -> list[str]:
-    return [sys.executable, "-m", "llmgather.bench.runner", "--cli", "run", str(input_path),
-            "-o", str(output_path),
-            "-m", "openai:gpt-4o-mini", "--base-url", sim_url + "/v1", "--api-key", "bench",
-            "-c", str(concurrency), "--max-tokens", str(MAX_TOKENS), "--restart",
-            "--quiet", "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "llmgather.bench.runner",
+        "--cli",
+        "run",
+        str(input_path),
+        "-o",
+        str(output_path),
+        "-m",
+        "openai:gpt-4o-mini",
+        "--base-url",
+        sim_url + "/v1",
+        "--api-key",
+        "bench",
+        "-c",
+        str(concurrency),
+        "--max-tokens",
+        str(MAX_TOKENS),
+        "--restart",
+        "--quiet",
+        "--json",
+    ]
 
 
 def _write_prompts(path: Path, prompts: Sequence[str] | None = None, count: int = 0) -> None:
@@ -128,20 +157,31 @@ def _write_prompts(path: Path, prompts: Sequence[str] | None = None, count: int 
             out.write(orjson.dumps({"id": str(i), "prompt": prompt}) + b"\n")
 
 
-def _run_cli(sim: SimProcess, prompts_path: Path, work: Path, concurrency: int,
-             timeout: float, log_path: Path) -> tuple[ChildRun, int, int, float]:
+def _run_cli(
+    sim: SimProcess,
+    prompts_path: Path,
+    work: Path,
+    concurrency: int,
+    timeout: float,
+    log_path: Path,
+) -> tuple[ChildRun, int, int, float]:
     """`llmgather run` as its users run it; (run, ok, failed, wall from its own summary).
 
     `run.cpu_s` and `run.peak_rss_mb` become the process's own (start-up included)."""
     output = work / "cli-results.jsonl"
-    run = run_child(_cli_args(sim.base_url, prompts_path, output, concurrency),
-                    timeout=timeout, log_path=log_path)
+    run = run_child(
+        _cli_args(sim.base_url, prompts_path, output, concurrency),
+        timeout=timeout,
+        log_path=log_path,
+    )
     summary = run.reports[-2] if len(run.reports) >= 2 else {}
     if run.report is not None:
         run.cpu_s = float(run.report["cpu_s"])
         run.peak_rss_mb = float(run.report["peak_rss_mb"])
         if run.report.get("exit_code") not in (0, None):
-            run.returncode = int(run.report["exit_code"]) if isinstance(run.report["exit_code"], int) else 1
+            run.returncode = (
+                int(run.report["exit_code"]) if isinstance(run.report["exit_code"], int) else 1
+            )
     ok = int(summary.get("ok", 0))
     failed = int(summary.get("failed", 0)) + int(summary.get("pending", 0))
     wall = float(summary.get("elapsed_s", run.wall_s))
@@ -153,7 +193,9 @@ def _run_cli(sim: SimProcess, prompts_path: Path, work: Path, concurrency: int,
 # -- timing --------------------------------------------------------------------------------
 
 
-def run_timing(config: BenchConfig, out: Path, log: Log, only: set[str] | None = None) -> ScenarioResult:
+def run_timing(
+    config: BenchConfig, out: Path, log: Log, only: set[str] | None = None
+) -> ScenarioResult:
     contenders = _pick(TIMING, only)
     runs = []
     with SimProcess(latency_ms=config.timing_latency_ms, log=_sim_log(out, "timing")) as sim:
@@ -163,23 +205,49 @@ def run_timing(config: BenchConfig, out: Path, log: Log, only: set[str] | None =
                 size_rows: list[Row] = []
                 for contender in contenders:
                     sim.reset()
-                    spec = {"base_url": sim.base_url, "workload": "short", "count": size,
-                            "max_tokens": MAX_TOKENS, **contender.options}
+                    spec = {
+                        "base_url": sim.base_url,
+                        "workload": "short",
+                        "count": size,
+                        "max_tokens": MAX_TOKENS,
+                        **contender.options,
+                    }
                     timeout = 30.0 + size * config.timing_latency_ms / 1000.0 * 2.5
-                    run = run_contender(contender.module, spec, timeout=timeout,
-                                        log_path=out / "logs" / f"timing-{contender.module}-{size}.log")
+                    run = run_contender(
+                        contender.module,
+                        spec,
+                        timeout=timeout,
+                        log_path=out / "logs" / f"timing-{contender.module}-{size}.log",
+                    )
                     error = _failure(run, log, contender.name)
                     report = run.report or {}
                     wall = float(report.get("wall_s", run.wall_s))
-                    size_rows.append({"name": contender.name, "requests": size,
-                                      "wall_s": round(wall, 3), "ok": int(report.get("ok", 0)),
-                                      "failed": size - int(report.get("ok", 0)), "error": error})
-                    log(f"  timing {size:>4} × {contender.name}: {wall:.2f}s"
-                        + (f" (run {repeat + 1})" if config.repeat > 1 else ""))
-                loop = next((r["wall_s"] for r in size_rows
-                             if r["name"] == TIMING[0].name and not r["error"]), None)
+                    size_rows.append(
+                        {
+                            "name": contender.name,
+                            "requests": size,
+                            "wall_s": round(wall, 3),
+                            "ok": int(report.get("ok", 0)),
+                            "failed": size - int(report.get("ok", 0)),
+                            "error": error,
+                        }
+                    )
+                    log(
+                        f"  timing {size:>4} × {contender.name}: {wall:.2f}s"
+                        + (f" (run {repeat + 1})" if config.repeat > 1 else "")
+                    )
+                loop = next(
+                    (
+                        r["wall_s"]
+                        for r in size_rows
+                        if r["name"] == TIMING[0].name and not r["error"]
+                    ),
+                    None,
+                )
                 for row in size_rows:
-                    row["speedup"] = round(loop / row["wall_s"], 2) if loop and row["wall_s"] else None
+                    row["speedup"] = (
+                        round(loop / row["wall_s"], 2) if loop and row["wall_s"] else None
+                    )
                 rows += size_rows
             runs.append(rows)
     rows = _median_rows(runs, key=lambda r: (r["name"], r["requests"]))
@@ -189,7 +257,9 @@ def run_timing(config: BenchConfig, out: Path, log: Log, only: set[str] | None =
 # -- ceiling -------------------------------------------------------------------------------
 
 
-def run_ceiling(config: BenchConfig, out: Path, log: Log, only: set[str] | None = None) -> ScenarioResult:
+def run_ceiling(
+    config: BenchConfig, out: Path, log: Log, only: set[str] | None = None
+) -> ScenarioResult:
     prompts = ceiling_prompts(config.ceiling_requests)
     rpm = config.ceiling_rpm
     tpm = balanced_tpm(prompts, rpm)
@@ -207,12 +277,22 @@ def run_ceiling(config: BenchConfig, out: Path, log: Log, only: set[str] | None 
                 options.update(rpm=rpm, tpm=tpm)
             options.setdefault("concurrency", config.ceiling_concurrency)
             # A fresh simulator per contender: full buckets and zeroed counters for everyone.
-            with SimProcess(latency_ms=config.ceiling_latency_ms, rpm=rpm, tpm=tpm,
-                            log=_sim_log(out, "ceiling")) as sim:
-                spec = {"base_url": sim.base_url, "workload": "ceiling", "count": total,
-                        "max_tokens": MAX_TOKENS, **options}
-                run = run_contender(contender.module, spec, timeout=deadline,
-                                    log_path=out / "logs" / f"ceiling-{contender.module}.log")
+            with SimProcess(
+                latency_ms=config.ceiling_latency_ms, rpm=rpm, tpm=tpm, log=_sim_log(out, "ceiling")
+            ) as sim:
+                spec = {
+                    "base_url": sim.base_url,
+                    "workload": "ceiling",
+                    "count": total,
+                    "max_tokens": MAX_TOKENS,
+                    **options,
+                }
+                run = run_contender(
+                    contender.module,
+                    spec,
+                    timeout=deadline,
+                    log_path=out / "logs" / f"ceiling-{contender.module}.log",
+                )
                 stats = sim.stats()
             error = _failure(run, log, contender.name)
             by_status = stats.get("by_status", {})
@@ -232,20 +312,28 @@ def run_ceiling(config: BenchConfig, out: Path, log: Log, only: set[str] | None 
             }
             row["pct_429"] = round(100.0 * row["http_429"] / row["sent"], 2) if row["sent"] else 0.0
             rows.append(row)
-            log(f"  ceiling {contender.name}: {ok}/{total} ok, {row['http_429']} × 429, "
-                f"{wall:.1f}s, {row['pct_of_ceiling']}% of ceiling")
+            log(
+                f"  ceiling {contender.name}: {ok}/{total} ok, {row['http_429']} × 429, "
+                f"{wall:.1f}s, {row['pct_of_ceiling']}% of ceiling"
+            )
         runs.append(rows)
     rows = _median_rows(runs, key=lambda r: r["name"])
-    meta = {"plan": plan.to_dict(), "ceiling_rps": round(plan.ceiling_rps, 3),
-            "deadline_s": round(deadline, 1), "latency_ms": config.ceiling_latency_ms,
-            "concurrency": config.ceiling_concurrency}
+    meta = {
+        "plan": plan.to_dict(),
+        "ceiling_rps": round(plan.ceiling_rps, 3),
+        "deadline_s": round(deadline, 1),
+        "latency_ms": config.ceiling_latency_ms,
+        "concurrency": config.ceiling_concurrency,
+    }
     return ScenarioResult("ceiling", rows, meta)
 
 
 # -- overhead ------------------------------------------------------------------------------
 
 
-def run_overhead(config: BenchConfig, out: Path, log: Log, only: set[str] | None = None) -> ScenarioResult:
+def run_overhead(
+    config: BenchConfig, out: Path, log: Log, only: set[str] | None = None
+) -> ScenarioResult:
     n, concurrency = config.overhead_requests, config.overhead_concurrency
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -257,9 +345,17 @@ def run_overhead(config: BenchConfig, out: Path, log: Log, only: set[str] | None
     with SimProcess(latency_ms=0, log=_sim_log(out, "overhead")) as sim:
         pinned = sim.pinned
         # Untimed: the simulator's first thousand answers (allocator, caches) count for no one.
-        run_contender("raw_aiohttp", {"base_url": sim.base_url, "workload": "short", "count": 1000,
-                                      "max_tokens": MAX_TOKENS, "concurrency": concurrency},
-                      timeout=60.0)
+        run_contender(
+            "raw_aiohttp",
+            {
+                "base_url": sim.base_url,
+                "workload": "short",
+                "count": 1000,
+                "max_tokens": MAX_TOKENS,
+                "concurrency": concurrency,
+            },
+            timeout=60.0,
+        )
         for _ in range(config.repeat):
             rows: list[Row] = []
             for contender in _pick(OVERHEAD, only):
@@ -267,11 +363,19 @@ def run_overhead(config: BenchConfig, out: Path, log: Log, only: set[str] | None
                 sim_cpu0 = sim.cpu_seconds()
                 log_path = out / "logs" / f"overhead-{contender.module}.log"
                 if contender.module == "cli":
-                    run, ok, failed, wall = _run_cli(sim, prompts_path, work, concurrency, timeout, log_path)
+                    run, ok, failed, wall = _run_cli(
+                        sim, prompts_path, work, concurrency, timeout, log_path
+                    )
                     cpu, outer_wall = run.cpu_s, run.wall_s
                 else:
-                    spec = {"base_url": sim.base_url, "workload": "short", "count": n,
-                            "max_tokens": MAX_TOKENS, "concurrency": concurrency, **contender.options}
+                    spec = {
+                        "base_url": sim.base_url,
+                        "workload": "short",
+                        "count": n,
+                        "max_tokens": MAX_TOKENS,
+                        "concurrency": concurrency,
+                        **contender.options,
+                    }
                     run = run_contender(contender.module, spec, timeout=timeout, log_path=log_path)
                     report = run.report or {}
                     ok = int(report.get("ok", 0))
@@ -282,42 +386,56 @@ def run_overhead(config: BenchConfig, out: Path, log: Log, only: set[str] | None
                 sim_cpu1 = sim.cpu_seconds()
                 error = _failure(run, log, contender.name)
                 # The simulator was busy for at most the child's whole life, imports included.
-                sim_pct = (100.0 * (sim_cpu1 - sim_cpu0) / wall
-                           if sim_cpu0 is not None and sim_cpu1 is not None and wall else None)
-                rows.append({
-                    "name": contender.name,
-                    "ok": ok,
-                    "failed": failed,
-                    "wall_s": round(wall, 3),
-                    "rps": round(ok / wall, 1) if wall else 0.0,
-                    "cpu_s": round(cpu, 3),
-                    "cpu_per_1k": round(1000.0 * cpu / ok, 4) if ok else None,
-                    "sim_cpu_pct": round(sim_pct, 1) if sim_pct is not None else None,
-                    "process_wall_s": round(outer_wall, 3),
-                    "error": error,
-                })
-                log(f"  overhead {contender.name}: {rows[-1]['rps']:.0f} req/s, "
-                    f"{rows[-1]['cpu_per_1k']} CPU s/1k, sim at {rows[-1]['sim_cpu_pct']}% of a core")
+                sim_pct = (
+                    100.0 * (sim_cpu1 - sim_cpu0) / wall
+                    if sim_cpu0 is not None and sim_cpu1 is not None and wall
+                    else None
+                )
+                rows.append(
+                    {
+                        "name": contender.name,
+                        "ok": ok,
+                        "failed": failed,
+                        "wall_s": round(wall, 3),
+                        "rps": round(ok / wall, 1) if wall else 0.0,
+                        "cpu_s": round(cpu, 3),
+                        "cpu_per_1k": round(1000.0 * cpu / ok, 4) if ok else None,
+                        "sim_cpu_pct": round(sim_pct, 1) if sim_pct is not None else None,
+                        "process_wall_s": round(outer_wall, 3),
+                        "error": error,
+                    }
+                )
+                log(
+                    f"  overhead {contender.name}: {rows[-1]['rps']:.0f} req/s, "
+                    f"{rows[-1]['cpu_per_1k']} CPU s/1k, sim at {rows[-1]['sim_cpu_pct']}% of a core"
+                )
             base = next((r for r in rows if r["name"] == "raw aiohttp" and r["rps"]), None)
             for row in rows:
                 row["ratio_to_aiohttp"] = round(row["rps"] / base["rps"], 3) if base else None
                 row["cpu_ratio_to_aiohttp"] = (
                     round(row["cpu_per_1k"] / base["cpu_per_1k"], 3)
-                    if base and row["cpu_per_1k"] and base["cpu_per_1k"] else None
+                    if base and row["cpu_per_1k"] and base["cpu_per_1k"]
+                    else None
                 )
             runs.append(rows)
     rows = _median_rows(runs, key=lambda r: r["name"])
     busiest = max((r["sim_cpu_pct"] or 0.0 for rows_ in runs for r in rows_), default=0.0)
-    meta = {"requests": n, "concurrency": concurrency, "pinned": pinned,
-            "sim_max_cpu_pct": round(busiest, 1),
-            "sim_bottleneck": busiest >= SIM_BOTTLENECK_PCT}
+    meta = {
+        "requests": n,
+        "concurrency": concurrency,
+        "pinned": pinned,
+        "sim_max_cpu_pct": round(busiest, 1),
+        "sim_bottleneck": busiest >= SIM_BOTTLENECK_PCT,
+    }
     return ScenarioResult("overhead", rows, meta)
 
 
 # -- memory --------------------------------------------------------------------------------
 
 
-def run_memory(config: BenchConfig, out: Path, log: Log, only: set[str] | None = None) -> ScenarioResult:
+def run_memory(
+    config: BenchConfig, out: Path, log: Log, only: set[str] | None = None
+) -> ScenarioResult:
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
@@ -330,12 +448,17 @@ def run_memory(config: BenchConfig, out: Path, log: Log, only: set[str] | None =
                 sim.reset()
                 log_path = out / "logs" / f"memory-{contender.module}-{size}.log"
                 if contender.module == "cli":
-                    run, ok, failed, wall = _run_cli(sim, prompts_path, work, config.memory_concurrency,
-                                                     timeout, log_path)
+                    run, ok, failed, wall = _run_cli(
+                        sim, prompts_path, work, config.memory_concurrency, timeout, log_path
+                    )
                 else:
-                    spec = {"base_url": sim.base_url, "input_path": str(prompts_path),
-                            "output_path": str(work / "gather-results.jsonl"),
-                            "max_tokens": MAX_TOKENS, "concurrency": config.memory_concurrency}
+                    spec = {
+                        "base_url": sim.base_url,
+                        "input_path": str(prompts_path),
+                        "output_path": str(work / "gather-results.jsonl"),
+                        "max_tokens": MAX_TOKENS,
+                        "concurrency": config.memory_concurrency,
+                    }
                     run = run_contender(contender.module, spec, timeout=timeout, log_path=log_path)
                     report = run.report or {}
                     ok = int(report.get("ok", 0))
@@ -343,11 +466,21 @@ def run_memory(config: BenchConfig, out: Path, log: Log, only: set[str] | None =
                     wall = float(report.get("wall_s", run.wall_s))
                     run.peak_rss_mb = float(report.get("peak_rss_mb", run.peak_rss_mb))
                 error = _failure(run, log, contender.name)
-                rows.append({"name": contender.name, "inputs": size, "ok": ok, "failed": failed,
-                             "peak_rss_mb": round(run.peak_rss_mb, 1), "wall_s": round(wall, 2),
-                             "error": error})
-                log(f"  memory {size:>9,} × {contender.name}: {run.peak_rss_mb:.0f} MB peak RSS, "
-                    f"{ok:,} ok in {wall:.1f}s")
+                rows.append(
+                    {
+                        "name": contender.name,
+                        "inputs": size,
+                        "ok": ok,
+                        "failed": failed,
+                        "peak_rss_mb": round(run.peak_rss_mb, 1),
+                        "wall_s": round(wall, 2),
+                        "error": error,
+                    }
+                )
+                log(
+                    f"  memory {size:>9,} × {contender.name}: {run.peak_rss_mb:.0f} MB peak RSS, "
+                    f"{ok:,} ok in {wall:.1f}s"
+                )
             prompts_path.unlink()
     for leftover in work.glob("gather-results.jsonl"):
         leftover.unlink()

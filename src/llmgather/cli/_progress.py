@@ -29,7 +29,9 @@ class Progress:
         if not self._enabled:
             return
         self._stats, self._total = stats, total
-        self._live = Live(self._render(), console=self._console, auto_refresh=False, transient=False)
+        self._live = Live(
+            self._render(), console=self._console, auto_refresh=False, transient=False
+        )
         self._live.start()
         self._task = asyncio.get_running_loop().create_task(self._redraw())
 
@@ -67,5 +69,7 @@ class Progress:
         line.append(f"failed {s.failed} ", style="red" if s.failed else "")
         line.append(f"in flight {s.in_flight} ")
         line.append(f"| {rpm:,.0f} req/min {tpm:,.0f} tok/min | ETA {eta} ")
-        line.append(f"| retries {s.retries} 429s {s.http_429}", style="yellow" if s.http_429 else "")
+        line.append(
+            f"| retries {s.retries} 429s {s.http_429}", style="yellow" if s.http_429 else ""
+        )
         return line

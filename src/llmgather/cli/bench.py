@@ -21,14 +21,32 @@ def missing_bench_extra() -> list[str]:
 
 @click.command("bench")
 @click.argument("scenarios", nargs=-1, type=click.Choice(SCENARIO_NAMES))
-@click.option("--quick", is_flag=True, help="Small sizes: every scenario in under 3 minutes on 2 cores.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every figure as the last line.")
-@click.option("--out", "out_dir", default="bench-results", show_default=True,
-              type=click.Path(file_okay=False), help="Directory for the JSON, PNG charts and logs.")
-@click.option("--repeat", type=click.IntRange(1, 20), default=None,
-              help="Runs of each scenario but memory, reported as medians (default: 3, --quick: 1).")
-def bench_command(scenarios: tuple[str, ...], quick: bool, as_json: bool, out_dir: str,
-                  repeat: int | None) -> None:
+@click.option(
+    "--quick", is_flag=True, help="Small sizes: every scenario in under 3 minutes on 2 cores."
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object with every figure as the last line.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="bench-results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the JSON, PNG charts and logs.",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="Runs of each scenario but memory, reported as medians (default: 3, --quick: 1).",
+)
+def bench_command(
+    scenarios: tuple[str, ...], quick: bool, as_json: bool, out_dir: str, repeat: int | None
+) -> None:
     """Benchmark llmgather against the usual ways of calling an LLM API many times.
 
     \b
@@ -73,12 +91,22 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         model = platform.processor()
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
-def run_bench(scenarios: tuple[str, ...] | list[str], config: Any, out: Path, *, charts: bool,
-              only: set[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+def run_bench(
+    scenarios: tuple[str, ...] | list[str],
+    config: Any,
+    out: Path,
+    *,
+    charts: bool,
+    only: set[str] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
     """Run the scenarios, print a table for each and write their JSON (and charts) to `out`."""
     from llmgather.bench import _report
     from llmgather.bench.scenarios import RUNNERS
@@ -86,8 +114,12 @@ def run_bench(scenarios: tuple[str, ...] | list[str], config: Any, out: Path, *,
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     summary: dict[str, list[dict[str, Any]]] = {}
-    info = {"machine": machine(), "quick": config.quick, "repeat": config.repeat,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    info = {
+        "machine": machine(),
+        "quick": config.quick,
+        "repeat": config.repeat,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     for name in scenarios:
         click.echo(f"== {name} ==", err=True)
         started = time.monotonic()
@@ -110,12 +142,16 @@ def run_bench(scenarios: tuple[str, ...] | list[str], config: Any, out: Path, *,
 def _notes(name: str, meta: dict[str, Any]) -> str:
     if name == "ceiling":
         plan = meta["plan"]
-        return (f"ceiling {plan['ceiling_rps']:.2f} req/s: {plan['requests']} requests using "
-                f"{plan['tokens']:,} tokens under {plan['rpm']:,.0f} RPM and {plan['tpm']:,.0f} TPM "
-                f"need ≥ {plan['rpm_bound_s']:.1f}s by requests and ≥ {plan['tpm_bound_s']:.1f}s "
-                f"by tokens")
+        return (
+            f"ceiling {plan['ceiling_rps']:.2f} req/s: {plan['requests']} requests using "
+            f"{plan['tokens']:,} tokens under {plan['rpm']:,.0f} RPM and {plan['tpm']:,.0f} TPM "
+            f"need ≥ {plan['rpm_bound_s']:.1f}s by requests and ≥ {plan['tpm_bound_s']:.1f}s "
+            f"by tokens"
+        )
     if name == "overhead":
         flag = "YES: figures are capped by the server" if meta["sim_bottleneck"] else "no"
-        return (f"simulator busiest at {meta['sim_max_cpu_pct']}% of one core "
-                f"(pinned: {meta['pinned']}); simulator the bottleneck: {flag}")
+        return (
+            f"simulator busiest at {meta['sim_max_cpu_pct']}% of one core "
+            f"(pinned: {meta['pinned']}); simulator the bottleneck: {flag}"
+        )
     return ""

@@ -158,7 +158,11 @@ def _print_tables(console: Console, report: dict[str, Any]) -> None:
     timing.add_column("wall time", justify="right")
     timing.add_column("speedup", justify="right")
     sync_s = report["sync_s"]
-    for name, key in [("synchronous loop", "sync_s"), ("asyncio.gather", "gather_s"), ("llmgather", "llmgather_s")]:
+    for name, key in [
+        ("synchronous loop", "sync_s"),
+        ("asyncio.gather", "gather_s"),
+        ("llmgather", "llmgather_s"),
+    ]:
         timing.add_row(name, f"{report[key]:.2f} s", f"{sync_s / report[key]:.1f}×")
     console.print(timing)
     limit = report["rate_limit"]
@@ -167,7 +171,9 @@ def _print_tables(console: Console, report: dict[str, Any]) -> None:
     burst.add_column("failed", justify="right")
     burst.add_column("wall time", justify="right")
     burst.add_row("asyncio.gather", f"{limit['naive_failed']} (429)", f"{limit['naive_s']:.2f} s")
-    burst.add_row("llmgather, told the limit", str(limit["llmgather_failed"]), f"{limit['llmgather_s']:.2f} s")
+    burst.add_row(
+        "llmgather, told the limit", str(limit["llmgather_failed"]), f"{limit['llmgather_s']:.2f} s"
+    )
     burst.add_row(
         "llmgather, told nothing",
         str(limit["llmgather_untold_failed"]),

@@ -32,28 +32,109 @@ EXIT_INTERRUPTED = 130
 
 @click.command("run")
 @click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", "output_path", required=True, help="Result JSONL, one line per input (a job store is kept beside it).")
-@click.option("-m", "--model", help="provider:model (openai:gpt-4o-mini, gemini:…, anthropic:…, sim:…). Default: the simulator, or the provider whose key is set.")
-@click.option("--base-url", help="An OpenAI-compatible server (vLLM, llama-server, Ollama), or another endpoint for the provider.")
-@click.option("--api-key", help="API key (default: the provider's environment variable). Never printed or stored.")
-@click.option("-c", "--concurrency", type=click.IntRange(1, 10_000), default=64, show_default=True, help="Requests in flight at most.")
-@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute to stay under.")
-@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Tokens per minute to stay under (prompt estimate + max tokens, settled with real usage).")
-@click.option("--max-attempts", type=click.IntRange(1, 100), default=6, show_default=True, help="Attempts per item, first included.")
-@click.option("--max-retry-wait", type=click.FloatRange(min=0), default=300.0, show_default=True, help="Longest server-requested wait to honour; a longer one fails the item as an exhausted quota.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True, help="Seconds of silence before a request is abandoned and retried.")
-@click.option("--max-tokens", type=click.IntRange(min=1), help="Output tokens per request (a line's own max_tokens wins).")
-@click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (a line's own wins).")
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    required=True,
+    help="Result JSONL, one line per input (a job store is kept beside it).",
+)
+@click.option(
+    "-m",
+    "--model",
+    help="provider:model (openai:gpt-4o-mini, gemini:…, anthropic:…, sim:…). Default: the simulator, or the provider whose key is set.",
+)
+@click.option(
+    "--base-url",
+    help="An OpenAI-compatible server (vLLM, llama-server, Ollama), or another endpoint for the provider.",
+)
+@click.option(
+    "--api-key",
+    help="API key (default: the provider's environment variable). Never printed or stored.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 10_000),
+    default=64,
+    show_default=True,
+    help="Requests in flight at most.",
+)
+@click.option(
+    "--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute to stay under."
+)
+@click.option(
+    "--tpm",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Tokens per minute to stay under (prompt estimate + max tokens, settled with real usage).",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    default=6,
+    show_default=True,
+    help="Attempts per item, first included.",
+)
+@click.option(
+    "--max-retry-wait",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Longest server-requested wait to honour; a longer one fails the item as an exhausted quota.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds of silence before a request is abandoned and retried.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    help="Output tokens per request (a line's own max_tokens wins).",
+)
+@click.option(
+    "--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (a line's own wins)."
+)
 @click.option("--system", help="A system prompt for every line that has none.")
-@click.option("--stream", is_flag=True, help="Stream each answer (records time to first token as ttft_ms).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "txt"]), help="Input format (default: by extension; - is JSONL).")
+@click.option(
+    "--stream", is_flag=True, help="Stream each answer (records time to first token as ttft_ms)."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "txt"]),
+    help="Input format (default: by extension; - is JSONL).",
+)
 @click.option("--column", help="CSV: the column holding the prompt.")
 @click.option("--id-column", help="CSV: the column holding the id.")
-@click.option("--max-line-bytes", type=click.IntRange(min=1), default=1_048_576, show_default=True, help="Longest input line accepted; longer lines are recorded as invalid.")
-@click.option("--strict", is_flag=True, help="Refuse the whole file if any line is invalid (default: record such lines as failed items).")
-@click.option("--restart", is_flag=True, help="Discard the existing job beside OUTPUT and start over.")
-@click.option("--retry-failed", is_flag=True, help="Send the items that failed in earlier runs again.")
-@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds the first Ctrl-C gives requests in flight to finish.")
+@click.option(
+    "--max-line-bytes",
+    type=click.IntRange(min=1),
+    default=1_048_576,
+    show_default=True,
+    help="Longest input line accepted; longer lines are recorded as invalid.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse the whole file if any line is invalid (default: record such lines as failed items).",
+)
+@click.option(
+    "--restart", is_flag=True, help="Discard the existing job beside OUTPUT and start over."
+)
+@click.option(
+    "--retry-failed", is_flag=True, help="Send the items that failed in earlier runs again."
+)
+@click.option(
+    "--grace",
+    "grace_s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds the first Ctrl-C gives requests in flight to finish.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary object at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(
@@ -134,7 +215,11 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
     if as_json:
         print_json(summary.to_dict())
         return
-    state = "interrupted" if summary.interrupted else ("resumed and finished" if summary.resumed else "finished")
+    state = (
+        "interrupted"
+        if summary.interrupted
+        else ("resumed and finished" if summary.resumed else "finished")
+    )
     stderr.print(
         f"{state}: {summary.ok} ok, {summary.failed} failed"
         + (f", {summary.invalid} invalid input lines" if summary.invalid else "")
@@ -146,6 +231,10 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
         markup=False,
     )
     for error in summary.top_errors[:3]:
-        stderr.print(f"  {error['count']} × {error['type']}: {error['message']}", highlight=False, markup=False)
+        stderr.print(
+            f"  {error['count']} × {error['type']}: {error['message']}",
+            highlight=False,
+            markup=False,
+        )
     if summary.interrupted or summary.pending:
         stderr.print("Rerun the same command to resume.", highlight=False)

@@ -18,35 +18,88 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
 
 
 @click.command("sim")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to bind; keep the loopback default unless others must reach it.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on (0 picks a free one).")
-@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Requests per minute allowed before answering 429 (default: unlimited).")
-@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Tokens per minute (prompt + max output, settled to real usage) "
-                   "before answering 429 (default: unlimited).")
-@click.option("--latency-ms", type=click.FloatRange(min=0), default=DEFAULT_LATENCY_MS,
-              show_default=True,
-              help="Mean total latency of a response: about 25% before the first token, the "
-                   "rest spread over the output tokens, with seeded jitter. The default is "
-                   "realistic for use by hand; 0 answers at once (for benchmarks and tests).")
-@click.option("--faults", "faults", callback=_parse_faults, default=None, metavar="SPEC",
-              help="Faults to inject, as KIND=RATE pairs separated by commas, e.g. "
-                   "'500=0.1,429=0.05,reset=0.02,cut=0.01'. Kinds: "
-                   + ", ".join(FAULT_KINDS) + ". Rates add up to at most 1.")
-@click.option("--require-key", envvar="LLMGATHER_SIM_KEY", default=None, metavar="KEY",
-              help="Only accept this API key; any other gets the provider's auth error "
-                   "(also read from LLMGATHER_SIM_KEY).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the answers, latencies and faults: same seed, same answers.")
-@click.option("--stall-s", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="How long a 'stall' fault waits before answering anyway.")
-@click.option("--fault-retry-after", type=click.FloatRange(min=0), default=1.0,
-              show_default=True, help="Retry hint, in seconds, of an injected 429.")
-@click.option("--capacity", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Requests worked on at once; more queue, like a busy server (0 = unlimited).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind; keep the loopback default unless others must reach it.",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0 picks a free one).",
+)
+@click.option(
+    "--rpm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Requests per minute allowed before answering 429 (default: unlimited).",
+)
+@click.option(
+    "--tpm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Tokens per minute (prompt + max output, settled to real usage) "
+    "before answering 429 (default: unlimited).",
+)
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LATENCY_MS,
+    show_default=True,
+    help="Mean total latency of a response: about 25% before the first token, the "
+    "rest spread over the output tokens, with seeded jitter. The default is "
+    "realistic for use by hand; 0 answers at once (for benchmarks and tests).",
+)
+@click.option(
+    "--faults",
+    "faults",
+    callback=_parse_faults,
+    default=None,
+    metavar="SPEC",
+    help="Faults to inject, as KIND=RATE pairs separated by commas, e.g. "
+    "'500=0.1,429=0.05,reset=0.02,cut=0.01'. Kinds: "
+    + ", ".join(FAULT_KINDS)
+    + ". Rates add up to at most 1.",
+)
+@click.option(
+    "--require-key",
+    envvar="LLMGATHER_SIM_KEY",
+    default=None,
+    metavar="KEY",
+    help="Only accept this API key; any other gets the provider's auth error "
+    "(also read from LLMGATHER_SIM_KEY).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the answers, latencies and faults: same seed, same answers.",
+)
+@click.option(
+    "--stall-s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="How long a 'stall' fault waits before answering anyway.",
+)
+@click.option(
+    "--fault-retry-after",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Retry hint, in seconds, of an injected 429.",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Requests worked on at once; more queue, like a busy server (0 = unlimited).",
+)
 def sim_command(
     host: str,
     port: int,

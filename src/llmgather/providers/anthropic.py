@@ -113,7 +113,9 @@ class AnthropicProvider:
         ]
         payload: dict[str, Any] = {
             "model": model,
-            "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
+            "max_tokens": request.max_tokens
+            if request.max_tokens is not None
+            else DEFAULT_MAX_TOKENS,
             "messages": messages,
         }
         if system:

@@ -115,7 +115,9 @@ class GeminiProvider:
             payload["generationConfig"] = config
         name = quote(model.removeprefix("models/"), safe="")
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
-        return HttpRequest("POST", self._models + name + method, self._headers, orjson.dumps(payload))
+        return HttpRequest(
+            "POST", self._models + name + method, self._headers, orjson.dumps(payload)
+        )
 
     def parse_response(self, status: int, headers: Headers, body: bytes) -> Completion:
         data = load_json(body, "the generateContent response")
@@ -280,7 +282,10 @@ def _per_day(details: list[dict[str, Any]]) -> bool:
         if detail.get("@type") == _QUOTA_FAILURE:
             for violation in detail.get("violations") or ():
                 if isinstance(violation, dict):
-                    names += [str(violation.get("quotaId", "")), str(violation.get("quotaMetric", ""))]
+                    names += [
+                        str(violation.get("quotaId", "")),
+                        str(violation.get("quotaMetric", "")),
+                    ]
         elif detail.get("@type") == _ERROR_INFO and isinstance(detail.get("metadata"), dict):
             names.append(str(detail["metadata"].get("quota_limit", "")))
     return any("perday" in name.lower() or "per_day" in name.lower() for name in names)

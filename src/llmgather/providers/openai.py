@@ -76,9 +76,7 @@ class OpenAIProvider:
                 model=data.get("model"),
             )
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise MalformedResponseError(
-                "the chat completion has no choices[0].message"
-            ) from None
+            raise MalformedResponseError("the chat completion has no choices[0].message") from None
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> APIError:
         data = error_body(body)

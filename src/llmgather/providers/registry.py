@@ -78,7 +78,9 @@ class Target:
         return self.spec.factory(api_key=self.api_key, base_url=base_url or self.base_url)
 
     def describe(self) -> str:
-        where = "the built-in simulator" if self.simulated else (self.base_url or "the provider's API")
+        where = (
+            "the built-in simulator" if self.simulated else (self.base_url or "the provider's API")
+        )
         return f"{self.provider}:{self.model} via {where}"
 
 
@@ -110,7 +112,12 @@ def resolve_target(
 
 
 def _explicit(
-    spec: ProviderSpec, model: str, *, base_url: str | None, api_key: str | None, env: Mapping[str, str]
+    spec: ProviderSpec,
+    model: str,
+    *,
+    base_url: str | None,
+    api_key: str | None,
+    env: Mapping[str, str],
 ) -> Target:
     if not model:
         raise ConfigurationError(f"the model string names no model after {spec.name + ':'!r}")

@@ -42,7 +42,9 @@ class FaultPlan:
             kind, sep, value = piece.partition("=")
             kind = kind.strip().lower()
             if not sep:
-                raise ValueError(f"fault {piece!r} has no rate: write it as KIND=RATE, e.g. 500=0.1")
+                raise ValueError(
+                    f"fault {piece!r} has no rate: write it as KIND=RATE, e.g. 500=0.1"
+                )
             if kind not in FAULT_KINDS:
                 raise ValueError(
                     f"unknown fault kind in {piece!r} (known: {', '.join(FAULT_KINDS)})"

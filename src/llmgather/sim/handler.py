@@ -132,8 +132,9 @@ class SimHandler:
             await self._stall()
         ttft, per_token = self._latency.draw()
         if req.stream:
-            return await self._stream(request, dialect, req, answer, entry, fault, headers,
-                                      ttft, per_token)
+            return await self._stream(
+                request, dialect, req, answer, entry, fault, headers, ttft, per_token
+            )
         if ttft:
             await asyncio.sleep(ttft + per_token * answer.output_tokens)
         body = dialect.render(req, answer, self._ids)
@@ -206,8 +207,11 @@ class SimHandler:
         if path == "/_sim/reset" and method == "POST":
             self.stats.reset()
             return _json({"ok": True})
-        error = {"code": 404, "message": f"No simulated API at {method} {path}",
-                 "status": "NOT_FOUND"}
+        error = {
+            "code": 404,
+            "message": f"No simulated API at {method} {path}",
+            "status": "NOT_FOUND",
+        }
         return web.Response(status=404, body=orjson.dumps({"error": error}), headers=_JSON_HEADERS)
 
 

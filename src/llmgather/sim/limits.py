@@ -99,7 +99,9 @@ class ServerLimits:
         )
 
 
-def _bucket_state(bucket: TokenBucket | None, limit: float | None, now: float) -> BucketState | None:
+def _bucket_state(
+    bucket: TokenBucket | None, limit: float | None, now: float
+) -> BucketState | None:
     if bucket is None or limit is None:
         return None
     return BucketState(

@@ -101,8 +101,8 @@ def _url_host(host: str) -> str:
 class EmbeddedSimulator:
     """A simulator on 127.0.0.1 and a free port, served by a daemon thread with its own loop.
 
-        with EmbeddedSimulator(SimConfig(rpm=60)) as sim:
-            client = AsyncOpenAI(base_url=sim.base_url + "/v1", api_key="k")
+    with EmbeddedSimulator(SimConfig(rpm=60)) as sim:
+        client = AsyncOpenAI(base_url=sim.base_url + "/v1", api_key="k")
     """
 
     def __init__(self, config: SimConfig | None = None, *, host: str = "127.0.0.1") -> None:
@@ -222,11 +222,8 @@ async def _run_until_signal(config: SimConfig, host: str, port: int) -> None:
             pass
     try:
         async with await start_simulator(config, host, port) as running:
-            print(
-                f"llmgather sim listening on {running.base_url} ({DIALECT_NAMES})", flush=True
-            )
+            print(f"llmgather sim listening on {running.base_url} ({DIALECT_NAMES})", flush=True)
             await stop.wait()
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-

@@ -27,15 +27,29 @@ class LogEntry:
         self.prompt_sha = hashlib.sha256(prompt.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"t": round(self.t, 6), "dialect": self.dialect, "path": self.path,
-                "status": self.status, "fault": self.fault, "prompt_sha": self.prompt_sha}
+        return {
+            "t": round(self.t, 6),
+            "dialect": self.dialect,
+            "path": self.path,
+            "status": self.status,
+            "fault": self.fault,
+            "prompt_sha": self.prompt_sha,
+        }
 
 
 class SimStats:
     """Counters and log of one simulator; owned by its event loop (no locking needed)."""
 
-    __slots__ = ("_log", "_started", "answered", "by_status", "faults", "in_flight",
-                 "max_in_flight", "received")
+    __slots__ = (
+        "_log",
+        "_started",
+        "answered",
+        "by_status",
+        "faults",
+        "in_flight",
+        "max_in_flight",
+        "received",
+    )
 
     def __init__(self) -> None:
         self._started = time.monotonic()

@@ -15,8 +15,11 @@ async def main(*, base_url, input_path, output_path, max_tokens, concurrency=256
     semaphore = asyncio.Semaphore(concurrency)
 
     async def ask(session, prompt):
-        body = {"model": "gpt-4o-mini", "max_tokens": max_tokens,
-                "messages": [{"role": "user", "content": prompt}]}
+        body = {
+            "model": "gpt-4o-mini",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+        }
         async with semaphore:
             async with session.post(url, json=body, headers=headers) as response:
                 data = await response.json()

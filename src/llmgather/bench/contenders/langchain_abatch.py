@@ -16,5 +16,7 @@ async def main(prompts, *, base_url, max_tokens, concurrency=32, rpm=None, **_):
         max_tokens=max_tokens,
         rate_limiter=rate_limiter,
     )
-    messages = await llm.abatch(prompts, config={"max_concurrency": concurrency}, return_exceptions=True)
+    messages = await llm.abatch(
+        prompts, config={"max_concurrency": concurrency}, return_exceptions=True
+    )
     return [m if isinstance(m, BaseException) else m.content for m in messages]

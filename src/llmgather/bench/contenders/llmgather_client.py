@@ -3,8 +3,9 @@
 import llmgather
 
 
-async def main(prompts, *, base_url, max_tokens, concurrency=100, rpm=None, tpm=None,
-               use_map=False, **_):
+async def main(
+    prompts, *, base_url, max_tokens, concurrency=100, rpm=None, tpm=None, use_map=False, **_
+):
     async with llmgather.Client(
         "openai:gpt-4o-mini",
         base_url=base_url + "/v1",

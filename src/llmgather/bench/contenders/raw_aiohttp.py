@@ -13,12 +13,17 @@ async def main(prompts, *, base_url, max_tokens, concurrency=256, **_):
 
     async def worker(session):
         for prompt in todo:
-            body = {"model": "gpt-4o-mini", "max_tokens": max_tokens,
-                    "messages": [{"role": "user", "content": prompt}]}
+            body = {
+                "model": "gpt-4o-mini",
+                "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": prompt}],
+            }
             try:
                 async with session.post(url, json=body, headers=headers) as response:
                     data = await response.json()
-                    answers.append(data["choices"][0]["message"]["content"] if response.status == 200 else None)
+                    answers.append(
+                        data["choices"][0]["message"]["content"] if response.status == 200 else None
+                    )
             except aiohttp.ClientError as error:
                 answers.append(error)
 

@@ -44,7 +44,7 @@ def route(path: str) -> Route | None:
         return found
     for prefix in _GEMINI_PREFIXES:
         if path.startswith(prefix):
-            model, _, method = path[len(prefix):].partition(":")
+            model, _, method = path[len(prefix) :].partition(":")
             if not model:
                 return None
             if method == "generateContent":

@@ -24,7 +24,10 @@ from llmgather.sim.wire import IdMaker, ceil_seconds, rfc3339_in
 _TYPES = {
     400: ("invalid_request_error", "Invalid request."),
     401: ("authentication_error", "invalid x-api-key"),
-    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+    403: (
+        "permission_error",
+        "Your API key does not have permission to use the specified resource.",
+    ),
     404: ("not_found_error", "The requested resource could not be found."),
     413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
     429: ("rate_limit_error", "Rate limited."),
@@ -39,8 +42,13 @@ _ORG = "00000000-0000-4000-8000-00000000516d"
 
 def _error(status: int, message: str | None, request_id: str) -> bytes:
     type_, default = _TYPES.get(status, ("api_error", "Internal server error"))
-    return orjson.dumps({"type": "error", "error": {"type": type_, "message": message or default},
-                         "request_id": request_id})
+    return orjson.dumps(
+        {
+            "type": "error",
+            "error": {"type": type_, "message": message or default},
+            "request_id": request_id,
+        }
+    )
 
 
 def _limit_headers(state: LimitState | None) -> Headers:
@@ -125,22 +133,41 @@ class AnthropicDialect:
         self, req: SimRequest, answer: Answer, chunks: list[str], ids: IdMaker
     ) -> StreamEvents:
         head = [
-            _frame("message_start", {"type": "message_start", "message": _message(req, answer, ids)}),
-            _frame("content_block_start", {"type": "content_block_start", "index": 0,
-                                           "content_block": {"type": "text", "text": ""}}),
+            _frame(
+                "message_start", {"type": "message_start", "message": _message(req, answer, ids)}
+            ),
+            _frame(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
             _frame("ping", {"type": "ping"}),
         ]
         body = [
-            _frame("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                           "delta": {"type": "text_delta", "text": piece}})
+            _frame(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+            )
             for piece in chunks
         ]
         stop = "max_tokens" if answer.finished_by_length else "end_turn"
         tail = [
             _frame("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            _frame("message_delta", {"type": "message_delta",
-                                     "delta": {"stop_reason": stop, "stop_sequence": None},
-                                     "usage": {"output_tokens": answer.output_tokens}}),
+            _frame(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": {"output_tokens": answer.output_tokens},
+                },
+            ),
             _frame("message_stop", {"type": "message_stop"}),
         ]
         return StreamEvents(head, body, tail)
@@ -161,9 +188,11 @@ class AnthropicDialect:
         headers = {"request-id": request_id, **_limit_headers(refusal.state)}
         if refusal.too_large:
             limit = refusal.state.tokens.limit if refusal.state.tokens else 0
-            message = (f"This request needs an estimated {refusal.requested} tokens, more than "
-                       f"your organization's rate limit of {limit:,} tokens per minute allows; "
-                       "reduce the prompt length or max_tokens.")
+            message = (
+                f"This request needs an estimated {refusal.requested} tokens, more than "
+                f"your organization's rate limit of {limit:,} tokens per minute allows; "
+                "reduce the prompt length or max_tokens."
+            )
             return ErrorReply(400, _error(400, message, request_id), headers)
         bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
         limit = bucket.limit if bucket else 0
@@ -180,10 +209,12 @@ class AnthropicDialect:
 
 def _rate_message(limit: int | None, unit: str) -> str:
     of = f" of {limit:,} {unit} per minute" if limit else ""
-    return (f"This request would exceed the rate limit for your organization ({_ORG}){of}. "
-            "For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the "
-            "response headers for current usage. Please reduce the prompt length or the maximum "
-            "tokens requested, or try again later.")
+    return (
+        f"This request would exceed the rate limit for your organization ({_ORG}){of}. "
+        "For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the "
+        "response headers for current usage. Please reduce the prompt length or the maximum "
+        "tokens requested, or try again later."
+    )
 
 
 def _message(req: SimRequest, answer: Answer, ids: IdMaker) -> dict[str, Any]:
@@ -195,8 +226,13 @@ def _message(req: SimRequest, answer: Answer, ids: IdMaker) -> dict[str, Any]:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": req.input_tokens, "cache_creation_input_tokens": 0,
-                  "cache_read_input_tokens": 0, "output_tokens": 1, "service_tier": "standard"},
+        "usage": {
+            "input_tokens": req.input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 1,
+            "service_tier": "standard",
+        },
     }
 
 

@@ -38,7 +38,7 @@ _MESSAGES = {
     403: "The caller does not have permission.",
     404: "Requested entity was not found.",
     500: "An internal error has occurred. Please retry or report in "
-         "https://developers.generativeai.google/guide/troubleshooting",
+    "https://developers.generativeai.google/guide/troubleshooting",
     502: "The service is currently unavailable.",
     503: "The model is overloaded. Please try again later.",
     504: "Deadline expired before operation could complete.",
@@ -50,7 +50,9 @@ _ROLES = {"user": "user", "model": "assistant", "function": "tool", "tool": "too
 
 def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> bytes:
     error: dict[str, Any] = {
-        "code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")
+        "code": status,
+        "message": message,
+        "status": _STATUS_NAMES.get(status, "UNKNOWN"),
     }
     if details:
         error["details"] = details
@@ -119,9 +121,9 @@ class GeminiDialect:
     ) -> StreamEvents:
         response_id = ids.make("")
         frames = [
-            b"data: " + orjson.dumps(
-                _response(req, answer, piece, i == len(chunks) - 1, response_id)
-            ) + b"\r\n\r\n"
+            b"data: "
+            + orjson.dumps(_response(req, answer, piece, i == len(chunks) - 1, response_id))
+            + b"\r\n\r\n"
             for i, piece in enumerate(chunks)
         ]
         # The last chunk carries finishReason and the full usage: it is the terminal event.
@@ -135,17 +137,26 @@ class GeminiDialect:
 
     def auth_error(self, key: str | None, *, request_id: str = "") -> ErrorReply:
         if not key:
-            message = ("Method doesn't allow unregistered callers (callers without established "
-                       "identity). Please use API key or other form of API consumer identity to "
-                       "call this API.")
+            message = (
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API key or other form of API consumer identity to "
+                "call this API."
+            )
             return ErrorReply(403, _error(403, message), {})
         # The real API answers a wrong key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
         message = "API key not valid. Please pass a valid API key."
         details: list[dict[str, Any]] = [
-            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-             "domain": "googleapis.com", "metadata": {"service": _SERVICE}},
-            {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
-             "message": message},
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": _SERVICE},
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                "locale": "en-US",
+                "message": message,
+            },
         ]
         return ErrorReply(400, _error(400, message, details), {})
 
@@ -154,8 +165,10 @@ class GeminiDialect:
     ) -> ErrorReply:
         if refusal.too_large:
             limit = refusal.state.tokens.limit if refusal.state.tokens else 0
-            message = (f"The request's token count ({refusal.requested}) exceeds the model's "
-                       f"tokens-per-minute limit ({limit}).")
+            message = (
+                f"The request's token count ({refusal.requested}) exceeds the model's "
+                f"tokens-per-minute limit ({limit})."
+            )
             return ErrorReply(400, _error(400, message), {})
         bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
         limit = bucket.limit if bucket else 0
@@ -166,7 +179,9 @@ class GeminiDialect:
     ) -> ErrorReply:
         return self._exhausted(req, "requests", 0, retry_after_s)
 
-    def _exhausted(self, req: SimRequest, kind: str, limit: int, retry_after_s: float) -> ErrorReply:
+    def _exhausted(
+        self, req: SimRequest, kind: str, limit: int, retry_after_s: float
+    ) -> ErrorReply:
         if kind == "requests":
             metric = f"{_SERVICE}/generate_requests_per_model"
             quota_id = "GenerateRequestsPerMinutePerProjectPerModel"
@@ -181,15 +196,30 @@ class GeminiDialect:
             f"Please retry in {go_duration(retry_after_s)}."
         )
         details: list[dict[str, Any]] = [
-            {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-             "violations": [{"quotaMetric": metric, "quotaId": quota_id,
-                             "quotaDimensions": {"location": "global", "model": req.model},
-                             "quotaValue": str(limit)}]},
-            {"@type": "type.googleapis.com/google.rpc.Help",
-             "links": [{"description": "Learn more about Gemini API quotas",
-                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo",
-             "retryDelay": f"{ceil_seconds(retry_after_s)}s"},
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": metric,
+                        "quotaId": quota_id,
+                        "quotaDimensions": {"location": "global", "model": req.model},
+                        "quotaValue": str(limit),
+                    }
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {
+                        "description": "Learn more about Gemini API quotas",
+                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                    }
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{ceil_seconds(retry_after_s)}s",
+            },
         ]
         return ErrorReply(429, _error(429, message, details), {})
 
@@ -208,8 +238,12 @@ def _response(
         usage["totalTokenCount"] = prompt_tokens
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
     candidate["index"] = 0
-    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": req.model,
-            "responseId": response_id}
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": req.model,
+        "responseId": response_id,
+    }
 
 
 DIALECT = GeminiDialect()

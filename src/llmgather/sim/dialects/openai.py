@@ -22,8 +22,14 @@ from llmgather.sim.text import Answer
 from llmgather.sim.wire import IdMaker, ceil_ms, ceil_seconds, go_duration, mask_key, unix_time
 
 _JSON = "application/json"
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
-          "tool": "tool", "function": "tool"}
+_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
 _FINGERPRINT = "fp_sim0000001"
 _ORG = "org-simulator"
 
@@ -32,8 +38,10 @@ _MESSAGES: dict[int, tuple[str, str]] = {
     401: ("Incorrect API key provided.", "invalid_request_error"),
     403: ("You are not allowed to sample from this model.", "invalid_request_error"),
     404: ("The requested resource does not exist.", "invalid_request_error"),
-    500: ("The server had an error while processing your request. Sorry about that!",
-          "server_error"),
+    500: (
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+    ),
     502: ("Bad gateway.", "server_error"),
     503: ("The server is overloaded or not ready yet.", "server_error"),
     504: ("Gateway timeout.", "server_error"),
@@ -94,8 +102,9 @@ class OpenAIDialect:
             max_tokens=positive_int(max_tokens, "max_tokens"),
             temperature=optional_float(body.get("temperature"), "temperature"),
             stream=bool(body.get("stream")),
-            include_usage=bool(isinstance(stream_options, dict)
-                               and stream_options.get("include_usage")),
+            include_usage=bool(
+                isinstance(stream_options, dict) and stream_options.get("include_usage")
+            ),
         )
 
     def response_headers(self, request_id: str, limits: LimitState | None) -> Headers:
@@ -104,22 +113,30 @@ class OpenAIDialect:
         return headers
 
     def render(self, req: SimRequest, answer: Answer, ids: IdMaker) -> bytes:
-        return orjson.dumps({
-            "id": ids.make("chatcmpl-"),
-            "object": "chat.completion",
-            "created": unix_time(),
-            "model": req.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.text, "refusal": None,
-                            "annotations": []},
-                "logprobs": None,
-                "finish_reason": "length" if answer.finished_by_length else "stop",
-            }],
-            "usage": _usage(req, answer),
-            "service_tier": "default",
-            "system_fingerprint": _FINGERPRINT,
-        })
+        return orjson.dumps(
+            {
+                "id": ids.make("chatcmpl-"),
+                "object": "chat.completion",
+                "created": unix_time(),
+                "model": req.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": answer.text,
+                            "refusal": None,
+                            "annotations": [],
+                        },
+                        "logprobs": None,
+                        "finish_reason": "length" if answer.finished_by_length else "stop",
+                    }
+                ],
+                "usage": _usage(req, answer),
+                "service_tier": "default",
+                "system_fingerprint": _FINGERPRINT,
+            }
+        )
 
     def stream(
         self, req: SimRequest, answer: Answer, chunks: list[str], ids: IdMaker
@@ -162,16 +179,20 @@ class OpenAIDialect:
 
     def auth_error(self, key: str | None, *, request_id: str = "") -> ErrorReply:
         if not key:
-            message = ("You didn't provide an API key. You need to provide your API key in an "
-                       "Authorization header using Bearer auth (i.e. Authorization: Bearer "
-                       "YOUR_KEY), or as the password field (with blank username) if you're "
-                       "accessing the API from your browser and are prompted for a username and "
-                       "password. You can obtain an API key from "
-                       "https://platform.openai.com/account/api-keys.")
+            message = (
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                "YOUR_KEY), or as the password field (with blank username) if you're "
+                "accessing the API from your browser and are prompted for a username and "
+                "password. You can obtain an API key from "
+                "https://platform.openai.com/account/api-keys."
+            )
             body = _error_body(message, "invalid_request_error", None)
         else:
-            message = (f"Incorrect API key provided: {mask_key(key)}. You can find your API key "
-                       "at https://platform.openai.com/account/api-keys.")
+            message = (
+                f"Incorrect API key provided: {mask_key(key)}. You can find your API key "
+                "at https://platform.openai.com/account/api-keys."
+            )
             body = _error_body(message, "invalid_request_error", "invalid_api_key")
         return ErrorReply(401, body, {"x-request-id": request_id})
 
@@ -181,19 +202,23 @@ class OpenAIDialect:
         headers = {"x-request-id": request_id, **_limit_headers(refusal.state)}
         if refusal.too_large:
             limit = refusal.state.tokens.limit if refusal.state.tokens else 0
-            message = (f"Request too large for {req.model} in organization {_ORG} on tokens per "
-                       f"min (TPM): Limit {limit}, Requested {refusal.requested}. The input or "
-                       "output tokens must be reduced in order to run successfully. Visit "
-                       "https://platform.openai.com/account/rate-limits to learn more.")
+            message = (
+                f"Request too large for {req.model} in organization {_ORG} on tokens per "
+                f"min (TPM): Limit {limit}, Requested {refusal.requested}. The input or "
+                "output tokens must be reduced in order to run successfully. Visit "
+                "https://platform.openai.com/account/rate-limits to learn more."
+            )
             body = _error_body(message, "tokens", "request_too_large")
             return ErrorReply(400, body, headers)
         bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
         unit = "requests per min (RPM)" if refusal.kind == "requests" else "tokens per min (TPM)"
         usage = _used(bucket)
-        message = (f"Rate limit reached for {req.model} in organization {_ORG} on {unit}: "
-                   f"{usage}Requested {refusal.requested}. Please try again in "
-                   f"{go_duration(refusal.retry_after_s)}. Visit "
-                   "https://platform.openai.com/account/rate-limits to learn more.")
+        message = (
+            f"Rate limit reached for {req.model} in organization {_ORG} on {unit}: "
+            f"{usage}Requested {refusal.requested}. Please try again in "
+            f"{go_duration(refusal.retry_after_s)}. Visit "
+            "https://platform.openai.com/account/rate-limits to learn more."
+        )
         headers.update(_retry_headers(refusal.retry_after_s))
         body = _error_body(message, refusal.kind, "rate_limit_exceeded")
         return ErrorReply(429, body, headers)
@@ -201,9 +226,11 @@ class OpenAIDialect:
     def injected_rate_limit(
         self, req: SimRequest, retry_after_s: float, *, request_id: str = ""
     ) -> ErrorReply:
-        message = (f"Rate limit reached for {req.model} in organization {_ORG} on requests per "
-                   f"min (RPM): Please try again in {go_duration(retry_after_s)}. Visit "
-                   "https://platform.openai.com/account/rate-limits to learn more.")
+        message = (
+            f"Rate limit reached for {req.model} in organization {_ORG} on requests per "
+            f"min (RPM): Please try again in {go_duration(retry_after_s)}. Visit "
+            "https://platform.openai.com/account/rate-limits to learn more."
+        )
         headers = {"x-request-id": request_id, **_retry_headers(retry_after_s)}
         return ErrorReply(429, _error_body(message, "requests", "rate_limit_exceeded"), headers)
 
@@ -214,9 +241,12 @@ def _usage(req: SimRequest, answer: Answer) -> dict[str, Any]:
         "completion_tokens": answer.output_tokens,
         "total_tokens": req.input_tokens + answer.output_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0,
-                                      "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
 
 
@@ -227,8 +257,10 @@ def _used(bucket: BucketState | None) -> str:
 
 
 def _retry_headers(retry_after_s: float) -> Headers:
-    return {"retry-after": str(ceil_seconds(retry_after_s)),
-            "retry-after-ms": str(ceil_ms(retry_after_s))}
+    return {
+        "retry-after": str(ceil_seconds(retry_after_s)),
+        "retry-after-ms": str(ceil_ms(retry_after_s)),
+    }
 
 
 DIALECT = OpenAIDialect()
