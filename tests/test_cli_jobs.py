@@ -99,6 +99,24 @@ def test_sigint_finishes_what_is_in_flight_and_the_rerun_completes(tmp_path: Pat
     assert received == n  # graceful: what was in flight finished and was not sent again
 
 
+def test_sigint_after_the_last_request_left_lets_the_job_finish_complete(tmp_path: Path) -> None:
+    n = 8
+    prompts = write_prompts(tmp_path / "prompts.jsonl", n)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig(latency_ms=1500, latency_jitter=0, seed=9)) as sim:
+        process = start(run_args(sim, prompts, out))
+        deadline = time.monotonic() + 20
+        while sim.stats["received"] < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    # Nothing was left to send and what was in flight finished within the grace period.
+    assert process.returncode == 0, stderr
+    assert len(read_jsonl(out)) == n
+    status = orjson.loads(run_cli("status", str(out), "--json").stdout)
+    assert status["pending"] == 0 and status["state"] == "complete"
+
+
 def bad_lines() -> list[tuple[bytes, str]]:
     """(line, what its error must mention) for each kind of bad input, twice."""
     return bad_kinds("a") + bad_kinds("b")

@@ -215,7 +215,7 @@ class Client:
 
 def _from_dict(data: dict[str, Any], system: str | None) -> Request:
     fields: dict[str, Any] = {
-        k: data.get(k) for k in ("model", "max_tokens", "temperature", "metadata")
+        k: data.get(k) for k in ("model", "max_tokens", "temperature", "metadata", "extra")
     }
     fields["id"] = "" if data.get("id") is None else str(data["id"])
     if "messages" in data:

@@ -258,6 +258,15 @@ def _plain_item(obj: dict[str, Any], where: str, line: int, system: str | None) 
     return InputItem(line, id, request, None)
 
 
+# Body fields a Batch API line sets that llmgather reads itself; every other field (response_format,
+# seed, stop, max_completion_tokens...) goes to the provider as written. max_completion_tokens is
+# also read, for the token estimate. `stream` is llmgather's choice (`--stream`), and `metadata` is
+# passed through to the output line.
+_BATCH_BODY_READ = frozenset(
+    {"messages", "model", "max_tokens", "temperature", "metadata", "stream", "stream_options"}
+)
+
+
 def _batch_item(obj: dict[str, Any], where: str, line: int) -> InputItem:
     custom_id = obj.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
@@ -294,6 +303,7 @@ def _batch_item(obj: dict[str, Any], where: str, line: int) -> InputItem:
             max_tokens=_max_tokens(body, token_key, where, prefix="body."),
             temperature=_temperature(body, "temperature", where, prefix="body."),
             metadata=body.get("metadata"),
+            extra={k: v for k, v in body.items() if k not in _BATCH_BODY_READ} or None,
         )
     except _LineError as e:
         e.id = custom_id

@@ -152,11 +152,14 @@ class Job:
             async with client:
                 if self._on_start is not None:
                     self._on_start(client.statistics, stats.pending, client.simulated)
-                interrupted = await self._send_pending(client, store, input_path)
+                stopped = await self._send_pending(client, store, input_path)
                 engine_stats = client.statistics()
+            final = await asyncio.to_thread(store.stats)
+            # A stop that came when everything left was already in flight, and finished within
+            # the grace period, cut nothing short: the job is complete.
+            interrupted = stopped and final.pending > 0
             await asyncio.to_thread(store.mark_state, "interrupted" if interrupted else "complete")
             await asyncio.to_thread(store.export_jsonl, options.output_path)
-            final = await asyncio.to_thread(store.stats)
         finally:
             await asyncio.to_thread(store.close)
             if spooled:

@@ -11,7 +11,11 @@ Message = dict[str, Any]  # {"role": "user" | "system" | "assistant", "content":
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One prompt to send. `id` is the caller's; `metadata` is passed through untouched."""
+    """One prompt to send. `id` is the caller's; `metadata` is passed through untouched.
+
+    `extra` holds provider-native body fields (OpenAI's `response_format` or `seed`, Anthropic's
+    `stop_sequences`, Gemini's `safetySettings`...), merged into the request body as they are.
+    """
 
     messages: tuple[Message, ...]
     id: str = ""
@@ -19,6 +23,7 @@ class Request:
     max_tokens: int | None = None
     temperature: float | None = None
     metadata: Any = None
+    extra: dict[str, Any] | None = None
 
     @classmethod
     def from_prompt(cls, prompt: str, *, system: str | None = None, **kwargs: Any) -> Request:

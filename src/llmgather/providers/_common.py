@@ -53,6 +53,23 @@ def _positive(value: str | None) -> float | None:
     return number if number > 0 else None
 
 
+def with_extra(payload: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The body with the caller's extra fields added; where both set an object, the two merge.
+
+    The adapter's own fields win a conflict: they are what the Request says explicitly.
+    """
+    if not extra:
+        return payload
+    merged = dict(extra)
+    for key, value in payload.items():
+        theirs = merged.get(key)
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            merged[key] = {**theirs, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_json(body: bytes, what: str) -> Any:
     try:
         return orjson.loads(body)

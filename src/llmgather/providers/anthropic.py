@@ -55,6 +55,7 @@ from llmgather.providers._common import (
     redact,
     retry_after_from_headers,
     status_error,
+    with_extra,
 )
 from llmgather.providers.base import Headers, HttpRequest
 
@@ -124,7 +125,9 @@ class AnthropicProvider:
             payload["temperature"] = request.temperature
         if stream:
             payload["stream"] = True
-        return HttpRequest("POST", self._url, self._headers, orjson.dumps(payload))
+        return HttpRequest(
+            "POST", self._url, self._headers, orjson.dumps(with_extra(payload, request.extra))
+        )
 
     def parse_response(self, status: int, headers: Headers, body: bytes) -> Completion:
         data = load_json(body, "the message")

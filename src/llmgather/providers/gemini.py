@@ -53,6 +53,7 @@ from llmgather.providers._common import (
     redact,
     retry_after_from_headers,
     status_error,
+    with_extra,
 )
 from llmgather.providers.base import Headers, HttpRequest
 
@@ -115,9 +116,8 @@ class GeminiProvider:
             payload["generationConfig"] = config
         name = quote(model.removeprefix("models/"), safe="")
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
-        return HttpRequest(
-            "POST", self._models + name + method, self._headers, orjson.dumps(payload)
-        )
+        body = orjson.dumps(with_extra(payload, request.extra))
+        return HttpRequest("POST", self._models + name + method, self._headers, body)
 
     def parse_response(self, status: int, headers: Headers, body: bytes) -> Completion:
         data = load_json(body, "the generateContent response")

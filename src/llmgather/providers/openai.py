@@ -37,6 +37,7 @@ from llmgather.providers._common import (
     redact,
     retry_after_from_headers,
     status_error,
+    with_extra,
 )
 from llmgather.providers.base import Headers, HttpRequest
 
@@ -55,14 +56,18 @@ class OpenAIProvider:
 
     def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
         payload: dict[str, Any] = {"model": model, "messages": list(request.messages)}
-        if request.max_tokens is not None:
+        # max_completion_tokens is the newer name (the only one o-series models take); servers
+        # that copy the API know max_tokens, so that is the default unless the caller chose.
+        extra = request.extra or {}
+        if request.max_tokens is not None and "max_completion_tokens" not in extra:
             payload["max_tokens"] = request.max_tokens
         if request.temperature is not None:
             payload["temperature"] = request.temperature
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
-        return HttpRequest("POST", self._url, self._headers, orjson.dumps(payload))
+        body = orjson.dumps(with_extra(payload, request.extra))
+        return HttpRequest("POST", self._url, self._headers, body)
 
     def parse_response(self, status: int, headers: Headers, body: bytes) -> Completion:
         data = load_json(body, "the chat completion")
