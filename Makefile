@@ -24,6 +24,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m ruff check src tests
+	$(BIN)/python -m ruff format --check src tests
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
