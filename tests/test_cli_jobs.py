@@ -84,9 +84,13 @@ def test_sigint_finishes_what_is_in_flight_and_the_rerun_completes(tmp_path: Pat
         args = run_args(sim, prompts, out)
         process = start(args)
         wait_for_progress(out, at_least=50)
+        sent_before = sim.stats["received"]
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == 130, stderr
+        # Nothing queued behind the requests on the wire went out after the signal (the
+        # margin is what may start between reading the count and the signal's delivery).
+        assert sim.stats["received"] <= sent_before + 2 * CONCURRENCY
         assert "Rerun the same command to resume" in stderr
         partial = read_jsonl(out)
         assert 50 <= len(partial) < n
@@ -279,3 +283,65 @@ def test_csv_txt_and_stdin_inputs(tmp_path: Path) -> None:
     assert stdin_run.returncode == 0, stdin_run.stderr
     assert [r["id"] for r in read_jsonl(tmp_path / "stdin.jsonl")] == ["s1"]
     assert not list(tmp_path.glob(".llmgather-stdin-*"))  # the spool is cleaned up
+
+
+def test_the_output_cannot_be_the_input(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 3)
+    before = prompts.read_bytes()
+    result = run_cli("run", str(prompts), "-o", str(prompts), "--quiet")
+    assert result.returncode == 2 and "both the input and the output" in result.stderr
+    assert prompts.read_bytes() == before
+
+
+def test_a_bad_line_without_an_id_never_collides_with_a_real_id(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        '{"id": 0, "prompt": "a"}\n\n{"id": 2, "prompt": "c"}\n{"id": 1, "prompt": "b"}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = run_cli("run", str(prompts), "-o", str(out), "--quiet")
+    assert result.returncode == 1, result.stderr  # some items failed: the empty line
+    lines = {line["id"]: line for line in read_jsonl(out)}
+    assert sorted(lines) == ["0", "1", "2"]
+    assert lines["2"]["status"] == "ok"  # line 2's number is also the id of line 3
+    assert [line["status"] for line in read_jsonl(out)].count("error") == 1
+
+
+def test_a_refused_restart_keeps_the_last_job(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 3)
+    out = tmp_path / "out.jsonl"
+    assert run_cli("run", str(prompts), "-o", str(out), "--quiet").returncode == 0
+    with prompts.open("ab") as f:
+        f.write(b"not json\n")
+    refused = run_cli("run", str(prompts), "-o", str(out), "--restart", "--strict", "--quiet")
+    assert refused.returncode == 3, refused.stderr
+    status = orjson.loads(run_cli("status", str(out), "--json").stdout)
+    assert (status["done"], status["state"]) == (3, "complete")
+    assert len(read_jsonl(out)) == 3
+
+
+def test_a_password_in_the_base_url_is_never_shown_or_stored(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 2)
+    out = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(latency_ms=0)) as sim:
+        url = sim.base_url.replace("http://", "http://user:hunter2@") + "/v1?key=hunter2"
+        args = ["run", str(prompts), "-o", str(out), "-m", "openai:x", "--base-url", url]
+        result = run_cli(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+    for path in tmp_path.iterdir():
+        assert b"hunter2" not in path.read_bytes(), path
+
+
+def test_the_job_is_known_by_the_model_it_resolves_to(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 2)
+    out = tmp_path / "out.jsonl"
+    args = ["run", str(prompts), "-o", str(out), "--quiet"]
+    assert run_cli(*args, "-m", "gpt-4o-mini").returncode == 0
+    # With no key, the bare model is the simulator: naming the simulator is the same job.
+    again = run_cli(*args, "-m", "sim:gpt-4o-mini")
+    assert again.returncode == 0, again.stderr
+    # With a key set, the same bare model means the real API: another job, refused before
+    # anything is sent.
+    real = run_cli(*args, "-m", "gpt-4o-mini", OPENAI_API_KEY="sk-test")
+    assert real.returncode == 2 and "simulated" in real.stderr, real.stderr

@@ -220,3 +220,77 @@ async def test_run_one_retries_then_succeeds() -> None:
     result = await clock.run(engine.run_one(Request.from_prompt("p", id="x")))
     assert result.ok and result.attempts == 2 and result.text == "answer x"
     assert result.usage == Usage(5, 7)
+
+
+async def test_a_stop_sends_nothing_more_and_lets_what_is_on_the_wire_finish() -> None:
+    clock = FakeClock()
+    send = SpySend(clock)
+    engine = make_engine(clock, send, max_concurrency=2)
+    stop = asyncio.Event()
+
+    async def stop_at(seconds: float) -> None:
+        await clock.sleep(seconds)
+        stop.set()
+
+    async def run() -> list:
+        stopper = asyncio.ensure_future(stop_at(1.5))
+        results = [r async for r in engine.map(requests(20), stop=stop)]
+        await stopper
+        return results
+
+    results = await clock.run(run())
+    # Two answered at t=1, two more were on the wire when the stop came at t=1.5.
+    assert sorted(r.id for r in results) == ["r0", "r1", "r2", "r3"]
+    assert len(send.calls) == 4 and clock.elapsed == 2.0
+
+
+async def test_a_stop_does_not_wait_for_a_pending_retry() -> None:
+    clock = FakeClock()
+    send = SpySend(clock, failures={"r0": [ServerError("down", status_code=503, retry_after=50)]})
+    engine = make_engine(clock, send, max_concurrency=4)
+    stop = asyncio.Event()
+
+    async def run() -> list:
+        results = []
+        async for result in engine.map(requests(2), stop=stop):
+            results.append(result)
+            stop.set()  # r1 is in; r0 waits 50 s for its retry
+        return results
+
+    results = await clock.run(run())
+    assert [r.id for r in results] == ["r1"] and clock.elapsed < 2.0
+    assert [rid for rid, _ in send.calls] == ["r0", "r1"]
+
+
+async def test_a_429_that_asks_for_longer_than_the_retry_ceiling_pauses_no_one() -> None:
+    clock = FakeClock()
+    daily = RateLimitError("quota for the day", status_code=429, retry_after=3600)
+    send = SpySend(clock, failures={"r0": [daily]})
+    engine = make_engine(clock, send, max_concurrency=1)
+    results = await clock.run(collect(engine, requests(2)))
+    by_id = {r.id: r for r in results}
+    assert by_id["r0"].error is not None and by_id["r0"].error.type == "QuotaExhaustedError"
+    assert by_id["r1"].ok and clock.elapsed == 2.0  # r1 went at t=1, not an hour later
+
+
+async def test_a_failing_input_iterable_first_delivers_what_was_sent() -> None:
+    clock = FakeClock()
+    send = SpySend(clock)
+    engine = make_engine(clock, send)
+
+    def broken() -> Iterator[Request]:
+        yield Request.from_prompt("fine", id="a")
+        yield Request.from_prompt("fine", id="b")
+        raise ValueError("the input broke")
+
+    async def run() -> tuple[list[str], BaseException | None]:
+        seen: list[str] = []
+        try:
+            async for result in engine.map(broken()):
+                seen.append(result.id)
+        except ValueError as error:
+            return seen, error
+        return seen, None
+
+    seen, error = await clock.run(run())
+    assert sorted(seen) == ["a", "b"] and error is not None

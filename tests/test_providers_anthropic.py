@@ -20,8 +20,6 @@ from llmgather._sse import SSEDecoder
 from llmgather.providers.anthropic import (
     DEFAULT_MAX_TOKENS,
     AnthropicProvider,
-    RateLimitWindow,
-    rate_limits_from_headers,
 )
 from llmgather.providers.registry import PROVIDERS, resolve_target
 from llmgather.sim import FaultPlan, SimConfig, answer_text, start_simulator
@@ -231,24 +229,17 @@ def test_an_error_event_raises_the_mapped_error() -> None:
 # -- rate-limit headers ------------------------------------------------------------------------
 
 
-def test_rate_limit_headers_are_read_per_window() -> None:
-    now = 1_755_780_000.0
+def test_announced_limits_add_the_separate_input_and_output_token_windows() -> None:
     headers = {
         "anthropic-ratelimit-requests-limit": "1000",
-        "anthropic-ratelimit-requests-remaining": "999",
-        "anthropic-ratelimit-requests-reset": "2025-08-21T12:40:30Z",
+        "anthropic-ratelimit-tokens-limit": "16000",
         "anthropic-ratelimit-input-tokens-limit": "80000",
-        "anthropic-ratelimit-input-tokens-remaining": "79000",
-        "anthropic-ratelimit-input-tokens-reset": "2025-08-21T12:40:01Z",
         "anthropic-ratelimit-output-tokens-limit": "16000",
-        "anthropic-ratelimit-output-tokens-remaining": "not a number",
     }
-    limits = rate_limits_from_headers(headers, now=now)  # now = 2025-08-21T12:40:00Z
-    assert limits.requests == RateLimitWindow(1000, 999, 30.0)
-    assert limits.input_tokens == RateLimitWindow(80000, 79000, 1.0)
-    assert limits.output_tokens == RateLimitWindow(16000, None, None)
-    assert limits.tokens is None
-    assert rate_limits_from_headers({}).requests is None
+    assert provider().announced_limits(headers) == (1000, 96000)
+    del headers["anthropic-ratelimit-output-tokens-limit"]
+    assert provider().announced_limits(headers) == (1000, 16000)
+    assert provider().announced_limits({}) == (None, None)
 
 
 def test_registry_knows_anthropic() -> None:

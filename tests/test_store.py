@@ -143,14 +143,16 @@ def test_resume_skips_what_is_done_and_keeps_the_ingest(output: str) -> None:
         report = store.ingest(iter(()))  # not read: ingestion finished in the first run
         assert (report.total, report.valid, report.invalid) == (5, 5, 0)
         assert list(store.pending_lines()) == [2, 5]
-        assert list(store.pending_lines(retry_failed=True)) == [2, 4, 5]
+        assert store.reset_failed() == 1
+        assert list(store.pending_lines()) == [2, 4, 5]
         assert store.stats().failed == 0
 
 
 def test_retry_failed_never_retries_invalid_lines(store: JobStore) -> None:
     started(store, [item(1), item(2, error="x:2: bad"), item(3)])
     store.record([failed("1"), ok("3")])
-    assert list(store.pending_lines(retry_failed=True)) == [1]
+    assert store.reset_failed() == 1
+    assert list(store.pending_lines()) == [1]
 
 
 def test_pending_lines_are_paged_and_survive_recording_meanwhile(store: JobStore) -> None:

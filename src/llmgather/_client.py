@@ -3,6 +3,7 @@ the engine together behind `complete`, `stream`, `gather` and `map`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -126,10 +127,9 @@ class Client:
             raise result.exception
         return result.text or ""
 
-    async def stream(self, prompt: Prompt, **overrides: Any) -> AsyncIterator[str]:
+    def stream(self, prompt: Prompt, **overrides: Any) -> AsyncIterator[str]:
         """Text pieces as they arrive. Retried until the first piece; after it, errors raise."""
-        async for piece in self.engine.stream(self.request(prompt, **overrides), self._open_stream):
-            yield piece
+        return self.engine.stream(self.request(prompt, **overrides), self._open_stream)
 
     async def gather(self, prompts: Iterable[Prompt] | AsyncIterable[Prompt]) -> list[Result]:
         """One Result per prompt, in input order; failures are values, never raised."""
@@ -140,15 +140,22 @@ class Client:
         return results
 
     def map(
-        self, prompts: Iterable[Prompt] | AsyncIterable[Prompt], *, window: int | None = None
+        self,
+        prompts: Iterable[Prompt] | AsyncIterable[Prompt],
+        *,
+        window: int | None = None,
+        stop: asyncio.Event | None = None,
     ) -> AsyncIterator[Result]:
-        """Results in completion order over any (async) iterable, with bounded memory."""
+        """Results in completion order over any (async) iterable, with bounded memory.
+
+        Setting `stop` ends it gracefully: what is on the wire finishes, nothing more is sent.
+        """
         requests: Iterable[Request] | AsyncIterable[Request]
         if isinstance(prompts, AsyncIterable):
             requests = self._async_requests(prompts)
         else:
             requests = (self.request(prompt) for prompt in prompts)
-        return self.engine.map(requests, window=window)
+        return self.engine.map(requests, window=window, stop=stop)
 
     def statistics(self) -> EngineStats:
         return self.engine.statistics()

@@ -129,15 +129,20 @@ class Engine:
         requests: Iterable[Request] | AsyncIterable[Request],
         *,
         window: int | None = None,
+        stop: asyncio.Event | None = None,
     ) -> AsyncIterator[Result]:
         """Results in completion order, with at most `window` requests admitted at a time.
 
-        Break out of the loop early with `contextlib.aclosing` to stop the pipeline at once.
+        Once `stop` is set, no request is sent any more (nor sent again after a failure), and
+        those already on the wire finish: a graceful stop. The requests never sent get no
+        Result. Break out of the loop early with `contextlib.aclosing` to stop at once.
         """
         workers = self._limiter.limits.max_concurrency
         admitted = asyncio.Semaphore(window or max(2 * workers, 64))
         results: asyncio.Queue[object] = asyncio.Queue()
-        runner = asyncio.create_task(self._pipeline(requests, workers, admitted, results))
+        runner = asyncio.create_task(
+            self._pipeline(requests, workers, admitted, results, stop or asyncio.Event())
+        )
         try:
             while (item := await results.get()) is not _END:
                 admitted.release()
@@ -145,10 +150,9 @@ class Engine:
                 yield item
             await runner  # re-raises a failure of the input iterable
         finally:
-            if not runner.done():
-                runner.cancel()
-                with suppress(asyncio.CancelledError):
-                    await runner
+            runner.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await runner
 
     async def stream(self, request: Request, open_stream: OpenStream) -> AsyncIterator[str]:
         """Text pieces of one streamed answer, retried while nothing has reached the caller.
@@ -170,6 +174,7 @@ class Engine:
                         yield piece
                     outcome = live.outcome()
                 used = self._succeeded(outcome)
+                self._counters.done += 1
                 return
             except APIError as error:
                 used = self._on_error(error)
@@ -190,6 +195,7 @@ class Engine:
         workers: int,
         admitted: asyncio.Semaphore,
         results: asyncio.Queue[object],
+        stop: asyncio.Event,
     ) -> None:
         work: asyncio.Queue[_Job | None] = asyncio.Queue()
         fed = 0
@@ -197,30 +203,51 @@ class Engine:
         feeding = True
         all_done = asyncio.Event()
 
-        def resolve(result: Result) -> None:
+        def resolve(result: Result | None) -> None:
+            """Count one job out: with its Result, or with none if `stop` kept it unsent."""
             nonlocal finished
             finished += 1
-            results.put_nowait(result)
+            if result is None:
+                admitted.release()  # the consumer releases a slot per Result it takes
+            else:
+                results.put_nowait(result)
             if not feeding and finished == fed:
                 all_done.set()
 
+        input_error: Exception | None = None
+
         async def feed() -> None:
-            nonlocal fed, feeding
-            async for request in _aiter(requests):
-                await admitted.acquire()
-                self._counters.submitted += 1
-                work.put_nowait(_Job(request, fed))
-                fed += 1
+            nonlocal fed, feeding, input_error
+            try:
+                async for request in _aiter(requests):
+                    await admitted.acquire()
+                    if stop.is_set():
+                        admitted.release()
+                        break
+                    self._counters.submitted += 1
+                    work.put_nowait(_Job(request, fed))
+                    fed += 1
+            except Exception as error:  # finish what was sent, then re-raise
+                input_error = error
             feeding = False
             if finished == fed:
                 all_done.set()
 
         async def retry_later(job: _Job, delay: float) -> None:
-            await self._wait_retry(delay)
+            waiting = asyncio.ensure_future(self._wait_retry(delay))
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+                stopping.cancel()
             work.put_nowait(job)
 
         async def worker(group: asyncio.TaskGroup) -> None:
             while (job := await work.get()) is not None:
+                if stop.is_set():
+                    resolve(None)
+                    continue
                 outcome = await self._attempt(job)
                 if isinstance(outcome, Result):
                     resolve(outcome)
@@ -235,6 +262,8 @@ class Engine:
                 await all_done.wait()
                 for _ in range(workers):
                     work.put_nowait(None)
+            if input_error is not None:
+                raise input_error
         except BaseExceptionGroup as group_error:
             # One failure (the input iterable raising, say) is re-raised as itself.
             if len(group_error.exceptions) == 1:
@@ -282,7 +311,7 @@ class Engine:
         """Count the error; return the tokens it used (0 for a 429: the server admitted nothing)."""
         if isinstance(error, RateLimitError):
             self._counters.http_429 += 1
-            if error.retry_after:
+            if error.retry_after and error.retry_after <= self._retry.max_retry_wait:
                 self._limiter.pause(error.retry_after)
             return 0
         return None

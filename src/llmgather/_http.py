@@ -11,12 +11,22 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from llmgather._errors import APIConnectionError, RequestTimeoutError
+from llmgather._errors import (
+    APIConnectionError,
+    MalformedResponseError,
+    RequestTimeoutError,
+    error_for_status,
+)
 from llmgather._sse import SSEDecoder
 from llmgather._types import Completion
 from llmgather.providers.base import Headers, HttpRequest, Provider
 
 StreamCallback = Callable[[str], Awaitable[None] | None]
+
+# What an adapter's parsing raises on an answer of a shape it did not expect (a list where an
+# object belongs, a string for a count): a garbled answer is a transient fault, retried like a
+# cut connection, never a reason to fail the item for good.
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -95,8 +105,11 @@ class Transport:
         if self._on_headers is not None:
             self._on_headers(response.headers)
         if response.status >= 300:
-            raise provider.parse_error(response.status, response.headers, body)
-        return Outcome(provider.parse_response(response.status, response.headers, body))
+            raise _error(provider, response.status, response.headers, body)
+        try:
+            return Outcome(provider.parse_response(response.status, response.headers, body))
+        except _SHAPE_ERRORS as exc:
+            raise _malformed("the answer", exc) from None
 
     async def stream(
         self, provider: Provider, http: HttpRequest, on_text: StreamCallback | None = None
@@ -116,7 +129,7 @@ class Transport:
         async with self._exchange(http, self._stream_timeout) as response:
             if response.status >= 300:
                 body = await _read(response)
-                raise provider.parse_error(response.status, response.headers, body)
+                raise _error(provider, response.status, response.headers, body)
             yield LiveStream(response, provider)
 
     @asynccontextmanager
@@ -157,12 +170,17 @@ class LiveStream:
                         yield piece
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _mapped(exc) from None
-        for event in sse.flush():
-            for piece in self._decoder.feed(event):
-                if self._ttft_ms is None:
-                    self._ttft_ms = (time.perf_counter() - self._started) * 1000
-                yield piece
-        self._completion = self._decoder.finish()
+        except _SHAPE_ERRORS as exc:
+            raise _malformed("a stream event", exc) from None
+        try:
+            for event in sse.flush():
+                for piece in self._decoder.feed(event):
+                    if self._ttft_ms is None:
+                        self._ttft_ms = (time.perf_counter() - self._started) * 1000
+                    yield piece
+            self._completion = self._decoder.finish()
+        except _SHAPE_ERRORS as exc:
+            raise _malformed("a stream event", exc) from None
 
     def outcome(self) -> Outcome:
         if self._completion is None:
@@ -175,6 +193,20 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
         return await response.read()
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise _mapped(exc) from None
+
+
+def _error(provider: Provider, status: int, headers: Headers, body: bytes) -> Exception:
+    try:
+        return provider.parse_error(status, headers, body)
+    except _SHAPE_ERRORS:
+        # The status still says what happened when the error body has an unexpected shape.
+        message = f"HTTP {status} with an error body of an unexpected shape"
+        return error_for_status(status)(message, status_code=status, retry_after=None)
+
+
+def _malformed(what: str, exc: Exception) -> MalformedResponseError:
+    # The type only: the exception's text may quote the body, and a body may echo the key.
+    return MalformedResponseError(f"{what} has an unexpected shape ({type(exc).__name__})")
 
 
 def _mapped(exc: BaseException) -> Exception:

@@ -30,10 +30,11 @@ from llmgather._client import Client
 from llmgather._engine import EngineStats
 from llmgather._errors import InvalidInputError
 from llmgather._http import Timeouts
-from llmgather._inputs import InputItem, read_inputs
+from llmgather._inputs import InputItem, detect_format, read_inputs
 from llmgather._retry import RetryPolicy
 from llmgather._store import JobStore, fingerprint_file, store_path_for
 from llmgather._types import Request, Result
+from llmgather.providers.registry import Target, redact_url
 
 MAX_PENDING_WRITES = 10_000  # finished results waiting for the disk before the pipeline waits
 # At most one commit per this many seconds: a transaction costs far more than a row, and at
@@ -68,18 +69,26 @@ class JobOptions:
     grace_s: float = 30.0
     simulator: Any = None  # SimConfig for the embedded simulator, when one starts
 
-    def params(self) -> dict[str, Any]:
-        """What decides each answer: a resumed job must not change these. Limits may change."""
+    def params(self, target: Target) -> dict[str, Any]:
+        """What decides each answer: a resumed job must not change these. Limits may change.
+
+        The model as resolved, not as typed: `gpt-4o-mini` that meant the simulator must not
+        resume against the real API once a key is set, and `sim:gpt-4o-mini` typed out is the
+        same job as the default.
+        """
         return {
-            "model": self.model,
-            "base_url": self.base_url,
+            "provider": target.provider,
+            "model": target.model,
+            "simulated": target.simulated,
+            "base_url": redact_url(target.base_url),
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "system": self.system,
             "stream": self.stream,
-            "format": self.fmt,
+            "format": detect_format(self.input_path, self.fmt),
             "column": self.column,
             "id_column": self.id_column,
+            "max_line_bytes": self.max_line_bytes,
         }
 
 
@@ -142,10 +151,12 @@ class Job:
         input_path, spooled = await asyncio.to_thread(_materialise, options)
         store = await asyncio.to_thread(JobStore.open, store_path_for(options.output_path))
         try:
-            resumed = await self._prepare(store, input_path)
-            if options.strict:
+            if options.strict:  # before the store is touched: a refusal keeps the last job
                 await asyncio.to_thread(_refuse_invalid, self._read(input_path))
+            resumed = await self._prepare(store, input_path, client.target)
             await asyncio.to_thread(store.ingest, self._read(input_path))
+            if options.retry_failed:
+                await asyncio.to_thread(store.reset_failed)
             await asyncio.to_thread(store.export_jsonl, options.output_path)
             await asyncio.to_thread(store.mark_state, "running")
             stats = await asyncio.to_thread(store.stats)
@@ -187,12 +198,12 @@ class Job:
             ],
         )
 
-    async def _prepare(self, store: JobStore, input_path: str) -> bool:
+    async def _prepare(self, store: JobStore, input_path: str, target: Target) -> bool:
         fingerprint = await asyncio.to_thread(fingerprint_file, input_path)
         return await asyncio.to_thread(
             lambda: store.prepare(
                 input_fingerprint=fingerprint,
-                params=self.options.params(),
+                params=self.options.params(target),
                 restart=self.options.restart,
             )
         )
@@ -211,9 +222,7 @@ class Job:
 
     async def _send_pending(self, client: Client, store: JobStore, input_path: str) -> bool:
         """Send what is still pending; True if a stop signal cut the run short."""
-        pending = store.pending_items(
-            self._read(input_path), retry_failed=self.options.retry_failed
-        )
+        pending = store.pending_items(self._read(input_path))
         sink = _Sink(store, self.options.output_path)
         consume = asyncio.create_task(self._consume(client, pending, sink))
         stopped = asyncio.create_task(self.stop.wait())
@@ -237,7 +246,7 @@ class Job:
         return interrupted
 
     async def _consume(self, client: Client, pending: Iterator[InputItem], sink: _Sink) -> None:
-        async for result in client.map(self._requests(pending)):
+        async for result in client.map(self._requests(pending), stop=self.stop):
             await sink.add(result)
 
     async def _requests(self, pending: Iterator[InputItem]) -> AsyncIterator[Request]:
@@ -324,6 +333,12 @@ def _materialise(options: JobOptions) -> tuple[str, bool]:
     if options.input_path != "-":
         if not os.path.exists(options.input_path):
             raise InvalidInputError(f"{options.input_path}: no such file")
+        output = os.path.realpath(options.output_path)
+        if os.path.realpath(options.input_path) in (output, store_path_for(output)):
+            raise InvalidInputError(
+                f"{options.input_path} is both the input and the output (or its job store); "
+                "give -o another file"
+            )
         return options.input_path, False
     handle, path = tempfile.mkstemp(prefix=".llmgather-stdin-", dir=directory)
     with os.fdopen(handle, "wb") as spool:

@@ -48,7 +48,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
 CREATE TABLE IF NOT EXISTS items (
     line INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT UNIQUE,                  -- NULL for a bad line known only by its line number
     status TEXT NOT NULL,            -- pending | ok | error
     output_fields BLOB,              -- JSON object merged into the output line, or NULL
     result BLOB,                     -- the output line's JSON (Result.to_dict() with the input's id)
@@ -180,29 +180,32 @@ class JobStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def prepare(self, *, input_fingerprint: str, params: dict[str, Any], restart: bool) -> bool:
-        """Bind the store to this input and these parameters; True when resuming a job.
+        """Bind the store to this input and these parameters and claim it for this process;
+        True when resuming a job.
 
-        A job whose ingestion never finished holds no results and is silently replaced.
+        One write transaction from the busy check to the claim, so two runs started at once
+        cannot both pass. A job whose ingestion never finished holds no results and is replaced.
         """
         params = orjson.loads(orjson.dumps(params, default=str))  # compare what JSON can store
-        with self._lock:
+        now = time.time()
+        with self._lock, self._transaction():
             meta = self._meta()
             _check_not_busy(meta)
-            if meta.get("ingested") and not restart:
+            resuming = bool(meta.get("ingested")) and not restart
+            if resuming:
                 changes = _describe_changes(meta, input_fingerprint, params)
                 if changes:
                     raise JobMismatchError(_output_name(self.path), changes)
-                return True
-            with self._transaction():
+            else:
                 self._conn.execute("DELETE FROM items")
                 self._conn.execute("DELETE FROM meta")
                 self._set_meta(
-                    fingerprint=input_fingerprint,
-                    params=params,
-                    state="new",
-                    created_at=time.time(),
+                    fingerprint=input_fingerprint, params=params, state="new", created_at=now
                 )
-            return False
+                meta = {}
+            active = float(meta.get("active_s", 0.0)) + _unclosed_run_s(meta, now)
+            self._set_meta(**_running(now), active_s=active)
+        return resuming
 
     def ingest(self, items: Iterable[InputItem]) -> IngestReport:
         """Insert every input item once; on a resumed job return the saved report untouched."""
@@ -241,12 +244,7 @@ class JobStore:
             active = float(meta.get("active_s", 0.0)) + _unclosed_run_s(meta, now)
             changes: dict[str, Any] = {"state": state, "active_s": active, "run_started_at": None}
             if state == "running":
-                changes.update(
-                    run_started_at=now,
-                    last_activity_at=now,
-                    pid=os.getpid(),
-                    host=socket.gethostname(),
-                )
+                changes.update(_running(now))
                 if meta.get("started_at") is None:
                     changes["started_at"] = now
             with self._transaction():
@@ -254,21 +252,15 @@ class JobStore:
 
     # -- the run -----------------------------------------------------------------------------
 
-    def pending_lines(self, *, retry_failed: bool = False) -> Iterator[int]:
-        """Line numbers still to send, ascending, in bounded pages.
+    def reset_failed(self) -> int:
+        """Put failed items (not invalid lines) back to pending; returns how many."""
+        with self._lock, self._transaction():
+            return self._conn.execute(
+                "UPDATE items SET status = 'pending' WHERE status = 'error' AND error_type IS NOT ?",
+                (INVALID_INPUT,),
+            ).rowcount
 
-        With `retry_failed`, failed items (not invalid lines) go back to pending right away,
-        before the first line is taken.
-        """
-        if retry_failed:
-            with self._lock, self._transaction():
-                self._conn.execute(
-                    "UPDATE items SET status = 'pending' WHERE status = 'error' AND error_type IS NOT ?",
-                    (INVALID_INPUT,),
-                )
-        return self._pending_pages()
-
-    def _pending_pages(self) -> Iterator[int]:
+    def pending_lines(self) -> Iterator[int]:
         # Short keyset-paged queries, not one long cursor: results recorded meanwhile are for
         # lines already yielded, and no read snapshot is held open for the whole run.
         after = 0
@@ -286,21 +278,23 @@ class JobStore:
                 return
             after = page[-1]
 
-    def pending_items(
-        self, items: Iterable[InputItem], *, retry_failed: bool = False
-    ) -> Iterator[InputItem]:
+    def pending_items(self, items: Iterable[InputItem]) -> Iterator[InputItem]:
         """The items still to send: `items` (a fresh read of the same input) joined to the store.
 
         Both sides are in ascending line order, so this is a streaming merge with no lookup set.
         """
-        lines = self.pending_lines(retry_failed=retry_failed)
+        lines = self.pending_lines()
         wanted = next(lines, None)
         for item in items:
             if wanted is None:
                 return
             if item.line == wanted:
-                if item.request is not None:
-                    yield item
+                if item.request is None:
+                    raise InvalidInputError(
+                        f"line {wanted} of the input is pending in the job store but cannot be "
+                        f"sent any more ({item.error}); the input changed while the job was resumed"
+                    )
+                yield item
                 wanted = next(lines, None)
             elif item.line > wanted:
                 raise InvalidInputError(
@@ -510,9 +504,12 @@ def _item_row(item: InputItem) -> tuple[Any, ...]:
         id=item.id, status="error", error=ErrorInfo(type=INVALID_INPUT, message=message)
     )
     key = _LOCATION.sub("", message, count=1)[:_ERROR_PREFIX_CHARS]
+    # A bad line without an id of its own is never sent: its line number, the id its output
+    # line shows, must not collide with another line's real id and refuse the whole file.
+    id = None if item.id == str(item.line) else item.id
     return (
         item.line,
-        item.id,
+        id,
         "error",
         fields,
         orjson.dumps(result.to_dict()),
@@ -612,6 +609,17 @@ def _process_alive(meta: dict[str, Any]) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _running(now: float) -> dict[str, Any]:
+    """The meta fields that say this process runs the job, from `now`."""
+    return {
+        "state": "running",
+        "run_started_at": now,
+        "last_activity_at": now,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+    }
 
 
 def _check_not_busy(meta: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
 
 import click
 import orjson
@@ -23,8 +24,14 @@ def status_command(output: str, as_json: bool) -> None:
     path = store_path_for(output)
     if not os.path.exists(path):
         raise click.ClickException(f"no llmgather job found for {output} (expected {path})")
-    with JobStore.open(path, create=False) as store:
-        stats = store.stats()
+    try:
+        with JobStore.open(path, create=False) as store:
+            stats = store.stats()
+    except sqlite3.Error as error:
+        raise click.ClickException(
+            f"{path} is not a usable llmgather job store ({error}); "
+            f"rerun the job with --restart to start it afresh"
+        ) from None
     if as_json:
         data = {
             "output": output,

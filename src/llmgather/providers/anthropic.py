@@ -23,9 +23,6 @@ Error bodies are `{"type": "error", "error": {"type": ..., "message": ...}}`; th
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -166,10 +163,22 @@ class AnthropicProvider:
         return AnthropicStreamDecoder(self)
 
     def announced_limits(self, headers: Headers) -> tuple[float | None, float | None]:
-        # The combined tokens window is the most restrictive one in effect.
-        return announced_limits(
+        # Anthropic limits input and output tokens per minute separately, while llmgather's
+        # limiter keeps one budget for both. Their sum is that budget: it never paces slower
+        # than the account allows, and an output-heavy job that overruns the output limit
+        # meets a 429 whose Retry-After pauses the limiter. (`tokens-limit` alone, the most
+        # restrictive window of the moment, would pace both by the smaller one, and flip.)
+        requests, combined = announced_limits(
             headers, "anthropic-ratelimit-requests-limit", "anthropic-ratelimit-tokens-limit"
         )
+        input_limit, output_limit = announced_limits(
+            headers,
+            "anthropic-ratelimit-input-tokens-limit",
+            "anthropic-ratelimit-output-tokens-limit",
+        )
+        if input_limit and output_limit:
+            return requests, input_limit + output_limit
+        return requests, combined
 
 
 class AnthropicStreamDecoder:
@@ -257,65 +266,3 @@ def _text(message: Message) -> str:
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return str(content)
-
-
-# -- rate-limit headers --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitWindow:
-    """One `anthropic-ratelimit-{name}-*` triple; `reset_s` is seconds from `now` to full."""
-
-    limit: int | None
-    remaining: int | None
-    reset_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class AnthropicRateLimits:
-    """The limits an answer reports. Input and output tokens are limited separately; `tokens`
-    is the most restrictive of the two at the moment of the answer."""
-
-    requests: RateLimitWindow | None = None
-    tokens: RateLimitWindow | None = None
-    input_tokens: RateLimitWindow | None = None
-    output_tokens: RateLimitWindow | None = None
-
-
-def rate_limits_from_headers(headers: Headers, *, now: float | None = None) -> AnthropicRateLimits:
-    """Read the `anthropic-ratelimit-*` headers (all windows absent if the server sent none)."""
-    return AnthropicRateLimits(
-        requests=_window(headers, "requests", now),
-        tokens=_window(headers, "tokens", now),
-        input_tokens=_window(headers, "input-tokens", now),
-        output_tokens=_window(headers, "output-tokens", now),
-    )
-
-
-def _window(headers: Headers, name: str, now: float | None) -> RateLimitWindow | None:
-    prefix = f"anthropic-ratelimit-{name}-"
-    limit = _int(headers.get(prefix + "limit"))
-    remaining = _int(headers.get(prefix + "remaining"))
-    reset = _seconds_until(headers.get(prefix + "reset"), now)
-    if limit is None and remaining is None and reset is None:
-        return None
-    return RateLimitWindow(limit, remaining, reset)
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _seconds_until(value: str | None, now: float | None) -> float | None:
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value)  # RFC 3339, e.g. 2025-08-21T12:40:59Z
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -84,7 +84,7 @@ class GeminiProvider:
     def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
         self._api_key = api_key
         # base_url is the server root (the google-genai SDK's convention); the version is ours.
-        self._models = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/{API_VERSION}/models/"
+        self._root = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/{API_VERSION}/"
         self._headers = {"content-type": "application/json"}
         if api_key:
             # A header, never `?key=`: URLs end up in logs and exception messages.
@@ -114,10 +114,12 @@ class GeminiProvider:
             config["temperature"] = request.temperature
         if config:
             payload["generationConfig"] = config
-        name = quote(model.removeprefix("models/"), safe="")
+        # A bare name is a base model; `tunedModels/x` (or `models/x`) is already a resource path.
+        name = model if "/" in model else "models/" + model
+        name = "/".join(quote(part, safe="") for part in name.split("/"))
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
         body = orjson.dumps(with_extra(payload, request.extra))
-        return HttpRequest("POST", self._models + name + method, self._headers, body)
+        return HttpRequest("POST", self._root + name + method, self._headers, body)
 
     def parse_response(self, status: int, headers: Headers, body: bytes) -> Completion:
         data = load_json(body, "the generateContent response")
@@ -175,7 +177,7 @@ class GeminiStreamDecoder:
         data = load_json(event.data.encode(), "a stream event")
         if not isinstance(data, dict):
             raise MalformedResponseError("a stream event is not a JSON object")
-        if "error" in data:
+        if data.get("error"):
             error = data["error"] if isinstance(data["error"], dict) else {}
             code = error.get("code")
             status = code if isinstance(code, int) and code >= 400 else 500

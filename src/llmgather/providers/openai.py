@@ -4,6 +4,7 @@ Statuses and bodies map to llmgather's tree as follows:
 
     429 rate_limit_exceeded   → RateLimitError (Retry-After honoured)
     429 insufficient_quota    → QuotaExhaustedError (billing: never retried)
+    429 "Request too large"   → BadRequestError (one request over the TPM limit: no wait helps)
     400 context_length_exceeded → ContextLengthError
     400, 422                  → BadRequestError
     401 / 403 / 404           → AuthenticationError / PermissionDeniedError / NotFoundError
@@ -22,6 +23,7 @@ import orjson
 
 from llmgather._errors import (
     APIError,
+    BadRequestError,
     ContextLengthError,
     MalformedResponseError,
     QuotaExhaustedError,
@@ -49,7 +51,9 @@ class OpenAIProvider:
 
     def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
         self._api_key = api_key
-        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        # A query in the base URL (Azure's `?api-version=`) stays at the end of the full URL.
+        root, _, query = (base_url or DEFAULT_BASE_URL).partition("?")
+        self._url = root.rstrip("/") + "/chat/completions" + (f"?{query}" if query else "")
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
@@ -96,6 +100,8 @@ class OpenAIProvider:
             cls = QuotaExhaustedError
         elif code == "context_length_exceeded":
             cls = ContextLengthError
+        elif status == 429 and message.startswith("Request too large"):
+            cls = BadRequestError
         return status_error(status, message, retry_after=retry_after, cls=cls)
 
     def stream_decoder(self) -> OpenAIStreamDecoder:
@@ -123,13 +129,15 @@ class OpenAIStreamDecoder:
         data = load_json(event.data.encode(), "a stream event")
         if not isinstance(data, dict):
             raise MalformedResponseError("a stream event is not a JSON object")
-        if "error" in data:
+        if data.get("error"):
             raise self._provider.parse_error(500, {}, event.data.encode())
         self._model = data.get("model") or self._model
         if data.get("usage"):
             self._usage = _usage(data["usage"])
         pieces: list[str] = []
         for choice in data.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue  # with n > 1 the answer is the first choice, as in a plain response
             delta = choice.get("delta") or {}
             content = delta.get("content")
             if content:

@@ -3,13 +3,15 @@
 Model strings are `provider:model` (`openai:gpt-4o-mini`, `gemini:gemini-2.0-flash`,
 `anthropic:claude-3-5-haiku-latest`), `sim:model` (the built-in simulator, OpenAI dialect) or
 `sim:provider:model` (the simulator in that provider's dialect), or a bare model name: then
-the provider is the one whose API key is in the environment, and the simulator when none is.
+the provider is the one the name belongs to (`gpt-…`, `claude-…`, `gemini-…`) or else the one
+whose API key is in the environment, and the simulator when no key is set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from llmgather._errors import ConfigurationError
 from llmgather.providers.anthropic import DEFAULT_MAX_TOKENS as ANTHROPIC_DEFAULT_MAX_TOKENS
@@ -33,6 +35,8 @@ class ProviderSpec:
     # Sent when a request names no max_tokens, for APIs that require one; the limiter's token
     # estimate must count it too, since the provider reserves it against the output budget.
     default_max_tokens: int | None = None
+    # The model the simulator answers as when a `sim:` string names only the dialect.
+    example_model: str = DEFAULT_MODEL
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
@@ -40,11 +44,15 @@ PROVIDERS: dict[str, ProviderSpec] = {
         "openai",
         ("OPENAI_API_KEY",),
         OpenAIProvider,
-        ("gpt-", "o1", "o3", "o4", "chatgpt-"),
+        ("gpt-", "o1", "o3", "o4", "chatgpt-", "ft:"),
         base_url_suffix="/v1",
     ),
     "gemini": ProviderSpec(
-        "gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), GeminiProvider, ("gemini-", "gemma-")
+        "gemini",
+        ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        GeminiProvider,
+        ("gemini-", "gemma-"),
+        example_model="gemini-2.0-flash",
     ),
     "anthropic": ProviderSpec(
         "anthropic",
@@ -52,6 +60,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         AnthropicProvider,
         ("claude-",),
         default_max_tokens=ANTHROPIC_DEFAULT_MAX_TOKENS,
+        example_model="claude-3-5-haiku-latest",
     ),
 }
 
@@ -78,10 +87,23 @@ class Target:
         return self.spec.factory(api_key=self.api_key, base_url=base_url or self.base_url)
 
     def describe(self) -> str:
-        where = (
-            "the built-in simulator" if self.simulated else (self.base_url or "the provider's API")
-        )
+        if self.simulated:
+            where = "the built-in simulator"
+        else:
+            where = redact_url(self.base_url) or "the provider's API"
         return f"{self.provider}:{self.model} via {where}"
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL without a password or query string, either of which may hold a credential."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def resolve_target(
@@ -95,20 +117,26 @@ def resolve_target(
     text = (model or "").strip()
     prefix, sep, rest = text.partition(":")
     if sep and prefix == "sim":
-        dialect, sep2, sim_model = rest.partition(":")
-        if sep2 and dialect in PROVIDERS:
-            return Target(dialect, sim_model or DEFAULT_MODEL, simulated=True, api_key="sim")
+        dialect, _, sim_model = rest.partition(":")
+        if dialect in PROVIDERS:  # sim:anthropic:claude-x, or sim:gemini for its default model
+            model_name = sim_model or PROVIDERS[dialect].example_model
+            return Target(dialect, model_name, simulated=True, api_key="sim")
         return Target("openai", rest or DEFAULT_MODEL, simulated=True, api_key="sim")
     if sep and prefix in PROVIDERS:
         return _explicit(PROVIDERS[prefix], rest, base_url=base_url, api_key=api_key, env=env)
-    if sep and not base_url and prefix.isidentifier() and prefix.islower():
-        known = ", ".join(sorted(PROVIDERS))
-        raise ConfigurationError(
-            f"unknown provider {prefix!r} in model {text!r}; known providers: {known}, "
-            "and sim (the built-in simulator). An OpenAI-compatible server is reached with "
-            "--model openai:MODEL --base-url URL."
-        )
+    if sep and not base_url and prefix not in _MODEL_NAME_PREFIXES:
+        if prefix.isidentifier() and prefix.islower():
+            known = ", ".join(sorted(PROVIDERS))
+            raise ConfigurationError(
+                f"unknown provider {prefix!r} in model {text!r}; known providers: {known}, "
+                "and sim (the built-in simulator). An OpenAI-compatible server is reached with "
+                "--model openai:MODEL --base-url URL."
+            )
     return _bare(text, base_url=base_url, api_key=api_key, env=env)
+
+
+# Colons that belong to a model's own name, not to a provider prefix: OpenAI's fine-tuned models.
+_MODEL_NAME_PREFIXES = frozenset({"ft"})
 
 
 def _explicit(
@@ -139,19 +167,34 @@ def _bare(
         openai = PROVIDERS["openai"]
         key = api_key or _key_from_env(openai, env)
         return Target("openai", model or DEFAULT_MODEL, base_url=base_url, api_key=key)
+    named = _provider_named_by(model)
+    if api_key:
+        # An explicit key goes only where the model's name says, never to another provider.
+        spec = named or PROVIDERS["openai"]
+        return Target(spec.name, model or DEFAULT_MODEL, api_key=api_key)
     with_keys = [spec for spec in PROVIDERS.values() if _key_from_env(spec, env)]
-    if api_key and not with_keys:
-        with_keys = [PROVIDERS["openai"]]
-    if not with_keys:
-        return Target("openai", model or DEFAULT_MODEL, simulated=True, api_key="sim")
-    by_name = [s for s in with_keys if model and model.startswith(s.model_prefixes or ("\0",))]
-    spec = (by_name or with_keys)[0]
+    if not with_keys:  # the simulator, in the dialect of the provider the model belongs to
+        spec = named or PROVIDERS["openai"]
+        return Target(spec.name, model or spec.example_model, simulated=True, api_key="sim")
+    if named is not None and named not in with_keys:
+        raise ConfigurationError(
+            f"{model} is a model of {named.name}, but {' or '.join(named.key_env)} is not set; "
+            f"set it, or name another provider with --model PROVIDER:MODEL"
+        )
+    spec = named or with_keys[0]
     if not model:
         raise ConfigurationError(
             f"{spec.key_env[0]} is set, so requests would go to {spec.name}: name the model "
             f"with --model {spec.name}:MODEL"
         )
-    return Target(spec.name, model, api_key=api_key or _key_from_env(spec, env))
+    return Target(spec.name, model, api_key=_key_from_env(spec, env))
+
+
+def _provider_named_by(model: str) -> ProviderSpec | None:
+    for spec in PROVIDERS.values():
+        if spec.model_prefixes and model.startswith(spec.model_prefixes):
+            return spec
+    return None
 
 
 def _key_from_env(spec: ProviderSpec, env: Mapping[str, str]) -> str | None:
