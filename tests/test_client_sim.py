@@ -192,3 +192,30 @@ async def test_a_client_told_nothing_learns_the_announced_limits() -> None:
     assert all(r.ok for r in results)
     # the first answers announce 1200 rpm; from then on the client paces itself
     assert counts["by_status"].get("429", 0) <= 2
+
+
+async def test_gather_refuses_a_bad_prompt_before_sending_anything(sim: RunningSimulator) -> None:
+    async with client_for(sim) as client:
+        with pytest.raises(llmgather.InvalidInputError, match='"prompt" or a "messages"'):
+            await client.gather(["fine", {"id": "x"}, "also fine"])
+        with pytest.raises(TypeError, match="not int"):
+            await client.gather(["fine", 5])
+    assert (await stats(sim))["received"] == 0
+
+
+async def test_a_client_used_after_its_block_says_so(sim: RunningSimulator) -> None:
+    async with client_for(sim) as client:
+        pass
+    with pytest.raises(RuntimeError, match="inside `async with"):
+        await client.gather(["hi"])
+
+
+async def test_leaving_a_stream_early_frees_its_slot_at_once(sim: RunningSimulator) -> None:
+    from contextlib import aclosing
+
+    async with client_for(sim, max_concurrency=1) as client:
+        async with aclosing(client.stream("Write a long story")) as pieces:
+            async for _ in pieces:
+                break
+        assert client.statistics().in_flight == 0
+        assert await client.complete("next") == expected("next")

@@ -101,6 +101,19 @@ OPENAI_CASES = [
         "openai",
         429,
         openai_error(
+            "Request too large for gpt-4o-mini in organization org-x on tokens per min (TPM): "
+            "Limit 30000, Requested 50000. The input or output tokens must be reduced in order "
+            "to run successfully.",
+            "tokens",
+            "rate_limit_exceeded",
+        ),
+        BadRequestError,
+        id="openai-429-request-too-large",
+    ),
+    Case(
+        "openai",
+        429,
+        openai_error(
             "Rate limit reached for gpt-4o-mini in organization org-x on requests per min (RPM): "
             "Limit 3, Used 3, Requested 1. Please try again in 20s.",
             "requests",
@@ -587,3 +600,10 @@ def test_every_api_error_class_is_produced_by_some_mapping() -> None:
     assert not missing, (
         f"no provider or transport mapping produces {sorted(c.__name__ for c in missing)}"
     )
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e999"])
+def test_a_retry_after_that_is_not_a_finite_number_is_ignored(value: str) -> None:
+    for name in ("retry-after", "retry-after-ms"):
+        error = PROVIDERS["openai"].parse_error(429, {name: value}, b"{}")
+        assert error.retry_after is None or error.retry_after == 0.0, (name, value)

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from llmgather._engine import Engine, EngineStats
-from llmgather._errors import ConfigurationError
+from llmgather._errors import ConfigurationError, InvalidInputError
 from llmgather._http import LiveStream, Outcome, Timeouts, Transport
 from llmgather._limiter import Limiter, Limits
 from llmgather._retry import RetryPolicy
@@ -111,6 +111,7 @@ class Client:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._engine = None  # a later call says "use the client inside `async with`"
         if self._transport is not None:
             await self._transport.__aexit__(*exc_info)
             self._transport = None
@@ -132,7 +133,14 @@ class Client:
         return self.engine.stream(self.request(prompt, **overrides), self._open_stream)
 
     async def gather(self, prompts: Iterable[Prompt] | AsyncIterable[Prompt]) -> list[Result]:
-        """One Result per prompt, in input order; failures are values, never raised."""
+        """One Result per prompt, in input order; failures are values, never raised.
+
+        A prompt that is not one (a number, a dict without "prompt" or "messages") raises
+        before anything is sent, when `prompts` is a plain iterable.
+        """
+        if not isinstance(prompts, AsyncIterable):
+            # Every Result is kept anyway, so converting first costs no memory that matters.
+            prompts = [self.request(prompt) for prompt in prompts]
         results: list[Result] = []
         async for result in self.map(prompts):
             results.append(result)
@@ -225,6 +233,10 @@ def _from_dict(data: dict[str, Any], system: str | None) -> Request:
         k: data.get(k) for k in ("model", "max_tokens", "temperature", "metadata", "extra")
     }
     fields["id"] = "" if data.get("id") is None else str(data["id"])
+    if "messages" not in data and "prompt" not in data:
+        raise InvalidInputError(
+            f'a prompt dict needs a "prompt" or a "messages" key; got keys {sorted(data)}'
+        )
     if "messages" in data:
         return Request(messages=tuple(data["messages"]), **fields)
     return Request.from_prompt(str(data["prompt"]), system=data.get("system", system), **fields)

@@ -348,7 +348,9 @@ class Engine:
             error=error_info(error),
             metadata=job.request.metadata,
             index=job.index,
-            exception=error,
+            # Without the traceback: its frames hold the request (and its auth header), and
+            # a gather of many failures would keep every one of them alive.
+            exception=error.with_traceback(None),
         )
 
 

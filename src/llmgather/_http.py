@@ -3,9 +3,8 @@ asyncio's exceptions become llmgather's (`APIConnectionError`, `RequestTimeoutEr
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -21,8 +20,6 @@ from llmgather._sse import SSEDecoder
 from llmgather._types import Completion
 from llmgather.providers.base import Headers, HttpRequest, Provider
 
-StreamCallback = Callable[[str], Awaitable[None] | None]
-
 # What an adapter's parsing raises on an answer of a shape it did not expect (a list where an
 # object belongs, a string for a count): a garbled answer is a transient fault, retried like a
 # cut connection, never a reason to fail the item for good.
@@ -31,7 +28,8 @@ _SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Timeouts:
-    """`read`: longest silence while waiting for an answer or the next stream chunk."""
+    """`read`: how long a whole answer may take, or, for a stream, the longest silence
+    between two chunks; `connect`: how long opening a connection may take."""
 
     connect: float = 10.0
     read: float = 120.0
@@ -89,7 +87,7 @@ class Transport:
 
     async def complete(self, provider: Provider, http: HttpRequest) -> Outcome:
         """Send one request and parse the whole answer."""
-        # Written out rather than through `_exchange`: this is the hot path, and a context
+        # Written out rather than as an async context manager: this is the hot path, and a context
         # manager per request costs more CPU than the rest of llmgather's own work.
         try:
             response = await self.session.request(
@@ -111,42 +109,31 @@ class Transport:
         except _SHAPE_ERRORS as exc:
             raise _malformed("the answer", exc) from None
 
-    async def stream(
-        self, provider: Provider, http: HttpRequest, on_text: StreamCallback | None = None
-    ) -> Outcome:
-        """Send one streaming request, calling `on_text` with each piece as it arrives."""
+    async def stream(self, provider: Provider, http: HttpRequest) -> Outcome:
+        """Send one streaming request and read it to the end (which records time to first token)."""
         async with self.open_stream(provider, http) as live:
-            async for piece in live:
-                if on_text is not None:
-                    maybe = on_text(piece)
-                    if maybe is not None:
-                        await maybe
+            async for _ in live:
+                pass
         return live.outcome()
 
     @asynccontextmanager
     async def open_stream(self, provider: Provider, http: HttpRequest) -> AsyncIterator[LiveStream]:
         """A streaming answer to iterate piece by piece; `outcome()` once it is exhausted."""
-        async with self._exchange(http, self._stream_timeout) as response:
-            if response.status >= 300:
-                body = await _read(response)
-                raise _error(provider, response.status, response.headers, body)
-            yield LiveStream(response, provider)
-
-    @asynccontextmanager
-    async def _exchange(
-        self, http: HttpRequest, limits: aiohttp.ClientTimeout
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
         try:
             response = await self.session.request(
-                http.method, http.url, headers=http.headers, data=http.body, timeout=limits
-            )
+                http.method, http.url, headers=http.headers, data=http.body,
+                timeout=self._stream_timeout,
+            )  # fmt: skip
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _mapped(exc) from None
         if self._on_headers is not None:
             self._on_headers(response.headers)
         # Only the sending is mapped here: what the caller raises while reading stays its own.
         async with response:
-            yield response
+            if response.status >= 300:
+                body = await _read(response)
+                raise _error(provider, response.status, response.headers, body)
+            yield LiveStream(response, provider)
 
 
 class LiveStream:
@@ -211,8 +198,10 @@ def _malformed(what: str, exc: Exception) -> MalformedResponseError:
 
 def _mapped(exc: BaseException) -> Exception:
     """aiohttp/asyncio failures as llmgather errors, without the URL (it may carry a key)."""
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return RequestTimeoutError("no answer within the read timeout")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return RequestTimeoutError("no connection within the connect timeout")
+    if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
+        return RequestTimeoutError("no answer within the timeout")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return APIConnectionError("the connection closed in the middle of the response body")
     if isinstance(exc, aiohttp.ServerDisconnectedError):

@@ -12,6 +12,7 @@ so a torn or duplicated line left by a killed run never survives the next run.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import queue
 import shutil
@@ -41,6 +42,8 @@ MAX_PENDING_WRITES = 10_000  # finished results waiting for the disk before the 
 # thousands of answers a second one commit per answer would cost more CPU than sending them.
 # What a kill can lose beyond the requests in flight is what arrives in this window.
 MIN_COMMIT_INTERVAL_S = 0.002
+# Input items read ahead per trip to the reading thread: enough that the trips cost nothing.
+READ_PAGE_ITEMS = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,12 +253,22 @@ class Job:
             await sink.add(result)
 
     async def _requests(self, pending: Iterator[InputItem]) -> AsyncIterator[Request]:
-        for item in pending:
-            if self.stop.is_set():
+        # Reading and parsing the input and paging the store block: they run on a thread, a
+        # page at a time, so a long stretch of lines finished in an earlier run (skipped
+        # without a yield) never stalls the event loop, its signals or its progress bar.
+        while not self.stop.is_set():
+            page = await asyncio.to_thread(_take, pending, READ_PAGE_ITEMS)
+            if not page:
                 return
-            if item.request is not None:
+            for item in page:
+                if self.stop.is_set():
+                    return
+                assert item.request is not None  # pending_items yields only sendable items
                 yield item.request.replace(id=item.id)
-            await asyncio.sleep(0)  # let the workers run while a long stretch is skipped
+
+
+def _take(items: Iterator[InputItem], n: int) -> list[InputItem]:
+    return list(itertools.islice(items, n))
 
 
 class _Sink:

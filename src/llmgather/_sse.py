@@ -24,15 +24,13 @@ class SSEDecoder:
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        self._buffer += chunk
+        # bytes.splitlines splits on exactly SSE's terminators: LF, CRLF and CR.
+        lines = (self._buffer + chunk).splitlines(keepends=True)
+        # An unterminated last line, or one ending in a CR that may be half of a CRLF, waits.
+        self._buffer = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
         events: list[SSEEvent] = []
-        while True:
-            end, skip = _line_end(self._buffer)
-            if end < 0:
-                break
-            line = self._buffer[:end].decode("utf-8", errors="replace")
-            self._buffer = self._buffer[end + skip :]
-            event = self._line(line)
+        for raw in lines:
+            event = self._line(raw.rstrip(b"\r\n").decode("utf-8", errors="replace"))
             if event is not None:
                 events.append(event)
         return events
@@ -61,18 +59,3 @@ class SSEDecoder:
         elif name == "event":
             self._event = value
         return None
-
-
-def _line_end(buffer: bytes) -> tuple[int, int]:
-    """Index of the first line terminator and its length, or (-1, 0)."""
-    lf = buffer.find(b"\n")
-    cr = buffer.find(b"\r")
-    if cr < 0:
-        return lf, 1
-    if lf == cr + 1:
-        return cr, 2
-    if cr == len(buffer) - 1:
-        return -1, 0  # a CR at the end may be half of a CRLF still to come
-    if lf < 0 or cr < lf:
-        return cr, 1
-    return lf, 1

@@ -75,7 +75,7 @@ class Target:
 
     provider: str
     model: str
-    base_url: str | None = None
+    base_url: str | None = field(default=None, repr=False)  # may hold a password
     simulated: bool = False
     api_key: str | None = field(default=None, repr=False)
 
