@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from llmgather import __version__
@@ -19,6 +21,11 @@ def main() -> None:
 
     With no API key in the environment, commands use the built-in simulator.
     """
+    # The commands tell the user everything on their own console (the simulator banner, the
+    # summary); the library's log lines, meant for programs that embed it, would repeat them.
+    library_log = logging.getLogger("llmgather")
+    library_log.addHandler(logging.NullHandler())
+    library_log.propagate = False
 
 
 for command in (run_command, demo_command, sim_command, status_command, bench_command):
