@@ -6,9 +6,21 @@ import asyncio
 
 import aiohttp
 import orjson
+import pytest
 
+from llmgather._errors import BadRequestError
+from llmgather.providers.anthropic import AnthropicProvider
+from llmgather.providers.base import Provider
+from llmgather.providers.gemini import GeminiProvider
+from llmgather.providers.openai import OpenAIProvider
 from llmgather.sim.limits import ServerLimits
-from tests.simfixtures import OPENAI, body_for, get_json, post, running
+from tests.simfixtures import ANTHROPIC, GEMINI, OPENAI, body_for, get_json, post, running
+
+PROVIDERS: dict[str, Provider] = {
+    OPENAI: OpenAIProvider(api_key="k"),
+    GEMINI: GeminiProvider(api_key="k"),
+    ANTHROPIC: AnthropicProvider(api_key="k"),
+}
 
 
 class Clock:
@@ -26,7 +38,8 @@ def test_rpm_admits_a_burst_then_refuses_with_the_wait() -> None:
     refusal = limits.admit(10)
     assert refusal is not None and refusal.kind == "requests"
     assert abs(refusal.retry_after_s - 0.5) < 1e-9
-    assert refusal.state.requests is not None and refusal.state.requests.remaining == 0
+    # Both requests of the 2-request bucket are used: 118 of the minute's 120 remain.
+    assert refusal.state.requests is not None and refusal.state.requests.remaining == 118
     clock.now = 0.5
     assert limits.admit(10) is None
 
@@ -39,7 +52,7 @@ def test_tpm_refusal_takes_nothing_and_settling_refunds() -> None:
     assert refusal is not None and refusal.kind == "tokens" and not refusal.too_large
     assert abs(refusal.retry_after_s - 0.8) < 1e-9
     state = limits.state()
-    assert state.requests is not None and state.requests.remaining == 9  # nothing was taken
+    assert state.requests is not None and state.requests.remaining == 599  # nothing was taken
     limits.settle(reserved=900, actual=50)
     assert limits.admit(900) is None
 
@@ -58,7 +71,7 @@ async def test_a_burst_gets_429s_counted_by_status_then_recovers() -> None:
         assert statuses == [200, 429, 429, 429, 429]
         limited = next(headers for status, headers, _ in results if status == 429)
         assert limited["x-ratelimit-limit-requests"] == "600"
-        assert limited["x-ratelimit-remaining-requests"] == "0"
+        assert limited["x-ratelimit-remaining-requests"] == "599"
         wait_ms = int(limited["retry-after-ms"])
         assert 0 < wait_ms <= 100
         assert limited["retry-after"] == "1"
@@ -93,12 +106,84 @@ async def test_tpm_is_settled_after_completion() -> None:
         first = await post(session, sim, OPENAI, body)
         second = await post(session, sim, OPENAI, body)
     assert first[0] == 200 and second[0] == 200
+    reserved = 60_000 - int(first[1]["x-ratelimit-remaining-tokens"])
+    assert reserved > 900  # the headers show the reservation while the answer is sent
     remaining = int(second[1]["x-ratelimit-remaining-tokens"])
-    assert remaining < 200  # the headers show the reservation while the answer is sent
+    # The second's reservation shows; of the first, only its real usage (or nothing, refilled).
+    assert 60_000 - 2 * reserved < remaining <= 60_000 - reserved
 
 
-async def test_a_request_too_large_for_the_minute_is_400() -> None:
+async def test_openai_request_too_large_for_the_minute_is_its_permanent_429() -> None:
     async with running(tpm=1000) as sim, aiohttp.ClientSession() as session:
-        status, _, raw = await post(session, sim, OPENAI, body_for(OPENAI, max_tokens=5000))
+        status, headers, raw = await post(session, sim, OPENAI, body_for(OPENAI, max_tokens=5000))
+        stats = await get_json(session, sim, "/_sim/stats")
+    assert status == 429
+    assert "retry-after" not in headers and "retry-after-ms" not in headers
+    error = orjson.loads(raw)["error"]
+    assert error["type"] == "tokens" and error["code"] == "rate_limit_exceeded"
+    assert error["param"] is None
+    assert error["message"].startswith(
+        "Request too large for gpt-4o-mini in organization org-simulator on tokens per min "
+        "(TPM): Limit 1000, Requested 5"
+    )
+    assert error["message"].endswith("must be reduced in order to run successfully.")
+    assert stats["by_status"] == {"429": 1}
+    # llmgather's adapter tells it from a 429 that waiting would cure.
+    assert type(PROVIDERS[OPENAI].parse_error(status, headers, raw)) is BadRequestError
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "kind"),
+    [
+        (GEMINI, body_for(GEMINI, generationConfig={"maxOutputTokens": 5000}), "INVALID_ARGUMENT"),
+        (ANTHROPIC, body_for(ANTHROPIC, max_tokens=5000), "invalid_request_error"),
+    ],
+)
+async def test_other_request_too_large_for_the_minute_is_a_400(
+    path: str, body: dict, kind: str
+) -> None:
+    # Neither API has a distinct answer for it; a 429 would be retried until the retries run
+    # out, so these dialects keep a 400 in their own shape, which no client retries.
+    async with running(tpm=1000) as sim, aiohttp.ClientSession() as session:
+        status, headers, raw = await post(session, sim, path, body)
     assert status == 400
-    assert orjson.loads(raw)["error"]["code"] == "request_too_large"
+    error = orjson.loads(raw)["error"]
+    assert (error.get("status") or error.get("type")) == kind
+    assert "5011" in error["message"]  # the request's estimate: 11 prompt + 5000 output tokens
+    assert type(PROVIDERS[path].parse_error(status, headers, raw)) is BadRequestError
+
+
+def test_remaining_is_the_minutes_limit_less_what_is_used() -> None:
+    clock = Clock()
+    limits = ServerLimits(rpm=600, tpm=60_000, burst_seconds=1.0, clock=clock)
+    idle = limits.state()
+    assert idle.requests is not None and idle.tokens is not None
+    assert (idle.requests.remaining, idle.tokens.remaining) == (600, 60_000)
+    assert limits.admit(900) is None
+    busy = limits.state()
+    assert busy.requests is not None and busy.tokens is not None
+    assert (busy.requests.remaining, busy.tokens.remaining) == (599, 59_100)
+    clock.now = 0.5  # half the 1000-token bucket refilled: 400 of the 900 still count
+    half = limits.state().tokens
+    assert half is not None and half.remaining == 59_600
+    clock.now = 1.0
+    assert limits.state() == idle
+
+
+def test_remaining_never_goes_negative() -> None:
+    clock = Clock()
+    limits = ServerLimits(rpm=None, tpm=1200, burst_seconds=1.0, clock=clock)  # 20 tokens
+    assert limits.admit(10) is None
+    limits.settle(reserved=10, actual=5000)  # an answer far over its estimate: deep in debt
+    tokens = limits.state().tokens
+    assert tokens is not None and tokens.remaining == 0 and tokens.limit == 1200
+
+
+async def test_anthropic_headers_report_the_minutes_remaining() -> None:
+    async with running(rpm=600, tpm=60_000) as sim, aiohttp.ClientSession() as session:
+        status, headers, _ = await post(session, sim, ANTHROPIC)
+    assert status == 200
+    assert headers["anthropic-ratelimit-requests-limit"] == "600"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "599"
+    reserved = 60_000 - int(headers["anthropic-ratelimit-tokens-remaining"])
+    assert 256 < reserved < 300  # max_tokens 256 and the short prompt

@@ -71,7 +71,7 @@ async def test_rate_limit_raises_rate_limit_error_with_retry_after() -> None:
             model="gpt-4o-mini", messages=MESSAGES
         )
         assert ok.headers["x-ratelimit-limit-requests"] == "60"
-        assert ok.headers["x-ratelimit-remaining-requests"] == "0"
+        assert ok.headers["x-ratelimit-remaining-requests"] == "59"  # the one request is used
         with pytest.raises(openai.RateLimitError) as caught:
             await oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     error = caught.value

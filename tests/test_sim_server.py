@@ -189,3 +189,89 @@ def test_latency_model_means_and_jitter() -> None:
     assert LatencyModel(0, seed=1).draw() == (0.0, 0.0)
     with pytest.raises(ValueError, match="latency_jitter"):
         SimConfig(latency_jitter=2)
+
+
+def _shape(path: str, raw: bytes) -> str:
+    """The error kind as each provider's body names it."""
+    data = orjson.loads(raw)
+    if path == ANTHROPIC:
+        assert data["type"] == "error"
+    error = data["error"]
+    return str(error["status"] if path == GEMINI else error["type"])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "kind"),
+    [
+        pytest.param(
+            OPENAI,
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}],
+            },
+            "invalid_request_error",
+            id="openai-text-int",
+        ),
+        pytest.param(
+            OPENAI,
+            {"model": "m", "messages": [{"role": ["user"], "content": "hi"}]},
+            "invalid_request_error",
+            id="openai-role-list",
+        ),
+        pytest.param(
+            GEMINI,
+            {"contents": [{"role": "user", "parts": [{"text": 5}]}]},
+            "INVALID_ARGUMENT",
+            id="gemini-text-int",
+        ),
+        pytest.param(
+            ANTHROPIC,
+            {
+                "model": "m",
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": None}]}],
+            },
+            "invalid_request_error",
+            id="anthropic-text-null",
+        ),
+    ],
+)
+async def test_wrongly_typed_fields_are_the_providers_400(path: str, body: dict, kind: str) -> None:
+    async with running() as sim, aiohttp.ClientSession() as session:
+        status, headers, raw = await post(session, sim, path, body)
+        stats = await get_json(session, sim, "/_sim/stats")
+    assert status == 400  # not aiohttp's plain-text 500, which every client retries
+    assert headers["Content-Type"] == "application/json"
+    assert _shape(path, raw) == kind
+    assert stats["by_status"] == {"400": 1}
+    assert stats["received"] == stats["answered"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "kind"),
+    [
+        (OPENAI, 413, "invalid_request_error"),
+        (ANTHROPIC, 413, "request_too_large"),
+        (GEMINI, 400, "INVALID_ARGUMENT"),  # Google refuses an over-size payload as a 400
+    ],
+)
+async def test_a_body_over_the_limit_is_the_providers_json_error(
+    path: str, status: int, kind: str
+) -> None:
+    body = body_for(path, "word " * 400)  # about 2 kB
+    async with running(max_body_bytes=1000) as sim, aiohttp.ClientSession() as session:
+        got, headers, raw = await post(session, sim, path, body)
+        stats = await get_json(session, sim, "/_sim/stats")
+        ok, _, _ = await post(session, sim, path)  # a small body still fits
+    assert got == status
+    assert headers["Content-Type"] == "application/json"
+    assert _shape(path, raw) == kind
+    if path != ANTHROPIC:  # Anthropic's real message names no limit
+        assert "1000 bytes" in orjson.loads(raw)["error"]["message"]
+    assert stats["by_status"] == {str(status): 1}
+    assert ok == 200
+
+
+def test_max_body_bytes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        SimConfig(max_body_bytes=0)

@@ -15,7 +15,8 @@ class SimConfig:
     token, the rest spread over the output tokens. 0 answers at once (no sleeps at all).
     `latency_jitter` scales each delay by a seeded factor in [1 - j, 1 + j]; 0 makes it exact.
     `capacity` is how many requests are worked on at once (0 = unlimited); beyond it requests
-    queue, as on a real server. `burst_seconds` sizes the RPM/TPM buckets.
+    queue, as on a real server. `burst_seconds` sizes the RPM/TPM buckets. A body over
+    `max_body_bytes` is refused with the provider's "too large" error (Anthropic allows 32 MB).
     """
 
     rpm: float | None = None
@@ -29,6 +30,7 @@ class SimConfig:
     fault_retry_after_s: float = 1.0
     capacity: int = 0
     burst_seconds: float = 1.0
+    max_body_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm"):
@@ -45,3 +47,5 @@ class SimConfig:
             raise ValueError(f"capacity must be >= 0 (0 = unlimited), got {self.capacity!r}")
         if self.burst_seconds <= 0:
             raise ValueError(f"burst_seconds must be positive, got {self.burst_seconds!r}")
+        if self.max_body_bytes <= 0:
+            raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes!r}")

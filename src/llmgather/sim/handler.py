@@ -26,6 +26,9 @@ from llmgather.sim.wire import IdMaker
 _JSON = "application/json"
 _JSON_HEADERS = {"Content-Type": _JSON}
 _LINGER_RST = struct.pack("ii", 1, 0)
+# What a parser raises when a field holds a value of another type than the one it reads.
+_WRONG_TYPE = (TypeError, ValueError, AttributeError, KeyError)
+_WRONG_TYPE_MESSAGE = "The request body could not be read: a field has a value of the wrong type."
 
 
 class SimHandler:
@@ -76,6 +79,10 @@ class SimHandler:
                 return self._reply(entry, dialect.auth_error(key, request_id=request_id))
         try:
             body = orjson.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            # Left to aiohttp, this would be a plain-text 413 that no provider's client parses.
+            reply = dialect.body_too_large(self.config.max_body_bytes, request_id=request_id)
+            return self._reply(entry, reply)
         except orjson.JSONDecodeError:
             message = "We could not parse the JSON body of your request."
             return self._reply(entry, dialect.error(400, message, request_id=request_id))
@@ -83,6 +90,13 @@ class SimHandler:
             req = dialect.parse(body, request, model)
         except BadRequest as exc:
             return self._reply(entry, dialect.error(400, str(exc), request_id=request_id))
+        except _WRONG_TYPE:
+            # A field of the wrong type that the parser did not check (`"text": 5`, a list as a
+            # role): the provider's own 400, since aiohttp's plain-text 500 is retried by
+            # every client and would never be counted as answered.
+            return self._reply(
+                entry, dialect.error(400, _WRONG_TYPE_MESSAGE, request_id=request_id)
+            )
         if path_stream is not None:
             req.stream = path_stream
         entry.set_prompt(req.prompt)

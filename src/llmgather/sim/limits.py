@@ -23,7 +23,7 @@ class BucketState:
     """One limit as the rate-limit headers report it."""
 
     limit: int  # per minute
-    remaining: int  # whole units in the bucket now
+    remaining: int  # the minute's limit less what is used and not yet refilled
     reset_s: float  # seconds until the bucket is full again
 
 
@@ -104,8 +104,13 @@ def _bucket_state(
 ) -> BucketState | None:
     if bucket is None or limit is None:
         return None
+    # The bucket holds only `burst_seconds` worth of the limit, so its level would make an idle
+    # server at rpm=600 report 10 remaining of 600. What it is short of full (negative levels
+    # included: a reservation larger than the bucket runs into debt) is what has been used.
+    # The epsilon keeps the refill's float round-off from costing a whole unit.
+    used = bucket.capacity - bucket.level(now)
     return BucketState(
         limit=int(limit),
-        remaining=max(0, math.floor(bucket.level(now))),
+        remaining=max(0, math.floor(limit - used + 1e-9)),
         reset_s=bucket.time_to_full(now),
     )

@@ -15,8 +15,6 @@ from llmgather.sim.handler import SimHandler
 
 # How long a shutdown lets in-flight answers finish before cancelling them.
 SHUTDOWN_TIMEOUT_S = 2.0
-# aiohttp refuses bodies over 1 MiB by default; long prompts are legitimate (Anthropic: 32 MB).
-MAX_BODY_BYTES = 32 * 1024 * 1024
 DIALECT_NAMES = "openai, gemini, anthropic"
 
 
@@ -63,12 +61,14 @@ async def start_simulator(
     """Start serving all three dialects on `host:port` (0 = a free port) in this event loop."""
     handler = SimHandler(config or SimConfig())
     loop = asyncio.get_running_loop()
+    # aiohttp refuses bodies over 1 MiB by default; long prompts are legitimate.
+    max_body = handler.config.max_body_bytes
 
     def make_request(
         message: Any, payload: Any, protocol: Any, writer: Any, task: Any
     ) -> web.BaseRequest:
         return web.BaseRequest(
-            message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY_BYTES
+            message, payload, protocol, writer, task, loop, client_max_size=max_body
         )
 
     # handler_cancellation: a client that hangs up (e.g. on a stall) frees its handler at once.

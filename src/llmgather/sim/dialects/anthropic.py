@@ -182,6 +182,9 @@ class AnthropicDialect:
         message = "invalid x-api-key" if key else "x-api-key header is required"
         return self.error(401, message, request_id=request_id)
 
+    def body_too_large(self, max_bytes: int, *, request_id: str = "") -> ErrorReply:
+        return self.error(413, request_id=request_id)  # the real message names no limit
+
     def rate_limited(
         self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
     ) -> ErrorReply:

@@ -89,6 +89,10 @@ class Dialect(Protocol):
 
     def auth_error(self, key: str | None, *, request_id: str = "") -> ErrorReply: ...
 
+    def body_too_large(self, max_bytes: int, *, request_id: str = "") -> ErrorReply:
+        """The provider's answer to a body over `max_bytes` (a 413, or Gemini's 400)."""
+        ...
+
     def rate_limited(
         self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
     ) -> ErrorReply:

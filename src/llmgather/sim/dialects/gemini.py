@@ -160,6 +160,11 @@ class GeminiDialect:
         ]
         return ErrorReply(400, _error(400, message, details), {})
 
+    def body_too_large(self, max_bytes: int, *, request_id: str = "") -> ErrorReply:
+        # Google's front end refuses an over-size payload as an invalid argument, not a 413.
+        message = f"Request payload size exceeds the limit: {max_bytes} bytes."
+        return self.error(400, message, request_id=request_id)
+
     def rate_limited(
         self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
     ) -> ErrorReply:

@@ -38,6 +38,7 @@ _MESSAGES: dict[int, tuple[str, str]] = {
     401: ("Incorrect API key provided.", "invalid_request_error"),
     403: ("You are not allowed to sample from this model.", "invalid_request_error"),
     404: ("The requested resource does not exist.", "invalid_request_error"),
+    413: ("The request body is too large.", "invalid_request_error"),
     500: (
         "The server had an error while processing your request. Sorry about that!",
         "server_error",
@@ -196,20 +197,25 @@ class OpenAIDialect:
             body = _error_body(message, "invalid_request_error", "invalid_api_key")
         return ErrorReply(401, body, {"x-request-id": request_id})
 
+    def body_too_large(self, max_bytes: int, *, request_id: str = "") -> ErrorReply:
+        message = f"The request body is too large: the limit is {max_bytes} bytes."
+        return self.error(413, message, request_id=request_id)
+
     def rate_limited(
         self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
     ) -> ErrorReply:
         headers = {"x-request-id": request_id, **_limit_headers(refusal.state)}
         if refusal.too_large:
+            # The real API sends this as a 429 with no retry-after: only the "Request too
+            # large" message tells it from a 429 that waiting would cure.
             limit = refusal.state.tokens.limit if refusal.state.tokens else 0
             message = (
                 f"Request too large for {req.model} in organization {_ORG} on tokens per "
                 f"min (TPM): Limit {limit}, Requested {refusal.requested}. The input or "
-                "output tokens must be reduced in order to run successfully. Visit "
-                "https://platform.openai.com/account/rate-limits to learn more."
+                "output tokens must be reduced in order to run successfully."
             )
-            body = _error_body(message, "tokens", "request_too_large")
-            return ErrorReply(400, body, headers)
+            body = _error_body(message, "tokens", "rate_limit_exceeded")
+            return ErrorReply(429, body, headers)
         bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
         unit = "requests per min (RPM)" if refusal.kind == "requests" else "tokens per min (TPM)"
         usage = _used(bucket)
