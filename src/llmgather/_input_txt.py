@@ -1,0 +1,27 @@
+"""Text input: every non-blank line of the file is one prompt, its id the line number."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO
+
+from ._input_item import InputItem, LineError
+from ._input_lines import decode, raw_lines
+from ._types import Request
+
+__all__ = ["read_txt"]
+
+
+def read_txt(
+    stream: IO[bytes], source: str, system: str | None, max_line_bytes: int
+) -> Iterator[InputItem]:
+    """One InputItem per non-blank line; blank lines are skipped, a bad one is an error item."""
+    for raw in raw_lines(stream, max_line_bytes):
+        id = str(raw.number)
+        try:
+            text = decode(raw, source, max_line_bytes)
+        except LineError as e:
+            yield InputItem(raw.number, id, None, e.message)
+            continue
+        if text.strip():
+            yield InputItem(raw.number, id, Request.from_prompt(text, system=system, id=id), None)

@@ -1,0 +1,92 @@
+"""Job statistics: item counts, tokens, the commonest errors, the job's state and running time."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._job_liveness import process_alive
+from ._store_rows import INVALID_INPUT
+
+__all__ = ["JobStats", "count_items", "job_stats"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobStats:
+    total: int
+    done: int
+    failed: int
+    pending: int
+    invalid: int
+    input_tokens: int
+    output_tokens: int
+    started_at: float | None  # epoch seconds of the first run's start
+    elapsed_s: float  # time spent running, summed over runs
+    throughput_per_min: float  # finished items per minute of running
+    top_errors: list[tuple[str, str, int]] = field(default_factory=list)
+    state: str = "new"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total, "done": self.done, "failed": self.failed,
+            "pending": self.pending, "invalid": self.invalid,
+            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+            "started_at": self.started_at, "elapsed_s": round(self.elapsed_s, 3),
+            "throughput_per_min": round(self.throughput_per_min, 2),
+            "top_errors": [{"type": t, "message": m, "count": c} for t, m, c in self.top_errors],
+            "state": self.state,
+        }  # fmt: skip
+
+
+def count_items(
+    conn: sqlite3.Connection, top: int
+) -> tuple[dict[str, int], list[tuple[str, str, int]]]:
+    """Item counts and token sums, and the `top` commonest (error type, error key, count)."""
+    counts = dict.fromkeys(
+        ("total", "done", "failed", "pending", "invalid", "input_tokens", "output_tokens"),
+        0,
+    )
+    row = conn.execute(
+        "SELECT count(*), sum(status = 'ok'), sum(status = 'error' AND error_type IS NOT ?),"
+        " sum(status = 'pending'), sum(status = 'error' AND error_type IS ?),"
+        " sum(input_tokens), sum(output_tokens) FROM items",
+        (INVALID_INPUT, INVALID_INPUT),
+    ).fetchone()
+    counts.update({k: v or 0 for k, v in zip(counts, row, strict=True)})
+    top_errors = [
+        (t, m, c)
+        for t, m, c in conn.execute(
+            "SELECT error_type, error_key, count(*) AS n FROM items WHERE status = 'error'"
+            " GROUP BY error_type, error_key ORDER BY n DESC, min(line) LIMIT ?",
+            (top,),
+        )
+    ]
+    return counts, top_errors
+
+
+def job_stats(
+    meta: dict[str, Any],
+    counts: dict[str, int],
+    top_errors: list[tuple[str, str, int]],
+    now: float,
+) -> JobStats:
+    """The statistics of a job from its meta and its `count_items`, as of `now`."""
+    state = meta.get("state", "new")
+    running_here = state == "running" and process_alive(meta)
+    if state == "running" and not running_here:
+        state = "interrupted"  # a run that died without saying so (kill -9, power loss)
+    elapsed = float(meta.get("active_s", 0.0))
+    run_started = meta.get("run_started_at")
+    if run_started is not None:
+        run_end = now if running_here else float(meta.get("last_activity_at") or now)
+        elapsed += run_end - float(run_started)
+    finished = counts["done"] + counts["failed"]
+    return JobStats(
+        **counts,
+        started_at=meta.get("started_at"),
+        elapsed_s=max(elapsed, 0.0),
+        throughput_per_min=finished / elapsed * 60 if elapsed > 0 else 0.0,
+        top_errors=top_errors,
+        state=state,
+    )

@@ -1,0 +1,76 @@
+"""Rows of the job store: an input item or a result as an `items` row, a row as an output line."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import orjson
+
+from ._inputs import InputItem
+from ._types import ErrorInfo, Result
+
+__all__ = ["INVALID_INPUT", "item_row", "output_line", "result_row"]
+
+INVALID_INPUT = "invalid_input"  # the error type of an input line that cannot be sent
+_ERROR_PREFIX_CHARS = 80
+_LOCATION = re.compile(r"^.+?:\d+: ")
+
+
+def item_row(item: InputItem) -> tuple[Any, ...]:
+    """The values of an `items` row for a newly ingested input item, in insert column order."""
+    fields = orjson.dumps(item.output_fields) if item.output_fields else None
+    if item.request is not None:
+        return (item.line, item.id, "pending", fields, None, None, None, None, None)
+    message = item.error or "invalid input line"
+    result = Result(
+        id=item.id, status="error", error=ErrorInfo(type=INVALID_INPUT, message=message)
+    )
+    key = _LOCATION.sub("", message, count=1)[:_ERROR_PREFIX_CHARS]
+    # A bad line without an id of its own is never sent: its line number, the id its output
+    # line shows, must not collide with another line's real id and refuse the whole file.
+    id = None if item.id == str(item.line) else item.id
+    return (
+        item.line,
+        id,
+        "error",
+        fields,
+        orjson.dumps(result.to_dict()),
+        INVALID_INPUT,
+        key,
+        message,
+        time.time(),
+    )
+
+
+def result_row(id: str, result: Result, now: float) -> tuple[Any, ...]:
+    """The values that record a finished result, in update order, the id last."""
+    data = result.to_dict()
+    data["id"] = id
+    usage = result.usage
+    error = result.error
+    status = "ok" if result.status == "ok" else "error"
+    if status == "error" and error is None:
+        error = ErrorInfo(type="Error", message="failed without an error description")
+    return (
+        status,
+        orjson.dumps(data),
+        result.attempts,
+        usage.input_tokens if usage else 0,
+        usage.output_tokens if usage else 0,
+        error.type if error else None,
+        error.message[:_ERROR_PREFIX_CHARS] if error else None,
+        error.message if error else None,
+        now,
+        id,
+    )
+
+
+def output_line(output_fields: bytes | None, result: bytes) -> bytes:
+    """One line of the output JSONL: the result, after the input's output fields if any."""
+    if output_fields is None:
+        return result + b"\n"
+    merged = orjson.loads(output_fields)
+    merged.update(orjson.loads(result))
+    return orjson.dumps(merged) + b"\n"

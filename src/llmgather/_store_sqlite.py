@@ -1,0 +1,53 @@
+"""The job store's SQLite plumbing: the schema, how a connection is opened, and transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["SCHEMA", "connect", "transaction"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS items (
+    line INTEGER PRIMARY KEY,
+    id TEXT UNIQUE,                  -- NULL for a bad line known only by its line number
+    status TEXT NOT NULL,            -- pending | ok | error
+    output_fields BLOB,              -- JSON object merged into the output line, or NULL
+    result BLOB,                     -- the output line's JSON (Result.to_dict() with the input's id)
+    attempts INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    error_type TEXT,
+    error_key TEXT,                  -- the message without its location, cut short: groups errors
+    error_message TEXT,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS items_status ON items (status);
+"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in WAL mode, usable from any thread, with explicit transactions only."""
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), never implicit.
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
