@@ -294,3 +294,14 @@ async def test_a_failing_input_iterable_first_delivers_what_was_sent() -> None:
 
     seen, error = await clock.run(run())
     assert sorted(seen) == ["a", "b"] and error is not None
+
+
+async def test_a_429_without_a_hint_holds_everyone_for_a_cool_down() -> None:
+    clock = FakeClock()
+    bare = RateLimitError("slow down", status_code=429, retry_after=None)
+    send = SpySend(clock, failures={"r0": [bare]})
+    engine = make_engine(clock, send, max_concurrency=1)
+    results = await clock.run(collect(engine, requests(2)))
+    assert all(r.ok for r in results)
+    start_of_r1 = next(t for rid, t in send.calls if rid == "r1")
+    assert start_of_r1 >= 2.0  # r0's 429 at t=1, then the base delay (1 s) for everyone

@@ -163,3 +163,21 @@ async def test_limits_the_user_set_win_over_announced_ones() -> None:
     times = await acquire_times(limiter, clock, [10] * 4)
     # rpm stays the user's 2/s; the announced 600 tpm (10/s, burst 10) applies as none was set
     assert times == [0.0, 1.0, 2.0, 3.0]
+
+
+async def test_a_429_without_a_hint_cools_everyone_down_doubling_per_wave() -> None:
+    clock = FakeClock()
+    limiter = Limiter(Limits(), clock=clock)
+    limiter.back_off(0.5, 4.0)
+    limiter.back_off(0.5, 4.0)  # the same wave: counted once
+    assert await acquire_times(limiter, clock, [1]) == [0.5]
+    for expected in (1.0, 2.0, 4.0, 4.0):  # each wave after the last pause ended doubles it
+        start = clock.elapsed
+        limiter.back_off(0.5, 4.0)
+        (sent,) = await acquire_times(limiter, clock, [1])
+        assert sent - start == pytest.approx(expected)
+    limiter.succeeded()
+    start = clock.elapsed
+    limiter.back_off(0.5, 4.0)
+    (sent,) = await acquire_times(limiter, clock, [1])
+    assert sent - start == pytest.approx(0.5)

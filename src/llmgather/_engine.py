@@ -300,6 +300,7 @@ class Engine:
         return estimate_request_tokens(request.messages, request.max_tokens)
 
     def _succeeded(self, outcome: Outcome) -> int | None:
+        self._limiter.succeeded()
         usage = outcome.completion.usage
         if usage is None:
             return None
@@ -311,7 +312,10 @@ class Engine:
         """Count the error; return the tokens it used (0 for a 429: the server admitted nothing)."""
         if isinstance(error, RateLimitError):
             self._counters.http_429 += 1
-            if error.retry_after and error.retry_after <= self._retry.max_retry_wait:
+            if error.retry_after is None:
+                self._limiter.back_off(self._retry.base_delay, self._retry.max_delay)
+            elif error.retry_after <= self._retry.max_retry_wait:
+                # Longer than that, the item fails as a quota error: no one else waits for it.
                 self._limiter.pause(error.retry_after)
             return 0
         return None

@@ -4,7 +4,8 @@ It waits, it does not fail. A send first takes a concurrency slot, then one requ
 bucket and its token estimate from the TPM bucket. Waiters queue FIFO behind one lock: only the
 head of the queue sleeps, for exactly as long as the buckets need to refill (never polling), and
 the rest wait on the lock. After the response, `release` settles the estimate against the real
-usage. A 429 pauses everyone (`pause`) for the server's Retry-After period.
+usage. A 429 pauses everyone (`pause`) for the server's Retry-After period, or, when the
+server gives none, for a cool-down that doubles while 429s keep coming (`back_off`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Limiter:
             else None
         )
         self._paused_until = 0.0
+        self._backoff = 0.0
         self._in_flight = 0
         self._announced_rpm: float | None = None
         self._announced_tpm: float | None = None
@@ -119,6 +121,22 @@ class Limiter:
     def pause(self, seconds: float) -> None:
         """Hold every new send for `seconds` (a 429's Retry-After applies to the whole key)."""
         self._paused_until = max(self._paused_until, self._clock.now() + seconds)
+
+    def back_off(self, base: float, cap: float) -> None:
+        """A 429 that gave no Retry-After: hold every new send for a cool-down.
+
+        The 429s of one wave (sent before the pause began, arriving while it lasts) count once;
+        each 429 after a pause has ended doubles the next one, up to `cap`, until `succeeded`.
+        """
+        now = self._clock.now()
+        if now < self._paused_until:
+            return
+        self._backoff = min(cap, self._backoff * 2) if self._backoff else base
+        self._paused_until = now + self._backoff
+
+    def succeeded(self) -> None:
+        """An answer came back: the next 429 without a hint starts the cool-down afresh."""
+        self._backoff = 0.0
 
     def _wait_time(self, tokens: int) -> float:
         now = self._clock.now()
