@@ -26,9 +26,17 @@ def test_openai_body_carries_extra_fields_and_keeps_its_own() -> None:
         max_tokens=20,
         extra={"response_format": {"type": "json_object"}, "seed": 7, "model": "not-this-one"},
     )
-    body = body_of(OpenAIProvider(api_key="sk-x"), request)
+    body = body_of(OpenAIProvider(api_key="sk-x", base_url="http://127.0.0.1:9/v1"), request)
     assert body["response_format"] == {"type": "json_object"} and body["seed"] == 7
     assert body["model"] == "m" and body["max_tokens"] == 20
+
+
+def test_openais_own_api_gets_max_completion_tokens_and_lookalikes_max_tokens() -> None:
+    request = Request.from_prompt("hi", max_tokens=20)
+    official = body_of(OpenAIProvider(api_key="sk-x"), request)
+    assert official["max_completion_tokens"] == 20 and "max_tokens" not in official
+    compatible = body_of(OpenAIProvider(api_key=None, base_url="http://h:8000/v1"), request)
+    assert compatible["max_tokens"] == 20 and "max_completion_tokens" not in compatible
 
 
 def test_openai_sends_max_completion_tokens_alone_when_the_caller_chose_it() -> None:

@@ -54,17 +54,19 @@ class OpenAIProvider:
         # A query in the base URL (Azure's `?api-version=`) stays at the end of the full URL.
         root, _, query = (base_url or DEFAULT_BASE_URL).partition("?")
         self._url = root.rstrip("/") + "/chat/completions" + (f"?{query}" if query else "")
+        # OpenAI's own API takes max_completion_tokens for every model (and o-series models
+        # take nothing else); the servers that copy the API (vLLM, llama-server, Ollama) know
+        # the older max_tokens.
+        self._max_tokens_field = "max_tokens" if base_url else "max_completion_tokens"
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
 
     def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
         payload: dict[str, Any] = {"model": model, "messages": list(request.messages)}
-        # max_completion_tokens is the newer name (the only one o-series models take); servers
-        # that copy the API know max_tokens, so that is the default unless the caller chose.
         extra = request.extra or {}
         if request.max_tokens is not None and "max_completion_tokens" not in extra:
-            payload["max_tokens"] = request.max_tokens
+            payload[self._max_tokens_field] = request.max_tokens
         if request.temperature is not None:
             payload["temperature"] = request.temperature
         if stream:
