@@ -219,3 +219,22 @@ async def test_leaving_a_stream_early_frees_its_slot_at_once(sim: RunningSimulat
                 break
         assert client.statistics().in_flight == 0
         assert await client.complete("next") == expected("next")
+
+
+@pytest.mark.parametrize(
+    ("model", "suffix"),
+    [("openai:gpt-4o-mini", "/v1"), ("gemini:gemini-2.0-flash", ""), ("anthropic:claude-x", "")],
+)
+async def test_an_exhausted_quota_is_reported_per_item_and_never_retried(
+    model: str, suffix: str
+) -> None:
+    config = SimConfig(seed=1, latency_ms=0, faults=FaultPlan.parse("quota=1"))
+    async with await start_simulator(config) as quota_sim:
+        client = Client(model, base_url=quota_sim.base_url + suffix, api_key="k", retry=FAST_RETRY)
+        async with client:
+            results = await client.gather([f"p{i}" for i in range(5)])
+        received = (await stats(quota_sim))["received"]
+    assert received == 5
+    for result in results:
+        assert result.error is not None and result.error.type == "QuotaExhaustedError"
+        assert result.attempts == 1

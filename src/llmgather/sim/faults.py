@@ -9,7 +9,10 @@ from dataclasses import dataclass
 STATUS_FAULTS = ("429", "500", "502", "503", "504", "529")
 # Faults that change how an otherwise normal answer reaches the wire.
 WIRE_FAULTS = ("reset", "stall", "malformed", "cut")
-FAULT_KINDS = STATUS_FAULTS + WIRE_FAULTS
+# The provider's "out of quota" answer (billing, credits, a daily quota): permanent, so a
+# client that retries it is wrong.
+QUOTA_FAULT = "quota"
+FAULT_KINDS = (*STATUS_FAULTS, *WIRE_FAULTS, QUOTA_FAULT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from llmgather.sim.config import SimConfig
 from llmgather.sim.dialects import BadRequest, Dialect, ErrorReply, SimRequest, route
-from llmgather.sim.faults import STATUS_FAULTS, FaultPicker
+from llmgather.sim.faults import QUOTA_FAULT, STATUS_FAULTS, FaultPicker
 from llmgather.sim.latency import LatencyModel
 from llmgather.sim.limits import ServerLimits
 from llmgather.sim.stats import LogEntry, SimStats
@@ -110,6 +110,8 @@ class SimHandler:
                 retry = self.config.fault_retry_after_s
                 reply = dialect.injected_rate_limit(req, retry, request_id=request_id)
                 return self._reply(entry, reply)
+            if fault == QUOTA_FAULT:
+                return self._reply(entry, dialect.quota_exhausted(req, request_id=request_id))
             if fault in STATUS_FAULTS:
                 return self._reply(entry, dialect.error(int(fault), request_id=request_id))
 

@@ -209,6 +209,13 @@ class AnthropicDialect:
         headers = {"request-id": request_id, "retry-after": str(ceil_seconds(retry_after_s))}
         return ErrorReply(429, _error(429, _rate_message(None, "requests"), request_id), headers)
 
+    def quota_exhausted(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
+        message = (
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+            "Billing to upgrade or purchase credits."
+        )
+        return ErrorReply(400, _error(400, message, request_id), {"request-id": request_id})
+
 
 def _rate_message(limit: int | None, unit: str) -> str:
     of = f" of {limit:,} {unit} per minute" if limit else ""

@@ -103,6 +103,10 @@ class Dialect(Protocol):
         self, req: SimRequest, retry_after_s: float, *, request_id: str = ""
     ) -> ErrorReply: ...
 
+    def quota_exhausted(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
+        """The provider's answer when the account is out of quota or credit for the day."""
+        ...
+
 
 def positive_int(value: Any, name: str) -> int | None:
     """An optional positive integer field, or BadRequest naming it."""

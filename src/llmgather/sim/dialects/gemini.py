@@ -184,12 +184,20 @@ class GeminiDialect:
     ) -> ErrorReply:
         return self._exhausted(req, "requests", 0, retry_after_s)
 
+    def quota_exhausted(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
+        # The free tier's daily request quota: Google still adds a short RetryInfo, which a
+        # client must not take as "the quota is back in a minute".
+        return self._exhausted(req, "daily", 250, 37.0)
+
     def _exhausted(
         self, req: SimRequest, kind: str, limit: int, retry_after_s: float
     ) -> ErrorReply:
         if kind == "requests":
             metric = f"{_SERVICE}/generate_requests_per_model"
             quota_id = "GenerateRequestsPerMinutePerProjectPerModel"
+        elif kind == "daily":
+            metric = f"{_SERVICE}/generate_requests_per_model_per_day"
+            quota_id = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
         else:
             metric = f"{_SERVICE}/generate_content_input_token_count"
             quota_id = "GenerateContentInputTokensPerModelPerMinute"

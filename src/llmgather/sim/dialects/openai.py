@@ -240,6 +240,15 @@ class OpenAIDialect:
         headers = {"x-request-id": request_id, **_retry_headers(retry_after_s)}
         return ErrorReply(429, _error_body(message, "requests", "rate_limit_exceeded"), headers)
 
+    def quota_exhausted(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
+        message = (
+            "You exceeded your current quota, please check your plan and billing details. For "
+            "more information on this error, read the docs: "
+            "https://platform.openai.com/docs/guides/error-codes/api-errors."
+        )
+        body = _error_body(message, "insufficient_quota", "insufficient_quota")
+        return ErrorReply(429, body, {"x-request-id": request_id})
+
 
 def _usage(req: SimRequest, answer: Answer) -> dict[str, Any]:
     return {
