@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
+from llmgather._job import Job, JobOptions
+from llmgather._store import DuplicateIdError, JobStore, store_path_for
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
 
@@ -345,3 +348,14 @@ def test_the_job_is_known_by_the_model_it_resolves_to(tmp_path: Path) -> None:
     # anything is sent.
     real = run_cli(*args, "-m", "gpt-4o-mini", OPENAI_API_KEY="sk-test")
     assert real.returncode == 2 and "simulated" in real.stderr, real.stderr
+
+
+async def test_a_job_that_fails_to_start_does_not_stay_claimed(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n')
+    out = tmp_path / "out.jsonl"
+    job = Job(JobOptions(input_path=str(prompts), output_path=str(out)))
+    with pytest.raises(DuplicateIdError):
+        await job.run()
+    with JobStore.open(store_path_for(str(out)), create=False) as store:
+        assert store.stats().state == "interrupted"  # not "running" by this live process

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import orjson
 
 from llmgather.sim import EmbeddedSimulator, FaultPlan, SimConfig, answer_text
-from tests.conftest import read_jsonl, run_cli, write_prompts
+from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
 
 
 def sim_args(sim: EmbeddedSimulator) -> list[str]:
@@ -150,3 +156,33 @@ def test_gemini_and_anthropic_runs_survive_faults_and_cut_streams(tmp_path: Path
                     assert lines[f"q{i}"]["text"] == answer_text(f"Question {i}?", seed=12)[0]
                 if stream:
                     assert all(line["ttft_ms"] is not None for line in lines.values())
+
+
+def test_run_on_a_terminal_shows_progress_and_ends_cleanly(tmp_path: Path) -> None:
+    """The progress bar only draws on a terminal: run the CLI on a pseudo-terminal."""
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 20)
+    out = tmp_path / "out.jsonl"
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmgather", "run", str(prompts), "-o", str(out)],
+        stdin=follower, stdout=follower, stderr=follower, env=cli_env(), close_fds=True,
+    )  # fmt: skip
+    os.close(follower)
+    screen = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the other side is closed, the process has ended
+                break
+            if not chunk:
+                break
+            screen += chunk
+        elif process.poll() is not None:
+            break
+    os.close(leader)
+    text = screen.decode(errors="replace")
+    assert process.wait(timeout=30) == 0, text
+    assert "Traceback" not in text and "finished: 20 ok" in text

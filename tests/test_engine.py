@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 
 from llmgather import (
@@ -305,3 +305,43 @@ async def test_a_429_without_a_hint_holds_everyone_for_a_cool_down() -> None:
     assert all(r.ok for r in results)
     start_of_r1 = next(t for rid, t in send.calls if rid == "r1")
     assert start_of_r1 >= 2.0  # r0's 429 at t=1, then the base delay (1 s) for everyone
+
+
+async def test_a_stop_ends_the_map_even_while_the_input_waits_for_its_next_item() -> None:
+    clock = FakeClock()
+    engine = make_engine(clock, SpySend(clock))
+    stop = asyncio.Event()
+
+    async def live_source() -> AsyncIterator[Request]:
+        yield Request.from_prompt("first", id="a")
+        await asyncio.Event().wait()  # a producer with nothing more for now
+        yield Request.from_prompt("never", id="b")  # pragma: no cover
+
+    async def run() -> list[str]:
+        seen = []
+        async for result in engine.map(live_source(), stop=stop):
+            seen.append(result.id)
+            stop.set()
+        return seen
+
+    assert await clock.run(run()) == ["a"]
+
+
+async def test_a_request_waiting_for_the_limiter_when_stop_comes_is_not_sent() -> None:
+    clock = FakeClock()
+    send = SpySend(clock)
+    engine = make_engine(clock, send, max_concurrency=4)
+    engine._limiter.pause(10.0)
+    stop = asyncio.Event()
+
+    async def stop_at(seconds: float) -> None:
+        await clock.sleep(seconds)
+        stop.set()
+
+    async def run() -> list:
+        stopper = asyncio.ensure_future(stop_at(1.0))
+        results = [r async for r in engine.map(requests(3), stop=stop)]
+        await stopper
+        return results
+
+    assert await clock.run(run()) == [] and send.calls == []

@@ -37,6 +37,10 @@ def test_openais_own_api_gets_max_completion_tokens_and_lookalikes_max_tokens() 
     assert official["max_completion_tokens"] == 20 and "max_tokens" not in official
     compatible = body_of(OpenAIProvider(api_key=None, base_url="http://h:8000/v1"), request)
     assert compatible["max_tokens"] == 20 and "max_completion_tokens" not in compatible
+    explicit = OpenAIProvider(api_key="sk-x", base_url="https://api.openai.com/v1/")
+    assert "max_completion_tokens" in body_of(explicit, request)
+    chosen = Request.from_prompt("hi", max_tokens=20, extra={"max_tokens": 20})
+    assert "max_completion_tokens" not in body_of(OpenAIProvider(api_key="sk-x"), chosen)
 
 
 def test_openai_sends_max_completion_tokens_alone_when_the_caller_chose_it() -> None:

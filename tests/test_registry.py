@@ -41,6 +41,7 @@ def test_sim_strings() -> None:
     )
     assert resolve_target("sim:anthropic:", env={}).model == "claude-3-5-haiku-latest"
     assert resolve_target("sim:my-model", env={}).model == "my-model"
+    assert resolve_target("sim:claude-x", env={}).provider == "anthropic"
 
 
 def test_fine_tuned_openai_models_keep_their_colons() -> None:
@@ -52,8 +53,11 @@ def test_fine_tuned_openai_models_keep_their_colons() -> None:
 
 
 def test_described_and_stored_urls_hide_passwords_and_queries() -> None:
-    assert redact_url("http://u:pw@127.0.0.1:8000/v1?key=pw") == "http://127.0.0.1:8000/v1"
-    assert redact_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
+    assert redact_url("http://u:pw@127.0.0.1:8000/v1?key=pw&v=2") == (
+        "http://127.0.0.1:8000/v1?key=…&v=…"
+    )
+    assert redact_url("http://[::1]:0/v1") == "http://[::1]:0/v1"
+    assert redact_url("http://Host:99999/v1") == "http://Host:99999/v1"  # never raises
     target = resolve_target("x", base_url="https://u:pw@host/v1", env={})
     assert "pw" not in target.describe() and "pw" not in repr(target)
 

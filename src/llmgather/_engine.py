@@ -16,7 +16,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, suppress
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -122,6 +122,7 @@ class Engine:
             outcome = await self._attempt(job)
             if isinstance(outcome, Result):
                 return outcome
+            assert outcome is not None  # only a stop leaves a job unsent, and there is none
             await self._wait_retry(outcome)
 
     async def map(
@@ -134,8 +135,9 @@ class Engine:
         """Results in completion order, with at most `window` requests admitted at a time.
 
         Once `stop` is set, no request is sent any more (nor sent again after a failure), and
-        those already on the wire finish: a graceful stop. The requests never sent get no
-        Result. Break out of the loop early with `contextlib.aclosing` to stop at once.
+        those already on the wire finish: a graceful stop. The input is not read further, even
+        if it is waiting for its next item, and the requests never sent get no Result. Break
+        out of the loop early with `contextlib.aclosing` to stop at once.
         """
         workers = self._limiter.limits.max_concurrency
         admitted = asyncio.Semaphore(window or max(2 * workers, 64))
@@ -151,8 +153,10 @@ class Engine:
             await runner  # re-raises a failure of the input iterable
         finally:
             runner.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await runner
+            # Waits without swallowing a cancellation aimed at the consumer itself.
+            await asyncio.wait((runner,))
+            if not runner.cancelled():
+                runner.exception()  # retrieved: a failure after an early break is not logged
 
     async def stream(self, request: Request, open_stream: OpenStream) -> AsyncIterator[str]:
         """Text pieces of one streamed answer, retried while nothing has reached the caller.
@@ -229,37 +233,42 @@ class Engine:
                     fed += 1
             except Exception as error:  # finish what was sent, then re-raise
                 input_error = error
-            feeding = False
-            if finished == fed:
-                all_done.set()
+            finally:  # also when `halt` cancelled it in the middle of waiting for the input
+                feeding = False
+                if finished == fed:
+                    all_done.set()
 
-        async def retry_later(job: _Job, delay: float) -> None:
+        async def halt(feeder: asyncio.Task[None]) -> None:
+            """Once `stop` is set: read no more input, even if it is waiting for its next item."""
+            await stop.wait()
+            feeder.cancel()
+
+        async def retry_later(job: _Job, delay: float, halted: asyncio.Task[None]) -> None:
             waiting = asyncio.ensure_future(self._wait_retry(delay))
-            stopping = asyncio.ensure_future(stop.wait())
             try:
-                await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((waiting, halted), return_when=asyncio.FIRST_COMPLETED)
             finally:
                 waiting.cancel()
-                stopping.cancel()
-            work.put_nowait(job)
+            work.put_nowait(job)  # after a stop, a worker drops it unsent
 
-        async def worker(group: asyncio.TaskGroup) -> None:
+        async def worker(group: asyncio.TaskGroup, halted: asyncio.Task[None]) -> None:
             while (job := await work.get()) is not None:
                 if stop.is_set():
                     resolve(None)
                     continue
-                outcome = await self._attempt(job)
-                if isinstance(outcome, Result):
+                outcome = await self._attempt(job, stop)
+                if outcome is None or isinstance(outcome, Result):
                     resolve(outcome)
                 else:
-                    group.create_task(retry_later(job, outcome))
+                    group.create_task(retry_later(job, outcome, halted))
 
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(feed())
+                halted = group.create_task(halt(group.create_task(feed())))
                 for _ in range(workers):
-                    group.create_task(worker(group))
+                    group.create_task(worker(group, halted))
                 await all_done.wait()
+                halted.cancel()
                 for _ in range(workers):
                     work.put_nowait(None)
             if input_error is not None:
@@ -274,10 +283,14 @@ class Engine:
 
     # -- one attempt ------------------------------------------------------------------------
 
-    async def _attempt(self, job: _Job) -> Result | float:
-        """One send: a Result when the job is finished, or the delay before its next attempt."""
+    async def _attempt(self, job: _Job, stop: asyncio.Event | None = None) -> Result | float | None:
+        """One send: a Result when the job is finished, the delay before its next attempt, or
+        None when `stop` was set while it waited for the limiter (it was not sent)."""
         job.attempts += 1
         permit: Permit = await self._limiter.acquire(self._estimate(job.request))
+        if stop is not None and stop.is_set():
+            self._limiter.release(permit, used_tokens=0)
+            return None
         used: int | None = None
         started = time.perf_counter()
         try:
@@ -352,10 +365,15 @@ class Engine:
             error=error_info(error),
             metadata=job.request.metadata,
             index=job.index,
-            # Without the traceback: its frames hold the request (and its auth header), and
-            # a gather of many failures would keep every one of them alive.
-            exception=error.with_traceback(None),
+            exception=_detached(error),
         )
+
+
+def _detached(error: Exception) -> Exception:
+    """The error without its traceback and chained exceptions: their frames hold the request
+    (its auth header too), and a gather of many failures would keep every one of them alive."""
+    error.__context__ = error.__cause__ = None
+    return error.with_traceback(None)
 
 
 def error_info(error: BaseException) -> ErrorInfo:

@@ -4,7 +4,7 @@ asyncio's exceptions become llmgather's (`APIConnectionError`, `RequestTimeoutEr
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -16,7 +16,7 @@ from llmgather._errors import (
     RequestTimeoutError,
     error_for_status,
 )
-from llmgather._sse import SSEDecoder
+from llmgather._sse import SSEDecoder, SSEEvent
 from llmgather._types import Completion
 from llmgather.providers.base import Headers, HttpRequest, Provider
 
@@ -150,24 +150,22 @@ class LiveStream:
         sse = SSEDecoder()
         try:
             async for chunk in self._response.content.iter_any():
-                for event in sse.feed(chunk):
-                    for piece in self._decoder.feed(event):
-                        if self._ttft_ms is None:
-                            self._ttft_ms = (time.perf_counter() - self._started) * 1000
-                        yield piece
+                for piece in self._pieces(sse.feed(chunk)):
+                    yield piece
+            for piece in self._pieces(sse.flush()):
+                yield piece
+            self._completion = self._decoder.finish()
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _mapped(exc) from None
         except _SHAPE_ERRORS as exc:
             raise _malformed("a stream event", exc) from None
-        try:
-            for event in sse.flush():
-                for piece in self._decoder.feed(event):
-                    if self._ttft_ms is None:
-                        self._ttft_ms = (time.perf_counter() - self._started) * 1000
-                    yield piece
-            self._completion = self._decoder.finish()
-        except _SHAPE_ERRORS as exc:
-            raise _malformed("a stream event", exc) from None
+
+    def _pieces(self, events: list[SSEEvent]) -> Iterator[str]:
+        for event in events:
+            for piece in self._decoder.feed(event):
+                if self._ttft_ms is None:
+                    self._ttft_ms = (time.perf_counter() - self._started) * 1000
+                yield piece
 
     def outcome(self) -> Outcome:
         if self._completion is None:

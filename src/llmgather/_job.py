@@ -157,18 +157,24 @@ class Job:
             if options.strict:  # before the store is touched: a refusal keeps the last job
                 await asyncio.to_thread(_refuse_invalid, self._read(input_path))
             resumed = await self._prepare(store, input_path, client.target)
-            await asyncio.to_thread(store.ingest, self._read(input_path))
-            if options.retry_failed:
-                await asyncio.to_thread(store.reset_failed)
-            await asyncio.to_thread(store.export_jsonl, options.output_path)
-            await asyncio.to_thread(store.mark_state, "running")
-            stats = await asyncio.to_thread(store.stats)
-            async with client:
-                if self._on_start is not None:
-                    self._on_start(client.statistics, stats.pending, client.simulated)
-                stopped = await self._send_pending(client, store, input_path)
-                engine_stats = client.statistics()
-            final = await asyncio.to_thread(store.stats)
+            try:
+                await asyncio.to_thread(store.ingest, self._read(input_path))
+                if options.retry_failed:
+                    await asyncio.to_thread(store.reset_failed)
+                await asyncio.to_thread(store.export_jsonl, options.output_path)
+                await asyncio.to_thread(store.mark_state, "running")
+                stats = await asyncio.to_thread(store.stats)
+                async with client:
+                    engine = client.engine  # its statistics outlive the client's block
+                    if self._on_start is not None:
+                        self._on_start(engine.statistics, stats.pending, client.simulated)
+                    stopped = await self._send_pending(client, store, input_path)
+                engine_stats = engine.statistics()
+                final = await asyncio.to_thread(store.stats)
+            except BaseException:
+                # Release the claim `prepare` made, so the job does not look running.
+                await asyncio.to_thread(store.mark_state, "interrupted")
+                raise
             # A stop that came when everything left was already in flight, and finished within
             # the grace period, cut nothing short: the job is complete.
             interrupted = stopped and final.pending > 0
@@ -225,7 +231,8 @@ class Job:
 
     async def _send_pending(self, client: Client, store: JobStore, input_path: str) -> bool:
         """Send what is still pending; True if a stop signal cut the run short."""
-        pending = store.pending_items(self._read(input_path))
+        # Read on a thread (see `_requests`): `is_set` only reads a flag, safe from there.
+        pending = store.pending_items(self._read(input_path), should_stop=self.stop.is_set)
         sink = _Sink(store, self.options.output_path)
         consume = asyncio.create_task(self._consume(client, pending, sink))
         stopped = asyncio.create_task(self.stop.wait())
@@ -249,10 +256,13 @@ class Job:
         return interrupted
 
     async def _consume(self, client: Client, pending: Iterator[InputItem], sink: _Sink) -> None:
-        async for result in client.map(self._requests(pending), stop=self.stop):
+        requests = self._requests(pending, client.target.provider)
+        async for result in client.map(requests, stop=self.stop):
             await sink.add(result)
 
-    async def _requests(self, pending: Iterator[InputItem]) -> AsyncIterator[Request]:
+    async def _requests(
+        self, pending: Iterator[InputItem], provider: str
+    ) -> AsyncIterator[Request]:
         # Reading and parsing the input and paging the store block: they run on a thread, a
         # page at a time, so a long stretch of lines finished in an earlier run (skipped
         # without a yield) never stalls the event loop, its signals or its progress bar.
@@ -263,8 +273,13 @@ class Job:
             for item in page:
                 if self.stop.is_set():
                     return
-                assert item.request is not None  # pending_items yields only sendable items
-                yield item.request.replace(id=item.id)
+                request = item.request
+                assert request is not None  # pending_items yields only sendable items
+                if request.extra and provider != "openai":
+                    # Only Batch API lines carry extra fields, and they are OpenAI's: Gemini
+                    # and Anthropic refuse fields they do not know.
+                    request = request.replace(extra=None)
+                yield request.replace(id=item.id)
 
 
 def _take(items: Iterator[InputItem], n: int) -> list[InputItem]:

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
@@ -175,15 +175,21 @@ class JobStore:
                 return
             after = page[-1]
 
-    def pending_items(self, items: Iterable[InputItem]) -> Iterator[InputItem]:
+    def pending_items(
+        self, items: Iterable[InputItem], *, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[InputItem]:
         """The items still to send: `items` (a fresh read of the same input) joined to the store.
 
         Both sides are in ascending line order, so this is a streaming merge with no lookup set.
+        `should_stop` is asked now and then while a stretch of finished lines is skipped, so a
+        stop does not wait for the scan to reach the next pending line.
         """
         lines = self.pending_lines()
         wanted = next(lines, None)
         for item in items:
             if wanted is None:
+                return
+            if should_stop is not None and item.line % 1024 == 0 and should_stop():
                 return
             if item.line == wanted:
                 if item.request is None:

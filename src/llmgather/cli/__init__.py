@@ -24,7 +24,8 @@ def main() -> None:
     # The commands tell the user everything on their own console (the simulator banner, the
     # summary); the library's log lines, meant for programs that embed it, would repeat them.
     library_log = logging.getLogger("llmgather")
-    library_log.addHandler(logging.NullHandler())
+    if not library_log.handlers:
+        library_log.addHandler(logging.NullHandler())
     library_log.propagate = False
 
 

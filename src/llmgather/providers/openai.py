@@ -18,6 +18,7 @@ Statuses and bodies map to llmgather's tree as follows:
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -46,6 +47,10 @@ from llmgather.providers.base import Headers, HttpRequest
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
+# The caller who sets either in `extra` has chosen the field: the adapter adds neither.
+_MAX_TOKENS_FIELDS = frozenset({"max_tokens", "max_completion_tokens"})
+
+
 class OpenAIProvider:
     name = "openai"
 
@@ -57,7 +62,8 @@ class OpenAIProvider:
         # OpenAI's own API takes max_completion_tokens for every model (and o-series models
         # take nothing else); the servers that copy the API (vLLM, llama-server, Ollama) know
         # the older max_tokens.
-        self._max_tokens_field = "max_tokens" if base_url else "max_completion_tokens"
+        official = urlsplit(base_url or DEFAULT_BASE_URL).hostname == "api.openai.com"
+        self._max_tokens_field = "max_completion_tokens" if official else "max_tokens"
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
@@ -65,7 +71,7 @@ class OpenAIProvider:
     def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
         payload: dict[str, Any] = {"model": model, "messages": list(request.messages)}
         extra = request.extra or {}
-        if request.max_tokens is not None and "max_completion_tokens" not in extra:
+        if request.max_tokens is not None and not extra.keys() & _MAX_TOKENS_FIELDS:
             payload[self._max_tokens_field] = request.max_tokens
         if request.temperature is not None:
             payload["temperature"] = request.temperature

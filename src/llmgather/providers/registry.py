@@ -95,15 +95,14 @@ class Target:
 
 
 def redact_url(url: str | None) -> str | None:
-    """The URL without a password or query string, either of which may hold a credential."""
+    """The URL without its user info, and with the values of its query hidden: either may
+    hold a credential. The query's names stay, so a changed `?api-version=` still shows."""
     if not url:
         return url
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 address
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    host = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{name.partition('=')[0]}=…" for name in parts.query.split("&") if name)
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 def resolve_target(
@@ -121,7 +120,8 @@ def resolve_target(
         if dialect in PROVIDERS:  # sim:anthropic:claude-x, or sim:gemini for its default model
             model_name = sim_model or PROVIDERS[dialect].example_model
             return Target(dialect, model_name, simulated=True, api_key="sim")
-        return Target("openai", rest or DEFAULT_MODEL, simulated=True, api_key="sim")
+        spec = _provider_named_by(rest) or PROVIDERS["openai"]  # sim:claude-x is Anthropic's
+        return Target(spec.name, rest or DEFAULT_MODEL, simulated=True, api_key="sim")
     if sep and prefix in PROVIDERS:
         return _explicit(PROVIDERS[prefix], rest, base_url=base_url, api_key=api_key, env=env)
     if sep and not base_url and prefix not in _MODEL_NAME_PREFIXES:
