@@ -304,9 +304,10 @@ def test_a_bad_line_without_an_id_never_collides_with_a_real_id(tmp_path: Path) 
     out = tmp_path / "out.jsonl"
     result = run_cli("run", str(prompts), "-o", str(out), "--quiet")
     assert result.returncode == 1, result.stderr  # some items failed: the empty line
-    lines = {line["id"]: line for line in read_jsonl(out)}
+    lines = {str(line["id"]): line for line in read_jsonl(out)}
     assert sorted(lines) == ["0", "1", "2"]
     assert lines["2"]["status"] == "ok"  # line 2's number is also the id of line 3
+    assert [line["id"] for line in read_jsonl(out)] == [0, "2", 2, 1]  # integers stay integers
     assert [line["status"] for line in read_jsonl(out)].count("error") == 1
 
 

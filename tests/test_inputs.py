@@ -81,7 +81,9 @@ def test_jsonl_prompts_messages_and_per_line_options(tmp_path: Path) -> None:
     items = list(read_inputs(path, system="global"))
     assert [i.line for i in items] == [1, 2, 3, 4]
     assert [i.id for i in items] == ["42", "abc", "3", "4"]
-    assert all(i.error is None and i.output_fields is None for i in items)
+    assert all(i.error is None for i in items)
+    # The integer id goes back out as an integer; the others need nothing added.
+    assert [i.output_fields for i in items] == [{"id": 42}, None, None, None]
     first = items[0].request
     assert first is not None
     assert first.messages == (

@@ -109,7 +109,9 @@ def _plain_item(obj: dict[str, Any], where: str, line: int, system: str | None) 
     except LineError as e:
         e.id = id
         raise
-    return InputItem(line, id, request, None)
+    # Ids are strings inside llmgather; an integer id goes back out as the integer it was.
+    as_given = {"id": obj["id"]} if isinstance(obj.get("id"), int) else None
+    return InputItem(line, id, request, None, as_given)
 
 
 def _batch_item(obj: dict[str, Any], where: str, line: int) -> InputItem:

@@ -68,9 +68,10 @@ def result_row(id: str, result: Result, now: float) -> tuple[Any, ...]:
 
 
 def output_line(output_fields: bytes | None, result: bytes) -> bytes:
-    """One line of the output JSONL: the result, after the input's output fields if any."""
+    """One line of the output JSONL: the result with the input's output fields (a Batch API
+    line's `custom_id`, an id as the input gave it) set over it."""
     if output_fields is None:
         return result + b"\n"
-    merged = orjson.loads(output_fields)
-    merged.update(orjson.loads(result))
+    fields = orjson.loads(output_fields)
+    merged = {**fields, **orjson.loads(result), **fields}  # the fields lead the line, and win
     return orjson.dumps(merged) + b"\n"
