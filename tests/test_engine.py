@@ -9,6 +9,7 @@ from contextlib import aclosing
 
 from llmgather import (
     AuthenticationError,
+    BadRequestError,
     Engine,
     Limiter,
     Limits,
@@ -84,7 +85,7 @@ async def test_the_real_concurrency_never_exceeds_the_cap() -> None:
 async def test_every_input_yields_exactly_one_result_with_its_id() -> None:
     clock = FakeClock()
     failures = {
-        "r3": [AuthenticationError("no", status_code=401)],
+        "r3": [BadRequestError("no", status_code=400)],
         "r5": [ServerError("x", status_code=500)],
     }
     send = SpySend(clock, failures=failures)
@@ -93,8 +94,8 @@ async def test_every_input_yields_exactly_one_result_with_its_id() -> None:
     assert sorted(r.id for r in results) == [f"r{i}" for i in range(10)]
     by_id = {r.id: r for r in results}
     assert by_id["r3"].status == "error" and by_id["r3"].attempts == 1
-    assert by_id["r3"].error is not None and by_id["r3"].error.type == "AuthenticationError"
-    assert by_id["r3"].error.status_code == 401
+    assert by_id["r3"].error is not None and by_id["r3"].error.type == "BadRequestError"
+    assert by_id["r3"].error.status_code == 400
     assert by_id["r5"].ok and by_id["r5"].attempts == 2
     stats = engine.statistics()
     assert (stats.done, stats.failed, stats.retries) == (9, 1, 1)
@@ -345,3 +346,15 @@ async def test_a_request_waiting_for_the_limiter_when_stop_comes_is_not_sent() -
         return results
 
     assert await clock.run(run()) == [] and send.calls == []
+
+
+async def test_after_a_401_nothing_more_is_sent_and_every_item_says_why() -> None:
+    clock = FakeClock()
+    refused = {f"r{i}": [AuthenticationError("bad key", status_code=401)] for i in range(2)}
+    send = SpySend(clock, failures=refused)
+    engine = make_engine(clock, send, max_concurrency=2)
+    results = await clock.run(collect(engine, requests(10)))
+    assert len(send.calls) == 2 and len(results) == 10
+    assert all(r.error is not None and r.error.type == "AuthenticationError" for r in results)
+    unsent = [r for r in results if r.attempts == 0]
+    assert len(unsent) == 8 and all("not sent" in r.error.message for r in unsent if r.error)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from llmgather._clock import Clock, SystemClock
-from llmgather._errors import APIError, RateLimitError
+from llmgather._errors import APIError, AuthenticationError, RateLimitError
 from llmgather._http import Outcome
 from llmgather._limiter import Limiter, Permit
 from llmgather._retry import RetryPolicy
@@ -98,6 +98,8 @@ class Engine:
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._counters = _Counters()
+        # Set by the first 401: every later request would be refused the same way.
+        self._key_refused: AuthenticationError | None = None
 
     def statistics(self) -> EngineStats:
         c = self._counters
@@ -286,6 +288,11 @@ class Engine:
     async def _attempt(self, job: _Job, stop: asyncio.Event | None = None) -> Result | float | None:
         """One send: a Result when the job is finished, the delay before its next attempt, or
         None when `stop` was set while it waited for the limiter (it was not sent)."""
+        if self._key_refused is not None:
+            # Sending more with a key the server refused only piles up 401s: the item fails
+            # unsent (attempts 0), and `--retry-failed` sends it once the key is fixed.
+            message = f"not sent: the API key was refused earlier ({self._key_refused.message})"
+            return self._failed(job, AuthenticationError(message))
         job.attempts += 1
         permit: Permit = await self._limiter.acquire(self._estimate(job.request))
         if stop is not None and stop.is_set():
@@ -322,7 +329,10 @@ class Engine:
         return usage.total_tokens
 
     def _on_error(self, error: APIError) -> int | None:
-        """Count the error; return the tokens it used (0 for a 429: the server admitted nothing)."""
+        """Count the error, note a refused key; return the tokens it used (0 for a 429: the
+        server admitted nothing)."""
+        if isinstance(error, AuthenticationError):
+            self._key_refused = error
         if isinstance(error, RateLimitError):
             self._counters.http_429 += 1
             if error.retry_after is None:
