@@ -360,3 +360,24 @@ async def test_a_job_that_fails_to_start_does_not_stay_claimed(tmp_path: Path) -
         await job.run()
     with JobStore.open(store_path_for(str(out)), create=False) as store:
         assert store.stats().state == "interrupted"  # not "running" by this live process
+
+
+def test_lines_written_while_a_job_runs_carry_the_inputs_own_fields(tmp_path: Path) -> None:
+    prompts = tmp_path / "batch.jsonl"
+    lines = []
+    for i in range(300):
+        body = {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]}
+        lines.append(
+            {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}
+        )
+    prompts.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    out = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(latency_ms=100, seed=3)) as sim:
+        process = start(run_args(sim, prompts, out))
+        try:
+            wait_for_progress(out, at_least=40)
+            live = [orjson.loads(line) for line in out.read_bytes().splitlines()[:40]]
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=10)
+    assert all(line["custom_id"] == line["id"] for line in live)

@@ -10,10 +10,10 @@ import csv
 from collections.abc import Iterator
 from typing import IO
 
-from ._errors import InvalidInputError
-from ._input_item import InputItem, LineError
-from ._input_lines import decode, raw_lines
-from ._types import Request
+from llmgather._errors import InvalidInputError
+from llmgather._input_item import InputItem, LineError
+from llmgather._input_lines import decode, raw_lines
+from llmgather._types import Request
 
 __all__ = ["read_csv"]
 

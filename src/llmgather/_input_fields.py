@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from ._input_item import LineError
-from ._types import Message
+from llmgather._input_item import LineError
+from llmgather._types import Message
 
 __all__ = [
     "content_field",

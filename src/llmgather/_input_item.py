@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._types import Request
+from llmgather._types import Request
 
 __all__ = ["InputItem", "LineError"]
 

@@ -7,7 +7,7 @@ from typing import IO, Any
 
 import orjson
 
-from ._input_fields import (
+from llmgather._input_fields import (
     json_type,
     max_tokens_field,
     messages_field,
@@ -17,9 +17,9 @@ from ._input_fields import (
     show_value,
     temperature_field,
 )
-from ._input_item import InputItem, LineError
-from ._input_lines import decode, raw_lines
-from ._types import Message, Request
+from llmgather._input_item import InputItem, LineError
+from llmgather._input_lines import decode, raw_lines
+from llmgather._types import Message, Request
 
 __all__ = ["read_jsonl"]
 

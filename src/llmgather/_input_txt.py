@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-from ._input_item import InputItem, LineError
-from ._input_lines import decode, raw_lines
-from ._types import Request
+from llmgather._input_item import InputItem, LineError
+from llmgather._input_lines import decode, raw_lines
+from llmgather._types import Request
 
 __all__ = ["read_txt"]
 

@@ -19,11 +19,11 @@ from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import IO
 
-from ._errors import InvalidInputError
-from ._input_csv import read_csv
-from ._input_item import InputItem
-from ._input_jsonl import read_jsonl
-from ._input_txt import read_txt
+from llmgather._errors import InvalidInputError
+from llmgather._input_csv import read_csv
+from llmgather._input_item import InputItem
+from llmgather._input_jsonl import read_jsonl
+from llmgather._input_txt import read_txt
 
 __all__ = ["FORMATS", "InputItem", "detect_format", "read_inputs"]
 

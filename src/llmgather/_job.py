@@ -34,6 +34,7 @@ from llmgather._http import Timeouts
 from llmgather._inputs import InputItem, detect_format, read_inputs
 from llmgather._retry import RetryPolicy
 from llmgather._store import JobStore, fingerprint_file, store_path_for
+from llmgather._store_rows import with_output_fields
 from llmgather._types import Request, Result
 from llmgather.providers.registry import Target, redact_url
 
@@ -133,6 +134,9 @@ class Job:
         self.options = options
         self._on_start = on_start
         self.stop = asyncio.Event()
+        # The output fields (a Batch API `custom_id`, an integer id) of the items sent and not
+        # yet written, by id, so the live output lines carry them as the final export does.
+        self._output_fields: dict[str, dict[str, Any]] = {}
 
     async def run(self) -> JobSummary:
         options = self.options
@@ -233,7 +237,7 @@ class Job:
         """Send what is still pending; True if a stop signal cut the run short."""
         # Read on a thread (see `_requests`): `is_set` only reads a flag, safe from there.
         pending = store.pending_items(self._read(input_path), should_stop=self.stop.is_set)
-        sink = _Sink(store, self.options.output_path)
+        sink = _Sink(store, self.options.output_path, self._output_fields)
         consume = asyncio.create_task(self._consume(client, pending, sink))
         stopped = asyncio.create_task(self.stop.wait())
         try:
@@ -275,6 +279,8 @@ class Job:
                     return
                 request = item.request
                 assert request is not None  # pending_items yields only sendable items
+                if item.output_fields:
+                    self._output_fields[item.id] = item.output_fields
                 if request.extra and provider != "openai":
                     # Only Batch API lines carry extra fields, and they are OpenAI's: Gemini
                     # and Anthropic refuse fields they do not know.
@@ -295,9 +301,13 @@ class _Sink:
     make) costs more than the commit itself at thousands of results a second.
     """
 
-    def __init__(self, store: JobStore, output_path: str) -> None:
+    def __init__(
+        self, store: JobStore, output_path: str, output_fields: dict[str, dict[str, Any]]
+    ) -> None:
         self._store = store
         self._output_path = output_path
+        # Filled on the event loop, taken on the writer thread: single dict ops are atomic.
+        self._output_fields = output_fields
         self._queue: queue.SimpleQueue[tuple[str, Result] | None] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._drained: asyncio.Event | None = None
@@ -347,8 +357,13 @@ class _Sink:
     def _write(self, batch: list[tuple[str, Result]]) -> None:
         self._store.record(batch)
         # A live view for `tail -f`; the store, not this file, is what the final output is built from.
+        fields = self._output_fields
+        lines = [
+            orjson.dumps(with_output_fields(r.to_dict(), fields.pop(id, None))) + b"\n"
+            for id, r in batch
+        ]
         with open(self._output_path, "ab") as out:
-            out.write(b"".join(orjson.dumps(r.to_dict()) + b"\n" for _, r in batch))
+            out.write(b"".join(lines))
 
 
 def _materialise(options: JobOptions) -> tuple[str, bool]:

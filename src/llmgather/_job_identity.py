@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ._errors import ConfigurationError
+from llmgather._errors import ConfigurationError
 
 __all__ = ["JobMismatchError", "describe_changes", "fingerprint_file"]
 

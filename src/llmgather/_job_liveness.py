@@ -10,7 +10,7 @@ import os
 import socket
 from typing import Any
 
-from ._errors import ConfigurationError
+from llmgather._errors import ConfigurationError
 
 __all__ = ["JobBusyError", "check_not_busy", "process_alive", "running_claim", "unclosed_run_s"]
 

@@ -6,8 +6,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._job_liveness import process_alive
-from ._store_rows import INVALID_INPUT
+from llmgather._job_liveness import process_alive
+from llmgather._store_rows import INVALID_INPUT
 
 __all__ = ["JobStats", "count_items", "job_stats"]
 

@@ -25,15 +25,15 @@ from typing import Any
 
 import orjson
 
-from ._errors import InvalidInputError
-from ._inputs import InputItem
-from ._job_identity import JobMismatchError, describe_changes, fingerprint_file
-from ._job_liveness import JobBusyError, check_not_busy, running_claim, unclosed_run_s
-from ._job_stats import JobStats, count_items, job_stats
-from ._store_ingest import DuplicateIdError, IngestReport, insert_items
-from ._store_rows import INVALID_INPUT, output_line, result_row
-from ._store_sqlite import SCHEMA, connect, transaction
-from ._types import Result
+from llmgather._errors import InvalidInputError
+from llmgather._inputs import InputItem
+from llmgather._job_identity import JobMismatchError, describe_changes, fingerprint_file
+from llmgather._job_liveness import JobBusyError, check_not_busy, running_claim, unclosed_run_s
+from llmgather._job_stats import JobStats, count_items, job_stats
+from llmgather._store_ingest import DuplicateIdError, IngestReport, insert_items
+from llmgather._store_rows import INVALID_INPUT, output_line, result_row
+from llmgather._store_sqlite import SCHEMA, connect, transaction
+from llmgather._types import Result
 
 __all__ = [
     "INVALID_INPUT",

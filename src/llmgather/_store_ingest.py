@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import InvalidInputError
-from ._inputs import InputItem
-from ._store_rows import item_row
-from ._store_sqlite import transaction
+from llmgather._errors import InvalidInputError
+from llmgather._inputs import InputItem
+from llmgather._store_rows import item_row
+from llmgather._store_sqlite import transaction
 
 __all__ = ["DuplicateIdError", "IngestReport", "insert_items"]
 

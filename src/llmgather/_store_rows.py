@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from ._inputs import InputItem
-from ._types import ErrorInfo, Result
+from llmgather._inputs import InputItem
+from llmgather._types import ErrorInfo, Result
 
-__all__ = ["INVALID_INPUT", "item_row", "output_line", "result_row"]
+__all__ = ["INVALID_INPUT", "item_row", "output_line", "result_row", "with_output_fields"]
 
 INVALID_INPUT = "invalid_input"  # the error type of an input line that cannot be sent
 _ERROR_PREFIX_CHARS = 80
@@ -72,6 +72,11 @@ def output_line(output_fields: bytes | None, result: bytes) -> bytes:
     line's `custom_id`, an id as the input gave it) set over it."""
     if output_fields is None:
         return result + b"\n"
-    fields = orjson.loads(output_fields)
-    merged = {**fields, **orjson.loads(result), **fields}  # the fields lead the line, and win
-    return orjson.dumps(merged) + b"\n"
+    return (
+        orjson.dumps(with_output_fields(orjson.loads(result), orjson.loads(output_fields))) + b"\n"
+    )
+
+
+def with_output_fields(result: dict[str, Any], fields: dict[str, Any] | None) -> dict[str, Any]:
+    """The result's fields with the input's set over them; the input's lead the line."""
+    return {**fields, **result, **fields} if fields else result
