@@ -381,3 +381,19 @@ def test_lines_written_while_a_job_runs_carry_the_inputs_own_fields(tmp_path: Pa
             process.send_signal(signal.SIGKILL)
             process.communicate(timeout=10)
     assert all(line["custom_id"] == line["id"] for line in live)
+
+
+def test_an_error_after_sending_began_says_the_work_is_kept(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 400)
+    out = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(latency_ms=100, seed=3)) as sim:
+        process = start(run_args(sim, prompts, out))
+        wait_for_progress(out, at_least=20)
+        out.unlink()
+        out.mkdir()  # the live output can no longer be written
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 4, stderr
+    assert "rerun the same command to resume" in stderr
+    out.rmdir()
+    status = orjson.loads(run_cli("status", str(out), "--json").stdout)
+    assert status["done"] >= 20 and status["state"] == "interrupted"

@@ -134,6 +134,7 @@ class Job:
         self.options = options
         self._on_start = on_start
         self.stop = asyncio.Event()
+        self.sending = False  # True once requests may have gone out: an error then loses nothing
         # The output fields (a Batch API `custom_id`, an integer id) of the items sent and not
         # yet written, by id, so the live output lines carry them as the final export does.
         self._output_fields: dict[str, dict[str, Any]] = {}
@@ -172,6 +173,7 @@ class Job:
                     engine = client.engine  # its statistics outlive the client's block
                     if self._on_start is not None:
                         self._on_start(engine.statistics, stats.pending, client.simulated)
+                    self.sending = True
                     stopped = await self._send_pending(client, store, input_path)
                 engine_stats = engine.statistics()
                 final = await asyncio.to_thread(store.stats)

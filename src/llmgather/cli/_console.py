@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import orjson
@@ -21,7 +21,7 @@ def simulator_banner(where: str) -> None:
     )
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     """Print an error (never a traceback) and exit with `code`."""
     stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)

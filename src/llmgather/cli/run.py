@@ -2,7 +2,9 @@
 
 Exit codes: 0 every item ok; 1 finished, some items failed (see their error lines or
 `llmgather status`); 2 a usage or configuration error, nothing sent; 3 `--strict` refused
-invalid input lines, nothing sent; 130 stopped by a signal (rerun the same command to resume).
+invalid input lines, nothing sent; 4 stopped by an error after sending had begun (the disk,
+the job store, an input changed under it): what was committed is kept, fix it and rerun the
+same command to resume; 130 stopped by a signal (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -27,6 +29,7 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_STRICT = 3
+EXIT_HALTED = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -173,12 +176,11 @@ def run_command(
     except StrictInputError as error:
         fail(str(error), EXIT_STRICT)
     except (ConfigurationError, InvalidInputError) as error:
-        fail(str(error), EXIT_USAGE)
+        _fail_for(job, str(error))
     except OSError as error:
-        fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), EXIT_USAGE)
+        _fail_for(job, f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
     except sqlite3.Error as error:
-        store = store_path_for(output_path)
-        fail(f"the job store {store} cannot be used: {error}", EXIT_USAGE)
+        _fail_for(job, f"the job store {store_path_for(output_path)} cannot be used: {error}")
     finally:
         progress.close()
     _report(summary, as_json=as_json)
@@ -186,6 +188,17 @@ def run_command(
         raise SystemExit(EXIT_INTERRUPTED)
     incomplete = summary.failed or summary.invalid or summary.pending
     raise SystemExit(EXIT_SOME_FAILED if incomplete else EXIT_OK)
+
+
+def _fail_for(job: Job, message: str) -> NoReturn:
+    """Exit 2 if nothing was sent yet; once sending has begun, say that the work is kept."""
+    if not job.sending:
+        fail(message, EXIT_USAGE)
+    fail(
+        f"{message}\nStopped. Every result committed so far is kept: fix this and rerun the same "
+        "command to resume.",
+        EXIT_HALTED,
+    )
 
 
 async def _run_with_signals(job: Job) -> JobSummary:
