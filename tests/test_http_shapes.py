@@ -94,3 +94,43 @@ async def test_an_error_body_of_odd_shape_keeps_its_status_class(
     assert result.error.type == ServerError.__name__ and result.error.status_code == 503
     assert result.attempts == 5
     assert MalformedResponseError.__name__ != result.error.type
+
+
+@pytest.fixture
+async def verdict_server() -> AsyncIterator[tuple[str, list[int]]]:
+    """Answers a 503 the server says not to retry, or a 400 it says to retry, then a 200."""
+    calls = [0]
+
+    async def chat(request: web.Request) -> web.Response:
+        calls[0] += 1
+        prompt = (await request.json())["messages"][0]["content"]
+        if prompt == "do not retry":
+            return web.Response(status=503, headers={"x-should-retry": "false"}, body=b"{}")
+        if prompt == "retry" and calls[0] == 1:
+            return web.Response(status=400, headers={"x-should-retry": "true"}, body=b"{}")
+        return web.json_response(GOOD)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", calls
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "ok", "attempts"), [("do not retry", False, 1), ("retry", True, 2)]
+)
+async def test_the_servers_x_should_retry_wins_over_the_status(
+    verdict_server: tuple[str, list[int]], prompt: str, ok: bool, attempts: int
+) -> None:
+    base_url, calls = verdict_server
+    async with client(base_url) as llm:
+        (result,) = await llm.gather([prompt])
+    assert (result.ok, result.attempts, calls[0]) == (ok, attempts, attempts)
+    assert result.ok or (result.error is not None and result.error.type == "ServerError")

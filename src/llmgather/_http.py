@@ -12,6 +12,7 @@ import aiohttp
 
 from llmgather._errors import (
     APIConnectionError,
+    APIError,
     MalformedResponseError,
     RequestTimeoutError,
     error_for_status,
@@ -182,11 +183,17 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
 
 def _error(provider: Provider, status: int, headers: Headers, body: bytes) -> Exception:
     try:
-        return provider.parse_error(status, headers, body)
+        error = provider.parse_error(status, headers, body)
     except _SHAPE_ERRORS:
         # The status still says what happened when the error body has an unexpected shape.
         message = f"HTTP {status} with an error body of an unexpected shape"
-        return error_for_status(status)(message, status_code=status, retry_after=None)
+        error = error_for_status(status)(message, status_code=status, retry_after=None)
+    # The server's own verdict (OpenAI and Anthropic send it; their SDKs obey it) wins over
+    # what the status alone suggests.
+    verdict = headers.get("x-should-retry")
+    if verdict in ("true", "false") and isinstance(error, APIError):
+        error.retryable = verdict == "true"
+    return error
 
 
 def _malformed(what: str, exc: Exception) -> MalformedResponseError:
