@@ -223,23 +223,28 @@ async def test_run_one_retries_then_succeeds() -> None:
     assert result.usage == Usage(5, 7)
 
 
+async def map_with_stop_at(
+    clock: FakeClock, engine: Engine, items: Iterator[Request], seconds: float
+) -> list:
+    """Every result of `engine.map(items)`, with its stop set at `seconds` of virtual time."""
+    stop = asyncio.Event()
+
+    async def stop_at() -> None:
+        await clock.sleep(seconds)
+        stop.set()
+
+    stopper = asyncio.ensure_future(stop_at())
+    results = [r async for r in engine.map(items, stop=stop)]
+    await stopper
+    return results
+
+
 async def test_a_stop_sends_nothing_more_and_lets_what_is_on_the_wire_finish() -> None:
     clock = FakeClock()
     send = SpySend(clock)
     engine = make_engine(clock, send, max_concurrency=2)
-    stop = asyncio.Event()
 
-    async def stop_at(seconds: float) -> None:
-        await clock.sleep(seconds)
-        stop.set()
-
-    async def run() -> list:
-        stopper = asyncio.ensure_future(stop_at(1.5))
-        results = [r async for r in engine.map(requests(20), stop=stop)]
-        await stopper
-        return results
-
-    results = await clock.run(run())
+    results = await clock.run(map_with_stop_at(clock, engine, requests(20), 1.5))
     # Two answered at t=1, two more were on the wire when the stop came at t=1.5.
     assert sorted(r.id for r in results) == ["r0", "r1", "r2", "r3"]
     assert len(send.calls) == 4 and clock.elapsed == 2.0
@@ -333,19 +338,9 @@ async def test_a_request_waiting_for_the_limiter_when_stop_comes_is_not_sent() -
     send = SpySend(clock)
     engine = make_engine(clock, send, max_concurrency=4)
     engine._limiter.pause(10.0)
-    stop = asyncio.Event()
 
-    async def stop_at(seconds: float) -> None:
-        await clock.sleep(seconds)
-        stop.set()
-
-    async def run() -> list:
-        stopper = asyncio.ensure_future(stop_at(1.0))
-        results = [r async for r in engine.map(requests(3), stop=stop)]
-        await stopper
-        return results
-
-    assert await clock.run(run()) == [] and send.calls == []
+    results = await clock.run(map_with_stop_at(clock, engine, requests(3), 1.0))
+    assert results == [] and send.calls == []
 
 
 async def test_after_a_401_nothing_more_is_sent_and_every_item_says_why() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ import llmgather
 from llmgather import MalformedResponseError, RetryPolicy, ServerError
 
 GOOD = {"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}]}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ODD_BODIES: list[Any] = [
     {"choices": "x"},
     {"choices": [{"message": {"content": "a"}}], "usage": {"prompt_tokens": "abc"}},
@@ -25,6 +27,22 @@ GOOD_CHUNKS = [
     b'data: {"choices": [{"index": 0, "delta": {"content": "ne"}, "finish_reason": "stop"}]}\n\n',
     b"data: [DONE]\n\n",
 ]
+
+
+@asynccontextmanager
+async def serving(chat: Handler) -> AsyncIterator[str]:
+    """An OpenAI-like chat endpoint on a free 127.0.0.1 port; yields its base URL."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture
@@ -48,17 +66,8 @@ async def odd_server() -> AsyncIterator[tuple[str, list[int]]]:
             return web.Response(status=503, body=orjson.dumps({"error": ["not", "an", "object"]}))
         return web.json_response(GOOD)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1", calls
-    finally:
-        await runner.cleanup()
+    async with serving(chat) as base_url:
+        yield base_url, calls
 
 
 def client(base_url: str, **kwargs: Any) -> llmgather.Client:
@@ -110,17 +119,8 @@ async def verdict_server() -> AsyncIterator[tuple[str, list[int]]]:
             return web.Response(status=400, headers={"x-should-retry": "true"}, body=b"{}")
         return web.json_response(GOOD)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1", calls
-    finally:
-        await runner.cleanup()
+    async with serving(chat) as base_url:
+        yield base_url, calls
 
 
 @pytest.mark.parametrize(

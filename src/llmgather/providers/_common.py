@@ -35,13 +35,17 @@ def retry_after_from_headers(headers: Headers, *, now: float | None = None) -> f
 
 def _seconds(value: str | None) -> float | None:
     """A non-negative finite number, or None: `inf` or `nan` from a server must not stall a job."""
+    number = _number(value)
+    return max(0.0, number) if number is not None and math.isfinite(number) else None
+
+
+def _number(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        number = float(value)
+        return float(value)
     except ValueError:
         return None
-    return max(0.0, number) if math.isfinite(number) else None
 
 
 def announced_limits(
@@ -52,13 +56,8 @@ def announced_limits(
 
 
 def _positive(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if number > 0 else None
+    number = _number(value)
+    return number if number is not None and number > 0 else None
 
 
 def with_extra(payload: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:

@@ -124,14 +124,14 @@ def resolve_target(
         return Target(spec.name, rest or DEFAULT_MODEL, simulated=True, api_key="sim")
     if sep and prefix in PROVIDERS:
         return _explicit(PROVIDERS[prefix], rest, base_url=base_url, api_key=api_key, env=env)
-    if sep and not base_url and prefix not in _MODEL_NAME_PREFIXES:
-        if prefix.isidentifier() and prefix.islower():
-            known = ", ".join(sorted(PROVIDERS))
-            raise ConfigurationError(
-                f"unknown provider {prefix!r} in model {text!r}; known providers: {known}, "
-                "and sim (the built-in simulator). An OpenAI-compatible server is reached with "
-                "--model openai:MODEL --base-url URL."
-            )
+    looks_like_provider = prefix.isidentifier() and prefix.islower()
+    if sep and not base_url and looks_like_provider and prefix not in _MODEL_NAME_PREFIXES:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ConfigurationError(
+            f"unknown provider {prefix!r} in model {text!r}; known providers: {known}, "
+            "and sim (the built-in simulator). An OpenAI-compatible server is reached with "
+            "--model openai:MODEL --base-url URL."
+        )
     return _bare(text, base_url=base_url, api_key=api_key, env=env)
 
 
