@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from llmgather._job import Job, JobOptions
-from llmgather._store import DuplicateIdError, JobStore, store_path_for
+from llmgather.jobs.job import Job, JobOptions
+from llmgather.jobs.store.sqlite import DuplicateIdError, JobStore, store_path_for
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
 

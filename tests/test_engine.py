@@ -18,8 +18,8 @@ from llmgather import (
     RetryPolicy,
     ServerError,
 )
-from llmgather._http import Outcome
 from llmgather._types import Completion, Usage
+from llmgather.transport.aiohttp import Outcome
 from tests.fakeclock import FakeClock
 
 

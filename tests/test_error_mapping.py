@@ -33,12 +33,12 @@ from llmgather._errors import (
     ServerError,
     TruncatedStreamError,
 )
-from llmgather._http import _mapped
-from llmgather._sse import SSEEvent
 from llmgather.providers.anthropic import AnthropicProvider
 from llmgather.providers.base import Provider
 from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.openai import OpenAIProvider
+from llmgather.transport.aiohttp import _mapped
+from llmgather.transport.sse import SSEEvent
 
 KEY = "sk-secret-KEY-0123456789abcdef"
 PROVIDERS: dict[str, Provider] = {

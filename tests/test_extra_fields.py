@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from llmgather import Request
-from llmgather._inputs import read_inputs
+from llmgather.jobs.inputs import read_inputs
 from llmgather.providers.anthropic import AnthropicProvider
 from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.openai import OpenAIProvider

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from llmgather._errors import InvalidInputError
-from llmgather._inputs import detect_format, read_inputs
+from llmgather.jobs.inputs import detect_format, read_inputs
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> str:

@@ -16,13 +16,13 @@ from llmgather import (
     TruncatedStreamError,
     Usage,
 )
-from llmgather._sse import SSEDecoder
 from llmgather.providers.anthropic import (
     DEFAULT_MAX_TOKENS,
     AnthropicProvider,
 )
 from llmgather.providers.registry import PROVIDERS, resolve_target
 from llmgather.sim import FaultPlan, SimConfig, answer_text, start_simulator
+from llmgather.transport.sse import SSEDecoder
 
 KEY = "sk-ant-api03-test-key-0123456789"
 

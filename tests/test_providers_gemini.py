@@ -20,10 +20,10 @@ from llmgather import (
     TruncatedStreamError,
     Usage,
 )
-from llmgather._sse import SSEDecoder
 from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.registry import PROVIDERS, resolve_target
 from llmgather.sim import FaultPlan, SimConfig, answer_text, start_simulator
+from llmgather.transport.sse import SSEDecoder
 
 KEY = "AIzaSy-test-key-0123456789"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from llmgather._sse import SSEDecoder
+from llmgather.transport.sse import SSEDecoder
 
 STREAM = (
     b'event: message_start\r\ndata: {"a": 1}\r\n\r\n'

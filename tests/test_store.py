@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from llmgather._errors import ConfigurationError, InvalidInputError
-from llmgather._inputs import InputItem, read_inputs
-from llmgather._store import (
+from llmgather._types import ErrorInfo, Request, Result, Usage
+from llmgather.jobs.inputs import InputItem, read_inputs
+from llmgather.jobs.store.sqlite import (
     DuplicateIdError,
     JobBusyError,
     JobMismatchError,
@@ -22,7 +23,6 @@ from llmgather._store import (
     fingerprint_file,
     store_path_for,
 )
-from llmgather._types import ErrorInfo, Request, Result, Usage
 
 PARAMS = {"model": "gpt-4o-mini", "max_tokens": 100, "temperature": None}
 

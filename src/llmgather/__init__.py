@@ -23,10 +23,10 @@ from llmgather._errors import (
     TransientError,
     TruncatedStreamError,
 )
-from llmgather._http import Timeouts
-from llmgather._limiter import Limiter, Limits
 from llmgather._retry import RetryPolicy
 from llmgather._types import Completion, ErrorInfo, Request, Result, Usage
+from llmgather.limits.local import Limiter, Limits
+from llmgather.transport.aiohttp import Timeouts
 
 __version__ = "0.1.0"
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError, InvalidInputError
-from llmgather._http import LiveStream, Outcome, Timeouts, Transport
-from llmgather._limiter import Limiter, Limits
 from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
+from llmgather.limits.local import Limiter, Limits
 from llmgather.providers.base import Headers, Provider
 from llmgather.providers.registry import Target, resolve_target
+from llmgather.transport.aiohttp import LiveStream, Outcome, Timeouts, Transport
 
 logger = logging.getLogger("llmgather")
 

@@ -22,11 +22,11 @@ from typing import Protocol
 
 from llmgather._clock import Clock, SystemClock
 from llmgather._errors import APIError, AuthenticationError, RateLimitError
-from llmgather._http import Outcome
-from llmgather._limiter import Limiter, Permit
 from llmgather._retry import RetryPolicy
-from llmgather._tokens import estimate_request_tokens
 from llmgather._types import ErrorInfo, Request, Result
+from llmgather.limits.local import Limiter, Permit
+from llmgather.limits.tokens import estimate_request_tokens
+from llmgather.transport.aiohttp import Outcome
 
 Send = Callable[[Request], Awaitable[Outcome]]
 """Sends one request and returns its outcome, raising an APIError on failure."""

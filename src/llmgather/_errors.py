@@ -21,7 +21,7 @@
             └── QuotaExhaustedError  insufficient_quota, a daily quota, a wait past the ceiling
 
 Provider adapters map HTTP statuses and error bodies into these classes at one boundary
-(`providers/*.py`); transport exceptions (aiohttp, asyncio timeouts) are mapped in `_http.py`.
+(`providers/*.py`); transport exceptions (aiohttp, asyncio timeouts) are mapped in `transport/aiohttp.py`.
 """
 
 from __future__ import annotations

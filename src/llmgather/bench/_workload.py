@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from llmgather._tokens import estimate_prompt_tokens
+from llmgather.limits.tokens import estimate_prompt_tokens
 from llmgather.sim.text import generate
 
 MODEL = "gpt-4o-mini"

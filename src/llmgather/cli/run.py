@@ -19,11 +19,11 @@ from typing import Any, NoReturn
 import click
 
 from llmgather._errors import ConfigurationError, InvalidInputError
-from llmgather._job import Job, JobOptions, JobSummary, StrictInputError
 from llmgather._retry import RetryPolicy
-from llmgather._store import store_path_for
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr
 from llmgather.cli._progress import Progress
+from llmgather.jobs.job import Job, JobOptions, JobSummary, StrictInputError
+from llmgather.jobs.store.sqlite import store_path_for
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1

@@ -11,7 +11,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from llmgather._store import JobStats, JobStore, store_path_for
+from llmgather.jobs.store.sqlite import JobStats, JobStore, store_path_for
 
 __all__ = ["render_stats", "status_command"]
 

@@ -42,7 +42,6 @@ from llmgather._errors import (
     TruncatedStreamError,
     error_for_status,
 )
-from llmgather._sse import SSEEvent
 from llmgather._types import Completion, Message, Request, Usage
 from llmgather.providers._common import (
     announced_limits,
@@ -55,6 +54,7 @@ from llmgather.providers._common import (
     with_extra,
 )
 from llmgather.providers.base import Headers, HttpRequest
+from llmgather.transport.sse import SSEEvent
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

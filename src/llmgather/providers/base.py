@@ -2,7 +2,7 @@
 
 A provider adapter turns a `Request` into an `HttpRequest`, a response body into a
 `Completion`, a stream of server-sent events into text pieces, and any failure status or
-body into llmgather's exception tree. The transport (`_http.py`) does the I/O.
+body into llmgather's exception tree. The transport (`transport/aiohttp.py`) does the I/O.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from llmgather._sse import SSEEvent
 from llmgather._types import Completion, Request
+from llmgather.transport.sse import SSEEvent
 
 Headers = Mapping[str, str]
 

@@ -44,7 +44,6 @@ from llmgather._errors import (
     TruncatedStreamError,
     error_for_status,
 )
-from llmgather._sse import SSEEvent
 from llmgather._types import Completion, Message, Request, Usage
 from llmgather.providers._common import (
     error_body,
@@ -56,6 +55,7 @@ from llmgather.providers._common import (
     with_extra,
 )
 from llmgather.providers.base import Headers, HttpRequest
+from llmgather.transport.sse import SSEEvent
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"

@@ -30,7 +30,6 @@ from llmgather._errors import (
     QuotaExhaustedError,
     TruncatedStreamError,
 )
-from llmgather._sse import SSEEvent
 from llmgather._types import Completion, Request, Usage
 from llmgather.providers._common import (
     announced_limits,
@@ -43,6 +42,7 @@ from llmgather.providers._common import (
     with_extra,
 )
 from llmgather.providers.base import Headers, HttpRequest
+from llmgather.transport.sse import SSEEvent
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 

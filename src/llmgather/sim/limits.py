@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from llmgather._bucket import TokenBucket
+from llmgather.limits.bucket import TokenBucket
 
 LimitKind = Literal["requests", "tokens"]
 

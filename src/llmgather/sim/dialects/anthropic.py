@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from llmgather._tokens import message_text
+from llmgather.limits.tokens import message_text
 from llmgather.sim.dialects.base import (
     BadRequest,
     ErrorReply,

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from llmgather._tokens import estimate_prompt_tokens, estimate_request_tokens
+from llmgather.limits.tokens import estimate_prompt_tokens, estimate_request_tokens
 from llmgather.sim.limits import LimitState, Refusal
 from llmgather.sim.text import Answer
 from llmgather.sim.wire import IdMaker

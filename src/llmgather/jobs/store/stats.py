@@ -6,8 +6,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmgather._job_liveness import process_alive
-from llmgather._store_rows import INVALID_INPUT
+from llmgather.jobs.liveness import process_alive
+from llmgather.jobs.store.rows import INVALID_INPUT
 
 __all__ = ["JobStats", "count_items", "job_stats"]
 

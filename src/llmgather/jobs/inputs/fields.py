@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from llmgather._input_item import LineError
 from llmgather._types import Message
+from llmgather.jobs.inputs.item import LineError
 
 __all__ = [
     "content_field",

@@ -6,9 +6,9 @@ field, what was found and what is expected, so one bad line never stops the othe
 Files are read in binary, one bounded line at a time, so memory does not depend on file size
 or on the length of the longest line.
 
-This module picks the format and opens the file; the readers live beside it: `_input_lines`
-(bounded lines, UTF-8), `_input_jsonl` (plain and Batch API lines, with the validators of
-`_input_fields`), `_input_csv` and `_input_txt`. `InputItem` is defined in `_input_item`.
+This module picks the format and opens the file; the readers live beside it: `lines`
+(bounded lines, UTF-8), `jsonl` (plain and Batch API lines, with the validators of
+`fields`), `csv` and `txt`. `InputItem` is defined in `item`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from typing import IO
 
 from llmgather._errors import InvalidInputError
-from llmgather._input_csv import read_csv
-from llmgather._input_item import InputItem
-from llmgather._input_jsonl import read_jsonl
-from llmgather._input_txt import read_txt
+from llmgather.jobs.inputs.csv import read_csv
+from llmgather.jobs.inputs.item import InputItem
+from llmgather.jobs.inputs.jsonl import read_jsonl
+from llmgather.jobs.inputs.txt import read_txt
 
 __all__ = ["FORMATS", "InputItem", "detect_format", "read_inputs"]
 

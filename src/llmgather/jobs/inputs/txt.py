@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-from llmgather._input_item import InputItem, LineError
-from llmgather._input_lines import decode, raw_lines
 from llmgather._types import Request
+from llmgather.jobs.inputs.item import InputItem, LineError
+from llmgather.jobs.inputs.lines import decode, raw_lines
 
 __all__ = ["read_txt"]
 

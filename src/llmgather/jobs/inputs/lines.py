@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from llmgather._input_item import LineError
+from llmgather.jobs.inputs.item import LineError
 
 __all__ = ["RawLine", "decode", "raw_lines"]
 

@@ -7,7 +7,8 @@ from typing import IO, Any
 
 import orjson
 
-from llmgather._input_fields import (
+from llmgather._types import Message, Request
+from llmgather.jobs.inputs.fields import (
     json_type,
     max_tokens_field,
     messages_field,
@@ -17,9 +18,8 @@ from llmgather._input_fields import (
     show_value,
     temperature_field,
 )
-from llmgather._input_item import InputItem, LineError
-from llmgather._input_lines import decode, raw_lines
-from llmgather._types import Message, Request
+from llmgather.jobs.inputs.item import InputItem, LineError
+from llmgather.jobs.inputs.lines import decode, raw_lines
 
 __all__ = ["read_jsonl"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from llmgather._inputs import InputItem
 from llmgather._types import ErrorInfo, Result
+from llmgather.jobs.inputs import InputItem
 
 __all__ = ["INVALID_INPUT", "item_row", "output_line", "result_row", "with_output_fields"]
 

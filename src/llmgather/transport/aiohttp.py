@@ -17,9 +17,9 @@ from llmgather._errors import (
     RequestTimeoutError,
     error_for_status,
 )
-from llmgather._sse import SSEDecoder, SSEEvent
 from llmgather._types import Completion
 from llmgather.providers.base import Headers, HttpRequest, Provider
+from llmgather.transport.sse import SSEDecoder, SSEEvent
 
 # What an adapter's parsing raises on an answer of a shape it did not expect (a list where an
 # object belongs, a string for a count): a garbled answer is a transient fault, retried like a

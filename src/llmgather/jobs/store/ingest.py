@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmgather._errors import InvalidInputError
-from llmgather._inputs import InputItem
-from llmgather._store_rows import item_row
-from llmgather._store_sqlite import transaction
+from llmgather.jobs.inputs import InputItem
+from llmgather.jobs.store.rows import item_row
+from llmgather.jobs.store.schema import transaction
 
 __all__ = ["DuplicateIdError", "IngestReport", "insert_items"]
 

@@ -30,13 +30,13 @@ import orjson
 from llmgather._client import Client
 from llmgather._engine import EngineStats
 from llmgather._errors import InvalidInputError
-from llmgather._http import Timeouts
-from llmgather._inputs import InputItem, detect_format, read_inputs
 from llmgather._retry import RetryPolicy
-from llmgather._store import JobStore, fingerprint_file, store_path_for
-from llmgather._store_rows import with_output_fields
 from llmgather._types import Request, Result
+from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
+from llmgather.jobs.store.rows import with_output_fields
+from llmgather.jobs.store.sqlite import JobStore, fingerprint_file, store_path_for
 from llmgather.providers.registry import Target, redact_url
+from llmgather.transport.aiohttp import Timeouts
 
 MAX_PENDING_WRITES = 10_000  # finished results waiting for the disk before the pipeline waits
 # At most one commit per this many seconds: a transaction costs far more than a row, and at

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from llmgather._bucket import TokenBucket
 from llmgather._clock import Clock, SystemClock
+from llmgather.limits.bucket import TokenBucket
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

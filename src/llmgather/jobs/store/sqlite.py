@@ -6,9 +6,9 @@ appended to as the source of truth: `export_jsonl` rewrites it atomically from t
 order, so a rerun can never tear or duplicate a line. Nothing here holds all items or all ids in
 memory; every scan is a bounded page or a streamed cursor.
 
-The pieces live beside it: `_store_sqlite` (schema, connections, transactions), `_store_rows`
-(items and results as rows), `_store_ingest` (ingest and duplicate ids), `_job_identity` (same
-input, same parameters), `_job_liveness` (who runs the job) and `_job_stats` (status numbers).
+The pieces live beside it: `schema` (schema, connections, transactions), `rows`
+(items and results as rows), `ingest` (ingest and duplicate ids), `..identity` (same
+input, same parameters), `..liveness` (who runs the job) and `stats` (status numbers).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from typing import Any
 import orjson
 
 from llmgather._errors import InvalidInputError
-from llmgather._inputs import InputItem
-from llmgather._job_identity import JobMismatchError, describe_changes, fingerprint_file
-from llmgather._job_liveness import JobBusyError, check_not_busy, running_claim, unclosed_run_s
-from llmgather._job_stats import JobStats, count_items, job_stats
-from llmgather._store_ingest import DuplicateIdError, IngestReport, insert_items
-from llmgather._store_rows import INVALID_INPUT, output_line, result_row
-from llmgather._store_sqlite import SCHEMA, connect, transaction
 from llmgather._types import Result
+from llmgather.jobs.identity import JobMismatchError, describe_changes, fingerprint_file
+from llmgather.jobs.inputs import InputItem
+from llmgather.jobs.liveness import JobBusyError, check_not_busy, running_claim, unclosed_run_s
+from llmgather.jobs.store.ingest import DuplicateIdError, IngestReport, insert_items
+from llmgather.jobs.store.rows import INVALID_INPUT, output_line, result_row
+from llmgather.jobs.store.schema import SCHEMA, connect, transaction
+from llmgather.jobs.store.stats import JobStats, count_items, job_stats
 
 __all__ = [
     "INVALID_INPUT",

@@ -1,0 +1,1 @@
+"""The I/O under the provider adapters: one pooled HTTP session, and server-sent events."""
