@@ -52,7 +52,7 @@ async def test_stream_yields_pieces_that_join_to_the_answer(sim: RunningSimulato
 
 async def test_gather_keeps_input_order_and_ids(sim: RunningSimulator) -> None:
     prompts = [f"prompt {i}" for i in range(30)]
-    async with client_for(sim, max_concurrency=8) as client:
+    async with client_for(sim, concurrency=8) as client:
         results = await client.gather(prompts)
     assert [r.text for r in results] == [expected(p) for p in prompts]
     assert [r.id for r in results] == [str(i) for i in range(30)]
@@ -99,7 +99,7 @@ async def test_transient_faults_are_retried_until_every_item_is_ok() -> None:
     faults = FaultPlan.parse("500=0.06,503=0.05,429=0.03,reset=0.03,malformed=0.03")
     config = SimConfig(seed=5, faults=faults, fault_retry_after_s=0.01)
     async with await start_simulator(config) as sim:
-        async with client_for(sim, retry=FAST_RETRY, max_concurrency=16) as client:
+        async with client_for(sim, retry=FAST_RETRY, concurrency=16) as client:
             prompts = [f"faulty {i}" for i in range(120)]
             results = await client.gather(prompts)
         counts = await stats(sim)
@@ -155,7 +155,7 @@ async def test_map_accepts_an_async_iterable_and_yields_as_results_arrive(
         for i in range(20):
             yield {"id": f"x{i}", "prompt": f"async {i}", "metadata": {"n": i}}
 
-    async with client_for(sim, max_concurrency=4) as client:
+    async with client_for(sim, concurrency=4) as client:
         seen = {r.id: r async for r in client.map(prompts())}
     assert sorted(seen) == sorted(f"x{i}" for i in range(20))
     assert seen["x7"].metadata == {"n": 7}
@@ -186,9 +186,7 @@ def test_public_api_is_explicit() -> None:
 
 async def test_a_client_told_nothing_learns_the_announced_limits() -> None:
     async with await start_simulator(SimConfig(rpm=1200, seed=1)) as sim:  # 20/s, burst 20
-        async with client_for(
-            sim, max_concurrency=10, retry=RetryPolicy(max_attempts=20)
-        ) as client:
+        async with client_for(sim, concurrency=10, retry=RetryPolicy(max_attempts=20)) as client:
             results = await client.gather([f"p{i}" for i in range(60)])
         counts = await stats(sim)
     assert all(r.ok for r in results)
@@ -215,7 +213,7 @@ async def test_a_client_used_after_its_block_says_so(sim: RunningSimulator) -> N
 async def test_leaving_a_stream_early_frees_its_slot_at_once(sim: RunningSimulator) -> None:
     from contextlib import aclosing
 
-    async with client_for(sim, max_concurrency=1) as client:
+    async with client_for(sim, concurrency=1) as client:
         async with aclosing(client.stream("Write a long story")) as pieces:
             async for _ in pieces:
                 break

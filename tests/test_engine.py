@@ -75,7 +75,7 @@ async def collect(engine: Engine, items: object, **kwargs: int) -> list:
 async def test_the_real_concurrency_never_exceeds_the_cap() -> None:
     clock = FakeClock()
     send = SpySend(clock)
-    engine = make_engine(clock, send, max_concurrency=7)
+    engine = make_engine(clock, send, concurrency=7)
     results = await clock.run(collect(engine, requests(50)))
     assert send.max_active == 7
     assert len(results) == 50 and all(r.ok for r in results)
@@ -89,7 +89,7 @@ async def test_every_input_yields_exactly_one_result_with_its_id() -> None:
         "r5": [ServerError("x", status_code=500)],
     }
     send = SpySend(clock, failures=failures)
-    engine = make_engine(clock, send, max_concurrency=4)
+    engine = make_engine(clock, send, concurrency=4)
     results = await clock.run(collect(engine, requests(10)))
     assert sorted(r.id for r in results) == [f"r{i}" for i in range(10)]
     by_id = {r.id: r for r in results}
@@ -108,7 +108,7 @@ async def test_a_waiting_retry_holds_no_worker_and_no_slot() -> None:
     )
     engine = Engine(
         send,
-        limiter=Limiter(Limits(max_concurrency=1), clock=clock),
+        limiter=Limiter(Limits(concurrency=1), clock=clock),
         retry=RetryPolicy(),
         clock=clock,
         rng=random.Random(0),
@@ -124,7 +124,7 @@ async def test_a_waiting_retry_holds_no_worker_and_no_slot() -> None:
 async def test_a_429_pauses_everyone_for_its_retry_after() -> None:
     clock = FakeClock()
     send = SpySend(clock, failures={"r0": [RateLimitError("wait", status_code=429, retry_after=5)]})
-    engine = make_engine(clock, send, max_concurrency=1)
+    engine = make_engine(clock, send, concurrency=1)
     results = await clock.run(collect(engine, requests(2)))
     assert all(r.ok for r in results)
     start_of_r1 = next(t for rid, t in send.calls if rid == "r1")
@@ -144,7 +144,7 @@ async def test_retries_stop_at_max_attempts_with_the_last_error() -> None:
 async def test_results_stream_with_bounded_memory() -> None:
     clock = FakeClock()
     send = SpySend(clock, latency=0.1)
-    engine = make_engine(clock, send, max_concurrency=4)
+    engine = make_engine(clock, send, concurrency=4)
     pulled = 0
     consumed = 0
     max_ahead = 0
@@ -169,7 +169,7 @@ async def test_results_stream_with_bounded_memory() -> None:
 async def test_breaking_out_early_stops_the_pipeline() -> None:
     clock = FakeClock()
     send = SpySend(clock)
-    engine = make_engine(clock, send, max_concurrency=4)
+    engine = make_engine(clock, send, concurrency=4)
 
     async def first_three() -> list[str]:
         seen = []
@@ -188,7 +188,7 @@ async def test_breaking_out_early_stops_the_pipeline() -> None:
 
 async def test_an_async_iterable_input_works() -> None:
     clock = FakeClock()
-    engine = make_engine(clock, SpySend(clock), max_concurrency=3)
+    engine = make_engine(clock, SpySend(clock), concurrency=3)
 
     async def source():  # type: ignore[no-untyped-def]
         for request in requests(5):
@@ -242,7 +242,7 @@ async def map_with_stop_at(
 async def test_a_stop_sends_nothing_more_and_lets_what_is_on_the_wire_finish() -> None:
     clock = FakeClock()
     send = SpySend(clock)
-    engine = make_engine(clock, send, max_concurrency=2)
+    engine = make_engine(clock, send, concurrency=2)
 
     results = await clock.run(map_with_stop_at(clock, engine, requests(20), 1.5))
     # Two answered at t=1, two more were on the wire when the stop came at t=1.5.
@@ -253,7 +253,7 @@ async def test_a_stop_sends_nothing_more_and_lets_what_is_on_the_wire_finish() -
 async def test_a_stop_does_not_wait_for_a_pending_retry() -> None:
     clock = FakeClock()
     send = SpySend(clock, failures={"r0": [ServerError("down", status_code=503, retry_after=50)]})
-    engine = make_engine(clock, send, max_concurrency=4)
+    engine = make_engine(clock, send, concurrency=4)
     stop = asyncio.Event()
 
     async def run() -> list:
@@ -272,7 +272,7 @@ async def test_a_429_that_asks_for_longer_than_the_retry_ceiling_pauses_no_one()
     clock = FakeClock()
     daily = RateLimitError("quota for the day", status_code=429, retry_after=3600)
     send = SpySend(clock, failures={"r0": [daily]})
-    engine = make_engine(clock, send, max_concurrency=1)
+    engine = make_engine(clock, send, concurrency=1)
     results = await clock.run(collect(engine, requests(2)))
     by_id = {r.id: r for r in results}
     assert by_id["r0"].error is not None and by_id["r0"].error.type == "QuotaExhaustedError"
@@ -306,7 +306,7 @@ async def test_a_429_without_a_hint_holds_everyone_for_a_cool_down() -> None:
     clock = FakeClock()
     bare = RateLimitError("slow down", status_code=429, retry_after=None)
     send = SpySend(clock, failures={"r0": [bare]})
-    engine = make_engine(clock, send, max_concurrency=1)
+    engine = make_engine(clock, send, concurrency=1)
     results = await clock.run(collect(engine, requests(2)))
     assert all(r.ok for r in results)
     start_of_r1 = next(t for rid, t in send.calls if rid == "r1")
@@ -336,7 +336,7 @@ async def test_a_stop_ends_the_map_even_while_the_input_waits_for_its_next_item(
 async def test_a_request_waiting_for_the_limiter_when_stop_comes_is_not_sent() -> None:
     clock = FakeClock()
     send = SpySend(clock)
-    engine = make_engine(clock, send, max_concurrency=4)
+    engine = make_engine(clock, send, concurrency=4)
     engine._limiter.pause(10.0)
 
     results = await clock.run(map_with_stop_at(clock, engine, requests(3), 1.0))
@@ -347,7 +347,7 @@ async def test_after_a_401_nothing_more_is_sent_and_every_item_says_why() -> Non
     clock = FakeClock()
     refused = {f"r{i}": [AuthenticationError("bad key", status_code=401)] for i in range(2)}
     send = SpySend(clock, failures=refused)
-    engine = make_engine(clock, send, max_concurrency=2)
+    engine = make_engine(clock, send, concurrency=2)
     results = await clock.run(collect(engine, requests(10)))
     assert len(send.calls) == 2 and len(results) == 10
     assert all(r.error is not None and r.error.type == "AuthenticationError" for r in results)

@@ -77,7 +77,7 @@ def client(base_url: str, **kwargs: Any) -> llmgather.Client:
 
 async def test_plain_answers_of_odd_shapes_are_retried(odd_server: tuple[str, list[int]]) -> None:
     base_url, calls = odd_server
-    async with client(base_url, max_concurrency=1) as llm:
+    async with client(base_url, concurrency=1) as llm:
         (result,) = await llm.gather(["hi"])
     assert result.ok and result.text == "fine"
     assert result.attempts == len(ODD_BODIES) + 1 == calls[0]

@@ -76,7 +76,7 @@ async def test_release_settles_the_estimate_with_real_usage() -> None:
 
 async def test_concurrency_cap_holds_the_next_send_until_a_release() -> None:
     clock = FakeClock()
-    limiter = Limiter(Limits(max_concurrency=2), clock=clock)
+    limiter = Limiter(Limits(concurrency=2), clock=clock)
     first = await limiter.acquire(1)
     await limiter.acquire(1)
     third = asyncio.ensure_future(limiter.acquire(1))
@@ -129,7 +129,7 @@ async def test_waiters_are_served_first_come_first_served() -> None:
 
 async def test_cancelled_waiter_gives_its_slot_back() -> None:
     clock = FakeClock()
-    limiter = Limiter(Limits(max_concurrency=1, rpm=60, burst_seconds=1), clock=clock)
+    limiter = Limiter(Limits(concurrency=1, rpm=60, burst_seconds=1), clock=clock)
     limiter.release(await limiter.acquire(1), used_tokens=None)
     waiter = asyncio.ensure_future(limiter.acquire(1))
     await settle()
@@ -144,8 +144,8 @@ async def test_cancelled_waiter_gives_its_slot_back() -> None:
 def test_invalid_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="rpm"):
         Limits(rpm=0)
-    with pytest.raises(ValueError, match="max_concurrency"):
-        Limits(max_concurrency=0)
+    with pytest.raises(ValueError, match="concurrency"):
+        Limits(concurrency=0)
 
 
 async def test_announced_limits_pace_a_client_told_nothing() -> None:

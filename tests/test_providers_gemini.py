@@ -255,7 +255,7 @@ async def test_gather_under_transient_faults_ends_all_ok(stream: bool) -> None:
             api_key="k",
             retry=RETRY,
             stream=stream,
-            max_concurrency=16,
+            concurrency=16,
         ) as client:
             results = await client.gather(PROMPTS)
             stats = client.statistics()

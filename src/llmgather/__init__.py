@@ -1,6 +1,7 @@
 """llmgather: run many LLM API calls concurrently, at the provider's rate limit, losing nothing."""
 
 from llmgather._client import Client
+from llmgather._config import Limits, Timeouts
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import (
     APIConnectionError,
@@ -25,8 +26,7 @@ from llmgather._errors import (
 )
 from llmgather._retry import RetryPolicy
 from llmgather._types import Completion, ErrorInfo, Request, Result, Usage
-from llmgather.limits.local import Limiter, Limits
-from llmgather.transport.aiohttp import Timeouts
+from llmgather.limits.local import Limiter
 
 __version__ = "0.1.0"
 

@@ -11,14 +11,15 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, M
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError, InvalidInputError
 from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
-from llmgather.limits.local import Limiter, Limits
+from llmgather.limits.local import Limiter
 from llmgather.providers.base import Headers, Provider
 from llmgather.providers.registry import Target, resolve_target
-from llmgather.transport.aiohttp import LiveStream, Outcome, Timeouts, Transport
+from llmgather.transport.aiohttp import LiveStream, Outcome, Transport
 
 logger = logging.getLogger("llmgather")
 
@@ -42,7 +43,7 @@ class Client:
         self,
         model: str | None = None,
         *,
-        max_concurrency: int = 100,
+        concurrency: int = DEFAULT_CONCURRENCY,
         rpm: float | None = None,
         tpm: float | None = None,
         retry: RetryPolicy | None = None,
@@ -63,7 +64,7 @@ class Client:
         self.target: Target = resolve_target(
             model, base_url=base_url, api_key=api_key, env=os.environ if env is None else env
         )
-        self._limits = Limits(max_concurrency=max_concurrency, rpm=rpm, tpm=tpm)
+        self._limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm)
         self._retry = retry or RetryPolicy()
         self._timeouts = timeouts or Timeouts()
         self._defaults = dict(defaults or {})
@@ -101,7 +102,7 @@ class Client:
                 limiter.adopt(rpm=rpm, tpm=tpm)
 
         self._transport = await Transport(
-            max_connections=self._limits.max_concurrency,
+            max_connections=self._limits.concurrency,
             timeouts=self._timeouts,
             on_headers=learn_limits,
         ).__aenter__()

@@ -141,7 +141,7 @@ class Engine:
         if it is waiting for its next item, and the requests never sent get no Result. Break
         out of the loop early with `contextlib.aclosing` to stop at once.
         """
-        workers = self._limiter.limits.max_concurrency
+        workers = self._limiter.limits.concurrency
         admitted = asyncio.Semaphore(window or max(2 * workers, 64))
         results: asyncio.Queue[object] = asyncio.Queue()
         runner = asyncio.create_task(

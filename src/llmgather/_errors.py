@@ -26,6 +26,8 @@ Provider adapters map HTTP statuses and error bodies into these classes at one b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class LLMGatherError(Exception):
     """Base of every error llmgather raises on purpose."""
@@ -40,9 +42,11 @@ class ConfigurationError(LLMGatherError):
 
 
 class APIError(LLMGatherError):
-    """A provider call failed. `retry_after` is the server's hint in seconds, if it gave one."""
+    """A provider call failed. `retry_after` is the server's hint in seconds, if it gave one;
+    `announced` the limits its headers announced, by budget name (as on `Completion`)."""
 
     retryable: bool = False
+    announced: Mapping[str, float] | None = None
 
     def __init__(
         self,

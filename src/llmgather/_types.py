@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,12 +57,17 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """What one successful HTTP exchange produced, as parsed by a provider adapter."""
+    """What one successful HTTP exchange produced, as parsed by a provider adapter.
+
+    `announced` holds the limits the answer's headers announced, by budget name ("rpm",
+    "rpd", "tpm", "itpm", "otpm"): the engine hands them to the limiter.
+    """
 
     text: str
     usage: Usage | None = None
     finish_reason: str | None = None
     model: str | None = None
+    announced: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

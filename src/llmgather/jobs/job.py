@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from llmgather._client import Client
+from llmgather._config import DEFAULT_CONCURRENCY, Timeouts
 from llmgather._engine import EngineStats
 from llmgather._errors import InvalidInputError
 from llmgather._retry import RetryPolicy
@@ -36,7 +37,6 @@ from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
 from llmgather.jobs.store.rows import with_output_fields
 from llmgather.jobs.store.sqlite import JobStore, fingerprint_file, store_path_for
 from llmgather.providers.registry import Target, redact_url
-from llmgather.transport.aiohttp import Timeouts
 
 MAX_PENDING_WRITES = 10_000  # finished results waiting for the disk before the pipeline waits
 # At most one commit per this many seconds: a transaction costs far more than a row, and at
@@ -54,7 +54,7 @@ class JobOptions:
     model: str | None = None
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    concurrency: int = 64
+    concurrency: int = DEFAULT_CONCURRENCY
     rpm: float | None = None
     tpm: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -145,7 +145,7 @@ class Job:
         # Resolve the provider before touching any file: a wrong model fails fast.
         client = Client(
             options.model,
-            max_concurrency=options.concurrency,
+            concurrency=options.concurrency,
             rpm=options.rpm,
             tpm=options.tpm,
             retry=options.retry,

@@ -14,31 +14,8 @@ import asyncio
 from dataclasses import dataclass
 
 from llmgather._clock import Clock, SystemClock
+from llmgather._config import Limits
 from llmgather.limits.bucket import TokenBucket
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Limits:
-    """What the limiter enforces. `None` means no limit of that kind.
-
-    `burst_seconds` is how much of a per-minute budget may go out at once. Providers enforce
-    per-minute limits over short windows ("60,000 RPM may be enforced as 1,000 requests per
-    second"), so a client that fires a whole minute's budget at once is rejected. Half a second
-    keeps llmgather's pace smooth and leaves the server's own burst allowance as headroom.
-    """
-
-    max_concurrency: int = 100
-    rpm: float | None = None
-    tpm: float | None = None
-    burst_seconds: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        for name in ("rpm", "tpm"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +30,7 @@ class Limiter:
         self.limits = limits
         self._clock = clock or SystemClock()
         now = self._clock.now()
-        self._slots = asyncio.Semaphore(limits.max_concurrency)
+        self._slots = asyncio.Semaphore(limits.concurrency)
         self._gate = asyncio.Lock()
         self._requests = (
             TokenBucket.per_minute(limits.rpm, burst_seconds=limits.burst_seconds, now=now)
@@ -149,6 +126,6 @@ class Limiter:
 
     def __repr__(self) -> str:
         return (
-            f"<Limiter in_flight={self._in_flight}/{self.limits.max_concurrency} "
+            f"<Limiter in_flight={self._in_flight}/{self.limits.concurrency} "
             f"rpm={self._requests!r} tpm={self._tokens!r}>"
         )

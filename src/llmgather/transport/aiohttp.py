@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from llmgather._config import Timeouts
 from llmgather._errors import (
     APIConnectionError,
     APIError,
@@ -25,15 +26,6 @@ from llmgather.transport.sse import SSEDecoder, SSEEvent
 # object belongs, a string for a count): a garbled answer is a transient fault, retried like a
 # cut connection, never a reason to fail the item for good.
 _SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Timeouts:
-    """`read`: how long a whole answer may take, or, for a stream, the longest silence
-    between two chunks; `connect`: how long opening a connection may take."""
-
-    connect: float = 10.0
-    read: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)

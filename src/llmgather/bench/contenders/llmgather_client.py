@@ -10,7 +10,7 @@ async def main(
         "openai:gpt-4o-mini",
         base_url=base_url + "/v1",
         api_key="bench",
-        max_concurrency=concurrency,
+        concurrency=concurrency,
         rpm=rpm,
         tpm=tpm,
         defaults={"max_tokens": max_tokens},
