@@ -36,6 +36,9 @@ class FakeClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
+        if self._now + seconds == self._now:
+            # Real time would move on; here the sleeper would wake to the same instant forever.
+            raise AssertionError(f"a sleep of {seconds!r}s is too short to move the clock")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, self._seq, future))
         self._seq += 1
@@ -45,6 +48,9 @@ class FakeClock:
         target = self._now + seconds
         await settle()
         while self._sleepers and self._sleepers[0][0] <= target:
+            if self._sleepers[0][2].done():
+                heapq.heappop(self._sleepers)
+                continue
             self._wake_next()
             await settle()
         self._now = target
@@ -57,12 +63,19 @@ class FakeClock:
             await settle()
             if task.done():
                 return task.result()
+            self._forget_cancelled()
             if not self._sleepers:
                 raise AssertionError("deadlock: the task waits for something other than the clock")
             if self._sleepers[0][0] - self.start > limit:
                 task.cancel()
                 raise AssertionError(f"virtual time passed {limit}s")
             self._wake_next()
+
+    def _forget_cancelled(self) -> None:
+        """Drop sleeps cancelled before their time (a waiter woken early): time does not jump
+        to a deadline nobody waits for."""
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
 
     def _wake_next(self) -> None:
         deadline, _, future = heapq.heappop(self._sleepers)

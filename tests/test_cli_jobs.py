@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -12,8 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from llmgather._errors import DuplicateIdError
 from llmgather.jobs.job import Job, JobOptions
-from llmgather.jobs.store.sqlite import DuplicateIdError, JobStore, store_path_for
+from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
 
@@ -305,10 +309,10 @@ def test_a_bad_line_without_an_id_never_collides_with_a_real_id(tmp_path: Path) 
     result = run_cli("run", str(prompts), "-o", str(out), "--quiet")
     assert result.returncode == 1, result.stderr  # some items failed: the empty line
     lines = {str(line["id"]): line for line in read_jsonl(out)}
-    assert sorted(lines) == ["0", "1", "2"]
-    assert lines["2"]["status"] == "ok"  # line 2's number is also the id of line 3
-    assert [line["id"] for line in read_jsonl(out)] == [0, "2", 2, 1]  # integers stay integers
-    assert [line["status"] for line in read_jsonl(out)].count("error") == 1
+    # Line 2's number is also the id of line 3: the bad line is known as "line-2" instead.
+    assert sorted(lines) == ["0", "1", "2", "line-2"]
+    assert lines["2"]["status"] == "ok" and lines["line-2"]["status"] == "error"
+    assert [line["id"] for line in read_jsonl(out)] == [0, "line-2", 2, 1]  # integers stay so
 
 
 def test_a_refused_restart_keeps_the_last_job(tmp_path: Path) -> None:
@@ -358,7 +362,7 @@ async def test_a_job_that_fails_to_start_does_not_stay_claimed(tmp_path: Path) -
     job = Job(JobOptions(input_path=str(prompts), output_path=str(out)))
     with pytest.raises(DuplicateIdError):
         await job.run()
-    with JobStore.open(store_path_for(str(out)), create=False) as store:
+    with SQLiteJobStore.open(store_path_for(str(out)), create=False) as store:
         assert store.stats().state == "interrupted"  # not "running" by this live process
 
 
@@ -397,3 +401,77 @@ def test_an_error_after_sending_began_says_the_work_is_kept(tmp_path: Path) -> N
     out.rmdir()
     status = orjson.loads(run_cli("status", str(out), "--json").stdout)
     assert status["done"] >= 20 and status["state"] == "interrupted"
+
+
+def test_an_input_changed_during_a_first_run_says_to_restore_it_or_restart(
+    tmp_path: Path,
+) -> None:
+    n = 2000
+    prompts = write_prompts(tmp_path / "prompts.jsonl", n)
+    original = prompts.read_bytes()
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig(latency_ms=100, seed=3)) as sim:
+        args = run_args(sim, prompts, out)
+        process = start(args)
+        wait_for_progress(out, at_least=20)
+        prompts.write_bytes(b"\n".join(original.splitlines()[:10]) + b"\n")  # cut, in place
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 4, stderr
+        assert "restore the input to resume, or use --restart" in stderr, stderr
+        # Not a resumed job, and the same command would be refused as another job.
+        assert "resumed" not in stderr and "rerun the same command" not in stderr.lower()
+        prompts.write_bytes(original)
+        finished = run_cli(*args)
+    assert finished.returncode == 0, finished.stderr
+    assert sorted(line["id"] for line in read_jsonl(out)) == sorted(f"q{i}" for i in range(n))
+
+
+def read_screen(leader: int, until: bytes, timeout: float = 30) -> bytes:
+    """What the program on a pseudo-terminal writes, until `until` appears or it ends."""
+    screen = b""
+    deadline = time.monotonic() + timeout
+    while until not in screen and time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the other side is closed, the program has ended
+            break
+        if not chunk:
+            break
+        screen += chunk
+    return screen
+
+
+def test_a_second_ctrl_c_on_a_terminal_restores_the_cursor_and_says_what_is_kept(
+    tmp_path: Path,
+) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 300)
+    out = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(latency_ms=3000, latency_jitter=0, seed=4)) as sim:
+        args = ["run", str(prompts), "-o", str(out), "--model", "openai:gpt-4o-mini",
+                "--base-url", sim.base_url + "/v1", "--api-key", "k"]  # fmt: skip
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llmgather", *args],
+            stdin=follower, stdout=follower, stderr=follower, close_fds=True,
+            env=cli_env(TERM="xterm-256color"),
+        )  # fmt: skip
+        os.close(follower)
+        try:
+            screen = read_screen(leader, until=b"in flight")  # the progress line is drawn
+            process.send_signal(signal.SIGINT)
+            screen += read_screen(leader, until=b"Press Ctrl-C again")
+            process.send_signal(signal.SIGINT)
+            screen += read_screen(leader, until=b"\x00never")  # to the end
+        finally:
+            os.close(leader)
+        code = process.wait(timeout=30)
+    text = screen.decode(errors="replace")
+    assert code == 130, text
+    hide, show = b"\x1b[?25l", b"\x1b[?25h"
+    assert hide in screen, text  # the progress line hid the cursor...
+    assert screen.rindex(show) > screen.rindex(hide), text  # ...and it is shown again
+    assert "Quit at once: every result committed so far is kept" in text
+    assert "Traceback" not in text

@@ -102,9 +102,12 @@ async def test_transient_faults_are_retried_until_every_item_is_ok() -> None:
         async with client_for(sim, retry=FAST_RETRY, concurrency=16) as client:
             prompts = [f"faulty {i}" for i in range(120)]
             results = await client.gather(prompts)
+            # A connection closed unanswered (the reset fault) is resent once at once on a
+            # fresh connection, without spending an attempt: it may have been a stale one.
+            resent = client._transport.stale_retries  # type: ignore[union-attr]
         counts = await stats(sim)
     assert [r.text for r in results] == [expected(p, seed=5) for p in prompts]
-    assert sum(r.attempts for r in results) == counts["received"]
+    assert sum(r.attempts for r in results) + resent == counts["received"]
     assert counts["received"] > 120
 
 
@@ -196,7 +199,7 @@ async def test_a_client_told_nothing_learns_the_announced_limits() -> None:
 
 async def test_gather_refuses_a_bad_prompt_before_sending_anything(sim: RunningSimulator) -> None:
     async with client_for(sim) as client:
-        with pytest.raises(llmgather.InvalidInputError, match='"prompt" or a "messages"'):
+        with pytest.raises(llmgather.InvalidInputError, match='"prompt" or "messages"'):
             await client.gather(["fine", {"id": "x"}, "also fine"])
         with pytest.raises(TypeError, match="not int"):
             await client.gather(["fine", 5])

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
+from typing import Any
+
+import pytest
 
 from llmgather import (
+    APIConnectionError,
     AuthenticationError,
     BadRequestError,
+    Cost,
     Engine,
-    Limiter,
     Limits,
+    LocalLimiter,
     RateLimitError,
     Request,
     RetryPolicy,
     ServerError,
+    TruncatedStreamError,
 )
-from llmgather._types import Completion, Usage
-from llmgather.transport.aiohttp import Outcome
+from llmgather._types import Completion, Outcome, Usage
 from tests.fakeclock import FakeClock
+
+Send = Callable[[Request], Awaitable[Outcome]]
 
 
 class SpySend:
@@ -53,10 +62,12 @@ class SpySend:
             self.active -= 1
 
 
-def make_engine(clock: FakeClock, send: SpySend, **limits: float) -> Engine:
+def make_engine(clock: FakeClock, send: Send, **limits: Any) -> Engine:
+    limiter = LocalLimiter(Limits(**limits), clock=clock, cool_down=1.0, max_cool_down=8.0)
     return Engine(
         send,
-        limiter=Limiter(Limits(**limits), clock=clock),  # type: ignore[arg-type]
+        limiter=limiter,
+        workers=limiter.limits.concurrency,
         retry=RetryPolicy(max_attempts=4, base_delay=1.0, max_delay=8.0),
         clock=clock,
         rng=random.Random(0),
@@ -106,14 +117,15 @@ async def test_a_waiting_retry_holds_no_worker_and_no_slot() -> None:
     send = SpySend(
         clock, failures={"r0": [RateLimitError("wait", status_code=429, retry_after=10)]}
     )
+    limiter = LocalLimiter(Limits(concurrency=1), clock=clock)
+
+    async def no_pause(retry_after: float | None) -> None:  # isolate the use of the one slot
+        pass
+
+    limiter.penalise = no_pause
     engine = Engine(
-        send,
-        limiter=Limiter(Limits(concurrency=1), clock=clock),
-        retry=RetryPolicy(),
-        clock=clock,
-        rng=random.Random(0),
+        send, limiter=limiter, workers=1, retry=RetryPolicy(), clock=clock, rng=random.Random(0)
     )
-    engine._limiter.pause = lambda seconds: None  # type: ignore[method-assign]  # isolate slot use
     results = await clock.run(collect(engine, requests(3)))
     order = [r.id for r in results]
     assert order == ["r1", "r2", "r0"]  # r1 and r2 ran while r0 waited its 10 s
@@ -134,7 +146,7 @@ async def test_a_429_pauses_everyone_for_its_retry_after() -> None:
 
 async def test_retries_stop_at_max_attempts_with_the_last_error() -> None:
     clock = FakeClock()
-    send = SpySend(clock, failures={"r0": [ServerError("down", status_code=503) for _ in range(9)]})
+    send = SpySend(clock, failures={"r0": [ServerError("boom", status_code=500) for _ in range(9)]})
     engine = make_engine(clock, send)
     (result,) = await clock.run(collect(engine, requests(1)))
     assert result.status == "error" and result.attempts == 4
@@ -337,7 +349,7 @@ async def test_a_request_waiting_for_the_limiter_when_stop_comes_is_not_sent() -
     clock = FakeClock()
     send = SpySend(clock)
     engine = make_engine(clock, send, concurrency=4)
-    engine._limiter.pause(10.0)
+    await engine._limiter.penalise(10.0)
 
     results = await clock.run(map_with_stop_at(clock, engine, requests(3), 1.0))
     assert results == [] and send.calls == []
@@ -353,3 +365,231 @@ async def test_after_a_401_nothing_more_is_sent_and_every_item_says_why() -> Non
     assert all(r.error is not None and r.error.type == "AuthenticationError" for r in results)
     unsent = [r for r in results if r.attempts == 0]
     assert len(unsent) == 8 and all("not sent" in r.error.message for r in unsent if r.error)
+
+
+# -- a server that goes away (issue 9) ---------------------------------------------------------
+
+
+class FlakyServer:
+    """Answers after `latency`, except while it is down: then every request fails at once, the
+    way `error()` says (connections refused, or 503s with no Retry-After)."""
+
+    def __init__(
+        self,
+        clock: FakeClock,
+        error: Callable[[], Exception],
+        down_from: float = 0.0,
+        down_until: float = float("inf"),
+        latency: float = 1.0,
+    ) -> None:
+        self.clock = clock
+        self.error = error
+        self.down_from = down_from
+        self.down_until = down_until
+        self.latency = latency
+        self.calls: list[tuple[str, float]] = []
+
+    def down(self) -> bool:
+        return self.down_from <= self.clock.elapsed < self.down_until
+
+    async def __call__(self, request: Request) -> Outcome:
+        self.calls.append((request.id, self.clock.elapsed))
+        if self.down():
+            await self.clock.sleep(0.01)
+            raise self.error()
+        await self.clock.sleep(self.latency)
+        return Outcome(Completion(text=f"answer {request.id}", usage=Usage(5, 7)))
+
+
+OUTAGES = {
+    "refused": lambda: APIConnectionError("cannot connect to 127.0.0.1:8000 (Connection refused)"),
+    "503": lambda: ServerError("Loading model", status_code=503),
+}
+
+
+def real_engine(clock: FakeClock, send: Send, concurrency: int = 4) -> Engine:
+    """The defaults a user gets: 6 attempts, a 300 s retry ceiling, a 0.5-30 s cool-down."""
+    limiter = LocalLimiter(Limits(concurrency=concurrency), clock=clock)
+    return Engine(send, limiter=limiter, workers=concurrency, clock=clock, rng=random.Random(1))
+
+
+@pytest.mark.parametrize("kind", OUTAGES)
+async def test_a_server_restarted_within_two_minutes_loses_nothing(kind: str) -> None:
+    clock = FakeClock()
+    server = FlakyServer(clock, OUTAGES[kind], down_from=3.0, down_until=120.0)
+    engine = real_engine(clock, server)
+    results = await clock.run(collect(engine, requests(40)))
+    assert sorted(r.id for r in results if r.ok) == sorted(f"r{i}" for i in range(40))
+    # The pool waited for the server together: a few probes per cool-down, not every item
+    # retrying on its own until its attempts ran out.
+    during = [t for _, t in server.calls if 3.0 <= t < 120.0]
+    assert len(during) <= 4 * 12
+    stats = engine.statistics()
+    assert stats.failed == 0 and stats.sent == 40 and stats.unreachable_s == 0.0
+
+
+async def test_during_an_outage_the_statistics_say_so() -> None:
+    clock = FakeClock()
+    server = FlakyServer(clock, OUTAGES["refused"], down_from=0.0)
+    engine = real_engine(clock, server)
+    runner = asyncio.ensure_future(collect(engine, requests(8)))
+    await clock.advance(60.0)
+    stats = engine.statistics()
+    assert 55.0 <= stats.unreachable_s <= 60.0 and stats.failed == 0
+    assert stats.paused_s > 0.0
+    runner.cancel()
+    await asyncio.wait((runner,))
+
+
+@pytest.mark.parametrize("kind", OUTAGES)
+async def test_a_server_down_past_the_retry_ceiling_fails_the_items_saying_so(kind: str) -> None:
+    clock = FakeClock()
+    server = FlakyServer(clock, OUTAGES[kind])
+    engine = real_engine(clock, server)
+    results = await clock.run(collect(engine, requests(200)))
+    assert len(results) == 200 and not any(r.ok for r in results)
+    for result in results:
+        assert result.error is not None
+        assert result.error.type == ("APIConnectionError" if kind == "refused" else "ServerError")
+        assert "unreachable for 3" in result.error.message  # 300 s and a little more
+        assert "longer than the retry ceiling of 300s" in result.error.message
+    # Past the ceiling, one request at a time checks on the server; the rest fail unsent.
+    assert engine.statistics().sent < 200
+    assert 300.0 < clock.elapsed < 300.0 + 2 * 30.0 + 5.0
+
+
+async def test_one_item_failing_alone_still_spends_its_attempts() -> None:
+    clock = FakeClock()
+    refused = [OUTAGES["refused"]() for _ in range(10)]
+    send = SpySend(clock, failures={"r0": refused})
+    engine = make_engine(clock, send, concurrency=4)
+    results = await clock.run(collect(engine, requests(10)))
+    by_id = {r.id: r for r in results}
+    assert by_id["r0"].error is not None and by_id["r0"].attempts == 4
+    assert "unreachable" not in by_id["r0"].error.message
+    assert sum(r.ok for r in results) == 9 and clock.elapsed < 60.0
+
+
+async def test_a_reset_now_and_then_pauses_no_one() -> None:
+    clock = FakeClock()
+    failures = {f"r{i}": [OUTAGES["refused"]()] for i in range(0, 40, 7)}
+    send = SpySend(clock, failures=failures)
+    engine = make_engine(clock, send, concurrency=4)
+    results = await clock.run(collect(engine, requests(40)))
+    assert all(r.ok for r in results)
+    assert engine.statistics().paused_s == 0.0 and engine._limiter.statistics().penalties == 0
+
+
+# -- a server that cuts the running stream when a new request arrives (issue 9) ------------
+
+
+class CuttingServer:
+    """llama-cpp-python's server: a new request cuts off every stream still running."""
+
+    def __init__(self, clock: FakeClock, latency: float = 1.0) -> None:
+        self.clock = clock
+        self.latency = latency
+        self.cutting = True
+        self.running: set[int] = set()
+        self.cut: set[int] = set()
+        self.max_active = 0
+        self._next = 0
+
+    async def __call__(self, request: Request) -> Outcome:
+        me = self._next
+        self._next += 1
+        if self.cutting:
+            self.cut |= self.running
+        self.running.add(me)
+        self.max_active = max(self.max_active, len(self.running))
+        try:
+            await self.clock.sleep(self.latency)
+        finally:
+            self.running.discard(me)
+        if me in self.cut:
+            raise TruncatedStreamError("the stream ended before its finish_reason")
+        return Outcome(Completion(text="ok", usage=Usage(5, 7)))
+
+
+async def test_streams_cut_by_each_new_request_lower_the_concurrency_until_they_pass() -> None:
+    clock = FakeClock()
+    server = CuttingServer(clock)
+    engine = real_engine(clock, server)
+    results = await clock.run(collect(engine, requests(20)))
+    assert sum(r.ok for r in results) == 20
+    assert engine.statistics().concurrency < 4
+
+
+async def test_the_concurrency_comes_back_once_streams_pass_again() -> None:
+    clock = FakeClock()
+    server = CuttingServer(clock)
+    engine = real_engine(clock, server)
+    await clock.run(collect(engine, requests(20)))
+    assert engine.statistics().concurrency < 4
+    server.cutting = False
+    server.max_active = 0
+    results = await clock.run(collect(engine, requests(200)))
+    assert all(r.ok for r in results)
+    assert engine.statistics().concurrency == 4 and server.max_active == 4
+
+
+# -- the engine's side of the limiter protocol ---------------------------------------------
+
+
+class Announcing(SpySend):
+    """Answers with the limits its headers would announce, on answers and on errors."""
+
+    async def __call__(self, request: Request) -> Outcome:
+        self.calls.append((request.id, self.clock.elapsed))
+        await self.clock.sleep(self.latency)
+        if request.id == "r0":
+            error = RateLimitError("slow down", status_code=429, retry_after=0.5)
+            error.announced = {"tpm": 6000}
+            raise error
+        return Outcome(Completion(text="ok", usage=Usage(5, 7), announced={"rpm": 60}))
+
+
+async def test_limits_announced_on_answers_and_errors_reach_the_limiter() -> None:
+    clock = FakeClock()
+    send = Announcing(clock, latency=0.1)
+    engine = make_engine(clock, send, concurrency=4, burst_seconds=1)
+    results = await clock.run(collect(engine, requests(6)))
+    assert sum(r.ok for r in results) == 5  # r0 refused again and again, then given up
+    stats = engine.statistics()
+    assert stats.learned == {"rpm": 60, "tpm": 6000} and stats.limits == stats.learned
+    # Once rpm=60 was announced (t = 0.1), the sends went one a second.
+    later = sorted(t for _, t in send.calls if t > 0.1)
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(later))
+
+
+async def test_the_engine_sizes_its_own_pool_whatever_the_limiters_cap() -> None:
+    clock = FakeClock()
+    send = SpySend(clock)
+    limiter = LocalLimiter(Limits(concurrency=10), clock=clock)
+    engine = Engine(send, limiter=limiter, workers=3, clock=clock, rng=random.Random(0))
+    results = await clock.run(collect(engine, requests(12)))
+    assert len(results) == 12 and send.max_active == 3 and clock.elapsed == 4.0
+
+
+async def test_a_request_that_carries_its_cost_reserves_it() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Priced(Request):
+        cost: Cost
+
+    clock = FakeClock()
+    send = SpySend(clock, latency=0.0)
+    engine = make_engine(clock, send, otpm=600, burst_seconds=1)  # 10 output tokens a second
+    items = [Priced(messages=(), id=f"p{i}", cost=Cost(output_tokens=10)) for i in range(3)]
+    results = await clock.run(collect(engine, items))
+    # each reserves its 10 and uses 7 (the spy's usage): 0.7 s of refill between sends
+    assert [t for _, t in send.calls] == pytest.approx([0.0, 0.7, 1.4])
+    assert all(r.ok for r in results)
+
+
+async def test_the_statistics_count_items_sent_not_items_submitted() -> None:
+    clock = FakeClock()
+    refused = {"r0": [AuthenticationError("bad key", status_code=401)]}
+    engine = make_engine(clock, SpySend(clock, failures=refused), concurrency=1)
+    await clock.run(collect(engine, requests(5)))
+    stats = engine.statistics()
+    assert (stats.submitted, stats.sent, stats.failed) == (5, 1, 5)

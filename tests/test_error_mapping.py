@@ -37,7 +37,7 @@ from llmgather.providers.anthropic import AnthropicProvider
 from llmgather.providers.base import Provider
 from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.openai import OpenAIProvider
-from llmgather.transport.aiohttp import _mapped
+from llmgather.transport.aiohttp import mapped as _mapped
 from llmgather.transport.sse import SSEEvent
 
 KEY = "sk-secret-KEY-0123456789abcdef"
@@ -196,6 +196,95 @@ OPENAI_CASES = [
         retry_after=3.0,
         headers={"retry-after": "3"},
         id="openai-503-retry-after-seconds",
+    ),
+    # The servers that copy the API, with the bodies they really send. Their `code` is the
+    # HTTP status as a number; the `type` or the words say what went wrong.
+    Case(
+        "openai",
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "request (4476 tokens) exceeds the available context size "
+                "(4096 tokens), try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 4476,
+                "n_ctx": 4096,
+            }
+        },
+        ContextLengthError,
+        id="llama-server-exceed-context-size",
+    ),
+    Case(
+        "openai",
+        503,
+        {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}},
+        ServerError,
+        id="llama-server-loading-model",
+    ),
+    Case(
+        "openai",
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "'temperature' must be >= 0",
+                "type": "BadRequestError",
+            }
+        },
+        BadRequestError,
+        id="numeric-code-bad-request",
+    ),
+    Case(
+        "openai",
+        400,
+        {
+            "error": {
+                "message": "'max_tokens' or 'max_completion_tokens' is too large: 8000. This "
+                "model's maximum context length is 4096 tokens and your request has 2778 input "
+                "tokens (8000 > 4096 - 2778). None",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        },
+        ContextLengthError,
+        id="vllm-maximum-context-length",
+    ),
+    Case(
+        "openai",
+        400,
+        {
+            "object": "error",
+            "message": "This model's maximum context length is 4096 tokens. However, you "
+            "requested 5000 tokens (4000 in the messages, 1000 in the completion).",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
+        ContextLengthError,
+        id="vllm-old-top-level-error",
+    ),
+    Case(
+        "openai",
+        400,
+        {
+            "object": "error",
+            "message": "The decoder prompt (length 8825) is longer than the maximum model length "
+            "of 8192. Make sure that `max_model_len` is no smaller than the number of text tokens.",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
+        ContextLengthError,
+        id="vllm-maximum-model-length",
+    ),
+    Case(
+        "openai",
+        400,
+        {"error": "the input length exceeds the context length"},
+        ContextLengthError,
+        id="ollama-string-error",
     ),
 ]
 
@@ -548,6 +637,20 @@ def test_the_api_key_never_appears_in_a_mapped_message(name: str, status: int) -
         assert isinstance(error, APIError)
         assert KEY not in str(error) and KEY not in error.message and KEY not in repr(error)
         assert "[redacted]" in error.message
+
+
+def test_an_error_event_in_a_compatible_servers_stream_keeps_its_numeric_status() -> None:
+    event = {
+        "error": {
+            "code": 400,
+            "message": "request (9412 tokens) exceeds the available context size (8192 tokens)",
+            "type": "exceed_context_size_error",
+        }
+    }
+    decoder = PROVIDERS["openai"].stream_decoder()
+    with pytest.raises(ContextLengthError) as info:
+        decoder.feed(SSEEvent("message", orjson.dumps(event).decode()))
+    assert info.value.status_code == 400 and not info.value.retryable
 
 
 # -- completeness ---------------------------------------------------------------------------

@@ -363,8 +363,15 @@ def test_csv_missing_column_lists_the_header(tmp_path: Path) -> None:
         list(read_inputs(path, column="question", id_column="key"))
     with pytest.raises(InvalidInputError, match="CSV input needs --column"):
         list(read_inputs(path))
-    with pytest.raises(InvalidInputError, match="empty"):
-        list(read_inputs(write(tmp_path, "empty.csv", ""), column="x"))
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("empty.csv", ""), ("blank.csv", "\n\n"), ("header.csv", "x,y\n"), ("empty.jsonl", ""),
+     ("empty.txt", ""), ("blank.txt", "\n  \n\n")],
+)  # fmt: skip
+def test_an_empty_file_of_any_format_holds_no_items(tmp_path: Path, name: str, data: str) -> None:
+    assert list(read_inputs(write(tmp_path, name, data), column="x")) == []
 
 
 def test_csv_bad_records(tmp_path: Path) -> None:
@@ -420,3 +427,87 @@ def test_reader_is_lazy(tmp_path: Path) -> None:
     items = read_inputs(path)
     assert next(items).line == 1
     items.close()  # closing the generator closes the file (warnings are errors here)
+
+
+# -- what a reader must not crash on, lose or ignore silently ---------------------------------
+
+
+def nested(levels: int) -> str:
+    """JSON text of objects `levels` deep (orjson refuses to write past 254)."""
+    return '{"a": ' * levels + '"leaf"' + "}" * levels
+
+
+def test_a_field_nested_too_deep_is_an_invalid_line_naming_it(tmp_path: Path) -> None:
+    path = jsonl(
+        tmp_path,
+        '{"id": "p1", "prompt": "x", "metadata": ' + nested(300) + "}",
+        '{"custom_id": "b1", "url": "/v1/chat/completions", "method": "POST", "body": '
+        '{"messages": [{"role": "user", "content": "x"}], "metadata": ' + nested(300) + "}}",
+        '{"id": "ok", "prompt": "y", "metadata": ' + nested(128) + "}",  # deep, but writable
+        {"id": "s", "prompt": "{[" * 200},  # brackets inside a string are no nesting
+    )
+    plain, batch, fine, text = read_inputs(path)
+    assert plain.request is None and plain.id == "p1"
+    assert plain.error == (
+        f'{path}:1: field "metadata" is nested more than 128 levels deep '
+        "(arrays and objects inside each other); flatten it"
+    )
+    assert batch.request is None and batch.id == "b1"
+    assert batch.error is not None
+    assert batch.error.startswith(f'{path}:2: field "body.metadata" is nested more than 128')
+    assert batch.output_fields == {"custom_id": "b1"}
+    assert fine.request is not None and text.request is not None
+    # What is accepted can be written: an output line wraps the field in a level or two more.
+    assert orjson.dumps({"line": {"metadata": fine.request.metadata}})
+
+
+def test_invalid_batch_lines_keep_their_custom_id(tmp_path: Path) -> None:
+    path = jsonl(
+        tmp_path,
+        {"custom_id": "r1", "method": "GET", "url": "/v1/chat/completions", "body": {}},
+        {"custom_id": "r2", "url": "/v1/chat/completions", "body": {"messages": []}},
+        '{"custom_id": "r3", "url": "/v1/chat/completions", "body": {broken',
+        {"custom_id": 4, "url": "/v1/chat/completions", "body": {}},
+        '{"id": "p5", "prompt": broken',
+        {"id": 6, "prompt": 6},
+    )
+    items = list(read_inputs(path))
+    assert all(item.request is None for item in items)
+    assert [item.output_fields for item in items] == [
+        {"custom_id": "r1"}, {"custom_id": "r2"}, {"custom_id": "r3"}, {"custom_id": 4},
+        None, {"id": 6},
+    ]  # fmt: skip
+    assert [item.id for item in items] == ["r1", "r2", "r3", "4", "p5", "6"]
+
+
+def test_unknown_fields_are_warned_about_once_each_with_a_close_match(tmp_path: Path) -> None:
+    batch_body = {"messages": [{"role": "user", "content": "x"}], "max_completion_token": 5}
+    path = jsonl(
+        tmp_path,
+        {"prompt": "a"},
+        {"prompt": "b", "max_token": 5},
+        {"prompt": "c", "max_token": 6, "temprature": 0.1},
+        {"custom_id": "r", "url": "/v1/chat/completions", "method": "POST", "body": batch_body},
+        {"prompt": "d", "colour": "blue"},
+    )
+    warnings: list[str] = []
+    items = list(read_inputs(path, warn=warnings.append))
+    assert all(item.request is not None for item in items)  # ignored, not invalid
+    assert warnings == [
+        f'{path}:2: unknown field "max_token" is ignored (did you mean "max_tokens"?); '
+        "later lines with it are not reported",
+        f'{path}:3: unknown field "temprature" is ignored (did you mean "temperature"?); '
+        "later lines with it are not reported",
+        f'{path}:5: unknown field "colour" is ignored (the fields read are: id, max_tokens, '
+        "messages, metadata, model, prompt, system, temperature); later lines with it are not "
+        "reported",
+    ]
+    # Without a listener (a second read of the same file) nothing is said.
+    assert len(list(read_inputs(path))) == 5
+
+
+def test_unknown_field_warnings_stop_after_twenty_names(tmp_path: Path) -> None:
+    path = jsonl(tmp_path, *({"prompt": "x", f"field{i}": 1} for i in range(50)))
+    warnings: list[str] = []
+    list(read_inputs(path, warn=warnings.append))
+    assert len(warnings) == 21 and "only the first 20 names" in warnings[-1]

@@ -1,183 +1,198 @@
-"""The limiter on a fake clock: exact times, FIFO order, no polling."""
+"""What is particular to `LocalLimiter` and its parts (the contract is in
+test_limiter_contract.py): exact waits with no polling, the day's sliding window, the budgets."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
-from llmgather import Limiter, Limits
+from llmgather import Cost, Limits, LocalLimiter, Usage
+from llmgather.limits.budgets import DAY, KINDS
+from llmgather.limits.window import SlidingWindow
 from tests.fakeclock import FakeClock, settle
 
 
-async def acquire_times(limiter: Limiter, clock: FakeClock, tokens: list[int]) -> list[float]:
+async def run_all(limiter: LocalLimiter, clock: FakeClock, costs: list[Cost]) -> list[float]:
     times: list[float] = []
 
-    async def one(amount: int) -> None:
-        permit = await limiter.acquire(amount)
+    async def one(cost: Cost) -> None:
+        permit = await limiter.acquire(cost)
         times.append(round(clock.elapsed, 6))
-        limiter.release(permit, used_tokens=None)
+        await limiter.release(permit, None)
 
     async def all_of_them() -> None:
         async with asyncio.TaskGroup() as group:
-            for amount in tokens:
-                group.create_task(one(amount))
+            for cost in costs:
+                group.create_task(one(cost))
 
     await clock.run(all_of_them())
     return times
 
 
-async def test_requests_per_minute_paces_sends_exactly() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(rpm=60, burst_seconds=1), clock=clock)
-    times = await acquire_times(limiter, clock, [1] * 5)
-    assert times == [0.0, 1.0, 2.0, 3.0, 4.0]
-
-
-async def test_burst_allows_a_second_of_budget_at_once() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(rpm=600, burst_seconds=0.5), clock=clock)  # 10/s, 5 at once
-    times = await acquire_times(limiter, clock, [1] * 7)
-    assert times == [0.0] * 5 + [0.1, 0.2]
-
-
 async def test_only_the_head_waiter_sleeps_and_only_as_long_as_needed() -> None:
     clock = FakeClock()
-    limiter = Limiter(Limits(rpm=60, burst_seconds=1), clock=clock)
-    await acquire_times(limiter, clock, [1] * 4)
+    limiter = LocalLimiter(Limits(rpm=60, burst_seconds=1), clock=clock)
+    await run_all(limiter, clock, [Cost()] * 4)
     assert clock.sleeps == [1.0, 1.0, 1.0]  # one exact sleep per wait: no polling
 
 
-async def test_tokens_per_minute_counts_the_estimate() -> None:
+async def test_a_waiter_for_a_slot_sleeps_not_at_all() -> None:
     clock = FakeClock()
-    limiter = Limiter(Limits(tpm=6000, burst_seconds=1), clock=clock)  # 100 tokens/s
-    times = await acquire_times(limiter, clock, [100, 100, 50, 100])
-    assert times == [0.0, 1.0, 1.5, 2.5]
-
-
-async def test_a_request_larger_than_the_burst_goes_when_the_bucket_is_full() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(tpm=600, burst_seconds=1), clock=clock)  # 10 tokens/s, burst 10
-    times = await acquire_times(limiter, clock, [30, 30])
-    # the first drives the bucket 20 into debt; it needs 30s to be full again
-    assert times == [0.0, 3.0]
-
-
-async def test_release_settles_the_estimate_with_real_usage() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(tpm=6000, burst_seconds=1), clock=clock)
-    permit = await limiter.acquire(100)
-    limiter.release(permit, used_tokens=40)  # 60 tokens come back at once
-    waiter = asyncio.ensure_future(limiter.acquire(60))
+    limiter = LocalLimiter(Limits(concurrency=1), clock=clock)
+    first = await limiter.acquire()
+    second = asyncio.ensure_future(limiter.acquire())
     await settle()
-    assert waiter.done()
-    limiter.release(waiter.result(), used_tokens=60)
-
-
-async def test_concurrency_cap_holds_the_next_send_until_a_release() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(concurrency=2), clock=clock)
-    first = await limiter.acquire(1)
-    await limiter.acquire(1)
-    third = asyncio.ensure_future(limiter.acquire(1))
+    assert limiter.statistics().waiting_on == "concurrency"
+    await limiter.release(first, None)
     await settle()
-    assert not third.done() and limiter.in_flight == 2
-    limiter.release(first, used_tokens=None)
+    assert second.done() and clock.sleeps == []
+
+
+async def test_a_settlement_wakes_the_head_waiter_early() -> None:
+    clock = FakeClock()
+    limiter = LocalLimiter(Limits(tpm=6000, burst_seconds=1), clock=clock)  # 100 tokens/s
+    permit = await limiter.acquire(Cost(input_tokens=100))
+    waiter = asyncio.ensure_future(limiter.acquire(Cost(input_tokens=50)))
+    await clock.advance(0.1)
+    assert not waiter.done() and limiter.statistics().waiting_on == "tpm"
+    await limiter.release(permit, Usage(40, 0))
     await settle()
-    assert third.done() and limiter.in_flight == 2
+    assert waiter.done() and clock.elapsed == pytest.approx(0.1)
+    assert clock.sleeps == [0.5]  # the one timer, cancelled by the settlement
 
 
-async def test_pause_holds_every_new_send_for_the_retry_after_period() -> None:
+async def test_an_unsettled_release_does_not_wake_the_head_waiter() -> None:
     clock = FakeClock()
-    limiter = Limiter(Limits(rpm=6000), clock=clock)
-    limiter.pause(3.0)
-    times = await acquire_times(limiter, clock, [1, 1])
-    assert times == [3.0, 3.0]
-
-
-async def test_a_pause_during_a_wait_extends_it() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(rpm=60, burst_seconds=1), clock=clock)
-    limiter.release(await limiter.acquire(1), used_tokens=None)
-    waiter = asyncio.ensure_future(limiter.acquire(1))
-    await clock.advance(0.5)
-    limiter.pause(2.0)  # until t = 2.5
+    limiter = LocalLimiter(Limits(rpm=60, burst_seconds=1), clock=clock)
+    permit = await limiter.acquire()
+    waiter = asyncio.ensure_future(limiter.acquire())
+    await settle()
+    await limiter.release(permit, Usage(1, 1))  # requests do not settle: nothing to wake for
     await clock.advance(1.0)
-    assert not waiter.done()
-    await clock.advance(1.0)
-    assert waiter.done() and clock.elapsed == pytest.approx(2.5)
+    assert waiter.done() and clock.sleeps == [1.0]
 
 
-async def test_waiters_are_served_first_come_first_served() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(rpm=60, burst_seconds=1), clock=clock)
-    order: list[int] = []
+async def test_a_clock_far_from_zero_does_not_trap_a_waiter_in_round_off() -> None:
+    # At t = 1000.3 a refill can leave a bucket 1e-13 short; a sleep of 1e-13 s does not move
+    # the clock, and a limiter that sleeps it finds itself short again, forever.
+    clock = FakeClock(start=1000.0)
+    limiter = LocalLimiter(Limits(rpm=600, burst_seconds=0.5), clock=clock)
 
-    async def one(n: int) -> None:
-        await asyncio.sleep(0)
-        limiter.release(await limiter.acquire(1), used_tokens=None)
-        order.append(n)
+    async def one() -> None:
+        permit = await limiter.acquire(Cost())
+        await clock.sleep(0.05)
+        await limiter.release(permit, None)
 
     async def all_of_them() -> None:
         async with asyncio.TaskGroup() as group:
-            for n in range(5):
-                group.create_task(one(n))
+            for _ in range(40):
+                group.create_task(one())
 
     await clock.run(all_of_them())
-    assert order == [0, 1, 2, 3, 4]
+    assert clock.elapsed == pytest.approx(3.55)  # 5 at once, then 10 a second, + 0.05
 
 
-async def test_cancelled_waiter_gives_its_slot_back() -> None:
+async def test_an_announced_limit_wakes_a_waiter_it_lets_through() -> None:
     clock = FakeClock()
-    limiter = Limiter(Limits(concurrency=1, rpm=60, burst_seconds=1), clock=clock)
-    limiter.release(await limiter.acquire(1), used_tokens=None)
-    waiter = asyncio.ensure_future(limiter.acquire(1))
+    limiter = LocalLimiter(Limits(), clock=clock)
+    await limiter.observe({"rpm": 60})
+    await limiter.release(await limiter.acquire(), None)
+    waiter = asyncio.ensure_future(limiter.acquire())
+    await clock.advance(0.5)
+    await limiter.observe({"rpm": 6000})  # burst 50: the waiter goes at once
     await settle()
-    waiter.cancel()
-    await settle()
-    assert limiter.in_flight == 0
-    late = asyncio.ensure_future(limiter.acquire(1))
-    await clock.advance(1.0)
-    assert late.done()
+    assert waiter.done() and clock.elapsed == 0.5
+
+
+def test_the_cool_down_must_be_positive_and_within_its_cap() -> None:
+    with pytest.raises(ValueError, match="cool_down"):
+        LocalLimiter(Limits(), cool_down=0)
+    with pytest.raises(ValueError, match="cool_down"):
+        LocalLimiter(Limits(), cool_down=10, max_cool_down=5)
 
 
 def test_invalid_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="rpm"):
         Limits(rpm=0)
+    with pytest.raises(ValueError, match="rpd"):
+        Limits(rpd=-1)
     with pytest.raises(ValueError, match="concurrency"):
         Limits(concurrency=0)
 
 
-async def test_announced_limits_pace_a_client_told_nothing() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(burst_seconds=1), clock=clock)
-    limiter.adopt(rpm=60, tpm=None)
-    times = await acquire_times(limiter, clock, [1] * 3)
-    assert times == [0.0, 1.0, 2.0]
+def test_every_kind_of_budget_is_a_field_of_limits() -> None:
+    fields = {field.name for field in dataclasses.fields(Limits)}
+    assert [kind.name for kind in KINDS] == ["rpm", "rpd", "tpm", "itpm", "otpm"]
+    assert {kind.name for kind in KINDS} <= fields
 
 
-async def test_limits_the_user_set_win_over_announced_ones() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(rpm=120, burst_seconds=1), clock=clock)  # 2 a second
-    limiter.adopt(rpm=6000, tpm=600)
-    times = await acquire_times(limiter, clock, [10] * 4)
-    # rpm stays the user's 2/s; the announced 600 tpm (10/s, burst 10) applies as none was set
-    assert times == [0.0, 1.0, 2.0, 3.0]
+def test_a_budget_counts_its_part_of_the_cost_and_settles_to_the_usage() -> None:
+    cost = Cost(requests=1, input_tokens=30, output_tokens=200)
+    usage = Usage(28, 12)
+    by_name = {kind.name: kind for kind in KINDS}
+    assert {n: k.reserve(cost) for n, k in by_name.items()} == {
+        "rpm": 1,
+        "rpd": 1,
+        "tpm": 230,
+        "itpm": 30,
+        "otpm": 200,
+    }
+    assert {n: k.settle(cost, usage) for n, k in by_name.items()} == {
+        "rpm": 1,
+        "rpd": 1,
+        "tpm": 40,
+        "itpm": 28,
+        "otpm": 12,
+    }
+    assert [k.paced for k in KINDS] == [True, False, True, True, True]
 
 
-async def test_a_429_without_a_hint_cools_everyone_down_doubling_per_wave() -> None:
-    clock = FakeClock()
-    limiter = Limiter(Limits(), clock=clock)
-    limiter.back_off(0.5, 4.0)
-    limiter.back_off(0.5, 4.0)  # the same wave: counted once
-    assert await acquire_times(limiter, clock, [1]) == [0.5]
-    for expected in (1.0, 2.0, 4.0, 4.0):  # each wave after the last pause ended doubles it
-        start = clock.elapsed
-        limiter.back_off(0.5, 4.0)
-        (sent,) = await acquire_times(limiter, clock, [1])
-        assert sent - start == pytest.approx(expected)
-    limiter.succeeded()
-    start = clock.elapsed
-    limiter.back_off(0.5, 4.0)
-    (sent,) = await acquire_times(limiter, clock, [1])
-    assert sent - start == pytest.approx(0.5)
+# -- the sliding window ------------------------------------------------------------------------
+
+
+def test_a_window_lets_its_capacity_out_at_once_and_frees_it_a_window_later() -> None:
+    window = SlidingWindow(capacity=3, window=DAY)
+    for _ in range(3):
+        assert window.wait_time(0.0, 1) == 0.0
+        window.take(0.0, 1)
+    assert window.wait_time(0.0, 1) == DAY
+    assert window.wait_time(DAY - 1, 1) == 1.0
+    assert window.wait_time(DAY, 3) == 0.0
+
+
+def test_a_window_frees_a_unit_late_by_at_most_one_slot_never_early() -> None:
+    window = SlidingWindow(capacity=2, window=DAY)  # slots of 60 s
+    window.take(0.0, 1)
+    window.take(59.0, 1)  # the same slot: both leave a day after the later one
+    assert window.wait_time(DAY, 1) == 59.0
+    window2 = SlidingWindow(capacity=2, window=DAY)
+    window2.take(0.0, 1)
+    window2.take(60.0, 1)  # the next slot: the first leaves on time
+    assert window2.wait_time(DAY, 1) == 0.0
+
+
+def test_a_windows_memory_is_bounded_by_its_slots() -> None:
+    window = SlidingWindow(capacity=1_000_000, window=DAY)
+    for second in range(0, 2 * int(DAY), 7):
+        window.take(float(second), 1)
+    assert len(window._slots) <= 1441
+
+
+def test_a_window_gives_back_to_the_slot_it_took_from() -> None:
+    window = SlidingWindow(capacity=100, window=DAY)
+    window.take(0.0, 80)
+    window.take(3600.0, 20)
+    window.give_back(3600.0, 50, taken_at=0.0)
+    assert window.used(3600.0) == 50
+    assert window.wait_time(3600.0, 50) == 0.0
+    window.give_back(DAY + 1, 10, taken_at=0.0)  # that slot has left: nothing to give back
+    assert window.used(DAY + 1) == 20
+
+
+def test_a_take_larger_than_the_window_goes_when_it_is_empty() -> None:
+    window = SlidingWindow(capacity=10, window=60, slots=60)
+    assert window.wait_time(0.0, 30) == 0.0
+    window.take(0.0, 30)
+    assert window.wait_time(1.0, 1) == 59.0

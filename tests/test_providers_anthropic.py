@@ -111,7 +111,7 @@ def message(**overrides: Any) -> bytes:
 def test_parse_response_text_usage_stop_reason() -> None:
     completion = provider().parse_response(200, {}, message())
     assert completion.text == "Birds migrate."
-    assert completion.finish_reason == "end_turn"
+    assert (completion.finish_reason, completion.provider_finish_reason) == ("stop", "end_turn")
     assert completion.usage == Usage(input_tokens=115, output_tokens=3)
     assert completion.model == "claude-3-5-haiku-20241022"
 
@@ -199,7 +199,7 @@ def test_stream_pieces_and_final_completion() -> None:
     assert pieces == ["Hello", ", wörld", "!"]
     completion = decoder.finish()
     assert completion.text == "Hello, wörld!"
-    assert completion.finish_reason == "end_turn"
+    assert (completion.finish_reason, completion.provider_finish_reason) == ("stop", "end_turn")
     assert completion.usage == Usage(input_tokens=15, output_tokens=6)
     assert completion.model == "claude-x"
 
@@ -229,17 +229,23 @@ def test_an_error_event_raises_the_mapped_error() -> None:
 # -- rate-limit headers ------------------------------------------------------------------------
 
 
-def test_announced_limits_add_the_separate_input_and_output_token_windows() -> None:
+def test_announced_limits_keep_the_input_and_output_token_windows_apart() -> None:
+    # The headers of a real answer (tier 2), as Anthropic sends them.
     headers = {
         "anthropic-ratelimit-requests-limit": "1000",
-        "anthropic-ratelimit-tokens-limit": "16000",
+        "anthropic-ratelimit-tokens-limit": "96000",
         "anthropic-ratelimit-input-tokens-limit": "80000",
         "anthropic-ratelimit-output-tokens-limit": "16000",
+        "anthropic-ratelimit-requests-remaining": "999",
     }
-    assert provider().announced_limits(headers) == (1000, 96000)
+    assert provider().announced_limits(headers) == {"rpm": 1000, "itpm": 80000, "otpm": 16000}
+    # The combined window is a budget only when the finer ones are not announced.
     del headers["anthropic-ratelimit-output-tokens-limit"]
-    assert provider().announced_limits(headers) == (1000, 16000)
-    assert provider().announced_limits({}) == (None, None)
+    assert provider().announced_limits(headers) == {"rpm": 1000, "itpm": 80000}
+    del headers["anthropic-ratelimit-input-tokens-limit"]
+    assert provider().announced_limits(headers) == {"rpm": 1000, "tpm": 96000}
+    assert provider().announced_limits({"anthropic-ratelimit-requests-limit": "0"}) == {}
+    assert provider().announced_limits({}) == {}
 
 
 def test_registry_knows_anthropic() -> None:

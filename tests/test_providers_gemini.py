@@ -112,7 +112,7 @@ def response(**overrides: Any) -> bytes:
 def test_parse_response_text_usage_finish_reason() -> None:
     completion = provider().parse_response(200, {}, response())
     assert completion.text == "Birds migrate."
-    assert completion.finish_reason == "STOP"
+    assert (completion.finish_reason, completion.provider_finish_reason) == ("stop", "STOP")
     assert completion.usage == Usage(input_tokens=7, output_tokens=3)
     assert completion.model == "gemini-2.0-flash"
 
@@ -134,7 +134,8 @@ def test_a_candidate_stopped_by_safety_is_an_empty_completion_not_an_error() -> 
     candidate = {"finishReason": "SAFETY", "index": 0, "safetyRatings": []}
     completion = provider().parse_response(200, {}, response(candidates=[candidate]))
     assert completion.text == ""
-    assert completion.finish_reason == "SAFETY"
+    assert completion.finish_reason == "content_filter"
+    assert completion.provider_finish_reason == "SAFETY"
 
 
 def test_a_prompt_blocked_at_prompt_level_is_a_bad_request() -> None:
@@ -188,7 +189,7 @@ def test_stream_pieces_and_final_completion() -> None:
     assert pieces == ["The quick", " brown fox", " jumps."]
     completion = decoder.finish()
     assert completion.text == "The quick brown fox jumps."
-    assert completion.finish_reason == "STOP"
+    assert (completion.finish_reason, completion.provider_finish_reason) == ("stop", "STOP")
     assert completion.usage == Usage(input_tokens=4, output_tokens=6)
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import asyncio
+from pathlib import Path
+
+import orjson
 import pytest
 
+import llmgather
 from llmgather import ConfigurationError, Request
+from llmgather.jobs.inputs import read_inputs
+from llmgather.jobs.job import Job, JobOptions
 from llmgather.providers.gemini import GeminiProvider
-from llmgather.providers.registry import redact_url, resolve_target
+from llmgather.providers.registry import PROVIDERS, ProviderSpec, redact_url, resolve_target
 
 
 def test_an_explicit_key_goes_only_to_the_provider_the_model_belongs_to() -> None:
@@ -69,3 +77,73 @@ def test_gemini_tuned_models_use_their_own_resource_path() -> None:
     assert url == "http://h/v1beta/tunedModels/abc-1:generateContent"
     url = provider.build_request(request, model="gemini-2.0-flash", stream=True).url
     assert url == "http://h/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+
+
+# -- the registry is the only list of providers ------------------------------------------------
+
+SOURCE = Path(llmgather.__file__).parent
+# Where provider names belong: the registry and the adapters, and the simulator's dialects
+# (each one a provider's wire format, known by its name).
+PROVIDER_HOMES = ("providers/", "sim/dialects/")
+# The same words meaning something else: the openai SDK's package name (a bench extra).
+NOT_THE_PROVIDER = {("cli/bench.py", "openai")}
+
+
+def provider_mentions(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every provider name written out, and every comparison of a provider."""
+    hits = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and node.value in PROVIDERS:
+            hits.append((node.lineno, node.value))
+        elif isinstance(node, ast.Compare):
+            if any(_is_provider(o) for o in (node.left, *node.comparators)):
+                hits.append((node.lineno, ast.unparse(node)))
+    return hits
+
+
+def _is_provider(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "provider") or (
+        isinstance(node, ast.Attribute) and node.attr == "provider"
+    )
+
+
+def test_the_check_finds_a_provider_chosen_outside_the_registry() -> None:
+    found = provider_mentions(
+        'if request.extra and provider != "openai":\n    pass\n'
+        "if target.provider == spec.name:\n    pass\n"
+        'DIALECTS = ("gemini", "anthropic")\n'
+    )
+    assert sorted(line for line, _ in found) == [1, 1, 3, 5, 5]
+
+
+def test_the_registry_is_the_only_list_of_providers() -> None:
+    found = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        where = path.relative_to(SOURCE).as_posix()
+        if where.startswith(PROVIDER_HOMES):
+            continue
+        for line, text in provider_mentions(path.read_text(encoding="utf-8")):
+            if (where, text) not in NOT_THE_PROVIDER:
+                found.append(f"{where}:{line}: {text}")
+    assert found == [], "say it in providers/registry.py (a ProviderSpec field) instead"
+
+
+def test_only_providers_that_take_batch_body_fields_get_them(tmp_path: Path) -> None:
+    line = {
+        "custom_id": "r1",
+        "url": "/v1/chat/completions",
+        "body": {"messages": [{"role": "user", "content": "Hi"}], "seed": 3},
+    }
+    path = tmp_path / "batch.jsonl"
+    path.write_bytes(orjson.dumps(line) + b"\n")
+    job = Job(JobOptions(input_path=str(path), output_path=str(tmp_path / "out.jsonl")))
+    takers = {name for name, spec in PROVIDERS.items() if spec.accepts_batch_body_fields}
+    assert takers == {"openai"}
+
+    async def sent(spec: ProviderSpec) -> list[Request]:
+        pending = iter(read_inputs(str(path)))
+        return [r async for r in job._requests(pending, spec.accepts_batch_body_fields)]
+
+    for name, spec in PROVIDERS.items():
+        [request] = asyncio.run(sent(spec))
+        assert request.extra == ({"seed": 3} if name in takers else None), name

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from llmgather import (
+    APIConnectionError,
     AuthenticationError,
     BadRequestError,
     QuotaExhaustedError,
@@ -14,6 +15,7 @@ from llmgather import (
     RetryPolicy,
     ServerError,
 )
+from llmgather._retry import Outage, is_outage
 
 
 def test_full_jitter_stays_under_the_exponential_cap() -> None:
@@ -66,3 +68,40 @@ def test_other_final_errors_are_unchanged() -> None:
 def test_max_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+def test_refused_connections_and_503s_say_the_server_is_down() -> None:
+    assert is_outage(APIConnectionError("cannot connect to 127.0.0.1:8000 (refused)"))
+    assert is_outage(ServerError("Loading model", status_code=503))
+    assert not is_outage(ServerError("boom", status_code=500))
+    assert not is_outage(RateLimitError("slow down", status_code=429))
+
+
+def test_an_outage_is_a_streak_of_several_items_failing_with_no_answer_between() -> None:
+    outage, down = Outage(), APIConnectionError("refused")
+    a, b = object(), object()
+    assert not outage.failed(down, 10.0, a)
+    assert not outage.failed(down, 11.0, a)
+    assert not outage.failed(down, 12.0, a)  # one item alone: its own failure
+    assert outage.failed(down, 13.0, b)
+    assert outage.lasted(20.0) == 10.0 and outage.last_error is down
+    assert not outage.given_up(20.0, 300.0) and outage.given_up(311.0, 300.0)
+    outage.answered()
+    assert not outage.confirmed and outage.lasted(400.0) == 0.0
+    assert not outage.failed(down, 500.0, b)  # a new streak starts from scratch
+
+
+def test_a_server_down_past_the_ceiling_is_reported_with_how_long() -> None:
+    policy = RetryPolicy(max_retry_wait=120)
+    down = ServerError("Loading model", status_code=503)
+    error = policy.unreachable_error(down, 125.4, sent=False)
+    assert isinstance(error, ServerError) and error.status_code == 503
+    assert error.message.startswith("not sent: the server has been unreachable for 125s")
+    assert "retry ceiling of 120s" in error.message and "Loading model" in error.message
+
+
+def test_a_pause_takes_the_servers_hint_unless_past_the_ceiling() -> None:
+    policy = RetryPolicy(max_retry_wait=60)
+    assert policy.pause_for(RateLimitError("x", retry_after=5)) == 5
+    assert policy.pause_for(RateLimitError("x", retry_after=600)) is None
+    assert policy.pause_for(RateLimitError("x")) is None

@@ -1,6 +1,12 @@
-"""The `llmgather sim` command's options, checked without serving."""
+"""The `llmgather sim` command's options, checked without serving, and once as a process."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 
 import pytest
 from click.testing import CliRunner
@@ -8,6 +14,7 @@ from click.testing import CliRunner
 import llmgather.sim.server
 from llmgather.cli.sim import sim_command
 from llmgather.sim import SimConfig
+from tests.conftest import cli_env
 
 
 def test_help_lists_the_options_and_endpoints() -> None:
@@ -17,7 +24,10 @@ def test_help_lists_the_options_and_endpoints() -> None:
         "--host",
         "--port",
         "--rpm",
+        "--rpd",
         "--tpm",
+        "--itpm",
+        "--otpm",
         "--latency-ms",
         "--faults",
         "--require-key",
@@ -56,12 +66,18 @@ def test_options_become_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
             "60",
             "--tpm",
             "1000",
+            "--rpd",
+            "500",
+            "--itpm",
+            "4000",
+            "--otpm",
+            "800",
             "--latency-ms",
             "0",
             "--seed",
             "4",
             "--faults",
-            "500=0.1,cut=0.2",
+            "500=0.1,cut=0.2,preempt=1",
             "--stall-s",
             "2",
             "--fault-retry-after",
@@ -74,6 +90,40 @@ def test_options_become_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     config, host, port = seen[0]
     assert (host, port) == ("127.0.0.1", 0)
     assert config.rpm == 60 and config.tpm == 1000 and config.latency_ms == 0
+    assert config.rpd == 500 and config.itpm == 4000 and config.otpm == 800
     assert config.seed == 4 and config.stall_s == 2 and config.fault_retry_after_s == 3
     assert config.capacity == 8 and config.require_key == "from-env"
-    assert dict(config.faults.rates) == {"500": 0.1, "cut": 0.2}
+    assert dict(config.faults.rates) == {"500": 0.1, "cut": 0.2, "preempt": 1.0}
+
+
+def test_the_served_command_enforces_requests_per_day() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmgather", "sim", "--port", "0", "--rpd", "1",
+         "--latency-ms", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        base_url = line.split(" listening on ")[1].split()[0]
+        statuses, bodies = [], []
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no env proxy
+        for _ in range(2):
+            request = urllib.request.Request(
+                base_url + "/v1/chat/completions",
+                data=json.dumps(
+                    {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+                ).encode(),
+                headers={"Content-Type": "application/json", "Authorization": "Bearer k"},
+            )
+            try:
+                with direct.open(request, timeout=10) as response:
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+                bodies.append(json.loads(exc.read())["error"]["message"])
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    assert statuses == [200, 429]
+    assert "on requests per day (RPD): Limit 1, Used 1, Requested 1." in bodies[0]

@@ -9,11 +9,13 @@ import aiohttp
 import orjson
 import pytest
 
+from llmgather.sim import RunningSimulator
 from llmgather.sim.faults import FaultPicker, FaultPlan
 from tests.simfixtures import (
     ANTHROPIC,
     GEMINI,
     GEMINI_STREAM,
+    HEADERS,
     OPENAI,
     body_for,
     get_json,
@@ -170,3 +172,85 @@ async def test_close_does_not_wait_for_a_stall() -> None:
         assert loop.time() - started < 1.5
         status, _, _ = await pending  # the stall ends at shutdown and the answer goes out
     assert status == 200
+
+
+def test_preempt_is_drawn_apart_from_the_exclusive_faults() -> None:
+    # It combines with a full share of other faults, and leaves their draws unchanged.
+    plan = FaultPlan.parse("500=1,preempt=1")
+    assert dict(plan.rates) == {"500": 1.0, "preempt": 1.0}
+    with_preempt, without = (
+        FaultPicker(FaultPlan.parse("500=0.3,preempt=0.5"), 4),
+        FaultPicker(FaultPlan.parse("500=0.3"), 4),
+    )
+    draws = [(with_preempt.pick(), with_preempt.preempts()) for _ in range(2000)]
+    assert [fault for fault, _ in draws] == [without.pick() for _ in range(2000)]
+    assert 850 < sum(preempts for _, preempts in draws) < 1150
+    assert not without.preempts()
+    with pytest.raises(ValueError, match=r"preempt=1\.5"):
+        FaultPlan.parse("preempt=1.5")
+
+
+async def _open_stream(
+    session: aiohttp.ClientSession, sim: RunningSimulator, path: str
+) -> aiohttp.ClientResponse:
+    return await session.post(
+        sim.base_url + path,
+        data=orjson.dumps(body_for(path, stream=True)),
+        headers={"Content-Type": "application/json", **HEADERS[path]},
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "ended"),
+    [
+        (OPENAI, lambda events: "[DONE]" in events),
+        (ANTHROPIC, lambda events: any('"message_stop"' in e for e in events)),
+        (GEMINI_STREAM, lambda events: any("finishReason" in e for e in events)),
+    ],
+)
+async def test_preempt_cuts_the_running_stream_when_a_request_arrives(path: str, ended) -> None:
+    # llama-cpp-python's server: a new request ends the stream in progress, which then
+    # closes cleanly without its terminal event, as a `cut` stream does.
+    async with (
+        running(faults="preempt=1", latency_ms=300, latency_jitter=0) as sim,
+        aiohttp.ClientSession() as session,
+    ):
+        first = await _open_stream(session, sim, path)
+        async with first:
+            assert first.status == 200
+            received = await first.content.readany()  # the stream is under way
+            status, _, raw = await post(session, sim, OPENAI)  # the next request arrives
+            received += await first.read()
+        stats = await get_json(session, sim, "/_sim/stats")
+    assert status == 200 and orjson.loads(raw)["choices"][0]["finish_reason"] == "stop"
+    events = sse_data(received)
+    assert not ended(events)
+    for event in events:
+        if event != "[DONE]":
+            orjson.loads(event)  # what was sent is whole: only the end is missing
+    assert stats["faults"] == {"preempt": 2, "preempted": 1}
+
+
+async def test_without_preempt_a_stream_outlives_a_new_request() -> None:
+    async with (
+        running(latency_ms=300, latency_jitter=0) as sim,
+        aiohttp.ClientSession() as session,
+    ):
+        first = await _open_stream(session, sim, OPENAI)
+        async with first:
+            received = await first.content.readany()
+            await post(session, sim, OPENAI)
+            received += await first.read()
+    assert sse_data(received)[-1] == "[DONE]"
+
+
+async def test_preempt_leaves_plain_answers_alone() -> None:
+    async with (
+        running(faults="preempt=1", latency_ms=300, latency_jitter=0) as sim,
+        aiohttp.ClientSession() as session,
+    ):
+        pending = asyncio.ensure_future(post(session, sim, ANTHROPIC))
+        await asyncio.sleep(0.05)
+        await post(session, sim, OPENAI)
+        status, _, raw = await pending
+    assert status == 200 and orjson.loads(raw)["stop_reason"] == "end_turn"

@@ -34,33 +34,33 @@ class Clock:
 def test_rpm_admits_a_burst_then_refuses_with_the_wait() -> None:
     clock = Clock()
     limits = ServerLimits(rpm=120, tpm=None, burst_seconds=1.0, clock=clock)
-    assert limits.admit(10) is None and limits.admit(10) is None
-    refusal = limits.admit(10)
-    assert refusal is not None and refusal.kind == "requests"
+    assert limits.admit(10, 0) is None and limits.admit(10, 0) is None
+    refusal = limits.admit(10, 0)
+    assert refusal is not None and refusal.budget.name == "rpm"
     assert abs(refusal.retry_after_s - 0.5) < 1e-9
     # Both requests of the 2-request bucket are used: 118 of the minute's 120 remain.
-    assert refusal.state.requests is not None and refusal.state.requests.remaining == 118
+    assert refusal.budget.remaining == 118
     clock.now = 0.5
-    assert limits.admit(10) is None
+    assert limits.admit(10, 0) is None
 
 
 def test_tpm_refusal_takes_nothing_and_settling_refunds() -> None:
     clock = Clock()
     limits = ServerLimits(rpm=600, tpm=60_000, burst_seconds=1.0, clock=clock)  # 1000 tokens
-    assert limits.admit(900) is None
-    refusal = limits.admit(900)
-    assert refusal is not None and refusal.kind == "tokens" and not refusal.too_large
+    assert limits.admit(0, 900) is None
+    refusal = limits.admit(0, 900)
+    assert refusal is not None and refusal.budget.name == "tpm" and not refusal.too_large
     assert abs(refusal.retry_after_s - 0.8) < 1e-9
-    state = limits.state()
-    assert state.requests is not None and state.requests.remaining == 599  # nothing was taken
-    limits.settle(reserved=900, actual=50)
-    assert limits.admit(900) is None
+    requests = limits.state().get("rpm")
+    assert requests is not None and requests.remaining == 599  # nothing was taken
+    limits.settle(estimated_output=900, actual_output=50)
+    assert limits.admit(0, 900) is None
 
 
 def test_a_request_larger_than_the_minute_is_permanent() -> None:
     limits = ServerLimits(rpm=None, tpm=1000, clock=Clock())
-    refusal = limits.admit(1001)
-    assert refusal is not None and refusal.too_large
+    refusal = limits.admit(1, 1000)
+    assert refusal is not None and refusal.too_large and refusal.requested == 1001
 
 
 async def test_a_burst_gets_429s_counted_by_status_then_recovers() -> None:
@@ -157,14 +157,12 @@ def test_remaining_is_the_minutes_limit_less_what_is_used() -> None:
     clock = Clock()
     limits = ServerLimits(rpm=600, tpm=60_000, burst_seconds=1.0, clock=clock)
     idle = limits.state()
-    assert idle.requests is not None and idle.tokens is not None
-    assert (idle.requests.remaining, idle.tokens.remaining) == (600, 60_000)
-    assert limits.admit(900) is None
+    assert [(b.name, b.remaining) for b in idle.budgets] == [("rpm", 600), ("tpm", 60_000)]
+    assert limits.admit(100, 800) is None
     busy = limits.state()
-    assert busy.requests is not None and busy.tokens is not None
-    assert (busy.requests.remaining, busy.tokens.remaining) == (599, 59_100)
+    assert [(b.name, b.remaining) for b in busy.budgets] == [("rpm", 599), ("tpm", 59_100)]
     clock.now = 0.5  # half the 1000-token bucket refilled: 400 of the 900 still count
-    half = limits.state().tokens
+    half = limits.state().get("tpm")
     assert half is not None and half.remaining == 59_600
     clock.now = 1.0
     assert limits.state() == idle
@@ -173,9 +171,9 @@ def test_remaining_is_the_minutes_limit_less_what_is_used() -> None:
 def test_remaining_never_goes_negative() -> None:
     clock = Clock()
     limits = ServerLimits(rpm=None, tpm=1200, burst_seconds=1.0, clock=clock)  # 20 tokens
-    assert limits.admit(10) is None
-    limits.settle(reserved=10, actual=5000)  # an answer far over its estimate: deep in debt
-    tokens = limits.state().tokens
+    assert limits.admit(0, 10) is None
+    limits.settle(estimated_output=10, actual_output=5000)  # far over its estimate: in debt
+    tokens = limits.state().get("tpm")
     assert tokens is not None and tokens.remaining == 0 and tokens.limit == 1200
 
 

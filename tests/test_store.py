@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import threading
 import time
@@ -12,17 +14,18 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from llmgather._errors import ConfigurationError, InvalidInputError
+from llmgather import (
+    DuplicateIdError,
+    InvalidInputError,
+    JobBusyError,
+    JobError,
+    JobMismatchError,
+)
 from llmgather._types import ErrorInfo, Request, Result, Usage
 from llmgather.jobs.inputs import InputItem, read_inputs
-from llmgather.jobs.store.sqlite import (
-    DuplicateIdError,
-    JobBusyError,
-    JobMismatchError,
-    JobStore,
-    fingerprint_file,
-    store_path_for,
-)
+from llmgather.jobs.job import _Sink
+from llmgather.jobs.output import render_result, rewrite_output
+from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
 
 PARAMS = {"model": "gpt-4o-mini", "max_tokens": 100, "temperature": None}
 
@@ -57,12 +60,12 @@ def output(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(output: str) -> Iterator[JobStore]:
-    with JobStore.open(store_path_for(output)) as s:
+def store(output: str) -> Iterator[SQLiteJobStore]:
+    with SQLiteJobStore.open(store_path_for(output)) as s:
         yield s
 
 
-def started(store: JobStore, items: list[InputItem], fingerprint: str = "f" * 64) -> None:
+def started(store: SQLiteJobStore, items: list[InputItem], fingerprint: str = "f" * 64) -> None:
     assert store.prepare(input_fingerprint=fingerprint, params=PARAMS, restart=False) is False
     store.ingest(items)
 
@@ -81,19 +84,21 @@ def test_store_path_and_fingerprint(tmp_path: Path) -> None:
     assert fingerprint_file(str(path)) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
 
 
-def test_store_uses_wal(store: JobStore) -> None:
+def test_store_uses_wal(store: SQLiteJobStore) -> None:
     assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
 
 
-def test_ingest_marks_valid_pending_and_invalid_as_errors(store: JobStore, output: str) -> None:
+def test_ingest_marks_valid_pending_and_invalid_as_errors(
+    store: SQLiteJobStore, output: str
+) -> None:
     started(
         store, [item(1), item(2, error="in.jsonl:2: bad"), item(3, "c", fields={"custom_id": "c"})]
     )
     assert list(store.pending_lines()) == [1, 3]
     stats = store.stats()
     assert (stats.total, stats.pending, stats.invalid, stats.failed, stats.done) == (3, 2, 1, 0, 0)
-    assert store.export_jsonl(output) == 1
+    assert rewrite_output(store, output) == 1
     [line] = read_output(output)
     assert line["id"] == "2" and line["status"] == "error"
     assert line["error"] == {
@@ -103,7 +108,7 @@ def test_ingest_marks_valid_pending_and_invalid_as_errors(store: JobStore, outpu
     }
 
 
-def test_duplicate_ids_are_reported_with_lines_and_nothing_is_stored(store: JobStore) -> None:
+def test_duplicate_ids_are_reported_with_lines_and_nothing_is_stored(store: SQLiteJobStore) -> None:
     items = [item(n, f"id{n % 15}" if n > 30 else f"u{n}") for n in range(1, 61)]
     items.append(item(61, "u1"))
     assert store.prepare(input_fingerprint="a", params={}, restart=False) is False
@@ -124,7 +129,7 @@ def test_duplicate_ids_are_reported_with_lines_and_nothing_is_stored(store: JobS
     assert store.ingest([item(1), item(2)]).valid == 2
 
 
-def test_duplicates_across_ingest_batches(store: JobStore) -> None:
+def test_duplicates_across_ingest_batches(store: SQLiteJobStore) -> None:
     store.prepare(input_fingerprint="a", params={}, restart=False)
     items = (item(n, "same" if n in (3, 12_000) else None) for n in range(1, 12_001))
     with pytest.raises(DuplicateIdError, match="'same' on lines 3, 12000"):
@@ -133,12 +138,12 @@ def test_duplicates_across_ingest_batches(store: JobStore) -> None:
 
 def test_resume_skips_what_is_done_and_keeps_the_ingest(output: str) -> None:
     path = store_path_for(output)
-    with JobStore.open(path) as store:
+    with SQLiteJobStore.open(path) as store:
         started(store, [item(n) for n in range(1, 6)])
         store.mark_state("running")
         store.record([ok("1"), ok("3"), failed("4")])
     # the next run: same input, same parameters
-    with JobStore.open(path) as store:
+    with SQLiteJobStore.open(path) as store:
         assert store.prepare(input_fingerprint="f" * 64, params=PARAMS, restart=False) is True
         report = store.ingest(iter(()))  # not read: ingestion finished in the first run
         assert (report.total, report.valid, report.invalid) == (5, 5, 0)
@@ -148,14 +153,14 @@ def test_resume_skips_what_is_done_and_keeps_the_ingest(output: str) -> None:
         assert store.stats().failed == 0
 
 
-def test_retry_failed_never_retries_invalid_lines(store: JobStore) -> None:
+def test_retry_failed_never_retries_invalid_lines(store: SQLiteJobStore) -> None:
     started(store, [item(1), item(2, error="x:2: bad"), item(3)])
     store.record([failed("1"), ok("3")])
     assert store.reset_failed() == 1
     assert list(store.pending_lines()) == [1]
 
 
-def test_pending_lines_are_paged_and_survive_recording_meanwhile(store: JobStore) -> None:
+def test_pending_lines_are_paged_and_survive_recording_meanwhile(store: SQLiteJobStore) -> None:
     started(store, [item(n) for n in range(1, 5_001)])
     seen = []
     for line in store.pending_lines():
@@ -165,7 +170,7 @@ def test_pending_lines_are_paged_and_survive_recording_meanwhile(store: JobStore
     assert list(store.pending_lines()) == []
 
 
-def test_pending_items_merges_a_fresh_read(tmp_path: Path, store: JobStore) -> None:
+def test_pending_items_merges_a_fresh_read(tmp_path: Path, store: SQLiteJobStore) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(
         b"".join(orjson.dumps({"prompt": f"p{n}"}) + b"\n" for n in range(1, 8)) + b"[]\n"
@@ -176,13 +181,13 @@ def test_pending_items_merges_a_fresh_read(tmp_path: Path, store: JobStore) -> N
     assert [i.line for i in store.pending_items(read_inputs(str(path)))] == [1, 3, 4, 6, 7]
 
 
-def test_record_batches_store_results_and_tokens(store: JobStore, output: str) -> None:
+def test_record_batches_store_results_and_tokens(store: SQLiteJobStore, output: str) -> None:
     started(store, [item(1, "a"), item(2, "b"), item(3, "c", fields={"custom_id": "c"})])
     assert store.record([ok("a", tokens=(100, 20)), failed("b"), ok("c", tokens=(1, 2))]) == 3
     assert store.record([ok("unknown")]) == 0
     stats = store.stats()
     assert (stats.done, stats.failed, stats.input_tokens, stats.output_tokens) == (2, 1, 101, 22)
-    assert store.export_jsonl(output) == 3
+    assert rewrite_output(store, output) == 3
     lines = read_output(output)
     assert lines[0] == {**Result(id="a", status="ok", text="answer", usage=Usage(100, 20), attempts=1,
                                  latency_ms=12.34).to_dict()}  # fmt: skip
@@ -195,26 +200,26 @@ def test_record_batches_store_results_and_tokens(store: JobStore, output: str) -
     assert next(iter(lines[2])) == "custom_id"  # the Batch API key leads the line
 
 
-def test_output_line_carries_the_input_id(store: JobStore, output: str) -> None:
+def test_output_line_carries_the_input_id(store: SQLiteJobStore, output: str) -> None:
     started(store, [item(1, "mine")])
     store.record([("mine", Result(id="engine-internal", status="ok", text="t"))])
-    store.export_jsonl(output)
+    rewrite_output(store, output)
     assert read_output(output)[0]["id"] == "mine"
 
 
-def test_export_is_in_input_order_without_duplicates(store: JobStore, output: str) -> None:
+def test_export_is_in_input_order_without_duplicates(store: SQLiteJobStore, output: str) -> None:
     started(store, [item(n) for n in range(1, 11)])
     store.record([ok("7"), ok("2", text="first try"), failed("9")])
     store.record([ok("2", text="second try"), ok("1")])
     Path(output).write_text("stale content from an old run\n")
-    assert store.export_jsonl(output) == 4
+    assert rewrite_output(store, output) == 4
     lines = read_output(output)
     assert [line["id"] for line in lines] == ["1", "2", "7", "9"]
     assert lines[1]["text"] == "second try"
     assert [p for p in os.listdir(os.path.dirname(output)) if p.endswith(".tmp")] == []
 
 
-def test_export_while_recording_from_another_thread(store: JobStore, output: str) -> None:
+def test_export_while_recording_from_another_thread(store: SQLiteJobStore, output: str) -> None:
     started(store, [item(n) for n in range(1, 3_001)])
     done = threading.Event()
 
@@ -226,21 +231,21 @@ def test_export_while_recording_from_another_thread(store: JobStore, output: str
     thread = threading.Thread(target=recorder)
     thread.start()
     while not done.is_set():
-        count = store.export_jsonl(output)
+        count = rewrite_output(store, output)
         ids = [int(str(line["id"])) for line in read_output(output)]
         assert len(ids) == count and ids == sorted(set(ids))
     thread.join()
-    assert store.export_jsonl(output) == 3_000
+    assert rewrite_output(store, output) == 3_000
 
 
 def test_mismatch_names_changed_parameter_and_file(output: str) -> None:
     path = store_path_for(output)
-    with JobStore.open(path) as store:
+    with SQLiteJobStore.open(path) as store:
         store.prepare(
             input_fingerprint="a" * 64, params={**PARAMS, "api_key_env": "X"}, restart=False
         )
         store.ingest([item(1)])
-    with JobStore.open(path) as store:
+    with SQLiteJobStore.open(path) as store:
         with pytest.raises(JobMismatchError) as caught:
             store.prepare(
                 input_fingerprint="b" * 64,
@@ -248,7 +253,7 @@ def test_mismatch_names_changed_parameter_and_file(output: str) -> None:
                 restart=False,
             )
     message = str(caught.value)
-    assert isinstance(caught.value, ConfigurationError)
+    assert isinstance(caught.value, JobError)
     assert "input file changed (sha256 aaaaaaaaaaaa… now bbbbbbbbbbbb…)" in message
     assert 'parameter \'model\' was "gpt-4o-mini" now "gpt-4o"' in message
     assert "parameter 'stream' was unset now true" in message
@@ -261,14 +266,14 @@ def test_mismatch_names_changed_parameter_and_file(output: str) -> None:
 
 
 def test_mismatch_on_file_only(output: str) -> None:
-    with JobStore.open(store_path_for(output)) as store:
+    with SQLiteJobStore.open(store_path_for(output)) as store:
         started(store, [item(1)], fingerprint="1" * 64)
         with pytest.raises(JobMismatchError) as caught:
             store.prepare(input_fingerprint="2" * 64, params=PARAMS, restart=False)
     assert caught.value.changes == ["input file changed (sha256 111111111111… now 222222222222…)"]
 
 
-def test_secret_looking_values_are_never_shown(store: JobStore) -> None:
+def test_secret_looking_values_are_never_shown(store: SQLiteJobStore) -> None:
     store.prepare(
         input_fingerprint="a",
         params={"base_url": "https://u:pw@host/v1", "x": "sk-abc"},
@@ -285,7 +290,7 @@ def test_secret_looking_values_are_never_shown(store: JobStore) -> None:
 
 
 def test_restart_discards_the_old_job(output: str) -> None:
-    with JobStore.open(store_path_for(output)) as store:
+    with SQLiteJobStore.open(store_path_for(output)) as store:
         started(store, [item(1), item(2)])
         store.record([ok("1")])
         assert (
@@ -299,7 +304,7 @@ def test_restart_discards_the_old_job(output: str) -> None:
         )
 
 
-def test_interrupted_ingest_is_redone(store: JobStore) -> None:
+def test_interrupted_ingest_is_redone(store: SQLiteJobStore) -> None:
     store.prepare(input_fingerprint="a", params={}, restart=False)
 
     def items() -> Iterator[InputItem]:
@@ -312,7 +317,7 @@ def test_interrupted_ingest_is_redone(store: JobStore) -> None:
     assert store.ingest([item(1)]).total == 1
 
 
-def test_stats_states_and_top_errors(store: JobStore) -> None:
+def test_stats_states_and_top_errors(store: SQLiteJobStore) -> None:
     assert store.stats().state == "new"
     items = [item(n) for n in range(1, 21)] + [item(21, error="in.jsonl:21: field \"x\" bad"),
                                                item(22, error="in.jsonl:22: field \"x\" bad")]  # fmt: skip
@@ -346,7 +351,7 @@ def test_stats_states_and_top_errors(store: JobStore) -> None:
         store.mark_state("paused")
 
 
-def test_a_run_that_died_reads_as_interrupted(store: JobStore) -> None:
+def test_a_run_that_died_reads_as_interrupted(store: SQLiteJobStore) -> None:
     started(store, [item(1)])
     store.mark_state("running")
     store._set_meta(pid=2**22 + 12345)  # a process that does not exist
@@ -355,7 +360,7 @@ def test_a_run_that_died_reads_as_interrupted(store: JobStore) -> None:
     assert store.prepare(input_fingerprint="f" * 64, params=PARAMS, restart=False) is True
 
 
-def test_a_live_run_blocks_a_second_one(store: JobStore) -> None:
+def test_a_live_run_blocks_a_second_one(store: SQLiteJobStore) -> None:
     started(store, [item(1)])
     store.mark_state("running")
     store._set_meta(pid=os.getppid())  # alive, and not us
@@ -363,7 +368,7 @@ def test_a_live_run_blocks_a_second_one(store: JobStore) -> None:
         store.prepare(input_fingerprint="f" * 64, params=PARAMS, restart=True)
 
 
-def test_elapsed_time_adds_up_over_runs(store: JobStore) -> None:
+def test_elapsed_time_adds_up_over_runs(store: SQLiteJobStore) -> None:
     started(store, [item(1)])
     store.mark_state("running")
     time.sleep(0.05)
@@ -374,7 +379,7 @@ def test_elapsed_time_adds_up_over_runs(store: JobStore) -> None:
     assert store.stats().elapsed_s == first
 
 
-def test_large_ingest(tmp_path: Path, store: JobStore, output: str) -> None:
+def test_large_ingest(tmp_path: Path, store: SQLiteJobStore, output: str) -> None:
     path = tmp_path / "big.jsonl"
     with open(path, "wb") as f:
         for n in range(200_000):
@@ -386,13 +391,13 @@ def test_large_ingest(tmp_path: Path, store: JobStore, output: str) -> None:
     assert next(pending) == 1
     assert sum(1 for _ in pending) == 199_999
     store.record([ok(f"row-{n}") for n in range(0, 200_000, 2)])
-    assert store.export_jsonl(output) == 100_000
+    assert rewrite_output(store, output) == 100_000
 
 
 def test_status_command(output: str) -> None:
     from llmgather.cli.status import status_command  # here: the cli package is someone else's
 
-    with JobStore.open(store_path_for(output)) as store:
+    with SQLiteJobStore.open(store_path_for(output)) as store:
         started(store, [item(1), item(2), item(3, error="in.jsonl:3: bad")])
         store.mark_state("running")
         store.record([ok("1", tokens=(1234, 56)), failed("2")])
@@ -428,3 +433,108 @@ def test_status_without_a_job(tmp_path: Path) -> None:
         f"no llmgather job found for {output} (expected {store_path_for(output)})" in result.output
     )
     assert not os.path.exists(store_path_for(output))
+
+
+# -- the protocol, the output file, the writer thread -------------------------------------------
+
+
+def test_the_sqlite_store_implements_the_protocol() -> None:
+    methods = [
+        name
+        for name, value in vars(JobStore).items()
+        if callable(value) and not name.startswith("_")
+    ]
+    assert {"prepare", "ingest", "record", "pending_items", "finished_rows", "stats"} <= set(
+        methods
+    )
+    for name in methods:
+        assert inspect.signature(getattr(SQLiteJobStore, name)) == inspect.signature(
+            getattr(JobStore, name)
+        ), name
+
+
+def test_the_store_never_writes_the_output_file(store: SQLiteJobStore, output: str) -> None:
+    started(store, [item(1), item(2, error="in.jsonl:2: bad"), item(3, "c", fields={"id": 3})])
+    store.mark_state("running")
+    store.record([ok("1"), failed("c")])
+    store.reset_failed()
+    store.mark_state("complete")
+    assert not os.path.exists(output)
+    rows = list(store.finished_rows())
+    assert [orjson.loads(result)["id"] for _, result in rows] == ["1", "2"]
+    assert rewrite_output(store, output) == 2
+
+
+@pytest.mark.parametrize("fields", [None, {"custom_id": "c"}, {"id": 42}])
+def test_live_lines_and_the_export_are_one_renderer(
+    store: SQLiteJobStore, output: str, fields: dict[str, object] | None
+) -> None:
+    id = "42" if fields and "id" in fields else "c"
+    started(store, [item(1, id, fields=fields)])
+    result = Result(
+        id=id, status="ok", text="é\n\"", usage=Usage(3, 4), attempts=2, latency_ms=1 / 3,
+        metadata={"k": [1.5, None]},
+    )  # fmt: skip
+    live = render_result(id, result, dict(fields) if fields else None)
+    store.record([(id, result)])
+    rewrite_output(store, output)
+    assert Path(output).read_bytes() == live
+    if fields:
+        assert next(iter(orjson.loads(live).items())) == next(iter(fields.items()))
+
+
+class HeldStore:
+    """A store whose `record` waits until the test lets it go on."""
+
+    def __init__(self, store: SQLiteJobStore) -> None:
+        self.store = store
+        self.recording = threading.Event()
+        self.release = threading.Event()
+
+    def record(self, results: list[tuple[str, Result]]) -> int:
+        self.recording.set()
+        self.release.wait()
+        return self.store.record(results)
+
+
+async def test_the_writer_thread_is_owned_and_joined(store: SQLiteJobStore, output: str) -> None:
+    started(store, [item(n) for n in range(1, 101)])
+    async with _Sink(store, output, {}) as sink:
+        thread = sink._thread
+        assert thread.is_alive() and not thread.daemon
+        for n in range(1, 101):
+            await sink.add(ok(str(n))[1])
+    assert not thread.is_alive()
+    assert store.stats().done == 100
+    assert len(read_output(output)) == 100  # the live lines
+
+
+async def test_a_cancelled_run_still_commits_and_joins_the_writer(
+    store: SQLiteJobStore, output: str
+) -> None:
+    started(store, [item(1), item(2)])
+    held = HeldStore(store)
+    leaving = asyncio.Event()
+    threads: list[threading.Thread] = []
+
+    async def run() -> None:
+        async with _Sink(held, output, {}) as sink:  # type: ignore[arg-type]
+            threads.append(sink._thread)
+            await sink.add(ok("1")[1])
+            await sink.add(ok("2")[1])
+            leaving.set()
+
+    task = asyncio.create_task(run())
+    try:
+        await asyncio.to_thread(held.recording.wait)
+        await leaving.wait()
+        task.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not task.done()  # still waiting for the writer, which holds results
+    finally:
+        held.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not threads[0].is_alive()
+    assert store.stats().done == 2

@@ -10,7 +10,12 @@ from llmgather._errors import (
     BadRequestError,
     ConfigurationError,
     ContextLengthError,
+    DuplicateIdError,
+    InputChangedError,
     InvalidInputError,
+    JobBusyError,
+    JobError,
+    JobMismatchError,
     LLMGatherError,
     MalformedResponseError,
     NotFoundError,
@@ -21,12 +26,13 @@ from llmgather._errors import (
     RateLimitError,
     RequestTimeoutError,
     ServerError,
+    StrictInputError,
     TransientError,
     TruncatedStreamError,
 )
 from llmgather._retry import RetryPolicy
 from llmgather._types import Completion, ErrorInfo, Request, Result, Usage
-from llmgather.limits.local import Limiter
+from llmgather.limits import Cost, Limiter, LimiterStats, LocalLimiter, Permit
 
 __version__ = "0.1.0"
 
@@ -39,18 +45,27 @@ __all__ = [
     "Completion",
     "ConfigurationError",
     "ContextLengthError",
+    "Cost",
+    "DuplicateIdError",
     "Engine",
     "EngineStats",
     "ErrorInfo",
+    "InputChangedError",
     "InvalidInputError",
+    "JobBusyError",
+    "JobError",
+    "JobMismatchError",
     "LLMGatherError",
     "Limiter",
+    "LimiterStats",
     "Limits",
+    "LocalLimiter",
     "MalformedResponseError",
     "NotFoundError",
     "OverloadedError",
     "PermanentError",
     "PermissionDeniedError",
+    "Permit",
     "QuotaExhaustedError",
     "RateLimitError",
     "Request",
@@ -58,6 +73,7 @@ __all__ = [
     "Result",
     "RetryPolicy",
     "ServerError",
+    "StrictInputError",
     "Timeouts",
     "TransientError",
     "TruncatedStreamError",

@@ -1,5 +1,5 @@
-"""The library's front door: `Client` wires a provider, the pooled transport, the limiter and
-the engine together behind `complete`, `stream`, `gather` and `map`."""
+"""The library's front door: `Client` wires a provider, a transport, a limiter and the engine
+together behind `complete`, `stream`, `gather`, `map`, `call` and `map_calls`."""
 
 from __future__ import annotations
 
@@ -7,35 +7,39 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from llmgather import _calls, _exchange
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
 from llmgather._engine import Engine, EngineStats
-from llmgather._errors import ConfigurationError, InvalidInputError
+from llmgather._errors import ConfigurationError
+from llmgather._prompt import request_from_dict
 from llmgather._retry import RetryPolicy
-from llmgather._types import Request, Result
-from llmgather.limits.local import Limiter
-from llmgather.providers.base import Headers, Provider
+from llmgather._types import Outcome, Request, Result
+from llmgather.limits import Cost, Limiter, LocalLimiter
+from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, resolve_target
-from llmgather.transport.aiohttp import LiveStream, Outcome, Transport
+from llmgather.transport import AiohttpTransport, Transport
 
 logger = logging.getLogger("llmgather")
-
-Prompt = str | Request | list[dict[str, Any]] | dict[str, Any]
 
 
 class Client:
     """Concurrent, rate-limited, retried LLM calls.
 
-        async with llmgather.Client("openai:gpt-4o-mini", rpm=500, tpm=200_000) as client:
+        async with llmgather.Client("gpt-4o-mini", rpm=500, tpm=200_000) as client:
             text = await client.complete("Why do some birds migrate?")
             results = await client.gather(prompts)        # input order, errors as values
             async for result in client.map(many_prompts):  # completion order, bounded memory
                 ...
 
-    With no model string and no API key in the environment, requests go to the built-in
+    Limits: `concurrency`, `rpm`, `rpd`, `tpm`, `itpm`, `otpm` build this client's own
+    limiter; or pass `limiter=` to share one limiter (one budget) between several clients.
+    `transport=` replaces the pooled aiohttp session (`MockTransport` answers with a function).
+
+    With no API key in the environment, a bare model name (or none) goes to the built-in
     simulator (started on a free 127.0.0.1 port) and a warning says so.
     """
 
@@ -45,7 +49,12 @@ class Client:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         rpm: float | None = None,
+        rpd: float | None = None,
         tpm: float | None = None,
+        itpm: float | None = None,
+        otpm: float | None = None,
+        limiter: Limiter | None = None,
+        transport: Transport | None = None,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         defaults: Mapping[str, Any] | None = None,
@@ -58,13 +67,22 @@ class Client:
     ) -> None:
         """`defaults` fill what a request leaves unset: `system`, `max_tokens`, `temperature`.
 
-        `stream=True` makes `gather`/`map` read every answer as a stream (recording time to
-        first token); `simulator` is a `SimConfig` for the embedded simulator, if one starts.
+        `concurrency` is also the number of workers sending (with a shared `limiter`, each
+        client's own pool; the limiter's cap is what binds). `stream=True` makes `gather`/`map`
+        read every answer as a stream (recording time to first token); `simulator` is a
+        `SimConfig` for the embedded simulator, if one starts.
         """
         self.target: Target = resolve_target(
             model, base_url=base_url, api_key=api_key, env=os.environ if env is None else env
         )
-        self._limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm)
+        limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
+        if limiter is not None and any(v is not None for v in (rpm, rpd, tpm, itpm, otpm)):
+            raise ConfigurationError(
+                "give limits either to the client (rpm=, tpm=, …) or to the shared limiter "
+                "passed as limiter=, not both"
+            )
+        self.limiter: Limiter = limiter or LocalLimiter(limits)
+        self._workers = concurrency
         self._retry = retry or RetryPolicy()
         self._timeouts = timeouts or Timeouts()
         self._defaults = dict(defaults or {})
@@ -75,6 +93,7 @@ class Client:
         self._sim_config = simulator
         self._seed = seed
         self._simulator: Any = None
+        self._given_transport = transport
         self._transport: Transport | None = None
         self._provider: Provider | None = None
         self._engine: Engine | None = None
@@ -86,41 +105,36 @@ class Client:
 
     async def __aenter__(self) -> Client:
         base_url = self.target.base_url
-        if self.target.simulated:
-            base_url = self._start_simulator()
+        if self.target.simulated and self._given_transport is None:
+            base_url = await self._start_simulator()
             logger.warning(
                 "llmgather: no API key given, so requests go to the built-in simulator at %s",
                 base_url,
             )
         self.base_url = base_url
-        provider = self._provider = self.target.build(base_url)
-        limiter = Limiter(self._limits)
-
-        def learn_limits(headers: Headers) -> None:
-            rpm, tpm = provider.announced_limits(headers)
-            if rpm or tpm:
-                limiter.adopt(rpm=rpm, tpm=tpm)
-
-        self._transport = await Transport(
-            max_connections=self._limits.concurrency,
-            timeouts=self._timeouts,
-            on_headers=learn_limits,
-        ).__aenter__()
+        self._provider = self.target.build(base_url)
+        self._transport = self._given_transport or AiohttpTransport(
+            max_connections=self._workers, timeouts=self._timeouts
+        )
         self._engine = Engine(
-            self._send, limiter=limiter, retry=self._retry, rng=random.Random(self._seed)
+            self._send,
+            limiter=self.limiter,
+            workers=self._workers,
+            retry=self._retry,
+            rng=random.Random(self._seed),
         )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._engine = None  # a later call says "use the client inside `async with`"
-        if self._transport is not None:
-            await self._transport.__aexit__(*exc_info)
-            self._transport = None
+        if self._transport is not None and self._given_transport is None:
+            await self._transport.aclose()  # a transport handed in belongs to its owner
+        self._transport = None
         if self._simulator is not None:
-            self._simulator.stop()
-            self._simulator = None
+            simulator, self._simulator = self._simulator, None
+            await asyncio.to_thread(simulator.stop)
 
-    # -- the API ---------------------------------------------------------------------------
+    # -- prompts ---------------------------------------------------------------------------
 
     async def complete(self, prompt: Prompt, **overrides: Any) -> str:
         """The answer's text; raises the APIError that ended the last attempt."""
@@ -142,11 +156,7 @@ class Client:
         if not isinstance(prompts, AsyncIterable):
             # Every Result is kept anyway, so converting first costs no memory that matters.
             prompts = [self.request(prompt) for prompt in prompts]
-        results: list[Result] = []
-        async for result in self.map(prompts):
-            results.append(result)
-        results.sort(key=lambda r: r.index)
-        return results
+        return await _in_input_order(self.map(prompts))
 
     def map(
         self,
@@ -166,6 +176,53 @@ class Client:
             requests = (self.request(prompt) for prompt in prompts)
         return self.engine.map(requests, window=window, stop=stop)
 
+    # -- any async callable ----------------------------------------------------------------
+
+    async def call(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        /,
+        *args: Any,
+        cost: Cost | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`await fn(*args, **kwargs)` under this client's limits and retries; its return value.
+
+        For an official SDK call (`AsyncOpenAI(max_retries=0).chat.completions.create`, …):
+        its errors are mapped to llmgather's tree, so a 429 pauses the shared limiter and a
+        401 is not retried; the usage in its answer settles the token estimate. `cost` is the
+        estimate to reserve (default: one request, and the tokens of `messages`/`contents`
+        and `max_tokens` when the call passes them). Raises the error that ended the last try.
+        """
+        result = await self.engine.run_one(_calls.single_call(fn, args, kwargs, cost))
+        if result.exception is not None:
+            raise result.exception
+        return result.value
+
+    def map_calls(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        cost: Callable[[Any], Cost] | None = None,
+        window: int | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> AsyncIterator[Result]:
+        """`fn(item)` for every item, through the engine: Results in completion order, each
+        with the call's return value in `value`, bounded memory, errors as values.
+
+        An item that is a dict is passed as keyword arguments (`fn(**item)`), anything else
+        as the one argument. `cost(item)` gives each call's estimate, if the default won't do.
+        """
+        requests: Iterable[Request] | AsyncIterable[Request]
+        if isinstance(items, AsyncIterable):
+            requests = _calls.async_call_requests(fn, items, cost)
+        else:
+            requests = (_calls.call_request(fn, item, cost) for item in items)
+        return self.engine.map(requests, window=window, stop=stop)
+
+    # -- the rest --------------------------------------------------------------------------
+
     def statistics(self) -> EngineStats:
         return self.engine.statistics()
 
@@ -178,9 +235,9 @@ class Client:
         elif isinstance(prompt, str):
             request = Request.from_prompt(prompt, system=system)
         elif isinstance(prompt, list):
-            request = Request(messages=tuple(prompt))
+            request = request_from_dict({"messages": prompt}, system=system)
         elif isinstance(prompt, dict):
-            request = _from_dict(prompt, system)
+            request = request_from_dict(prompt, system=system)
         else:
             raise TypeError(
                 f"a prompt must be a str, a message list, a dict or a Request, not {type(prompt).__name__}"
@@ -204,40 +261,39 @@ class Client:
             yield self.request(prompt)
 
     def _send(self, request: Request) -> Awaitable[Outcome]:
-        # A plain function returning the transport's coroutine: one coroutine frame fewer to
+        # A plain function returning the exchange's coroutine: one coroutine frame fewer to
         # resume at every I/O step of every request.
+        if isinstance(request, _calls.CallRequest):
+            return request.run()
         assert self._provider is not None and self._transport is not None
         http = self._provider.build_request(
             request, model=request.model or self.target.model, stream=self._stream
         )
         if self._stream:
-            return self._transport.stream(self._provider, http)
-        return self._transport.complete(self._provider, http)
+            return _exchange.stream_to_end(self._transport, self._provider, http)
+        return _exchange.complete(self._transport, self._provider, http)
 
-    def _open_stream(self, request: Request) -> AbstractAsyncContextManager[LiveStream]:
+    def _open_stream(self, request: Request) -> AbstractAsyncContextManager[_exchange.LiveStream]:
         assert self._provider is not None and self._transport is not None
         http = self._provider.build_request(
             request, model=request.model or self.target.model, stream=True
         )
-        return self._transport.open_stream(self._provider, http)
+        return _exchange.open_stream(self._transport, self._provider, http)
 
-    def _start_simulator(self) -> str:
+    async def _start_simulator(self) -> str:
         from llmgather.sim import EmbeddedSimulator, SimConfig
 
-        self._simulator = EmbeddedSimulator(self._sim_config or SimConfig(latency_ms=200))
-        self._simulator.start()
-        return self._simulator.base_url + self.target.spec.base_url_suffix
+        simulator = EmbeddedSimulator(self._sim_config or SimConfig(latency_ms=200))
+        # Starting waits for the simulator's thread to listen: never on the event loop.
+        await asyncio.to_thread(simulator.start)
+        self._simulator = simulator
+        return simulator.base_url + self.target.spec.base_url_suffix
 
 
-def _from_dict(data: dict[str, Any], system: str | None) -> Request:
-    fields: dict[str, Any] = {
-        k: data.get(k) for k in ("model", "max_tokens", "temperature", "metadata", "extra")
-    }
-    fields["id"] = "" if data.get("id") is None else str(data["id"])
-    if "messages" not in data and "prompt" not in data:
-        raise InvalidInputError(
-            f'a prompt dict needs a "prompt" or a "messages" key; got keys {sorted(data)}'
-        )
-    if "messages" in data:
-        return Request(messages=tuple(data["messages"]), **fields)
-    return Request.from_prompt(str(data["prompt"]), system=data.get("system", system), **fields)
+Prompt = str | Request | list[dict[str, Any]] | dict[str, Any]
+
+
+async def _in_input_order(results: AsyncIterator[Result]) -> list[Result]:
+    collected = [result async for result in results]
+    collected.sort(key=lambda r: r.index)
+    return collected

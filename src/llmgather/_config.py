@@ -21,6 +21,8 @@ class Limits:
 
     `rpm`/`rpd`: requests per minute / per day; `tpm`: tokens (input + output) per minute;
     `itpm`/`otpm`: input and output tokens per minute, counted apart (Anthropic's limits).
+    A day's requests are not paced: they go as fast as the other limits allow, then wait until
+    the first of them is a day old (a sliding 24-hour window, see `limits.budgets`).
 
     `burst_seconds` is how much of a per-minute budget may go out at once. Providers enforce
     per-minute limits over short windows ("60,000 RPM may be enforced as 1,000 requests per

@@ -8,6 +8,10 @@ the retry layer and turns every input into exactly one Result.
                  └── released when the caller takes a result
 
 Memory is bounded by the window (admitted but not yet consumed), never by the input's size.
+The engine is the only caller of the limiter, and talks to it only through the `Limiter`
+protocol: it reserves each request's cost, settles it with the real usage, reports 429s and
+outages (`penalise`), cut-off streams (the release's outcome) and the limits an answer
+announced (`observe`). The limiter may be shared with other engines and other processes.
 """
 
 from __future__ import annotations
@@ -15,21 +19,36 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from llmgather._clock import Clock, SystemClock
-from llmgather._errors import APIError, AuthenticationError, RateLimitError
-from llmgather._retry import RetryPolicy
-from llmgather._types import ErrorInfo, Request, Result
-from llmgather.limits.local import Limiter, Permit
-from llmgather.limits.tokens import estimate_request_tokens
-from llmgather.transport.aiohttp import Outcome
+from llmgather._config import DEFAULT_CONCURRENCY
+from llmgather._errors import (
+    APIError,
+    AuthenticationError,
+    RateLimitError,
+    TruncatedStreamError,
+)
+from llmgather._retry import Outage, RetryPolicy, is_outage
+from llmgather._types import ErrorInfo, Outcome, Request, Result, Usage
+from llmgather.limits.base import Cost, Ending, Limiter, Permit
+from llmgather.limits.tokens import request_cost
 
 Send = Callable[[Request], Awaitable[Outcome]]
 """Sends one request and returns its outcome, raising an APIError on failure."""
+
+# What a request the server did not take costs in tokens: a 429, or a send cancelled by a stop.
+_NOTHING_USED = Usage(0, 0)
 
 
 class LiveText(Protocol):
@@ -45,9 +64,17 @@ OpenStream = Callable[[Request], AbstractAsyncContextManager[LiveText]]
 
 @dataclass(frozen=True, slots=True)
 class EngineStats:
-    """A snapshot of the engine's counters, for progress bars and summaries."""
+    """A snapshot of the engine's counters, for progress bars and summaries.
+
+    `sent` counts items sent at least once. `concurrency`, `limits` (by budget name, limit per
+    window), `learned` (those a provider announced), `paused_s` and `waiting_on` (what the next
+    send waits for: "pause", "concurrency", a budget name, or None) are the limiter's, which
+    other engines may share. `unreachable_s` is how long the server has been down (0.0 while
+    it answers).
+    """
 
     submitted: int
+    sent: int
     done: int
     failed: int
     in_flight: int
@@ -57,13 +84,21 @@ class EngineStats:
     input_tokens: int
     output_tokens: int
     elapsed_s: float
+    concurrency: int
+    limits: Mapping[str, float]
+    learned: Mapping[str, float]
+    paused_s: float
+    waiting_on: str | None
+    unreachable_s: float
 
 
 @dataclass(slots=True)
 class _Counters:
     submitted: int = 0
+    sent: int = 0
     done: int = 0
     failed: int = 0
+    in_flight: int = 0
     waiting_retry: int = 0
     retries: int = 0
     http_429: int = 0
@@ -76,44 +111,63 @@ class _Counters:
 class _Job:
     request: Request
     index: int
-    attempts: int = 0
+    attempts: int = 0  # sends made, as the Result reports them
+    charged: int = 0  # failures that count against max_attempts (an outage's do not)
 
 
 _END = object()
 
 
 class Engine:
+    """Runs requests through `limiter` with `workers` concurrent workers (the pool is the
+    engine's own: a shared limiter's cap bounds the sends of every engine together)."""
+
     def __init__(
         self,
         send: Send,
         *,
         limiter: Limiter,
+        workers: int = DEFAULT_CONCURRENCY,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         self._send = send
         self._limiter = limiter
+        self._workers = workers
         self._retry = retry or RetryPolicy()
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._counters = _Counters()
+        self._outage = Outage()
         # Set by the first 401: every later request would be refused the same way.
         self._key_refused: AuthenticationError | None = None
 
     def statistics(self) -> EngineStats:
         c = self._counters
+        limiter = self._limiter.statistics()
+        now = self._clock.now()
+        outage = self._outage
         return EngineStats(
             submitted=c.submitted,
+            sent=c.sent,
             done=c.done,
             failed=c.failed,
-            in_flight=self._limiter.in_flight,
+            in_flight=c.in_flight,
             waiting_retry=c.waiting_retry,
             retries=c.retries,
             http_429=c.http_429,
             input_tokens=c.input_tokens,
             output_tokens=c.output_tokens,
             elapsed_s=time.monotonic() - c.started,
+            concurrency=limiter.concurrency,
+            limits=limiter.limits,
+            learned=limiter.learned,
+            paused_s=limiter.pause_remaining,
+            waiting_on=limiter.waiting_on,
+            unreachable_s=outage.lasted(now) if outage.confirmed else 0.0,
         )
 
     async def run_one(self, request: Request, index: int = 0) -> Result:
@@ -141,7 +195,7 @@ class Engine:
         if it is waiting for its next item, and the requests never sent get no Result. Break
         out of the loop early with `contextlib.aclosing` to stop at once.
         """
-        workers = self._limiter.limits.concurrency
+        workers = self._workers
         admitted = asyncio.Semaphore(window or max(2 * workers, 64))
         results: asyncio.Queue[object] = asyncio.Queue()
         runner = asyncio.create_task(
@@ -168,30 +222,32 @@ class Engine:
         job = _Job(request, 0)
         self._counters.submitted += 1
         while True:
-            job.attempts += 1
-            permit = await self._limiter.acquire(self._estimate(request))
-            used: int | None = None
+            permit = await self._limiter.acquire(self._cost(request))
+            self._sending(job)
+            usage: Usage | None = None
+            ending: Ending = "failed"
             yielded = False
-            delay: float | None = None
+            verdict: float | APIError
             try:
                 async with open_stream(request) as live:
                     async for piece in live:
                         yielded = True
                         yield piece
                     outcome = live.outcome()
-                used = self._succeeded(outcome)
+                usage, ending = outcome.completion.usage, "ok"
+                await self._succeeded(outcome)
                 self._counters.done += 1
                 return
             except APIError as error:
-                used = self._on_error(error)
-                delay = None if yielded else self._retry.next_delay(error, job.attempts, self._rng)
-                if delay is None:
+                usage, ending = _spent(error)
+                verdict = await self._judge(job, error, may_retry=not yielded)
+                if isinstance(verdict, APIError):
                     self._counters.failed += 1
-                    raise self._retry.final_error(error) from None
-                self._counters.retries += 1
+                    raise verdict from None
             finally:
-                self._limiter.release(permit, used_tokens=used)
-            await self._wait_retry(delay)
+                self._counters.in_flight -= 1
+                await self._limiter.release(permit, usage, outcome=ending)
+            await self._wait_retry(verdict)
 
     # -- the pipeline ---------------------------------------------------------------------
 
@@ -288,60 +344,113 @@ class Engine:
     async def _attempt(self, job: _Job, stop: asyncio.Event | None = None) -> Result | float | None:
         """One send: a Result when the job is finished, the delay before its next attempt, or
         None when `stop` was set while it waited for the limiter (it was not sent)."""
-        if self._key_refused is not None:
-            # Sending more with a key the server refused only piles up 401s: the item fails
-            # unsent (attempts 0), and `--retry-failed` sends it once the key is fixed.
-            message = f"not sent: the API key was refused earlier ({self._key_refused.message})"
-            return self._failed(job, AuthenticationError(message))
-        job.attempts += 1
-        permit: Permit = await self._limiter.acquire(self._estimate(job.request))
+        if (refused := self._refused_unsent(job)) is not None:
+            return refused
+        permit: Permit = await self._limiter.acquire(self._cost(job.request))
         if stop is not None and stop.is_set():
-            self._limiter.release(permit, used_tokens=0)
+            await self._limiter.release(permit, _NOTHING_USED, outcome="failed")
             return None
-        used: int | None = None
+        if (refused := self._refused_unsent(job)) is not None:  # it went down while we waited
+            await self._limiter.release(permit, _NOTHING_USED, outcome="failed")
+            return refused
+        probe = self._outage.given_up(self._clock.now(), self._retry.max_retry_wait)
+        self._outage.probing |= probe
+        self._sending(job)
+        usage: Usage | None = None
+        ending: Ending = "failed"
         started = time.perf_counter()
         try:
             outcome = await self._send(job.request)
-            used = self._succeeded(outcome)
+            usage, ending = outcome.completion.usage, "ok"
+            await self._succeeded(outcome)
             return self._ok(job, outcome, started)
         except APIError as error:
-            used = self._on_error(error)
-            delay = self._retry.next_delay(error, job.attempts, self._rng)
-            if delay is None:
-                return self._failed(job, self._retry.final_error(error))
-            self._counters.retries += 1
-            return delay
+            usage, ending = _spent(error)
+            verdict = await self._judge(job, error)
+            return verdict if isinstance(verdict, float) else self._failed(job, verdict)
         except Exception as error:  # a user-supplied callable's own failure: report, don't retry
             return self._failed(job, error)
         finally:
-            self._limiter.release(permit, used_tokens=used)
+            self._counters.in_flight -= 1
+            if probe:
+                self._outage.probing = False
+            await self._limiter.release(permit, usage, outcome=ending)
 
-    def _estimate(self, request: Request) -> int:
-        return estimate_request_tokens(request.messages, request.max_tokens)
+    def _refused_unsent(self, job: _Job) -> Result | None:
+        """The job's failure without a send, when a send could only fail: the key was refused,
+        or the server has been down past the ceiling and another request is checking on it."""
+        if self._key_refused is not None:
+            # Sending more with a key the server refused only piles up 401s: the item fails
+            # unsent, and `--retry-failed` sends it once the key is fixed.
+            message = f"not sent: the API key was refused earlier ({self._key_refused.message})"
+            return self._failed(job, AuthenticationError(message))
+        outage, now = self._outage, self._clock.now()
+        if outage.probing and outage.last_error is not None:
+            if outage.given_up(now, self._retry.max_retry_wait):
+                error = self._retry.unreachable_error(
+                    outage.last_error, outage.lasted(now), sent=False
+                )
+                return self._failed(job, error)
+        return None
 
-    def _succeeded(self, outcome: Outcome) -> int | None:
-        self._limiter.succeeded()
-        usage = outcome.completion.usage
-        if usage is None:
-            return None
-        self._counters.input_tokens += usage.input_tokens
-        self._counters.output_tokens += usage.output_tokens
-        return usage.total_tokens
+    def _sending(self, job: _Job) -> None:
+        job.attempts += 1
+        self._counters.in_flight += 1
+        if job.attempts == 1:
+            self._counters.sent += 1
 
-    def _on_error(self, error: APIError) -> int | None:
-        """Count the error, note a refused key; return the tokens it used (0 for a 429: the
-        server admitted nothing)."""
+    def _cost(self, request: Request) -> Cost:
+        """What the request reserves: its own `cost` if it carries one (a user's callable
+        does), else one request, its prompt's tokens and its output budget."""
+        cost = getattr(request, "cost", None)
+        if isinstance(cost, Cost):
+            return cost
+        return request_cost(request.messages, request.max_tokens)
+
+    async def _succeeded(self, outcome: Outcome) -> None:
+        self._outage.answered()
+        completion = outcome.completion
+        if completion.announced:
+            await self._limiter.observe(completion.announced)
+        usage = completion.usage
+        if usage is not None:
+            self._counters.input_tokens += usage.input_tokens
+            self._counters.output_tokens += usage.output_tokens
+
+    async def _judge(
+        self, job: _Job, error: APIError, *, may_retry: bool = True
+    ) -> float | APIError:
+        """After a failed send: the delay before the job's next attempt, or the error to
+        report. Tells the limiter what the failure says about the whole key."""
+        if error.announced:
+            await self._limiter.observe(error.announced)
         if isinstance(error, AuthenticationError):
             self._key_refused = error
+        now = self._clock.now()
+        if not is_outage(error):
+            self._outage.answered()
+        elif self._outage.failed(error, now, job):
+            # The server is down for everyone: the pool waits for it (the limiter's cool-down
+            # probes it, doubling), and the wait spends no item's attempts, up to the ceiling.
+            await self._limiter.penalise(self._retry.pause_for(error))
+            lasted = self._outage.lasted(now)
+            if lasted > self._retry.max_retry_wait:
+                return self._retry.unreachable_error(error, lasted, sent=True)
+            if not may_retry:
+                return error
+            self._counters.retries += 1
+            return 0.0
         if isinstance(error, RateLimitError):
             self._counters.http_429 += 1
-            if error.retry_after is None:
-                self._limiter.back_off(self._retry.base_delay, self._retry.max_delay)
-            elif error.retry_after <= self._retry.max_retry_wait:
+            if error.retry_after is None or error.retry_after <= self._retry.max_retry_wait:
                 # Longer than that, the item fails as a quota error: no one else waits for it.
-                self._limiter.pause(error.retry_after)
-            return 0
-        return None
+                await self._limiter.penalise(error.retry_after)
+        job.charged += 1
+        delay = self._retry.next_delay(error, job.charged, self._rng) if may_retry else None
+        if delay is None:
+            return self._retry.final_error(error)
+        self._counters.retries += 1
+        return delay
 
     async def _wait_retry(self, delay: float) -> None:
         self._counters.waiting_retry += 1
@@ -363,7 +472,9 @@ class Engine:
             ttft_ms=outcome.ttft_ms,
             metadata=job.request.metadata,
             finish_reason=completion.finish_reason,
+            provider_finish_reason=completion.provider_finish_reason,
             index=job.index,
+            value=outcome.value,
         )
 
     def _failed(self, job: _Job, error: Exception) -> Result:
@@ -377,6 +488,13 @@ class Engine:
             index=job.index,
             exception=_detached(error),
         )
+
+
+def _spent(error: APIError) -> tuple[Usage | None, Ending]:
+    """What a failed send used (a 429's server took nothing; otherwise unknown: the
+    reservation stands) and how it ended, for the limiter."""
+    usage = _NOTHING_USED if isinstance(error, RateLimitError) else None
+    return usage, "truncated" if isinstance(error, TruncatedStreamError) else "failed"
 
 
 def _detached(error: Exception) -> Exception:

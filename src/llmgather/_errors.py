@@ -2,7 +2,13 @@
 
     LLMGatherError
     ├── InvalidInputError            bad input line or argument (never sent)
+    │   ├── DuplicateIdError         several input lines share one id
+    │   ├── StrictInputError         `--strict` refused a file with invalid lines
+    │   └── InputChangedError        the input changed while its job ran
     ├── ConfigurationError           unknown provider, missing key, bad option
+    ├── JobError                     a job that cannot start or resume as asked
+    │   ├── JobMismatchError         the output belongs to a job with other input or parameters
+    │   └── JobBusyError             another live process is running the job
     └── APIError                     anything a provider call can end with
         ├── TransientError           retried with backoff (retryable = True)
         │   ├── RateLimitError       429 rate limit (retry_after honoured, limiter paused)
@@ -37,8 +43,57 @@ class InvalidInputError(LLMGatherError):
     """An input line or argument that cannot become a request; it names where and why."""
 
 
+class DuplicateIdError(InvalidInputError):
+    """Two or more input lines share an id; `examples` maps up to 10 ids to their lines."""
+
+    def __init__(self, examples: list[tuple[str, list[int]]], ids: int, lines: int) -> None:
+        self.examples = examples
+        self.ids = ids
+        self.lines = lines
+        shown = "; ".join(f"{id!r} on lines {', '.join(map(str, ls))}" for id, ls in examples)
+        more = f" (the first {len(examples)} shown)" if ids > len(examples) else ""
+        super().__init__(
+            f"{ids} id{'s' if ids != 1 else ''} used by more than one input line "
+            f"({lines} lines in all): {shown}{more}. Every line needs its own id so results can be "
+            "matched and resumed; fix the ids (or drop them to number lines automatically) and rerun."
+        )
+
+
+class StrictInputError(InvalidInputError):
+    """`--strict` refused a file with invalid lines; nothing was sent."""
+
+
+class InputChangedError(InvalidInputError):
+    """The input file changed while the job ran: what is pending in the store is not in it."""
+
+    def __init__(self, input_path: str, detail: str) -> None:
+        super().__init__(
+            f"{input_path}: {detail}. Every result committed so far is kept: restore the input "
+            "to resume, or use --restart to start over with the new input."
+        )
+
+
 class ConfigurationError(LLMGatherError):
     """A provider, model string or option that llmgather cannot work with."""
+
+
+class JobError(LLMGatherError):
+    """A job (`llmgather run`) that cannot start or resume as asked; this run sent nothing."""
+
+
+class JobMismatchError(JobError):
+    """The output already belongs to a job with other inputs or parameters."""
+
+    def __init__(self, output: str, changes: list[str]) -> None:
+        self.changes = changes
+        super().__init__(
+            f"{output} belongs to an earlier job that differs from this one: {'; '.join(changes)}. "
+            "Rerun with --restart to discard the old results, or use a different -o."
+        )
+
+
+class JobBusyError(JobError):
+    """Another live process is running this job."""
 
 
 class APIError(LLMGatherError):

@@ -5,6 +5,10 @@ retries of many concurrent requests apart, so they do not come back as a synchro
 A server's own hint (Retry-After, retry-after-ms, Gemini's RetryInfo) replaces the backoff:
 the server knows when its budget refills. A hint beyond `max_retry_wait` means a quota that
 will not recover within this job (a daily quota, say): that is reported, not waited for.
+
+A server that is down (connections refused, 503s) is not the items' fault: `Outage` tells a
+server down for everyone from one item's bad luck, so the items wait for the server, up to
+`max_retry_wait`, without spending their attempts.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from llmgather._errors import APIError, QuotaExhaustedError
+from llmgather._errors import APIConnectionError, APIError, QuotaExhaustedError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -38,6 +42,13 @@ class RetryPolicy:
         cap = min(self.max_delay, self.base_delay * 2 ** (attempts - 1))
         return rng.uniform(0, cap)
 
+    def pause_for(self, error: APIError) -> float | None:
+        """How long a 429 or an outage holds every send: the server's hint, or None for the
+        limiter's own cool-down. A hint past the ceiling holds no one: the item fails."""
+        if error.retry_after is not None and error.retry_after <= self.max_retry_wait:
+            return error.retry_after
+        return None
+
     def final_error(self, error: APIError) -> APIError:
         """The error to report once retrying stops: a wait past the ceiling becomes a quota error."""
         if (
@@ -53,3 +64,72 @@ class RetryPolicy:
                 retry_after=error.retry_after,
             )
         return error
+
+    def unreachable_error(self, error: APIError, lasted: float, *, sent: bool) -> APIError:
+        """The error of an item given up on because the server stayed down past the ceiling."""
+        return type(error)(
+            f"{'' if sent else 'not sent: '}the server has been unreachable for {lasted:.0f}s, "
+            f"longer than the retry ceiling of {self.max_retry_wait:.0f}s (rerun with "
+            f"--retry-failed once it is back, or raise --max-retry-wait to wait longer): "
+            f"{error.message}",
+            status_code=error.status_code,
+        )
+
+
+def is_outage(error: APIError) -> bool:
+    """A failure that says the server is not there (refused, reset, 503), not that the request
+    was bad."""
+    return isinstance(error, APIConnectionError) or error.status_code == 503
+
+
+class Outage:
+    """Whether the server is down for everyone, judged from the order in which answers arrive.
+
+    A streak of `CONFIRMED` outage failures, of at least two different items, with no answer of
+    any other kind between them, is an outage. A connection reset or a 503 now and then (with
+    answers between), or one item failing alone again and again, is that item's own failure
+    and spends its attempts, so they still bound it. Any other answer ends the streak.
+    `lasted` measures the outage from its first failure.
+    """
+
+    CONFIRMED = 3
+
+    __slots__ = ("_first", "_several", "last_error", "probing", "since", "streak")
+
+    def __init__(self) -> None:
+        self.streak = 0
+        self.since: float | None = None
+        self.last_error: APIError | None = None
+        self.probing = False  # past the ceiling, one request at a time checks if it is back
+        self._first: object = None  # the streak's first item, to tell if several items fail
+        self._several = False
+
+    def failed(self, error: APIError, now: float, item: object) -> bool:
+        """One more outage failure, of `item`; True if it confirms (or continues) an outage."""
+        if self.streak == 0:
+            self.since = now
+            self._first = item
+        elif item is not self._first:
+            self._several = True
+        self.streak += 1
+        self.last_error = error
+        return self.confirmed
+
+    def answered(self) -> None:
+        self.streak = 0
+        self.since = None
+        self.last_error = None
+        self._first = None
+        self._several = False
+
+    @property
+    def confirmed(self) -> bool:
+        return self._several and self.streak >= self.CONFIRMED
+
+    def lasted(self, now: float) -> float:
+        """How long the server has been failing (0.0 while it answers)."""
+        return 0.0 if self.since is None else now - self.since
+
+    def given_up(self, now: float, ceiling: float) -> bool:
+        """True once a confirmed outage has lasted longer than `ceiling`."""
+        return self.confirmed and self.lasted(now) > ceiling

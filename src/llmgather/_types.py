@@ -61,6 +61,10 @@ class Completion:
 
     `announced` holds the limits the answer's headers announced, by budget name ("rpm",
     "rpd", "tpm", "itpm", "otpm"): the engine hands them to the limiter.
+
+    `finish_reason` is why the model stopped, in one vocabulary for every provider (OpenAI's):
+    "stop", "length", "tool_calls", "content_filter", or "other"; `provider_finish_reason` is
+    the provider's own word for it ("end_turn", "MAX_TOKENS", "SAFETY"…).
     """
 
     text: str
@@ -68,6 +72,7 @@ class Completion:
     finish_reason: str | None = None
     model: str | None = None
     announced: Mapping[str, float] | None = None
+    provider_finish_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +100,12 @@ class Result:
     ttft_ms: float | None = None
     error: ErrorInfo | None = None
     metadata: Any = None
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # normalised, as on Completion
+    provider_finish_reason: str | None = None
     index: int = field(default=-1, repr=False)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    # What a user's own callable returned (`Client.call`/`map_calls`): an SDK's response object.
+    value: Any = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -114,6 +122,19 @@ class Result:
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
             "finish_reason": self.finish_reason,
+            "provider_finish_reason": self.provider_finish_reason,
             "error": self.error.to_dict() if self.error else None,
             "metadata": self.metadata,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a send gives the engine: the completion, and the time to its first token if streamed.
+
+    `value` is what a user's own callable returned (`Client.call`), kept for its Result.
+    """
+
+    completion: Completion
+    ttft_ms: float | None = None
+    value: Any = None

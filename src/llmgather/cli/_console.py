@@ -11,6 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 
 stderr = Console(stderr=True, highlight=False)
+# Off a terminal (a log file, a pipe, CI) a line stays one line: wrapping at a guessed width
+# only breaks grep and copy-paste.
+stderr.soft_wrap = not stderr.is_terminal
 
 
 def simulator_banner(where: str) -> None:
@@ -19,6 +22,11 @@ def simulator_banner(where: str) -> None:
         f"simulator ({where}). Set OPENAI_API_KEY, GEMINI_API_KEY or ANTHROPIC_API_KEY, or "
         "pass --model/--base-url, to call a real API."
     )
+
+
+def warning(message: str) -> None:
+    """A warning about the input or the options: the run goes on."""
+    stderr.print(f"[bold yellow]warning:[/] {escape(message)}")
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -5,6 +5,7 @@ Exit codes: 0 every item ok; 1 finished, some items failed (see their error line
 invalid input lines, nothing sent; 4 stopped by an error after sending had begun (the disk,
 the job store, an input changed under it): what was committed is kept, fix it and rerun the
 same command to resume; 130 stopped by a signal (rerun the same command to resume).
+An input with no items exits 0 with an empty output, and makes no job store.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ import asyncio
 import os
 import signal
 import sqlite3
+import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
 
-from llmgather._errors import ConfigurationError, InvalidInputError
+from llmgather._errors import ConfigurationError, InvalidInputError, JobError
 from llmgather._retry import RetryPolicy
-from llmgather.cli._console import fail, print_json, simulator_banner, stderr
+from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
 from llmgather.cli._progress import Progress
-from llmgather.jobs.job import Job, JobOptions, JobSummary, StrictInputError
-from llmgather.jobs.store.sqlite import store_path_for
+from llmgather.jobs.job import InputChangedError, Job, JobOptions, JobSummary, StrictInputError
+from llmgather.jobs.store import store_path_for
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -170,12 +172,15 @@ def run_command(
             simulator_banner("on 127.0.0.1")
         progress.start(stats, pending, simulated)
 
-    job = Job(job_options, on_start=started)
+    job = Job(job_options, on_start=started, on_warning=warning)
     try:
-        summary = asyncio.run(_run_with_signals(job))
+        summary = asyncio.run(_run_with_signals(job, progress))
     except StrictInputError as error:
         fail(str(error), EXIT_STRICT)
-    except (ConfigurationError, InvalidInputError) as error:
+    except InputChangedError as error:
+        # Its message says what to do: "rerun the same command" would be refused.
+        fail(str(error), EXIT_HALTED if job.sending else EXIT_USAGE)
+    except (ConfigurationError, InvalidInputError, JobError) as error:
         _fail_for(job, str(error))
     except OSError as error:
         _fail_for(job, f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
@@ -201,13 +206,21 @@ def _fail_for(job: Job, message: str) -> NoReturn:
     )
 
 
-async def _run_with_signals(job: Job) -> JobSummary:
+async def _run_with_signals(job: Job, progress: Progress) -> JobSummary:
     """First SIGINT/SIGTERM: stop feeding and finish what is in flight. Second: exit at once."""
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         if job.stop.is_set():
-            # Everything finished so far is committed; the job resumes from the store.
+            # Everything finished so far is committed; the job resumes from the store. The
+            # terminal is left as found: the progress line ends and the cursor shows again.
+            progress.close()
+            stderr.print(
+                "Quit at once: every result committed so far is kept. "
+                "Rerun the same command to resume.",
+                highlight=False,
+            )
+            sys.stderr.flush()
             os._exit(EXIT_INTERRUPTED)
         job.stop.set()
         stderr.print(
@@ -225,8 +238,12 @@ async def _run_with_signals(job: Job) -> JobSummary:
 
 
 def _report(summary: JobSummary, *, as_json: bool) -> None:
+    if summary.total == 0:
+        stderr.print(f"{summary.input} holds no items: nothing to send", markup=False)
     if as_json:
         print_json(summary.to_dict())
+        return
+    if summary.total == 0:
         return
     state = (
         "interrupted"
@@ -249,5 +266,5 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
             highlight=False,
             markup=False,
         )
-    if summary.interrupted or summary.pending:
-        stderr.print("Rerun the same command to resume.", highlight=False)
+    if summary.hint:
+        stderr.print(summary.hint, highlight=False, markup=False)

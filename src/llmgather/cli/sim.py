@@ -38,11 +38,32 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Requests per minute allowed before answering 429 (default: unlimited).",
 )
 @click.option(
+    "--rpd",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Requests per day allowed before answering 429 (default: unlimited). The whole "
+    "day's budget may be spent at once; it then refills evenly over the day, as OpenAI's does.",
+)
+@click.option(
     "--tpm",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Tokens per minute (prompt + max output, settled to real usage) "
     "before answering 429 (default: unlimited).",
+)
+@click.option(
+    "--itpm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Input (prompt) tokens per minute, counted on arrival, as Anthropic limits them "
+    "(default: unlimited).",
+)
+@click.option(
+    "--otpm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Output tokens per minute, reserved from max_tokens on arrival and settled to the "
+    "real output when the answer ends, as Anthropic limits them (default: unlimited).",
 )
 @click.option(
     "--latency-ms",
@@ -62,7 +83,9 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Faults to inject, as KIND=RATE pairs separated by commas, e.g. "
     "'500=0.1,429=0.05,reset=0.02,cut=0.01'. Kinds: "
     + ", ".join(FAULT_KINDS)
-    + ". Rates add up to at most 1.",
+    + ". Rates add up to at most 1, except preempt: an answered request that draws it cuts "
+    "every stream in progress (ending it without its final event), as llama-cpp-python's "
+    "server does; preempt=1 is that server, and it combines with the other kinds.",
 )
 @click.option(
     "--require-key",
@@ -104,7 +127,10 @@ def sim_command(
     host: str,
     port: int,
     rpm: float | None,
+    rpd: float | None,
     tpm: float | None,
+    itpm: float | None,
+    otpm: float | None,
     latency_ms: float,
     faults: FaultPlan,
     require_key: str | None,
@@ -129,7 +155,10 @@ def sim_command(
 
     config = SimConfig(
         rpm=rpm,
+        rpd=rpd,
         tpm=tpm,
+        itpm=itpm,
+        otpm=otpm,
         latency_ms=latency_ms,
         seed=seed,
         faults=faults,

@@ -11,7 +11,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from llmgather.jobs.store.sqlite import JobStats, JobStore, store_path_for
+from llmgather.jobs.job import shown_error
+from llmgather.jobs.store import JobStats, SQLiteJobStore, store_path_for
 
 __all__ = ["render_stats", "status_command"]
 
@@ -25,7 +26,7 @@ def status_command(output: str, as_json: bool) -> None:
     if not os.path.exists(path):
         raise click.ClickException(f"no llmgather job found for {output} (expected {path})")
     try:
-        with JobStore.open(path, create=False) as store:
+        with SQLiteJobStore.open(path, create=False) as store:
             stats = store.stats()
     except sqlite3.Error as error:
         raise click.ClickException(
@@ -38,6 +39,9 @@ def status_command(output: str, as_json: bool) -> None:
             "store": path,
             **stats.to_dict(),
             "started_at": _iso(stats.started_at),
+            "top_errors": [
+                {"type": t, "message": shown_error(m), "count": c} for t, m, c in stats.top_errors
+            ],
         }
         click.echo(orjson.dumps(data).decode())
     else:
@@ -73,7 +77,7 @@ def render_stats(stats: JobStats, output: str, console: Console) -> None:
         errors.add_column("type")
         errors.add_column("message")
         for type_, message, count in stats.top_errors:
-            errors.add_row(f"{count:,}", type_, message)
+            errors.add_row(f"{count:,}", type_, shown_error(message))
         console.print(errors)
 
 

@@ -1,7 +1,8 @@
 """Job identity: what makes a rerun the same job (input bytes and parameters), and what changed.
 
 A resumed job must have the same input file (by sha256) and the same parameters as the job that
-wrote its store; otherwise JobMismatchError lists every difference, with secrets hidden.
+wrote its store; otherwise the store raises JobMismatchError (in `_errors`) with every difference
+these functions describe, secrets hidden.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from typing import Any
 
 import orjson
 
-from llmgather._errors import ConfigurationError
-
-__all__ = ["JobMismatchError", "describe_changes", "fingerprint_file"]
+__all__ = ["describe_changes", "fingerprint_file"]
 
 _SECRET_NAME = re.compile(r"key|secret|passw|credential|auth|bearer|token(?!s)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"^(sk-|sk_|AIza|xai-|Bearer\s)|://[^/@\s]+@", re.IGNORECASE)
@@ -27,17 +26,6 @@ def fingerprint_file(path: str) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class JobMismatchError(ConfigurationError):
-    """The output already belongs to a job with other inputs or parameters."""
-
-    def __init__(self, output: str, changes: list[str]) -> None:
-        self.changes = changes
-        super().__init__(
-            f"{output} belongs to an earlier job that differs from this one: {'; '.join(changes)}. "
-            "Rerun with --restart to discard the old results, or use a different -o."
-        )
 
 
 def describe_changes(meta: dict[str, Any], fingerprint: str, params: dict[str, Any]) -> list[str]:

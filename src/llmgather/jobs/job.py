@@ -3,7 +3,7 @@
     read (pass 1) ─▶ store.ingest: every id and line, invalid lines recorded as errors
     read (pass 2) ─▶ only items still pending ─▶ Client.map ─▶ sink ─▶ store.record (a thread)
                                                                    └─▶ output JSONL (appended)
-    end or stop  ─▶ store.export_jsonl: the output rewritten from the store, one line per id
+    end or stop  ─▶ output.rewrite_output: the output rewritten from the store, one line per id
 
 The store is the truth; the output file is a projection of it, rebuilt at every start and end,
 so a torn or duplicated line left by a killed run never survives the next run.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import queue
 import shutil
@@ -20,23 +21,23 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from llmgather._client import Client
 from llmgather._config import DEFAULT_CONCURRENCY, Timeouts
 from llmgather._engine import EngineStats
-from llmgather._errors import InvalidInputError
+from llmgather._errors import InputChangedError, InvalidInputError, StrictInputError
 from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
 from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
-from llmgather.jobs.store.rows import with_output_fields
-from llmgather.jobs.store.sqlite import JobStore, fingerprint_file, store_path_for
+from llmgather.jobs.output import append_lines, render_result, rewrite_output
+from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
 from llmgather.providers.registry import Target, redact_url
+
+logger = logging.getLogger("llmgather")
 
 MAX_PENDING_WRITES = 10_000  # finished results waiting for the disk before the pipeline waits
 # At most one commit per this many seconds: a transaction costs far more than a row, and at
@@ -115,24 +116,32 @@ class JobSummary:
     output_tokens: int
     elapsed_s: float
     top_errors: list[dict[str, Any]]
+    input: str = ""
+    hint: str | None = None  # what to do next, when anything is left to do
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-class StrictInputError(InvalidInputError):
-    """`--strict` refused a file with invalid lines; nothing was sent."""
-
-
 ProgressHook = Callable[[Callable[[], EngineStats], int, bool], None]
+ERROR_KEY_CHARS = 80  # the store groups errors by their message cut to this length
 
 
 class Job:
     """One `llmgather run`. `stop` (set by a signal handler) ends it gracefully."""
 
-    def __init__(self, options: JobOptions, *, on_start: ProgressHook | None = None) -> None:
+    def __init__(
+        self,
+        options: JobOptions,
+        *,
+        on_start: ProgressHook | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_warning` hears what the input has that is ignored (an unknown field), once each."""
         self.options = options
         self._on_start = on_start
+        self._on_warning = on_warning or logger.warning
+        self._sent = 0  # items this run actually sent (at least one attempt)
         self.stop = asyncio.Event()
         self.sending = False  # True once requests may have gone out: an error then loses nothing
         # The output fields (a Batch API `custom_id`, an integer id) of the items sent and not
@@ -157,16 +166,20 @@ class Job:
             simulator=options.simulator,
         )
         input_path, spooled = await asyncio.to_thread(_materialise, options)
-        store = await asyncio.to_thread(JobStore.open, store_path_for(options.output_path))
+        if await self._nothing_to_do(input_path, spooled):
+            return self._empty_summary(client, started)
+        store: JobStore = await asyncio.to_thread(
+            SQLiteJobStore.open, store_path_for(options.output_path)
+        )
         try:
             if options.strict:  # before the store is touched: a refusal keeps the last job
                 await asyncio.to_thread(_refuse_invalid, self._read(input_path))
             resumed = await self._prepare(store, input_path, client.target)
             try:
-                await asyncio.to_thread(store.ingest, self._read(input_path))
+                await asyncio.to_thread(store.ingest, self._read(input_path, self._on_warning))
                 if options.retry_failed:
                     await asyncio.to_thread(store.reset_failed)
-                await asyncio.to_thread(store.export_jsonl, options.output_path)
+                await asyncio.to_thread(rewrite_output, store, options.output_path)
                 await asyncio.to_thread(store.mark_state, "running")
                 stats = await asyncio.to_thread(store.stats)
                 async with client:
@@ -185,7 +198,7 @@ class Job:
             # the grace period, cut nothing short: the job is complete.
             interrupted = stopped and final.pending > 0
             await asyncio.to_thread(store.mark_state, "interrupted" if interrupted else "complete")
-            await asyncio.to_thread(store.export_jsonl, options.output_path)
+            await asyncio.to_thread(rewrite_output, store, options.output_path)
         finally:
             await asyncio.to_thread(store.close)
             if spooled:
@@ -201,17 +214,54 @@ class Job:
             failed=final.failed,
             invalid=final.invalid,
             pending=final.pending,
-            sent=engine_stats.submitted,
+            sent=self._sent,
             retries=engine_stats.retries,
             http_429=engine_stats.http_429,
             input_tokens=final.input_tokens,
             output_tokens=final.output_tokens,
             elapsed_s=round(time.monotonic() - started, 3),
             top_errors=[
-                {"type": kind, "message": message, "count": count}
+                {"type": kind, "message": shown_error(message), "count": count}
                 for kind, message, count in final.top_errors
             ],
+            input=_shown_input(options.input_path),
+            hint=_hint(final.pending, final.failed),
         )
+
+    async def _nothing_to_do(self, input_path: str, spooled: bool) -> bool:
+        """True when the input holds no item and no job exists for the output: then no job
+        store is made and the output is written empty. A CSV without the column fails here,
+        before any store is made."""
+        try:
+            nothing = await asyncio.to_thread(self._empty_without_job, input_path)
+        except BaseException:
+            if spooled:
+                os.unlink(input_path)
+            raise
+        if nothing and spooled:
+            os.unlink(input_path)
+        return nothing
+
+    def _empty_without_job(self, input_path: str) -> bool:
+        output = self.options.output_path
+        if os.path.exists(store_path_for(output)) or _has_items(self._read(input_path)):
+            return False
+        _write_empty(output)
+        return True
+
+    def _empty_summary(self, client: Client, started: float) -> JobSummary:
+        return JobSummary(
+            output=self.options.output_path,
+            target=client.target.describe(),
+            simulated=client.simulated,
+            resumed=False,
+            interrupted=False,
+            total=0, ok=0, failed=0, invalid=0, pending=0, sent=0, retries=0, http_429=0,
+            input_tokens=0, output_tokens=0,
+            elapsed_s=round(time.monotonic() - started, 3),
+            top_errors=[],
+            input=_shown_input(self.options.input_path),
+        )  # fmt: skip
 
     async def _prepare(self, store: JobStore, input_path: str, target: Target) -> bool:
         fingerprint = await asyncio.to_thread(fingerprint_file, input_path)
@@ -223,7 +273,9 @@ class Job:
             )
         )
 
-    def _read(self, path: str) -> Iterator[InputItem]:
+    def _read(
+        self, path: str, warn: Callable[[str], None] | None = None
+    ) -> Generator[InputItem, None, None]:
         options = self.options
         return read_inputs(
             path,
@@ -233,42 +285,55 @@ class Job:
             system=options.system,
             max_line_bytes=options.max_line_bytes,
             display_name=options.input_path,
+            warn=warn,
         )
+
+    def _pending(self, store: JobStore, input_path: str) -> Iterator[InputItem]:
+        """The items still to send; InputChangedError when the input no longer matches the store."""
+        # Read on a thread (see `_requests`): `is_set` only reads a flag, safe from there.
+        items = store.pending_items(self._read(input_path), should_stop=self.stop.is_set)
+        try:
+            yield from items
+        except InvalidInputError as error:
+            raise InputChangedError(_shown_input(self.options.input_path), str(error)) from None
 
     async def _send_pending(self, client: Client, store: JobStore, input_path: str) -> bool:
         """Send what is still pending; True if a stop signal cut the run short."""
-        # Read on a thread (see `_requests`): `is_set` only reads a flag, safe from there.
-        pending = store.pending_items(self._read(input_path), should_stop=self.stop.is_set)
-        sink = _Sink(store, self.options.output_path, self._output_fields)
-        consume = asyncio.create_task(self._consume(client, pending, sink))
-        stopped = asyncio.create_task(self.stop.wait())
-        try:
-            await asyncio.wait({consume, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            interrupted = not consume.done()
-            if interrupted:
-                # No new work is fed once `stop` is set; requests in flight get the grace period.
-                try:
-                    await asyncio.wait_for(consume, self.options.grace_s)
-                except TimeoutError:
-                    pass
-            else:
-                consume.result()
-        finally:
-            stopped.cancel()
-            if not consume.done():
-                consume.cancel()
-            await asyncio.gather(consume, stopped, return_exceptions=True)
-            await sink.close()
+        pending = self._pending(store, input_path)
+        async with _Sink(store, self.options.output_path, self._output_fields) as sink:
+            consume = asyncio.create_task(self._consume(client, pending, sink))
+            stopped = asyncio.create_task(self.stop.wait())
+            try:
+                await asyncio.wait({consume, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                interrupted = not consume.done()
+                if interrupted:
+                    # No new work is fed once `stop` is set; requests in flight get the grace
+                    # period.
+                    try:
+                        await asyncio.wait_for(consume, self.options.grace_s)
+                    except TimeoutError:
+                        pass
+                else:
+                    consume.result()
+            finally:
+                stopped.cancel()
+                if not consume.done():
+                    consume.cancel()
+                await asyncio.gather(consume, stopped, return_exceptions=True)
         return interrupted
 
     async def _consume(self, client: Client, pending: Iterator[InputItem], sink: _Sink) -> None:
-        requests = self._requests(pending, client.target.provider)
+        requests = self._requests(pending, client.target.spec.accepts_batch_body_fields)
         async for result in client.map(requests, stop=self.stop):
+            # An item failed unsent (a stop, a refused key) went nowhere: only attempts count.
+            self._sent += result.attempts > 0
             await sink.add(result)
 
     async def _requests(
-        self, pending: Iterator[InputItem], provider: str
+        self, pending: Iterator[InputItem], batch_body_fields: bool
     ) -> AsyncIterator[Request]:
+        """The requests of the pending items; `batch_body_fields`: the provider takes the body
+        fields of an OpenAI Batch API line as they are (the registry says which do)."""
         # Reading and parsing the input and paging the store block: they run on a thread, a
         # page at a time, so a long stretch of lines finished in an earlier run (skipped
         # without a yield) never stalls the event loop, its signals or its progress bar.
@@ -283,9 +348,9 @@ class Job:
                 assert request is not None  # pending_items yields only sendable items
                 if item.output_fields:
                     self._output_fields[item.id] = item.output_fields
-                if request.extra and provider != "openai":
-                    # Only Batch API lines carry extra fields, and they are OpenAI's: Gemini
-                    # and Anthropic refuse fields they do not know.
+                if request.extra and not batch_body_fields:
+                    # Only Batch API lines carry extra fields, written for the API that defined
+                    # the format: the registry says which providers take them as they are.
                     request = request.replace(extra=None)
                 yield request.replace(id=item.id)
 
@@ -301,6 +366,9 @@ class _Sink:
     gather into the next, so a kill loses only what was in flight. The event loop hands results
     over through a queue and is never woken per batch: a reply per commit (as `to_thread` would
     make) costs more than the commit itself at thousands of results a second.
+
+    The writer thread is owned: `async with` starts it, and leaving the block, by any way
+    (an error, a cancellation), commits what was handed over and joins it.
     """
 
     def __init__(
@@ -314,10 +382,15 @@ class _Sink:
         self._loop = asyncio.get_running_loop()
         self._drained: asyncio.Event | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._write_loop, name="llmgather-writer", daemon=True
-        )
+        self._finished: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(target=self._write_loop, name="llmgather-writer")
+
+    async def __aenter__(self) -> _Sink:
         self._thread.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._close()
 
     async def add(self, result: Result) -> None:
         if self._error is not None:
@@ -329,51 +402,77 @@ class _Sink:
             if self._queue.qsize() >= MAX_PENDING_WRITES:  # the writer may have taken it already
                 await drained.wait()
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
+        """Let the writer commit what it holds and end, join it, and raise what it failed with.
+
+        A cancellation meanwhile still waits for the writer (what is left is at most one
+        batch), then goes on: a result handed over is never left uncommitted by a live thread.
+        """
         self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
+        cancelled: asyncio.CancelledError | None = None
+        while not self._finished.done():
+            try:
+                await asyncio.shield(self._finished)
+            except asyncio.CancelledError as error:
+                cancelled = error
+        self._thread.join()  # at once: the thread signalled its last step
+        if cancelled is not None:
+            raise cancelled
         if self._error is not None:
             raise self._error
 
     def _write_loop(self) -> None:
-        closing = False
-        while not closing:
-            batch = [self._queue.get()]
-            time.sleep(MIN_COMMIT_INTERVAL_S)
-            with suppress(queue.Empty):
-                while len(batch) < MAX_PENDING_WRITES:
-                    batch.append(self._queue.get_nowait())
-            closing = batch[-1] is None
-            results = [item for item in batch if item is not None]
-            try:
-                if results:
-                    self._write(results)
-            except BaseException as error:  # reported to the event loop by the next add/close
-                self._error = error
-                closing = True
-            drained = self._drained
-            if drained is not None:
-                self._drained = None
-                self._loop.call_soon_threadsafe(drained.set)
+        try:
+            closing = False
+            while not closing:
+                batch = [self._queue.get()]
+                time.sleep(MIN_COMMIT_INTERVAL_S)
+                with suppress(queue.Empty):
+                    while len(batch) < MAX_PENDING_WRITES:
+                        batch.append(self._queue.get_nowait())
+                closing = batch[-1] is None
+                results = [item for item in batch if item is not None]
+                try:
+                    if results:
+                        self._write(results)
+                except BaseException as error:  # reported to the event loop by add or close
+                    self._error = error
+                    closing = True
+                drained = self._drained
+                if drained is not None:
+                    self._drained = None
+                    self._loop.call_soon_threadsafe(drained.set)
+        finally:
+            with suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                self._loop.call_soon_threadsafe(self._set_finished)
+
+    def _set_finished(self) -> None:
+        if not self._finished.done():
+            self._finished.set_result(None)
 
     def _write(self, batch: list[tuple[str, Result]]) -> None:
         self._store.record(batch)
         # A live view for `tail -f`; the store, not this file, is what the final output is built from.
         fields = self._output_fields
-        lines = [
-            orjson.dumps(with_output_fields(r.to_dict(), fields.pop(id, None))) + b"\n"
-            for id, r in batch
-        ]
-        with open(self._output_path, "ab") as out:
-            out.write(b"".join(lines))
+        append_lines(
+            self._output_path, [render_result(id, r, fields.pop(id, None)) for id, r in batch]
+        )
 
 
 def _materialise(options: JobOptions) -> tuple[str, bool]:
-    """Standard input is spooled to a file beside the output, so it can be read twice."""
+    """Standard input is spooled to a file beside the output, so it can be read twice.
+
+    Checks the output's path first: nothing (no spool, no job store) is made for a bad one.
+    """
     directory = os.path.dirname(os.path.abspath(options.output_path))
     if not os.path.isdir(directory):
         raise InvalidInputError(
             f"cannot write {options.output_path}: the folder {directory} does not exist"
+        )
+    if os.path.isdir(options.output_path):
+        raise InvalidInputError(
+            f"-o {options.output_path} is a folder; give the path of a file to write the "
+            f"results to, such as {os.path.join(options.output_path, 'results.jsonl')}"
         )
     if options.input_path != "-":
         if not os.path.exists(options.input_path):
@@ -407,3 +506,42 @@ def _refuse_invalid(items: Iterator[InputItem]) -> None:
             + more
             + "\nFix these lines, or run without --strict to record them as failed items."
         )
+
+
+def _has_items(items: Generator[InputItem, None, None]) -> bool:
+    """Whether the input yields at least one item; reads no further than the first."""
+    with closing(items):
+        return next(items, None) is not None
+
+
+def _write_empty(output_path: str) -> None:
+    with open(output_path, "wb"):
+        pass
+
+
+def _shown_input(input_path: str) -> str:
+    return "<stdin>" if input_path == "-" else input_path
+
+
+def _hint(pending: int, failed: int) -> str | None:
+    """What to do next: resume what is pending, send the failed items again."""
+    hints = []
+    if pending:
+        hints.append("Rerun the same command to resume.")
+    if failed:
+        them = "them" if failed != 1 else "it"
+        hints.append(
+            f"{failed} item{'s' if failed != 1 else ''} failed: once the cause is fixed, "
+            f"rerun with --retry-failed to send {them} again."
+        )
+    return " ".join(hints) or None
+
+
+def shown_error(message: str) -> str:
+    """An error message as the store groups it, cut at a word boundary if it was cut at all."""
+    if len(message) < ERROR_KEY_CHARS:
+        return message
+    head, space, _ = message.rpartition(" ")
+    if not space or len(head) < ERROR_KEY_CHARS // 2:  # one long word: cut it where it is
+        head = message
+    return head.rstrip(" ,;") + "…"

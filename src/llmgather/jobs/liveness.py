@@ -10,13 +10,9 @@ import os
 import socket
 from typing import Any
 
-from llmgather._errors import ConfigurationError
+from llmgather._errors import JobBusyError
 
-__all__ = ["JobBusyError", "check_not_busy", "process_alive", "running_claim", "unclosed_run_s"]
-
-
-class JobBusyError(ConfigurationError):
-    """Another live process is running this job."""
+__all__ = ["check_not_busy", "process_alive", "running_claim", "unclosed_run_s"]
 
 
 def process_alive(meta: dict[str, Any]) -> bool:

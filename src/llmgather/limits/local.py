@@ -1,131 +1,195 @@
-"""The client-side limiter: a concurrency cap, requests per minute and tokens per minute.
+"""The in-process limiter: a concurrency cap and a list of budgets, shared by every caller in
+one event loop.
 
-It waits, it does not fail. A send first takes a concurrency slot, then one request from the RPM
-bucket and its token estimate from the TPM bucket. Waiters queue FIFO behind one lock: only the
-head of the queue sleeps, for exactly as long as the buckets need to refill (never polling), and
-the rest wait on the lock. After the response, `release` settles the estimate against the real
-usage. A 429 pauses everyone (`pause`) for the server's Retry-After period, or, when the
-server gives none, for a cool-down that doubles while 429s keep coming (`back_off`).
+It waits, it does not fail. A send needs a concurrency slot, then its cost from every budget
+(see `limits.budgets`). Waiters queue FIFO behind one lock: only the head of the queue waits, and
+for exactly as long as it must (never polling): a timer for what time refills (a pause, a
+budget), a wake-up for what an event frees (a slot released, a reservation settled below its
+estimate, a limit raised). After the answer, `release` settles the estimate with the real
+usage. A 429 or an outage pauses everyone (`penalise`): for the server's Retry-After, or for a
+cool-down that doubles while such signals keep coming in waves, until a success. Streams cut
+off again and again lower the concurrency cap (`limits.concurrency`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 from llmgather._clock import Clock, SystemClock
 from llmgather._config import Limits
-from llmgather.limits.bucket import TokenBucket
+from llmgather._types import Usage
+from llmgather.limits.base import Cost, Ending, LimiterStats, Permit
+from llmgather.limits.budgets import KINDS_BY_NAME, Budget, budgets_for
+from llmgather.limits.concurrency import ConcurrencyCap
+
+DEFAULT_COOL_DOWN = 0.5
+DEFAULT_MAX_COOL_DOWN = 30.0
+# A wait shorter than this is float round-off in a refill, not a wait: sleeping it would not
+# move a clock that reads 1e6 seconds, and the waiter would find itself short again forever.
+_NO_WAIT = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class Permit:
-    """A granted send: the tokens it reserved, to be settled on release."""
+class LocalLimiter:
+    """The `Limiter` for callers in one process: `LocalLimiter(Limits(rpm=500, tpm=200_000))`.
 
-    tokens: int
+    `cool_down` is the first hold after a 429 or an outage that named no Retry-After; it doubles
+    with each wave of them, up to `max_cool_down`, so a server back up is noticed within that.
+    """
 
-
-class Limiter:
-    def __init__(self, limits: Limits, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        clock: Clock | None = None,
+        cool_down: float = DEFAULT_COOL_DOWN,
+        max_cool_down: float = DEFAULT_MAX_COOL_DOWN,
+    ) -> None:
+        if not 0 < cool_down <= max_cool_down:
+            raise ValueError("cool_down must be positive and at most max_cool_down")
         self.limits = limits
         self._clock = clock or SystemClock()
-        now = self._clock.now()
-        self._slots = asyncio.Semaphore(limits.concurrency)
+        self._budgets: dict[str, Budget] = budgets_for(limits, now=self._clock.now())
+        self._cap = ConcurrencyCap(limits.concurrency)
         self._gate = asyncio.Lock()
-        self._requests = (
-            TokenBucket.per_minute(limits.rpm, burst_seconds=limits.burst_seconds, now=now)
-            if limits.rpm
-            else None
-        )
-        self._tokens = (
-            TokenBucket.per_minute(limits.tpm, burst_seconds=limits.burst_seconds, now=now)
-            if limits.tpm
-            else None
-        )
-        self._paused_until = 0.0
-        self._backoff = 0.0
         self._in_flight = 0
-        self._announced_rpm: float | None = None
-        self._announced_tpm: float | None = None
+        self._paused_until = 0.0
+        self._cool_down = cool_down
+        self._max_cool_down = max_cool_down
+        self._backoff = 0.0
+        self._penalties = 0
+        self._waiting_on: str | None = None  # what the head waiter waits for
+        self._wake: asyncio.Future[None] | None = None  # set to end the head waiter's wait early
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
+    async def acquire(self, cost: Cost = Cost()) -> Permit:  # noqa: B008 (frozen: shared is fine)
+        async with self._gate:
+            try:
+                while (reason := self._blocked_by(cost)) is not None:
+                    self._waiting_on, wait = reason
+                    if wait is None:
+                        await self._wait_for_wake()
+                    elif self._waiting_on == "pause":
+                        await self._clock.sleep(wait)  # nothing but time ends a pause early
+                    else:
+                        await self._wait_for_wake_or(wait)
+            finally:
+                self._waiting_on = None
+            now = self._clock.now()
+            for budget in self._budgets.values():
+                budget.take(now, cost)
+            self._in_flight += 1
+            return Permit(cost, granted_at=now, wave=self._cap.wave)
 
-    async def acquire(self, tokens: int) -> Permit:
-        """Wait for a concurrency slot and for `tokens` and one request of rate budget."""
-        await self._slots.acquire()
-        try:
-            async with self._gate:
-                while (wait := self._wait_time(tokens)) > 0:
-                    await self._clock.sleep(wait)
-                now = self._clock.now()
-                if self._requests:
-                    self._requests.take(now, 1)
-                if self._tokens:
-                    self._tokens.take(now, tokens)
-        except BaseException:
-            self._slots.release()
-            raise
-        self._in_flight += 1
-        return Permit(tokens)
-
-    def release(self, permit: Permit, *, used_tokens: int | None) -> None:
-        """Free the slot; settle the token reservation if the real usage is known.
-
-        `used_tokens=None` keeps the whole reservation (the server may have counted it).
-        """
+    async def release(self, permit: Permit, usage: Usage | None, *, outcome: Ending = "ok") -> None:
         self._in_flight -= 1
-        self._slots.release()
-        if self._tokens and used_tokens is not None:
-            self._tokens.give_back(self._clock.now(), permit.tokens - used_tokens)
+        given_back = False
+        if usage is not None:
+            now = self._clock.now()
+            for budget in self._budgets.values():
+                given_back |= budget.settle(now, permit.cost, usage, permit.granted_at) > 0
+        if outcome == "ok":
+            self._backoff = 0.0
+            self._cap.succeeded(permit.wave)
+        elif outcome == "truncated":
+            self._cap.truncated(permit.wave)
+        waiting_on = self._waiting_on
+        if waiting_on == "concurrency" or (given_back and waiting_on in self._budgets):
+            self._poke()
 
-    def adopt(self, *, rpm: float | None, tpm: float | None) -> None:
-        """Use limits the server announced (x-ratelimit-limit-*) where the user set none.
-
-        A client told nothing then paces itself from the first answer on, instead of learning
-        the limit one 429 at a time.
-        """
+    async def penalise(self, retry_after: float | None) -> None:
         now = self._clock.now()
-        burst = self.limits.burst_seconds
-        if rpm and self.limits.rpm is None and self._announced_rpm != rpm:
-            self._announced_rpm = rpm
-            self._requests = TokenBucket.per_minute(rpm, burst_seconds=burst, now=now)
-        if tpm and self.limits.tpm is None and self._announced_tpm != tpm:
-            self._announced_tpm = tpm
-            self._tokens = TokenBucket.per_minute(tpm, burst_seconds=burst, now=now)
-
-    def pause(self, seconds: float) -> None:
-        """Hold every new send for `seconds` (a 429's Retry-After applies to the whole key)."""
-        self._paused_until = max(self._paused_until, self._clock.now() + seconds)
-
-    def back_off(self, base: float, cap: float) -> None:
-        """A 429 that gave no Retry-After: hold every new send for a cool-down.
-
-        The 429s of one wave (sent before the pause began, arriving while it lasts) count once;
-        each 429 after a pause has ended doubles the next one, up to `cap`, until `succeeded`.
-        """
-        now = self._clock.now()
-        if now < self._paused_until:
+        self._penalties += 1
+        if retry_after is not None:
+            self._paused_until = max(self._paused_until, now + retry_after)
             return
-        self._backoff = min(cap, self._backoff * 2) if self._backoff else base
+        if now < self._paused_until:
+            return  # sent before the hold began, answered while it lasts: the same wave
+        if self._backoff:
+            self._backoff = min(self._max_cool_down, self._backoff * 2)
+        else:
+            self._backoff = self._cool_down
         self._paused_until = now + self._backoff
 
-    def succeeded(self) -> None:
-        """An answer came back: the next 429 without a hint starts the cool-down afresh."""
-        self._backoff = 0.0
+    async def observe(self, announced: Mapping[str, float]) -> None:
+        changed = False
+        for name, limit in announced.items():
+            if name not in KINDS_BY_NAME or not limit or limit <= 0:
+                continue
+            if getattr(self.limits, name) is not None:
+                continue  # the user's own limit wins over what any server says
+            current = self._budgets.get(name)
+            if current is not None and current.limit == limit:
+                continue
+            now = self._clock.now()
+            burst = self.limits.burst_seconds
+            if current is None:
+                budget = Budget(
+                    KINDS_BY_NAME[name], limit, burst_seconds=burst, now=now, announced=True
+                )
+            else:
+                budget = current.resized(limit, burst_seconds=burst, now=now)
+            self._budgets[name] = budget
+            self._budgets = {k: self._budgets[k] for k in KINDS_BY_NAME if k in self._budgets}
+            changed = True
+        if changed:
+            self._poke()
 
-    def _wait_time(self, tokens: int) -> float:
+    def statistics(self) -> LimiterStats:
+        budgets = self._budgets.values()
+        return LimiterStats(
+            in_flight=self._in_flight,
+            concurrency=self._cap.current,
+            max_concurrency=self._cap.maximum,
+            limits={b.kind.name: b.limit for b in budgets},
+            learned={b.kind.name: b.limit for b in budgets if b.announced},
+            pause_remaining=max(0.0, self._paused_until - self._clock.now()),
+            penalties=self._penalties,
+            waiting_on=self._waiting_on,
+        )
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def _blocked_by(self, cost: Cost) -> tuple[str, float | None] | None:
+        """What holds a send of `cost` now, and for how long (None: until an event); None if
+        nothing does."""
         now = self._clock.now()
-        wait = self._paused_until - now
-        if self._requests:
-            wait = max(wait, self._requests.wait_time(now, 1))
-        if self._tokens:
-            wait = max(wait, self._tokens.wait_time(now, tokens))
-        return wait
+        if (pause := self._paused_until - now) > _NO_WAIT:
+            return "pause", pause
+        if self._in_flight >= self._cap.current:
+            return "concurrency", None
+        longest: tuple[str, float | None] | None = None
+        for name, budget in self._budgets.items():
+            wait = budget.wait_time(now, cost)
+            if wait > _NO_WAIT and (longest is None or wait > (longest[1] or 0.0)):
+                longest = name, wait
+        return longest
+
+    async def _wait_for_wake(self) -> None:
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await self._wake
+        finally:
+            self._wake = None
+
+    async def _wait_for_wake_or(self, seconds: float) -> None:
+        self._wake = wake = asyncio.get_running_loop().create_future()
+        timer = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait((timer, wake), return_when=asyncio.FIRST_COMPLETED)
+            if timer.done():
+                timer.result()  # a clock whose sleep failed fails the wait
+        finally:
+            timer.cancel()
+            self._wake = None
+
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     def __repr__(self) -> str:
+        budgets = " ".join(f"{b.kind.name}={b.limit:g}" for b in self._budgets.values())
         return (
-            f"<Limiter in_flight={self._in_flight}/{self.limits.concurrency} "
-            f"rpm={self._requests!r} tpm={self._tokens!r}>"
+            f"<LocalLimiter in_flight={self._in_flight}/{self._cap.current} {budgets}".rstrip()
+            + ">"
         )
+

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from llmgather.limits.base import Cost
+
 CHARS_PER_TOKEN = 4
 PER_MESSAGE_OVERHEAD = 4  # role markers and separators, as the chat formats add them
 
@@ -44,3 +46,9 @@ def estimate_request_tokens(messages: Iterable[dict[str, Any]], max_tokens: int 
     """Prompt tokens plus the output the request may produce: what a TPM budget must reserve."""
     output = DEFAULT_OUTPUT_ESTIMATE if max_tokens is None else max_tokens
     return estimate_prompt_tokens(messages) + output
+
+
+def request_cost(messages: Iterable[dict[str, Any]], max_tokens: int | None) -> Cost:
+    """What a chat request reserves: one request, its prompt's tokens, and its output budget."""
+    output = DEFAULT_OUTPUT_ESTIMATE if max_tokens is None else max_tokens
+    return Cost(requests=1, input_tokens=estimate_prompt_tokens(messages), output_tokens=output)

@@ -1,11 +1,15 @@
-"""Helpers every adapter shares: retry hints from headers, JSON bodies, safe error messages."""
+"""Helpers every adapter shares: retry hints from headers, JSON bodies, safe error messages,
+announced limits, and the URL an adapter builds from its base URL."""
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
@@ -13,6 +17,10 @@ from llmgather._errors import APIError, MalformedResponseError, error_for_status
 from llmgather.providers.base import Headers
 
 MAX_MESSAGE_CHARS = 500
+# A body that is not the provider's error JSON (a proxy's HTML page) is quoted this far.
+SNIPPET_CHARS = 200
+# Shorter values are not hidden: replacing every "pw" in a message would garble it.
+_MIN_SECRET_CHARS = 4
 
 
 def retry_after_from_headers(headers: Headers, *, now: float | None = None) -> float | None:
@@ -48,11 +56,16 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def announced_limits(
-    headers: Headers, requests_header: str, tokens_header: str
-) -> tuple[float | None, float | None]:
-    """(requests, tokens) per minute as a server announces them on its answers, if it does."""
-    return _positive(headers.get(requests_header)), _positive(headers.get(tokens_header))
+def announced_limits(headers: Headers, names: Mapping[str, str]) -> dict[str, float]:
+    """The limits a server announces on its answers, by budget name ("rpm", "tpm", …):
+    `names` maps each budget to the header that announces it. Only positive numbers count
+    (Azure sends -1 for "none")."""
+    limits: dict[str, float] = {}
+    for budget, header in names.items():
+        value = _positive(headers.get(header))
+        if value is not None:
+            limits[budget] = value
+    return limits
 
 
 def _positive(value: str | None) -> float | None:
@@ -77,6 +90,11 @@ def with_extra(payload: dict[str, Any], extra: dict[str, Any] | None) -> dict[st
     return merged
 
 
+def word(value: Any) -> str | None:
+    """A field a server should send as a string (a finish reason), as one, or None."""
+    return None if value is None else str(value)
+
+
 def load_json(body: bytes, what: str) -> Any:
     try:
         return orjson.loads(body)
@@ -92,13 +110,19 @@ def error_body(body: bytes) -> Any:
         return None
 
 
-def redact(text: str, secret: str | None) -> str:
-    """Cut a message to size and remove the API key if a server echoed it back."""
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "[redacted]")
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[:MAX_MESSAGE_CHARS] + "…"
-    return text
+def redact(text: str, *secrets: str | None) -> str:
+    """The message without any secret a server echoed back, then cut to size.
+
+    Redaction comes first: cut first, a secret straddling the cut would survive in part.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= _MIN_SECRET_CHARS:
+            text = text.replace(secret, "[redacted]")
+    return _cut(text, MAX_MESSAGE_CHARS)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def status_error(
@@ -111,6 +135,49 @@ def status_error(
     return (cls or error_for_status(status))(message, status_code=status, retry_after=retry_after)
 
 
-def fallback_message(status: int, body: bytes) -> str:
-    snippet = body[:200].decode("utf-8", errors="replace").strip()
-    return f"unexpected answer: {snippet}" if snippet else "no error message in the body"
+def fallback_message(status: int, body: bytes, secrets: tuple[str, ...]) -> str:
+    """The message for a body that is not the provider's error JSON: its start, quoted with
+    every secret removed from the whole body before it is cut (a proxy may echo the request's
+    headers, key included, at any offset)."""
+    text = redact(body.decode("utf-8", errors="replace"), *secrets).strip()
+    if not text:
+        return f"HTTP {status} with no error message in the body"
+    return f"unexpected answer: {_cut(text, SNIPPET_CHARS)}"
+
+
+class BaseURL:
+    """A base URL taken apart, so that an adapter puts its path in the path and keeps the
+    base's query a query (`?api-version=…` before `/chat/completions` would be a new path).
+
+    A `user:password@` in the URL is not left for the HTTP library (aiohttp refuses a URL with
+    credentials beside an Authorization header, per request): it becomes `basic_auth`, an
+    `Authorization: Basic …` value an adapter sends where no key already takes that header.
+    The registry refuses credentials in the URL for a provider whose key goes in Authorization
+    (OpenAI's `Bearer`), before anything is sent. `secrets` are the URL's credentials and
+    query values, which messages must not echo.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.hostname = parts.hostname
+        self._scheme = parts.scheme
+        userinfo, at, host = parts.netloc.rpartition("@")
+        self._netloc = host
+        self._path = parts.path.rstrip("/")
+        self._query = parts.query
+        self.basic_auth: str | None = None
+        secrets: list[str] = []
+        if at:
+            user, _, password = userinfo.partition(":")
+            pair = f"{unquote(user)}:{unquote(password)}".encode()
+            self.basic_auth = "Basic " + base64.b64encode(pair).decode("ascii")
+            secrets += [user, password, unquote(user), unquote(password)]
+        for field in parts.query.split("&"):
+            value = field.partition("=")[2]
+            secrets += [value, unquote(value)]
+        self.secrets = tuple(dict.fromkeys(s for s in secrets if len(s) >= _MIN_SECRET_CHARS))
+
+    def join(self, path: str, query: str = "") -> str:
+        """The URL with `path` after the base's path and `query` after the base's query."""
+        full_query = "&".join(q for q in (self._query, query) if q)
+        return urlunsplit((self._scheme, self._netloc, self._path + path, full_query, ""))

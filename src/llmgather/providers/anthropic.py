@@ -19,6 +19,11 @@ Error bodies are `{"type": "error", "error": {"type": ..., "message": ...}}`; th
     an `error` event mid-stream     → the same mapping, raised from `feed`
     a 200 that does not parse       → MalformedResponseError
     a stream without message_stop   → TruncatedStreamError
+
+`stop_reason` reads in OpenAI's vocabulary as `finish_reason`: end_turn and stop_sequence are
+"stop", max_tokens and model_context_window_exceeded "length", tool_use "tool_calls", refusal
+"content_filter", anything else (pause_turn) "other"; the word itself is kept as
+`provider_finish_reason`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from llmgather._errors import (
 )
 from llmgather._types import Completion, Message, Request, Usage
 from llmgather.providers._common import (
+    BaseURL,
     announced_limits,
     error_body,
     fallback_message,
@@ -52,6 +58,7 @@ from llmgather.providers._common import (
     retry_after_from_headers,
     status_error,
     with_extra,
+    word,
 )
 from llmgather.providers.base import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
@@ -88,6 +95,24 @@ _STATUS_OF_TYPE = {
     "overloaded_error": 529,
 }
 _CONTEXT_MESSAGES = ("prompt is too long", "exceed context limit", "exceeds the context window")
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+# The header that carries the key, so a base URL's user:password may go in Authorization.
+KEY_HEADER = "x-api-key"
+# Input and output tokens have windows of their own; `tokens-limit` is the most restrictive
+# window of the moment, a budget of its own only for a server that announces nothing finer.
+_LIMIT_HEADERS = {
+    "rpm": "anthropic-ratelimit-requests-limit",
+    "itpm": "anthropic-ratelimit-input-tokens-limit",
+    "otpm": "anthropic-ratelimit-output-tokens-limit",
+}
+_COMBINED_TOKENS_HEADER = "anthropic-ratelimit-tokens-limit"
 _QUOTA_MESSAGES = ("credit balance is too low", "reached your specified api usage limits")
 
 
@@ -95,12 +120,15 @@ class AnthropicProvider:
     name = "anthropic"
 
     def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
-        self._api_key = api_key
+        base = BaseURL(base_url or DEFAULT_BASE_URL)
+        self._secrets = (api_key or "", *base.secrets)
         # base_url is the server root (the anthropic SDK's convention).
-        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
+        self._url = base.join("/v1/messages")
         self._headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
         if api_key:
-            self._headers["x-api-key"] = api_key
+            self._headers[KEY_HEADER] = api_key
+        if base.basic_auth:  # a proxy's own login, in front of the API
+            self._headers["authorization"] = base.basic_auth
 
     def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
         system = [_text(m) for m in request.messages if m.get("role") == "system"]
@@ -137,11 +165,13 @@ class AnthropicProvider:
         )
         usage = _Usage()
         usage.update(data.get("usage"))
+        stop_reason = word(data.get("stop_reason"))
         return Completion(
             text=text,
             usage=usage.total(),
-            finish_reason=data.get("stop_reason"),
+            finish_reason=finish_reason(stop_reason),
             model=data.get("model"),
+            provider_finish_reason=stop_reason,
         )
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> APIError:
@@ -149,36 +179,26 @@ class AnthropicProvider:
         error = data.get("error") if isinstance(data, dict) else None
         if not isinstance(error, dict):
             error = {}
-        raw = str(error.get("message") or fallback_message(status, body))
+        raw = error.get("message")
+        if not isinstance(raw, str) or not raw:
+            raw = fallback_message(status, body, self._secrets)
         cls = _BY_TYPE.get(str(error.get("type") or "")) or error_for_status(status)
         lowered = raw.lower()
         if any(m in lowered for m in _QUOTA_MESSAGES):
             cls = QuotaExhaustedError
         elif cls is BadRequestError and any(m in lowered for m in _CONTEXT_MESSAGES):
             cls = ContextLengthError
-        message = redact(raw, self._api_key)
+        message = redact(raw, *self._secrets)
         return status_error(status, message, retry_after=retry_after_from_headers(headers), cls=cls)
 
     def stream_decoder(self) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(self)
 
-    def announced_limits(self, headers: Headers) -> tuple[float | None, float | None]:
-        # Anthropic limits input and output tokens per minute separately, while llmgather's
-        # limiter keeps one budget for both. Their sum is that budget: it never paces slower
-        # than the account allows, and an output-heavy job that overruns the output limit
-        # meets a 429 whose Retry-After pauses the limiter. (`tokens-limit` alone, the most
-        # restrictive window of the moment, would pace both by the smaller one, and flip.)
-        requests, combined = announced_limits(
-            headers, "anthropic-ratelimit-requests-limit", "anthropic-ratelimit-tokens-limit"
-        )
-        input_limit, output_limit = announced_limits(
-            headers,
-            "anthropic-ratelimit-input-tokens-limit",
-            "anthropic-ratelimit-output-tokens-limit",
-        )
-        if input_limit and output_limit:
-            return requests, input_limit + output_limit
-        return requests, combined
+    def announced_limits(self, headers: Headers) -> dict[str, float]:
+        limits = announced_limits(headers, _LIMIT_HEADERS)
+        if "itpm" not in limits and "otpm" not in limits:
+            limits |= announced_limits(headers, {"tpm": _COMBINED_TOKENS_HEADER})
+        return limits
 
 
 class AnthropicStreamDecoder:
@@ -214,7 +234,7 @@ class AnthropicStreamDecoder:
         elif kind == "message_delta":
             delta = data.get("delta")
             if isinstance(delta, dict) and delta.get("stop_reason"):
-                self._finish_reason = delta["stop_reason"]
+                self._finish_reason = word(delta["stop_reason"])
             self._usage.update(data.get("usage"))  # cumulative counts
         elif kind == "message_stop":
             self._stopped = True
@@ -232,9 +252,15 @@ class AnthropicStreamDecoder:
         return Completion(
             text="".join(self._pieces),
             usage=self._usage.total(),
-            finish_reason=self._finish_reason,
+            finish_reason=finish_reason(self._finish_reason),
             model=self._model,
+            provider_finish_reason=self._finish_reason,
         )
+
+
+def finish_reason(stop_reason: str | None) -> str | None:
+    """Anthropic's stop_reason in OpenAI's vocabulary (see the module docstring)."""
+    return None if stop_reason is None else _FINISH_REASONS.get(stop_reason, "other")
 
 
 class _Usage:

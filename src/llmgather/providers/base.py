@@ -7,26 +7,11 @@ body into llmgather's exception tree. The transport (`transport/aiohttp.py`) doe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from llmgather._types import Completion, Request
+from llmgather.transport import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
-
-Headers = Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-
-    def __repr__(self) -> str:
-        # Never show headers: they carry the API key.
-        return f"<HttpRequest {self.method} {self.url}>"
 
 
 class StreamDecoder(Protocol):
@@ -56,6 +41,7 @@ class Provider(Protocol):
 
     def stream_decoder(self) -> StreamDecoder: ...
 
-    def announced_limits(self, headers: Headers) -> tuple[float | None, float | None]:
-        """(requests, tokens) per minute from the rate-limit headers of any answer, if sent."""
+    def announced_limits(self, headers: Headers) -> dict[str, float]:
+        """The limits an answer's rate-limit headers announce, by budget name ("rpm", "rpd",
+        "tpm", "itpm", "otpm"), each per its window; empty when the headers announce none."""
         ...

@@ -20,6 +20,11 @@ Errors carry a gRPC status name in `error.status` and typed `details`; they map 
 
 A candidate stopped by SAFETY, RECITATION and the like is not an error: it is a Completion
 with whatever text it has (often none) and that finish reason, for the caller to judge.
+
+`finishReason` reads in OpenAI's vocabulary as `finish_reason`: STOP is "stop" (or
+"tool_calls" when the answer holds a functionCall part), MAX_TOKENS "length", the
+safety-like reasons (SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII, …)
+"content_filter", anything else "other"; the word itself is kept as `provider_finish_reason`.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from llmgather._errors import (
 )
 from llmgather._types import Completion, Message, Request, Usage
 from llmgather.providers._common import (
+    BaseURL,
     error_body,
     fallback_message,
     load_json,
@@ -53,6 +59,7 @@ from llmgather.providers._common import (
     retry_after_from_headers,
     status_error,
     with_extra,
+    word,
 )
 from llmgather.providers.base import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
@@ -76,19 +83,37 @@ _BY_STATUS_NAME: dict[str, type[APIError]] = {
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+# The header that carries the key, so a base URL's user:password may go in Authorization.
+KEY_HEADER = "x-goog-api-key"
+_FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"} | dict.fromkeys(
+    (
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "MODEL_ARMOR",
+    ),
+    "content_filter",
+)
 
 
 class GeminiProvider:
     name = "gemini"
 
     def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
-        self._api_key = api_key
+        self._base = BaseURL(base_url or DEFAULT_BASE_URL)
+        self._secrets = (api_key or "", *self._base.secrets)
         # base_url is the server root (the google-genai SDK's convention); the version is ours.
-        self._root = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/{API_VERSION}/"
         self._headers = {"content-type": "application/json"}
         if api_key:
             # A header, never `?key=`: URLs end up in logs and exception messages.
-            self._headers["x-goog-api-key"] = api_key
+            self._headers[KEY_HEADER] = api_key
+        if self._base.basic_auth:  # a proxy's own login, in front of the API
+            self._headers["authorization"] = self._base.basic_auth
 
     def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
         payload: dict[str, Any] = {}
@@ -117,23 +142,28 @@ class GeminiProvider:
         # A bare name is a base model; `tunedModels/x` (or `models/x`) is already a resource path.
         name = model if "/" in model else "models/" + model
         name = "/".join(quote(part, safe="") for part in name.split("/"))
-        method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+        method, query = (
+            (":streamGenerateContent", "alt=sse") if stream else (":generateContent", "")
+        )
+        url = self._base.join(f"/{API_VERSION}/{name}{method}", query)
         body = orjson.dumps(with_extra(payload, request.extra))
-        return HttpRequest("POST", self._root + name + method, self._headers, body)
+        return HttpRequest("POST", url, self._headers, body)
 
     def parse_response(self, status: int, headers: Headers, body: bytes) -> Completion:
         data = load_json(body, "the generateContent response")
         if not isinstance(data, dict):
             raise MalformedResponseError("the generateContent response is not a JSON object")
-        _raise_if_blocked(data)
+        _raise_if_blocked(data, self._secrets)
         candidate = _first_candidate(data)
         if candidate is None:
             raise MalformedResponseError("the generateContent response has no candidates")
+        raw_reason = word(candidate.get("finishReason"))
         return Completion(
             text="".join(_texts(candidate)),
             usage=_usage(data.get("usageMetadata")),
-            finish_reason=candidate.get("finishReason"),
+            finish_reason=finish_reason(raw_reason, calls_tools=_calls_tools(candidate)),
             model=data.get("modelVersion"),
+            provider_finish_reason=raw_reason,
         )
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> APIError:
@@ -144,11 +174,13 @@ class GeminiProvider:
         if not isinstance(error, dict):
             error = {}
         details = [d for d in error.get("details") or () if isinstance(d, dict)]
-        raw = str(error.get("message") or fallback_message(status, body))
+        raw = error.get("message")
+        if not isinstance(raw, str) or not raw:
+            raw = fallback_message(status, body, self._secrets)
         cls = _classify(status, str(error.get("status") or ""), details, raw)
         if cls is QuotaExhaustedError:
             raw += " (a per-day quota: it resets at midnight Pacific time, so it is not retried)"
-        message = redact(raw, self._api_key)
+        message = redact(raw, *self._secrets)
         retry_after = _retry_delay(details)
         if retry_after is None:
             retry_after = retry_after_from_headers(headers)
@@ -157,8 +189,8 @@ class GeminiProvider:
     def stream_decoder(self) -> GeminiStreamDecoder:
         return GeminiStreamDecoder(self)
 
-    def announced_limits(self, headers: Headers) -> tuple[float | None, float | None]:
-        return None, None  # Gemini announces no limits on its answers, only in a 429's body
+    def announced_limits(self, headers: Headers) -> dict[str, float]:
+        return {}  # Gemini announces no limits on its answers, only in a 429's body
 
 
 class GeminiStreamDecoder:
@@ -170,6 +202,7 @@ class GeminiStreamDecoder:
         self._finish_reason: str | None = None
         self._usage: Usage | None = None
         self._model: str | None = None
+        self._calls_tools = False
 
     def feed(self, event: SSEEvent) -> list[str]:
         if not event.data.strip():
@@ -182,7 +215,7 @@ class GeminiStreamDecoder:
             code = error.get("code")
             status = code if isinstance(code, int) and code >= 400 else 500
             raise self._provider.parse_error(status, {}, event.data.encode())
-        _raise_if_blocked(data)
+        _raise_if_blocked(data, self._provider._secrets)
         self._model = data.get("modelVersion") or self._model
         if data.get("usageMetadata"):
             self._usage = _usage(data["usageMetadata"])  # cumulative: the last one is the total
@@ -190,7 +223,8 @@ class GeminiStreamDecoder:
         if candidate is None:
             return []
         if candidate.get("finishReason"):
-            self._finish_reason = candidate["finishReason"]
+            self._finish_reason = word(candidate["finishReason"])
+        self._calls_tools = self._calls_tools or _calls_tools(candidate)
         pieces = [text for text in _texts(candidate) if text]
         self._pieces.extend(pieces)
         return pieces
@@ -201,9 +235,19 @@ class GeminiStreamDecoder:
         return Completion(
             text="".join(self._pieces),
             usage=self._usage,
-            finish_reason=self._finish_reason,
+            finish_reason=finish_reason(self._finish_reason, calls_tools=self._calls_tools),
             model=self._model,
+            provider_finish_reason=self._finish_reason,
         )
+
+
+def finish_reason(raw: str | None, *, calls_tools: bool = False) -> str | None:
+    """Gemini's finishReason in OpenAI's vocabulary (see the module docstring)."""
+    if raw is None:
+        return None
+    if raw == "STOP" and calls_tools:
+        return "tool_calls"
+    return _FINISH_REASONS.get(raw, "other")
 
 
 def _parts(message: Message) -> list[dict[str, str]]:
@@ -233,6 +277,14 @@ def _first_candidate(data: dict[str, Any]) -> dict[str, Any] | None:
     return candidate
 
 
+def _calls_tools(candidate: dict[str, Any]) -> bool:
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return isinstance(parts, list) and any(
+        isinstance(p, dict) and p.get("functionCall") for p in parts
+    )
+
+
 def _texts(candidate: dict[str, Any]) -> list[str]:
     content = candidate.get("content")
     parts = content.get("parts") if isinstance(content, dict) else None
@@ -246,13 +298,14 @@ def _texts(candidate: dict[str, Any]) -> list[str]:
     ]
 
 
-def _raise_if_blocked(data: dict[str, Any]) -> None:
+def _raise_if_blocked(data: dict[str, Any], secrets: tuple[str, ...]) -> None:
     feedback = data.get("promptFeedback")
     reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
     if reason:
         detail = feedback.get("blockReasonMessage") if isinstance(feedback, dict) else None
         more = f": {detail}" if detail else ""
-        raise BadRequestError(f"Gemini blocked the prompt (blockReason {reason}){more}")
+        message = f"Gemini blocked the prompt (blockReason {reason}){more}"
+        raise BadRequestError(redact(message, *secrets))
 
 
 def _usage(raw: Any) -> Usage | None:

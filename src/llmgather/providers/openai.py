@@ -5,7 +5,10 @@ Statuses and bodies map to llmgather's tree as follows:
     429 rate_limit_exceeded   → RateLimitError (Retry-After honoured)
     429 insufficient_quota    → QuotaExhaustedError (billing: never retried)
     429 "Request too large"   → BadRequestError (one request over the TPM limit: no wait helps)
-    400 context_length_exceeded → ContextLengthError
+    400 context_length_exceeded → ContextLengthError, as are the context errors of the servers
+        that copy the API: llama-server's `exceed_context_size_error` (a numeric `code`),
+        vLLM's "maximum context length" / "maximum model length" (its error object may sit
+        at the top level of the body, not under `error`)
     400, 422                  → BadRequestError
     401 / 403 / 404           → AuthenticationError / PermissionDeniedError / NotFoundError
     408                       → RequestTimeoutError
@@ -13,12 +16,16 @@ Statuses and bodies map to llmgather's tree as follows:
     529                       → OverloadedError
     a 200 that does not parse → MalformedResponseError
     a stream without finish_reason or [DONE] → TruncatedStreamError
+
+`finish_reason` is already OpenAI's vocabulary (`stop`, `length`, `tool_calls`,
+`content_filter`); the legacy `function_call` reads as `tool_calls`, and any other word a
+compatible server invents (vLLM's `abort`) as `other`. The server's own word is kept as
+`provider_finish_reason`.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -32,6 +39,7 @@ from llmgather._errors import (
 )
 from llmgather._types import Completion, Request, Usage
 from llmgather.providers._common import (
+    BaseURL,
     announced_limits,
     error_body,
     fallback_message,
@@ -40,11 +48,34 @@ from llmgather.providers._common import (
     retry_after_from_headers,
     status_error,
     with_extra,
+    word,
 )
 from llmgather.providers.base import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# The header that carries the key: a base URL's user:password (basic auth) would need it too,
+# so the registry refuses the two together.
+KEY_HEADER = "authorization"
+_LIMIT_HEADERS = {"rpm": "x-ratelimit-limit-requests", "tpm": "x-ratelimit-limit-tokens"}
+_FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+# The `code` or `type` of a context-window error: OpenAI's, llama-server's.
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+# …and the words of those that name none: OpenAI's own message, vLLM's (old and new),
+# llama-server's, Ollama's.
+_CONTEXT_MESSAGES = (
+    "maximum context length",
+    "maximum model length",
+    "exceeds the available context size",
+    "exceeds the context length",
+    "exceeds context length",
+)
 
 
 # The caller who sets either in `extra` has chosen the field: the adapter adds neither.
@@ -55,18 +86,20 @@ class OpenAIProvider:
     name = "openai"
 
     def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
-        self._api_key = api_key
-        # A query in the base URL (Azure's `?api-version=`) stays at the end of the full URL.
-        root, _, query = (base_url or DEFAULT_BASE_URL).partition("?")
-        self._url = root.rstrip("/") + "/chat/completions" + (f"?{query}" if query else "")
+        base = BaseURL(base_url or DEFAULT_BASE_URL)
+        self._secrets = (api_key or "", *base.secrets)
+        # A query in the base URL (Azure's `?api-version=`) stays a query.
+        self._url = base.join("/chat/completions")
         # OpenAI's own API takes max_completion_tokens for every model (and o-series models
         # take nothing else); the servers that copy the API (vLLM, llama-server, Ollama) know
         # the older max_tokens.
-        official = urlsplit(base_url or DEFAULT_BASE_URL).hostname == "api.openai.com"
+        official = base.hostname == "api.openai.com"
         self._max_tokens_field = "max_completion_tokens" if official else "max_tokens"
         self._headers = {"content-type": "application/json"}
         if api_key:
-            self._headers["authorization"] = f"Bearer {api_key}"
+            self._headers[KEY_HEADER] = f"Bearer {api_key}"
+        elif base.basic_auth:
+            self._headers[KEY_HEADER] = base.basic_auth
 
     def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
         payload: dict[str, Any] = {"model": model, "messages": list(request.messages)}
@@ -86,27 +119,31 @@ class OpenAIProvider:
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
+            raw_reason = word(choice.get("finish_reason"))
             return Completion(
                 text=text,
                 usage=_usage(data.get("usage")),
-                finish_reason=choice.get("finish_reason"),
+                finish_reason=finish_reason(raw_reason),
                 model=data.get("model"),
+                provider_finish_reason=raw_reason,
             )
         except (KeyError, IndexError, TypeError, AttributeError):
             raise MalformedResponseError("the chat completion has no choices[0].message") from None
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> APIError:
-        data = error_body(body)
-        error = data.get("error") if isinstance(data, dict) else None
-        if not isinstance(error, dict):
-            error = {}
-        code = error.get("code") or error.get("type") or ""
-        message = redact(str(error.get("message") or fallback_message(status, body)), self._api_key)
+        error = _error_object(error_body(body))
+        # `code` is a string at OpenAI ("insufficient_quota") and a number at llama-server and
+        # vLLM (the HTTP status again): either, or the `type`, may name the error.
+        kinds = {str(error.get("code") or ""), str(error.get("type") or "")}
+        raw = error.get("message")
+        if not isinstance(raw, str) or not raw:
+            raw = fallback_message(status, body, self._secrets)
+        message = redact(raw, *self._secrets)
         retry_after = retry_after_from_headers(headers)
         cls: type[APIError] | None = None
-        if code == "insufficient_quota":
+        if "insufficient_quota" in kinds:
             cls = QuotaExhaustedError
-        elif code == "context_length_exceeded":
+        elif kinds & _CONTEXT_CODES or (status in (400, 413) and _too_long(raw)):
             cls = ContextLengthError
         elif status == 429 and message.startswith("Request too large"):
             cls = BadRequestError
@@ -115,8 +152,8 @@ class OpenAIProvider:
     def stream_decoder(self) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self)
 
-    def announced_limits(self, headers: Headers) -> tuple[float | None, float | None]:
-        return announced_limits(headers, "x-ratelimit-limit-requests", "x-ratelimit-limit-tokens")
+    def announced_limits(self, headers: Headers) -> dict[str, float]:
+        return announced_limits(headers, _LIMIT_HEADERS)
 
 
 class OpenAIStreamDecoder:
@@ -138,7 +175,11 @@ class OpenAIStreamDecoder:
         if not isinstance(data, dict):
             raise MalformedResponseError("a stream event is not a JSON object")
         if data.get("error"):
-            raise self._provider.parse_error(500, {}, event.data.encode())
+            # llama-server and vLLM put the status their error would have had in a numeric
+            # `code`; OpenAI's string codes say nothing of it, and the stream had said 200.
+            code = _error_object(data).get("code")
+            status = code if isinstance(code, int) and 400 <= code < 600 else 500
+            raise self._provider.parse_error(status, {}, event.data.encode())
         self._model = data.get("model") or self._model
         if data.get("usage"):
             self._usage = _usage(data["usage"])
@@ -151,7 +192,7 @@ class OpenAIStreamDecoder:
             if content:
                 pieces.append(content)
             if choice.get("finish_reason"):
-                self._finish_reason = choice["finish_reason"]
+                self._finish_reason = word(choice["finish_reason"])
         self._pieces.extend(pieces)
         return pieces
 
@@ -162,9 +203,33 @@ class OpenAIStreamDecoder:
         return Completion(
             text="".join(self._pieces),
             usage=self._usage,
-            finish_reason=self._finish_reason,
+            finish_reason=finish_reason(self._finish_reason),
             model=self._model,
+            provider_finish_reason=self._finish_reason,
         )
+
+
+def finish_reason(raw: str | None) -> str | None:
+    """The server's finish_reason in OpenAI's own vocabulary (see the module docstring)."""
+    return None if raw is None else _FINISH_REASONS.get(raw, "other")
+
+
+def _error_object(data: Any) -> dict[str, Any]:
+    """The error object of a body: under `error` (OpenAI, llama-server, vLLM today), the body
+    itself (older vLLM: `{"object": "error", "message": …}`), or a bare string under `error`."""
+    if not isinstance(data, dict):
+        return {}
+    error = data.get("error")
+    if isinstance(error, dict):
+        return error
+    if isinstance(error, str):
+        return {"message": error}
+    return data if "message" in data else {}
+
+
+def _too_long(message: str) -> bool:
+    lowered = message.lower()
+    return any(words in lowered for words in _CONTEXT_MESSAGES)
 
 
 def _usage(raw: Any) -> Usage | None:

@@ -5,15 +5,20 @@ Model strings are `provider:model` (`openai:gpt-4o-mini`, `gemini:gemini-2.0-fla
 `sim:provider:model` (the simulator in that provider's dialect), or a bare model name: then
 the provider is the one the name belongs to (`gpt-…`, `claude-…`, `gemini-…`) or else the one
 whose API key is in the environment, and the simulator when no key is set.
+
+A base URL is checked here, once, when the target is resolved: a URL that no request could be
+sent to is a ConfigurationError (exit 2 from the CLI) before anything is sent, not a failure
+retried once per item.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from llmgather._errors import ConfigurationError
+from llmgather.providers import anthropic, gemini, openai
 from llmgather.providers.anthropic import DEFAULT_MAX_TOKENS as ANTHROPIC_DEFAULT_MAX_TOKENS
 from llmgather.providers.anthropic import AnthropicProvider
 from llmgather.providers.base import Provider
@@ -37,6 +42,12 @@ class ProviderSpec:
     default_max_tokens: int | None = None
     # The model the simulator answers as when a `sim:` string names only the dialect.
     example_model: str = DEFAULT_MODEL
+    # The header the API key travels in. Where it is Authorization, a base URL's
+    # user:password (HTTP basic auth, in the same header) cannot go with a key.
+    key_header: str = "authorization"
+    # Whether the body fields of an OpenAI Batch API input line (response_format, seed, ...)
+    # go to this provider as written; others would refuse fields they do not know.
+    accepts_batch_body_fields: bool = False
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
@@ -46,6 +57,8 @@ PROVIDERS: dict[str, ProviderSpec] = {
         OpenAIProvider,
         ("gpt-", "o1", "o3", "o4", "chatgpt-", "ft:"),
         base_url_suffix="/v1",
+        key_header=openai.KEY_HEADER,
+        accepts_batch_body_fields=True,
     ),
     "gemini": ProviderSpec(
         "gemini",
@@ -53,6 +66,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         GeminiProvider,
         ("gemini-", "gemma-"),
         example_model="gemini-2.0-flash",
+        key_header=gemini.KEY_HEADER,
     ),
     "anthropic": ProviderSpec(
         "anthropic",
@@ -61,6 +75,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ("claude-",),
         default_max_tokens=ANTHROPIC_DEFAULT_MAX_TOKENS,
         example_model="claude-3-5-haiku-latest",
+        key_header=anthropic.KEY_HEADER,
     ),
 }
 
@@ -96,13 +111,69 @@ class Target:
 
 def redact_url(url: str | None) -> str | None:
     """The URL without its user info, and with the values of its query hidden: either may
-    hold a credential. The query's names stay, so a changed `?api-version=` still shows."""
+    hold a credential. The query's names stay, so a changed `?api-version=` still shows.
+
+    Taken apart by hand, not by `urlsplit`: it must also show the malformed URLs that
+    `urlsplit` refuses (`http://user:pw@[::1`), in the message that refuses them.
+    """
     if not url:
         return url
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    query = "&".join(f"{name.partition('=')[0]}=…" for name in parts.query.split("&") if name)
-    return urlunsplit((parts.scheme, host, parts.path, query, ""))
+    rest = url.partition("#")[0]
+    rest, question, query = rest.partition("?")
+    scheme, sep, rest = rest.partition("://")
+    if not sep:
+        scheme, rest = "", scheme
+    # Everything up to the last "@" is user info, even with a "/" in it that a password
+    # should have percent-encoded: showing too little beats showing a password.
+    rest = rest.rpartition("@")[2]
+    shown_query = "&".join(
+        f"{field.partition('=')[0]}=…" if "=" in field else "…"
+        for field in query.split("&")
+        if field
+    )
+    return (f"{scheme}://" if sep else "") + rest + (f"?{shown_query}" if question else "")
+
+
+def check_base_url(url: str, spec: ProviderSpec, *, api_key: str | None) -> None:
+    """Refuse a base URL no request could be sent to, naming it (redacted) and the fix.
+
+    Credentials in the URL (`http://user:password@host/v1`) are supported as HTTP basic auth,
+    for a server behind a proxy that asks for a login, unless the provider's key travels in
+    the same Authorization header (OpenAI's `Bearer` key): then the two cannot both be sent,
+    and the URL is refused rather than one of them silently dropped.
+    """
+    shown = redact_url(url)
+    example = "give the server's address as http://HOST[:PORT]/PATH, e.g. http://127.0.0.1:8080"
+    example += spec.base_url_suffix
+
+    def refuse(problem: str) -> ConfigurationError:
+        return ConfigurationError(f"--base-url {shown!r} {problem}: {example}")
+
+    if not url.strip():
+        raise refuse("is empty")
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise refuse("contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed "[" of an IPv6 host, and the like
+        raise refuse("is not a valid URL (an IPv6 host is written in brackets: [::1])") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise refuse("is not an http:// or https:// URL")
+    if not parts.hostname:
+        raise refuse("names no host")
+    try:
+        port = parts.port
+    except ValueError:  # the message would quote the port's text: never show it
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise refuse("has an invalid port (a port is a number from 1 to 65535)")
+    if "@" in parts.netloc and api_key and spec.key_header == "authorization":
+        raise ConfigurationError(
+            f"--base-url {shown!r} has a user:password, which would go in the Authorization "
+            f"header that already carries the {spec.name} API key: remove user:password from "
+            "the URL, or give no API key (--api-key, "
+            f"{' / '.join(spec.key_env)}) if the server takes the login instead"
+        )
 
 
 def resolve_target(
@@ -112,7 +183,25 @@ def resolve_target(
     api_key: str | None = None,
     env: Mapping[str, str],
 ) -> Target:
-    """Pick the provider, model and key for a model string; never prints the key."""
+    """Pick the provider, model and key for a model string; never prints the key.
+
+    Raises ConfigurationError for a model string, key or base URL that cannot work.
+    """
+    target = _resolve(model, base_url=base_url, api_key=api_key, env=env)
+    if base_url is not None:
+        # A simulated target ignores the URL, but a malformed one is a mistake all the same.
+        key = None if target.simulated else target.api_key
+        check_base_url(base_url, PROVIDERS[target.provider], api_key=key)
+    return target
+
+
+def _resolve(
+    model: str | None,
+    *,
+    base_url: str | None,
+    api_key: str | None,
+    env: Mapping[str, str],
+) -> Target:
     text = (model or "").strip()
     prefix, sep, rest = text.partition(":")
     if sep and prefix == "sim":

@@ -1,8 +1,15 @@
-"""Fault injection: parse a `kind=rate,...` spec and draw one fault (or none) per request."""
+"""Fault injection: parse a `kind=rate,...` spec and draw the faults of each request.
+
+Most kinds are exclusive (a request gets at most one, so their rates add up to at most 1).
+`preempt` is drawn apart, because it is not about the request itself but what its arrival does
+to the others: it cuts every stream the server is sending, as llama-cpp-python's server does
+when a new request comes in. `preempt=1` is that server; it combines with any other fault.
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Statuses the simulator can inject as a whole error response, in that provider's shape.
@@ -12,7 +19,9 @@ WIRE_FAULTS = ("reset", "stall", "malformed", "cut")
 # The provider's "out of quota" answer (billing, credits, a daily quota): permanent, so a
 # client that retries it is wrong.
 QUOTA_FAULT = "quota"
-FAULT_KINDS = (*STATUS_FAULTS, *WIRE_FAULTS, QUOTA_FAULT)
+# An answered arrival cuts every running stream; drawn apart from the exclusive kinds above.
+PREEMPT_FAULT = "preempt"
+FAULT_KINDS = (*STATUS_FAULTS, *WIRE_FAULTS, QUOTA_FAULT, PREEMPT_FAULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +31,12 @@ class FaultPlan:
     rates: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
-        total = 0.0
         for kind, rate in self.rates:
             if kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"fault rate for {kind!r} must be within [0, 1], got {rate!r}")
-            total += rate
+        total = _exclusive_total(self.rates)
         if total > 1.0 + 1e-9:
             raise ValueError(f"fault rates add up to {total:g}, more than 1")
 
@@ -59,9 +67,14 @@ class FaultPlan:
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"fault rate in {piece!r} must be within [0, 1]")
             rates[kind] = rates.get(kind, 0.0) + rate
-        total = sum(rates.values())
+        total = _exclusive_total(rates.items())
         if total > 1.0 + 1e-9:
-            raise ValueError(f"fault rates in {spec!r} add up to {total:g}, more than 1")
+            raise ValueError(
+                f"fault rates in {spec!r} add up to {total:g}, more than 1 "
+                f"({PREEMPT_FAULT} aside, a request gets at most one fault)"
+            )
+        if rates.get(PREEMPT_FAULT, 0.0) > 1.0 + 1e-9:
+            raise ValueError(f"fault rate of {PREEMPT_FAULT} in {spec!r} is more than 1")
         return cls(tuple(rates.items()))
 
     def __bool__(self) -> bool:
@@ -71,20 +84,36 @@ class FaultPlan:
         return ",".join(f"{kind}={rate:g}" for kind, rate in self.rates)
 
 
-class FaultPicker:
-    """Draws faults from a seeded RNG, so a run with the same arrival order repeats exactly."""
+def _exclusive_total(rates: Iterable[tuple[str, float]]) -> float:
+    return sum(rate for kind, rate in rates if kind != PREEMPT_FAULT)
 
-    __slots__ = ("_rng", "_table")
+
+class FaultPicker:
+    """Draws faults from seeded RNGs, so a run with the same arrival order repeats exactly."""
+
+    __slots__ = ("_preempt", "_preempt_rng", "_rng", "_table")
 
     def __init__(self, plan: FaultPlan, seed: int) -> None:
         self._rng = random.Random(f"faults:{seed}")
+        # Its own RNG, so adding `preempt` to a plan leaves the other faults' draws unchanged.
+        self._preempt_rng = random.Random(f"preempt:{seed}")
         table: list[tuple[float, str]] = []
         cumulative = 0.0
+        preempt = 0.0
         for kind, rate in plan.rates:
-            if rate > 0:
+            if kind == PREEMPT_FAULT:
+                preempt = rate
+            elif rate > 0:
                 cumulative += rate
                 table.append((cumulative, kind))
         self._table = tuple(table)
+        self._preempt = preempt
+
+    def preempts(self) -> bool:
+        """Whether this arrival cuts the streams in progress (drawn once per answered request)."""
+        if self._preempt <= 0:
+            return False
+        return self._preempt >= 1 or self._preempt_rng.random() < self._preempt
 
     def pick(self) -> str | None:
         if not self._table:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from llmgather.sim.config import SimConfig
 from llmgather.sim.dialects import BadRequest, Dialect, ErrorReply, SimRequest, route
-from llmgather.sim.faults import QUOTA_FAULT, STATUS_FAULTS, FaultPicker
+from llmgather.sim.faults import PREEMPT_FAULT, QUOTA_FAULT, STATUS_FAULTS, FaultPicker
 from llmgather.sim.latency import LatencyModel
 from llmgather.sim.limits import ServerLimits
 from llmgather.sim.stats import LogEntry, SimStats
@@ -37,15 +37,22 @@ class SimHandler:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.stats = SimStats()
-        self.limits = (
-            ServerLimits(rpm=config.rpm, tpm=config.tpm, burst_seconds=config.burst_seconds)
-            if config.rpm or config.tpm
-            else None
+        limits = ServerLimits(
+            rpm=config.rpm,
+            rpd=config.rpd,
+            tpm=config.tpm,
+            itpm=config.itpm,
+            otpm=config.otpm,
+            burst_seconds=config.burst_seconds,
+            day_seconds=config.day_seconds,
         )
+        self.limits = limits if limits else None
         self._faults = FaultPicker(config.faults, config.seed)
         self._latency = LatencyModel(config.latency_ms, config.seed, config.latency_jitter)
         self._capacity = asyncio.Semaphore(config.capacity) if config.capacity else None
         self._ids = IdMaker()
+        # One event per stream being sent; a `preempt` arrival sets them all.
+        self._streams: set[asyncio.Event] = set()
         # Set when the server shuts down, so a stalled request stops waiting at once.
         self.closing = asyncio.Event()
 
@@ -117,10 +124,12 @@ class SimHandler:
 
         limits = self.limits
         if limits is not None:
-            refusal = limits.admit(req.reserved_tokens)
+            refusal = limits.admit(req.input_tokens, req.output_estimate)
             if refusal is not None:
                 reply = dialect.rate_limited(req, refusal, request_id=request_id)
                 return self._reply(entry, reply)
+        if self._faults.preempts():
+            self._preempt(entry)
         answer = generate(req.prompt, self.config.seed, req.max_tokens)
         try:
             if self._capacity is None:
@@ -129,7 +138,7 @@ class SimHandler:
                 return await self._answer(request, dialect, req, answer, entry, fault, request_id)
         finally:
             if limits is not None:
-                limits.settle(req.reserved_tokens, req.input_tokens + answer.output_tokens)
+                limits.settle(req.output_estimate, answer.output_tokens)
 
     async def _answer(
         self,
@@ -189,17 +198,36 @@ class SimHandler:
         await response.prepare(request)
         if not ttft:
             await response.write(b"".join([*events.head, *chunks, *tail]))
-        else:
+            await response.write_eof()
+            return response
+        preempted = asyncio.Event()
+        self._streams.add(preempted)
+        try:
+            # A preempted stream stops at its next frame and ends cleanly without its
+            # terminal event, exactly as a `cut` one does.
             await asyncio.sleep(ttft)
-            if events.head:
+            if events.head and not preempted.is_set():
                 await response.write(b"".join(events.head))
             for frame, piece in zip(chunks, pieces, strict=False):
+                if preempted.is_set():
+                    break
                 await response.write(frame)
                 await asyncio.sleep(per_token * len(piece.split()))
-            if tail:
+            if tail and not preempted.is_set():
                 await response.write(b"".join(tail))
+        finally:
+            self._streams.discard(preempted)
+        if preempted.is_set():
+            self.stats.fault(entry, "preempted")
         await response.write_eof()
         return response
+
+    def _preempt(self, entry: LogEntry) -> None:
+        """Cut every stream in progress, as llama-cpp-python's server does on a new request."""
+        self.stats.fault(entry, PREEMPT_FAULT)
+        for stream in self._streams:
+            stream.set()
+        self._streams.clear()
 
     async def _stall(self) -> None:
         try:

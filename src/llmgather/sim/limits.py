@@ -1,8 +1,10 @@
-"""Server-side RPM and TPM limits: admit or refuse a request, then settle its token reservation.
+"""Server-side rate limits as a list of budgets: admit or refuse a request, then settle it.
 
-The buckets are llmgather's own `TokenBucket`, so the simulator and the client limiter agree on
-what "within the limit" means; the token estimate is llmgather's too, and the reservation is
-settled to the real usage once the answer is complete (as Anthropic documents for its limits).
+Each budget is one entry of `KINDS` (requests per minute or per day, tokens per minute, input or
+output tokens per minute) over llmgather's own `TokenBucket`, so the simulator and the client
+limiter agree on what "within the limit" means. The token estimate is llmgather's too: input
+tokens are counted at admission, output tokens are estimated from `max_tokens` and settled to
+the real output once the answer is complete (as Anthropic documents for its OTPM limit).
 """
 
 from __future__ import annotations
@@ -15,102 +17,196 @@ from typing import Literal
 
 from llmgather.limits.bucket import TokenBucket
 
-LimitKind = Literal["requests", "tokens"]
+Counts = Literal["requests", "tokens", "input", "output"]
+Window = Literal["minute", "day"]
+DAY_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
-class BucketState:
-    """One limit as the rate-limit headers report it."""
+class BudgetKind:
+    """One kind of limit: its name (as `SimConfig` and the CLI spell it), what it counts, when."""
 
-    limit: int  # per minute
-    remaining: int  # the minute's limit less what is used and not yet refilled
+    name: str
+    counts: Counts
+    window: Window
+
+    def cost(self, input_tokens: int, output_tokens: int) -> int:
+        """What one request takes from a budget of this kind at admission."""
+        if self.counts == "requests":
+            return 1
+        if self.counts == "input":
+            return input_tokens
+        if self.counts == "output":
+            return output_tokens
+        return input_tokens + output_tokens
+
+    @property
+    def settles(self) -> bool:
+        """True if the output estimate taken at admission is settled to the real output."""
+        return self.counts in ("tokens", "output")
+
+
+# Every kind of limit the simulator enforces; a new kind is one more entry (and its wording in
+# each dialect). The order is the order of the checks and of the reported state.
+KINDS = (
+    BudgetKind("rpm", "requests", "minute"),
+    BudgetKind("rpd", "requests", "day"),
+    BudgetKind("tpm", "tokens", "minute"),
+    BudgetKind("itpm", "input", "minute"),
+    BudgetKind("otpm", "output", "minute"),
+)
+KIND_NAMES = tuple(kind.name for kind in KINDS)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """One budget as the rate-limit headers and the 429 bodies report it."""
+
+    kind: BudgetKind
+    limit: int  # per its window
+    remaining: int  # the window's limit less what is used and not yet refilled
     reset_s: float  # seconds until the bucket is full again
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
+
+    @property
+    def used(self) -> int:
+        return max(0, self.limit - self.remaining)
 
 
 @dataclass(frozen=True, slots=True)
 class LimitState:
-    requests: BucketState | None
-    tokens: BucketState | None
+    """Every configured budget, in `KINDS` order."""
+
+    budgets: tuple[BudgetState, ...]
+
+    def get(self, name: str) -> BudgetState | None:
+        for budget in self.budgets:
+            if budget.name == name:
+                return budget
+        return None
+
+    def most_restrictive(self, *names: str) -> BudgetState | None:
+        """Of the named budgets that are configured, the one with the least remaining.
+
+        What Anthropic's headers report when several limits apply ("the most restrictive
+        limit currently in effect"); ties go to the first name.
+        """
+        found = [b for name in names if (b := self.get(name)) is not None]
+        return min(found, key=lambda b: b.remaining) if found else None
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a request was not admitted: which limit, the wait that would let it in, the state."""
+    """Why a request was not admitted: which budget, the wait that would let it in, the state."""
 
-    kind: LimitKind
+    budget: BudgetState
     retry_after_s: float
-    requested: int
+    requested: int  # what the request needs from that budget
     state: LimitState
-    too_large: bool = False  # the request could never fit the per-minute token limit
+    too_large: bool = False  # the request could never fit the budget's per-window limit
+
+
+class _Budget:
+    __slots__ = ("bucket", "kind", "limit")
+
+    def __init__(self, kind: BudgetKind, limit: float, bucket: TokenBucket) -> None:
+        self.kind = kind
+        self.limit = limit
+        self.bucket = bucket
+
+    def state(self, now: float) -> BudgetState:
+        bucket = self.bucket
+        # A minute's bucket holds only `burst_seconds` worth of the limit, so its level would
+        # make an idle server at rpm=600 report 10 remaining of 600. What it is short of full
+        # (negative levels included: a reservation larger than the bucket runs into debt) is
+        # what has been used. The epsilon keeps the refill's float round-off from costing a
+        # whole unit.
+        used = bucket.capacity - bucket.level(now)
+        return BudgetState(
+            kind=self.kind,
+            limit=int(self.limit),
+            remaining=max(0, math.floor(self.limit - used + 1e-9)),
+            reset_s=bucket.time_to_full(now),
+        )
 
 
 class ServerLimits:
-    """RPM and TPM buckets; either may be absent. Not thread-safe: one event loop owns it."""
+    """The configured budgets (any subset of `KINDS`). Not thread-safe: one event loop owns it.
 
-    __slots__ = ("_clock", "_requests", "_tokens", "rpm", "tpm")
+    A per-minute budget allows `burst_seconds` worth of its limit at once, as providers enforce
+    minute limits over short windows. A day's budget can be spent at once and refills evenly
+    over `day_seconds` (OpenAI's "Limit 200, Used 200 ... try again in 7m12s": 86400 s / 200);
+    tests shorten the day rather than wait for one.
+    """
+
+    __slots__ = ("_budgets", "_clock")
 
     def __init__(
         self,
         *,
-        rpm: float | None,
-        tpm: float | None,
+        rpm: float | None = None,
+        rpd: float | None = None,
+        tpm: float | None = None,
+        itpm: float | None = None,
+        otpm: float | None = None,
         burst_seconds: float = 1.0,
+        day_seconds: float = DAY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         now = clock()
         self._clock = clock
-        self.rpm = rpm
-        self.tpm = tpm
-        self._requests = (
-            TokenBucket.per_minute(rpm, burst_seconds=burst_seconds, now=now) if rpm else None
-        )
-        self._tokens = (
-            TokenBucket.per_minute(tpm, burst_seconds=burst_seconds, now=now) if tpm else None
-        )
+        limits = {"rpm": rpm, "rpd": rpd, "tpm": tpm, "itpm": itpm, "otpm": otpm}
+        budgets = []
+        for kind in KINDS:
+            limit = limits[kind.name]
+            if not limit:
+                continue
+            if kind.window == "day":
+                bucket = TokenBucket(rate=limit / day_seconds, capacity=max(1.0, limit), now=now)
+            else:
+                bucket = TokenBucket.per_minute(limit, burst_seconds=burst_seconds, now=now)
+            budgets.append(_Budget(kind, limit, bucket))
+        self._budgets = tuple(budgets)
 
-    def admit(self, estimate: int) -> Refusal | None:
-        """Take one request and `estimate` tokens, or take nothing and say why (None = admitted)."""
+    def __bool__(self) -> bool:
+        return bool(self._budgets)
+
+    def admit(self, input_tokens: int, output_tokens: int) -> Refusal | None:
+        """Take one request's cost from every budget, or take nothing and say why.
+
+        `output_tokens` is the estimate (`max_tokens`, or llmgather's default when absent);
+        `settle` corrects it. None means admitted.
+        """
         now = self._clock()
-        requests, tokens = self._requests, self._tokens
-        if tokens is not None and self.tpm is not None and estimate > self.tpm:
-            return Refusal("tokens", 0.0, estimate, self.state(), too_large=True)
-        if requests is not None:
-            wait = requests.wait_time(now, 1)
-            if wait > 0:
-                return Refusal("requests", wait, 1, self.state())
-        if tokens is not None:
-            wait = tokens.try_take(now, estimate)
-            if wait > 0:
-                return Refusal("tokens", wait, estimate, self.state())
-        if requests is not None:
-            requests.take(now, 1)
+        worst: tuple[float, _Budget, int] | None = None
+        for budget in self._budgets:
+            cost = budget.kind.cost(input_tokens, output_tokens)
+            if budget.kind.counts != "requests" and cost > budget.limit:
+                state = self.state()
+                return Refusal(budget.state(now), 0.0, cost, state, too_large=True)
+            wait = budget.bucket.wait_time(now, cost)
+            # The longest wait names the limit that binds: after it, the others fit too.
+            if wait > 0 and (worst is None or wait > worst[0]):
+                worst = (wait, budget, cost)
+        if worst is not None:
+            wait, budget, cost = worst
+            return Refusal(budget.state(now), wait, cost, self.state())
+        for budget in self._budgets:
+            budget.bucket.take(now, budget.kind.cost(input_tokens, output_tokens))
         return None
 
-    def settle(self, reserved: int, actual: int) -> None:
-        """Give back what the reservation over-estimated (or charge what it under-estimated)."""
-        if self._tokens is not None and reserved != actual:
-            self._tokens.give_back(self._clock(), reserved - actual)
+    def settle(self, estimated_output: int, actual_output: int) -> None:
+        """Give back what the output estimate over-reserved (or charge what it under-estimated)."""
+        if estimated_output == actual_output:
+            return
+        now = self._clock()
+        for budget in self._budgets:
+            if budget.kind.settles:
+                budget.bucket.give_back(now, estimated_output - actual_output)
 
     def state(self) -> LimitState:
         now = self._clock()
-        return LimitState(
-            requests=_bucket_state(self._requests, self.rpm, now),
-            tokens=_bucket_state(self._tokens, self.tpm, now),
-        )
-
-
-def _bucket_state(
-    bucket: TokenBucket | None, limit: float | None, now: float
-) -> BucketState | None:
-    if bucket is None or limit is None:
-        return None
-    # The bucket holds only `burst_seconds` worth of the limit, so its level would make an idle
-    # server at rpm=600 report 10 remaining of 600. What it is short of full (negative levels
-    # included: a reservation larger than the bucket runs into debt) is what has been used.
-    # The epsilon keeps the refill's float round-off from costing a whole unit.
-    used = bucket.capacity - bucket.level(now)
-    return BucketState(
-        limit=int(limit),
-        remaining=max(0, math.floor(limit - used + 1e-9)),
-        reset_s=bucket.time_to_full(now),
-    )
+        return LimitState(tuple(budget.state(now) for budget in self._budgets))

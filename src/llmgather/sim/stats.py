@@ -77,7 +77,9 @@ class SimStats:
         return entry
 
     def fault(self, entry: LogEntry, kind: str) -> None:
-        entry.fault = kind
+        """Count a fault; the log entry keeps the first one its request met."""
+        if entry.fault is None:
+            entry.fault = kind
         self.faults[kind] = self.faults.get(kind, 0) + 1
 
     def answer(self, entry: LogEntry, status: int) -> None:

@@ -10,14 +10,20 @@ import time
 
 
 def go_duration(seconds: float) -> str:
-    """A duration as OpenAI's `x-ratelimit-reset-*` headers write it: "120ms", "1.5s", "6m0s"."""
+    """A duration as OpenAI's `x-ratelimit-reset-*` headers write it: "120ms", "1.5s", "6m0s".
+
+    Rounded up to the millisecond, so it is never shorter than the wait it reports (and
+    59.9999 s reads "1m0s", not "60s").
+    """
     if seconds <= 0:
         return "0s"
-    if seconds < 1:
-        return f"{max(1, math.ceil(seconds * 1000))}ms"
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    text = f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
+    ms = math.ceil(seconds * 1000 - 1e-6)
+    if ms < 1000:
+        return f"{max(1, ms)}ms"
+    minutes, ms = divmod(ms, 60_000)
+    hours, minutes = divmod(minutes, 60)
+    whole, frac = divmod(ms, 1000)
+    text = (f"{whole}.{frac:03d}".rstrip("0").rstrip(".") if frac else str(whole)) + "s"
     if hours:
         return f"{hours}h{minutes}m{text}"
     if minutes:

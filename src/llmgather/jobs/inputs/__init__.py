@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import IO
 
@@ -67,18 +67,21 @@ def read_inputs(
     system: str | None = None,
     max_line_bytes: int = 1_048_576,
     display_name: str | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Generator[InputItem, None, None]:
     """Yield one InputItem per input line (per CSV record; per non-blank line of a .txt file).
 
-    `display_name` is what messages call the file (standard input spooled to a temporary file is
-    still "<stdin>" to the user). Items come in ascending `line` order. Errors about the whole file (it cannot be opened, a CSV
-    without the column) raise InvalidInputError or OSError on the first `next()`.
+    `display_name` is what messages call the file (standard input spooled to a temporary file
+    is still "<stdin>" to the user). Items come in ascending `line` order. Errors about the
+    whole file (it cannot be opened, a CSV without the column) raise InvalidInputError or
+    OSError on the first `next()`. An empty file yields nothing. `warn` hears about what is
+    ignored but not invalid (an unknown JSONL field), once per kind.
     """
     fmt = detect_format(display_name or path, fmt)
     source = "<stdin>" if (display_name or path) == "-" else (display_name or path)
     with _open_binary(path) as stream:
         if fmt == "jsonl":
-            yield from read_jsonl(stream, source, system, max_line_bytes)
+            yield from read_jsonl(stream, source, system, max_line_bytes, warn)
         elif fmt == "txt":
             yield from read_txt(stream, source, system, max_line_bytes)
         else:

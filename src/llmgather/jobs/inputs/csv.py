@@ -26,17 +26,17 @@ def read_csv(
     system: str | None,
     max_line_bytes: int,
 ) -> Iterator[InputItem]:
-    """One InputItem per CSV record after the header; InvalidInputError if a column is missing."""
+    """One InputItem per CSV record after the header; InvalidInputError if a column is missing.
+
+    An empty file (no header either) holds no items, like an empty file of any other format.
+    """
     bad_lines: dict[int, str] = {}  # only lines not yet consumed by a record; pruned as we go
     reader = csv.reader(_csv_text_lines(stream, source, max_line_bytes, bad_lines), strict=True)
     # The csv module's per-field cap is process-wide; raise it to at least our per-line cap.
     csv.field_size_limit(max(csv.field_size_limit(), max_line_bytes))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InvalidInputError(
-            f"{source}: the CSV file is empty; expected a header row naming the columns"
-        ) from None
+    header = next((row for row in reader if row), None)  # blank lines before it are no header
+    if header is None:
+        return
     names = ", ".join(repr(h) for h in header)
     for wanted, flag in ((column, "--column"), (id_column, "--id-column")):
         if wanted is not None and wanted not in header:

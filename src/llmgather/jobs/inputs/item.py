@@ -26,9 +26,13 @@ class InputItem:
 
 
 class LineError(Exception):
-    """A problem with one line; `id` is the line's own id when it could be recovered."""
+    """A problem with one line; `id` is the line's own id when it could be recovered, and
+    `output_fields` what its output line must still carry (a Batch API line's `custom_id`)."""
 
-    def __init__(self, message: str, id: str | None = None) -> None:
+    def __init__(
+        self, message: str, id: str | None = None, output_fields: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.id = id
+        self.output_fields = output_fields

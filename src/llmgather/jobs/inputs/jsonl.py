@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import orjson
 
-from llmgather._types import Message, Request
+from llmgather._errors import InvalidInputError
+from llmgather._prompt import PROMPT_FIELDS, request_from_dict
+from llmgather._types import Request
 from llmgather.jobs.inputs.fields import (
+    MAX_NESTING,
+    check_nesting,
     json_type,
     max_tokens_field,
     messages_field,
@@ -20,6 +24,7 @@ from llmgather.jobs.inputs.fields import (
 )
 from llmgather.jobs.inputs.item import InputItem, LineError
 from llmgather.jobs.inputs.lines import decode, raw_lines
+from llmgather.jobs.inputs.unknown import UnknownFields
 
 __all__ = ["read_jsonl"]
 
@@ -33,22 +38,39 @@ _PROMPT_SHAPES = '{"prompt": "..."} or {"messages": [{"role": "user", "content":
 _BATCH_BODY_READ = frozenset(
     {"messages", "model", "max_tokens", "temperature", "metadata", "stream", "stream_options"}
 )
+# The fields each kind of line may have. A Batch line's `body` is the provider's own request and
+# passes through whole, so only its top level is checked.
+# A plain line is a prompt dict as the library reads one, less `extra` (provider-native body
+# fields): a file of prompts may go to any provider, so it is not read from a line (a Batch
+# API line's body carries OpenAI's).
+_PLAIN_FIELDS = PROMPT_FIELDS - {"extra"}
+_BATCH_FIELDS = frozenset({"custom_id", "method", "url", "body"})
 
 
 def read_jsonl(
-    stream: IO[bytes], source: str, system: str | None, max_line_bytes: int
+    stream: IO[bytes],
+    source: str,
+    system: str | None,
+    max_line_bytes: int,
+    warn: Callable[[str], None] | None = None,
 ) -> Iterator[InputItem]:
-    """One InputItem per line; `system` is the default system prompt of plain lines."""
+    """One InputItem per line; `system` is the default system prompt of plain lines.
+
+    `warn`, if given, hears once about each unknown field name (a misspelt `max_token`).
+    """
+    unknown = UnknownFields(source, warn) if warn is not None else None
     for raw in raw_lines(stream, max_line_bytes):
         where = f"{source}:{raw.number}"
         try:
             text = decode(raw, source, max_line_bytes)
-            yield _parse_json_line(text, where, raw.number, system)
+            yield _parse_json_line(text, where, raw.number, system, unknown)
         except LineError as e:
-            yield InputItem(raw.number, e.id or str(raw.number), None, e.message)
+            yield InputItem(raw.number, e.id or str(raw.number), None, e.message, e.output_fields)
 
 
-def _parse_json_line(text: str, where: str, line: int, system: str | None) -> InputItem:
+def _parse_json_line(
+    text: str, where: str, line: int, system: str | None, unknown: UnknownFields | None
+) -> InputItem:
     if not text.strip():
         raise LineError(
             f"{where}: empty line; expected one JSON object per line, such as {_PROMPT_SHAPES}"
@@ -57,70 +79,64 @@ def _parse_json_line(text: str, where: str, line: int, system: str | None) -> In
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as e:
         reason = e.msg.split(": line ")[0]
+        recovered = recover_id(text)
+        key, id = recovered if recovered is not None else ("id", None)
         raise LineError(
             f"{where}: malformed JSON at column {e.pos + 1}: {reason}; expected one JSON object per line",
-            recover_id(text),
+            id,
+            {"custom_id": id} if key == "custom_id" else None,
         ) from None
     if not isinstance(obj, dict):
         raise LineError(
             f"{where}: expected a JSON object such as {_PROMPT_SHAPES}, got {json_type(obj)}"
         )
-    if "custom_id" in obj or ("body" in obj and "url" in obj):
-        return _batch_item(obj, where, line)
-    return _plain_item(obj, where, line, system)
+    batch = "custom_id" in obj or ("body" in obj and "url" in obj)
+    if unknown is not None:
+        unknown.check(obj, _BATCH_FIELDS if batch else _PLAIN_FIELDS, line)
+    # Counting brackets is cheap and bounds the depth from above (brackets inside strings only
+    # make it larger), so the walk of every field runs only for the rare line that could be deep.
+    deep = text.count("{") + text.count("[") > MAX_NESTING
+    if batch:
+        return _batch_item(obj, where, line, deep)
+    return _plain_item(obj, where, line, system, deep)
 
 
-def _plain_item(obj: dict[str, Any], where: str, line: int, system: str | None) -> InputItem:
+def _plain_item(
+    obj: dict[str, Any], where: str, line: int, system: str | None, deep: bool
+) -> InputItem:
     id = optional_id_field(obj, "id", where) or str(line)
-    try:
-        line_system = optional_field(obj, "system", str, "a string", where)
-        if line_system is not None:
-            system = line_system
-        has_prompt, has_messages = "prompt" in obj, "messages" in obj
-        if has_prompt and has_messages:
-            raise LineError(
-                f'{where}: has both "prompt" and "messages"; give one: {_PROMPT_SHAPES}'
-            )
-        if has_prompt:
-            prompt = obj["prompt"]
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise LineError(
-                    f'{where}: field "prompt" must be a non-empty string, got {show_value(prompt)}'
-                )
-            messages: list[Message] = [{"role": "user", "content": prompt}]
-        elif has_messages:
-            messages = messages_field(obj["messages"], where, '"messages"')
-            if any(m["role"] == "system" for m in messages) and line_system is not None:
-                raise LineError(
-                    f'{where}: field "system" conflicts with the system message in "messages"; give one'
-                )
-        else:
-            raise LineError(f'{where}: no "prompt" or "messages" field; expected {_PROMPT_SHAPES}')
-        if system and not any(m["role"] == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": system})
-        request = Request(
-            messages=tuple(messages),
-            id=id,
-            model=optional_field(obj, "model", str, "a non-empty string", where, nonempty=True),
-            max_tokens=max_tokens_field(obj, "max_tokens", where),
-            temperature=temperature_field(obj, "temperature", where),
-            metadata=obj.get("metadata"),
-        )
-    except LineError as e:
-        e.id = id
-        raise
     # Ids are strings inside llmgather; an integer id goes back out as the integer it was.
     as_given = {"id": obj["id"]} if isinstance(obj.get("id"), int) else None
+    try:
+        if deep:
+            check_nesting(obj, where)
+        request = request_from_dict(obj, system=system)  # the library's parser too
+    except InvalidInputError as e:
+        raise LineError(f"{where}: {e}", id, as_given) from None
+    except LineError as e:
+        e.id, e.output_fields = id, as_given
+        raise
+    if not request.id or request.extra is not None:
+        request = request.replace(id=request.id or id, extra=None)
     return InputItem(line, id, request, None, as_given)
 
 
-def _batch_item(obj: dict[str, Any], where: str, line: int) -> InputItem:
+def _batch_item(obj: dict[str, Any], where: str, line: int, deep: bool) -> InputItem:
     custom_id = obj.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
+        # Not an id llmgather can use, but the output line still shows what the input gave.
+        shown = isinstance(custom_id, str | int) and not isinstance(custom_id, bool)
+        given = {"custom_id": custom_id} if shown else None
         raise LineError(
-            f'{where}: Batch API line: field "custom_id" must be a non-empty string, got {show_value(custom_id)}'
+            f'{where}: Batch API line: field "custom_id" must be a non-empty string, got {show_value(custom_id)}',
+            output_fields=given,
         )
     try:
+        if deep:  # the body's own fields first, so the message names the one to flatten
+            body = obj.get("body")
+            if isinstance(body, dict):
+                check_nesting(body, where, prefix="body.")
+            check_nesting({k: v for k, v in obj.items() if k != "body"}, where)
         method = obj.get("method", "POST")
         if method != "POST":
             raise LineError(
@@ -153,6 +169,6 @@ def _batch_item(obj: dict[str, Any], where: str, line: int) -> InputItem:
             extra={k: v for k, v in body.items() if k not in _BATCH_BODY_READ} or None,
         )
     except LineError as e:
-        e.id = custom_id
+        e.id, e.output_fields = custom_id, {"custom_id": custom_id}
         raise
     return InputItem(line, custom_id, request, None, {"custom_id": custom_id})

@@ -2,39 +2,31 @@
 
 Items are inserted in batches; a line whose id is already taken is noted in a temporary table,
 so every duplicate can be reported at the end without holding all ids in memory.
+
+A bad line with no id of its own is known by its line number. When that number is another
+line's id, it is given `line-N` instead (`line-N-2`, … if that is taken too), so the output
+never holds two lines with one id. The choice depends only on the input, so it is the same
+on every run of the same file.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from llmgather._errors import InvalidInputError
+import orjson
+
+from llmgather._errors import DuplicateIdError
 from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.store.rows import item_row
 from llmgather.jobs.store.schema import transaction
 
-__all__ = ["DuplicateIdError", "IngestReport", "insert_items"]
+__all__ = ["IngestReport", "insert_items"]
 
 _BATCH_ROWS = 5_000
-
-
-class DuplicateIdError(InvalidInputError):
-    """Two or more input lines share an id; `examples` maps up to 10 ids to their lines."""
-
-    def __init__(self, examples: list[tuple[str, list[int]]], ids: int, lines: int) -> None:
-        self.examples = examples
-        self.ids = ids
-        self.lines = lines
-        shown = "; ".join(f"{id!r} on lines {', '.join(map(str, ls))}" for id, ls in examples)
-        more = f" (the first {len(examples)} shown)" if ids > len(examples) else ""
-        super().__init__(
-            f"{ids} id{'s' if ids != 1 else ''} used by more than one input line "
-            f"({lines} lines in all): {shown}{more}. Every line needs its own id so results can be "
-            "matched and resumed; fix the ids (or drop them to number lines automatically) and rerun."
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +49,7 @@ def insert_items(conn: sqlite3.Connection, items: Iterable[InputItem]) -> Ingest
         duplicate = _duplicate_error(conn)
         if duplicate is not None:
             raise duplicate
+        _rekey_taken_line_numbers(conn)
     except BaseException:
         with transaction(conn):
             conn.execute("DELETE FROM items")
@@ -116,3 +109,43 @@ def _duplicate_error(conn: sqlite3.Connection) -> DuplicateIdError | None:
         ).fetchall()
         examples.append((id, [line for (line,) in found]))
     return DuplicateIdError(examples, ids=ids, lines=lines + ids)
+
+
+def _rekey_taken_line_numbers(conn: sqlite3.Connection) -> None:
+    """Give a bad line known by its number another id when that number is a real id."""
+    after = 0
+    while True:  # pages in line order: never every such line in memory at once
+        # Only bad lines without an id keep a NULL id; the index on `id` answers each lookup.
+        taken = conn.execute(
+            "SELECT line, result, output_fields FROM items AS a WHERE a.id IS NULL AND a.line > ?"
+            " AND EXISTS (SELECT 1 FROM items AS b WHERE b.id = CAST(a.line AS TEXT))"
+            " ORDER BY line LIMIT ?",
+            (after, _BATCH_ROWS),
+        ).fetchall()
+        if not taken:
+            return
+        with transaction(conn):
+            for line, result, output_fields in taken:
+                id = next(
+                    candidate
+                    for candidate in _line_ids(line)
+                    if conn.execute("SELECT 1 FROM items WHERE id = ?", (candidate,)).fetchone()
+                    is None
+                )
+                data = orjson.loads(result)
+                data["id"] = id
+                # An integer id equal to its own line number must not show over the new one.
+                fields = orjson.loads(output_fields) if output_fields else {}
+                fields.pop("id", None)
+                # The id column holds it now, so no later line's new id can take it.
+                conn.execute(
+                    "UPDATE items SET id = ?, result = ?, output_fields = ? WHERE line = ?",
+                    (id, orjson.dumps(data), orjson.dumps(fields) if fields else None, line),
+                )
+        after = taken[-1][0]
+
+
+def _line_ids(line: int) -> Iterator[str]:
+    yield f"line-{line}"
+    for n in itertools.count(2):
+        yield f"line-{line}-{n}"

@@ -1,4 +1,4 @@
-"""Rows of the job store: an input item or a result as an `items` row, a row as an output line."""
+"""Rows of the job store: an input item or a result as an `items` row."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import orjson
 
 from llmgather._types import ErrorInfo, Result
 from llmgather.jobs.inputs import InputItem
+from llmgather.jobs.output import result_object
 
-__all__ = ["INVALID_INPUT", "item_row", "output_line", "result_row", "with_output_fields"]
+__all__ = ["INVALID_INPUT", "item_row", "result_row"]
 
 INVALID_INPUT = "invalid_input"  # the error type of an input line that cannot be sent
 _ERROR_PREFIX_CHARS = 80
@@ -46,8 +47,7 @@ def item_row(item: InputItem) -> tuple[Any, ...]:
 
 def result_row(id: str, result: Result, now: float) -> tuple[Any, ...]:
     """The values that record a finished result, in update order, the id last."""
-    data = result.to_dict()
-    data["id"] = id
+    data = result_object(id, result)  # what the output line shows, so the export can copy it
     usage = result.usage
     error = result.error
     status = "ok" if result.status == "ok" else "error"
@@ -65,18 +65,3 @@ def result_row(id: str, result: Result, now: float) -> tuple[Any, ...]:
         now,
         id,
     )
-
-
-def output_line(output_fields: bytes | None, result: bytes) -> bytes:
-    """One line of the output JSONL: the result with the input's output fields (a Batch API
-    line's `custom_id`, an id as the input gave it) set over it."""
-    if output_fields is None:
-        return result + b"\n"
-    return (
-        orjson.dumps(with_output_fields(orjson.loads(result), orjson.loads(output_fields))) + b"\n"
-    )
-
-
-def with_output_fields(result: dict[str, Any], fields: dict[str, Any] | None) -> dict[str, Any]:
-    """The result's fields with the input's set over them; the input's lead the line."""
-    return {**fields, **result, **fields} if fields else result

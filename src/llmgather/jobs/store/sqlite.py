@@ -1,10 +1,10 @@
-"""The durable job store: one SQLite file (WAL) beside the output that remembers every result.
+"""The SQLite job store: one file (WAL) beside the output that remembers every result.
 
-A run ingests every input line once (id, line, status), then records results as they arrive,
-one transaction per batch, so a crash loses only what was in flight. The output JSONL is never
-appended to as the source of truth: `export_jsonl` rewrites it atomically from the store, in input
-order, so a rerun can never tear or duplicate a line. Nothing here holds all items or all ids in
-memory; every scan is a bounded page or a streamed cursor.
+The first implementation of the `JobStore` protocol. A run ingests every input line once (id,
+line, status), then records results as they arrive, one transaction per batch, so a crash loses
+only what was in flight. It never writes the output file: `finished_rows` reads what the output
+shows, in input order, for `jobs.output` to rewrite the file from. Nothing here holds all items
+or all ids in memory; every scan is a bounded page or a streamed cursor.
 
 The pieces live beside it: `schema` (schema, connections, transactions), `rows`
 (items and results as rows), `ingest` (ingest and duplicate ids), `..identity` (same
@@ -13,36 +13,32 @@ input, same parameters), `..liveness` (who runs the job) and `stats` (status num
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
 
 import orjson
 
-from llmgather._errors import InvalidInputError
+from llmgather._errors import InvalidInputError, JobMismatchError
 from llmgather._types import Result
-from llmgather.jobs.identity import JobMismatchError, describe_changes, fingerprint_file
+from llmgather.jobs.identity import describe_changes, fingerprint_file
 from llmgather.jobs.inputs import InputItem
-from llmgather.jobs.liveness import JobBusyError, check_not_busy, running_claim, unclosed_run_s
-from llmgather.jobs.store.ingest import DuplicateIdError, IngestReport, insert_items
-from llmgather.jobs.store.rows import INVALID_INPUT, output_line, result_row
+from llmgather.jobs.liveness import check_not_busy, running_claim, unclosed_run_s
+from llmgather.jobs.store.ingest import IngestReport, insert_items
+from llmgather.jobs.store.rows import INVALID_INPUT, result_row
 from llmgather.jobs.store.schema import SCHEMA, connect, transaction
 from llmgather.jobs.store.stats import JobStats, count_items, job_stats
 
 __all__ = [
     "INVALID_INPUT",
-    "DuplicateIdError",
     "IngestReport",
-    "JobBusyError",
-    "JobMismatchError",
     "JobStats",
-    "JobStore",
+    "SQLiteJobStore",
     "fingerprint_file",
     "store_path_for",
 ]
@@ -56,8 +52,8 @@ def store_path_for(output_path: str) -> str:
     return f"{output_path}.llmgather.sqlite"
 
 
-class JobStore:
-    """One job's durable state. Thread-safe: every method takes the store's lock."""
+class SQLiteJobStore:
+    """One job's durable state in SQLite. Thread-safe: every method takes the store's lock."""
 
     def __init__(self, path: str, conn: sqlite3.Connection) -> None:
         self.path = path
@@ -65,7 +61,7 @@ class JobStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: str, *, create: bool = True) -> JobStore:
+    def open(cls, path: str, *, create: bool = True) -> SQLiteJobStore:
         """Open (or, with `create`, create) the store at `path`; FileNotFoundError otherwise."""
         if not create and not os.path.exists(path):
             raise FileNotFoundError(path)
@@ -77,14 +73,14 @@ class JobStore:
             raise
         return cls(path, conn)
 
-    def __enter__(self) -> JobStore:
+    def __enter__(self) -> SQLiteJobStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<JobStore {self.path!r}>"
+        return f"<SQLiteJobStore {self.path!r}>"
 
     def close(self) -> None:
         with self._lock:
@@ -195,19 +191,19 @@ class JobStore:
                 if item.request is None:
                     raise InvalidInputError(
                         f"line {wanted} of the input is pending in the job store but cannot be "
-                        f"sent any more ({item.error}); the input changed while the job was resumed"
+                        f"sent any more ({item.error}); the input changed while the job ran"
                     )
                 yield item
                 wanted = next(lines, None)
             elif item.line > wanted:
                 raise InvalidInputError(
-                    f"line {wanted} of the input is pending in the job store but was not read again; "
-                    "the input changed while the job was resumed"
+                    f"line {wanted} of the input is pending in the job store but was not read "
+                    "again; the input changed while the job ran"
                 )
         if wanted is not None:
             raise InvalidInputError(
-                f"line {wanted} of the input is pending in the job store but the input ended first; "
-                "the input changed while the job was resumed"
+                f"line {wanted} of the input is pending in the job store but the input ended "
+                "first; the input changed while the job ran"
             )
 
     def record(self, results: Sequence[tuple[str, Result]]) -> int:
@@ -228,37 +224,19 @@ class JobStore:
             self._set_meta(last_activity_at=now)
         return matched
 
-    def export_jsonl(self, output_path: str) -> int:
-        """Atomically rewrite `output_path` with every finished item, in input order.
+    def finished_rows(self) -> Generator[tuple[bytes | None, bytes], None, None]:
+        """Every finished item's (output fields, result) as stored JSON, in input order.
 
-        Reads from its own connection (a WAL snapshot), so recording can go on meanwhile.
+        Reads from its own connection (a WAL snapshot), so recording can go on meanwhile; the
+        connection closes when the iterator ends or is closed (`contextlib.closing`).
         """
-        directory = os.path.dirname(os.path.abspath(output_path))
-        tmp = os.path.join(
-            directory, f".{os.path.basename(output_path)}.{os.getpid()}.{threading.get_ident()}.tmp"
-        )
-        written = 0
         reader = connect(self.path)
         try:
-            # umask decides the mode, as for any file the user creates
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-                rows = reader.execute(
-                    "SELECT output_fields, result FROM items WHERE status != 'pending' ORDER BY line"
-                )
-                for output_fields, result in rows:
-                    out.write(output_line(output_fields, result))
-                    written += 1
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, output_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            yield from reader.execute(
+                "SELECT output_fields, result FROM items WHERE status != 'pending' ORDER BY line"
+            )
         finally:
             reader.close()
-        return written
 
     # -- reporting ---------------------------------------------------------------------------
 

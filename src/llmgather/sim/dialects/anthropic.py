@@ -17,7 +17,7 @@ from llmgather.sim.dialects.base import (
     optional_float,
     positive_int,
 )
-from llmgather.sim.limits import BucketState, LimitState, Refusal
+from llmgather.sim.limits import BudgetState, LimitState, Refusal
 from llmgather.sim.text import Answer
 from llmgather.sim.wire import IdMaker, ceil_seconds, rfc3339_in
 
@@ -55,20 +55,34 @@ def _limit_headers(state: LimitState | None) -> Headers:
     headers: Headers = {}
     if state is None:
         return headers
-    if state.requests is not None:
-        _put(headers, "requests", state.requests)
-    if state.tokens is not None:
-        # One TPM bucket counts input and output together; it is the most restrictive of the
-        # three token limits Anthropic reports, so all three show it.
-        for name in ("tokens", "input-tokens", "output-tokens"):
-            _put(headers, name, state.tokens)
+    # Each header set reports the most restrictive limit in effect for what it counts, as
+    # Anthropic documents: a combined TPM budget limits input and output tokens too, and the
+    # `tokens` set shows whichever token budget is closest to running out.
+    for name, budget in (
+        ("requests", state.most_restrictive("rpm", "rpd")),
+        ("tokens", state.most_restrictive("tpm", "itpm", "otpm")),
+        ("input-tokens", state.most_restrictive("itpm", "tpm")),
+        ("output-tokens", state.most_restrictive("otpm", "tpm")),
+    ):
+        if budget is not None:
+            _put(headers, name, budget)
     return headers
 
 
-def _put(headers: Headers, name: str, bucket: BucketState) -> None:
-    headers[f"anthropic-ratelimit-{name}-limit"] = str(bucket.limit)
-    headers[f"anthropic-ratelimit-{name}-remaining"] = str(bucket.remaining)
-    headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339_in(bucket.reset_s)
+def _put(headers: Headers, name: str, budget: BudgetState) -> None:
+    headers[f"anthropic-ratelimit-{name}-limit"] = str(budget.limit)
+    headers[f"anthropic-ratelimit-{name}-remaining"] = str(budget.remaining)
+    headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339_in(budget.reset_s)
+
+
+# How the messages name each budget: "… of 40,000 input tokens per minute".
+_UNITS = {
+    "rpm": "requests per minute",
+    "rpd": "requests per day",
+    "tpm": "tokens per minute",
+    "itpm": "input tokens per minute",
+    "otpm": "output tokens per minute",
+}
 
 
 def _frame(event: str, data: dict[str, Any]) -> bytes:
@@ -189,25 +203,24 @@ class AnthropicDialect:
         self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
     ) -> ErrorReply:
         headers = {"request-id": request_id, **_limit_headers(refusal.state)}
+        budget = refusal.budget
+        unit = _UNITS[budget.name]
         if refusal.too_large:
-            limit = refusal.state.tokens.limit if refusal.state.tokens else 0
             message = (
-                f"This request needs an estimated {refusal.requested} tokens, more than "
-                f"your organization's rate limit of {limit:,} tokens per minute allows; "
-                "reduce the prompt length or max_tokens."
+                f"This request needs an estimated {refusal.requested} "
+                f"{unit.removesuffix(' per minute')}, more than your organization's rate limit "
+                f"of {budget.limit:,} {unit} allows; reduce the prompt length or max_tokens."
             )
             return ErrorReply(400, _error(400, message, request_id), headers)
-        bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
-        limit = bucket.limit if bucket else 0
-        unit = "requests" if refusal.kind == "requests" else "tokens"
         headers["retry-after"] = str(ceil_seconds(refusal.retry_after_s))
-        return ErrorReply(429, _error(429, _rate_message(limit, unit), request_id), headers)
+        message = _rate_message(f" of {budget.limit:,} {unit}")
+        return ErrorReply(429, _error(429, message, request_id), headers)
 
     def injected_rate_limit(
         self, req: SimRequest, retry_after_s: float, *, request_id: str = ""
     ) -> ErrorReply:
         headers = {"request-id": request_id, "retry-after": str(ceil_seconds(retry_after_s))}
-        return ErrorReply(429, _error(429, _rate_message(None, "requests"), request_id), headers)
+        return ErrorReply(429, _error(429, _rate_message(""), request_id), headers)
 
     def quota_exhausted(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
         message = (
@@ -217,10 +230,9 @@ class AnthropicDialect:
         return ErrorReply(400, _error(400, message, request_id), {"request-id": request_id})
 
 
-def _rate_message(limit: int | None, unit: str) -> str:
-    of = f" of {limit:,} {unit} per minute" if limit else ""
+def _rate_message(of_limit: str) -> str:
     return (
-        f"This request would exceed the rate limit for your organization ({_ORG}){of}. "
+        f"This request would exceed the rate limit for your organization ({_ORG}){of_limit}. "
         "For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the "
         "response headers for current usage. Please reduce the prompt length or the maximum "
         "tokens requested, or try again later."

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from llmgather.limits.tokens import estimate_prompt_tokens, estimate_request_tokens
+from llmgather.limits.tokens import DEFAULT_OUTPUT_ESTIMATE, estimate_prompt_tokens
 from llmgather.sim.limits import LimitState, Refusal
 from llmgather.sim.text import Answer
 from llmgather.sim.wire import IdMaker
@@ -36,13 +36,21 @@ class SimRequest:
     include_usage: bool = False  # OpenAI `stream_options.include_usage`
     prompt: str = field(init=False)
     input_tokens: int = field(init=False)
-    reserved_tokens: int = field(init=False)
+    output_estimate: int = field(init=False)  # what output budgets reserve until it settles
 
     def __post_init__(self) -> None:
         # What the answer is derived from: the same conversation reads the same in every dialect.
         self.prompt = "\n".join(str(m["content"]) for m in self.messages)
         self.input_tokens = estimate_prompt_tokens(self.messages)
-        self.reserved_tokens = estimate_request_tokens(self.messages, self.max_tokens)
+        # As llmgather's client estimates it, so both sides reserve the same.
+        self.output_estimate = (
+            DEFAULT_OUTPUT_ESTIMATE if self.max_tokens is None else self.max_tokens
+        )
+
+    @property
+    def reserved_tokens(self) -> int:
+        """What a tokens-per-minute budget reserves: the prompt and the output estimate."""
+        return self.input_tokens + self.output_estimate
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from llmgather.sim.dialects.base import (
 )
 from llmgather.sim.limits import LimitState, Refusal
 from llmgather.sim.text import Answer
-from llmgather.sim.wire import IdMaker, ceil_seconds, go_duration
+from llmgather.sim.wire import IdMaker, ceil_seconds
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -168,73 +168,102 @@ class GeminiDialect:
     def rate_limited(
         self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
     ) -> ErrorReply:
+        budget = refusal.budget
         if refusal.too_large:
-            limit = refusal.state.tokens.limit if refusal.state.tokens else 0
             message = (
                 f"The request's token count ({refusal.requested}) exceeds the model's "
-                f"tokens-per-minute limit ({limit})."
+                f"{_QUOTAS[budget.name][2]} limit ({budget.limit})."
             )
             return ErrorReply(400, _error(400, message), {})
-        bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
-        limit = bucket.limit if bucket else 0
-        return self._exhausted(req, refusal.kind, limit, refusal.retry_after_s)
+        return _exhausted(req, budget.name, budget.limit, refusal.retry_after_s)
 
     def injected_rate_limit(
         self, req: SimRequest, retry_after_s: float, *, request_id: str = ""
     ) -> ErrorReply:
-        return self._exhausted(req, "requests", 0, retry_after_s)
+        return _exhausted(req, "rpm", 0, retry_after_s)
 
     def quota_exhausted(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
         # The free tier's daily request quota: Google still adds a short RetryInfo, which a
         # client must not take as "the quota is back in a minute".
-        return self._exhausted(req, "daily", 250, 37.0)
+        return _exhausted(req, "rpd", 250, 37.0)
 
-    def _exhausted(
-        self, req: SimRequest, kind: str, limit: int, retry_after_s: float
-    ) -> ErrorReply:
-        if kind == "requests":
-            metric = f"{_SERVICE}/generate_requests_per_model"
-            quota_id = "GenerateRequestsPerMinutePerProjectPerModel"
-        elif kind == "daily":
-            metric = f"{_SERVICE}/generate_requests_per_model_per_day"
-            quota_id = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
-        else:
-            metric = f"{_SERVICE}/generate_content_input_token_count"
-            quota_id = "GenerateContentInputTokensPerModelPerMinute"
-        message = (
-            "You exceeded your current quota, please check your plan and billing details. For "
-            "more information on this error, head to: "
-            "https://ai.google.dev/gemini-api/docs/rate-limits.\n"
-            f"* Quota exceeded for metric: {metric}, limit: {limit}, model: {req.model}\n"
-            f"Please retry in {go_duration(retry_after_s)}."
-        )
-        details: list[dict[str, Any]] = [
-            {
-                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                "violations": [
-                    {
-                        "quotaMetric": metric,
-                        "quotaId": quota_id,
-                        "quotaDimensions": {"location": "global", "model": req.model},
-                        "quotaValue": str(limit),
-                    }
-                ],
-            },
-            {
-                "@type": "type.googleapis.com/google.rpc.Help",
-                "links": [
-                    {
-                        "description": "Learn more about Gemini API quotas",
-                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
-                    }
-                ],
-            },
-            {
-                "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                "retryDelay": f"{ceil_seconds(retry_after_s)}s",
-            },
-        ]
-        return ErrorReply(429, _error(429, message, details), {})
+
+# Each budget as Google names the quota it stands for: (quotaMetric, quotaId, words). The
+# per-day one is the free tier's, whose quotaId says "PerDay": the one limit of this list a
+# client must not wait for.
+_QUOTAS = {
+    "rpm": (
+        "generate_requests_per_model",
+        "GenerateRequestsPerMinutePerProjectPerModel",
+        "requests-per-minute",
+    ),
+    "rpd": (
+        "generate_content_free_tier_requests",
+        "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+        "requests-per-day",
+    ),
+    "tpm": (
+        "generate_content_input_token_count",
+        "GenerateContentInputTokensPerModelPerMinute",
+        "tokens-per-minute",
+    ),
+    "itpm": (
+        "generate_content_input_token_count",
+        "GenerateContentInputTokensPerModelPerMinute",
+        "input-tokens-per-minute",
+    ),
+    "otpm": (
+        "generate_content_output_token_count",
+        "GenerateContentOutputTokensPerModelPerMinute",
+        "output-tokens-per-minute",
+    ),
+}
+
+
+def _exhausted(req: SimRequest, budget: str, limit: int, retry_after_s: float) -> ErrorReply:
+    """429 RESOURCE_EXHAUSTED naming the violated quota, with a RetryInfo for the wait."""
+    metric_name, quota_id, _ = _QUOTAS[budget]
+    metric = f"{_SERVICE}/{metric_name}"
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For "
+        "more information on this error, head to: "
+        "https://ai.google.dev/gemini-api/docs/rate-limits. To monitor your current usage, "
+        "head to: https://ai.dev/usage?tab=rate-limit.\n"
+        f"* Quota exceeded for metric: {metric}, limit: {limit}, model: {req.model}\n"
+        f"Please retry in {_seconds(retry_after_s)}."
+    )
+    details: list[dict[str, Any]] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": metric,
+                    "quotaId": quota_id,
+                    "quotaDimensions": {"location": "global", "model": req.model},
+                    "quotaValue": str(limit),
+                }
+            ],
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [
+                {
+                    "description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                }
+            ],
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+            "retryDelay": f"{ceil_seconds(retry_after_s)}s",
+        },
+    ]
+    return ErrorReply(429, _error(429, message, details), {})
+
+
+def _seconds(seconds: float) -> str:
+    """A wait as Google's messages write it: seconds only ("25.465784708s", "432s")."""
+    return f"{max(0.0, seconds):.6f}".rstrip("0").rstrip(".") + "s"
 
 
 def _response(

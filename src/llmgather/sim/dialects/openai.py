@@ -17,7 +17,7 @@ from llmgather.sim.dialects.base import (
     optional_float,
     positive_int,
 )
-from llmgather.sim.limits import BucketState, LimitState, Refusal
+from llmgather.sim.limits import LimitState, Refusal
 from llmgather.sim.text import Answer
 from llmgather.sim.wire import IdMaker, ceil_ms, ceil_seconds, go_duration, mask_key, unix_time
 
@@ -60,12 +60,27 @@ def _limit_headers(state: LimitState | None) -> Headers:
     headers: Headers = {}
     if state is None:
         return headers
-    for suffix, bucket in (("requests", state.requests), ("tokens", state.tokens)):
-        if bucket is not None:
-            headers[f"x-ratelimit-limit-{suffix}"] = str(bucket.limit)
-            headers[f"x-ratelimit-remaining-{suffix}"] = str(bucket.remaining)
-            headers[f"x-ratelimit-reset-{suffix}"] = go_duration(bucket.reset_s)
+    # One requests and one tokens header set. The real API reports its per-day request limit
+    # there when the account has one ("10000", reset "8.64s"), else the per-minute one; the
+    # tokens headers report the token budget closest to running out.
+    requests = state.get("rpd") or state.get("rpm")
+    tokens = state.most_restrictive("tpm", "itpm", "otpm")
+    for suffix, budget in (("requests", requests), ("tokens", tokens)):
+        if budget is not None:
+            headers[f"x-ratelimit-limit-{suffix}"] = str(budget.limit)
+            headers[f"x-ratelimit-remaining-{suffix}"] = str(budget.remaining)
+            headers[f"x-ratelimit-reset-{suffix}"] = go_duration(budget.reset_s)
     return headers
+
+
+# How a refusal's message names each budget, as the real messages do for RPM, RPD and TPM.
+_UNITS = {
+    "rpm": "requests per min (RPM)",
+    "rpd": "requests per day (RPD)",
+    "tpm": "tokens per min (TPM)",
+    "itpm": "input tokens per min (ITPM)",
+    "otpm": "output tokens per min (OTPM)",
+}
 
 
 class OpenAIDialect:
@@ -205,29 +220,26 @@ class OpenAIDialect:
         self, req: SimRequest, refusal: Refusal, *, request_id: str = ""
     ) -> ErrorReply:
         headers = {"x-request-id": request_id, **_limit_headers(refusal.state)}
+        budget = refusal.budget
+        unit = _UNITS[budget.name]
+        type_ = "requests" if budget.kind.counts == "requests" else "tokens"
         if refusal.too_large:
             # The real API sends this as a 429 with no retry-after: only the "Request too
             # large" message tells it from a 429 that waiting would cure.
-            limit = refusal.state.tokens.limit if refusal.state.tokens else 0
             message = (
-                f"Request too large for {req.model} in organization {_ORG} on tokens per "
-                f"min (TPM): Limit {limit}, Requested {refusal.requested}. The input or "
+                f"Request too large for {req.model} in organization {_ORG} on {unit}: "
+                f"Limit {budget.limit}, Requested {refusal.requested}. The input or "
                 "output tokens must be reduced in order to run successfully."
             )
-            body = _error_body(message, "tokens", "rate_limit_exceeded")
-            return ErrorReply(429, body, headers)
-        bucket = refusal.state.requests if refusal.kind == "requests" else refusal.state.tokens
-        unit = "requests per min (RPM)" if refusal.kind == "requests" else "tokens per min (TPM)"
-        usage = _used(bucket)
+            return ErrorReply(429, _error_body(message, type_, "rate_limit_exceeded"), headers)
         message = (
             f"Rate limit reached for {req.model} in organization {_ORG} on {unit}: "
-            f"{usage}Requested {refusal.requested}. Please try again in "
-            f"{go_duration(refusal.retry_after_s)}. Visit "
+            f"Limit {budget.limit}, Used {budget.used}, Requested {refusal.requested}. "
+            f"Please try again in {go_duration(refusal.retry_after_s)}. Visit "
             "https://platform.openai.com/account/rate-limits to learn more."
         )
         headers.update(_retry_headers(refusal.retry_after_s))
-        body = _error_body(message, refusal.kind, "rate_limit_exceeded")
-        return ErrorReply(429, body, headers)
+        return ErrorReply(429, _error_body(message, type_, "rate_limit_exceeded"), headers)
 
     def injected_rate_limit(
         self, req: SimRequest, retry_after_s: float, *, request_id: str = ""
@@ -263,12 +275,6 @@ def _usage(req: SimRequest, answer: Answer) -> dict[str, Any]:
             "rejected_prediction_tokens": 0,
         },
     }
-
-
-def _used(bucket: BucketState | None) -> str:
-    if bucket is None:
-        return ""
-    return f"Limit {bucket.limit}, Used {max(0, bucket.limit - bucket.remaining)}, "
 
 
 def _retry_headers(retry_after_s: float) -> Headers:

@@ -1,0 +1,193 @@
+"""A prompt dict as a Request: the one parser, for the library's dict prompts and JSONL lines.
+
+    {"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}, ...]}
+    optional: id, system, model, max_tokens, temperature, metadata, extra
+
+Every field is checked; a bad one raises InvalidInputError whose message names the field, what
+was found and what it must be, and no place: a reader of a file puts `file:line: ` before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from llmgather._errors import InvalidInputError
+from llmgather._types import Message, Request
+
+__all__ = [
+    "PROMPT_FIELDS",
+    "PROMPT_SHAPES",
+    "content_value",
+    "json_type",
+    "messages_value",
+    "positive_int",
+    "request_from_dict",
+    "show_value",
+    "temperature_value",
+]
+
+PROMPT_FIELDS = frozenset(
+    "id prompt messages system model max_tokens temperature metadata extra".split()
+)
+PROMPT_SHAPES = '{"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}]}'
+_ROLES = ("system", "user", "assistant")
+
+
+def request_from_dict(data: Mapping[str, Any], *, system: str | None = None) -> Request:
+    """The Request a prompt dict asks for; `system` is the default system prompt.
+
+    `prompt` (a non-empty string) or `messages` (role and content; "developer" reads as
+    "system", a list of text parts as their text joined by newlines), not both. `id` is a
+    non-empty string or an integer, kept as its string ("" when absent). The dict's own
+    `system` replaces the default; the system prompt goes first unless the messages hold one
+    already. `metadata` is passed through; `extra` holds provider-native body fields.
+    """
+    id = _id_value(data.get("id"))
+    line_system = _optional(data, "system", str, "a string")
+    if line_system is not None:
+        system = line_system
+    messages = _messages_of(data, own_system=line_system is not None)
+    if system and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system})
+    return Request(
+        messages=tuple(messages),
+        id=id,
+        model=_optional(data, "model", str, "a non-empty string", nonempty=True),
+        max_tokens=positive_int(data, "max_tokens"),
+        temperature=temperature_value(data, "temperature"),
+        metadata=data.get("metadata"),
+        extra=_optional(data, "extra", dict, "an object of provider-native body fields"),
+    )
+
+
+def _messages_of(data: Mapping[str, Any], *, own_system: bool) -> list[Message]:
+    has_prompt, has_messages = "prompt" in data, "messages" in data
+    if has_prompt and has_messages:
+        raise InvalidInputError(f'has both "prompt" and "messages"; give one: {PROMPT_SHAPES}')
+    if has_prompt:
+        prompt = data["prompt"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidInputError(
+                f'field "prompt" must be a non-empty string, got {show_value(prompt)}'
+            )
+        return [{"role": "user", "content": prompt}]
+    if not has_messages:
+        raise InvalidInputError(f'no "prompt" or "messages" field; expected {PROMPT_SHAPES}')
+    messages = messages_value(data["messages"], "messages")
+    if own_system and any(m["role"] == "system" for m in messages):
+        raise InvalidInputError(
+            'field "system" conflicts with the system message in "messages"; give one'
+        )
+    return messages
+
+
+def messages_value(value: Any, name: str) -> list[Message]:
+    """A non-empty list of {"role", "content"} messages; "developer" is read as "system"."""
+    if not isinstance(value, list) or not value:
+        got = "an empty list" if value == [] else show_value(value)
+        raise InvalidInputError(
+            f'field "{name}" must be a non-empty list of {{"role": ..., "content": ...}} objects, got {got}'
+        )
+    messages: list[Message] = []
+    for i, m in enumerate(value):
+        at = f"{name}[{i}]"
+        if not isinstance(m, dict):
+            raise InvalidInputError(
+                f'field "{at}" must be an object with "role" and "content", got {json_type(m)}'
+            )
+        role = "system" if m.get("role") == "developer" else m.get("role")
+        if role not in _ROLES:
+            raise InvalidInputError(
+                f'field "{at}.role" must be one of {", ".join(_ROLES)}, got {show_value(m.get("role"))}'
+            )
+        messages.append({"role": role, "content": content_value(m.get("content"), f"{at}.content")})
+    return messages
+
+
+def content_value(value: Any, name: str) -> str:
+    """A message's content: a string, or OpenAI's list of text parts joined by newlines."""
+    if isinstance(value, str):
+        return value
+    # OpenAI's list-of-parts form; only text parts can be sent to every provider.
+    if (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+            for p in value
+        )
+    ):
+        return "\n".join(p["text"] for p in value)
+    raise InvalidInputError(
+        f'field "{name}" must be a string or a list of {{"type": "text", "text": ...}} parts, got {show_value(value)}'
+    )
+
+
+def positive_int(data: Mapping[str, Any], key: str, *, prefix: str = "") -> int | None:
+    """A positive integer, or None if absent."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidInputError(
+            f'field "{prefix}{key}" must be a positive integer, got {show_value(value)}'
+        )
+    return value
+
+
+def temperature_value(data: Mapping[str, Any], key: str, *, prefix: str = "") -> float | None:
+    """A number from 0 to 2, as a float, or None if absent."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
+        raise InvalidInputError(
+            f'field "{prefix}{key}" must be a number from 0 to 2, got {show_value(value)}'
+        )
+    return float(value)
+
+
+def _id_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidInputError(
+        f'field "id" must be a non-empty string or an integer, got {show_value(value)}'
+    )
+
+
+def _optional(
+    data: Mapping[str, Any], key: str, kind: type, expected: str, *, nonempty: bool = False
+) -> Any:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (nonempty and not value):
+        raise InvalidInputError(f'field "{key}" must be {expected}, got {show_value(value)}')
+    return value
+
+
+def show_value(value: Any) -> str:
+    """A short JSON rendering of a bad value for an error message."""
+    if value is None:
+        return "null"
+    try:
+        text = orjson.dumps(value).decode() if json_type(value) != "?" else repr(value)
+    except (TypeError, RecursionError):  # an object inside a list; nesting past orjson's limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def json_type(value: Any) -> str:
+    """What kind of JSON value `value` is, with its article ("a string", "an array")."""
+    for kind, name in ((bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string"),
+                       (list, "an array"), (dict, "an object")):  # fmt: skip
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else "?"

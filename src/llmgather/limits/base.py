@@ -1,0 +1,113 @@
+"""The limiter protocol: what the engine asks of any limiter, local or shared through Redis.
+
+    acquire(cost) -> Permit          wait until a concurrency slot and every budget allow a send
+    release(permit, usage, outcome)  free the slot, settle the estimate with the real usage
+    penalise(retry_after)            a 429 or an outage: hold every send on the key for a while
+    observe(announced)               limits a provider announced, by budget name
+    statistics() -> LimiterStats     a snapshot, for progress lines and summaries
+
+Every method but `statistics` is async, because a shared limiter does I/O in each; a limiter
+waits, it never fails a request. Many callers (clients, the service's routes, processes on other
+machines) may share one limiter: the engine is its only caller inside one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from llmgather._types import Usage
+
+Ending = Literal["ok", "failed", "truncated"]
+"""How the request a permit was granted for ended: answered in full ("ok"), cut off in the
+middle of its stream ("truncated"), or anything else, including never sent ("failed")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one request is expected to spend: requests, and the tokens in and out.
+
+    The engine estimates `input_tokens` from the prompt and `output_tokens` from `max_tokens`
+    (see `limits.tokens`); `release` settles both with the real usage.
+    """
+
+    requests: int = 1
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.requests < 0 or self.input_tokens < 0 or self.output_tokens < 0:
+            raise ValueError(f"a cost cannot be negative: {self}")
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """A granted send, handed back to `release`. The caller reads only `cost`.
+
+    `granted_at` (the limiter's clock) and `wave` (the generation of the concurrency cap it was
+    granted under) are what the limiter needs to settle it without keeping state per permit.
+    """
+
+    cost: Cost
+    granted_at: float = 0.0
+    wave: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterStats:
+    """A snapshot of a limiter.
+
+    `concurrency` is the cap in force (lowered while streams keep being cut off), at most
+    `max_concurrency`, the configured one. `limits` are the budgets in force, by name and limit
+    per window; `learned` those of them a provider announced (the user set none of that kind).
+    `pause_remaining` is how long every send is still held by a 429 or an outage; `penalties`
+    counts the 429s and outages reported. `waiting_on` names what the next send waits for
+    ("pause", "concurrency" or a budget name), None when nothing waits.
+    """
+
+    in_flight: int
+    concurrency: int
+    max_concurrency: int
+    limits: Mapping[str, float]
+    learned: Mapping[str, float]
+    pause_remaining: float
+    penalties: int
+    waiting_on: str | None = None
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """Concurrency and rate budgets shared by every caller that holds the limiter."""
+
+    async def acquire(self, cost: Cost) -> Permit:
+        """Wait until a concurrency slot is free and every budget can take `cost`; FIFO."""
+        ...
+
+    async def release(self, permit: Permit, usage: Usage | None, *, outcome: Ending = "ok") -> None:
+        """Free the permit's slot and settle its estimate with the real `usage`.
+
+        `usage=None` means the real usage is unknown: the reservation stands (the server may
+        have counted it). `outcome` feeds the cool-down (a success ends it) and the
+        concurrency cap (cut-off streams lower it, clean answers raise it back).
+        """
+        ...
+
+    async def penalise(self, retry_after: float | None) -> None:
+        """A 429 or an outage, for the whole key: hold every send.
+
+        For `retry_after` seconds when the server said; otherwise for a cool-down that starts
+        at a base delay and doubles with each wave of such signals, until a success.
+        """
+        ...
+
+    async def observe(self, announced: Mapping[str, float]) -> None:
+        """Limits a provider announced, by budget name ("rpm", "tpm"...): they replace an
+        announced limit of the same name, never one the user set."""
+        ...
+
+    def statistics(self) -> LimiterStats: ...

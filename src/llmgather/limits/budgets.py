@@ -1,0 +1,127 @@
+"""Limits as a list of budgets: a new kind of limit is one entry of `KINDS`.
+
+A kind says what a budget counts and over what window: its name (as `Limits`, the CLI and
+announced limits spell it), how much of a request's `Cost` it reserves before the send, and what
+it settles to once the real `Usage` is known.
+
+    rpm    requests per minute      tpm    input + output tokens per minute
+    rpd    requests per day         itpm   input tokens per minute
+                                    otpm   output tokens per minute
+
+A per-minute budget is paced: a token bucket that lets `burst_seconds` worth of the limit out at
+once and refills evenly, since providers enforce minute limits over short spans. A per-day
+budget is not: `--rpd 1500` lets the day's 1,500 requests go as fast as the other limits allow,
+then waits until the first of them is a day old (a sliding window, see `limits.window`); pacing
+them one per 58 s would make a short job take a day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from llmgather._config import Limits
+from llmgather._types import Usage
+from llmgather.limits.base import Cost
+from llmgather.limits.bucket import TokenBucket
+from llmgather.limits.window import SlidingWindow
+
+MINUTE = 60.0
+DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of limit: what it counts (`reserve`, then `settle` with the real usage), per
+    `window` seconds, and whether it is `paced` over the window or may be spent at once."""
+
+    name: str
+    window: float
+    paced: bool
+    reserve: Callable[[Cost], int]
+    settle: Callable[[Cost, Usage], int]
+
+
+def _requests(cost: Cost) -> int:
+    return cost.requests
+
+
+def _requests_sent(cost: Cost, usage: Usage) -> int:
+    return cost.requests  # a request sent counts, whatever it produced
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("rpm", MINUTE, True, _requests, _requests_sent),
+    Kind("rpd", DAY, False, _requests, _requests_sent),
+    Kind("tpm", MINUTE, True, lambda c: c.tokens, lambda c, u: u.total_tokens),
+    Kind("itpm", MINUTE, True, lambda c: c.input_tokens, lambda c, u: u.input_tokens),
+    Kind("otpm", MINUTE, True, lambda c: c.output_tokens, lambda c, u: u.output_tokens),
+)
+KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
+
+
+class Budget:
+    """One kind of limit in force: its limit per window and what has been spent of it."""
+
+    __slots__ = ("_meter", "announced", "kind", "limit")
+
+    def __init__(
+        self, kind: Kind, limit: float, *, burst_seconds: float, now: float, announced: bool
+    ) -> None:
+        self.kind = kind
+        self.limit = limit
+        self.announced = announced
+        self._meter: TokenBucket | SlidingWindow
+        if kind.paced:
+            rate = limit / kind.window
+            self._meter = TokenBucket(rate=rate, capacity=max(1.0, rate * burst_seconds), now=now)
+        else:
+            self._meter = SlidingWindow(capacity=limit, window=kind.window)
+
+    def wait_time(self, now: float, cost: Cost) -> float:
+        amount = self.kind.reserve(cost)
+        return self._meter.wait_time(now, amount) if amount else 0.0
+
+    def take(self, now: float, cost: Cost) -> None:
+        amount = self.kind.reserve(cost)
+        if amount:
+            self._meter.take(now, amount)
+
+    def settle(self, now: float, cost: Cost, usage: Usage, taken_at: float) -> float:
+        """Give back what `cost` over-reserved (or charge what it under-estimated); returns the
+        amount given back."""
+        surplus = self.kind.reserve(cost) - self.kind.settle(cost, usage)
+        if surplus:
+            if isinstance(self._meter, TokenBucket):
+                self._meter.give_back(now, surplus)
+            else:
+                self._meter.give_back(now, surplus, taken_at=taken_at)
+        return surplus
+
+    def resized(self, limit: float, *, burst_seconds: float, now: float) -> Budget:
+        """The same budget with a new limit, keeping what was spent of the old one (so a new
+        announcement never opens a fresh burst)."""
+        budget = Budget(self.kind, limit, burst_seconds=burst_seconds, now=now, announced=True)
+        meter = self._meter
+        if isinstance(meter, TokenBucket):
+            budget._meter.take(now, meter.capacity - meter.level(now))
+        else:
+            meter.capacity = limit
+            budget._meter = meter
+        return budget
+
+    def __repr__(self) -> str:
+        origin = "announced" if self.announced else "set"
+        return f"<Budget {self.kind.name}={self.limit:g} ({origin}) {self._meter!r}>"
+
+
+def budgets_for(limits: Limits, *, now: float) -> dict[str, Budget]:
+    """The budgets the user set, by name, in `KINDS` order."""
+    found = {}
+    for kind in KINDS:
+        limit = getattr(limits, kind.name)
+        if limit is not None:
+            found[kind.name] = Budget(
+                kind, limit, burst_seconds=limits.burst_seconds, now=now, announced=False
+            )
+    return found
