@@ -16,12 +16,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from llmgather._config import DEFAULT_MAX_ATTEMPTS
 from llmgather._errors import APIConnectionError, APIError, QuotaExhaustedError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RetryPolicy:
-    max_attempts: int = 6
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_retry_wait: float = 300.0

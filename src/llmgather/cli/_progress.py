@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from rich.console import Console
 from rich.live import Live
@@ -72,4 +72,20 @@ class Progress:
         line.append(
             f"| retries {s.retries} 429s {s.http_429}", style="yellow" if s.http_429 else ""
         )
+        if s.learned:
+            line.append(f" | learned {describe_limits(s.learned)}", style="cyan")
         return line
+
+
+_UNITS = {
+    "rpm": "req/min",
+    "rpd": "req/day",
+    "tpm": "tok/min",
+    "itpm": "in tok/min",
+    "otpm": "out tok/min",
+}
+
+
+def describe_limits(limits: Mapping[str, float]) -> str:
+    """`{"rpm": 500, "tpm": 200000}` as "500 req/min, 200,000 tok/min"."""
+    return ", ".join(f"{value:,.0f} {_UNITS.get(name, name)}" for name, value in limits.items())

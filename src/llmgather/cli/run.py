@@ -20,10 +20,11 @@ from typing import Any, NoReturn
 
 import click
 
+from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S
 from llmgather._errors import ConfigurationError, InvalidInputError, JobError
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
-from llmgather.cli._progress import Progress
+from llmgather.cli._progress import Progress, describe_limits
 from llmgather.jobs.job import InputChangedError, Job, JobOptions, JobSummary, StrictInputError
 from llmgather.jobs.store import store_path_for
 
@@ -61,12 +62,15 @@ EXIT_INTERRUPTED = 130
     "-c",
     "--concurrency",
     type=click.IntRange(1, 10_000),
-    default=64,
+    default=DEFAULT_CONCURRENCY,
     show_default=True,
-    help="Requests in flight at most.",
+    help="Requests in flight at most (also the number of workers).",
 )
 @click.option(
     "--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute to stay under."
+)
+@click.option(
+    "--rpd", type=click.FloatRange(min=0, min_open=True), help="Requests per day to stay under."
 )
 @click.option(
     "--tpm",
@@ -74,9 +78,19 @@ EXIT_INTERRUPTED = 130
     help="Tokens per minute to stay under (prompt estimate + max tokens, settled with real usage).",
 )
 @click.option(
+    "--itpm",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Input tokens per minute to stay under (Anthropic counts input and output apart).",
+)
+@click.option(
+    "--otpm",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Output tokens per minute to stay under (reserved as max tokens, settled with real usage).",
+)
+@click.option(
     "--max-attempts",
     type=click.IntRange(1, 100),
-    default=6,
+    default=DEFAULT_MAX_ATTEMPTS,
     show_default=True,
     help="Attempts per item, first included.",
 )
@@ -90,9 +104,9 @@ EXIT_INTERRUPTED = 130
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
-    default=120.0,
+    default=DEFAULT_TIMEOUT_S,
     show_default=True,
-    help="Seconds of silence before a request is abandoned and retried.",
+    help="Seconds a whole answer may take (with --stream: the longest silence between two chunks) before the request is abandoned and retried.",
 )
 @click.option(
     "--max-tokens",
@@ -260,6 +274,12 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
         highlight=False,
         markup=False,
     )
+    if summary.learned_limits:
+        stderr.print(
+            f"paced by the limits the provider announced: {describe_limits(summary.learned_limits)}",
+            highlight=False,
+            markup=False,
+        )
     for error in summary.top_errors[:3]:
         stderr.print(
             f"  {error['count']} × {error['type']}: {error['message']}",

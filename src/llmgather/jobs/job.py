@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmgather._client import Client
-from llmgather._config import DEFAULT_CONCURRENCY, Timeouts
+from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Timeouts
 from llmgather._engine import EngineStats
 from llmgather._errors import InputChangedError, InvalidInputError, StrictInputError
 from llmgather._retry import RetryPolicy
@@ -57,9 +57,12 @@ class JobOptions:
     api_key: str | None = field(default=None, repr=False)
     concurrency: int = DEFAULT_CONCURRENCY
     rpm: float | None = None
+    rpd: float | None = None
     tpm: float | None = None
+    itpm: float | None = None
+    otpm: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout_s: float = 120.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     max_tokens: int | None = None
     temperature: float | None = None
     system: str | None = None
@@ -118,6 +121,9 @@ class JobSummary:
     top_errors: list[dict[str, Any]]
     input: str = ""
     hint: str | None = None  # what to do next, when anything is left to do
+    # Limits the provider announced in its answers' headers, which paced the run where the
+    # user gave none, by budget name ("rpm", "tpm", "itpm", "otpm"…).
+    learned_limits: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -156,7 +162,10 @@ class Job:
             options.model,
             concurrency=options.concurrency,
             rpm=options.rpm,
+            rpd=options.rpd,
             tpm=options.tpm,
+            itpm=options.itpm,
+            otpm=options.otpm,
             retry=options.retry,
             timeouts=Timeouts(read=options.timeout_s),
             defaults={"max_tokens": options.max_tokens, "temperature": options.temperature},
@@ -226,6 +235,7 @@ class Job:
             ],
             input=_shown_input(options.input_path),
             hint=_hint(final.pending, final.failed),
+            learned_limits=dict(engine_stats.learned),
         )
 
     async def _nothing_to_do(self, input_path: str, spooled: bool) -> bool:
