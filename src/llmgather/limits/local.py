@@ -192,4 +192,3 @@ class LocalLimiter:
             f"<LocalLimiter in_flight={self._in_flight}/{self._cap.current} {budgets}".rstrip()
             + ">"
         )
-
