@@ -66,7 +66,7 @@ def test_table_marks_ours_and_shows_missing_figures() -> None:
 
 
 def test_bench_says_how_to_install_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench_cli, "missing_bench_extra", lambda: ["langchain_openai"])
+    monkeypatch.setattr(bench_cli, "missing_bench_extra", lambda *_: ["langchain_openai"])
     result = CliRunner().invoke(bench_cli.bench_command, ["--quick"])
     assert result.exit_code != 0
     assert "pip install 'llmgather[bench]'" in result.output

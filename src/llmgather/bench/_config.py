@@ -19,6 +19,10 @@ class BenchConfig:
     overhead_concurrency: int
     memory_sizes: tuple[int, ...]
     memory_concurrency: int
+    seams_calls: int  # SDK calls through `client.map_calls`, at `seams_rpm`
+    seams_rpm: float
+    seams_split_prompts: int  # prompts under ITPM and OTPM, OTPM binding
+    seams_split_s: float  # what the OTPM limit is set to make them take
 
     def ceiling_deadline(self, ceiling_s: float) -> float:
         """How long a ceiling contender may run before it is stopped (unfinished = failed)."""
@@ -38,6 +42,10 @@ FULL = BenchConfig(
     overhead_concurrency=256,
     memory_sizes=(100_000, 1_000_000),
     memory_concurrency=256,
+    seams_calls=1000,  # 20 s at 3,000 RPM
+    seams_rpm=3000.0,
+    seams_split_prompts=500,
+    seams_split_s=20.0,
 )
 
 QUICK = BenchConfig(
@@ -53,4 +61,8 @@ QUICK = BenchConfig(
     overhead_concurrency=256,
     memory_sizes=(2_000, 20_000),
     memory_concurrency=256,
+    seams_calls=300,  # 6 s at 3,000 RPM
+    seams_rpm=3000.0,
+    seams_split_prompts=150,
+    seams_split_s=6.0,
 )

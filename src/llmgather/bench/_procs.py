@@ -55,7 +55,10 @@ class SimProcess:
         *,
         latency_ms: float,
         rpm: float | None = None,
+        rpd: float | None = None,
         tpm: float | None = None,
+        itpm: float | None = None,
+        otpm: float | None = None,
         seed: int = 0,
         log: Path | None = None,
     ) -> None:
@@ -73,10 +76,10 @@ class SimProcess:
             "--seed",
             str(seed),
         ]
-        if rpm:
-            args += ["--rpm", str(rpm)]
-        if tpm:
-            args += ["--tpm", str(tpm)]
+        limits = {"rpm": rpm, "rpd": rpd, "tpm": tpm, "itpm": itpm, "otpm": otpm}
+        for name, limit in limits.items():
+            if limit:
+                args += [f"--{name}", str(limit)]
         self._log = open(log, "ab") if log else None  # closed in stop()
         self._proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=self._log or subprocess.DEVNULL

@@ -37,6 +37,17 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("ok", "ok", "{:,}"),
         ("wall s", "wall_s", "{:.1f}"),
     ],
+    "seams": [
+        ("requests", "requests", "{:,}"),
+        ("ok", "ok", "{:,}"),
+        ("failed", "failed", "{:,}"),
+        ("429s", "http_429", "{:,}"),
+        ("wall s", "wall_s", "{:.2f}"),
+        ("bound s", "bound_s", "{:.2f}"),
+        ("wall/bound", "ratio", "{:.3f}"),
+        ("target", "target", "≤ {:.2f}"),
+        ("meets", "meets", "{}"),
+    ],
 }
 
 # The figures the issue asks for, per scenario, in the final JSON line.
@@ -45,6 +56,7 @@ FIGURES = {
     "ceiling": ("ok", "failed", "http_429", "pct_of_ceiling", "wall_s", "pct_429"),
     "overhead": ("rps", "cpu_per_1k", "ratio_to_aiohttp", "cpu_ratio_to_aiohttp", "sim_cpu_pct"),
     "memory": ("inputs", "peak_rss_mb", "ok"),
+    "seams": ("ok", "failed", "http_429", "wall_s", "bound_s", "ratio", "target", "meets"),
 }
 
 
@@ -103,15 +115,18 @@ def summary_rows(scenario: str, rows: list[Row]) -> list[Row]:
 # -- charts ----------------------------------------------------------------------------------
 
 
-def chart(scenario: str, rows: list[Row], meta: dict[str, Any], path: Path) -> Path:
+def chart(scenario: str, rows: list[Row], meta: dict[str, Any], path: Path) -> Path | None:
+    """The scenario's PNG at `path`; None for a scenario without a chart (seams: two ratios)."""
+    draw = {"timing": _timing, "ceiling": _ceiling, "overhead": _overhead, "memory": _memory}.get(
+        scenario
+    )
+    if draw is None:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    draw = {"timing": _timing, "ceiling": _ceiling, "overhead": _overhead, "memory": _memory}[
-        scenario
-    ]
     figure = draw(plt, rows, meta)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

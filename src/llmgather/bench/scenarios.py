@@ -1,4 +1,4 @@
-"""The four scenarios: each starts its simulator(s), runs its contenders as subprocesses and
+"""The scenarios: each starts its simulator(s), runs its contenders as subprocesses and
 returns one row per contender (medians over repeats) plus what the rows need to be read."""
 
 from __future__ import annotations
@@ -493,9 +493,19 @@ def _sim_log(out: Path, scenario: str) -> Path:
     return logs / f"sim-{scenario}.log"
 
 
+def run_seams(
+    config: BenchConfig, out: Path, log: Log, only: set[str] | None = None
+) -> ScenarioResult:
+    """Issue 10's SDK-calls and split-token-limit targets (see `bench.seams`)."""
+    from llmgather.bench.seams import run_seams  # it builds on this module's helpers
+
+    return run_seams(config, out, log, only)
+
+
 RUNNERS: dict[str, Callable[..., ScenarioResult]] = {
     "timing": run_timing,
     "ceiling": run_ceiling,
     "overhead": run_overhead,
     "memory": run_memory,
+    "seams": run_seams,
 }

@@ -12,11 +12,18 @@ from typing import Any
 import click
 
 BENCH_EXTRA = ("openai", "langchain_openai", "aiolimiter", "tenacity", "matplotlib")
-SCENARIO_NAMES = ("timing", "ceiling", "overhead", "memory")
+SCENARIO_NAMES = ("timing", "ceiling", "overhead", "memory", "seams")
+# What a scenario imports of the extra, where it is not all of it: seams draws no chart and its
+# only foreign contender is the openai SDK.
+SCENARIO_NEEDS = {"seams": ("openai",)}
 
 
-def missing_bench_extra() -> list[str]:
-    return [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
+def missing_bench_extra(scenarios: tuple[str, ...] | list[str] = SCENARIO_NAMES) -> list[str]:
+    """The packages of the bench extra that `scenarios` need and that are not installed."""
+    needed = dict.fromkeys(
+        name for scenario in scenarios for name in SCENARIO_NEEDS.get(scenario, BENCH_EXTRA)
+    )
+    return [name for name in needed if importlib.util.find_spec(name) is None]
 
 
 @click.command("bench")
@@ -54,11 +61,13 @@ def bench_command(
     ceiling   RPM and TPM limits: 429s, failures and throughput against the ceiling
     overhead  client CPU and requests/s at 0 ms latency, against raw aiohttp
     memory    peak RSS of `llmgather run` and of plain gather at 10× the inputs
+    seams     wall time over the limits' bound: 1,000 AsyncOpenAI calls through
+              client.map_calls at 3,000 RPM; Anthropic ITPM/OTPM with OTPM binding
 
     Everything runs on 127.0.0.1 against `llmgather sim` subprocesses. Needs the bench
     extra: pip install 'llmgather[bench]'.
     """
-    missing = missing_bench_extra()
+    missing = missing_bench_extra(scenarios or SCENARIO_NAMES)
     if missing:
         raise click.ClickException(
             f"the benchmark needs {', '.join(missing)}: pip install 'llmgather[bench]'"
@@ -148,6 +157,18 @@ def _notes(name: str, meta: dict[str, Any]) -> str:
             f"need ≥ {plan['rpm_bound_s']:.1f}s by requests and ≥ {plan['tpm_bound_s']:.1f}s "
             f"by tokens"
         )
+    if name == "seams":
+        lines = []
+        for what, bound in meta.get("bounds", {}).items():
+            limits = ", ".join(
+                f"{b['total']:,} under {b['limit']:,.0f} {kind.upper()}"
+                for kind, b in bound["budgets"].items()
+            )
+            lines.append(
+                f"{what}: {limits}: {bound['limit_s']:.2f}s by {bound['binding']}, less the "
+                f"limiter's {bound['burst_s']}s burst = bound {bound['bound_s']:.2f}s"
+            )
+        return "\n".join(lines)
     if name == "overhead":
         flag = "YES: figures are capped by the server" if meta["sim_bottleneck"] else "no"
         return (
