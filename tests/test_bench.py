@@ -1,5 +1,6 @@
-"""Smoke tests of `llmgather bench`: the ceiling arithmetic, the tables, and a tiny overhead run
-of the contenders that need no bench extra (raw aiohttp, llmgather's library and CLI)."""
+"""Smoke tests of `llmgather bench`: the ceiling and seams arithmetic, the tables, a tiny overhead
+run of the contenders that need no bench extra (raw aiohttp, llmgather's library and CLI), and a
+tiny seams run (it needs the openai SDK)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import llmgather
 from llmgather.bench import _report
 from llmgather.bench._config import QUICK
 from llmgather.bench._workload import (
@@ -20,8 +22,17 @@ from llmgather.bench._workload import (
     plan_ceiling,
     short_prompts,
 )
+from llmgather.bench.seams import (
+    ITPM_HEADROOM,
+    SPLIT_MAX_TOKENS,
+    calls_bound,
+    predicted_usage,
+    split_bound,
+    split_limits,
+)
 from llmgather.cli import bench as bench_cli
-from llmgather.sim.text import MAX_WORDS
+from llmgather.sim.text import MAX_WORDS, MIN_WORDS
+from tests.simfixtures import running
 
 
 def test_ceiling_is_the_tighter_of_both_limits() -> None:
@@ -86,3 +97,62 @@ def test_tiny_overhead_run_has_the_json_shape(tmp_path: Path) -> None:
     written = json.loads((tmp_path / "overhead.json").read_text())
     assert written["contenders"][0]["ok"] == 300
     assert written["machine"]["python"]
+
+
+def test_seams_bounds_are_what_the_limits_allow() -> None:
+    calls = calls_bound(1000, 3000)
+    assert calls.bound_s == pytest.approx(20.0)  # issue 10: "the 20 s the limit allows"
+    assert calls.paced_s == pytest.approx(19.5)  # less the limiter's 0.5 s initial burst
+    prompts = short_prompts(500)
+    itpm, otpm = split_limits(prompts, SPLIT_MAX_TOKENS, 20.0)
+    input_tokens, output_tokens = predicted_usage(prompts, SPLIT_MAX_TOKENS)
+    split = split_bound(input_tokens, output_tokens, itpm=itpm, otpm=otpm)
+    assert split.binding == "otpm"
+    assert split.bound_s == pytest.approx(20.0, rel=0.01)
+    assert 60 * input_tokens / itpm == pytest.approx(20.0 / ITPM_HEADROOM, rel=0.01)
+    # Answers of 16 to 64 words under max_tokens=64: the reservation is well above the real
+    # output, so the job reaches its bound only if every reservation is settled.
+    assert MIN_WORDS * 500 < output_tokens < 0.8 * SPLIT_MAX_TOKENS * 500
+
+
+async def test_predicted_usage_is_what_the_simulator_reports() -> None:
+    prompts = short_prompts(12)
+    async with (
+        running(latency_ms=0) as sim,
+        llmgather.Client(
+            "anthropic:claude-3-5-haiku-latest",
+            base_url=sim.base_url,
+            api_key="sim",
+            defaults={"max_tokens": SPLIT_MAX_TOKENS},
+        ) as client,
+    ):
+        results = await client.gather(prompts)
+    used = [r.usage for r in results if r.usage is not None]
+    assert len(used) == len(prompts)
+    reported = (sum(u.input_tokens for u in used), sum(u.output_tokens for u in used))
+    assert reported == predicted_usage(prompts, SPLIT_MAX_TOKENS)
+
+
+@pytest.mark.timeout(60)
+def test_tiny_seams_run_has_the_json_shape(tmp_path: Path) -> None:
+    pytest.importorskip("openai")
+    config = dataclasses.replace(
+        QUICK, seams_calls=60, seams_split_prompts=40, seams_split_s=2.0, ceiling_latency_ms=100
+    )
+    summary = bench_cli.run_bench(["seams"], config, tmp_path, charts=True)
+    rows = {row["name"]: row for row in summary["seams"]}
+    assert set(rows) == {"calls", "split_tokens"}
+    for row in rows.values():
+        assert "error" not in row, row
+        assert row["failed"] == 0 and row["http_429"] == 0
+        assert row["ratio"] > 0 and row["ratio_paced"] > row["ratio"]
+        assert row["meets"] is None  # a quick run is no verdict on the targets
+    assert rows["calls"]["ok"] == 60 and rows["calls"]["bound_s"] == pytest.approx(1.2)
+    written = json.loads((tmp_path / "seams.json").read_text())
+    split = next(r for r in written["contenders"] if r["name"] == "split_tokens")
+    prompts = short_prompts(40)
+    assert (split["input_tokens"], split["output_tokens"]) == predicted_usage(
+        prompts, SPLIT_MAX_TOKENS
+    )
+    assert written["bounds"]["split_tokens"]["binding"] == "otpm"
+    assert not (tmp_path / "seams.png").exists()  # no chart for two ratios

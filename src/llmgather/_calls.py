@@ -59,9 +59,11 @@ class CallRequest(Request):
         return f"<CallRequest {getattr(self.fn, '__qualname__', self.fn)!r} id={self.id!r}>"
 
 
-def call_request(fn: AsyncCallable, item: Any, cost_of: CostOf | None) -> CallRequest:
-    """The call `fn(**item)` for a dict item, `fn(item)` for anything else."""
-    if isinstance(item, Mapping):
+def call_request(
+    fn: AsyncCallable, item: Any, cost_of: CostOf | None, unpack: bool = True
+) -> CallRequest:
+    """The call `fn(**item)` for a dict item (when `unpack`), `fn(item)` for anything else."""
+    if unpack and isinstance(item, Mapping):
         args: tuple[Any, ...] = ()
         kwargs: Mapping[str, Any] = item
     else:
@@ -79,10 +81,10 @@ def single_call(
 
 
 async def async_call_requests(
-    fn: AsyncCallable, items: AsyncIterable[Any], cost_of: CostOf | None
+    fn: AsyncCallable, items: AsyncIterable[Any], cost_of: CostOf | None, unpack: bool
 ) -> AsyncIterator[Request]:
     async for item in items:
-        yield call_request(fn, item, cost_of)
+        yield call_request(fn, item, cost_of, unpack)
 
 
 def default_cost(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cost:

@@ -205,20 +205,23 @@ class Client:
         items: Iterable[Any] | AsyncIterable[Any],
         *,
         cost: Callable[[Any], Cost] | None = None,
+        unpack: bool = True,
         window: int | None = None,
         stop: asyncio.Event | None = None,
     ) -> AsyncIterator[Result]:
         """`fn(item)` for every item, through the engine: Results in completion order, each
         with the call's return value in `value`, bounded memory, errors as values.
 
-        An item that is a dict is passed as keyword arguments (`fn(**item)`), anything else
-        as the one argument. `cost(item)` gives each call's estimate, if the default won't do.
+        An item that is a dict is passed as keyword arguments (`fn(**item)`, as the SDKs take
+        them), anything else as the one argument; `unpack=False` passes every item as the one
+        argument (a LangChain runnable's `ainvoke` takes its input dict so). `cost(item)`
+        gives each call's estimate, if the default won't do.
         """
         requests: Iterable[Request] | AsyncIterable[Request]
         if isinstance(items, AsyncIterable):
-            requests = _calls.async_call_requests(fn, items, cost)
+            requests = _calls.async_call_requests(fn, items, cost, unpack)
         else:
-            requests = (_calls.call_request(fn, item, cost) for item in items)
+            requests = (_calls.call_request(fn, item, cost, unpack) for item in items)
         return self.engine.map(requests, window=window, stop=stop)
 
     # -- the rest --------------------------------------------------------------------------

@@ -46,6 +46,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("bound s", "bound_s", "{:.2f}"),
         ("wall/bound", "ratio", "{:.3f}"),
         ("target", "target", "≤ {:.2f}"),
+        ("wall/(bound-burst)", "ratio_paced", "{:.3f}"),
         ("meets", "meets", "{}"),
     ],
 }
@@ -56,7 +57,17 @@ FIGURES = {
     "ceiling": ("ok", "failed", "http_429", "pct_of_ceiling", "wall_s", "pct_429"),
     "overhead": ("rps", "cpu_per_1k", "ratio_to_aiohttp", "cpu_ratio_to_aiohttp", "sim_cpu_pct"),
     "memory": ("inputs", "peak_rss_mb", "ok"),
-    "seams": ("ok", "failed", "http_429", "wall_s", "bound_s", "ratio", "target", "meets"),
+    "seams": (
+        "ok",
+        "failed",
+        "http_429",
+        "wall_s",
+        "bound_s",
+        "ratio",
+        "target",
+        "meets",
+        "ratio_paced",
+    ),
 }
 
 

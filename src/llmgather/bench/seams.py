@@ -6,17 +6,23 @@ limits allow, measured against `llmgather sim` subprocesses.
     split_tokens  `Client.gather` on the Anthropic dialect under separate input and output
                   token limits (ITPM generous, OTPM binding), llmgather told both
 
-The bound of a job is, over the limits in force, the longest of `60 · total / limit` (requests,
-or the tokens the simulator reports it used), less the head start of llmgather's limiter: it
-lets `burst_seconds` (0.5 s) of every limit out at once, so its last send can come that much
-before the plain figure. Latency is not in the bound: the last answer's time is part of the
-measured overrun. A fresh simulator serves each measurement, its buckets full.
+The bound of a job is what issue 10 measures against: over the limits in force, the longest of
+`60 · total / limit` (requests, or the tokens the simulator reports it used), 20 s for 1,000
+requests at 3,000 RPM. Latency is not in it: the last answer's time is part of the measured
+overrun. A stricter figure is reported beside it, `paced_s`: the bound less the head start of
+llmgather's limiter, which lets `burst_seconds` (0.5 s) of every limit out at once, so its last
+send may come that much before the bound. A fresh simulator serves each measurement, its
+buckets full.
 
 ITPM/OTPM sizes: each request reserves its prompt's estimate (exact: the simulator counts input
 the same way) and `max_tokens` of output, settled to the real output when the answer is back.
 `max_tokens` is 64 and the simulator's answers are 16–64 words, so the output reservation runs
 about 1.6× the real output: settling, not the estimate, is what lets the job reach its bound.
 OTPM is set from the predicted real output so the job needs `seams_split_s` at that limit.
+What is reserved and not yet settled when the last request waits (one latency's worth of
+requests, each ~25 tokens over) delays that send by about latency × surplus / real output,
+~0.6 s at 1 s latency whatever the job's size; the simulator holds the same surplus, since it
+too reserves `max_tokens` until the answer ends, as Anthropic documents for OTPM.
 """
 
 from __future__ import annotations
@@ -49,8 +55,8 @@ class Bound:
     burst_s: float = Limits().burst_seconds
 
     @property
-    def limit_s(self) -> float:
-        """The plain figure, `60 · total / limit` for the binding limit."""
+    def bound_s(self) -> float:
+        """`60 · total / limit` for the binding limit."""
         return max(60.0 * total / limit for total, limit in self.budgets.values())
 
     @property
@@ -58,19 +64,17 @@ class Bound:
         return max(self.budgets, key=lambda name: self.budgets[name][0] / self.budgets[name][1])
 
     @property
-    def bound_s(self) -> float:
-        return max(self.limit_s - self.burst_s, 0.0)
-
-    def ratio(self, wall_s: float) -> float:
-        return wall_s / self.bound_s if self.bound_s else 0.0
+    def paced_s(self) -> float:
+        """The bound less the limiter's initial burst: when its last send may go, at best."""
+        return max(self.bound_s - self.burst_s, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "budgets": {k: {"total": t, "limit": lim} for k, (t, lim) in self.budgets.items()},
             "binding": self.binding,
-            "limit_s": round(self.limit_s, 3),
-            "burst_s": self.burst_s,
             "bound_s": round(self.bound_s, 3),
+            "burst_s": self.burst_s,
+            "paced_s": round(self.paced_s, 3),
         }
 
 
@@ -114,7 +118,11 @@ def _measure(
     """Run one contender against a fresh simulator; its row (no bound yet) and its report."""
     count = int(spec["count"])
     with SimProcess(
-        latency_ms=config.ceiling_latency_ms, log=_sim_log(out, "seams"), **sim_limits
+        latency_ms=config.ceiling_latency_ms,
+        rpm=sim_limits.get("rpm"),
+        itpm=sim_limits.get("itpm"),
+        otpm=sim_limits.get("otpm"),
+        log=_sim_log(out, "seams"),
     ) as sim:
         run = run_contender(
             module,
@@ -142,8 +150,10 @@ def _measure(
 
 
 def _finish(row: Row, bound: Bound) -> Row:
+    wall = row["wall_s"]
     row["bound_s"] = round(bound.bound_s, 3)
-    row["ratio"] = round(bound.ratio(row["wall_s"]), 4)
+    row["ratio"] = round(wall / bound.bound_s, 4) if bound.bound_s else None
+    row["ratio_paced"] = round(wall / bound.paced_s, 4) if bound.paced_s else None
     return row
 
 
@@ -158,7 +168,7 @@ def _calls(config: BenchConfig, out: Path, log: Log) -> Row:
         config,
         out,
         log,
-        bound.limit_s,
+        bound.bound_s,
     )
     return _finish(row, bound)
 
@@ -194,19 +204,16 @@ def run_seams(
             rows.append(row)
             log(
                 f"  seams {name}: {row['ok']}/{row['requests']} ok, {row['http_429']} × 429, "
-                f"{row['wall_s']:.2f}s = {row['ratio']:.3f}× the {row['bound_s']:.2f}s bound"
+                f"{row['wall_s']:.2f}s = {row['ratio']}× the {row['bound_s']:.2f}s bound"
                 + (f" (run {repeat + 1})" if config.repeat > 1 else "")
             )
         runs.append(rows)
     rows = _median_rows(runs, key=lambda r: r["name"])
     for row in rows:
         row["target"] = TARGETS[row["name"]]
-        row["meets"] = bool(
-            row["failed"] == 0
-            and row["http_429"] == 0
-            and not row["error"]
-            and row["ratio"] <= row["target"]
-        )
+        # A quick run is a smoke test: one answer's latency and the output reserved in flight
+        # (~1.5 s and ~0.6 s at this latency, whatever the size) are a third of a 6 s job.
+        row["meets"] = None if config.quick else _meets(row)
     meta = {
         "latency_ms": config.ceiling_latency_ms,
         "rpm": config.seams_rpm,
@@ -223,6 +230,17 @@ def run_seams(
         },
     }
     return ScenarioResult("seams", rows, meta)
+
+
+def _meets(row: Row) -> bool:
+    """Every item ok, no 429, and within the target of the bound."""
+    return bool(
+        row["failed"] == 0
+        and row["http_429"] == 0
+        and not row["error"]
+        and row["ratio"] is not None
+        and row["ratio"] <= row["target"]
+    )
 
 
 def _split_bound_of(rows: list[Row]) -> dict[str, Any]:

@@ -165,8 +165,8 @@ def _notes(name: str, meta: dict[str, Any]) -> str:
                 for kind, b in bound["budgets"].items()
             )
             lines.append(
-                f"{what}: {limits}: {bound['limit_s']:.2f}s by {bound['binding']}, less the "
-                f"limiter's {bound['burst_s']}s burst = bound {bound['bound_s']:.2f}s"
+                f"{what}: {limits}: bound {bound['bound_s']:.2f}s by {bound['binding']} "
+                f"(less the limiter's {bound['burst_s']}s burst: {bound['paced_s']:.2f}s)"
             )
         return "\n".join(lines)
     if name == "overhead":
