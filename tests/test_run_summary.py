@@ -67,3 +67,16 @@ def test_off_a_terminal_the_summary_is_not_wrapped(tmp_path: Path) -> None:
         line.startswith("Simulator:") and line.endswith("to call a real API.")
         for line in done.stderr.splitlines()
     )
+
+
+def test_limits_learned_from_the_providers_headers_are_shown(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 5)
+    out = tmp_path / "results.jsonl"
+    with EmbeddedSimulator(SimConfig(rpm=6000, tpm=900_000, latency_ms=0)) as sim:
+        args = ["--model", "openai:gpt-4o-mini", "--base-url", sim.base_url + "/v1"]
+        done = run_cli("run", str(prompts), "-o", str(out), *args, "--json", OPENAI_API_KEY="k")
+        shown = run_cli("run", str(prompts), "-o", str(out), *args, "--restart", OPENAI_API_KEY="k")
+    assert done.returncode == 0, done.stderr
+    summary = orjson.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["learned_limits"] == {"rpm": 6000, "tpm": 900000}
+    assert "6,000 req/min, 900,000 tok/min" in shown.stderr
