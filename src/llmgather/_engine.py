@@ -353,7 +353,10 @@ class Engine:
         if (refused := self._refused_unsent(job)) is not None:  # it went down while we waited
             await self._limiter.release(permit, _NOTHING_USED, outcome="failed")
             return refused
-        probe = self._outage.given_up(self._clock.now(), self._retry.max_retry_wait)
+        # While the server answers there is no outage to check on (the common case: no clock).
+        probe = self._outage.streak > 0 and self._outage.given_up(
+            self._clock.now(), self._retry.max_retry_wait
+        )
         self._outage.probing |= probe
         self._sending(job)
         usage: Usage | None = None
@@ -384,8 +387,9 @@ class Engine:
             # unsent, and `--retry-failed` sends it once the key is fixed.
             message = f"not sent: the API key was refused earlier ({self._key_refused.message})"
             return self._failed(job, AuthenticationError(message))
-        outage, now = self._outage, self._clock.now()
+        outage = self._outage
         if outage.probing and outage.last_error is not None:
+            now = self._clock.now()
             if outage.given_up(now, self._retry.max_retry_wait):
                 error = self._retry.unreachable_error(
                     outage.last_error, outage.lasted(now), sent=False

@@ -83,7 +83,7 @@ class LocalLimiter:
     async def release(self, permit: Permit, usage: Usage | None, *, outcome: Ending = "ok") -> None:
         self._in_flight -= 1
         given_back = False
-        if usage is not None:
+        if usage is not None and self._budgets:
             now = self._clock.now()
             for budget in self._budgets.values():
                 given_back |= budget.settle(now, permit.cost, usage, permit.granted_at) > 0
@@ -152,11 +152,11 @@ class LocalLimiter:
     def _blocked_by(self, cost: Cost) -> tuple[str, float | None] | None:
         """What holds a send of `cost` now, and for how long (None: until an event); None if
         nothing does."""
+        if self._in_flight >= self._cap.current:
+            return "concurrency", None
         now = self._clock.now()
         if (pause := self._paused_until - now) > _NO_WAIT:
             return "pause", pause
-        if self._in_flight >= self._cap.current:
-            return "concurrency", None
         longest: tuple[str, float | None] | None = None
         for name, budget in self._budgets.items():
             wait = budget.wait_time(now, cost)
