@@ -233,10 +233,13 @@ class Client:
         """A Request from a prompt string, a message list, a dict or a Request, with defaults."""
         options = {**self._defaults, **overrides}
         system = options.pop("system", None)
+        if options.get("max_tokens") is None:
+            options["max_tokens"] = self.target.spec.default_max_tokens
+        fills = {k: v for k, v in options.items() if v is not None}
+        if isinstance(prompt, str):
+            return Request.from_prompt(prompt, system=system, **fills)  # built once, not copied
         if isinstance(prompt, Request):
             request = prompt
-        elif isinstance(prompt, str):
-            request = Request.from_prompt(prompt, system=system)
         elif isinstance(prompt, list):
             request = request_from_dict({"messages": prompt}, system=system)
         elif isinstance(prompt, dict):
@@ -245,10 +248,7 @@ class Client:
             raise TypeError(
                 f"a prompt must be a str, a message list, a dict or a Request, not {type(prompt).__name__}"
             )
-        options.setdefault("max_tokens", None)
-        if options["max_tokens"] is None:
-            options["max_tokens"] = self.target.spec.default_max_tokens
-        fills = {k: v for k, v in options.items() if v is not None and getattr(request, k) is None}
+        fills = {k: v for k, v in fills.items() if getattr(request, k) is None}
         return request.replace(**fills) if fills else request
 
     @property

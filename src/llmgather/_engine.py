@@ -40,8 +40,9 @@ from llmgather._errors import (
     TruncatedStreamError,
 )
 from llmgather._retry import Outage, RetryPolicy, is_outage
+from llmgather._stop import StoppableWaits
 from llmgather._types import ErrorInfo, Outcome, Request, Result, Usage
-from llmgather.limits.base import Cost, Ending, Limiter, Permit
+from llmgather.limits.base import Cost, Ending, Limiter
 from llmgather.limits.tokens import request_cost
 
 Send = Callable[[Request], Awaitable[Outcome]]
@@ -296,10 +297,14 @@ class Engine:
                 if finished == fed:
                     all_done.set()
 
+        waits = StoppableWaits(stop)
+
         async def halt(feeder: asyncio.Task[None]) -> None:
-            """Once `stop` is set: read no more input, even if it is waiting for its next item."""
+            """Once `stop` is set: read no more input, even if it is waiting for its next item,
+            and send nothing more, even what waits for the limiter."""
             await stop.wait()
             feeder.cancel()
+            waits.halt()
 
         async def retry_later(job: _Job, delay: float, halted: asyncio.Task[None]) -> None:
             waiting = asyncio.ensure_future(self._wait_retry(delay))
@@ -314,7 +319,7 @@ class Engine:
                 if stop.is_set():
                     resolve(None)
                     continue
-                outcome = await self._attempt(job, stop)
+                outcome = await self._attempt(job, waits)
                 if outcome is None or isinstance(outcome, Result):
                     resolve(outcome)
                 else:
@@ -341,14 +346,19 @@ class Engine:
 
     # -- one attempt ------------------------------------------------------------------------
 
-    async def _attempt(self, job: _Job, stop: asyncio.Event | None = None) -> Result | float | None:
+    async def _attempt(
+        self, job: _Job, waits: StoppableWaits | None = None
+    ) -> Result | float | None:
         """One send: a Result when the job is finished, the delay before its next attempt, or
-        None when `stop` was set while it waited for the limiter (it was not sent)."""
+        None when the map's stop came while it waited for the limiter (it was not sent)."""
         if (refused := self._refused_unsent(job)) is not None:
             return refused
-        permit: Permit = await self._limiter.acquire(self._cost(job.request))
-        if stop is not None and stop.is_set():
-            await self._limiter.release(permit, _NOTHING_USED, outcome="failed")
+        cost = self._cost(job.request)
+        if waits is None:
+            permit = await self._limiter.acquire(cost)
+        elif (stoppable := await waits.acquire(self._limiter, cost)) is not None:
+            permit = stoppable
+        else:
             return None
         if (refused := self._refused_unsent(job)) is not None:  # it went down while we waited
             await self._limiter.release(permit, _NOTHING_USED, outcome="failed")

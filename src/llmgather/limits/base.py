@@ -85,7 +85,9 @@ class Limiter(Protocol):
     """Concurrency and rate budgets shared by every caller that holds the limiter."""
 
     async def acquire(self, cost: Cost) -> Permit:
-        """Wait until a concurrency slot is free and every budget can take `cost`; FIFO."""
+        """Wait until a concurrency slot is free and every budget can take `cost`; FIFO.
+
+        Cancelling the wait takes nothing: a graceful stop ends the waits this way."""
         ...
 
     async def release(self, permit: Permit, usage: Usage | None, *, outcome: Ending = "ok") -> None:

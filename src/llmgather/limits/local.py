@@ -52,6 +52,7 @@ class LocalLimiter:
         self._budgets: dict[str, Budget] = budgets_for(limits, now=self._clock.now())
         self._cap = ConcurrencyCap(limits.concurrency)
         self._gate = asyncio.Lock()
+        self._queued = 0  # callers in `acquire` that found the way blocked, FIFO behind `_gate`
         self._in_flight = 0
         self._paused_until = 0.0
         self._cool_down = cool_down
@@ -62,23 +63,25 @@ class LocalLimiter:
         self._wake: asyncio.Future[None] | None = None  # set to end the head waiter's wait early
 
     async def acquire(self, cost: Cost = Cost()) -> Permit:  # noqa: B008 (frozen: shared is fine)
-        async with self._gate:
-            try:
-                while (reason := self._blocked_by(cost)) is not None:
-                    self._waiting_on, wait = reason
-                    if wait is None:
-                        await self._wait_for_wake()
-                    elif self._waiting_on == "pause":
-                        await self._clock.sleep(wait)  # nothing but time ends a pause early
-                    else:
-                        await self._wait_for_wake_or(wait)
-            finally:
-                self._waiting_on = None
-            now = self._clock.now()
-            for budget in self._budgets.values():
-                budget.take(now, cost)
-            self._in_flight += 1
-            return Permit(cost, granted_at=now, wave=self._cap.wave)
+        if not self._queued and self._blocked_by(cost) is None:
+            return self._grant(cost)  # nobody queues ahead and nothing holds: skip the lock
+        self._queued += 1
+        try:
+            async with self._gate:
+                try:
+                    while (reason := self._blocked_by(cost)) is not None:
+                        self._waiting_on, wait = reason
+                        if wait is None:
+                            await self._wait_for_wake()
+                        elif self._waiting_on == "pause":
+                            await self._clock.sleep(wait)  # nothing but time ends a pause early
+                        else:
+                            await self._wait_for_wake_or(wait)
+                finally:
+                    self._waiting_on = None
+                return self._grant(cost)
+        finally:
+            self._queued -= 1
 
     async def release(self, permit: Permit, usage: Usage | None, *, outcome: Ending = "ok") -> None:
         self._in_flight -= 1
@@ -148,6 +151,13 @@ class LocalLimiter:
         )
 
     # -- waiting ----------------------------------------------------------------------------
+
+    def _grant(self, cost: Cost) -> Permit:
+        now = self._clock.now()
+        for budget in self._budgets.values():
+            budget.take(now, cost)
+        self._in_flight += 1
+        return Permit(cost, granted_at=now, wave=self._cap.wave)
 
     def _blocked_by(self, cost: Cost) -> tuple[str, float | None] | None:
         """What holds a send of `cost` now, and for how long (None: until an event); None if
