@@ -21,7 +21,12 @@ OPENAI_HEADERS = {
 
 def test_openai_announces_requests_and_tokens_per_minute() -> None:
     provider = OpenAIProvider(api_key="k")
-    assert provider.announced_limits(OPENAI_HEADERS) == {"rpm": 5000, "tpm": 160000}
+    assert provider.announced_limits(OPENAI_HEADERS) == {
+        "rpm": 5000,
+        "tpm": 160000,
+        "rpm.remaining": 4999,  # what is left counts too: a restarted job does not burst
+        "tpm.remaining": 159976,
+    }
     only_requests = {"x-ratelimit-limit-requests": "60"}
     assert provider.announced_limits(only_requests) == {"rpm": 60}
     assert provider.announced_limits({}) == {}
@@ -33,6 +38,9 @@ def test_headers_that_announce_nothing_usable_are_ignored() -> None:
     odd = {"x-ratelimit-limit-requests": "-1", "x-ratelimit-limit-tokens": "lots"}
     assert provider.announced_limits(odd) == {}
     assert provider.announced_limits({"x-ratelimit-limit-tokens": "0"}) == {}
+    # A remaining above the limit, or negative, is not believed; the limit still is.
+    muddled = {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "90"}
+    assert provider.announced_limits(muddled) == {"rpm": 60}
 
 
 def test_gemini_announces_nothing_on_its_answers() -> None:

@@ -238,12 +238,18 @@ def test_announced_limits_keep_the_input_and_output_token_windows_apart() -> Non
         "anthropic-ratelimit-output-tokens-limit": "16000",
         "anthropic-ratelimit-requests-remaining": "999",
     }
-    assert provider().announced_limits(headers) == {"rpm": 1000, "itpm": 80000, "otpm": 16000}
+    left = {"rpm.remaining": 999}
+    assert provider().announced_limits(headers) == {
+        "rpm": 1000,
+        "itpm": 80000,
+        "otpm": 16000,
+        **left,
+    }
     # The combined window is a budget only when the finer ones are not announced.
     del headers["anthropic-ratelimit-output-tokens-limit"]
-    assert provider().announced_limits(headers) == {"rpm": 1000, "itpm": 80000}
+    assert provider().announced_limits(headers) == {"rpm": 1000, "itpm": 80000, **left}
     del headers["anthropic-ratelimit-input-tokens-limit"]
-    assert provider().announced_limits(headers) == {"rpm": 1000, "tpm": 96000}
+    assert provider().announced_limits(headers) == {"rpm": 1000, "tpm": 96000, **left}
     assert provider().announced_limits({"anthropic-ratelimit-requests-limit": "0"}) == {}
     assert provider().announced_limits({}) == {}
 

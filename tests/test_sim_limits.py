@@ -185,3 +185,53 @@ async def test_anthropic_headers_report_the_minutes_remaining() -> None:
     assert headers["anthropic-ratelimit-requests-remaining"] == "599"
     reserved = 60_000 - int(headers["anthropic-ratelimit-tokens-remaining"])
     assert 256 < reserved < 300  # max_tokens 256 and the short prompt
+
+
+# -- limits changed while serving, and limits not announced ---------------------------------------
+
+
+def test_a_limit_changed_while_serving_keeps_what_was_used() -> None:
+    clock = Clock()
+    limits = ServerLimits(rpm=1200, burst_seconds=1.0, clock=clock)  # 20 at once
+    for _ in range(10):
+        assert limits.admit(10, 0) is None
+    limits.change({"rpm": 600})  # halved: 10 at once, and 10 are used
+    refusal = limits.admit(10, 0)
+    assert refusal is not None and refusal.budget.limit == 600
+    assert abs(refusal.retry_after_s - 0.1) < 1e-9  # one request's worth at 10 per second
+    limits.change({"tpm": 60_000, "rpm": None})  # a new limit, and one removed
+    assert [b.name for b in limits.state().budgets] == ["tpm"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"rpx": 5}, "unknown limit 'rpx'"), ({"rpm": 0}, "rpm must be a positive number")],
+)
+def test_a_limit_change_names_what_is_wrong(changes: dict, message: str) -> None:
+    limits = ServerLimits(rpm=600)
+    with pytest.raises(ValueError, match=message):
+        limits.change(changes)
+    assert [b.limit for b in limits.state().budgets] == [600]  # nothing half-changed
+
+
+async def test_post_sim_limits_changes_the_limits_of_a_running_simulator() -> None:
+    async with running(rpm=600) as sim, aiohttp.ClientSession() as session:
+        async with session.post(sim.base_url + "/_sim/limits", json={"rpm": 60}) as response:
+            assert response.status == 200 and await response.json() == {"rpm": 60}
+        status, headers, _ = await post(session, sim, OPENAI)
+        assert status == 200 and headers["x-ratelimit-limit-requests"] == "60"
+        async with session.post(sim.base_url + "/_sim/limits", json={"rpm": -1}) as response:
+            assert response.status == 400
+            assert "rpm must be a positive number" in (await response.json())["error"]
+        assert await get_json(session, sim, "/_sim/limits") == {"rpm": 60}
+
+
+@pytest.mark.parametrize("path", [OPENAI, ANTHROPIC])
+async def test_no_limit_headers_announces_no_limit_on_answers_or_429s(path: str) -> None:
+    async with running(rpm=60, limit_headers=False) as sim, aiohttp.ClientSession() as session:
+        ok_status, ok_headers, _ = await post(session, sim, path)
+        limited_status, limited_headers, _ = await post(session, sim, path)
+    assert (ok_status, limited_status) == (200, 429)
+    for headers in (ok_headers, limited_headers):
+        assert not [name for name in headers if "ratelimit" in name.lower()]
+    assert "retry-after" in limited_headers  # the wait is still said, only the limits are not

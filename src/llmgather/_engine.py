@@ -508,6 +508,8 @@ def _spent(error: APIError) -> tuple[Usage | None, Ending]:
     """What a failed send used (a 429's server took nothing; otherwise unknown: the
     reservation stands) and how it ended, for the limiter."""
     usage = _NOTHING_USED if isinstance(error, RateLimitError) else None
+    if isinstance(error, RateLimitError):
+        return usage, "limited"
     return usage, "truncated" if isinstance(error, TruncatedStreamError) else "failed"
 
 

@@ -55,12 +55,18 @@ class Usage:
         }
 
 
+def remaining_key(budget: str) -> str:
+    """Where announced limits carry what is left of one (`"rpm.remaining"`), beside the limit."""
+    return f"{budget}.remaining"
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     """What one successful HTTP exchange produced, as parsed by a provider adapter.
 
     `announced` holds the limits the answer's headers announced, by budget name ("rpm",
-    "rpd", "tpm", "itpm", "otpm"): the engine hands them to the limiter.
+    "rpd", "tpm", "itpm", "otpm"), and what remains of each under `remaining_key(name)`:
+    the engine hands them to the limiter.
 
     `finish_reason` is why the model stopped, in one vocabulary for every provider (OpenAI's):
     "stop", "length", "tool_calls", "content_filter", or "other"; `provider_finish_reason` is

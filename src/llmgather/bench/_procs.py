@@ -60,6 +60,7 @@ class SimProcess:
         itpm: float | None = None,
         otpm: float | None = None,
         seed: int = 0,
+        limit_headers: bool = True,
         log: Path | None = None,
     ) -> None:
         args = [
@@ -80,6 +81,8 @@ class SimProcess:
         for name, limit in limits.items():
             if limit:
                 args += [f"--{name}", str(limit)]
+        if not limit_headers:
+            args.append("--no-limit-headers")
         self._log = open(log, "ab") if log else None  # closed in stop()
         self._proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=self._log or subprocess.DEVNULL
@@ -104,10 +107,9 @@ class SimProcess:
             raise RuntimeError(f"the simulator did not start: {line!r}")
         return line.split("listening on ", 1)[1].split()[0]
 
-    def _call(self, method: str, path: str) -> dict[str, Any]:
-        request = urllib.request.Request(
-            self.base_url + path, method=method, data=b"" if method == "POST" else None
-        )
+    def _call(self, method: str, path: str, body: object = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else b"" if method == "POST" else None
+        request = urllib.request.Request(self.base_url + path, method=method, data=data)
         with urllib.request.urlopen(request, timeout=10) as response:  # 127.0.0.1 only
             return json.loads(response.read())
 
@@ -116,6 +118,10 @@ class SimProcess:
 
     def reset(self) -> None:
         self._call("POST", "/_sim/reset")
+
+    def change_limits(self, **limits: float | None) -> dict[str, Any]:
+        """Change the simulator's limits while it serves (None removes one)."""
+        return self._call("POST", "/_sim/limits", limits)
 
     def cpu_seconds(self) -> float | None:
         return process_cpu_seconds(self._proc.pid)

@@ -123,6 +123,14 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
     show_default=True,
     help="Requests worked on at once; more queue, like a busy server (0 = unlimited).",
 )
+@click.option(
+    "--no-limit-headers",
+    "limit_headers",
+    flag_value=False,
+    default=True,
+    help="Announce no limit in any header (x-ratelimit-*, anthropic-ratelimit-*), as many "
+    "OpenAI-compatible servers and gateways do: clients learn only from the 429s.",
+)
 def sim_command(
     host: str,
     port: int,
@@ -138,6 +146,7 @@ def sim_command(
     stall_s: float,
     fault_retry_after: float,
     capacity: int,
+    limit_headers: bool,
 ) -> None:
     """Serve a simulated LLM API: OpenAI, Gemini and Anthropic wire formats on one port.
 
@@ -147,6 +156,8 @@ def sim_command(
                POST /v1beta/models/{model}:streamGenerateContent?alt=sse
     Anthropic  POST /v1/messages
     Stats      GET /_sim/stats, GET /_sim/log, POST /_sim/reset
+    Limits     GET /_sim/limits, POST /_sim/limits {"rpm": 300, "tpm": null}
+               (changes them while it runs; null removes one)
 
     Point an SDK at it with its base URL (OpenAI: http://HOST:PORT/v1). Answers are
     deterministic for a prompt and --seed. Stop with Ctrl-C.
@@ -166,5 +177,6 @@ def sim_command(
         stall_s=stall_s,
         fault_retry_after_s=fault_retry_after,
         capacity=capacity,
+        limit_headers=limit_headers,
     )
     run_forever(config, host, port)

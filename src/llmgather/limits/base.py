@@ -19,9 +19,10 @@ from typing import Literal, Protocol, runtime_checkable
 
 from llmgather._types import Usage
 
-Ending = Literal["ok", "failed", "truncated"]
+Ending = Literal["ok", "failed", "truncated", "limited"]
 """How the request a permit was granted for ended: answered in full ("ok"), cut off in the
-middle of its stream ("truncated"), or anything else, including never sent ("failed")."""
+middle of its stream ("truncated"), refused with a 429 ("limited"), or anything else, including
+never sent ("failed")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +63,10 @@ class Permit:
 class LimiterStats:
     """A snapshot of a limiter.
 
-    `concurrency` is the cap in force (lowered while streams keep being cut off), at most
-    `max_concurrency`, the configured one. `limits` are the budgets in force, by name and limit
-    per window; `learned` those of them a provider announced (the user set none of that kind).
+    `concurrency` is the cap in force (lowered while streams keep being cut off, or still
+    growing in a slow start), at most `max_concurrency`, the configured one. `limits` are the
+    budgets in force, by name and limit per window; `learned` those of them a provider
+    announced or the 429s taught (the user set none of that kind).
     `pause_remaining` is how long every send is still held by a 429 or an outage; `penalties`
     counts the 429s and outages reported. `waiting_on` names what the next send waits for
     ("pause", "concurrency" or a budget name), None when nothing waits.

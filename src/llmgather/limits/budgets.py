@@ -98,6 +98,21 @@ class Budget:
                 self._meter.give_back(now, surplus, taken_at=taken_at)
         return surplus
 
+    def spent_at_least(self, now: float, spent: float) -> None:
+        """Count at least `spent` of the limit as used now: what a server says it has counted
+        (its limit less its remaining). Never frees what this budget counts as used.
+
+        A per-minute bucket holds `burst_seconds` of the limit, so it is at most emptied: a
+        server that refills as it goes (all of them do) takes the next request as soon as
+        one request's worth has refilled, not after the whole minute. A day's window is left
+        to its own count."""
+        meter = self._meter
+        if isinstance(meter, TokenBucket):
+            missing = meter.capacity - meter.level(now)
+            spent = min(spent, meter.capacity)
+            if spent > missing:
+                meter.take(now, spent - missing)
+
     def resized(self, limit: float, *, burst_seconds: float, now: float) -> Budget:
         """The same budget with a new limit, keeping what was spent of the old one (so a new
         announcement never opens a fresh burst)."""

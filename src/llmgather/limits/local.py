@@ -9,6 +9,10 @@ estimate, a limit raised). After the answer, `release` settles the estimate with
 usage. A 429 or an outage pauses everyone (`penalise`): for the server's Retry-After, or for a
 cool-down that doubles while such signals keep coming in waves, until a success. Streams cut
 off again and again lower the concurrency cap (`limits.concurrency`).
+
+Told no limit at all, it finds them (`limits.discovery`): a small first wave that grows with
+each clean answer until one announces the key's limits, and where none is ever announced, a
+requests-per-minute rate found from the 429s (AIMD).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from collections.abc import Mapping
 
 from llmgather._clock import Clock, SystemClock
 from llmgather._config import Limits
-from llmgather._types import Usage
+from llmgather._types import Usage, remaining_key
 from llmgather.limits.base import Cost, Ending, LimiterStats, Permit
 from llmgather.limits.budgets import KINDS_BY_NAME, Budget, budgets_for
 from llmgather.limits.concurrency import ConcurrencyCap
+from llmgather.limits.discovery import LimitSearch
 
 DEFAULT_COOL_DOWN = 0.5
 DEFAULT_MAX_COOL_DOWN = 30.0
@@ -35,6 +40,7 @@ class LocalLimiter:
 
     `cool_down` is the first hold after a 429 or an outage that named no Retry-After; it doubles
     with each wave of them, up to `max_cool_down`, so a server back up is noticed within that.
+    `discover=False` sends a whole concurrency's worth at once even when told no limit.
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class LocalLimiter:
         clock: Clock | None = None,
         cool_down: float = DEFAULT_COOL_DOWN,
         max_cool_down: float = DEFAULT_MAX_COOL_DOWN,
+        discover: bool = True,
     ) -> None:
         if not 0 < cool_down <= max_cool_down:
             raise ValueError("cool_down must be positive and at most max_cool_down")
@@ -61,6 +68,10 @@ class LocalLimiter:
         self._penalties = 0
         self._waiting_on: str | None = None  # what the head waiter waits for
         self._wake: asyncio.Future[None] | None = None  # set to end the head waiter's wait early
+        told_nothing = discover and not self._budgets
+        self._search = (
+            LimitSearch(limits.concurrency, now=self._clock.now()) if told_nothing else None
+        )
 
     async def acquire(self, cost: Cost = Cost()) -> Permit:  # noqa: B008 (frozen: shared is fine)
         if not self._queued and self._blocked_by(cost) is None:
@@ -71,6 +82,8 @@ class LocalLimiter:
                 try:
                     while (reason := self._blocked_by(cost)) is not None:
                         self._waiting_on, wait = reason
+                        if self._waiting_on == "rpm" and self._search is not None:
+                            self._search.held()
                         if wait is None:
                             await self._wait_for_wake()
                         elif self._waiting_on == "pause":
@@ -95,6 +108,8 @@ class LocalLimiter:
             self._cap.succeeded(permit.wave)
         elif outcome == "truncated":
             self._cap.truncated(permit.wave)
+        if self._search is not None and self._search.searching:
+            self._search_after(permit, outcome)
         waiting_on = self._waiting_on
         if waiting_on == "concurrency" or (given_back and waiting_on in self._budgets):
             self._poke()
@@ -121,27 +136,38 @@ class LocalLimiter:
             if getattr(self.limits, name) is not None:
                 continue  # the user's own limit wins over what any server says
             current = self._budgets.get(name)
-            if current is not None and current.limit == limit:
+            if current is not None and current.limit == limit and self._found != name:
                 continue
+            if self._search is not None and self._search.searching:
+                self._end_search()
+            current = self._budgets.get(name)
             now = self._clock.now()
-            burst = self.limits.burst_seconds
             if current is None:
                 budget = Budget(
-                    KINDS_BY_NAME[name], limit, burst_seconds=burst, now=now, announced=True
+                    KINDS_BY_NAME[name],
+                    limit,
+                    burst_seconds=self.limits.burst_seconds,
+                    now=now,
+                    announced=True,
                 )
             else:
-                budget = current.resized(limit, burst_seconds=burst, now=now)
-            self._budgets[name] = budget
-            self._budgets = {k: self._budgets[k] for k in KINDS_BY_NAME if k in self._budgets}
+                budget = current.resized(limit, burst_seconds=self.limits.burst_seconds, now=now)
+            # Start from what the server says is left (a job restarted, another process on the
+            # key), never from more than this limiter has left itself.
+            remaining = announced.get(remaining_key(name))
+            if remaining is not None:
+                budget.spent_at_least(now, limit - remaining)
+            self._set_budget(budget)
             changed = True
         if changed:
             self._poke()
 
     def statistics(self) -> LimiterStats:
         budgets = self._budgets.values()
+        window = self._search.window if self._search is not None else None
         return LimiterStats(
             in_flight=self._in_flight,
-            concurrency=self._cap.current,
+            concurrency=self._cap.current if window is None else min(window, self._cap.current),
             max_concurrency=self._cap.maximum,
             limits={b.kind.name: b.limit for b in budgets},
             learned={b.kind.name: b.limit for b in budgets if b.announced},
@@ -150,6 +176,51 @@ class LocalLimiter:
             waiting_on=self._waiting_on,
         )
 
+    # -- finding the limits when told none (see `limits.discovery`) ------------------------
+
+    @property
+    def _found(self) -> str | None:
+        """The budget the search set from 429s ("rpm"), if any."""
+        search = self._search
+        return "rpm" if search is not None and search.found is not None else None
+
+    def _search_after(self, permit: Permit, outcome: Ending) -> None:
+        assert self._search is not None
+        search = self._search
+        if outcome == "ok":
+            if search.answered() and self._waiting_on == "concurrency":
+                self._poke()
+            rate = search.clean(self._clock.now())
+        elif outcome == "limited":
+            rate = search.limited(self._clock.now(), permit.granted_at)
+        else:
+            return
+        if rate is not None:
+            self._set_found_rate(rate)
+
+    def _set_found_rate(self, rpm: float) -> None:
+        now = self._clock.now()
+        burst = self.limits.burst_seconds
+        current = self._budgets.get("rpm")
+        if current is None:
+            budget = Budget(KINDS_BY_NAME["rpm"], rpm, burst_seconds=burst, now=now, announced=True)
+        else:
+            budget = current.resized(rpm, burst_seconds=burst, now=now)
+        self._set_budget(budget)
+        self._poke()  # the slow-start window is open now, or the rate went up
+
+    def _end_search(self) -> None:
+        """A limit was announced: the rate found from 429s gives way to it, and slow start ends."""
+        if self._found is not None:
+            del self._budgets["rpm"]
+        assert self._search is not None
+        self._search.announced()
+        self._poke()
+
+    def _set_budget(self, budget: Budget) -> None:
+        self._budgets[budget.kind.name] = budget
+        self._budgets = {k: self._budgets[k] for k in KINDS_BY_NAME if k in self._budgets}
+
     # -- waiting ----------------------------------------------------------------------------
 
     def _grant(self, cost: Cost) -> Permit:
@@ -157,6 +228,8 @@ class LocalLimiter:
         for budget in self._budgets.values():
             budget.take(now, cost)
         self._in_flight += 1
+        if self._search is not None:
+            self._search.granted(now)
         return Permit(cost, granted_at=now, wave=self._cap.wave)
 
     def _blocked_by(self, cost: Cost) -> tuple[str, float | None] | None:
@@ -164,6 +237,9 @@ class LocalLimiter:
         nothing does."""
         if self._in_flight >= self._cap.current:
             return "concurrency", None
+        if self._search is not None and (window := self._search.window) is not None:
+            if self._in_flight >= window:
+                return "concurrency", None
         now = self._clock.now()
         if (pause := self._paused_until - now) > _NO_WAIT:
             return "pause", pause

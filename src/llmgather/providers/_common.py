@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import orjson
 
 from llmgather._errors import APIError, MalformedResponseError, error_for_status
+from llmgather._types import remaining_key
 from llmgather.providers.base import Headers
 
 MAX_MESSAGE_CHARS = 500
@@ -57,15 +58,27 @@ def _number(value: str | None) -> float | None:
 
 
 def announced_limits(headers: Headers, names: Mapping[str, str]) -> dict[str, float]:
-    """The limits a server announces on its answers, by budget name ("rpm", "tpm", …):
-    `names` maps each budget to the header that announces it. Only positive numbers count
-    (Azure sends -1 for "none")."""
+    """The limits a server announces on its answers, by budget name ("rpm", "tpm", …), and
+    what remains of each (under `remaining_key`): `names` maps each budget to the header that
+    announces its limit, whose "limit" the remaining header spells "remaining" (as OpenAI's
+    and Anthropic's do). Only positive limits count (Azure sends -1 for "none")."""
     limits: dict[str, float] = {}
     for budget, header in names.items():
         value = _positive(headers.get(header))
         if value is not None:
             limits[budget] = value
+            left = _number(headers.get(_remaining_header(header)))
+            if left is not None and 0 <= left <= value:
+                limits[remaining_key(budget)] = left
     return limits
+
+
+def _remaining_header(limit_header: str) -> str:
+    """x-ratelimit-limit-requests → x-ratelimit-remaining-requests (OpenAI's spelling),
+    anthropic-ratelimit-requests-limit → anthropic-ratelimit-requests-remaining."""
+    if limit_header.endswith("-limit"):
+        return limit_header.removesuffix("-limit") + "-remaining"
+    return limit_header.replace("-limit-", "-remaining-")
 
 
 def _positive(value: str | None) -> float | None:

@@ -23,7 +23,9 @@ class SimConfig:
     tokens (input + output) per minute, `itpm` and `otpm` input and output tokens per minute
     (Anthropic's limits). `burst_seconds` is how much of a minute's limit may go at once;
     `day_seconds` is the length of the simulated day, so a test can see a day's budget refill
-    without waiting one.
+    without waiting one. `limit_headers=False` announces no limit in any header (as many
+    OpenAI-compatible servers and gateways do), so a client learns only from its 429s.
+    `POST /_sim/limits` changes the limits while the simulator runs.
     """
 
     rpm: float | None = None
@@ -42,6 +44,7 @@ class SimConfig:
     burst_seconds: float = 1.0
     day_seconds: float = DAY_SECONDS
     max_body_bytes: int = 32 * 1024 * 1024
+    limit_headers: bool = True
 
     def __post_init__(self) -> None:
         for name in KIND_NAMES:

@@ -37,7 +37,7 @@ class SimHandler:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.stats = SimStats()
-        limits = ServerLimits(
+        self.limits = ServerLimits(
             rpm=config.rpm,
             rpd=config.rpd,
             tpm=config.tpm,
@@ -46,7 +46,6 @@ class SimHandler:
             burst_seconds=config.burst_seconds,
             day_seconds=config.day_seconds,
         )
-        self.limits = limits if limits else None
         self._faults = FaultPicker(config.faults, config.seed)
         self._latency = LatencyModel(config.latency_ms, config.seed, config.latency_jitter)
         self._capacity = asyncio.Semaphore(config.capacity) if config.capacity else None
@@ -123,10 +122,12 @@ class SimHandler:
                 return self._reply(entry, dialect.error(int(fault), request_id=request_id))
 
         limits = self.limits
-        if limits is not None:
+        if limits:
             refusal = limits.admit(req.input_tokens, req.output_estimate)
             if refusal is not None:
                 reply = dialect.rate_limited(req, refusal, request_id=request_id)
+                if not self.config.limit_headers:
+                    _strip_limit_headers(dialect, reply.headers)
                 return self._reply(entry, reply)
         if self._faults.preempts():
             self._preempt(entry)
@@ -137,7 +138,7 @@ class SimHandler:
             async with self._capacity:
                 return await self._answer(request, dialect, req, answer, entry, fault, request_id)
         finally:
-            if limits is not None:
+            if limits:
                 limits.settle(req.output_estimate, answer.output_tokens)
 
     async def _answer(
@@ -150,9 +151,8 @@ class SimHandler:
         fault: str | None,
         request_id: str,
     ) -> web.StreamResponse:
-        headers = dialect.response_headers(
-            request_id, self.limits.state() if self.limits is not None else None
-        )
+        announce = self.limits and self.config.limit_headers
+        headers = dialect.response_headers(request_id, self.limits.state() if announce else None)
         if fault == "stall":
             await self._stall()
         ttft, per_token = self._latency.draw()
@@ -251,12 +251,39 @@ class SimHandler:
         if path == "/_sim/reset" and method == "POST":
             self.stats.reset()
             return _json({"ok": True})
+        if path == "/_sim/limits" and method == "POST":
+            return await self._change_limits(request)
+        if path == "/_sim/limits" and method == "GET":
+            return _json(self._limits_now())
         error = {
             "code": 404,
             "message": f"No simulated API at {method} {path}",
             "status": "NOT_FOUND",
         }
         return web.Response(status=404, body=orjson.dumps({"error": error}), headers=_JSON_HEADERS)
+
+    async def _change_limits(self, request: web.BaseRequest) -> web.Response:
+        """`{"rpm": 300, "tpm": null}`: change the named limits now (null removes one)."""
+        try:
+            changes = orjson.loads(await request.read())
+            if not isinstance(changes, dict):
+                raise ValueError('the body must be a JSON object such as {"rpm": 300}')
+            self.limits.change(changes)
+        except (orjson.JSONDecodeError, ValueError) as error:
+            return web.Response(
+                status=400, body=orjson.dumps({"error": str(error)}), headers=_JSON_HEADERS
+            )
+        return _json(self._limits_now())
+
+    def _limits_now(self) -> dict[str, int]:
+        return {budget.name: budget.limit for budget in self.limits.state().budgets}
+
+
+def _strip_limit_headers(dialect: Dialect, headers: dict[str, str]) -> None:
+    prefix = dialect.limit_header_prefix
+    if prefix:
+        for name in [name for name in headers if name.startswith(prefix)]:
+            del headers[name]
 
 
 def _json(value: object) -> web.Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -142,7 +142,7 @@ class ServerLimits:
     tests shorten the day rather than wait for one.
     """
 
-    __slots__ = ("_budgets", "_clock")
+    __slots__ = ("_budgets", "_burst_seconds", "_clock", "_day_seconds")
 
     def __init__(
         self,
@@ -156,20 +156,44 @@ class ServerLimits:
         day_seconds: float = DAY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        now = clock()
         self._clock = clock
-        limits = {"rpm": rpm, "rpd": rpd, "tpm": tpm, "itpm": itpm, "otpm": otpm}
+        self._burst_seconds = burst_seconds
+        self._day_seconds = day_seconds
+        self._budgets: tuple[_Budget, ...] = ()
+        self.change({"rpm": rpm, "rpd": rpd, "tpm": tpm, "itpm": itpm, "otpm": otpm})
+
+    def change(self, limits: Mapping[str, float | None]) -> None:
+        """Set, change (a positive number) or remove (None) the named limits while serving.
+
+        A changed budget keeps what has been used of it: a limit halved mid-minute refuses
+        until the use falls under the new one, as a provider's would. Raises ValueError
+        naming an unknown budget or a limit that is not a positive number.
+        """
+        for name, limit in limits.items():
+            if name not in KIND_NAMES:
+                raise ValueError(f"unknown limit {name!r}: use one of {', '.join(KIND_NAMES)}")
+            if limit is not None and not (
+                isinstance(limit, int | float) and math.isfinite(limit) and limit > 0
+            ):
+                raise ValueError(f"{name} must be a positive number or null, got {limit!r}")
+        now = self._clock()
+        current = {budget.kind.name: budget for budget in self._budgets}
         budgets = []
         for kind in KINDS:
-            limit = limits[kind.name]
+            old = current.get(kind.name)
+            limit = limits[kind.name] if kind.name in limits else old.limit if old else None
             if not limit:
                 continue
-            if kind.window == "day":
-                bucket = TokenBucket(rate=limit / day_seconds, capacity=max(1.0, limit), now=now)
-            else:
-                bucket = TokenBucket.per_minute(limit, burst_seconds=burst_seconds, now=now)
+            bucket = self._bucket(kind, limit, now)
+            if old is not None:
+                bucket.take(now, old.bucket.capacity - old.bucket.level(now))
             budgets.append(_Budget(kind, limit, bucket))
         self._budgets = tuple(budgets)
+
+    def _bucket(self, kind: BudgetKind, limit: float, now: float) -> TokenBucket:
+        if kind.window == "day":
+            return TokenBucket(rate=limit / self._day_seconds, capacity=max(1.0, limit), now=now)
+        return TokenBucket.per_minute(limit, burst_seconds=self._burst_seconds, now=now)
 
     def __bool__(self) -> bool:
         return bool(self._budgets)

@@ -92,6 +92,7 @@ def _frame(event: str, data: dict[str, Any]) -> bytes:
 class AnthropicDialect:
     name = "anthropic"
     stream_content_type = "text/event-stream; charset=utf-8"
+    limit_header_prefix = "anthropic-ratelimit-"
 
     def api_key(self, request: web.BaseRequest) -> str | None:
         key = request.headers.get("x-api-key")

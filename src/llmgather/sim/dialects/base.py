@@ -74,6 +74,9 @@ class Dialect(Protocol):
 
     name: str
     stream_content_type: str
+    # What the names of its rate-limit headers start with ("" if it sends none): what
+    # `SimConfig(limit_headers=False)` strips from every answer.
+    limit_header_prefix: str
 
     def api_key(self, request: web.BaseRequest) -> str | None: ...
 

@@ -77,6 +77,7 @@ def _get(mapping: dict[str, Any], camel: str, snake: str) -> Any:
 class GeminiDialect:
     name = "gemini"
     stream_content_type = "text/event-stream"
+    limit_header_prefix = ""  # Gemini announces no limits in headers; only its 429s name them
 
     def api_key(self, request: web.BaseRequest) -> str | None:
         return request.headers.get("x-goog-api-key") or request.query.get("key") or None

@@ -86,6 +86,7 @@ _UNITS = {
 class OpenAIDialect:
     name = "openai"
     stream_content_type = "text/event-stream; charset=utf-8"
+    limit_header_prefix = "x-ratelimit-"
 
     def api_key(self, request: web.BaseRequest) -> str | None:
         auth = request.headers.get("Authorization")

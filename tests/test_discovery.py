@@ -1,0 +1,152 @@
+"""Finding the limits when told none, on a fake clock: the slow start's first wave and growth,
+the AIMD rate found from 429s (decrease factors, increase step, bounds), and the limits a
+server announces (with what remains of them) taking over."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from llmgather import Cost, Limits, LocalLimiter, Permit, Usage
+from llmgather.limits import discovery
+from llmgather.limits.discovery import LimitSearch
+from tests.fakeclock import FakeClock, settle
+
+# -- the search on its own: exact arithmetic ---------------------------------------------
+
+
+def test_slow_start_sends_a_first_wave_and_grows_one_per_clean_answer() -> None:
+    search = LimitSearch(100, now=0.0)
+    assert search.window == discovery.INITIAL_WINDOW == 8
+    for _ in range(8):  # one round trip of clean answers doubles the window
+        assert search.answered()
+    assert search.window == 16
+    small = LimitSearch(3, now=0.0)
+    assert small.window == 3 and not small.answered()  # never above the concurrency cap
+
+
+def test_the_first_429_paces_at_half_the_rate_being_sent() -> None:
+    search = LimitSearch(100, now=0.0)
+    for i in range(20):
+        search.granted(0.1 * i)  # 10 a second, from 0.0 to 1.9
+    # Measured over the last second: 10 grants (1.0 … 1.9); half of 600 a minute.
+    assert search.limited(now=2.0, granted_at=1.5) == pytest.approx(300.0)
+    assert search.found == pytest.approx(300.0) and search.window is None  # the rate paces now
+
+
+def test_later_429s_decrease_once_per_wave() -> None:
+    search = LimitSearch(100, now=0.0)
+    search.granted(0.0)
+    search.granted(0.5)
+    first = search.limited(now=1.0, granted_at=0.5)  # 2 grants over 1 s: 120/min, halved
+    assert first == pytest.approx(60.0)
+    assert search.limited(now=1.2, granted_at=0.9) is None  # sent before the decrease
+    assert search.limited(now=1.5, granted_at=1.1) == pytest.approx(60.0 * discovery.DECREASE)
+    assert search.limited(now=1.6, granted_at=1.2) is None  # the same wave again
+
+
+def test_a_clean_stretch_raises_the_rate_only_where_it_binds() -> None:
+    search = LimitSearch(100, now=0.0)
+    search.granted(0.0)
+    assert search.limited(now=1.0, granted_at=0.0) == pytest.approx(30.0)  # 1 grant/s, halved
+    assert search.clean(now=5.0) is None  # the rate never held a send back: no evidence
+    search.held()
+    assert search.clean(now=1.0 + discovery.INCREASE_EVERY - 0.01) is None  # too soon
+    raised = search.clean(now=1.0 + discovery.INCREASE_EVERY)
+    assert raised == pytest.approx(31.0)  # at least one request a minute more
+    assert search.clean(now=10.0) is None  # each raise needs a new stretch where it binds
+
+
+def test_the_found_rate_stays_within_its_bounds() -> None:
+    search = LimitSearch(100, now=0.0)
+    search.granted(0.0)
+    now = 1.0
+    assert search.limited(now=now, granted_at=now) == pytest.approx(30.0)
+    for _ in range(100):  # 429s, wave after wave
+        now += 1.0
+        search.limited(now=now, granted_at=now)
+    assert search.found == discovery.MIN_RPM
+    for _ in range(2000):  # clean stretches where it binds, for a long time
+        now += discovery.INCREASE_EVERY
+        search.held()
+        search.clean(now=now)
+    assert search.found == pytest.approx(discovery.MAX_GROWTH * 30.0)
+
+
+# -- through the limiter --------------------------------------------------------------------
+
+
+async def acquire_now(limiter: LocalLimiter, count: int) -> list[Permit]:
+    """Start `count` acquires; those granted without waiting (the rest are cancelled)."""
+    tasks = [asyncio.ensure_future(limiter.acquire(Cost())) for _ in range(count)]
+    await settle()
+    granted = [task.result() for task in tasks if task.done()]
+    for task in tasks:
+        task.cancel()
+    await settle()
+    return granted
+
+
+async def test_told_nothing_the_first_wave_is_small_and_grows_with_answers() -> None:
+    limiter = LocalLimiter(Limits(concurrency=100), clock=FakeClock())
+    first = await acquire_now(limiter, 100)
+    assert len(first) == 8
+    assert limiter.statistics().concurrency == 8 and limiter.statistics().max_concurrency == 100
+    for permit in first:
+        await limiter.release(permit, Usage(1, 1))
+    assert len(await acquire_now(limiter, 100)) == 16
+
+
+async def test_told_a_limit_there_is_no_slow_start() -> None:
+    limiter = LocalLimiter(Limits(concurrency=100, tpm=1e9), clock=FakeClock())
+    assert len(await acquire_now(limiter, 100)) == 100
+    untold = LocalLimiter(Limits(concurrency=100), discover=False)
+    assert len(await acquire_now(untold, 150)) == 100
+
+
+async def test_an_announced_limit_ends_the_slow_start_and_what_remains_is_spent() -> None:
+    clock = FakeClock()
+    limiter = LocalLimiter(Limits(concurrency=100, burst_seconds=1), clock=clock)
+    first = await acquire_now(limiter, 100)
+    # 600 a minute: 10 at once. The server counts 4 of them used (its remaining: 596).
+    await limiter.observe({"rpm": 600, "rpm.remaining": 596})
+    assert limiter.statistics().concurrency == 100
+    assert len(await acquire_now(limiter, 100)) == 6  # the bucket's 10, less the 4 used
+    assert limiter.statistics().learned == {"rpm": 600}
+    for permit in first:
+        await limiter.release(permit, Usage(1, 1))
+
+
+async def test_what_remains_never_frees_more_than_the_limiter_counts_used() -> None:
+    clock = FakeClock()
+    limiter = LocalLimiter(Limits(concurrency=100, burst_seconds=1), clock=clock)
+    await limiter.observe({"rpm": 600, "rpm.remaining": 0})  # a whole minute used
+    assert await acquire_now(limiter, 5) == []  # empty, not a minute in debt:
+    await clock.advance(0.1)
+    assert len(await acquire_now(limiter, 5)) == 1  # one request's refill lets one go
+
+
+async def test_a_429_with_nothing_announced_paces_at_a_found_rate() -> None:
+    clock = FakeClock()
+    limiter = LocalLimiter(Limits(concurrency=100, burst_seconds=1), clock=clock)
+    permits = await acquire_now(limiter, 100)  # 8 at once, at time 0
+    await clock.advance(0.5)
+    await limiter.release(permits[0], Usage(0, 0), outcome="limited")
+    # 8 grants over the last 0.5 s: 960 a minute, halved.
+    stats = limiter.statistics()
+    assert stats.learned == {"rpm": pytest.approx(480.0)} and stats.concurrency == 100
+    await limiter.release(permits[1], Usage(0, 0), outcome="limited")  # the same wave
+    assert limiter.statistics().learned == {"rpm": pytest.approx(480.0)}
+    # An announcement replaces what the 429s taught.
+    await limiter.observe({"tpm": 60_000})
+    assert limiter.statistics().learned == {"tpm": 60_000}
+
+
+async def test_the_users_limit_is_never_searched_nor_overridden() -> None:
+    clock = FakeClock()
+    limiter = LocalLimiter(Limits(rpm=60, burst_seconds=1), clock=clock)
+    permit = await limiter.acquire(Cost())
+    await limiter.release(permit, Usage(0, 0), outcome="limited")
+    await limiter.observe({"rpm": 6000, "rpm.remaining": 6000})
+    assert limiter.statistics().limits == {"rpm": 60} and limiter.statistics().learned == {}
