@@ -35,27 +35,30 @@ def test_the_first_429_paces_at_half_the_rate_being_sent() -> None:
     assert search.found == pytest.approx(300.0) and search.window is None  # the rate paces now
 
 
-def test_later_429s_decrease_once_per_wave() -> None:
+def test_later_429s_halve_until_a_clean_stretch_then_decrease_gently_once_per_wave() -> None:
     search = LimitSearch(100, now=0.0)
     search.granted(0.0)
     search.granted(0.5)
     first = search.limited(now=1.0, granted_at=0.5)  # 2 grants over 1 s: 120/min, halved
     assert first == pytest.approx(60.0)
     assert search.limited(now=1.2, granted_at=0.9) is None  # sent before the decrease
-    assert search.limited(now=1.5, granted_at=1.1) == pytest.approx(60.0 * discovery.DECREASE)
+    # Still too fast before any clean stretch: the start's burst fooled the first estimate.
+    assert search.limited(now=1.5, granted_at=1.1) == pytest.approx(30.0)
     assert search.limited(now=1.6, granted_at=1.2) is None  # the same wave again
+    assert search.clean(now=1.5 + discovery.INCREASE_EVERY) is None  # clean, but never bound
+    later = search.limited(now=4.0, granted_at=3.9)
+    assert later == pytest.approx(30.0 * discovery.DECREASE)
 
 
 def test_a_clean_stretch_raises_the_rate_only_where_it_binds() -> None:
     search = LimitSearch(100, now=0.0)
     search.granted(0.0)
     assert search.limited(now=1.0, granted_at=0.0) == pytest.approx(30.0)  # 1 grant/s, halved
-    assert search.clean(now=5.0) is None  # the rate never held a send back: no evidence
     search.held()
     assert search.clean(now=1.0 + discovery.INCREASE_EVERY - 0.01) is None  # too soon
     raised = search.clean(now=1.0 + discovery.INCREASE_EVERY)
     assert raised == pytest.approx(31.0)  # at least one request a minute more
-    assert search.clean(now=10.0) is None  # each raise needs a new stretch where it binds
+    assert search.clean(now=10.0) is None  # the rate never held a send back since: no evidence
 
 
 def test_the_found_rate_stays_within_its_bounds() -> None:
@@ -138,6 +141,10 @@ async def test_a_429_with_nothing_announced_paces_at_a_found_rate() -> None:
     assert stats.learned == {"rpm": pytest.approx(480.0)} and stats.concurrency == 100
     await limiter.release(permits[1], Usage(0, 0), outcome="limited")  # the same wave
     assert limiter.statistics().learned == {"rpm": pytest.approx(480.0)}
+    # The server's budget is empty after its 429, so is the new rate's: no burst, 8 a second.
+    assert await acquire_now(limiter, 5) == []
+    await clock.advance(0.125)
+    assert len(await acquire_now(limiter, 5)) == 1
     # An announcement replaces what the 429s taught.
     await limiter.observe({"tpm": 60_000})
     assert limiter.statistics().learned == {"tpm": 60_000}

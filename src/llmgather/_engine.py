@@ -68,7 +68,8 @@ class EngineStats:
     """A snapshot of the engine's counters, for progress bars and summaries.
 
     `sent` counts items sent at least once. `concurrency`, `limits` (by budget name, limit per
-    window), `learned` (those a provider announced), `paused_s` and `waiting_on` (what the next
+    window), `learned` (those a provider announced or its 429s taught), `found` (those its 429s
+    taught, where nothing was announced), `paused_s` and `waiting_on` (what the next
     send waits for: "pause", "concurrency", a budget name, or None) are the limiter's, which
     other engines may share. `unreachable_s` is how long the server has been down (0.0 while
     it answers).
@@ -91,6 +92,7 @@ class EngineStats:
     paused_s: float
     waiting_on: str | None
     unreachable_s: float
+    found: Mapping[str, float]
 
 
 @dataclass(slots=True)
@@ -169,6 +171,7 @@ class Engine:
             paused_s=limiter.pause_remaining,
             waiting_on=limiter.waiting_on,
             unreachable_s=outage.lasted(now) if outage.confirmed else 0.0,
+            found=limiter.found,
         )
 
     async def run_one(self, request: Request, index: int = 0) -> Result:

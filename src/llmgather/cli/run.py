@@ -274,7 +274,17 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
         highlight=False,
         markup=False,
     )
-    if summary.learned_limits:
+    if summary.learned_from == "429s":
+        options = " ".join(
+            f"--{name} {limit:.0f}" for name, limit in summary.learned_limits.items()
+        )
+        stderr.print(
+            "the provider announced no limit; its 429s taught a pace of "
+            f"{describe_limits(summary.learned_limits)}: pass {options} to start there next time",
+            highlight=False,
+            markup=False,
+        )
+    elif summary.learned_limits:
         stderr.print(
             f"paced by the limits the provider announced: {describe_limits(summary.learned_limits)}",
             highlight=False,

@@ -121,12 +121,17 @@ class JobSummary:
     top_errors: list[dict[str, Any]]
     input: str = ""
     hint: str | None = None  # what to do next, when anything is left to do
-    # Limits the provider announced in its answers' headers, which paced the run where the
-    # user gave none, by budget name ("rpm", "tpm", "itpm", "otpm"…).
+    # Limits the provider announced in its answers' headers, or that its 429s taught where it
+    # announced none, which paced the run where the user gave none, by budget name ("rpm",
+    # "tpm", "itpm", "otpm"…); `learned_from` says which ("headers" or "429s").
     learned_limits: dict[str, float] = field(default_factory=dict)
+    learned_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The --json summary, with each learned limit also as `learned_rpm`, `learned_tpm`…,
+        to pass as `--rpm`, `--tpm`… next time."""
+        flat = {f"learned_{name}": round(limit) for name, limit in self.learned_limits.items()}
+        return {**self.__dict__, **flat}
 
 
 ProgressHook = Callable[[Callable[[], EngineStats], int, bool], None]
@@ -236,6 +241,7 @@ class Job:
             input=_shown_input(options.input_path),
             hint=_hint(final.pending, final.failed),
             learned_limits=dict(engine_stats.learned),
+            learned_from=_learned_from(engine_stats),
         )
 
     async def _nothing_to_do(self, input_path: str, spooled: bool) -> bool:
@@ -555,3 +561,9 @@ def shown_error(message: str) -> str:
     if not space or len(head) < ERROR_KEY_CHARS // 2:  # one long word: cut it where it is
         head = message
     return head.rstrip(" ,;") + "…"
+
+
+def _learned_from(stats: EngineStats) -> str | None:
+    if stats.found:
+        return "429s"
+    return "headers" if stats.learned else None

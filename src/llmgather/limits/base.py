@@ -14,7 +14,7 @@ machines) may share one limiter: the engine is its only caller inside one proces
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from llmgather._types import Usage
@@ -66,7 +66,8 @@ class LimiterStats:
     `concurrency` is the cap in force (lowered while streams keep being cut off, or still
     growing in a slow start), at most `max_concurrency`, the configured one. `limits` are the
     budgets in force, by name and limit per window; `learned` those of them a provider
-    announced or the 429s taught (the user set none of that kind).
+    announced or the 429s taught (the user set none of that kind), and `found` those the
+    429s taught, where nothing was announced (see `limits.discovery`).
     `pause_remaining` is how long every send is still held by a 429 or an outage; `penalties`
     counts the 429s and outages reported. `waiting_on` names what the next send waits for
     ("pause", "concurrency" or a budget name), None when nothing waits.
@@ -80,6 +81,7 @@ class LimiterStats:
     pause_remaining: float
     penalties: int
     waiting_on: str | None = None
+    found: Mapping[str, float] = field(default_factory=dict)
 
 
 @runtime_checkable

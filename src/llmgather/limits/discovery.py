@@ -8,11 +8,15 @@ and sending a whole concurrency's worth blind opens a job with a storm of 429s. 
   answer announces a limit (the budgets pace the sends from then on) or when a 429 comes.
 - **AIMD where nothing is announced** (Gemini, many OpenAI-compatible servers, gateways): the
   first 429 sets a requests-per-minute budget at `FIRST_DECREASE` of the rate being sent (slow
-  start overshoots by up to twice the rate the server took). A later 429 multiplies it by
-  `DECREASE`, once per wave: only a 429 to a request granted after the last change counts. Each
-  `INCREASE_EVERY` seconds without a 429, while that budget held sends back, it grows by
-  `INCREASE_STEP` of the rate found, so a raised limit is found again. It stays within
-  [`MIN_RPM`, `MAX_GROWTH` × the first rate found].
+  start overshoots by up to twice the rate the server took). Over a short start that rate is
+  mostly the server's burst, not its refill, so until a first clean stretch each new wave of
+  429s halves it again; after that a wave multiplies it by `DECREASE`. Only a 429 to a request
+  granted after the last change counts: one wave, one decrease. Each `INCREASE_EVERY` seconds
+  without a 429, while that budget held sends back, it grows by `INCREASE_STEP` of itself, so a
+  raised limit is found again. It stays within [`MIN_RPM`, `MAX_GROWTH` × the first rate].
+
+A 429 says the server's budget is empty now, so the limiter starts each new rate empty too:
+no burst into a server that has just refused one.
 
 Pure arithmetic over clock readings, like the buckets: `LocalLimiter` feeds it and applies it.
 """
@@ -34,7 +38,16 @@ MAX_GROWTH = 4.0
 class LimitSearch:
     """The concurrency window of slow start and the requests-per-minute rate AIMD has found."""
 
-    __slots__ = ("_bound", "_ceiling", "_changed_at", "_grants", "_maximum", "found", "window")
+    __slots__ = (
+        "_bound",
+        "_ceiling",
+        "_changed_at",
+        "_grants",
+        "_maximum",
+        "_settled",
+        "found",
+        "window",
+    )
 
     def __init__(self, maximum: int, *, now: float) -> None:
         self._maximum = maximum
@@ -43,6 +56,7 @@ class LimitSearch:
         self._ceiling = 0.0
         self._changed_at = now
         self._bound = False
+        self._settled = False  # a clean stretch has followed the first 429
         self._grants: deque[float] = deque()  # recent grant times, until a rate is found
 
     @property
@@ -87,12 +101,16 @@ class LimitSearch:
             self.window = None  # the rate paces from now on
             self._grants.clear()
         else:
-            rate = max(MIN_RPM, self.found * DECREASE)
+            factor = DECREASE if self._settled else FIRST_DECREASE
+            rate = max(MIN_RPM, self.found * factor)
         return self._change(rate, now)
 
     def clean(self, now: float) -> float | None:
         """A clean answer while pacing at a found rate: the raised rate, or None if unchanged."""
-        if self.found is None or not self._bound or now - self._changed_at < INCREASE_EVERY:
+        if self.found is None or now - self._changed_at < INCREASE_EVERY:
+            return None
+        self._settled = True
+        if not self._bound:
             return None
         step = max(1.0, INCREASE_STEP * self.found)
         return self._change(min(self._ceiling, self.found + step), now)

@@ -174,6 +174,7 @@ class LocalLimiter:
             pause_remaining=max(0.0, self._paused_until - self._clock.now()),
             penalties=self._penalties,
             waiting_on=self._waiting_on,
+            found={name: self._budgets[name].limit for name in (self._found,) if name},
         )
 
     # -- finding the limits when told none (see `limits.discovery`) ------------------------
@@ -193,12 +194,16 @@ class LocalLimiter:
             rate = search.clean(self._clock.now())
         elif outcome == "limited":
             rate = search.limited(self._clock.now(), permit.granted_at)
+            if rate is not None:
+                self._set_found_rate(rate, empty=True)
+            return
         else:
             return
         if rate is not None:
-            self._set_found_rate(rate)
+            self._set_found_rate(rate, empty=False)
 
-    def _set_found_rate(self, rpm: float) -> None:
+    def _set_found_rate(self, rpm: float, *, empty: bool) -> None:
+        """Pace at `rpm`; `empty` after a 429 (the server's budget is empty now, so is ours)."""
         now = self._clock.now()
         burst = self.limits.burst_seconds
         current = self._budgets.get("rpm")
@@ -206,6 +211,8 @@ class LocalLimiter:
             budget = Budget(KINDS_BY_NAME["rpm"], rpm, burst_seconds=burst, now=now, announced=True)
         else:
             budget = current.resized(rpm, burst_seconds=burst, now=now)
+        if empty:
+            budget.spent_at_least(now, rpm)
         self._set_budget(budget)
         self._poke()  # the slow-start window is open now, or the rate went up
 
