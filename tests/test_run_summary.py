@@ -79,4 +79,24 @@ def test_limits_learned_from_the_providers_headers_are_shown(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     summary = orjson.loads(done.stdout.strip().splitlines()[-1])
     assert summary["learned_limits"] == {"rpm": 6000, "tpm": 900000}
+    assert summary["learned_rpm"] == 6000 and summary["learned_tpm"] == 900000
+    assert summary["learned_from"] == "headers"
     assert "6,000 req/min, 900,000 tok/min" in shown.stderr
+
+
+def test_a_rate_the_429s_taught_is_shown_with_the_option_to_pass_next_time(
+    tmp_path: Path,
+) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 40)
+    out = tmp_path / "results.jsonl"
+    config = SimConfig(rpm=1200, latency_ms=20, limit_headers=False)
+    with EmbeddedSimulator(config) as sim:
+        args = ["--model", "openai:gpt-4o-mini", "--base-url", sim.base_url + "/v1"]
+        done = run_cli("run", str(prompts), "-o", str(out), *args, "--json", OPENAI_API_KEY="k")
+        shown = run_cli("run", str(prompts), "-o", str(out), *args, "--restart", OPENAI_API_KEY="k")
+    assert done.returncode == 0, done.stderr
+    summary = orjson.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["ok"] == 40 and summary["http_429"] > 0
+    assert summary["learned_from"] == "429s" and summary["learned_rpm"] > 0
+    assert "the provider announced no limit; its 429s taught a pace of" in shown.stderr
+    assert "pass --rpm " in shown.stderr

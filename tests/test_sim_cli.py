@@ -35,8 +35,10 @@ def test_help_lists_the_options_and_endpoints() -> None:
         "--stall-s",
         "--fault-retry-after",
         "--capacity",
+        "--no-limit-headers",
     ):
         assert option in result.output
+    assert "POST /_sim/limits" in result.output
     assert "/v1/chat/completions" in result.output and "500.0" in result.output
 
 
@@ -84,6 +86,7 @@ def test_options_become_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
             "3",
             "--capacity",
             "8",
+            "--no-limit-headers",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -93,6 +96,7 @@ def test_options_become_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.rpd == 500 and config.itpm == 4000 and config.otpm == 800
     assert config.seed == 4 and config.stall_s == 2 and config.fault_retry_after_s == 3
     assert config.capacity == 8 and config.require_key == "from-env"
+    assert config.limit_headers is False
     assert dict(config.faults.rates) == {"500": 0.1, "cut": 0.2, "preempt": 1.0}
 
 

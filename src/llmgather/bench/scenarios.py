@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from llmgather.bench import untold
 from llmgather.bench._config import BenchConfig
 from llmgather.bench._procs import ChildRun, SimProcess, run_child, run_contender
 from llmgather.bench._workload import (
@@ -84,6 +85,7 @@ BASE_CONTENDERS = {
     "llmgather",
     "llmgather (told the limits)",
     "llmgather (told nothing)",
+    *(variant.name for variant in untold.VARIANTS),
     "gather (aiohttp)",
 }
 """Contenders that need no bench extra (aiohttp and llmgather only): what CI can smoke-test."""
@@ -316,6 +318,11 @@ def run_ceiling(
                 f"  ceiling {contender.name}: {ok}/{total} ok, {row['http_429']} × 429, "
                 f"{wall:.1f}s, {row['pct_of_ceiling']}% of ceiling"
             )
+        for variant in untold.VARIANTS:
+            if only is None or variant.name in only:
+                rows.append(
+                    untold.run_untold(variant, config, plan, out, log, _sim_log(out, "ceiling"))
+                )
         runs.append(rows)
     rows = _median_rows(runs, key=lambda r: r["name"])
     meta = {

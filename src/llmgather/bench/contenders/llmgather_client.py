@@ -1,14 +1,29 @@
-"""llmgather's library API: `Client.gather` (or `map`, in completion order)."""
+"""llmgather's library API: `Client.gather` (or `map`, in completion order), in any dialect."""
 
 import llmgather
 
+MODELS = {
+    "openai": "openai:gpt-4o-mini",
+    "gemini": "gemini:gemini-2.0-flash",
+    "anthropic": "anthropic:claude-3-5-haiku-latest",
+}
+
 
 async def main(
-    prompts, *, base_url, max_tokens, concurrency=100, rpm=None, tpm=None, use_map=False, **_
+    prompts,
+    *,
+    base_url,
+    max_tokens,
+    concurrency=100,
+    rpm=None,
+    tpm=None,
+    use_map=False,
+    provider="openai",
+    **_,
 ):
     async with llmgather.Client(
-        "openai:gpt-4o-mini",
-        base_url=base_url + "/v1",
+        MODELS[provider],
+        base_url=base_url + "/v1" if provider == "openai" else base_url,
         api_key="bench",
         concurrency=concurrency,
         rpm=rpm,
