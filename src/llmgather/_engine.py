@@ -243,7 +243,7 @@ class Engine:
                 self._counters.done += 1
                 return
             except APIError as error:
-                usage, ending = _spent(error)
+                usage, ending = _spent(error, self._retry.max_retry_wait)
                 verdict = await self._judge(job, error, may_retry=not yielded)
                 if isinstance(verdict, APIError):
                     self._counters.failed += 1
@@ -381,7 +381,7 @@ class Engine:
             await self._succeeded(outcome)
             return self._ok(job, outcome, started)
         except APIError as error:
-            usage, ending = _spent(error)
+            usage, ending = _spent(error, self._retry.max_retry_wait)
             verdict = await self._judge(job, error)
             return verdict if isinstance(verdict, float) else self._failed(job, verdict)
         except Exception as error:  # a user-supplied callable's own failure: report, don't retry
@@ -507,12 +507,14 @@ class Engine:
         )
 
 
-def _spent(error: APIError) -> tuple[Usage | None, Ending]:
+def _spent(error: APIError, max_retry_wait: float) -> tuple[Usage | None, Ending]:
     """What a failed send used (a 429's server took nothing; otherwise unknown: the
     reservation stands) and how it ended, for the limiter."""
     usage = _NOTHING_USED if isinstance(error, RateLimitError) else None
     if isinstance(error, RateLimitError):
-        return usage, "limited"
+        # A wait past the ceiling is a quota for the day, not a pace the limiter should learn.
+        waits_long = error.retry_after is not None and error.retry_after > max_retry_wait
+        return usage, "failed" if waits_long else "limited"
     return usage, "truncated" if isinstance(error, TruncatedStreamError) else "failed"
 
 

@@ -1,7 +1,7 @@
 """The ceiling scenario's rows for llmgather told nothing, where finding the limits is harder
 than reading two headers (issue 13). Each runs the ceiling's prompts against its own simulator:
 
-    gemini    the Gemini dialect, which announces no limit: only 429s teach the rate
+    unannounced  the Gemini dialect, which announces no limit: only 429s teach the rate
     halved    the OpenAI dialect with its headers; at half the ceiling's time the simulator's
               limits are halved (`POST /_sim/limits`), as when a shared key's other users wake
     split     the Anthropic dialect with separate input and output token limits (ITPM, OTPM)
@@ -38,15 +38,29 @@ UNTOLD_CONCURRENCY = 100  # as the ceiling's own "told nothing" row: a cap, not 
 class Variant:
     key: str
     name: str
-    provider: str
+    model: str
     limit_headers: bool = True
     halve_at: float | None = None  # a fraction of the ceiling's time
 
 
 VARIANTS = (
-    Variant("gemini", "llmgather told nothing, Gemini (no limit announced)", "gemini", False),
-    Variant("halved", "llmgather told nothing, limits halved mid-run", "openai", halve_at=0.5),
-    Variant("split", "llmgather told nothing, Anthropic ITPM + OTPM", "anthropic"),
+    Variant(
+        "unannounced",
+        "llmgather told nothing, Gemini (no limit announced)",
+        "gemini:gemini-2.0-flash",
+        limit_headers=False,
+    ),
+    Variant(
+        "halved",
+        "llmgather told nothing, limits halved mid-run",
+        "openai:gpt-4o-mini",
+        halve_at=0.5,
+    ),
+    Variant(
+        "split",
+        "llmgather told nothing, Anthropic ITPM + OTPM",
+        "anthropic:claude-3-5-haiku-latest",
+    ),
 )
 
 
@@ -104,7 +118,7 @@ def run_untold(
             "count": plan.requests,
             "max_tokens": MAX_TOKENS,
             "concurrency": UNTOLD_CONCURRENCY,
-            "provider": variant.provider,
+            "model": variant.model,
         }
         changed: dict[str, Any] = {}
         timer = None

@@ -1,12 +1,7 @@
 """llmgather's library API: `Client.gather` (or `map`, in completion order), in any dialect."""
 
 import llmgather
-
-MODELS = {
-    "openai": "openai:gpt-4o-mini",
-    "gemini": "gemini:gemini-2.0-flash",
-    "anthropic": "anthropic:claude-3-5-haiku-latest",
-}
+from llmgather.providers.registry import PROVIDERS
 
 
 async def main(
@@ -18,12 +13,13 @@ async def main(
     rpm=None,
     tpm=None,
     use_map=False,
-    provider="openai",
+    model="openai:gpt-4o-mini",
     **_,
 ):
+    suffix = PROVIDERS[model.split(":", 1)[0]].base_url_suffix
     async with llmgather.Client(
-        MODELS[provider],
-        base_url=base_url + "/v1" if provider == "openai" else base_url,
+        model,
+        base_url=base_url + suffix,
         api_key="bench",
         concurrency=concurrency,
         rpm=rpm,
