@@ -191,16 +191,11 @@ class LocalLimiter:
         if outcome == "ok":
             if search.answered() and self._waiting_on == "concurrency":
                 self._poke()
-            rate = search.clean(self._clock.now())
+            if (rate := search.clean(self._clock.now())) is not None:
+                self._set_found_rate(rate, empty=False)
         elif outcome == "limited":
-            rate = search.limited(self._clock.now(), permit.granted_at)
-            if rate is not None:
+            if (rate := search.limited(self._clock.now(), permit.granted_at)) is not None:
                 self._set_found_rate(rate, empty=True)
-            return
-        else:
-            return
-        if rate is not None:
-            self._set_found_rate(rate, empty=False)
 
     def _set_found_rate(self, rpm: float, *, empty: bool) -> None:
         """Pace at `rpm`; `empty` after a 429 (the server's budget is empty now, so is ours)."""
