@@ -13,6 +13,7 @@ import pytest
 
 from llmgather.sim import EmbeddedSimulator, SimConfig, start_simulator
 from llmgather.sim.server import RunningSimulator
+from tests.redisserver import RedisServer
 
 PROVIDER_KEYS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY")
 
@@ -22,6 +23,14 @@ def no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a real provider, whatever the developer's shell exports."""
     for name in PROVIDER_KEYS:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free 127.0.0.1 port for the whole session; tests keep apart by
+    using keys of their own."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
 
 
 @pytest.fixture

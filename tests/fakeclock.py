@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -17,7 +17,11 @@ async def settle(rounds: int = 50) -> None:
 
 
 class FakeClock:
+    """`io` counts the real I/O under way (a Redis call): the clock waits for it to finish
+    before it decides that every task waits for time."""
+
     def __init__(self, start: float = 1000.0) -> None:
+        self.io: Callable[[], int] = lambda: 0
         self.start = start
         self._now = start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -44,23 +48,30 @@ class FakeClock:
         self._seq += 1
         await future
 
+    async def settle(self) -> None:
+        """`settle()`, and wait until no real I/O is under way."""
+        await settle()
+        while self.io():
+            await asyncio.sleep(0.0002)
+            await settle()
+
     async def advance(self, seconds: float) -> None:
         target = self._now + seconds
-        await settle()
+        await self.settle()
         while self._sleepers and self._sleepers[0][0] <= target:
             if self._sleepers[0][2].done():
                 heapq.heappop(self._sleepers)
                 continue
             self._wake_next()
-            await settle()
+            await self.settle()
         self._now = target
-        await settle()
+        await self.settle()
 
     async def run(self, awaitable: Awaitable[T], *, limit: float = 1e6) -> T:
         """Drive `awaitable` to completion, jumping time to each next sleeper when idle."""
         task = asyncio.ensure_future(awaitable)
         while True:
-            await settle()
+            await self.settle()
             if task.done():
                 return task.result()
             self._forget_cancelled()

@@ -9,27 +9,42 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from llmgather import Cost, Engine, Limiter, LimiterStats, Limits, LocalLimiter, Request, Usage
 from llmgather._types import Completion, Outcome
-from tests.fakeclock import FakeClock, settle
+from llmgather.limits.redis import RedisLimiter
+from tests.fakeclock import FakeClock
 
 MakeLimiter = Callable[..., Limiter]
 
 
-@pytest.fixture(params=["local"])
-def make_limiter(request: pytest.FixtureRequest) -> MakeLimiter:
-    """A factory: `make_limiter(limits, clock, cool_down=..., max_cool_down=...)`."""
+@pytest.fixture(params=["local", "redis"])
+async def make_limiter(
+    request: pytest.FixtureRequest, redis_url: str
+) -> AsyncIterator[MakeLimiter]:
+    """A factory: `make_limiter(limits, clock, cool_down=..., max_cool_down=...)`.
+
+    The Redis limiter runs its scripts in a real redis-server, on the fake clock's time (each
+    test on keys of its own)."""
+    made: list[RedisLimiter] = []
 
     def local(limits: Limits, clock: FakeClock, **options: Any) -> Limiter:
         return LocalLimiter(limits, clock=clock, **options)
 
-    factories = {"local": local}
-    return factories[request.param]
+    def shared(limits: Limits, clock: FakeClock, **options: Any) -> Limiter:
+        limiter = RedisLimiter(redis_url, limits, key=uuid.uuid4().hex, clock=clock, **options)
+        clock.io = lambda: limiter._io
+        made.append(limiter)
+        return limiter
+
+    yield {"local": local, "redis": shared}[request.param]
+    for limiter in made:
+        await limiter.aclose()
 
 
 def requests_only(n: int) -> list[Cost]:
@@ -57,8 +72,9 @@ async def acquire_times(
     return times
 
 
-def test_the_local_limiter_implements_the_protocol() -> None:
+def test_both_limiters_implement_the_protocol() -> None:
     assert isinstance(LocalLimiter(Limits()), Limiter)
+    assert isinstance(RedisLimiter("redis://127.0.0.1:1/0", Limits()), Limiter)
 
 
 # -- the concurrency cap ---------------------------------------------------------------------
@@ -72,10 +88,10 @@ async def test_the_concurrency_cap_holds_the_next_send_until_a_release(
     first = await limiter.acquire(Cost())
     await limiter.acquire(Cost())
     third = asyncio.ensure_future(limiter.acquire(Cost()))
-    await settle()
+    await clock.settle()
     assert not third.done() and limiter.statistics().in_flight == 2
     await limiter.release(first, None)
-    await settle()
+    await clock.settle()
     assert third.done() and limiter.statistics().in_flight == 2
 
 
@@ -105,9 +121,9 @@ async def test_a_cancelled_waiter_takes_nothing(make_limiter: MakeLimiter) -> No
     limiter = make_limiter(Limits(concurrency=1, rpm=60, burst_seconds=1), clock)
     await limiter.release(await limiter.acquire(Cost()), None)
     waiter = asyncio.ensure_future(limiter.acquire(Cost()))
-    await settle()
+    await clock.settle()
     waiter.cancel()
-    await settle()
+    await clock.settle()
     assert limiter.statistics().in_flight == 0
     late = asyncio.ensure_future(limiter.acquire(Cost()))
     await clock.advance(1.0)
@@ -215,10 +231,10 @@ async def test_release_gives_back_what_the_estimate_over_reserved(
     limiter = make_limiter(Limits(tpm=6000, burst_seconds=1), clock)  # 100 tokens/s, 100 max
     permit = await limiter.acquire(Cost(input_tokens=20, output_tokens=80))
     waiter = asyncio.ensure_future(limiter.acquire(Cost(input_tokens=60)))
-    await settle()
+    await clock.settle()
     assert not waiter.done()  # it needs 0.6 s of refill...
     await limiter.release(permit, Usage(20, 20))
-    await settle()
+    await clock.settle()
     assert waiter.done() and clock.elapsed == 0.0  # ...or the 60 tokens the answer did not use
 
 
@@ -383,10 +399,10 @@ async def test_a_lowered_cap_holds_sends_until_enough_are_released(
     await limiter.release(permits[0], None, outcome="truncated")
     await limiter.release(permits[1], None, outcome="truncated")  # cap 2, two still in flight
     waiter = asyncio.ensure_future(limiter.acquire(Cost()))
-    await settle()
+    await clock.settle()
     assert not waiter.done()
     await limiter.release(permits[2], None)
-    await settle()
+    await clock.settle()
     assert waiter.done()
 
 
@@ -421,7 +437,7 @@ async def test_statistics_is_a_snapshot_of_the_state(make_limiter: MakeLimiter) 
         waiting_on=None,
     )
     waiter = asyncio.ensure_future(limiter.acquire(Cost()))
-    await settle()
+    await clock.settle()
     assert limiter.statistics().waiting_on == "pause"
     await clock.advance(4.0)
     assert waiter.done() and limiter.statistics().waiting_on is None

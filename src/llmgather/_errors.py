@@ -77,6 +77,10 @@ class ConfigurationError(LLMGatherError):
     """A provider, model string or option that llmgather cannot work with."""
 
 
+class LimiterUnavailableError(LLMGatherError):
+    """A shared limiter (Redis) that does not answer: nothing is sent unaccounted meanwhile."""
+
+
 class JobError(LLMGatherError):
     """A job (`llmgather run`) that cannot start or resume as asked; this run sent nothing."""
 

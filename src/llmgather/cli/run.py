@@ -21,7 +21,12 @@ from typing import Any, NoReturn
 import click
 
 from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S
-from llmgather._errors import ConfigurationError, InvalidInputError, JobError
+from llmgather._errors import (
+    ConfigurationError,
+    InvalidInputError,
+    JobError,
+    LimiterUnavailableError,
+)
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
 from llmgather.cli._progress import Progress, describe_limits
@@ -86,6 +91,16 @@ EXIT_INTERRUPTED = 130
     "--otpm",
     type=click.FloatRange(min=0, min_open=True),
     help="Output tokens per minute to stay under (reserved as max tokens, settled with real usage).",
+)
+@click.option(
+    "--limiter",
+    metavar="URL",
+    help="Share the limits through Redis (redis://HOST:PORT/DB) with every process, on any machine, that names the same URL and key.",
+)
+@click.option(
+    "--limiter-key",
+    metavar="NAME",
+    help="The shared budgets' name in Redis. Default: one per provider, model, endpoint and API key.",
 )
 @click.option(
     "--max-attempts",
@@ -194,7 +209,7 @@ def run_command(
     except InputChangedError as error:
         # Its message says what to do: "rerun the same command" would be refused.
         fail(str(error), EXIT_HALTED if job.sending else EXIT_USAGE)
-    except (ConfigurationError, InvalidInputError, JobError) as error:
+    except (ConfigurationError, InvalidInputError, JobError, LimiterUnavailableError) as error:
         _fail_for(job, str(error))
     except OSError as error:
         _fail_for(job, f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmgather._client import Client
-from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Timeouts
+from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Limits, Timeouts
 from llmgather._engine import EngineStats
 from llmgather._errors import InputChangedError, InvalidInputError, StrictInputError
 from llmgather._retry import RetryPolicy
@@ -35,7 +35,9 @@ from llmgather._types import Request, Result
 from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
 from llmgather.jobs.output import append_lines, render_result, rewrite_output
 from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
-from llmgather.providers.registry import Target, redact_url
+from llmgather.limits import Limiter, LocalLimiter
+from llmgather.limits.redis import limiter_key_for, shared_limiter
+from llmgather.providers.registry import Target, redact_url, resolve_target
 
 logger = logging.getLogger("llmgather")
 
@@ -61,6 +63,8 @@ class JobOptions:
     tpm: float | None = None
     itpm: float | None = None
     otpm: float | None = None
+    limiter: str | None = None  # a Redis URL: limits shared with every process that names it
+    limiter_key: str | None = None  # the shared budgets' name (default: per provider key)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_tokens: int | None = None
@@ -163,14 +167,30 @@ class Job:
         options = self.options
         started = time.monotonic()
         # Resolve the provider before touching any file: a wrong model fails fast.
-        client = Client(
-            options.model,
+        limits = Limits(
             concurrency=options.concurrency,
             rpm=options.rpm,
             rpd=options.rpd,
             tpm=options.tpm,
             itpm=options.itpm,
             otpm=options.otpm,
+        )
+        target = resolve_target(
+            options.model, base_url=options.base_url, api_key=options.api_key, env=os.environ
+        )
+        if options.limiter is None:
+            return await self._run(LocalLimiter(limits), started)
+        key = options.limiter_key or limiter_key_for(target)
+        async with shared_limiter(options.limiter, limits, key=key) as shared:
+            # An unreachable Redis has failed by now, before anything was sent.
+            return await self._run(shared, started)
+
+    async def _run(self, limiter: Limiter, started: float) -> JobSummary:
+        options = self.options
+        client = Client(
+            options.model,
+            concurrency=options.concurrency,
+            limiter=limiter,
             retry=options.retry,
             timeouts=Timeouts(read=options.timeout_s),
             defaults={"max_tokens": options.max_tokens, "temperature": options.temperature},

@@ -51,12 +51,14 @@ class Permit:
     """A granted send, handed back to `release`. The caller reads only `cost`.
 
     `granted_at` (the limiter's clock) and `wave` (the generation of the concurrency cap it was
-    granted under) are what the limiter needs to settle it without keeping state per permit.
+    granted under) are what the limiter needs to settle it without keeping state per permit;
+    `lease` names the slot it holds in a limiter shared between processes.
     """
 
     cost: Cost
     granted_at: float = 0.0
     wave: int = 0
+    lease: str = ""
 
 
 @dataclass(frozen=True, slots=True)

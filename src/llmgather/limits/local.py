@@ -27,6 +27,7 @@ from llmgather.limits.base import Cost, Ending, LimiterStats, Permit
 from llmgather.limits.budgets import KINDS_BY_NAME, Budget, budgets_for
 from llmgather.limits.concurrency import ConcurrencyCap
 from llmgather.limits.discovery import LimitSearch
+from llmgather.limits.waiting import Wakeup
 
 DEFAULT_COOL_DOWN = 0.5
 DEFAULT_MAX_COOL_DOWN = 30.0
@@ -67,7 +68,7 @@ class LocalLimiter:
         self._backoff = 0.0
         self._penalties = 0
         self._waiting_on: str | None = None  # what the head waiter waits for
-        self._wake: asyncio.Future[None] | None = None  # set to end the head waiter's wait early
+        self._wakeup = Wakeup(self._clock)  # poked to end the head waiter's wait early
         told_nothing = discover and not self._budgets
         self._search = (
             LimitSearch(limits.concurrency, now=self._clock.now()) if told_nothing else None
@@ -85,11 +86,11 @@ class LocalLimiter:
                         if self._waiting_on == "rpm" and self._search is not None:
                             self._search.held()
                         if wait is None:
-                            await self._wait_for_wake()
+                            await self._wakeup.poked()
                         elif self._waiting_on == "pause":
                             await self._clock.sleep(wait)  # nothing but time ends a pause early
                         else:
-                            await self._wait_for_wake_or(wait)
+                            await self._wakeup.poked_or(wait)
                 finally:
                     self._waiting_on = None
                 return self._grant(cost)
@@ -252,27 +253,8 @@ class LocalLimiter:
                 longest = name, wait
         return longest
 
-    async def _wait_for_wake(self) -> None:
-        self._wake = asyncio.get_running_loop().create_future()
-        try:
-            await self._wake
-        finally:
-            self._wake = None
-
-    async def _wait_for_wake_or(self, seconds: float) -> None:
-        self._wake = wake = asyncio.get_running_loop().create_future()
-        timer = asyncio.ensure_future(self._clock.sleep(seconds))
-        try:
-            await asyncio.wait((timer, wake), return_when=asyncio.FIRST_COMPLETED)
-            if timer.done():
-                timer.result()  # a clock whose sleep failed fails the wait
-        finally:
-            timer.cancel()
-            self._wake = None
-
     def _poke(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        self._wakeup.poke()
 
     def __repr__(self) -> str:
         budgets = " ".join(f"{b.kind.name}={b.limit:g}" for b in self._budgets.values())

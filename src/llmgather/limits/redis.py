@@ -1,0 +1,433 @@
+"""A limiter shared through Redis: every process, on any machine, that names the same Redis and
+key spends one set of budgets, holds one concurrency cap and obeys one pause after a 429.
+
+    RedisLimiter("redis://127.0.0.1:6379/0", Limits(rpm=1200, tpm=400_000), key="org-key")
+
+Each decision is one Lua script run atomically in Redis (`limits.redis_scripts`): a send checks
+every budget and reserves its cost from all of them at once, with the same arithmetic as
+`LocalLimiter`, so the two pass one contract suite. What is specific to sharing:
+
+- **Time** is Redis's own `TIME`: one clock for every machine.
+- **Concurrency** is a set of leases that expire: each process renews its own while it lives, so
+  the slots of a killed process free themselves within `lease_seconds`.
+- **Waiting.** Inside a process the callers queue first come, first served, and only the head
+  asks Redis. What time refills is waited for exactly; a slot another process frees is seen
+  within `poll_seconds` (no event crosses processes).
+- **A 429** anywhere pauses every process (for its Retry-After, or a cool-down that doubles
+  with each wave); **announced limits** are stored once and paced by all; a rate the 429s
+  taught where nothing is announced (`limits.discovery`) is shared the same way.
+- **Redis lost.** Each call is retried a few times, then `LimiterUnavailableError`: a send is
+  never made without its reservation. A cancelled wait whose grant raced the cancellation gives
+  the grant back.
+
+The user's limits travel with each call rather than living in Redis: processes told different
+limits each hold to their own on the shared spending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmgather._clock import Clock, SystemClock
+from llmgather._config import Limits
+from llmgather._errors import ConfigurationError, LimiterUnavailableError
+from llmgather._types import Usage, remaining_key
+from llmgather.limits.base import Cost, Ending, LimiterStats, Permit
+from llmgather.limits.budgets import KINDS, KINDS_BY_NAME, Kind
+from llmgather.limits.concurrency import ConcurrencyCap
+from llmgather.limits.discovery import LimitSearch
+from llmgather.limits.local import DEFAULT_COOL_DOWN, DEFAULT_MAX_COOL_DOWN
+from llmgather.limits.redis_scripts import ACQUIRE, OBSERVE, PENALISE, RELEASE, RENEW
+from llmgather.limits.waiting import Wakeup
+from llmgather.providers.registry import Target, redact_url
+
+logger = logging.getLogger("llmgather")
+
+DEFAULT_LEASE_S = 30.0
+DEFAULT_POLL_S = 0.05
+# A Redis call that fails this often in a row (over about 3 s: a restart fits) gives up.
+CALL_ATTEMPTS = 6
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """The shared state as the last script saw it."""
+
+    redis_now: float = 0.0
+    local_now: float = 0.0
+    in_flight: int = 0
+    paused_until: float = 0.0
+    penalties: int = 0
+    announced: dict[str, float] = field(default_factory=dict)
+
+
+class RedisLimiter:
+    """The `Limiter` for processes that share a key: give each the same `url` and `key`.
+
+    `key` names the shared budgets (an API key's label: processes that use one provider key
+    should use one `key`; see `limiter_key_for`). `clock` is for tests: given one, its time is
+    used instead of Redis's. The client library `redis` comes with `pip install
+    'llmgather[redis]'`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        limits: Limits | None = None,
+        *,
+        key: str = "default",
+        clock: Clock | None = None,
+        cool_down: float = DEFAULT_COOL_DOWN,
+        max_cool_down: float = DEFAULT_MAX_COOL_DOWN,
+        lease_seconds: float = DEFAULT_LEASE_S,
+        poll_seconds: float = DEFAULT_POLL_S,
+        discover: bool = True,
+    ) -> None:
+        if not 0 < cool_down <= max_cool_down:
+            raise ValueError("cool_down must be positive and at most max_cool_down")
+        try:
+            import redis.asyncio  # noqa: F401 (only checking it is there)
+        except ImportError as error:  # pragma: no cover - the extra is installed in tests
+            raise LimiterUnavailableError(
+                "a Redis limiter needs the redis package: pip install 'llmgather[redis]'"
+            ) from error
+        self.url = url
+        self.key = key
+        self.limits = limits or Limits()
+        self._clock = clock or SystemClock()
+        self._fixed_time = clock is not None
+        self._cool_down = cool_down
+        self._max_cool_down = max_cool_down
+        self._lease_s = lease_seconds
+        self._poll_s = poll_seconds
+        prefix = f"llmgather:{{{key}}}"  # one hash slot: a cluster keeps the keys together
+        self._keys = [f"{prefix}:state", f"{prefix}:leases", f"{prefix}:day", f"{prefix}:day:n"]
+        self._redis: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._lease_ids = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
+        self._held: set[str] = set()  # this process's leases, renewed while it lives
+        self._renewer: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._gate = asyncio.Lock()
+        self._wakeup = Wakeup(self._clock)
+        self._cap = ConcurrencyCap(self.limits.concurrency)
+        self._local_in_flight = 0
+        self._waiting_on: str | None = None
+        self._io = 0  # Redis calls under way (the tests' fake clock waits for them)
+        self._snapshot = _Snapshot()
+        told_nothing = discover and not any(getattr(self.limits, k.name) for k in KINDS)
+        self._search = (
+            LimitSearch(self.limits.concurrency, now=self._clock.now()) if told_nothing else None
+        )
+        self._found_rpm: float | None = None  # the rate this process's 429s taught, if any
+
+    # -- the protocol -------------------------------------------------------------------------
+
+    async def acquire(self, cost: Cost = Cost()) -> Permit:  # noqa: B008 (frozen: shared is fine)
+        async with self._gate:
+            try:
+                while True:
+                    window = self._search.window if self._search is not None else None
+                    if window is not None and self._local_in_flight >= window:
+                        self._waiting_on = "concurrency"  # slow start: a clean answer opens it
+                        await self._wakeup.poked()
+                        continue
+                    lease = next(self._lease_ids)
+                    reply = await self._acquire_once(cost, lease)
+                    if reply[4] == "1":
+                        return self._granted(cost, lease)
+                    self._waiting_on, wait = reply[5], float(reply[6])
+                    if self._waiting_on == "rpm" and self._search is not None:
+                        self._search.held()
+                    if self._waiting_on == "concurrency":
+                        await self._wakeup.poked_or(self._poll_s)  # a release here, or elsewhere
+                    elif self._waiting_on == "pause":
+                        await self._clock.sleep(wait)  # nothing but time ends a pause early
+                    else:
+                        await self._wakeup.poked_or(wait)
+            finally:
+                self._waiting_on = None
+
+    async def release(self, permit: Permit, usage: Usage | None, *, outcome: Ending = "ok") -> None:
+        self._local_in_flight -= 1
+        self._held.discard(permit.lease)
+        settled = self._settlements(permit.cost, usage)
+        try:
+            await self._call(
+                RELEASE,
+                [permit.lease, outcome, repr(permit.granted_at)],
+                self._budget_args(settled),
+            )
+        except LimiterUnavailableError as error:
+            # The reservation stands (the safe side) and the lease expires by itself.
+            logger.warning("llmgather: %s; a permit's settlement is lost", error)
+        if outcome == "ok":
+            self._cap.succeeded(permit.wave)
+        elif outcome == "truncated":
+            self._cap.truncated(permit.wave)
+        if self._search is not None and self._search.searching:
+            await self._search_after(permit, outcome)
+        waiting_on = self._waiting_on
+        if waiting_on == "concurrency" or (settled and waiting_on in settled):
+            self._wakeup.poke()
+
+    async def penalise(self, retry_after: float | None) -> None:
+        retry = "" if retry_after is None else repr(float(retry_after))
+        await self._call(PENALISE, [retry, repr(self._cool_down), repr(self._max_cool_down)])
+
+    async def observe(self, announced: Mapping[str, float]) -> None:
+        args: list[str] = [repr(self.limits.burst_seconds)]
+        for kind in KINDS:
+            limit = announced.get(kind.name)
+            if not limit or limit <= 0 or getattr(self.limits, kind.name) is not None:
+                continue  # the user's own limit wins over what any server says
+            remaining = announced.get(remaining_key(kind.name))
+            args += [
+                *_kind_args(kind),
+                repr(float(limit)),
+                "" if remaining is None else repr(remaining),
+            ]
+        if len(args) == 1:
+            return
+        reply = await self._call(OBSERVE, args, extra=1)
+        if reply[4] == "1":
+            if self._search is not None and self._search.searching:
+                self._search.announced()  # the budgets know better than any search
+                self._found_rpm = None
+            self._wakeup.poke()
+
+    def statistics(self) -> LimiterStats:
+        snap = self._snapshot
+        announced = {
+            k.name: snap.announced[k.name]
+            for k in KINDS
+            if k.name in snap.announced and getattr(self.limits, k.name) is None
+        }
+        limits = {
+            k.name: getattr(self.limits, k.name) or announced[k.name]
+            for k in KINDS
+            if getattr(self.limits, k.name) is not None or k.name in announced
+        }
+        window = self._search.window if self._search is not None else None
+        found = self._found_rpm
+        redis_now = snap.redis_now + (self._clock.now() - snap.local_now)
+        return LimiterStats(
+            in_flight=snap.in_flight,
+            concurrency=self._cap.current if window is None else min(window, self._cap.current),
+            max_concurrency=self._cap.maximum,
+            limits=limits,
+            learned=announced,
+            pause_remaining=max(0.0, snap.paused_until - redis_now),
+            penalties=snap.penalties,
+            waiting_on=self._waiting_on,
+            found={"rpm": found} if found is not None and announced.get("rpm") == found else {},
+        )
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Raise `LimiterUnavailableError` now if Redis does not answer (before any send)."""
+        redis_client = self._connect()
+        await self._retried(redis_client.ping)
+
+    async def aclose(self) -> None:
+        for task in (self._renewer, *self._background):
+            if task is not None:
+                task.cancel()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def __aenter__(self) -> RedisLimiter:
+        await self.check()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- inside -----------------------------------------------------------------------------------
+
+    async def _acquire_once(self, cost: Cost, lease: str) -> list[str]:
+        cap = self._cap.current
+        args = [str(cap), lease, repr(self._lease_s), repr(self.limits.burst_seconds)]
+        amounts = {k.name: k.reserve(cost) for k in KINDS}
+        call = asyncio.ensure_future(self._call(ACQUIRE, args, self._budget_args(amounts), extra=3))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # "Cancelling the wait takes nothing": a grant that raced the cancel is given back.
+            self._in_background(self._give_back_if_granted(call, cost, lease))
+            raise
+
+    async def _give_back_if_granted(
+        self, call: asyncio.Future[list[str]], cost: Cost, lease: str
+    ) -> None:
+        reply = await call
+        if reply[4] == "1":
+            whole = {k.name: k.reserve(cost) for k in KINDS}
+            await self._call(RELEASE, [lease, "failed", reply[0]], self._budget_args(whole))
+
+    def _granted(self, cost: Cost, lease: str) -> Permit:
+        self._local_in_flight += 1
+        self._held.add(lease)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.ensure_future(self._renew_leases())
+        if self._search is not None:
+            self._search.granted(self._clock.now())
+        granted_at = self._snapshot.redis_now
+        return Permit(cost, granted_at=granted_at, wave=self._cap.wave, lease=lease)
+
+    def _settlements(self, cost: Cost, usage: Usage | None) -> dict[str, int]:
+        """What each budget gives back (negative: charges) once the real usage is known."""
+        if usage is None:
+            return {}
+        found = {}
+        for kind in KINDS:
+            surplus = kind.reserve(cost) - kind.settle(cost, usage)
+            if surplus:
+                found[kind.name] = surplus
+        return found
+
+    def _budget_args(self, amounts: Mapping[str, int]) -> list[str]:
+        args: list[str] = []
+        for kind in KINDS:
+            if kind.name in amounts:
+                limit = getattr(self.limits, kind.name)
+                args += [*_kind_args(kind), "" if limit is None else repr(float(limit))]
+                args.append(str(amounts[kind.name]))
+        return args
+
+    async def _search_after(self, permit: Permit, outcome: Ending) -> None:
+        assert self._search is not None
+        search, now = self._search, self._clock.now()
+        rate: float | None = None
+        empty = False
+        if outcome == "ok":
+            if search.answered() and self._waiting_on == "concurrency":
+                self._wakeup.poke()
+            rate = search.clean(now)
+        elif outcome == "limited":
+            snap = self._snapshot  # the grant's time on this process's clock
+            granted_at = permit.granted_at - (snap.redis_now - snap.local_now)
+            rate, empty = search.limited(now, granted_at), True
+        if rate is None:
+            return
+        self._found_rpm = rate
+        rpm = KINDS_BY_NAME["rpm"]
+        remaining = "0" if empty else ""  # a 429: the server's budget is empty now, so is ours
+        args = [repr(self.limits.burst_seconds), *_kind_args(rpm), repr(rate), remaining]
+        await self._call(OBSERVE, args, extra=1)
+        self._wakeup.poke()
+
+    async def _renew_leases(self) -> None:
+        """Keep this process's leases alive; a process that dies stops, and its slots free."""
+        while self._held:
+            await self._clock.sleep(self._lease_s / 3)
+            if not self._held:
+                return
+            try:
+                await self._call(RENEW, [repr(self._lease_s), *self._held])
+            except LimiterUnavailableError as error:
+                logger.warning("llmgather: %s; leases not renewed", error)
+
+    def _in_background(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _call(
+        self, script: str, args: Sequence[str], budgets: Sequence[str] = (), *, extra: int = 0
+    ) -> list[str]:
+        """Run `script` (the time first, then `args` and `budgets`) and keep the snapshot it
+        returns, whose `extra` values after the shared state are the script's own."""
+        runner = self._scripts.get(script)
+        if runner is None:
+            runner = self._scripts[script] = self._connect().register_script(script)
+        local_now = self._clock.now()
+        now = repr(local_now) if self._fixed_time else ""
+        reply = await self._retried(lambda: runner(keys=self._keys, args=[now, *args, *budgets]))
+        decoded = [x.decode() if isinstance(x, bytes) else str(x) for x in reply or ()]
+        if decoded:
+            self._absorb(decoded, local_now, extra)
+        return decoded
+
+    async def _retried(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`call`, retried a few times before Redis counts as lost."""
+        self._io += 1
+        try:
+            last: BaseException | None = None
+            for attempt in range(CALL_ATTEMPTS):
+                try:
+                    return await call()
+                except _redis_errors() as error:
+                    last = error
+                    if attempt + 1 < CALL_ATTEMPTS:
+                        await asyncio.sleep(0.1 * 2**attempt)  # real time: Redis is real
+            raise LimiterUnavailableError(
+                f"the Redis limiter at {redact_url(self.url)} does not answer "
+                f"({type(last).__name__}: {last}): check that Redis runs there, or give "
+                "another URL"
+            )
+        finally:
+            self._io -= 1
+
+    def _absorb(self, reply: list[str], local_now: float, extra: int) -> None:
+        """Keep what a script saw of the shared state, for `statistics`."""
+        pairs = reply[4 + extra :]
+        self._snapshot = _Snapshot(
+            redis_now=float(reply[0]),
+            local_now=local_now,
+            in_flight=int(reply[1]),
+            paused_until=float(reply[2]),
+            penalties=int(reply[3]),
+            announced={pairs[i]: float(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)},
+        )
+        if self._search is not None and self._search.window is not None and self._found_rpm is None:
+            if pairs:
+                self._search.announced()  # another process learned the limits: no slow start
+
+    def _connect(self) -> Any:
+        if self._redis is None:
+            import redis.asyncio
+
+            self._redis = redis.asyncio.from_url(
+                self.url, socket_connect_timeout=2.0, socket_timeout=5.0
+            )
+        return self._redis
+
+    def __repr__(self) -> str:
+        return f"<RedisLimiter {redact_url(self.url)} key={self.key!r}>"
+
+
+def _kind_args(kind: Kind) -> list[str]:
+    return [kind.name, repr(kind.window), "1" if kind.paced else "0"]
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis.exceptions
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def limiter_key_for(target: Target) -> str:
+    """The default shared key: one per provider, model, endpoint and API key (a digest of
+    those two, never the key itself), as providers count their limits per key and model."""
+    secret = f"{target.base_url or ''}\n{target.api_key or ''}".encode()
+    return f"{target.provider}:{target.model}:{hashlib.sha256(secret).hexdigest()[:12]}"
+
+
+def shared_limiter(url: str, limits: Limits, *, key: str) -> RedisLimiter:
+    """The limiter a `--limiter URL` names (Redis is the one kind there is)."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            f"--limiter {redact_url(url)!r} is not a Redis URL: give redis://HOST:PORT/DB "
+            "(rediss:// for TLS, unix:///path/to/redis.sock)"
+        )
+    return RedisLimiter(url, limits, key=key)

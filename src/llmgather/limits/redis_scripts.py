@@ -1,0 +1,252 @@
+"""The Lua scripts of `RedisLimiter`: each runs atomically inside Redis, so every process
+sharing a key sees one state.
+
+The arithmetic is the in-process limiter's (`limits.budgets`, `bucket`, `window`), kept apart
+from it only because it must run where the state lives. One hash holds the scalars:
+
+    used:NAME, at:NAME   a per-minute budget as how much of it is spent (decaying at its rate)
+                         as of a time: a new limit then keeps what was spent, with no resizing
+    ann:NAME             a limit a provider announced (the user's own come with each call)
+    day_total            what the per-day window holds
+    paused_until, backoff, penalties    the shared hold after a 429 or an outage
+
+beside a sorted set of concurrency leases (member: lease id, score: expiry), and the per-day
+window as slots of a minute (a sorted set of slot -> last take, a hash of slot -> amount).
+
+Times are seconds: Redis's own `TIME` (one clock for every machine), or the caller's `now`
+when it passes one (the tests' fake clock). Numbers go back as strings: Redis turns a Lua
+number reply into an integer.
+"""
+
+from __future__ import annotations
+
+# KEYS: state hash, leases zset, day slots zset, day amounts hash.
+# Each budget arrives as 5 ARGV entries: name, window, paced (1/0), limit ('' = the one
+# announced, if any) and amount (to reserve, or for `settle` to give back).
+COMMON = r"""
+local state, leases, day_slots, day_amounts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local NO_WAIT = 1e-9
+local DAY_SLOT = 60
+
+local function num(x, default)
+  if x == false or x == nil or x == '' then return default end
+  return tonumber(x)
+end
+local function str(x) return string.format('%.17g', x) end
+
+local function clock(arg)
+  if arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+
+local function budgets_from(first)
+  local found = {}
+  local i = first
+  while ARGV[i] do
+    local b = {name = ARGV[i], window = tonumber(ARGV[i + 1]), paced = ARGV[i + 2] == '1',
+               limit = num(ARGV[i + 3], nil), amount = tonumber(ARGV[i + 4])}
+    if b.limit == nil then b.limit = num(redis.call('HGET', state, 'ann:' .. b.name), nil) end
+    table.insert(found, b)
+    i = i + 5
+  end
+  return found
+end
+
+-- a per-minute budget: spent so far, after what time has refilled since it was last touched
+local function capacity(b, burst)
+  return math.max(1.0, b.limit / b.window * burst)
+end
+local function spent(b, now)
+  local used = num(redis.call('HGET', state, 'used:' .. b.name), 0)
+  local at = num(redis.call('HGET', state, 'at:' .. b.name), now)
+  if now > at then used = math.max(0, used - (now - at) * b.limit / b.window) end
+  return used
+end
+local function set_spent(b, now, used)
+  redis.call('HSET', state, 'used:' .. b.name, str(used), 'at:' .. b.name, str(now))
+end
+
+-- the per-day window: slots leave it a window after their last take
+local function day_expire(b, now)
+  local total = num(redis.call('HGET', state, 'day_total'), 0)
+  local gone = redis.call('ZRANGEBYSCORE', day_slots, '-inf', str(now - b.window))
+  for _, slot in ipairs(gone) do
+    total = total - num(redis.call('HGET', day_amounts, slot), 0)
+    redis.call('HDEL', day_amounts, slot)
+    redis.call('ZREM', day_slots, slot)
+  end
+  if redis.call('ZCARD', day_slots) == 0 then total = 0 end
+  redis.call('HSET', state, 'day_total', str(total))
+  return total
+end
+
+local function wait_time(b, now, burst)
+  if b.amount <= 0 then return 0 end
+  if b.paced then
+    local cap = capacity(b, burst)
+    local excess = spent(b, now) + math.min(b.amount, cap) - cap
+    if excess <= 0 then return 0 end
+    return excess / (b.limit / b.window)
+  end
+  local excess = day_expire(b, now) + math.min(b.amount, b.limit) - b.limit
+  if excess <= NO_WAIT then return 0 end
+  local freed = 0
+  local slots = redis.call('ZRANGE', day_slots, 0, -1, 'WITHSCORES')
+  for i = 1, #slots, 2 do
+    freed = freed + num(redis.call('HGET', day_amounts, slots[i]), 0)
+    if freed >= excess - NO_WAIT then return tonumber(slots[i + 1]) + b.window - now end
+  end
+  return tonumber(slots[#slots]) + b.window - now
+end
+
+local function take(b, now)
+  if b.amount == 0 then return end
+  if b.paced then
+    set_spent(b, now, spent(b, now) + b.amount)
+    return
+  end
+  local slot = tostring(math.floor(now / DAY_SLOT))
+  local last = num(redis.call('ZSCORE', day_slots, slot), now)
+  redis.call('ZADD', day_slots, str(math.max(last, now)), slot)
+  redis.call('HSET', day_amounts, slot, str(num(redis.call('HGET', day_amounts, slot), 0) + b.amount))
+  redis.call('HSET', state, 'day_total', str(num(redis.call('HGET', state, 'day_total'), 0) + b.amount))
+end
+
+local function snapshot(now, in_flight, extra)
+  local reply = {str(now), tostring(in_flight),
+                 redis.call('HGET', state, 'paused_until') or '0',
+                 redis.call('HGET', state, 'penalties') or '0'}
+  for _, x in ipairs(extra) do table.insert(reply, x) end
+  local fields = redis.call('HGETALL', state)
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 4) == 'ann:' then
+      table.insert(reply, string.sub(fields[i], 5))
+      table.insert(reply, fields[i + 1])
+    end
+  end
+  return reply
+end
+
+local function live_leases(now)
+  redis.call('ZREMRANGEBYSCORE', leases, '-inf', str(now))
+  return redis.call('ZCARD', leases)
+end
+"""
+
+# ARGV: now, cap, lease id, lease seconds, burst seconds, then the budgets (amount: to reserve).
+# Reply: the snapshot, then granted (1/0), what holds the send and for how long (-1: until an
+# event), then the announced limits as name, limit pairs.
+ACQUIRE = (
+    COMMON
+    + r"""
+local now = clock(ARGV[1])
+local cap, lease, ttl, burst = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local budgets = budgets_from(6)
+local in_flight = live_leases(now)
+if in_flight >= cap then return snapshot(now, in_flight, {'0', 'concurrency', '-1'}) end
+local pause = num(redis.call('HGET', state, 'paused_until'), 0) - now
+if pause > NO_WAIT then return snapshot(now, in_flight, {'0', 'pause', str(pause)}) end
+local longest, longest_name = 0, nil
+for _, b in ipairs(budgets) do
+  if b.limit ~= nil then
+    local wait = wait_time(b, now, burst)
+    if wait > NO_WAIT and wait > longest then longest, longest_name = wait, b.name end
+  end
+end
+if longest_name then return snapshot(now, in_flight, {'0', longest_name, str(longest)}) end
+for _, b in ipairs(budgets) do
+  if b.limit ~= nil then take(b, now) end
+end
+redis.call('ZADD', leases, str(now + ttl), lease)
+return snapshot(now, in_flight + 1, {'1', '', '0'})
+"""
+)
+
+# ARGV: now, lease id ('' for none), outcome, granted at, then the budgets (amount: what the
+# estimate over-reserved, to give back; negative: what it missed, to charge).
+RELEASE = (
+    COMMON
+    + r"""
+local now = clock(ARGV[1])
+local lease, outcome, granted_at = ARGV[2], ARGV[3], tonumber(ARGV[4])
+if lease ~= '' then redis.call('ZREM', leases, lease) end
+for _, b in ipairs(budgets_from(5)) do
+  if b.limit ~= nil and b.amount ~= 0 then
+    if b.paced then
+      set_spent(b, now, math.max(0, spent(b, now) - b.amount))
+    else
+      day_expire(b, now)
+      local slot = tostring(math.floor(granted_at / DAY_SLOT))
+      local held = num(redis.call('HGET', day_amounts, slot), nil)
+      if held ~= nil then
+        local change = math.min(b.amount, held)
+        redis.call('HSET', day_amounts, slot, str(held - change))
+        redis.call('HSET', state, 'day_total', str(num(redis.call('HGET', state, 'day_total'), 0) - change))
+      end
+    end
+  end
+end
+if outcome == 'ok' then redis.call('HSET', state, 'backoff', '0') end
+return snapshot(now, live_leases(now), {})
+"""
+)
+
+# ARGV: now, retry after ('' when the server named none), cool-down, maximum cool-down.
+PENALISE = (
+    COMMON
+    + r"""
+local now = clock(ARGV[1])
+local retry_after, cool_down, max_cool_down = num(ARGV[2], nil), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('HINCRBY', state, 'penalties', 1)
+local paused_until = num(redis.call('HGET', state, 'paused_until'), 0)
+if retry_after ~= nil then
+  redis.call('HSET', state, 'paused_until', str(math.max(paused_until, now + retry_after)))
+elseif now >= paused_until then  -- sent before a hold began, answered while it lasts: one wave
+  local backoff = num(redis.call('HGET', state, 'backoff'), 0)
+  if backoff > 0 then backoff = math.min(max_cool_down, backoff * 2) else backoff = cool_down end
+  redis.call('HSET', state, 'backoff', str(backoff), 'paused_until', str(now + backoff))
+end
+return snapshot(now, live_leases(now), {})
+"""
+)
+
+# ARGV: now, burst seconds, then per announced limit: name, window, paced, limit, remaining
+# ('' when not announced). Limits the user set are not passed.
+OBSERVE = (
+    COMMON
+    + r"""
+local now = clock(ARGV[1])
+local burst = tonumber(ARGV[2])
+local changed = 0
+local i = 3
+while ARGV[i] do
+  local b = {name = ARGV[i], window = tonumber(ARGV[i + 1]), paced = ARGV[i + 2] == '1',
+             limit = tonumber(ARGV[i + 3])}
+  local remaining = num(ARGV[i + 4], nil)
+  if num(redis.call('HGET', state, 'ann:' .. b.name), nil) ~= b.limit then
+    redis.call('HSET', state, 'ann:' .. b.name, str(b.limit))
+    changed = 1
+  end
+  if remaining ~= nil and b.paced then
+    -- what the server says it has counted, at most a full burst: never frees what is spent
+    local used = spent(b, now)
+    local said = math.min(b.limit - remaining, capacity(b, burst))
+    if said > used then set_spent(b, now, said) end
+  end
+  i = i + 5
+end
+return snapshot(now, live_leases(now), {tostring(changed)})
+"""
+)
+
+# ARGV: now, lease seconds, then the lease ids this process holds: keeps them alive while it
+# lives, so the leases of a process that died expire and free their slots.
+RENEW = (
+    COMMON
+    + r"""
+local expiry = str(clock(ARGV[1]) + tonumber(ARGV[2]))
+for i = 3, #ARGV do redis.call('ZADD', leases, 'XX', expiry, ARGV[i]) end
+return 0
+"""
+)
