@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from llmgather.bench._redis import RedisServer
 from llmgather.sim import EmbeddedSimulator, SimConfig, start_simulator
 from llmgather.sim.server import RunningSimulator
-from tests.redisserver import RedisServer
 
 PROVIDER_KEYS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY")
 

@@ -17,11 +17,12 @@ async def settle(rounds: int = 50) -> None:
 
 
 class FakeClock:
-    """`io` counts the real I/O under way (a Redis call): the clock waits for it to finish
+    """`io` tells the real I/O (a Redis call) as (calls under way, calls finished so far): the
+    clock waits until none is under way and a whole `settle()` passed without one finishing,
     before it decides that every task waits for time."""
 
     def __init__(self, start: float = 1000.0) -> None:
-        self.io: Callable[[], int] = lambda: 0
+        self.io: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self.start = start
         self._now = start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -49,11 +50,16 @@ class FakeClock:
         await future
 
     async def settle(self) -> None:
-        """`settle()`, and wait until no real I/O is under way."""
-        await settle()
-        while self.io():
-            await asyncio.sleep(0.0002)
+        """`settle()` until no real I/O is under way and none finished meanwhile (what a
+        finished call wakes has run)."""
+        while True:
+            before = self.io()
             await settle()
+            after = self.io()
+            if after == before and not after[0]:
+                return
+            if after[0]:
+                await asyncio.sleep(0.0002)
 
     async def advance(self, seconds: float) -> None:
         target = self._now + seconds

@@ -156,3 +156,18 @@ def test_tiny_seams_run_has_the_json_shape(tmp_path: Path) -> None:
     )
     assert written["bounds"]["split_tokens"]["binding"] == "otpm"
     assert not (tmp_path / "seams.png").exists()  # no chart for two ratios
+
+
+@pytest.mark.timeout(120)
+def test_tiny_scale_run_shares_one_limit_through_redis(tmp_path: Path) -> None:
+    config = dataclasses.replace(
+        QUICK, repeat=1, ceiling_requests=90, ceiling_rpm=1200.0, ceiling_latency_ms=100
+    )
+    only = {"2 × redis", "2 × whole"}
+    summary = bench_cli.run_bench(["scale"], config, tmp_path, charts=False, only=only)
+    rows = {row["name"]: row for row in summary["scale"]}
+    assert set(rows) == only
+    shared, naive = rows["2 × redis"], rows["2 × whole"]
+    assert "error" not in shared and shared["ok"] == 90 and shared["http_429"] == 0
+    assert shared["pct_of_ceiling"] > 0 and (shared["processes"], shared["setup"]) == (2, "redis")
+    assert naive["http_429"] > 0  # two processes each told the whole limit: twice the rate

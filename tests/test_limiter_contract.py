@@ -38,7 +38,7 @@ async def make_limiter(
 
     def shared(limits: Limits, clock: FakeClock, **options: Any) -> Limiter:
         limiter = RedisLimiter(redis_url, limits, key=uuid.uuid4().hex, clock=clock, **options)
-        clock.io = lambda: limiter._io
+        clock.io = lambda: (limiter._io, limiter._io_done)
         made.append(limiter)
         return limiter
 

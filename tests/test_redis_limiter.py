@@ -16,11 +16,11 @@ import orjson
 import pytest
 
 from llmgather import Cost, Limits
-from llmgather._errors import LimiterUnavailableError
+from llmgather._errors import RedisUnavailableError
+from llmgather.bench._redis import RedisServer, free_port
 from llmgather.limits.redis import RedisLimiter
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from tests.conftest import cli_env, run_cli
-from tests.redisserver import RedisServer, free_port
 
 PROCESSES = 3
 PER_PROCESS = 40
@@ -146,7 +146,7 @@ async def test_redis_restarted_mid_run_is_waited_for_and_lost_for_good_is_an_err
         await limiter.release(await limiter.acquire(Cost()), None)  # waited for the restart
         await restart
         server.stop()
-        with pytest.raises(LimiterUnavailableError, match="does not answer"):
+        with pytest.raises(RedisUnavailableError, match="does not answer"):
             await limiter.acquire(Cost())
         assert limiter.statistics().in_flight == 0
         await limiter.aclose()

@@ -77,8 +77,9 @@ class ConfigurationError(LLMGatherError):
     """A provider, model string or option that llmgather cannot work with."""
 
 
-class LimiterUnavailableError(LLMGatherError):
-    """A shared limiter (Redis) that does not answer: nothing is sent unaccounted meanwhile."""
+class RedisUnavailableError(LLMGatherError):
+    """The Redis of a shared limiter or a work queue does not answer (after a few retries):
+    nothing is sent unaccounted, and nothing already done is lost."""
 
 
 class JobError(LLMGatherError):

@@ -49,6 +49,13 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("wall/(bound-burst)", "ratio_paced", "{:.3f}"),
         ("meets", "meets", "{}"),
     ],
+    "scale": [
+        ("ok", "ok", "{:,}"),
+        ("429s", "http_429", "{:,}"),
+        ("429 %", "pct_429", "{:.2f}"),
+        ("wall s", "wall_s", "{:.1f}"),
+        ("% of ceiling", "pct_of_ceiling", "{:.1f}"),
+    ],
 }
 
 # The figures the issue asks for, per scenario, in the final JSON line.
@@ -68,6 +75,7 @@ FIGURES = {
         "meets",
         "ratio_paced",
     ),
+    "scale": ("processes", "setup", "ok", "http_429", "pct_429", "wall_s", "pct_of_ceiling"),
 }
 
 
@@ -128,9 +136,13 @@ def summary_rows(scenario: str, rows: list[Row]) -> list[Row]:
 
 def chart(scenario: str, rows: list[Row], meta: dict[str, Any], path: Path) -> Path | None:
     """The scenario's PNG at `path`; None for a scenario without a chart (seams: two ratios)."""
-    draw = {"timing": _timing, "ceiling": _ceiling, "overhead": _overhead, "memory": _memory}.get(
-        scenario
-    )
+    draw = {
+        "timing": _timing,
+        "ceiling": _ceiling,
+        "overhead": _overhead,
+        "memory": _memory,
+        "scale": _scale,
+    }.get(scenario)
     if draw is None:
         return None
     import matplotlib
@@ -199,6 +211,35 @@ def _ceiling(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
     ax.set_xlim(0, max([ceiling, *throughput]) * 1.6)
     plan = meta.get("plan", {})
     ax.set_title(f"ceiling: {plan.get('rpm', 0):.0f} RPM and {plan.get('tpm', 0):,.0f} TPM")
+    ax.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def _scale(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
+    figure, ax = plt.subplots(figsize=(9, 4.5))
+    setups = list(dict.fromkeys(r["setup"] for r in rows))
+    counts = sorted({r["processes"] for r in rows})
+    width = 0.8 / len(setups)
+    colours = {"redis": "#d62728", "whole": "#ff7f0e", "split": "#1f77b4", "local": "#7f7f7f"}
+    for i, setup in enumerate(setups):
+        for j, count in enumerate(counts):
+            row = next((r for r in rows if r["setup"] == setup and r["processes"] == count), None)
+            if row is None:
+                continue
+            x = j + i * width
+            label = setup if j == counts.index(row["processes"]) and j == 0 else None
+            ax.bar(x, row["pct_of_ceiling"], width, color=colours.get(setup), label=label)
+            ax.text(x, row["pct_of_ceiling"], f"{row['http_429']:,}×429", ha="center",
+                    va="bottom", fontsize=7)  # fmt: skip
+    ax.set_xticks([j + width * (len(setups) - 1) / 2 for j in range(len(counts))])
+    ax.set_xticklabels([f"{c} process{'es' if c > 1 else ''}" for c in counts])
+    ax.set_ylabel("% of the key's ceiling")
+    ax.set_ylim(0, 115)
+    plan = meta.get("plan", {})
+    ax.set_title(
+        f"scale: one key at {plan.get('rpm', 0):.0f} RPM and {plan.get('tpm', 0):,.0f} TPM, "
+        "shared through Redis (redis), each told all of it (whole) or its share (split)"
+    , fontsize=9)  # fmt: skip
     ax.legend(fontsize=8, loc="lower right")
     return figure
 

@@ -509,10 +509,20 @@ def run_seams(
     return run_seams(config, out, log, only)
 
 
+def run_scale(
+    config: BenchConfig, out: Path, log: Log, only: set[str] | None = None
+) -> ScenarioResult:
+    """Processes sharing one key's limits through Redis, or not (see `bench.scale`)."""
+    from llmgather.bench.scale import run_scale  # it builds on this module's helpers
+
+    return run_scale(config, out, log, only)
+
+
 RUNNERS: dict[str, Callable[..., ScenarioResult]] = {
     "timing": run_timing,
     "ceiling": run_ceiling,
     "overhead": run_overhead,
     "memory": run_memory,
     "seams": run_seams,
+    "scale": run_scale,
 }

@@ -12,6 +12,7 @@ from llmgather.cli.demo import demo_command
 from llmgather.cli.run import run_command
 from llmgather.cli.sim import sim_command
 from llmgather.cli.status import status_command
+from llmgather.cli.worker import worker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,5 +30,12 @@ def main() -> None:
     library_log.propagate = False
 
 
-for command in (run_command, demo_command, sim_command, status_command, bench_command):
+for command in (
+    run_command,
+    worker_command,
+    demo_command,
+    sim_command,
+    status_command,
+    bench_command,
+):
     main.add_command(command)

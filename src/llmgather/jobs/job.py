@@ -22,18 +22,25 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from contextlib import closing, suppress
+from contextlib import AsyncExitStack, closing, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from llmgather._client import Client
 from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Limits, Timeouts
 from llmgather._engine import EngineStats
-from llmgather._errors import InputChangedError, InvalidInputError, StrictInputError
+from llmgather._errors import (
+    ConfigurationError,
+    InputChangedError,
+    InvalidInputError,
+    StrictInputError,
+)
 from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
 from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
 from llmgather.jobs.output import append_lines, render_result, rewrite_output
+from llmgather.jobs.queue import QueueCoordinator, job_key_for
+from llmgather.jobs.senders import ClientSender, QueueSender, Sender
 from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
 from llmgather.limits import Limiter, LocalLimiter
 from llmgather.limits.redis import limiter_key_for, shared_limiter
@@ -65,6 +72,8 @@ class JobOptions:
     otpm: float | None = None
     limiter: str | None = None  # a Redis URL: limits shared with every process that names it
     limiter_key: str | None = None  # the shared budgets' name (default: per provider key)
+    queue: str | None = None  # a Redis URL: `llmgather worker`s send the items, not this process
+    queue_name: str = "default"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_tokens: int | None = None
@@ -178,37 +187,56 @@ class Job:
         target = resolve_target(
             options.model, base_url=options.base_url, api_key=options.api_key, env=os.environ
         )
-        if options.limiter is None:
-            return await self._run(LocalLimiter(limits), started)
-        key = options.limiter_key or limiter_key_for(target)
-        async with shared_limiter(options.limiter, limits, key=key) as shared:
-            # An unreachable Redis has failed by now, before anything was sent.
-            return await self._run(shared, started)
+        async with AsyncExitStack() as stack:
+            sender = await self._sender(target, limits, stack)
+            return await self._run(sender, started)
 
-    async def _run(self, limiter: Limiter, started: float) -> JobSummary:
+    async def _sender(self, target: Target, limits: Limits, stack: AsyncExitStack) -> Sender:
+        """This process's client, or the workers of `--queue`; a Redis that does not answer
+        fails here, before anything is sent."""
         options = self.options
+        defaults = {"max_tokens": options.max_tokens, "temperature": options.temperature}
+        if options.queue is not None:
+            _refuse_worker_options(options)
+            store_path = store_path_for(options.output_path)
+            coordinator = QueueCoordinator(
+                options.queue, name=options.queue_name, job=job_key_for(store_path)
+            )
+            stack.push_async_callback(coordinator.aclose)
+            await coordinator.check()
+            return QueueSender(coordinator, target, defaults)
+        limiter: Limiter = LocalLimiter(limits)
+        if options.limiter is not None:
+            key = options.limiter_key or limiter_key_for(target)
+            limiter = await stack.enter_async_context(
+                shared_limiter(options.limiter, limits, key=key)
+            )
         client = Client(
             options.model,
             concurrency=options.concurrency,
             limiter=limiter,
             retry=options.retry,
             timeouts=Timeouts(read=options.timeout_s),
-            defaults={"max_tokens": options.max_tokens, "temperature": options.temperature},
+            defaults=defaults,
             api_key=options.api_key,
             base_url=options.base_url,
             stream=options.stream,
             simulator=options.simulator,
         )
+        return ClientSender(client)
+
+    async def _run(self, sender: Sender, started: float) -> JobSummary:
+        options = self.options
         input_path, spooled = await asyncio.to_thread(_materialise, options)
         if await self._nothing_to_do(input_path, spooled):
-            return self._empty_summary(client, started)
+            return self._empty_summary(sender, started)
         store: JobStore = await asyncio.to_thread(
             SQLiteJobStore.open, store_path_for(options.output_path)
         )
         try:
             if options.strict:  # before the store is touched: a refusal keeps the last job
                 await asyncio.to_thread(_refuse_invalid, self._read(input_path))
-            resumed = await self._prepare(store, input_path, client.target)
+            resumed = await self._prepare(store, input_path, sender.target)
             try:
                 await asyncio.to_thread(store.ingest, self._read(input_path, self._on_warning))
                 if options.retry_failed:
@@ -216,13 +244,12 @@ class Job:
                 await asyncio.to_thread(rewrite_output, store, options.output_path)
                 await asyncio.to_thread(store.mark_state, "running")
                 stats = await asyncio.to_thread(store.stats)
-                async with client:
-                    engine = client.engine  # its statistics outlive the client's block
+                async with sender:
                     if self._on_start is not None:
-                        self._on_start(engine.statistics, stats.pending, client.simulated)
+                        self._on_start(sender.statistics, stats.pending, sender.simulated)
                     self.sending = True
-                    stopped = await self._send_pending(client, store, input_path)
-                engine_stats = engine.statistics()
+                    stopped = await self._send_pending(sender, store, input_path)
+                engine_stats = sender.statistics()
                 final = await asyncio.to_thread(store.stats)
             except BaseException:
                 # Release the claim `prepare` made, so the job does not look running.
@@ -239,8 +266,8 @@ class Job:
                 os.unlink(input_path)
         return JobSummary(
             output=options.output_path,
-            target=client.target.describe(),
-            simulated=client.simulated,
+            target=sender.describe(),
+            simulated=sender.simulated,
             resumed=resumed,
             interrupted=interrupted,
             total=final.total,
@@ -285,11 +312,11 @@ class Job:
         _write_empty(output)
         return True
 
-    def _empty_summary(self, client: Client, started: float) -> JobSummary:
+    def _empty_summary(self, sender: Sender, started: float) -> JobSummary:
         return JobSummary(
             output=self.options.output_path,
-            target=client.target.describe(),
-            simulated=client.simulated,
+            target=sender.describe(),
+            simulated=sender.simulated,
             resumed=False,
             interrupted=False,
             total=0, ok=0, failed=0, invalid=0, pending=0, sent=0, retries=0, http_429=0,
@@ -333,11 +360,11 @@ class Job:
         except InvalidInputError as error:
             raise InputChangedError(_shown_input(self.options.input_path), str(error)) from None
 
-    async def _send_pending(self, client: Client, store: JobStore, input_path: str) -> bool:
+    async def _send_pending(self, sender: Sender, store: JobStore, input_path: str) -> bool:
         """Send what is still pending; True if a stop signal cut the run short."""
         pending = self._pending(store, input_path)
         async with _Sink(store, self.options.output_path, self._output_fields) as sink:
-            consume = asyncio.create_task(self._consume(client, pending, sink))
+            consume = asyncio.create_task(self._consume(sender, pending, sink))
             stopped = asyncio.create_task(self.stop.wait())
             try:
                 await asyncio.wait({consume, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -358,9 +385,9 @@ class Job:
                 await asyncio.gather(consume, stopped, return_exceptions=True)
         return interrupted
 
-    async def _consume(self, client: Client, pending: Iterator[InputItem], sink: _Sink) -> None:
-        requests = self._requests(pending, client.target.spec.accepts_batch_body_fields)
-        async for result in client.map(requests, stop=self.stop):
+    async def _consume(self, sender: Sender, pending: Iterator[InputItem], sink: _Sink) -> None:
+        requests = self._requests(pending, sender.batch_body_fields)
+        async for result in sender.map(requests, stop=self.stop):
             # An item failed unsent (a stop, a refused key) went nowhere: only attempts count.
             self._sent += result.attempts > 0
             await sink.add(result)
@@ -389,6 +416,32 @@ class Job:
                     # the format: the registry says which providers take them as they are.
                     request = request.replace(extra=None)
                 yield request.replace(id=item.id)
+
+
+# What a worker decides when the items go through a queue, by JobOptions field and flag.
+WORKER_OPTIONS = {
+    "model": "--model",
+    "base_url": "--base-url",
+    "api_key": "--api-key",
+    "rpm": "--rpm",
+    "rpd": "--rpd",
+    "tpm": "--tpm",
+    "itpm": "--itpm",
+    "otpm": "--otpm",
+    "limiter": "--limiter",
+    "limiter_key": "--limiter-key",
+}
+
+
+def _refuse_worker_options(options: JobOptions) -> None:
+    given = [flag for name, flag in WORKER_OPTIONS.items() if getattr(options, name)]
+    if options.stream:
+        given.append("--stream")
+    if given:
+        raise ConfigurationError(
+            f"with --queue the workers send the requests: give {', '.join(given)} to "
+            "`llmgather worker`, not to run"
+        )
 
 
 def _take(items: Iterator[InputItem], n: int) -> list[InputItem]:

@@ -16,7 +16,7 @@ every budget and reserves its cost from all of them at once, with the same arith
 - **A 429** anywhere pauses every process (for its Retry-After, or a cool-down that doubles
   with each wave); **announced limits** are stored once and paced by all; a rate the 429s
   taught where nothing is announced (`limits.discovery`) is shared the same way.
-- **Redis lost.** Each call is retried a few times, then `LimiterUnavailableError`: a send is
+- **Redis lost.** Each call is retried a few times, then `RedisUnavailableError`: a send is
   never made without its reservation. A cancelled wait whose grant raced the cancellation gives
   the grant back.
 
@@ -33,11 +33,12 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from llmgather._clock import Clock, SystemClock
 from llmgather._config import Limits
-from llmgather._errors import ConfigurationError, LimiterUnavailableError
+from llmgather._errors import RedisUnavailableError
+from llmgather._redis import connect, retried
 from llmgather._types import Usage, remaining_key
 from llmgather.limits.base import Cost, Ending, LimiterStats, Permit
 from llmgather.limits.budgets import KINDS, KINDS_BY_NAME, Kind
@@ -49,6 +50,7 @@ from llmgather.limits.waiting import Wakeup
 from llmgather.providers.registry import Target, redact_url
 
 logger = logging.getLogger("llmgather")
+T = TypeVar("T")
 
 DEFAULT_LEASE_S = 30.0
 DEFAULT_POLL_S = 0.05
@@ -92,12 +94,6 @@ class RedisLimiter:
     ) -> None:
         if not 0 < cool_down <= max_cool_down:
             raise ValueError("cool_down must be positive and at most max_cool_down")
-        try:
-            import redis.asyncio  # noqa: F401 (only checking it is there)
-        except ImportError as error:  # pragma: no cover - the extra is installed in tests
-            raise LimiterUnavailableError(
-                "a Redis limiter needs the redis package: pip install 'llmgather[redis]'"
-            ) from error
         self.url = url
         self.key = key
         self.limits = limits or Limits()
@@ -109,7 +105,7 @@ class RedisLimiter:
         self._poll_s = poll_seconds
         prefix = f"llmgather:{{{key}}}"  # one hash slot: a cluster keeps the keys together
         self._keys = [f"{prefix}:state", f"{prefix}:leases", f"{prefix}:day", f"{prefix}:day:n"]
-        self._redis: Any = None
+        self._redis: Any = connect(url, what="--limiter")  # connects on first use
         self._scripts: dict[str, Any] = {}
         self._lease_ids = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
         self._held: set[str] = set()  # this process's leases, renewed while it lives
@@ -120,7 +116,8 @@ class RedisLimiter:
         self._cap = ConcurrencyCap(self.limits.concurrency)
         self._local_in_flight = 0
         self._waiting_on: str | None = None
-        self._io = 0  # Redis calls under way (the tests' fake clock waits for them)
+        self._io = 0  # Redis calls under way, and finished: the tests' fake clock waits for them
+        self._io_done = 0
         self._snapshot = _Snapshot()
         told_nothing = discover and not any(getattr(self.limits, k.name) for k in KINDS)
         self._search = (
@@ -165,7 +162,7 @@ class RedisLimiter:
                 [permit.lease, outcome, repr(permit.granted_at)],
                 self._budget_args(settled),
             )
-        except LimiterUnavailableError as error:
+        except RedisUnavailableError as error:
             # The reservation stands (the safe side) and the lease expires by itself.
             logger.warning("llmgather: %s; a permit's settlement is lost", error)
         if outcome == "ok":
@@ -233,7 +230,7 @@ class RedisLimiter:
     # -- lifetime -------------------------------------------------------------------------------
 
     async def check(self) -> None:
-        """Raise `LimiterUnavailableError` now if Redis does not answer (before any send)."""
+        """Raise `RedisUnavailableError` now if Redis does not answer (before any send)."""
         redis_client = self._connect()
         await self._retried(redis_client.ping)
 
@@ -244,6 +241,7 @@ class RedisLimiter:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+            self._scripts.clear()
 
     async def __aenter__(self) -> RedisLimiter:
         await self.check()
@@ -334,7 +332,7 @@ class RedisLimiter:
                 return
             try:
                 await self._call(RENEW, [repr(self._lease_s), *self._held])
-            except LimiterUnavailableError as error:
+            except RedisUnavailableError as error:
                 logger.warning("llmgather: %s; leases not renewed", error)
 
     def _in_background(self, coroutine: Any) -> None:
@@ -358,25 +356,13 @@ class RedisLimiter:
             self._absorb(decoded, local_now, extra)
         return decoded
 
-    async def _retried(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """`call`, retried a few times before Redis counts as lost."""
+    async def _retried(self, call: Callable[[], Awaitable[T]]) -> T:
         self._io += 1
         try:
-            last: BaseException | None = None
-            for attempt in range(CALL_ATTEMPTS):
-                try:
-                    return await call()
-                except _redis_errors() as error:
-                    last = error
-                    if attempt + 1 < CALL_ATTEMPTS:
-                        await asyncio.sleep(0.1 * 2**attempt)  # real time: Redis is real
-            raise LimiterUnavailableError(
-                f"the Redis limiter at {redact_url(self.url)} does not answer "
-                f"({type(last).__name__}: {last}): check that Redis runs there, or give "
-                "another URL"
-            )
+            return await retried(call, self.url, attempts=CALL_ATTEMPTS)
         finally:
             self._io -= 1
+            self._io_done += 1
 
     def _absorb(self, reply: list[str], local_now: float, extra: int) -> None:
         """Keep what a script saw of the shared state, for `statistics`."""
@@ -395,11 +381,7 @@ class RedisLimiter:
 
     def _connect(self) -> Any:
         if self._redis is None:
-            import redis.asyncio
-
-            self._redis = redis.asyncio.from_url(
-                self.url, socket_connect_timeout=2.0, socket_timeout=5.0
-            )
+            self._redis = connect(self.url, what="--limiter")
         return self._redis
 
     def __repr__(self) -> str:
@@ -408,12 +390,6 @@ class RedisLimiter:
 
 def _kind_args(kind: Kind) -> list[str]:
     return [kind.name, repr(kind.window), "1" if kind.paced else "0"]
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    import redis.exceptions
-
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 def limiter_key_for(target: Target) -> str:
@@ -425,9 +401,4 @@ def limiter_key_for(target: Target) -> str:
 
 def shared_limiter(url: str, limits: Limits, *, key: str) -> RedisLimiter:
     """The limiter a `--limiter URL` names (Redis is the one kind there is)."""
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError(
-            f"--limiter {redact_url(url)!r} is not a Redis URL: give redis://HOST:PORT/DB "
-            "(rediss:// for TLS, unix:///path/to/redis.sock)"
-        )
     return RedisLimiter(url, limits, key=key)

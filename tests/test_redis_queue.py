@@ -1,0 +1,216 @@
+"""The Redis work queue end to end: `llmgather run --queue` as the coordinator and `llmgather
+worker`s as real processes, a real redis-server, the simulator over loopback as the upstream
+(it counts every request it receives, so a resend shows).
+
+Each test uses a queue name of its own on the session's Redis, or a Redis of its own when it
+restarts it.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from llmgather.bench._redis import RedisServer, free_port
+from llmgather.sim import EmbeddedSimulator, SimConfig
+from tests.conftest import cli_env, run_cli
+
+CONCURRENCY = 8
+
+
+def write_prompts(path: Path, n: int) -> Path:
+    path.write_text("".join(f'{{"id": "item-{i}", "prompt": "question {i}"}}\n' for i in range(n)))
+    return path
+
+
+def llmgather(*args: str) -> list[str]:
+    return [sys.executable, "-m", "llmgather", *args]
+
+
+def start_worker(
+    redis_url: str, queue: str, sim: EmbeddedSimulator, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    args = llmgather("worker", "--queue", redis_url, "--queue-name", queue)
+    args += ["--model", "openai:gpt-4o-mini", "--base-url", sim.base_url + "/v1", "--api-key"]
+    args += ["k", "--concurrency", str(CONCURRENCY), "--reclaim-after", "2", *extra]
+    with log.open("ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=cli_env())
+
+
+def start_coordinator(
+    redis_url: str, queue: str, prompts: Path, output: Path
+) -> subprocess.Popen[str]:
+    args = llmgather("run", str(prompts), "-o", str(output), "--queue", redis_url)
+    args += ["--queue-name", queue, "--json", "-q", "--max-tokens", "16"]
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
+    )
+
+
+def finish(coordinator: subprocess.Popen[str], timeout: float = 120) -> dict:
+    out, err = coordinator.communicate(timeout=timeout)
+    assert coordinator.returncode == 0, err
+    return orjson.loads(out.splitlines()[-1])
+
+
+def stop_all(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def output_ids(output: Path) -> Counter[str]:
+    lines = [orjson.loads(line) for line in output.read_text().splitlines()]
+    assert all(line["status"] == "ok" for line in lines)
+    return Counter(line["id"] for line in lines)
+
+
+def received(sim: EmbeddedSimulator) -> int:
+    value = sim.stats["received"]
+    assert isinstance(value, int)
+    return value
+
+
+def wait_for(condition: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_workers_send_a_jobs_items_and_the_coordinator_writes_them_once(
+    tmp_path: Path, redis_url: str
+) -> None:
+    queue = uuid.uuid4().hex
+    prompts = write_prompts(tmp_path / "in.jsonl", 300)
+    output = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=1, latency_ms=5)) as sim:
+        workers = [
+            start_worker(redis_url, queue, sim, tmp_path / f"w{n}.log", "--idle-exit", "3")
+            for n in range(2)
+        ]
+        try:
+            summary = finish(start_coordinator(redis_url, queue, prompts, output))
+            for worker in workers:  # they leave by themselves once the queue stays empty
+                assert worker.wait(timeout=30) == 0
+        finally:
+            stop_all(workers)
+        assert summary["ok"] == 300 and summary["pending"] == 0
+        assert "the workers of queue" in summary["target"]
+        assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(300)})
+        assert received(sim) == 300
+        done_by = [(tmp_path / f"w{n}.log").read_text() for n in range(2)]
+        assert all("ok, 0 failed" in log for log in done_by)
+    status = run_cli("status", str(output))
+    assert status.returncode == 0 and "300" in status.stdout
+
+
+def test_a_worker_killed_twice_loses_and_duplicates_nothing(tmp_path: Path, redis_url: str) -> None:
+    queue = uuid.uuid4().hex
+    n = 600
+    prompts = write_prompts(tmp_path / "in.jsonl", n)
+    output = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=1, latency_ms=40)) as sim:
+        workers = [start_worker(redis_url, queue, sim, tmp_path / f"w{i}.log") for i in range(3)]
+        try:
+            coordinator = start_coordinator(redis_url, queue, prompts, output)
+            for kill in (1, 2):
+                wait_for(lambda kill=kill: received(sim) >= kill * n // 4)
+                workers[0].kill()  # SIGKILL: its tasks stay pending until reclaimed
+                workers[0].wait()
+                workers[0] = start_worker(redis_url, queue, sim, tmp_path / "w0.log")
+            summary = finish(coordinator)
+        finally:
+            stop_all(workers)
+        assert summary["ok"] == n
+        assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(n)})
+        # At most what the killed worker held, twice: its pipeline is twice its concurrency.
+        assert n <= received(sim) <= n + 2 * (2 * CONCURRENCY)
+
+
+@pytest.mark.parametrize("keeps_data", [True, False], ids=["data-kept", "data-lost"])
+def test_redis_restarted_mid_run_ends_with_every_item_once(
+    tmp_path: Path, keeps_data: bool
+) -> None:
+    n = 400
+    prompts = write_prompts(tmp_path / "in.jsonl", n)
+    output = tmp_path / "out.jsonl"
+    with (
+        RedisServer(tmp_path / "redis", persist=keeps_data) as server,
+        EmbeddedSimulator(SimConfig(seed=1, latency_ms=30)) as sim,
+    ):
+        workers = [start_worker(server.url, "q", sim, tmp_path / f"w{i}.log") for i in range(2)]
+        try:
+            coordinator = start_coordinator(server.url, "q", prompts, output)
+            wait_for(lambda: received(sim) >= n // 3)
+            server.restart()
+            summary = finish(coordinator)
+        finally:
+            stop_all(workers)
+        assert summary["ok"] == n
+        assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(n)})
+        in_flight_at_most = 2 * (2 * CONCURRENCY) + 1000  # the coordinator's window, if lost
+        assert n <= received(sim) <= n + (2 * 2 * CONCURRENCY if keeps_data else in_flight_at_most)
+
+
+def test_a_coordinator_killed_and_rerun_resumes_without_resending(
+    tmp_path: Path, redis_url: str
+) -> None:
+    queue = uuid.uuid4().hex
+    n = 300
+    prompts = write_prompts(tmp_path / "in.jsonl", n)
+    output = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=1, latency_ms=20)) as sim:
+        workers = [start_worker(redis_url, queue, sim, tmp_path / "w.log")]
+        try:
+            first = start_coordinator(redis_url, queue, prompts, output)
+            wait_for(lambda: received(sim) >= n // 3)
+            first.kill()
+            first.communicate()
+            summary = finish(start_coordinator(redis_url, queue, prompts, output))
+        finally:
+            stop_all(workers)
+        assert summary["ok"] == n and summary["resumed"]
+        assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(n)})
+        assert received(sim) == n  # what the workers finished meanwhile was collected, not resent
+
+
+def test_run_with_a_queue_refuses_what_the_workers_decide(tmp_path: Path, redis_url: str) -> None:
+    prompts = write_prompts(tmp_path / "in.jsonl", 2)
+    done = run_cli(
+        "run", str(prompts), "-o", str(tmp_path / "o.jsonl"), "--queue", redis_url, "--rpm", "60"
+    )
+    assert done.returncode == 2
+    assert "give --rpm to `llmgather worker`" in done.stderr
+
+
+def test_a_queue_url_that_does_not_answer_exits_2(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "in.jsonl", 2)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = run_cli("run", str(prompts), "-o", str(tmp_path / "o.jsonl"), "--queue", url)
+    assert done.returncode == 2 and "does not answer" in done.stderr
+    worker = run_cli("worker", "--queue", url)
+    assert worker.returncode == 2 and "does not answer" in worker.stderr
+
+
+def test_worker_help_names_its_options() -> None:
+    done = run_cli("worker", "--help")
+    assert done.returncode == 0
+    for option in ("--queue", "--limiter", "--rpm", "--reclaim-after", "--idle-exit"):
+        assert option in done.stdout
