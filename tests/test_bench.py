@@ -161,7 +161,7 @@ def test_tiny_seams_run_has_the_json_shape(tmp_path: Path) -> None:
 @pytest.mark.timeout(120)
 def test_tiny_scale_run_shares_one_limit_through_redis(tmp_path: Path) -> None:
     config = dataclasses.replace(
-        QUICK, repeat=1, ceiling_requests=90, ceiling_rpm=1200.0, ceiling_latency_ms=100
+        QUICK, repeat=1, scale_requests=90, scale_rpm=1200.0, ceiling_latency_ms=100
     )
     only = {"2 × redis", "2 × whole"}
     summary = bench_cli.run_bench(["scale"], config, tmp_path, charts=False, only=only)

@@ -46,6 +46,7 @@ PUBLIC = [
     "Permit",
     "QuotaExhaustedError",
     "RateLimitError",
+    "RedisUnavailableError",
     "Request",
     "RequestTimeoutError",
     "Result",

@@ -123,7 +123,7 @@ def test_workers_send_a_jobs_items_and_the_coordinator_writes_them_once(
 
 def test_a_worker_killed_twice_loses_and_duplicates_nothing(tmp_path: Path, redis_url: str) -> None:
     queue = uuid.uuid4().hex
-    n = 600
+    n = 3000
     prompts = write_prompts(tmp_path / "in.jsonl", n)
     output = tmp_path / "out.jsonl"
     with EmbeddedSimulator(SimConfig(seed=1, latency_ms=40)) as sim:
@@ -140,8 +140,9 @@ def test_a_worker_killed_twice_loses_and_duplicates_nothing(tmp_path: Path, redi
             stop_all(workers)
         assert summary["ok"] == n
         assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(n)})
-        # At most what the killed worker held, twice: its pipeline is twice its concurrency.
-        assert n <= received(sim) <= n + 2 * (2 * CONCURRENCY)
+        # Resent: at most what the killed worker had on the wire, per kill (the tasks it had
+        # read and not sent yet go to the simulator once, from whoever takes them over).
+        assert n <= received(sim) <= n + 2 * CONCURRENCY
 
 
 @pytest.mark.parametrize("keeps_data", [True, False], ids=["data-kept", "data-lost"])
@@ -165,8 +166,12 @@ def test_redis_restarted_mid_run_ends_with_every_item_once(
             stop_all(workers)
         assert summary["ok"] == n
         assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(n)})
-        in_flight_at_most = 2 * (2 * CONCURRENCY) + 1000  # the coordinator's window, if lost
-        assert n <= received(sim) <= n + (2 * 2 * CONCURRENCY if keeps_data else in_flight_at_most)
+        if keeps_data:  # the tasks held stay held: at most what was on the wire, if anything
+            assert n <= received(sim) <= n + 2 * CONCURRENCY
+        else:
+            # Sent twice at most: what the two workers held (each reads up to twice its
+            # concurrency), and results written back but not yet read by the coordinator.
+            assert n <= received(sim) <= n + 2 * (2 * CONCURRENCY) + 2 * CONCURRENCY
 
 
 def test_a_coordinator_killed_and_rerun_resumes_without_resending(

@@ -6,6 +6,7 @@
     │   ├── StrictInputError         `--strict` refused a file with invalid lines
     │   └── InputChangedError        the input changed while its job ran
     ├── ConfigurationError           unknown provider, missing key, bad option
+    ├── RedisUnavailableError        a shared limiter's or work queue's Redis does not answer
     ├── JobError                     a job that cannot start or resume as asked
     │   ├── JobMismatchError         the output belongs to a job with other input or parameters
     │   └── JobBusyError             another live process is running the job

@@ -23,6 +23,8 @@ class BenchConfig:
     seams_rpm: float
     seams_split_prompts: int  # prompts under ITPM and OTPM, OTPM binding
     seams_split_s: float  # what the OTPM limit is set to make them take
+    scale_rpm: float  # the one key's limit the processes share; TPM from the prompt mix
+    scale_requests: int  # split between the processes
 
     def ceiling_deadline(self, ceiling_s: float) -> float:
         """How long a ceiling contender may run before it is stopped (unfinished = failed)."""
@@ -46,6 +48,8 @@ FULL = BenchConfig(
     seams_rpm=3000.0,
     seams_split_prompts=500,
     seams_split_s=20.0,
+    scale_rpm=1200.0,
+    scale_requests=800,  # 40 s at 1,200 RPM
 )
 
 QUICK = BenchConfig(
@@ -65,4 +69,6 @@ QUICK = BenchConfig(
     seams_rpm=3000.0,
     seams_split_prompts=150,
     seams_split_s=6.0,
+    scale_rpm=1200.0,
+    scale_requests=150,  # 7.5 s at 1,200 RPM
 )

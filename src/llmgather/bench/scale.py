@@ -43,8 +43,8 @@ SETUPS = ("redis", "whole", "split")
 def run_scale(
     config: BenchConfig, out: Path, log: Log, only: set[str] | None = None
 ) -> ScenarioResult:
-    prompts = ceiling_prompts(config.ceiling_requests)
-    rpm = config.ceiling_rpm
+    prompts = ceiling_prompts(config.scale_requests)
+    rpm = config.scale_rpm
     tpm = balanced_tpm(prompts, rpm)
     plan = plan_ceiling(prompts, rpm=rpm, tpm=tpm)
     deadline = config.ceiling_deadline(plan.ceiling_s)

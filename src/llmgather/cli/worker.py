@@ -74,9 +74,11 @@ def worker_command(
     **options: Any,
 ) -> None:
     """Send the items of `llmgather run --queue` jobs and write their results back."""
+    phase = _Phase()
     try:
         counts = asyncio.run(
             _work(
+                phase,
                 queue,
                 queue_name,
                 local_limits=local_limits,
@@ -90,9 +92,9 @@ def worker_command(
         )
     except ConfigurationError as error:
         fail(str(error), EXIT_USAGE)
-    except _NotStarted as error:
-        fail(str(error), EXIT_USAGE)
     except RedisUnavailableError as error:
+        if not phase.working:
+            fail(str(error), EXIT_USAGE)
         fail(
             f"{error}\nStopped. Every result written so far is in the queue; the tasks this "
             "worker held go to another worker.",
@@ -105,11 +107,12 @@ def worker_command(
     )
 
 
-class _NotStarted(Exception):
-    """Redis did not answer before the worker began."""
+class _Phase:
+    working = False  # True once tasks may have been taken: a lost Redis is then exit 4
 
 
 async def _work(
+    phase: _Phase,
     queue: str,
     queue_name: str,
     *,
@@ -136,12 +139,7 @@ async def _work(
                 env=os.environ,
             )
             key = options["limiter_key"] or limiter_key_for(target)
-            try:
-                limiter = await stack.enter_async_context(
-                    shared_limiter(shared_url, limits, key=key)
-                )
-            except RedisUnavailableError as error:
-                raise _NotStarted(str(error)) from None
+            limiter = await stack.enter_async_context(shared_limiter(shared_url, limits, key=key))
         client = Client(
             options["model"],
             concurrency=options["concurrency"],
@@ -162,10 +160,7 @@ async def _work(
             idle_exit=idle_exit,
         )
         stack.push_async_callback(worker.aclose)
-        try:
-            await worker.check()
-        except RedisUnavailableError as error:
-            raise _NotStarted(str(error)) from None
+        await worker.check()
         async with client:
             if client.simulated:
                 simulator_banner("on 127.0.0.1, one for this worker")
@@ -180,6 +175,7 @@ async def _work(
                 markup=False,
             )
             _stop_on_signals(worker)
+            phase.working = True
             return await worker.run()
 
 
