@@ -217,29 +217,32 @@ def _ceiling(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
 
 def _scale(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
     figure, ax = plt.subplots(figsize=(9, 4.5))
-    setups = list(dict.fromkeys(r["setup"] for r in rows))
     counts = sorted({r["processes"] for r in rows})
-    width = 0.8 / len(setups)
-    colours = {"redis": "#d62728", "whole": "#ff7f0e", "split": "#1f77b4", "local": "#7f7f7f"}
-    for i, setup in enumerate(setups):
-        for j, count in enumerate(counts):
-            row = next((r for r in rows if r["setup"] == setup and r["processes"] == count), None)
-            if row is None:
-                continue
-            x = j + i * width
-            label = setup if j == counts.index(row["processes"]) and j == 0 else None
+    colours = {"redis": "#d62728", "local": "#7f7f7f", "whole": "#ff7f0e", "split": "#1f77b4"}
+    labelled: set[str] = set()
+    width = 0.8 / max(sum(1 for r in rows if r["processes"] == c) for c in counts)
+    for j, count in enumerate(counts):
+        group = [r for r in rows if r["processes"] == count]
+        for i, row in enumerate(group):
+            x = j + (i - (len(group) - 1) / 2) * width
+            setup = row["setup"]
+            label = None if setup in labelled else setup
+            labelled.add(setup)
             ax.bar(x, row["pct_of_ceiling"], width, color=colours.get(setup), label=label)
-            ax.text(x, row["pct_of_ceiling"], f"{row['http_429']:,}×429", ha="center",
-                    va="bottom", fontsize=7)  # fmt: skip
-    ax.set_xticks([j + width * (len(setups) - 1) / 2 for j in range(len(counts))])
+            note = f"{row['http_429']:,}×429" + (
+                f"\n{row['failed']} failed" if row["failed"] else ""
+            )
+            ax.text(x, row["pct_of_ceiling"], note, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(counts)))
     ax.set_xticklabels([f"{c} process{'es' if c > 1 else ''}" for c in counts])
     ax.set_ylabel("% of the key's ceiling")
-    ax.set_ylim(0, 115)
+    ax.set_ylim(0, 118)
     plan = meta.get("plan", {})
     ax.set_title(
-        f"scale: one key at {plan.get('rpm', 0):.0f} RPM and {plan.get('tpm', 0):,.0f} TPM, "
-        "shared through Redis (redis), each told all of it (whole) or its share (split)"
-    , fontsize=9)  # fmt: skip
+        f"scale: one key at {plan.get('rpm', 0):.0f} RPM and {plan.get('tpm', 0):,.0f} TPM: "
+        "shared through Redis, each told all of it (whole), each told its share (split)",
+        fontsize=9,
+    )
     ax.legend(fontsize=8, loc="lower right")
     return figure
 

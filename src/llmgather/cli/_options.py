@@ -32,7 +32,7 @@ SENDING_OPTIONS = (
         type=click.IntRange(1, 10_000),
         default=DEFAULT_CONCURRENCY,
         show_default=True,
-        help="Requests in flight at most (also the number of workers).",
+        help="Requests in flight at most (also the number of workers); with limits shared through Redis, on the key across every process that shares them.",
     ),
     click.option(
         "--rpm",

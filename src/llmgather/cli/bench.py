@@ -51,8 +51,20 @@ def missing_bench_extra(scenarios: tuple[str, ...] | list[str] = SCENARIO_NAMES)
     default=None,
     help="Runs of each scenario but memory, reported as medians (default: 3, --quick: 1).",
 )
+@click.option(
+    "--contender",
+    "contenders",
+    multiple=True,
+    metavar="NAME",
+    help="Run only this contender (as named in the tables; repeatable), e.g. --contender 'raw aiohttp'.",
+)
 def bench_command(
-    scenarios: tuple[str, ...], quick: bool, as_json: bool, out_dir: str, repeat: int | None
+    scenarios: tuple[str, ...],
+    quick: bool,
+    as_json: bool,
+    out_dir: str,
+    repeat: int | None,
+    contenders: tuple[str, ...],
 ) -> None:
     """Benchmark llmgather against the usual ways of calling an LLM API many times.
 
@@ -80,7 +92,8 @@ def bench_command(
     if repeat is not None:
         config = _with_repeat(config, repeat)
     out = Path(out_dir)
-    summary = run_bench(scenarios or SCENARIO_NAMES, config, out, charts=True)
+    only = set(contenders) or None
+    summary = run_bench(scenarios or SCENARIO_NAMES, config, out, charts=True, only=only)
     if as_json:
         click.echo(json.dumps(summary, separators=(",", ":")))
 

@@ -125,4 +125,4 @@ class QueueSender:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.coordinator.aclose()
+        pass  # the job closes the coordinator: it opened it, to check Redis before reading

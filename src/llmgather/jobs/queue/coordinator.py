@@ -1,0 +1,211 @@
+"""The coordinator's side of the queue (`llmgather run --queue`): enqueue a job's items, collect
+the workers' results. See `llmgather.jobs.queue`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from llmgather._redis import connect, retried
+from llmgather._types import Request, Result
+from llmgather.jobs.queue.wire import (
+    READ_BLOCK_MS,
+    call_retried,
+    ensure_group,
+    queue_keys,
+    request_to_wire,
+    result_from_wire,
+)
+
+logger = logging.getLogger("llmgather")
+T = TypeVar("T")
+
+DEFAULT_WINDOW = 1000
+
+
+def job_key_for(store_path: str) -> str:
+    """A job's name in the queue: stable across reruns of the same command on one machine."""
+    where = f"{socket.gethostname()}:{os.path.abspath(store_path)}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class QueueCounts:
+    enqueued: int = 0
+    done: int = 0
+    failed: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    resent_after_loss: int = 0
+
+
+class QueueCoordinator:
+    """The coordinator's side: `map(requests)` enqueues them and yields the workers' results,
+    in the order they finish, like `Client.map`."""
+
+    def __init__(self, url: str, *, name: str, job: str, window: int = DEFAULT_WINDOW) -> None:
+        self.url = url
+        self.name = name
+        self.job = job
+        self.window = window
+        prefix, self._tasks = queue_keys(name)
+        self._results = f"{prefix}:results:{job}"
+        self._marker = f"{prefix}:job:{job}"
+        self._enqueued = f"{prefix}:enqueued:{job}"
+        self._redis: Any = connect(url, what="--queue")
+        self.counts = QueueCounts()
+        self.started = time.monotonic()
+        self._outstanding: dict[str, Request] = {}
+        self._early: dict[str, Result] = {}  # results of ids not fed yet (a rerun's first reads)
+        self._room = asyncio.Event()
+        self._fed_all = False
+        self._last_read = "0-0"
+
+    @property
+    def outstanding(self) -> int:
+        """Items enqueued whose result has not come back yet."""
+        return len(self._outstanding)
+
+    async def check(self) -> None:
+        """Raise `RedisUnavailableError` now if Redis does not answer (before anything is sent)."""
+        await retried(self._redis.ping, self.url, attempts=3)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    async def map(
+        self, requests: AsyncIterable[Request], *, stop: asyncio.Event | None = None
+    ) -> AsyncIterator[Result]:
+        await self._call(self._start)
+        feeder = asyncio.create_task(self._feed(requests, stop or asyncio.Event()))
+        try:
+            while True:
+                while self._early and (ready := self._take_early()) is not None:
+                    yield ready
+                if feeder.done():
+                    feeder.result()  # an error while feeding ends the run
+                    if not self._outstanding and not self._early:
+                        break
+                for result in await self._call(self._read_results):
+                    yield result
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+        await self._call(self._finish)
+
+    # -- inside -------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        await ensure_group(self._redis, self._tasks)
+        await self._redis.hset(self._marker, mapping={"started": time.time()})
+
+    async def _feed(self, requests: AsyncIterable[Request], stop: asyncio.Event) -> None:
+        batch: list[Request] = []
+        async for request in requests:
+            if stop.is_set():
+                break
+            if request.id in self._early:
+                self._room.set()  # its result came before it: the reader yields it
+                self._outstanding[request.id] = request
+                continue
+            while len(self._outstanding) >= self.window:
+                if batch:
+                    await self._call(self._enqueue, batch)
+                    batch = []
+                self._room.clear()
+                await self._room.wait()
+            self._outstanding[request.id] = request
+            batch.append(request)
+            if len(batch) >= 100:
+                await self._call(self._enqueue, batch)
+                batch = []
+        if batch:
+            await self._call(self._enqueue, batch)
+        self._fed_all = True
+
+    async def _enqueue(self, batch: list[Request], *, again: bool = False) -> None:
+        """XADD the requests of `batch` that were never enqueued (a rerun's may have been)."""
+        if again:
+            fresh = batch
+        else:
+            known = await self._redis.smismember(self._enqueued, [r.id for r in batch])
+            fresh = [r for r, seen in zip(batch, known, strict=True) if not seen]
+        if not fresh:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for request in fresh:
+                fields = {"job": self.job, "id": request.id, "request": request_to_wire(request)}
+                pipe.xadd(self._tasks, fields)
+            pipe.sadd(self._enqueued, *[r.id for r in fresh])
+            await pipe.execute()
+        self.counts.enqueued += len(fresh)
+
+    async def _read_results(self) -> list[Result]:
+        if not await self._redis.exists(self._marker):
+            await self._recover_lost_data()
+        replies = await self._redis.xread(
+            {self._results: self._last_read}, count=500, block=READ_BLOCK_MS
+        )
+        found = []
+        for _, entries in replies or ():
+            for entry_id, fields in entries:
+                self._last_read = entry_id
+                item_id = fields[b"id"].decode()
+                result = result_from_wire(fields[b"result"], id=item_id)
+                if self._outstanding.pop(item_id, None) is not None:
+                    found.append(self._counted(result))
+                elif item_id not in self._early:
+                    self._early[item_id] = result  # enqueued by an earlier run, not fed yet
+        if found:
+            self._room.set()
+        return found
+
+    def _take_early(self) -> Result | None:
+        for item_id in self._early:
+            if item_id in self._outstanding:
+                del self._outstanding[item_id]
+                self._room.set()
+                return self._counted(self._early.pop(item_id))
+        if self._fed_all:
+            self._early.clear()  # results of ids this run does not need (done before)
+        return None
+
+    def _counted(self, result: Result) -> Result:
+        counts = self.counts
+        if result.ok:
+            counts.done += 1
+        else:
+            counts.failed += 1
+        counts.retries += max(0, result.attempts - 1)
+        if result.usage is not None:
+            counts.input_tokens += result.usage.input_tokens
+            counts.output_tokens += result.usage.output_tokens
+        return result
+
+    async def _recover_lost_data(self) -> None:
+        """Redis lost the job (restarted without its data): enqueue again what is outstanding."""
+        outstanding = list(self._outstanding.values())
+        logger.warning(
+            "llmgather: Redis at the queue lost its data; enqueuing the %d items outstanding again",
+            len(outstanding),
+        )
+        await self._start()
+        self._last_read = "0-0"
+        for start in range(0, len(outstanding), 100):
+            await self._enqueue(outstanding[start : start + 100], again=True)
+        self.counts.resent_after_loss += len(outstanding)
+
+    async def _finish(self) -> None:
+        if not self._outstanding:  # done: the job's keys go; an interrupted job keeps them
+            await self._redis.delete(self._results, self._marker, self._enqueued)
+
+    async def _call(self, step: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        return await call_retried(self.url, step, *args, **kwargs)
