@@ -3,7 +3,8 @@ one event loop.
 
 It waits, it does not fail. A send needs a concurrency slot, then its cost from every budget
 (see `limits.budgets`). Waiters queue FIFO behind one lock: only the head of the queue waits, and
-for exactly as long as it must (never polling): a timer for what time refills (a pause, a
+for exactly as long as it must (never polling); a caller skips the queue only while nobody in
+it waits for room: a timer for what time refills (a pause, a
 budget), a wake-up for what an event frees (a slot released, a reservation settled below its
 estimate, a limit raised). After the answer, `release` settles the estimate with the real
 usage. A 429 or an outage pauses everyone (`penalise`): for the server's Retry-After, or for a
@@ -75,8 +76,11 @@ class LocalLimiter:
         )
 
     async def acquire(self, cost: Cost = Cost()) -> Permit:  # noqa: B008 (frozen: shared is fine)
-        if not self._queued and self._blocked_by(cost) is None:
-            return self._grant(cost)  # nobody queues ahead and nothing holds: skip the lock
+        if self._waiting_on is None and self._blocked_by(cost) is None:
+            # Nobody waits for room and nothing holds: skip the line. Callers still in it that
+            # have not looked yet would find room too; waiting on `_queued` instead would keep
+            # a line that formed once (a slow start) alive for good, one loop turn per send.
+            return self._grant(cost)
         self._queued += 1
         try:
             async with self._gate:
