@@ -3,10 +3,9 @@ one event loop.
 
 It waits, it does not fail. A send needs a concurrency slot, then its cost from every budget
 (see `limits.budgets`). Waiters queue FIFO behind one lock: only the head of the queue waits, and
-for exactly as long as it must (never polling); a caller skips the queue only while nobody in
-it waits for room: a timer for what time refills (a pause, a
+for exactly as long as it must (never polling): a timer for what time refills (a pause, a
 budget), a wake-up for what an event frees (a slot released, a reservation settled below its
-estimate, a limit raised). After the answer, `release` settles the estimate with the real
+estimate, a limit raised). A caller skips the queue while nobody in it waits for room. After the answer, `release` settles the estimate with the real
 usage. A 429 or an outage pauses everyone (`penalise`): for the server's Retry-After, or for a
 cool-down that doubles while such signals keep coming in waves, until a success. Streams cut
 off again and again lower the concurrency cap (`limits.concurrency`).
