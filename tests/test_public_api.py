@@ -46,6 +46,7 @@ PUBLIC = [
     "Permit",
     "QuotaExhaustedError",
     "RateLimitError",
+    "RedisLimiter",
     "RedisUnavailableError",
     "Request",
     "RequestTimeoutError",

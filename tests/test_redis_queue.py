@@ -219,3 +219,23 @@ def test_worker_help_names_its_options() -> None:
     assert done.returncode == 0
     for option in ("--queue", "--limiter", "--rpm", "--reclaim-after", "--idle-exit"):
         assert option in done.stdout
+
+
+def test_items_a_worker_cannot_send_end_as_errors_not_stuck(tmp_path: Path, redis_url: str) -> None:
+    """A worker whose key is refused fails the items as a local run does (retry later with
+    --retry-failed), rather than holding them forever."""
+    queue = uuid.uuid4().hex
+    prompts = write_prompts(tmp_path / "in.jsonl", 20)
+    output = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=1, require_key="the-right-key")) as sim:
+        worker = start_worker(redis_url, queue, sim, tmp_path / "w.log", "--idle-exit", "2")
+        try:
+            coordinator = start_coordinator(redis_url, queue, prompts, output)
+            out, err = coordinator.communicate(timeout=60)
+        finally:
+            stop_all([worker])
+    assert coordinator.returncode == 1, err
+    summary = orjson.loads(out.splitlines()[-1])
+    assert summary["failed"] == 20 and summary["pending"] == 0
+    lines = [orjson.loads(line) for line in output.read_text().splitlines()]
+    assert {line["error"]["type"] for line in lines} == {"AuthenticationError"}

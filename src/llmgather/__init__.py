@@ -33,7 +33,7 @@ from llmgather._errors import (
 )
 from llmgather._retry import RetryPolicy
 from llmgather._types import Completion, ErrorInfo, Request, Result, Usage
-from llmgather.limits import Cost, Limiter, LimiterStats, LocalLimiter, Permit
+from llmgather.limits import Cost, Limiter, LimiterStats, LocalLimiter, Permit, RedisLimiter
 
 __version__ = "0.1.0"
 
@@ -69,6 +69,7 @@ __all__ = [
     "Permit",
     "QuotaExhaustedError",
     "RateLimitError",
+    "RedisLimiter",
     "RedisUnavailableError",
     "Request",
     "RequestTimeoutError",

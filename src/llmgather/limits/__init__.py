@@ -4,6 +4,7 @@ request spends before it is sent, and `LocalLimiter`, the in-process implementat
     base.py         Limiter (the protocol), Cost, Permit, LimiterStats
     budgets.py      the kinds of limit (rpm, rpd, tpm, itpm, otpm): a new kind is one entry
     local.py        LocalLimiter: one process's callers share it
+    redis.py        RedisLimiter: processes on any machines share it (Lua in redis_scripts.py)
     concurrency.py  the concurrency cap, lowered while streams keep being cut off
     bucket.py       a token bucket (per-minute budgets; the simulator shares it)
     window.py       a sliding window (per-day budgets)
@@ -13,5 +14,15 @@ request spends before it is sent, and `LocalLimiter`, the in-process implementat
 from llmgather._config import Limits
 from llmgather.limits.base import Cost, Ending, Limiter, LimiterStats, Permit
 from llmgather.limits.local import LocalLimiter
+from llmgather.limits.redis import RedisLimiter
 
-__all__ = ["Cost", "Ending", "Limiter", "LimiterStats", "Limits", "LocalLimiter", "Permit"]
+__all__ = [
+    "Cost",
+    "Ending",
+    "Limiter",
+    "LimiterStats",
+    "Limits",
+    "LocalLimiter",
+    "Permit",
+    "RedisLimiter",
+]

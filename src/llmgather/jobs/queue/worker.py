@@ -78,12 +78,13 @@ class QueueWorker:
         keeper = asyncio.create_task(self._keep_claims_fresh())
         try:
             async for result in self.client.map(self._requests(), stop=self.stop):
-                job, item_id = self._in_progress[result.id]
-                if result.attempts == 0 and not result.ok:
-                    continue  # stopped before it was sent: left pending, another takes it
-                await self._call(self._report, result, job, item_id)
-                del self._in_progress[result.id]
+                job, item_id = self._in_progress.pop(result.id)
                 self._room.set()
+                if result.attempts == 0 and not result.ok and self.stop.is_set():
+                    continue  # stopped before it was sent: left pending for another worker
+                # Reported as any item's end, an unsent failure too (a key refused: the item
+                # fails as in a local run, and `run --retry-failed` sends it again).
+                await self._call(self._report, result, job, item_id)
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
