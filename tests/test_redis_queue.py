@@ -56,7 +56,12 @@ def start_coordinator(
 
 
 def finish(coordinator: subprocess.Popen[str], timeout: float = 120) -> dict:
-    out, err = coordinator.communicate(timeout=timeout)
+    try:
+        out, err = coordinator.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        coordinator.kill()
+        coordinator.communicate()
+        raise
     assert coordinator.returncode == 0, err
     return orjson.loads(out.splitlines()[-1])
 
@@ -102,7 +107,7 @@ def test_workers_send_a_jobs_items_and_the_coordinator_writes_them_once(
     output = tmp_path / "out.jsonl"
     with EmbeddedSimulator(SimConfig(seed=1, latency_ms=5)) as sim:
         workers = [
-            start_worker(redis_url, queue, sim, tmp_path / f"w{n}.log", "--idle-exit", "3")
+            start_worker(redis_url, queue, sim, tmp_path / f"w{n}.log", "--idle-exit", "8")
             for n in range(2)
         ]
         try:
@@ -228,10 +233,15 @@ def test_items_a_worker_cannot_send_end_as_errors_not_stuck(tmp_path: Path, redi
     prompts = write_prompts(tmp_path / "in.jsonl", 20)
     output = tmp_path / "out.jsonl"
     with EmbeddedSimulator(SimConfig(seed=1, require_key="the-right-key")) as sim:
-        worker = start_worker(redis_url, queue, sim, tmp_path / "w.log", "--idle-exit", "2")
+        worker = start_worker(redis_url, queue, sim, tmp_path / "w.log", "--idle-exit", "8")
         try:
             coordinator = start_coordinator(redis_url, queue, prompts, output)
-            out, err = coordinator.communicate(timeout=60)
+            try:
+                out, err = coordinator.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                coordinator.kill()
+                coordinator.communicate()
+                raise
         finally:
             stop_all([worker])
     assert coordinator.returncode == 1, err
@@ -239,3 +249,26 @@ def test_items_a_worker_cannot_send_end_as_errors_not_stuck(tmp_path: Path, redi
     assert summary["failed"] == 20 and summary["pending"] == 0
     lines = [orjson.loads(line) for line in output.read_text().splitlines()]
     assert {line["error"]["type"] for line in lines} == {"AuthenticationError"}
+
+
+def test_a_job_started_over_with_other_input_never_reads_its_predecessors_answers(
+    tmp_path: Path, redis_url: str
+) -> None:
+    queue = uuid.uuid4().hex
+    output = tmp_path / "out.jsonl"
+    first = write_prompts(tmp_path / "in.jsonl", 30)
+    with EmbeddedSimulator(SimConfig(seed=1)) as sim:
+        worker = start_worker(redis_url, queue, sim, tmp_path / "w.log")
+        try:
+            finish(start_coordinator(redis_url, queue, first, output))
+            # Same ids, other prompts, started over: every item is sent, none is taken from
+            # the answers the first job left in Redis.
+            first.write_text(
+                "".join(f'{{"id": "item-{i}", "prompt": "other {i}"}}\n' for i in range(30))
+            )
+            args = llmgather("run", str(first), "-o", str(output), "--queue", redis_url)
+            args += ["--queue-name", queue, "--restart", "-q"]
+            assert subprocess.run(args, env=cli_env(), timeout=60).returncode == 0
+        finally:
+            stop_all([worker])
+        assert received(sim) == 60

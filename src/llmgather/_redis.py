@@ -45,10 +45,18 @@ def connection_errors() -> tuple[type[BaseException], ...]:
 async def retried(call: Callable[[], Awaitable[T]], url: str, *, attempts: int) -> T:
     """`call`, retried with doubling waits from 0.1 s while Redis does not answer, then
     `RedisUnavailableError` naming the URL (its password hidden)."""
+    import redis.exceptions
+
     last: BaseException | None = None
     for attempt in range(attempts):
         try:
             return await call()
+        except redis.exceptions.AuthenticationError as error:
+            # A subclass of ConnectionError, but no outage: waiting will not change the answer.
+            raise RedisUnavailableError(
+                f"Redis at {redact_url(url)} refused the password or user the URL gives "
+                f"({error}): give the right one in the URL (redis://:PASSWORD@HOST:PORT/DB)"
+            ) from None
         except connection_errors() as error:
             last = error
             if attempt + 1 < attempts:

@@ -39,7 +39,7 @@ from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
 from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
 from llmgather.jobs.output import append_lines, render_result, rewrite_output
-from llmgather.jobs.queue import QueueCoordinator, job_key_for
+from llmgather.jobs.queue import QueueCoordinator
 from llmgather.jobs.senders import ClientSender, QueueSender, Sender
 from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
 from llmgather.limits import Limiter, LocalLimiter
@@ -198,13 +198,10 @@ class Job:
         defaults = {"max_tokens": options.max_tokens, "temperature": options.temperature}
         if options.queue is not None:
             _refuse_worker_options(options)
-            store_path = store_path_for(options.output_path)
-            coordinator = QueueCoordinator(
-                options.queue, name=options.queue_name, job=job_key_for(store_path)
-            )
+            coordinator = QueueCoordinator(options.queue, name=options.queue_name)
             stack.push_async_callback(coordinator.aclose)
             await coordinator.check()
-            return QueueSender(coordinator, target, defaults)
+            return QueueSender(coordinator, target, defaults, output_path=options.output_path)
         limiter: Limiter = LocalLimiter(limits)
         if options.limiter is not None:
             key = options.limiter_key or limiter_key_for(target)
@@ -236,7 +233,7 @@ class Job:
         try:
             if options.strict:  # before the store is touched: a refusal keeps the last job
                 await asyncio.to_thread(_refuse_invalid, self._read(input_path))
-            resumed = await self._prepare(store, input_path, sender.target)
+            resumed = await self._prepare(store, input_path, sender)
             try:
                 await asyncio.to_thread(store.ingest, self._read(input_path, self._on_warning))
                 if options.retry_failed:
@@ -326,15 +323,17 @@ class Job:
             input=_shown_input(self.options.input_path),
         )  # fmt: skip
 
-    async def _prepare(self, store: JobStore, input_path: str, target: Target) -> bool:
+    async def _prepare(self, store: JobStore, input_path: str, sender: Sender) -> bool:
         fingerprint = await asyncio.to_thread(fingerprint_file, input_path)
-        return await asyncio.to_thread(
+        params = self.options.params(sender.target)
+        resumed = await asyncio.to_thread(
             lambda: store.prepare(
-                input_fingerprint=fingerprint,
-                params=self.options.params(target),
-                restart=self.options.restart,
+                input_fingerprint=fingerprint, params=params, restart=self.options.restart
             )
         )
+        identity = f"{fingerprint}:{sorted(params.items())}"
+        await sender.prepared(identity, retry_failed=self.options.retry_failed)
+        return resumed
 
     def _read(
         self, path: str, warn: Callable[[str], None] | None = None

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 from llmgather._client import Client
 from llmgather._engine import Engine, EngineStats
 from llmgather._types import Request, Result
-from llmgather.jobs.queue import QueueCoordinator
+from llmgather.jobs.queue import QueueCoordinator, job_key_for
+from llmgather.jobs.store import store_path_for
 from llmgather.providers.registry import Target, redact_url
 
 
@@ -26,6 +27,10 @@ class Sender(Protocol):
     def describe(self) -> str: ...
 
     def statistics(self) -> EngineStats: ...
+
+    async def prepared(self, identity: str, *, retry_failed: bool) -> None:
+        """The job is prepared: `identity` names its input and parameters."""
+        ...
 
     def map(
         self, requests: AsyncIterable[Request], *, stop: asyncio.Event
@@ -48,6 +53,9 @@ class ClientSender:
 
     def describe(self) -> str:
         return self.target.describe()
+
+    async def prepared(self, identity: str, *, retry_failed: bool) -> None:
+        pass
 
     def statistics(self) -> EngineStats:
         assert self._engine is not None
@@ -75,9 +83,15 @@ class QueueSender:
     batch_body_fields = True  # each worker drops them if its provider does not take them
 
     def __init__(
-        self, coordinator: QueueCoordinator, target: Target, defaults: Mapping[str, Any]
+        self,
+        coordinator: QueueCoordinator,
+        target: Target,
+        defaults: Mapping[str, Any],
+        *,
+        output_path: str,
     ) -> None:
         self.coordinator = coordinator
+        self.output_path = output_path
         self.target = target
         self._defaults = {k: v for k, v in defaults.items() if v is not None}
         self._started = time.monotonic()
@@ -85,6 +99,14 @@ class QueueSender:
     def describe(self) -> str:
         queue = self.coordinator
         return f"the workers of queue {queue.name!r} at {redact_url(queue.url)}"
+
+    async def prepared(self, identity: str, *, retry_failed: bool) -> None:
+        # Another input or parameters is another job in Redis; failed items sent again must
+        # not meet the failed results an earlier run left there.
+        store_path = store_path_for(self.output_path)
+        await self.coordinator.for_job(
+            job_key_for(store_path, identity), fresh_results=retry_failed
+        )
 
     def statistics(self) -> EngineStats:
         counts = self.coordinator.counts

@@ -139,7 +139,7 @@ class RedisLimiter:
                     lease = next(self._lease_ids)
                     reply = await self._acquire_once(cost, lease)
                     if reply[4] == "1":
-                        return self._granted(cost, lease)
+                        return self._granted(cost, lease, float(reply[0]))
                     self._waiting_on, wait = reply[5], float(reply[6])
                     if self._waiting_on == "rpm" and self._search is not None:
                         self._search.held()
@@ -177,7 +177,11 @@ class RedisLimiter:
 
     async def penalise(self, retry_after: float | None) -> None:
         retry = "" if retry_after is None else repr(float(retry_after))
-        await self._call(PENALISE, [retry, repr(self._cool_down), repr(self._max_cool_down)])
+        try:
+            await self._call(PENALISE, [retry, repr(self._cool_down), repr(self._max_cool_down)])
+        except RedisUnavailableError as error:
+            # The answer in hand is not lost for it; the next acquire meets the outage.
+            logger.warning("llmgather: %s; a 429 was not shared", error)
 
     async def observe(self, announced: Mapping[str, float]) -> None:
         args: list[str] = [repr(self.limits.burst_seconds)]
@@ -193,7 +197,11 @@ class RedisLimiter:
             ]
         if len(args) == 1:
             return
-        reply = await self._call(OBSERVE, args, extra=1)
+        try:
+            reply = await self._call(OBSERVE, args, extra=1)
+        except RedisUnavailableError as error:
+            logger.warning("llmgather: %s; announced limits not shared", error)
+            return
         if reply[4] == "1":
             if self._search is not None and self._search.searching:
                 self._search.announced()  # the budgets know better than any search
@@ -272,14 +280,13 @@ class RedisLimiter:
             whole = {k.name: k.reserve(cost) for k in KINDS}
             await self._call(RELEASE, [lease, "failed", reply[0]], self._budget_args(whole))
 
-    def _granted(self, cost: Cost, lease: str) -> Permit:
+    def _granted(self, cost: Cost, lease: str, granted_at: float) -> Permit:
         self._local_in_flight += 1
         self._held.add(lease)
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.ensure_future(self._renew_leases())
         if self._search is not None:
             self._search.granted(self._clock.now())
-        granted_at = self._snapshot.redis_now
         return Permit(cost, granted_at=granted_at, wave=self._cap.wave, lease=lease)
 
     def _settlements(self, cost: Cost, usage: Usage | None) -> dict[str, int]:

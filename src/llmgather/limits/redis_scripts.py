@@ -144,6 +144,8 @@ local now = clock(ARGV[1])
 local cap, lease, ttl, burst = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local budgets = budgets_from(6)
 local in_flight = live_leases(now)
+-- Run again after a reply was lost (a timeout): the first run's grant stands, once.
+if redis.call('ZSCORE', leases, lease) then return snapshot(now, in_flight, {'1', '', '0'}) end
 if in_flight >= cap then return snapshot(now, in_flight, {'0', 'concurrency', '-1'}) end
 local pause = num(redis.call('HGET', state, 'paused_until'), 0) - now
 if pause > NO_WAIT then return snapshot(now, in_flight, {'0', 'pause', str(pause)}) end
@@ -170,7 +172,8 @@ RELEASE = (
     + r"""
 local now = clock(ARGV[1])
 local lease, outcome, granted_at = ARGV[2], ARGV[3], tonumber(ARGV[4])
-if lease ~= '' then redis.call('ZREM', leases, lease) end
+-- Run again after a reply was lost, or for a lease already expired: settle nothing twice.
+if redis.call('ZREM', leases, lease) == 0 then return snapshot(now, live_leases(now), {}) end
 for _, b in ipairs(budgets_from(5)) do
   if b.limit ~= nil and b.amount ~= 0 then
     if b.paced then
@@ -224,11 +227,12 @@ while ARGV[i] do
   local b = {name = ARGV[i], window = tonumber(ARGV[i + 1]), paced = ARGV[i + 2] == '1',
              limit = tonumber(ARGV[i + 3])}
   local remaining = num(ARGV[i + 4], nil)
-  if num(redis.call('HGET', state, 'ann:' .. b.name), nil) ~= b.limit then
+  local new = num(redis.call('HGET', state, 'ann:' .. b.name), nil) ~= b.limit
+  if new then
     redis.call('HSET', state, 'ann:' .. b.name, str(b.limit))
     changed = 1
   end
-  if remaining ~= nil and b.paced then
+  if new and remaining ~= nil and b.paced then  -- as the local limiter: when first learned
     -- what the server says it has counted, at most a full burst: never frees what is spent
     local used = spent(b, now)
     local said = math.min(b.limit - remaining, capacity(b, burst))

@@ -28,11 +28,14 @@ logger = logging.getLogger("llmgather")
 T = TypeVar("T")
 
 DEFAULT_WINDOW = 1000
+FINISHED_KEYS_TTL_S = 3600
 
 
-def job_key_for(store_path: str) -> str:
-    """A job's name in the queue: stable across reruns of the same command on one machine."""
-    where = f"{socket.gethostname()}:{os.path.abspath(store_path)}"
+def job_key_for(store_path: str, identity: str) -> str:
+    """A job's name in the queue: the same for reruns of the same command on one machine, and
+    another for another input or parameters (`identity`), so a job started over never reads
+    the answers its predecessor left in Redis."""
+    where = f"{socket.gethostname()}:{os.path.abspath(store_path)}:{identity}"
     return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
@@ -51,15 +54,13 @@ class QueueCoordinator:
     """The coordinator's side: `map(requests)` enqueues them and yields the workers' results,
     in the order they finish, like `Client.map`."""
 
-    def __init__(self, url: str, *, name: str, job: str, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, url: str, *, name: str, window: int = DEFAULT_WINDOW) -> None:
         self.url = url
         self.name = name
-        self.job = job
         self.window = window
-        prefix, self._tasks = queue_keys(name)
-        self._results = f"{prefix}:results:{job}"
-        self._marker = f"{prefix}:job:{job}"
-        self._enqueued = f"{prefix}:enqueued:{job}"
+        self._prefix, self._tasks = queue_keys(name)
+        self.job = ""
+        self._results = self._marker = self._enqueued = ""
         self._redis: Any = connect(url, what="--queue")
         self.counts = QueueCounts()
         self.started = time.monotonic()
@@ -68,6 +69,16 @@ class QueueCoordinator:
         self._room = asyncio.Event()
         self._fed_all = False
         self._last_read = "0-0"
+
+    async def for_job(self, job: str, *, fresh_results: bool) -> None:
+        """Name the job (`job_key_for`); `fresh_results` forgets the results an earlier run of
+        it left in Redis (its failed items are being sent again)."""
+        self.job = job
+        self._results = f"{self._prefix}:results:{job}"
+        self._marker = f"{self._prefix}:job:{job}"
+        self._enqueued = f"{self._prefix}:enqueued:{job}"
+        if fresh_results:
+            await self._call(self._redis.delete, self._results, self._enqueued)
 
     @property
     def outstanding(self) -> int:
@@ -120,7 +131,8 @@ class QueueCoordinator:
                 if batch:
                     await self._call(self._enqueue, batch)
                     batch = []
-                self._room.clear()
+                    continue  # results may have come meanwhile: look again before waiting
+                self._room.clear()  # no await between the look and the wait: no wake-up lost
                 await self._room.wait()
             self._outstanding[request.id] = request
             batch.append(request)
@@ -197,15 +209,21 @@ class QueueCoordinator:
             "llmgather: Redis at the queue lost its data; enqueuing the %d items outstanding again",
             len(outstanding),
         )
-        await self._start()
+        await ensure_group(self._redis, self._tasks)
         self._last_read = "0-0"
         for start in range(0, len(outstanding), 100):
             await self._enqueue(outstanding[start : start + 100], again=True)
+        # The marker last: if this fails midway, the next read finds it missing and starts over.
+        await self._start()
         self.counts.resent_after_loss += len(outstanding)
 
     async def _finish(self) -> None:
-        if not self._outstanding:  # done: the job's keys go; an interrupted job keeps them
-            await self._redis.delete(self._results, self._marker, self._enqueued)
+        """Done: the job's keys go in a while, not now. The last results may not be on disk
+        yet (the job store commits on its own thread); a rerun within the hour still finds
+        them. An interrupted job keeps its keys."""
+        if not self._outstanding:
+            for key in (self._results, self._marker, self._enqueued):
+                await self._redis.expire(key, FINISHED_KEYS_TTL_S)
 
     async def _call(self, step: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return await call_retried(self.url, step, *args, **kwargs)

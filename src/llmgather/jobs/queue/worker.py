@@ -4,6 +4,7 @@ back before acknowledging its task. See `llmgather.jobs.queue`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from llmgather._errors import RedisUnavailableError
 from llmgather._redis import connect, retried
 from llmgather._types import Request, Result
 from llmgather.jobs.queue.wire import (
@@ -24,6 +26,7 @@ from llmgather.jobs.queue.wire import (
     result_to_wire,
 )
 
+logger = logging.getLogger("llmgather")
 T = TypeVar("T")
 
 DEFAULT_RECLAIM_AFTER_S = 30.0
@@ -66,6 +69,7 @@ class QueueWorker:
         self._in_progress: dict[str, tuple[str, str]] = {}  # task id -> (job, item id)
         self._room = asyncio.Event()
         self._last_reclaim = 0.0
+        self._claim_cursor = "0-0"
 
     async def check(self) -> None:
         await retried(self._redis.ping, self.url, attempts=3)
@@ -134,8 +138,11 @@ class QueueWorker:
             self._last_reclaim = now
             idle_ms = int(self.reclaim_after * 1000)
             reply = await self._redis.xautoclaim(
-                self._tasks, GROUP, self.consumer, idle_ms, "0-0", count=free
+                self._tasks, GROUP, self.consumer, idle_ms, self._claim_cursor, count=free
             )
+            # Where to go on next time: a dead worker's tasks far down the pending list are
+            # reached in turn, not only the first `free` entries every time.
+            self._claim_cursor = decode(reply[0])
             claimed = [(decode(i), f) for i, f in reply[1] if f]  # f empty: deleted meanwhile
             self.counts.reclaimed += len(claimed)
             entries += claimed
@@ -170,11 +177,17 @@ class QueueWorker:
         it lives (a slow answer is not a dead worker)."""
         while True:
             await asyncio.sleep(self.reclaim_after / 3)
-            if self._in_progress:
-                ids = list(self._in_progress)
+            if not self._in_progress:
+                continue
+            ids = list(self._in_progress)
+            try:
                 await self._call(
                     self._redis.xclaim, self._tasks, GROUP, self.consumer, 0, ids, justid=True
                 )
+            except RedisUnavailableError as error:
+                # Keep going: the main loop meets the same outage and decides; a keeper that
+                # died here would let a live worker's slow tasks be taken over and sent twice.
+                logger.warning("llmgather: %s; the tasks held were not kept fresh", error)
 
     async def _call(self, step: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return await call_retried(self.url, step, *args, **kwargs)
