@@ -117,6 +117,8 @@ class QueueCoordinator:
     async def _start(self) -> None:
         await ensure_group(self._redis, self._tasks)
         await self._redis.hset(self._marker, mapping={"started": time.time()})
+        for key in (self._results, self._marker, self._enqueued):
+            await self._redis.persist(key)  # a finished run's expiry must not end this one
 
     async def _feed(self, requests: AsyncIterable[Request], stop: asyncio.Event) -> None:
         batch: list[Request] = []
