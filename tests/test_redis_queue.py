@@ -208,6 +208,12 @@ def test_run_with_a_queue_refuses_what_the_workers_decide(tmp_path: Path, redis_
     )
     assert done.returncode == 2
     assert "give --rpm to `llmgather worker`" in done.stderr
+    out = str(tmp_path / "o.jsonl")
+    done = run_cli(
+        "run", str(prompts), "-o", out, "--queue", redis_url, "-c", "8", "--timeout", "5"
+    )
+    assert done.returncode == 2
+    assert "give --concurrency, --timeout to `llmgather worker`" in done.stderr
 
 
 def test_a_queue_url_that_does_not_answer_exits_2(tmp_path: Path) -> None:

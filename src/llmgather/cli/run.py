@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from llmgather._errors import (
     ConfigurationError,
@@ -123,6 +124,8 @@ def run_command(
     max_tokens, temperature; or OpenAI Batch API lines), CSV with --column, a .txt file with
     one prompt per line, or - for standard input. Rerun the same command to resume.
     """
+    if options.get("queue"):
+        _refuse_sending_options_given()
     job_options = JobOptions(
         input_path=input_path,
         output_path=output_path,
@@ -158,6 +161,23 @@ def run_command(
         raise SystemExit(EXIT_INTERRUPTED)
     incomplete = summary.failed or summary.invalid or summary.pending
     raise SystemExit(EXIT_SOME_FAILED if incomplete else EXIT_OK)
+
+
+def _refuse_sending_options_given() -> None:
+    """With --queue the workers send: options with defaults that only sending uses are refused
+    when given, as the job refuses the others (`--model`, `--rpm`…), not silently ignored."""
+    context = click.get_current_context()
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("concurrency", "max_attempts", "max_retry_wait", "timeout")
+        if context.get_parameter_source(name) is not ParameterSource.DEFAULT
+    ]
+    if given:
+        fail(
+            f"with --queue the workers send the requests: give {', '.join(given)} to "
+            "`llmgather worker`, not to run",
+            EXIT_USAGE,
+        )
 
 
 def _fail_for(job: Job, message: str) -> NoReturn:
