@@ -28,8 +28,7 @@ from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._options import sending_options
 from llmgather.jobs.queue import DEFAULT_RECLAIM_AFTER_S, QueueWorker, WorkerCounts
-from llmgather.limits import Limiter, LocalLimiter
-from llmgather.limits.redis import limiter_key_for, shared_limiter
+from llmgather.limits.redis import open_limiter
 from llmgather.providers.registry import redact_url, resolve_target
 
 EXIT_USAGE = 2
@@ -129,17 +128,14 @@ async def _work(
         **{name: options[name] for name in ("rpm", "rpd", "tpm", "itpm", "otpm")},
     )
     async with AsyncExitStack() as stack:
-        limiter: Limiter = LocalLimiter(limits)
         shared_url = None if local_limits else (options["limiter"] or queue)
-        if shared_url is not None:
-            target = resolve_target(
-                options["model"],
-                base_url=options["base_url"],
-                api_key=options["api_key"],
-                env=os.environ,
-            )
-            key = options["limiter_key"] or limiter_key_for(target)
-            limiter = await stack.enter_async_context(shared_limiter(shared_url, limits, key=key))
+        target = resolve_target(
+            options["model"], base_url=options["base_url"], api_key=options["api_key"],
+            env=os.environ,
+        )  # fmt: skip
+        limiter = await open_limiter(
+            stack, limits, target, url=shared_url, key=options["limiter_key"]
+        )
         client = Client(
             options["model"],
             concurrency=options["concurrency"],

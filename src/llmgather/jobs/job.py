@@ -42,8 +42,7 @@ from llmgather.jobs.output import append_lines, render_result, rewrite_output
 from llmgather.jobs.queue import QueueCoordinator
 from llmgather.jobs.senders import ClientSender, QueueSender, Sender
 from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
-from llmgather.limits import Limiter, LocalLimiter
-from llmgather.limits.redis import limiter_key_for, shared_limiter
+from llmgather.limits.redis import open_limiter
 from llmgather.providers.registry import Target, redact_url, resolve_target
 
 logger = logging.getLogger("llmgather")
@@ -202,12 +201,9 @@ class Job:
             stack.push_async_callback(coordinator.aclose)
             await coordinator.check()
             return QueueSender(coordinator, target, defaults, output_path=options.output_path)
-        limiter: Limiter = LocalLimiter(limits)
-        if options.limiter is not None:
-            key = options.limiter_key or limiter_key_for(target)
-            limiter = await stack.enter_async_context(
-                shared_limiter(options.limiter, limits, key=key)
-            )
+        limiter = await open_limiter(
+            stack, limits, target, url=options.limiter, key=options.limiter_key
+        )
         client = Client(
             options.model,
             concurrency=options.concurrency,
