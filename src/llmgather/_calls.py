@@ -52,6 +52,8 @@ class CallRequest(Request):
             # Raised outside the handler, so not even as context does it carry the SDK's
             # exception, whose frames hold the request and its auth header.
             raise mapped
+        if isinstance(value, Outcome):
+            return value  # a callable of llmgather's own (the gateway's) that parsed its answer
         completion = Completion(text=text_from_sdk(value) or "", usage=usage_from_sdk(value))
         return Outcome(completion, value=value)
 

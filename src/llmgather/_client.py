@@ -252,6 +252,19 @@ class Client:
         return request.replace(**fills) if fills else request
 
     @property
+    def provider(self) -> Provider:
+        """The adapter of the provider in use (holds the key; never printed)."""
+        if self._provider is None:
+            raise RuntimeError("use the client inside `async with llmgather.Client(...)`")
+        return self._provider
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            raise RuntimeError("use the client inside `async with llmgather.Client(...)`")
+        return self._transport
+
+    @property
     def engine(self) -> Engine:
         if self._engine is None:
             raise RuntimeError("use the client inside `async with llmgather.Client(...)`")

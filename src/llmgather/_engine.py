@@ -20,6 +20,7 @@ import asyncio
 import random
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -29,7 +30,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from llmgather._clock import Clock, SystemClock
 from llmgather._config import DEFAULT_CONCURRENCY
@@ -52,15 +53,19 @@ Send = Callable[[Request], Awaitable[Outcome]]
 _NOTHING_USED = Usage(0, 0)
 
 
-class LiveText(Protocol):
-    """What `open_stream` yields: text pieces, then `outcome()` once exhausted."""
+Piece = TypeVar("Piece", covariant=True)
 
-    def __aiter__(self) -> AsyncIterator[str]: ...
+
+class LiveText(Protocol[Piece]):
+    """What `open_stream` yields: pieces (text, or the raw bytes a gateway relays), then
+    `outcome()` once exhausted."""
+
+    def __aiter__(self) -> AsyncIterator[Piece]: ...
 
     def outcome(self) -> Outcome: ...
 
 
-OpenStream = Callable[[Request], AbstractAsyncContextManager[LiveText]]
+OpenStream = Callable[[Request], AbstractAsyncContextManager[LiveText[Piece]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +223,9 @@ class Engine:
             if not runner.cancelled():
                 runner.exception()  # retrieved: a failure after an early break is not logged
 
-    async def stream(self, request: Request, open_stream: OpenStream) -> AsyncIterator[str]:
+    async def stream(
+        self, request: Request, open_stream: OpenStream[Piece]
+    ) -> AsyncGenerator[Piece, None]:
         """Text pieces of one streamed answer, retried while nothing has reached the caller.
 
         Once a piece has been yielded a retry would repeat it, so a later failure is raised.

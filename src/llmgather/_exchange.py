@@ -36,6 +36,20 @@ async def complete(transport: Transport, provider: Provider, http: HttpRequest) 
     return Outcome(_with_announced(completion, provider, response.headers))
 
 
+async def relay(transport: Transport, provider: Provider, http: HttpRequest) -> Outcome:
+    """Send one request whose answer a gateway relays unchanged: the response rides on the
+    Outcome's `value`, and is parsed only for its usage and announced limits. A 2xx body the
+    adapter cannot read (a tool call, say) is relayed all the same: it is the client's to read."""
+    response = await transport.send(http)
+    if response.status >= 300:
+        raise error_from_answer(provider, response.status, response.headers, response.body)
+    try:
+        completion = provider.parse_response(response.status, response.headers, response.body)
+    except (MalformedResponseError, *_SHAPE_ERRORS):
+        completion = Completion(text="")
+    return Outcome(_with_announced(completion, provider, response.headers), value=response)
+
+
 async def stream_to_end(transport: Transport, provider: Provider, http: HttpRequest) -> Outcome:
     """Send one streaming request and read it to its end (which records time to first token)."""
     async with open_stream(transport, provider, http) as live:
@@ -46,14 +60,15 @@ async def stream_to_end(transport: Transport, provider: Provider, http: HttpRequ
 
 @asynccontextmanager
 async def open_stream(
-    transport: Transport, provider: Provider, http: HttpRequest
+    transport: Transport, provider: Provider, http: HttpRequest, *, relay: bool = False
 ) -> AsyncIterator[LiveStream]:
-    """A streaming answer to iterate piece by piece; `outcome()` once it is exhausted."""
+    """A streaming answer to iterate piece by piece (with `relay`, raw chunk by raw chunk, as
+    a `RelayedStream`); `outcome()` once it is exhausted."""
     async with transport.stream(http) as response:
         if response.status >= 300:
             body = await response.read()
             raise error_from_answer(provider, response.status, response.headers, body)
-        yield LiveStream(response, provider)
+        yield (RelayedStream if relay else LiveStream)(response, provider)
 
 
 class LiveStream:
@@ -68,13 +83,17 @@ class LiveStream:
         self._completion: Completion | None = None
 
     async def __aiter__(self) -> AsyncIterator[str]:
+        async for _, pieces in self._decoded():
+            for piece in pieces:
+                yield piece
+
+    async def _decoded(self) -> AsyncIterator[tuple[bytes, list[str]]]:
+        """Each chunk as it arrives, with the text pieces it completed."""
         sse = SSEDecoder()
         try:
             async for chunk in self._response.iter_bytes():
-                for piece in self._pieces(sse.feed(chunk)):
-                    yield piece
-            for piece in self._pieces(sse.flush()):
-                yield piece
+                yield chunk, list(self._pieces(sse.feed(chunk)))
+            yield b"", list(self._pieces(sse.flush()))
             completion = self._decoder.finish()
         except _SHAPE_ERRORS as exc:
             raise malformed("a stream event", exc) from None
@@ -91,6 +110,16 @@ class LiveStream:
         if self._completion is None:
             raise RuntimeError("the stream has not been read to its end")
         return Outcome(self._completion, self._ttft_ms)
+
+
+class RelayedStream(LiveStream):
+    """The raw chunks of one streaming answer, for a gateway to relay unchanged; each is
+    decoded on the way too, so errors, usage and announced limits are read as for text."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        async for chunk, _ in self._decoded():
+            if chunk:
+                yield chunk
 
 
 def error_from_answer(provider: Provider, status: int, headers: Headers, body: bytes) -> Exception:

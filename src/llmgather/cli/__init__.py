@@ -10,6 +10,7 @@ from llmgather import __version__
 from llmgather.cli.bench import bench_command
 from llmgather.cli.demo import demo_command
 from llmgather.cli.run import run_command
+from llmgather.cli.serve import serve_command
 from llmgather.cli.sim import sim_command
 from llmgather.cli.status import status_command
 from llmgather.cli.worker import worker_command
@@ -33,6 +34,7 @@ def main() -> None:
 for command in (
     run_command,
     worker_command,
+    serve_command,
     demo_command,
     sim_command,
     status_command,

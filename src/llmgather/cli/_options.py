@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -96,8 +96,35 @@ SENDING_OPTIONS = (
 )
 
 
-def sending_options(command: F) -> F:
-    """Decorate `command` with SENDING_OPTIONS, in their order in --help."""
-    for option in reversed(SENDING_OPTIONS):
-        command = option(command)
-    return command
+# The parameter name of each of SENDING_OPTIONS, in order.
+SENDING_OPTION_NAMES = (
+    "model",
+    "base_url",
+    "api_key",
+    "concurrency",
+    "rpm",
+    "rpd",
+    "tpm",
+    "itpm",
+    "otpm",
+    "limiter",
+    "limiter_key",
+    "max_attempts",
+    "max_retry_wait",
+    "timeout",
+    "stream",
+)
+
+
+def sending_options(command: F | None = None, *, omit: tuple[str, ...] = ()) -> Any:
+    """Decorate `command` with SENDING_OPTIONS, in their order in --help, but those whose
+    parameter names are in `omit`: `@sending_options` or `@sending_options(omit=(...))`."""
+
+    def decorate(command: F) -> F:
+        pairs = list(zip(SENDING_OPTION_NAMES, SENDING_OPTIONS, strict=True))
+        for name, option in reversed(pairs):
+            if name not in omit:
+                command = option(command)
+        return command
+
+    return decorate if command is None else decorate(command)

@@ -1,0 +1,132 @@
+"""The `llmgather serve` command: the HTTP service and gateway, on uvicorn, until stopped."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+
+from llmgather._config import Limits
+from llmgather._errors import ConfigurationError
+from llmgather._retry import RetryPolicy
+from llmgather.cli._console import fail, simulator_banner, stderr
+from llmgather.cli._options import sending_options
+
+EXIT_USAGE = 2
+TOKEN_ENV = "LLMGATHER_SERVE_TOKEN"
+
+
+@click.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind; any but loopback requires --token.",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0 picks a free one).",
+)
+@sending_options(omit=("limiter", "limiter_key", "stream"))
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    help=f"Bearer token clients must send (or set {TOKEN_ENV}). Required off loopback.",
+)
+@click.option(
+    "--queue-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Longest wait in the queue for the shared limits; a request that would wait longer gets a 429 with a Retry-After.",
+)
+@click.option(
+    "--jobs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".llmgather-serve"),
+    show_default=True,
+    help="Where background requests and jobs are stored; a restarted service resumes them.",
+)
+def serve_command(
+    host: str,
+    port: int,
+    token: str | None,
+    queue_timeout: float,
+    jobs_dir: Path,
+    model: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    concurrency: int,
+    max_attempts: int,
+    max_retry_wait: float,
+    timeout: float,
+    **limits: Any,
+) -> None:
+    """Serve /generate, an OpenAI, Anthropic and Gemini gateway, jobs and /metrics, all
+    sending through one engine under one set of limits."""
+    try:
+        import uvicorn
+
+        from llmgather.service import ServiceSettings, create_app
+    except ImportError as exc:
+        fail(
+            f"llmgather serve needs its extra: pip install 'llmgather[serve]' ({exc.name} is missing)",
+            EXIT_USAGE,
+        )
+    if host not in ("127.0.0.1", "::1", "localhost") and not token:
+        fail(
+            f"--host {host} would let other machines spend this service's API key: give a "
+            f"bearer token with --token or {TOKEN_ENV}, or keep the default 127.0.0.1",
+            EXIT_USAGE,
+        )
+    settings = ServiceSettings(
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        limits=Limits(concurrency=concurrency, **limits),
+        retry=RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait),
+        timeout_s=timeout,
+        queue_timeout_s=queue_timeout,
+        token=token,
+        jobs_dir=jobs_dir,
+        host=host,
+    )
+    try:
+        app = create_app(settings)
+    except ConfigurationError as exc:
+        fail(str(exc), EXIT_USAGE)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}", EXIT_USAGE)
+    bound_port = sock.getsockname()[1]
+    upstream = app_upstream(app)
+    if upstream.simulated:
+        simulator_banner("started by the service")
+    shown_host = f"[{host}]" if ":" in host else host
+    stderr.print(
+        f"llmgather serve: http://{shown_host}:{bound_port} → {upstream.target.describe()}"
+        f" (docs at /docs, dashboard at /)"
+    )
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def app_upstream(app: Any) -> Any:
+    inner = getattr(app, "app", app)  # under the bearer auth wrapper
+    return inner.state.upstream

@@ -1,0 +1,58 @@
+"""What a front dialect is: how the gateway reads a client's request and answers it in the
+client's own wire format (OpenAI, Anthropic or Gemini).
+
+Two paths go through a dialect. When the client speaks the upstream's dialect, the body is
+relayed unchanged and the dialect only estimates its cost and words its errors. When they
+differ, the body is translated into llmgather's `Request` (refusing, with a 400, what cannot be
+translated rather than dropping it), and the upstream's `Completion` is rendered back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from llmgather._types import Completion, Request
+from llmgather.limits import Cost
+
+
+class Untranslatable(Exception):
+    """A request the gateway cannot carry to an upstream of another dialect: a 400 that names
+    the field, never a field silently dropped."""
+
+
+class StreamWriter(Protocol):
+    """The server-sent events of one translated streaming answer, as bytes to send."""
+
+    def start(self) -> bytes: ...
+
+    def piece(self, text: str) -> bytes: ...
+
+    def end(self, completion: Completion) -> bytes: ...
+
+
+class FrontDialect(Protocol):
+    """One wire format the gateway serves. `name` is the provider whose format it is."""
+
+    name: str
+
+    def cost(self, body: Mapping[str, Any]) -> Cost:
+        """What the request reserves: one request, its prompt's tokens, its output budget."""
+        ...
+
+    def to_request(self, body: Mapping[str, Any]) -> Request:
+        """The request in llmgather's terms, for an upstream of another dialect; raises
+        Untranslatable for what it cannot carry."""
+        ...
+
+    def answer(self, completion: Completion, *, model: str) -> dict[str, Any]:
+        """A whole answer in this dialect."""
+        ...
+
+    def stream_writer(self, body: Mapping[str, Any], *, model: str) -> StreamWriter:
+        """The events of a translated streaming answer to `body`."""
+        ...
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        """An error body in this dialect, as its SDK reads it."""
+        ...

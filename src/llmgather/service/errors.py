@@ -1,0 +1,48 @@
+"""What a client of the gateway is told when its request fails: the status and message in
+its own dialect, never the upstream's key.
+
+An upstream's refusal of llmgather's key is not the client's fault (502, naming the upstream
+key as refused); the upstream's rate limits are the gateway's to absorb (a 503, should retries
+run out, never a 429); a request the upstream found invalid stays a 400 (or 404, 413, 422).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmgather._errors import (
+    APIError,
+    AuthenticationError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitError,
+    RequestTimeoutError,
+)
+
+_CLIENT_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+    retry_after: float | None = None
+
+
+def refusal_for(error: BaseException) -> Refusal:
+    if not isinstance(error, APIError):
+        return Refusal(500, "the gateway failed to handle the request (see its log)")
+    upstream = f"the upstream answered HTTP {error.status_code}" if error.status_code else ""
+    if isinstance(error, (AuthenticationError, PermissionDeniedError)):
+        return Refusal(
+            502,
+            f"the upstream refused the API key llmgather serve was given ({upstream or 'no status'}); "
+            "the service's operator must fix its key",
+        )
+    if isinstance(error, (RateLimitError, QuotaExhaustedError)):
+        return Refusal(503, f"the upstream is out of capacity: {error.message}", error.retry_after)
+    if isinstance(error, RequestTimeoutError):
+        return Refusal(504, f"the upstream did not answer in time: {error.message}")
+    if error.status_code in _CLIENT_STATUSES:
+        return Refusal(error.status_code, error.message)
+    return Refusal(502, f"the upstream failed: {error}")

@@ -1,0 +1,33 @@
+"""What `llmgather serve` is told: the upstream, its limits, and how the service behaves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmgather._config import DEFAULT_TIMEOUT_S, Limits
+from llmgather._retry import RetryPolicy
+
+DEFAULT_QUEUE_TIMEOUT_S = 60.0
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSettings:
+    """`queue_timeout_s`: the longest a request may wait in the gateway's queue for the shared
+    limits; one whose projected wait is longer is answered 429 at once, with a Retry-After.
+    `token`: the bearer token every route but the health checks requires (needed off
+    loopback). `jobs_dir`: where background work and jobs are stored, durably."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    limits: Limits = field(default_factory=Limits)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S
+    token: str | None = field(default=None, repr=False)
+    jobs_dir: Path = Path(".llmgather-serve")
+    host: str = "127.0.0.1"
+    simulator: Any = None  # SimConfig for the embedded simulator, when one starts

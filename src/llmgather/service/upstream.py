@@ -1,0 +1,200 @@
+"""The one upstream every route sends through: the provider llmgather serves, its key, one
+pooled transport, one shared limiter and one engine (so one retry layer) for the gateway,
+`/generate` and the jobs alike.
+
+With no key set, the upstream is the embedded simulator, started once here and shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from llmgather import _exchange
+from llmgather._calls import CallRequest
+from llmgather._client import Client
+from llmgather._config import Timeouts
+from llmgather._types import Completion, Outcome, Request, Result
+from llmgather.limits import Cost, LocalLimiter
+from llmgather.providers.registry import Target, resolve_target
+from llmgather.service.settings import ServiceSettings
+from llmgather.transport import HttpRequest
+
+logger = logging.getLogger("llmgather.service")
+
+
+class Upstream:
+    def __init__(self, settings: ServiceSettings, env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.target: Target = resolve_target(
+            settings.model,
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            env=os.environ if env is None else env,
+        )
+        self.limiter = LocalLimiter(settings.limits)
+        self._simulator: Any = None
+        self._client: Client | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.target.simulated
+
+    @property
+    def model(self) -> str:
+        return self.target.model
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("the upstream has not started")
+        return self._client
+
+    async def start(self) -> None:
+        target, base_url, api_key = self.target, self.settings.base_url, self.settings.api_key
+        if target.simulated:
+            from llmgather.sim import EmbeddedSimulator, SimConfig
+
+            simulator = EmbeddedSimulator(self.settings.simulator or SimConfig(latency_ms=200))
+            await asyncio.to_thread(simulator.start)  # never blocks the event loop
+            self._simulator = simulator
+            base_url, api_key = simulator.base_url + target.spec.base_url_suffix, "sim"
+        settings = self.settings
+        self._client = Client(
+            f"{target.provider}:{target.model}",
+            concurrency=settings.limits.concurrency,
+            limiter=self.limiter,
+            retry=settings.retry,
+            timeouts=Timeouts(read=settings.timeout_s),
+            api_key=api_key,
+            base_url=base_url,
+            env={},
+        )
+        await self._client.__aenter__()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.__aexit__(None, None, None)
+        if self._simulator is not None:
+            simulator, self._simulator = self._simulator, None
+            await asyncio.to_thread(simulator.stop)
+
+    # -- building what goes upstream -------------------------------------------------------
+
+    def relayed(self, body: bytes, *, model: str, stream: bool) -> HttpRequest:
+        """The client's own body, unchanged, to the upstream's URL for `model`, with the key."""
+        shape = self.client.provider.build_request(Request(messages=()), model=model, stream=stream)
+        return HttpRequest(shape.method, shape.url, shape.headers, body)
+
+    def translated(self, request: Request, *, stream: bool) -> HttpRequest:
+        """A request of another dialect, rebuilt in the upstream's, for the served model."""
+        if request.max_tokens is None and self.target.spec.default_max_tokens is not None:
+            request = request.replace(max_tokens=self.target.spec.default_max_tokens)
+        return self.client.provider.build_request(request, model=self.model, stream=stream)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def complete(
+        self, http: HttpRequest, cost: Cost, *, relay: bool, sent: asyncio.Event
+    ) -> AbstractAsyncContextManager[asyncio.Task[Result]]:
+        """The call as a task (so the queue can withdraw it), through the engine: its limits,
+        its retries. The Result's `value` is the upstream's answer when `relay`."""
+        call = CallRequest(messages=(), fn=self._exchange, args=(http, relay, sent), cost=cost)
+        return _owned(self.client.engine.run_one(call))
+
+    async def _exchange(self, http: HttpRequest, relay: bool, sent: asyncio.Event) -> Outcome:
+        sent.set()
+        client = self.client
+        send = _exchange.relay if relay else _exchange.complete
+        return await send(client.transport, client.provider, http)
+
+    def stream(
+        self, http: HttpRequest, cost: Cost, *, relay: bool, sent: asyncio.Event
+    ) -> StreamPump:
+        """A streamed answer, retried until its first piece, read by a task of its own into a
+        bounded buffer: raw chunks when `relay`, else text pieces."""
+        client = self.client
+        pump = StreamPump()
+
+        @contextlib.asynccontextmanager
+        async def open_stream(_: Request) -> AsyncIterator[_exchange.LiveStream]:
+            sent.set()
+            async with _exchange.open_stream(
+                client.transport, client.provider, http, relay=relay
+            ) as live:
+                pump.live = live
+                yield live
+
+        call = CallRequest(messages=(), fn=_never, cost=cost)
+        pump.start(client.engine.stream(call, open_stream))
+        return pump
+
+
+class StreamPump:
+    """Pieces of a stream moved by one task into a bounded queue, so the stream is read by a
+    single task however the response is written, and stops when that task is cancelled."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
+        self.task: asyncio.Task[None] | None = None
+        self.live: _exchange.LiveStream | None = None
+
+    def start(self, pieces: AsyncGenerator[Any, None]) -> None:
+        self.task = asyncio.create_task(self._pump(pieces))
+
+    async def _pump(self, pieces: AsyncGenerator[Any, None]) -> None:
+        try:
+            async for piece in pieces:
+                await self._queue.put(piece)
+        except Exception as exc:  # the stream's failure, handed to the reader
+            await self._queue.put(exc)
+            return
+        finally:
+            await pieces.aclose()
+        await self._queue.put(self._END)
+
+    async def next(self) -> Any:
+        """The next piece; raises the stream's error; StopAsyncIteration at its end."""
+        item = await self._queue.get()
+        if item is self._END:
+            raise StopAsyncIteration
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    @property
+    def completion(self) -> Completion:
+        """The whole answer (its usage, its finish reason), once the stream has ended."""
+        assert self.live is not None
+        return self.live.outcome().completion
+
+    async def aclose(self) -> None:
+        """Stop reading: the upstream's stream is closed, the limiter released."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+async def _never() -> Outcome:
+    raise AssertionError("a stream's call is opened by its open_stream, not run")
+
+
+@contextlib.asynccontextmanager
+async def _owned(coro: Any) -> AsyncIterator[asyncio.Task[Any]]:
+    task = asyncio.create_task(coro)
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
