@@ -1,0 +1,262 @@
+"""The gateway's OpenAI route, with the official OpenAI SDK as its client and the simulator (or
+a recording server) as its upstream, all over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import openai
+import orjson
+import pytest
+from aiohttp import web
+from openai import AsyncOpenAI
+
+from llmgather._config import Limits
+from llmgather.service import ServiceSettings
+from tests.servicefixtures import serving
+from tests.simfixtures import running
+
+CANARY = "sk-canary-0123456789abcdef"
+MESSAGES = [{"role": "user", "content": "Why do some birds migrate?"}]
+
+
+def upstream_settings(sim: Any, **settings: Any) -> ServiceSettings:
+    return ServiceSettings(
+        model="openai:gpt-4o-mini", base_url=sim.base_url + "/v1", api_key=CANARY, **settings
+    )
+
+
+def sdk(base_url: str, **options: Any) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=base_url + "/v1", api_key="client-key", max_retries=0, **options)
+
+
+async def test_plain_streamed_and_models_through_the_sdk() -> None:
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        running(seed=1) as sim,
+        serving(upstream_settings(sim)) as url,
+    ):
+        client = await stack.enter_async_context(sdk(url))
+        answer = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=20
+        )
+        assert answer.choices[0].message.content
+        assert answer.usage is not None and answer.usage.completion_tokens > 0
+
+        pieces, usage = [], None
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            max_tokens=20,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async for chunk in stream:
+            pieces += [c.delta.content or "" for c in chunk.choices]
+            usage = chunk.usage or usage
+        assert "".join(pieces).strip()
+        assert usage is not None and usage.completion_tokens > 0
+
+        models = await client.models.list()
+        assert [m.id for m in models.data] == ["gpt-4o-mini"]
+
+
+@contextlib.asynccontextmanager
+async def recording_upstream(answer: dict[str, Any]) -> AsyncIterator[tuple[str, list[Any]]]:
+    """An OpenAI-shaped server on loopback that records each body and answers `answer`."""
+    received: list[Any] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        received.append(orjson.loads(await request.read()))
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", received
+    finally:
+        await runner.cleanup()
+
+
+TOOL_ANSWER = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {
+            "index": i,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{i}",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+            "logprobs": {"content": []},
+            "finish_reason": "tool_calls",
+        }
+        for i in range(2)
+    ],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+async def test_a_relayed_request_and_answer_keep_every_field() -> None:
+    async with (
+        recording_upstream(TOOL_ANSWER) as (upstream, received),
+        serving(
+            ServiceSettings(model="openai:gpt-4o-mini", base_url=upstream, api_key=CANARY)
+        ) as url,
+    ):
+        async with sdk(url) as client:
+            answer = await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=MESSAGES,
+                tools=TOOLS,  # type: ignore[arg-type]
+                tool_choice="required",
+                response_format={"type": "json_object"},
+                logprobs=True,
+                n=2,
+            )
+    assert received[0]["tools"] == TOOLS
+    assert received[0]["response_format"] == {"type": "json_object"}
+    assert received[0]["n"] == 2 and received[0]["logprobs"] is True
+    assert len(answer.choices) == 2
+    call = answer.choices[1].message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    assert orjson.loads(call.function.arguments) == {"city": "Oslo"}  # type: ignore[union-attr]
+
+
+async def test_an_upstream_400_stays_a_400() -> None:
+    async with running(seed=1) as sim, serving(upstream_settings(sim)) as url:
+        with pytest.raises(openai.BadRequestError) as raised:
+            async with sdk(url) as client:
+                await client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages="not a list",  # type: ignore[arg-type]
+                )
+    assert raised.value.status_code == 400
+
+
+async def test_a_refused_upstream_key_is_a_502_that_never_shows_the_key() -> None:
+    async with (
+        running(seed=1, require_key="the-right-key") as sim,
+        serving(upstream_settings(sim)) as url,
+    ):
+        async with sdk(url) as client:
+            with pytest.raises(openai.InternalServerError) as raised:
+                await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            # Once refused, the key is not tried again: the next request fails unsent.
+            with pytest.raises(openai.InternalServerError):
+                await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert sim.handler.stats.received == 1
+    assert raised.value.status_code == 502
+    assert "refused the API key" in raised.value.message
+    assert CANARY not in raised.value.response.text
+
+
+async def test_a_full_queue_answers_429_with_an_honest_retry_after() -> None:
+    # 60 requests per minute: one a second. With a 2 s queue, the third request waiting
+    # would wait past it, so it is refused at once; the SDK reports a rate-limit error.
+    settings = upstream_settings
+    async with (
+        running(seed=1) as sim,
+        serving(settings(sim, limits=Limits(rpm=60), queue_timeout_s=2.0)) as url,
+    ):
+        async with sdk(url) as client:
+
+            async def one() -> Any:
+                return await client.chat.completions.create(
+                    model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+                )
+
+            outcomes = await asyncio.gather(*(one() for _ in range(8)), return_exceptions=True)
+        assert sim.handler.stats.by_status.get(429, 0) == 0
+    refused = [o for o in outcomes if isinstance(o, openai.RateLimitError)]
+    answered = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert refused and answered
+    assert len(refused) + len(answered) == 8
+    for error in refused:
+        assert error.status_code == 429
+        assert float(error.response.headers["retry-after"]) >= 1
+        assert "queue" in error.message
+
+
+async def test_a_client_that_leaves_while_queued_is_never_sent() -> None:
+    # One request at a time to a slow upstream: the second waits in the queue, and its
+    # client gives up before the first is answered.
+    async with (
+        running(seed=1, latency_ms=1500, latency_jitter=0) as sim,
+        serving(upstream_settings(sim, limits=Limits(concurrency=1))) as url,
+    ):
+        body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES})
+        async with aiohttp.ClientSession() as session:
+            first = asyncio.create_task(
+                session.post(url + "/v1/chat/completions", data=body, headers=_json())
+            )
+            await asyncio.sleep(0.3)
+            with pytest.raises(asyncio.TimeoutError):
+                await session.post(
+                    url + "/v1/chat/completions",
+                    data=body,
+                    headers=_json(),
+                    timeout=aiohttp.ClientTimeout(total=0.3),
+                )
+            response = await first
+            assert response.status == 200
+            response.release()
+            await asyncio.sleep(0.3)  # were it sent after the first, it would be by now
+        assert sim.handler.stats.received == 1
+
+
+async def test_many_clients_share_the_upstream_limit_without_a_429() -> None:
+    # 40 clients, 120 requests, under a shared 3,000 RPM that the upstream enforces too.
+    async with (
+        running(seed=1, rpm=3000) as sim,
+        serving(upstream_settings(sim, limits=Limits(rpm=3000))) as url,
+    ):
+
+        async def three(client: AsyncOpenAI) -> list[int]:
+            tokens = []
+            for _ in range(3):
+                answer = await client.chat.completions.create(
+                    model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+                )
+                assert answer.usage is not None
+                tokens.append(answer.usage.completion_tokens)
+            return tokens
+
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(sdk(url)) for _ in range(40)]
+            results = await asyncio.gather(*(three(c) for c in clients))
+
+        assert sim.handler.stats.by_status.get(429, 0) == 0
+        assert sim.handler.stats.received == 120
+    assert sum(len(r) for r in results) == 120
+
+
+def _json() -> dict[str, str]:
+    return {"content-type": "application/json"}
