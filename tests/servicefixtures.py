@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Generator, Mapping
 
 import uvicorn
@@ -29,7 +30,7 @@ class _TestServer(uvicorn.Server):
         super().__init__(config)
         self.listening = asyncio.Event()
 
-    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
             self.listening.set()

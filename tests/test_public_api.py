@@ -68,6 +68,17 @@ INTERNAL = {
     "llmgather.jobs.inputs.item.LineError",
     # a request the simulator cannot parse, caught by its handler and answered with a 400
     "llmgather.sim.dialects.base.BadRequest",
+    # the service's own signals, each caught by its route and answered in the client's dialect
+    "llmgather.service.queueing.QueueFull",  # a 429 with Retry-After
+    "llmgather.service.queueing.ClientGone",  # no answer: the client left
+    "llmgather.service.dialects.base.Untranslatable",  # a 400 naming the field
+    "llmgather.service.jobs.InvalidJobInput",  # a 400
+    "llmgather.service.jobs.ServiceStopping",  # a 503
+    "llmgather.service.jobs.NotCancellable",  # a 409: the job has ended
+    "llmgather.service.routes.generate.BadField",  # a 422 naming the field
+    "llmgather.service.routes.jobs.BadParam",  # a 422 naming the parameter
+    # a gateway the benchmark could not start: its row says why, the others go on
+    "llmgather.bench._servers.GatewayUnavailable",
 }
 
 

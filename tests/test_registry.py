@@ -82,11 +82,15 @@ def test_gemini_tuned_models_use_their_own_resource_path() -> None:
 # -- the registry is the only list of providers ------------------------------------------------
 
 SOURCE = Path(llmgather.__file__).parent
-# Where provider names belong: the registry and the adapters, and the simulator's dialects
-# (each one a provider's wire format, known by its name).
-PROVIDER_HOMES = ("providers/", "sim/dialects/")
-# The same words meaning something else: the openai SDK's package name (a bench extra).
-NOT_THE_PROVIDER = {("cli/bench.py", "openai")}
+# Where provider names belong: the registry and the adapters, and the simulator's and the
+# gateway's dialects (each one a provider's wire format, known by its name).
+PROVIDER_HOMES = ("providers/", "sim/dialects/", "service/dialects/")
+# The same words meaning something else: the openai SDK's package name (a bench extra); the
+# gateway asking whether its client speaks its upstream's dialect (the one question it asks).
+NOT_THE_PROVIDER = {
+    ("cli/bench.py", "openai"),
+    ("service/gateway.py", "front.name == upstream.target.provider"),
+}
 
 
 def provider_mentions(source: str) -> list[tuple[int, str]]:

@@ -159,9 +159,15 @@ class Job:
         *,
         on_start: ProgressHook | None = None,
         on_warning: Callable[[str], None] | None = None,
+        sender: Sender | None = None,
     ) -> None:
-        """`on_warning` hears what the input has that is ignored (an unknown field), once each."""
+        """`on_warning` hears what the input has that is ignored (an unknown field), once each.
+
+        `sender`: where the requests go instead of a client of the job's own (a service's one
+        client, so its jobs share its limits); the options' provider and limits are then unused.
+        """
         self.options = options
+        self._given_sender = sender
         self._on_start = on_start
         self._on_warning = on_warning or logger.warning
         self._sent = 0  # items this run actually sent (at least one attempt)
@@ -174,6 +180,8 @@ class Job:
     async def run(self) -> JobSummary:
         options = self.options
         started = time.monotonic()
+        if self._given_sender is not None:
+            return await self._run(self._given_sender, started)
         # Resolve the provider before touching any file: a wrong model fails fast.
         limits = Limits(
             concurrency=options.concurrency,

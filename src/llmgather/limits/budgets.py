@@ -98,6 +98,14 @@ class Budget:
                 self._meter.give_back(now, surplus, taken_at=taken_at)
         return surplus
 
+    def remaining(self, now: float) -> float:
+        """What may be spent at once now: a paced budget's burst level, what is left of a
+        day's window (never below 0: a large request may run a bucket into debt)."""
+        meter = self._meter
+        if isinstance(meter, TokenBucket):
+            return max(0.0, meter.level(now))
+        return max(0.0, meter.capacity - meter.used(now))
+
     def spent_at_least(self, now: float, spent: float) -> None:
         """Count at least `spent` of the limit as used now: what a server says it has counted
         (its limit less its remaining). Never frees what this budget counts as used.

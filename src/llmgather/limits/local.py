@@ -181,6 +181,12 @@ class LocalLimiter:
             found={name: self._budgets[name].limit for name in (self._found,) if name},
         )
 
+    def remaining(self) -> dict[str, float]:
+        """What each budget in force lets out at once now, by name (see `Budget.remaining`):
+        read-only, for metrics."""
+        now = self._clock.now()
+        return {name: budget.remaining(now) for name, budget in self._budgets.items()}
+
     # -- finding the limits when told none (see `limits.discovery`) ------------------------
 
     @property

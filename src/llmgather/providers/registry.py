@@ -48,6 +48,9 @@ class ProviderSpec:
     # Whether the body fields of an OpenAI Batch API input line (response_format, seed, ...)
     # go to this provider as written; others would refuse fields they do not know.
     accepts_batch_body_fields: bool = False
+    # Where the body takes stop sequences, as a path of keys: what a request translated from
+    # another API's (the gateway's) carries its `stop` to.
+    stop_field: tuple[str, ...] = ("stop",)
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
@@ -67,6 +70,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ("gemini-", "gemma-"),
         example_model="gemini-2.0-flash",
         key_header=gemini.KEY_HEADER,
+        stop_field=("generationConfig", "stopSequences"),
     ),
     "anthropic": ProviderSpec(
         "anthropic",
@@ -76,6 +80,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         default_max_tokens=ANTHROPIC_DEFAULT_MAX_TOKENS,
         example_model="claude-3-5-haiku-latest",
         key_header=anthropic.KEY_HEADER,
+        stop_field=("stop_sequences",),
     ),
 }
 

@@ -15,9 +15,21 @@ from fastapi import FastAPI
 
 from llmgather import __version__
 from llmgather.service.auth import BearerAuth
+from llmgather.service.dashboard.feed import DashboardFeed
 from llmgather.service.gateway import Gateway
+from llmgather.service.jobs import JobManager
+from llmgather.service.metrics import RequestMetrics, ServiceMetrics
 from llmgather.service.queueing import GatewayQueue
-from llmgather.service.routes import health, openai
+from llmgather.service.routes import (
+    anthropic,
+    dashboard,
+    gemini,
+    generate,
+    health,
+    jobs,
+    metrics,
+    openai,
+)
 from llmgather.service.settings import ServiceSettings
 from llmgather.service.upstream import Upstream
 
@@ -28,16 +40,21 @@ def create_app(settings: ServiceSettings, *, env: Mapping[str, str] | None = Non
     """The service as an ASGI app (wrapped in bearer auth when `settings.token` is set).
     Resolves the upstream at once, so a wrong model or a missing key fails before serving."""
     upstream = Upstream(settings, env=env)
+    job_manager = JobManager(upstream, settings.jobs_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstream.start()
+        await job_manager.start()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.stopping = True
-            await upstream.aclose()
+            try:
+                await job_manager.aclose()  # in-flight requests finish; queued jobs stay on disk
+            finally:
+                await upstream.aclose()
 
     app = FastAPI(
         title="llmgather",
@@ -47,10 +64,14 @@ def create_app(settings: ServiceSettings, *, env: Mapping[str, str] | None = Non
     )
     app.state.settings = settings
     app.state.upstream = upstream
+    app.state.jobs = job_manager
     app.state.gateway = Gateway(upstream, GatewayQueue(upstream.limiter, settings.queue_timeout_s))
     app.state.ready = False
     app.state.stopping = False
-    for module in (health, openai):
+    app.state.metrics = ServiceMetrics(app.state)
+    app.state.dashboard = DashboardFeed(app.state)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    for module in (health, openai, anthropic, gemini, metrics, dashboard, generate, jobs):
         app.include_router(module.router)
     if settings.token:
         return BearerAuth(app, settings.token)

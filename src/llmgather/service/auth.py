@@ -3,18 +3,21 @@ middleware machinery). The token is compared in constant time and never logged.
 
 The service binds 127.0.0.1 by default; another address requires a token (see `cli/serve`).
 Clients send it as the SDKs send their keys: `Authorization: Bearer T`, `x-api-key: T`
-(Anthropic's SDK) or `x-goog-api-key: T` (Gemini's).
+(Anthropic's SDK) or `x-goog-api-key: T` (Gemini's). The dashboard's page and its event
+stream also take it as `?token=T`, since a browser cannot add a header to either.
 """
 
 from __future__ import annotations
 
 import hmac
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _KEY_HEADERS = (b"x-api-key", b"x-goog-api-key")
+QUERY_TOKEN_PATHS = frozenset({"/", "/dashboard/events"})
 
 
 class BearerAuth:
@@ -54,4 +57,7 @@ class BearerAuth:
                 break
             if name in _KEY_HEADERS:
                 given = value.strip()
+        if not given and scope["path"] in QUERY_TOKEN_PATHS:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            given = query.get("token", [""])[0].encode()
         return hmac.compare_digest(given, self._token)

@@ -137,11 +137,7 @@ async def _events(
             yield writer.end(pump.completion)
     except Exception as exc:  # cut after its first piece: said in the stream, as the APIs do
         refusal = refusal_for(exc)
-        yield (
-            b"event: error\ndata: "
-            + orjson.dumps(front.error(refusal.status, refusal.message))
-            + b"\n\n"
-        )
+        yield front.stream_error(refusal.status, refusal.message)
     finally:
         await pump.aclose()
 

@@ -93,9 +93,13 @@ class Upstream:
         return HttpRequest(shape.method, shape.url, shape.headers, body)
 
     def translated(self, request: Request, *, stream: bool) -> HttpRequest:
-        """A request of another dialect, rebuilt in the upstream's, for the served model."""
-        if request.max_tokens is None and self.target.spec.default_max_tokens is not None:
-            request = request.replace(max_tokens=self.target.spec.default_max_tokens)
+        """A request of another dialect, rebuilt in the upstream's, for the served model.
+        Its stop sequences, which the front dialects leave in `extra["stop"]`, go where the
+        upstream's API takes them."""
+        spec = self.target.spec
+        if request.max_tokens is None and spec.default_max_tokens is not None:
+            request = request.replace(max_tokens=spec.default_max_tokens)
+        request = _stop_moved(request, spec.stop_field)
         return self.client.provider.build_request(request, model=self.model, stream=stream)
 
     # -- sending --------------------------------------------------------------------------
@@ -182,6 +186,22 @@ class StreamPump:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+
+def _stop_moved(request: Request, field: tuple[str, ...]) -> Request:
+    """The request with `extra["stop"]` moved to `field` (a path of keys in the body)."""
+    extra = dict(request.extra or {})
+    stop = extra.pop("stop", None)
+    if stop is None or field == ("stop",):
+        return request
+    *outer, last = field
+    node = extra
+    for key in outer:  # copied on the way down: the caller's dicts are not changed
+        inner = node.get(key)
+        node[key] = dict(inner) if isinstance(inner, dict) else {}
+        node = node[key]
+    node[last] = stop
+    return request.replace(extra=extra)
 
 
 async def _never() -> Outcome:

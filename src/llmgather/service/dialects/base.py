@@ -42,7 +42,9 @@ class FrontDialect(Protocol):
 
     def to_request(self, body: Mapping[str, Any]) -> Request:
         """The request in llmgather's terms, for an upstream of another dialect; raises
-        Untranslatable for what it cannot carry."""
+        Untranslatable for what it cannot carry. Stop sequences go in `extra["stop"]` (a
+        list of strings), whatever the dialect calls them: the upstream puts them where its
+        own API takes them."""
         ...
 
     def answer(self, completion: Completion, *, model: str) -> dict[str, Any]:
@@ -55,4 +57,9 @@ class FrontDialect(Protocol):
 
     def error(self, status: int, message: str) -> dict[str, Any]:
         """An error body in this dialect, as its SDK reads it."""
+        ...
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        """The server-sent event that ends a stream cut after its first piece, as this
+        dialect's SDK reads an error there."""
         ...

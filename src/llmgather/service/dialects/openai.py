@@ -103,6 +103,9 @@ class OpenAIFront:
         kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
+    def stream_error(self, status: int, message: str) -> bytes:
+        return b"event: error\ndata: " + orjson.dumps(self.error(status, message)) + b"\n\n"
+
 
 class OpenAIStreamWriter:
     """`chat.completion.chunk` events, then one with the usage (when the client asked for it,

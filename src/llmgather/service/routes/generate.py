@@ -1,0 +1,172 @@
+"""`POST /generate`: one prompt in, its answer out, under the shared limits; with
+`"background": true`, a durable job answered 202 at once and read later at `GET /generate/{id}`.
+
+    POST /generate {"prompt": "Why?", "max_tokens": 64}
+        200 {"text": "...", "usage": {...}, "attempts": 1, "latency_ms": 812.4}
+    POST /generate {"prompt": "Why?", "background": true}
+        202 {"id": "gen_…", "status": "queued"}       (kept on disk: it survives a restart)
+    GET /generate/gen_…
+        202 {"id": …, "status": "queued" | "running"} until it is done, then
+        200 {"id": …, "status": "done", "text": …, "usage": …, "attempts": …, "latency_ms": …}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from llmgather.limits.tokens import request_cost
+from llmgather.service.dialects.openai import OpenAIFront
+from llmgather.service.errors import Refusal, refusal_for
+from llmgather.service.gateway import error_response, json_response
+from llmgather.service.jobs import JobManager, JobParams, ServiceStopping
+from llmgather.service.queueing import QueueFull
+from llmgather.service.routes.bodies import JSONBody, read_json
+from llmgather.service.upstream import Upstream
+
+router = APIRouter(tags=["generate"])
+FRONT = OpenAIFront()  # errors in OpenAI's shape, as the rest of the service words them
+_FIELDS = ("prompt", "max_tokens", "temperature", "system", "background")
+_EXAMPLE = '{"prompt": "Why do some birds migrate?", "max_tokens": 256}'
+
+
+class BadField(Exception):
+    """A field of the body that is missing or of the wrong type: a 422 naming it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    prompt: str
+    params: JobParams
+    background: bool
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Ask:
+        unknown = sorted(key for key in data if key not in _FIELDS)
+        if unknown:
+            raise BadField(
+                f"unknown field(s) {', '.join(unknown)}; /generate takes {', '.join(_FIELDS)}"
+            )
+        prompt = data.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadField(f'field "prompt" must be a non-empty string, such as {_EXAMPLE}')
+        max_tokens = data.get("max_tokens")
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
+            raise BadField('field "max_tokens" must be a positive integer, such as 256')
+        temperature = data.get("temperature")
+        if temperature is not None and (
+            not isinstance(temperature, int | float)
+            or isinstance(temperature, bool)
+            or temperature < 0
+        ):
+            raise BadField('field "temperature" must be a number of at least 0, such as 0.7')
+        system = data.get("system")
+        if system is not None and not isinstance(system, str):
+            raise BadField('field "system" must be a string (the system prompt)')
+        background = data.get("background", False)
+        if not isinstance(background, bool):
+            raise BadField('field "background" must be true or false')
+        params = JobParams(
+            max_tokens=max_tokens,
+            temperature=None if temperature is None else float(temperature),
+            system=system,
+        )
+        return cls(prompt, params, background)
+
+
+@router.post(
+    "/generate",
+    summary="One prompt's answer, under the shared limits (or in the background, durably)",
+    openapi_extra=JSONBody.openapi(
+        '{"prompt", "max_tokens"?, "temperature"?, "system"?, "background"?}'
+    ),
+)
+async def generate(request: Request) -> Response:
+    _, data = await read_json(request)
+    if data is None:
+        return _refuse(400, f"the body must be a JSON object, such as {_EXAMPLE}")
+    try:
+        ask = Ask.parse(data)
+    except BadField as error:
+        return _refuse(422, str(error))
+    if ask.background:
+        return await _in_background(request.app.state.jobs, ask)
+    upstream: Upstream = request.app.state.upstream
+    client = upstream.client
+    params = ask.params
+    call = client.request(
+        ask.prompt,
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        system=params.system,
+    )
+    try:
+        # The gateway's queue: a request that would wait too long is told so at once (429).
+        with request.app.state.gateway.queue.admitted(request_cost(call.messages, call.max_tokens)):
+            result = await client.engine.run_one(call)
+    except QueueFull as error:
+        return error_response(
+            FRONT,
+            Refusal(
+                429,
+                f"the queue for the shared rate limit is full; retry in {error.retry_after:.0f} s",
+                error.retry_after,
+            ),
+        )
+    if not result.ok:
+        assert result.exception is not None
+        return error_response(FRONT, refusal_for(result.exception))
+    return json_response(
+        {
+            "text": result.text or "",
+            "usage": result.usage.to_dict() if result.usage else None,
+            "attempts": result.attempts,
+            "latency_ms": None if result.latency_ms is None else round(result.latency_ms, 1),
+        }
+    )
+
+
+async def _in_background(jobs: JobManager, ask: Ask) -> Response:
+    try:
+        record = await jobs.submit_generation(ask.prompt, ask.params)
+    except ServiceStopping as error:
+        return _refuse(503, str(error))
+    response = json_response({"id": record.id, "status": record.status}, status=202)
+    response.headers["location"] = f"/generate/{record.id}"
+    return response
+
+
+@router.get("/generate/{id}", summary="A background /generate: its answer once it is done")
+async def generation(request: Request, id: str) -> Response:
+    jobs: JobManager = request.app.state.jobs
+    record = jobs.generation(id)
+    if record is None:
+        return _refuse(404, f"no background /generate with id {id!r}")
+    if record.status == "failed":
+        return _refuse(500, f"the background /generate {id} failed: {record.error}")
+    if record.status != "done":
+        return json_response({"id": id, "status": record.status}, status=202)
+    line = await jobs.generation_result(record)
+    if line is None:  # done, so its one line is there, unless its folder was tampered with
+        return _refuse(500, f"the answer of {id} is missing from its results")
+    answer = {
+        "id": id,
+        "status": "done" if line.get("status") == "ok" else "failed",
+        "text": line.get("text"),
+        "usage": line.get("usage"),
+        "attempts": line.get("attempts"),
+        "latency_ms": line.get("latency_ms"),
+    }
+    if line.get("error"):
+        answer["error"] = line["error"]
+    return json_response(answer)
+
+
+def _refuse(status: int, message: str) -> Response:
+    return error_response(FRONT, Refusal(status, message))

@@ -1,0 +1,248 @@
+"""Jobs over HTTP, end to end: the service started for real on 127.0.0.1 in front of a
+simulator; jobs posted as JSONL or uploaded, watched, read, cancelled, and the same store
+and files as `llmgather run` left on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from llmgather._config import Limits
+from llmgather.jobs.store import SQLiteJobStore, store_path_for
+from llmgather.service import ServiceSettings
+from llmgather.sim.server import RunningSimulator
+from tests.conftest import run_cli
+from tests.servicefixtures import serving
+from tests.simfixtures import running
+
+JSONL = {"Content-Type": "application/jsonl"}
+WAIT_S = 20.0  # a bound on waiting for a job, never an assertion on time
+
+
+def settings_for(sim: RunningSimulator, jobs_dir: Path, **extra: Any) -> ServiceSettings:
+    return ServiceSettings(
+        model="openai:gpt-4o-mini",
+        base_url=sim.base_url + "/v1",
+        api_key="k",
+        jobs_dir=jobs_dir,
+        **extra,
+    )
+
+
+def prompts(n: int, *, prefix: str = "q") -> bytes:
+    return b"".join(
+        orjson.dumps({"id": f"{prefix}{i}", "prompt": f"Question {i}?"}) + b"\n" for i in range(n)
+    )
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait for `check()` to hold, up to WAIT_S: an HTTP client can only ask again."""
+    async with asyncio.timeout(WAIT_S):
+        for _ in itertools.count():
+            if await check():
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError(what)
+
+
+async def job_of(http: aiohttp.ClientSession, base: str, id: str) -> dict[str, Any]:
+    async with http.get(f"{base}/v1/jobs/{id}") as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def finished(http: aiohttp.ClientSession, base: str, id: str) -> dict[str, Any]:
+    async def done() -> bool:
+        return (await job_of(http, base, id))["status"] == "done"
+
+    await until(done, f"job {id} is done")
+    return await job_of(http, base, id)
+
+
+async def results_of(http: aiohttp.ClientSession, base: str, id: str) -> list[dict[str, Any]]:
+    async with http.get(f"{base}/v1/jobs/{id}/results") as response:
+        assert response.status == 200
+        body = await response.read()
+    return [orjson.loads(line) for line in body.splitlines()]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_a_jsonl_job_runs_to_the_end_as_llmgather_run_would(
+    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    batch_line = {
+        "custom_id": "b1",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]},
+    }
+    body = prompts(3) + b"{not json\n" + orjson.dumps(batch_line) + b"\n"
+    async with serving(settings_for(sim, tmp_path)) as base:
+        async with http.post(f"{base}/v1/jobs?max_tokens=16", data=body, headers=JSONL) as r:
+            assert r.status == 202
+            created = await r.json()
+            assert r.headers["location"] == f"/v1/jobs/{created['id']}"
+        assert set(created) == {
+            "id", "status", "total", "done", "failed", "created_at", "finished_at"
+        }  # fmt: skip
+        assert created["status"] in ("queued", "running") and created["total"] == 5
+        job = await finished(http, base, created["id"])
+        assert (job["total"], job["done"], job["failed"]) == (5, 4, 1)
+        assert job["finished_at"] >= job["created_at"]
+
+        async with http.get(f"{base}/v1/jobs") as response:
+            listing = await response.json()
+        assert listing["object"] == "list" and listing["data"] == [job]
+
+        lines = await results_of(http, base, job["id"])
+        assert [line["id"] for line in lines] == ["q0", "q1", "q2", "4", "b1"]
+        assert [line["status"] for line in lines] == ["ok", "ok", "ok", "error", "ok"]
+        assert lines[4]["custom_id"] == "b1"
+        assert "malformed JSON" in lines[3]["error"]["message"]
+        assert all(line["text"] for line in lines if line["status"] == "ok")
+
+    # The same files as `llmgather run`: its `status` reads the job.
+    output = tmp_path / job["id"] / "results.jsonl"
+    assert (tmp_path / job["id"] / "input.jsonl").read_bytes() == body
+    assert [orjson.loads(line)["id"] for line in output.read_bytes().splitlines()] == [
+        "q0", "q1", "q2", "4", "b1"
+    ]  # fmt: skip
+    status = run_cli("status", str(output), "--json", timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert orjson.loads(status.stdout)["state"] == "complete"
+
+
+async def test_a_multipart_upload_with_form_parameters(
+    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    form = aiohttp.FormData()
+    form.add_field("file", prompts(2), filename="prompts.jsonl", content_type="application/jsonl")
+    form.add_field("max_tokens", "8")
+    form.add_field("system", "Answer briefly.")
+    async with serving(settings_for(sim, tmp_path)) as base:
+        async with http.post(f"{base}/v1/jobs", data=form) as response:
+            assert response.status == 202, await response.text()
+            created = await response.json()
+        job = await finished(http, base, created["id"])
+        assert (job["total"], job["done"], job["failed"]) == (2, 2, 0)
+        assert [line["id"] for line in await results_of(http, base, job["id"])] == ["q0", "q1"]
+    store = SQLiteJobStore.open(store_path_for(str(tmp_path / job["id"] / "results.jsonl")))
+    with store:
+        params = store._meta()["params"]
+    assert (params["max_tokens"], params["system"]) == (8, "Answer briefly.")
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "words"),
+    [
+        (b"", JSONL, 400, "the body is empty"),
+        (b"hello\nworld\n", JSONL, 400, "no line of the body is a request"),
+        (b"[1, 2]", {"Content-Type": "application/json"}, 400, "one JSON object per line"),
+        (prompts(1) + prompts(1), JSONL, 400, "both have the id 'q0'"),
+        (b"<jobs/>", {"Content-Type": "application/xml"}, 415, "application/jsonl"),
+    ],
+)
+async def test_a_body_that_cannot_be_a_job_is_refused_saying_what_is_expected(
+    sim: RunningSimulator,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    words: str,
+) -> None:
+    async with serving(settings_for(sim, tmp_path)) as base:
+        async with http.post(f"{base}/v1/jobs", data=body, headers=headers) as response:
+            assert response.status == status
+            error = (await response.json())["error"]
+        assert words in error["message"]
+        async with http.get(f"{base}/v1/jobs") as response:
+            assert (await response.json())["data"] == []
+    assert names_in(tmp_path) == []  # nothing half-made is left
+
+
+def names_in(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+async def test_bad_parameters_and_unknown_ids_are_named(
+    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with serving(settings_for(sim, tmp_path)) as base:
+        for query, name in (
+            ("max_tokens=ten", "max_tokens"),
+            ("temperature=-1", "temperature"),
+            ("temperature=inf", "temperature"),
+        ):
+            async with http.post(f"{base}/v1/jobs?{query}", data=prompts(1), headers=JSONL) as r:
+                assert r.status == 422
+                assert name in (await r.json())["error"]["message"]
+        form = aiohttp.FormData()
+        form.add_field("upload", prompts(1), filename="p.jsonl")
+        async with http.post(f"{base}/v1/jobs", data=form) as response:
+            assert response.status == 400
+            assert "`file` field" in (await response.json())["error"]["message"]
+        for method, path in (
+            ("GET", "/v1/jobs/job_nope"),
+            ("GET", "/v1/jobs/job_nope/results"),
+            ("DELETE", "/v1/jobs/job_nope"),
+        ):
+            async with http.request(method, base + path) as response:
+                assert response.status == 404
+                error = (await response.json())["error"]
+            assert error["message"] == "no job with id 'job_nope'"
+            assert error["type"] == "not_found_error"
+
+
+async def test_cancel_stops_sending_and_keeps_what_finished(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with running(latency_ms=50, latency_jitter=0) as sim:
+        # Two requests a second: the job is far from its end when it is cancelled.
+        settings = settings_for(sim, tmp_path, limits=Limits(rpm=120))
+        async with serving(settings) as base:
+            async with http.post(f"{base}/v1/jobs", data=prompts(40), headers=JSONL) as r:
+                id = (await r.json())["id"]
+
+            async def started() -> bool:
+                return (await job_of(http, base, id))["done"] >= 1
+
+            await until(started, "the first answer arrives")
+            async with http.delete(f"{base}/v1/jobs/{id}") as response:
+                assert response.status == 200
+                cancelled = await response.json()
+            assert cancelled["status"] == "cancelled"
+            assert 1 <= cancelled["done"] < 40 and cancelled["finished_at"] is not None
+            sent = sim.handler.stats.snapshot()["received"]
+            assert sent == cancelled["done"]  # nothing in flight was lost, nothing more sent
+
+            lines = await results_of(http, base, id)
+            assert [line["id"] for line in lines] == [f"q{i}" for i in range(len(lines))]
+            assert len(lines) == cancelled["done"]
+            assert await job_of(http, base, id) == cancelled
+
+            async with http.delete(f"{base}/v1/jobs/{id}") as response:
+                assert response.status == 200  # cancelling twice is no error
+            async with http.post(f"{base}/v1/jobs", data=prompts(1), headers=JSONL) as r:
+                small = (await r.json())["id"]
+            await finished(http, base, small)
+            async with http.delete(f"{base}/v1/jobs/{small}") as response:
+                assert response.status == 409
+                assert "already ended (done)" in (await response.json())["error"]["message"]
+
+        # A cancelled job is not resumed by the next start.
+        async with serving(settings) as base:
+            assert await job_of(http, base, id) == cancelled
+        assert sim.handler.stats.snapshot()["received"] == sent + 1
