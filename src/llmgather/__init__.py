@@ -32,7 +32,7 @@ from llmgather._errors import (
     TruncatedStreamError,
 )
 from llmgather._retry import RetryPolicy
-from llmgather._types import Completion, ErrorInfo, Request, Result, Usage
+from llmgather._types import Completion, ErrorInfo, Request, Result, ToolCall, Usage
 from llmgather.limits import Cost, Limiter, LimiterStats, LocalLimiter, Permit, RedisLimiter
 
 __version__ = "0.1.0"
@@ -78,6 +78,7 @@ __all__ = [
     "ServerError",
     "StrictInputError",
     "Timeouts",
+    "ToolCall",
     "TransientError",
     "TruncatedStreamError",
     "Usage",

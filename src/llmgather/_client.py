@@ -15,7 +15,7 @@ from llmgather import _calls, _exchange
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError
-from llmgather._prompt import request_from_dict
+from llmgather._prompt import TOOL_FIELDS, request_from_dict, tool_options
 from llmgather._retry import RetryPolicy
 from llmgather._types import Outcome, Request, Result
 from llmgather.limits import Cost, Limiter, LocalLimiter
@@ -34,6 +34,7 @@ class Client:
             results = await client.gather(prompts)        # input order, errors as values
             async for result in client.map(many_prompts):  # completion order, bounded memory
                 ...
+            result = await client.complete_result(prompt, tools=[tool])  # result.tool_calls
 
     Limits: `concurrency`, `rpm`, `rpd`, `tpm`, `itpm`, `otpm` build this client's own
     limiter; or pass `limiter=` to share one limiter (one budget) between several clients.
@@ -137,11 +138,25 @@ class Client:
     # -- prompts ---------------------------------------------------------------------------
 
     async def complete(self, prompt: Prompt, **overrides: Any) -> str:
-        """The answer's text; raises the APIError that ended the last attempt."""
+        """The answer's text; raises the APIError that ended the last attempt.
+
+        For an answer that may be tool calls (`tools=[...]`), `complete_result` gives them.
+        """
+        return (await self.complete_result(prompt, **overrides)).text or ""
+
+    async def complete_result(self, prompt: Prompt, **overrides: Any) -> Result:
+        """The whole ok Result of one prompt: text, `tool_calls`, usage, finish_reason.
+
+            result = await client.complete_result("Weather in Paris?", tools=[weather])
+            for call in result.tool_calls:
+                print(call.name, call.arguments)
+
+        Raises the APIError that ended the last attempt, as `complete` does.
+        """
         result = await self.engine.run_one(self.request(prompt, **overrides))
         if result.exception is not None:
             raise result.exception
-        return result.text or ""
+        return result
 
     def stream(self, prompt: Prompt, **overrides: Any) -> AsyncIterator[str]:
         """Text pieces as they arrive. Retried until the first piece; after it, errors raise."""
@@ -230,15 +245,22 @@ class Client:
         return self.engine.statistics()
 
     def request(self, prompt: Prompt, **overrides: Any) -> Request:
-        """A Request from a prompt string, a message list, a dict or a Request, with defaults."""
+        """A Request from a prompt string, a message list, a dict or a Request, with defaults.
+
+        `overrides` fill what the prompt leaves unset: `max_tokens`, `tools=[...]`,
+        `json_schema={...}`… (the fields of a prompt dict, checked as a prompt dict's are).
+        """
         options = {**self._defaults, **overrides}
         system = options.pop("system", None)
+        tooling = {k: options.pop(k) for k in TOOL_FIELDS if k in options}
         if options.get("max_tokens") is None:
             options["max_tokens"] = self.target.spec.default_max_tokens
         fills = {k: v for k, v in options.items() if v is not None}
         if isinstance(prompt, str):
-            return Request.from_prompt(prompt, system=system, **fills)  # built once, not copied
-        if isinstance(prompt, Request):
+            request = Request.from_prompt(prompt, system=system, **fills)  # built once, not copied
+            if not tooling:
+                return request
+        elif isinstance(prompt, Request):
             request = prompt
         elif isinstance(prompt, list):
             request = request_from_dict({"messages": prompt}, system=system)
@@ -249,6 +271,12 @@ class Client:
                 f"a prompt must be a str, a message list, a dict or a Request, not {type(prompt).__name__}"
             )
         fills = {k: v for k, v in fills.items() if getattr(request, k) is None}
+        if any(v is not None for v in tooling.values()):
+            # Checked together with what the prompt set: a tool_choice must name one of its tools.
+            given = {k: getattr(request, k) for k in TOOL_FIELDS}
+            given["tools"] = list(given["tools"] or ()) or None
+            merged = {k: given[k] if given[k] is not None else tooling.get(k) for k in TOOL_FIELDS}
+            fills |= {k: v for k, v in tool_options(merged).items() if given[k] is None}
         return request.replace(**fills) if fills else request
 
     @property

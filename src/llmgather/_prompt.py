@@ -1,7 +1,12 @@
 """A prompt dict as a Request: the one parser, for the library's dict prompts and JSONL lines.
 
     {"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}, ...]}
-    optional: id, system, model, max_tokens, temperature, metadata, extra
+    optional: id, system, model, max_tokens, temperature, metadata, extra,
+              tools, tool_choice, json_schema
+
+    "tools": [{"name": "get_weather", "description": "...", "parameters": {JSON schema}}]
+    "tool_choice": "auto" | "required" | "none" | {"name": "get_weather"}
+    "json_schema": {"name": "person", "schema": {JSON schema}, "description": ..., "strict": ...}
 
 Every field is checked; a bad one raises InvalidInputError whose message names the field, what
 was found and what it must be, and no place: a reader of a file puts `file:line: ` before it.
@@ -9,17 +14,19 @@ was found and what it must be, and no place: a reader of a file puts `file:line:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from llmgather._errors import InvalidInputError
-from llmgather._types import Message, Request
+from llmgather._types import JSON_ANSWER_TOOL, Message, Request
 
 __all__ = [
     "PROMPT_FIELDS",
     "PROMPT_SHAPES",
+    "TOOL_FIELDS",
     "content_value",
     "json_type",
     "messages_value",
@@ -27,11 +34,13 @@ __all__ = [
     "request_from_dict",
     "show_value",
     "temperature_value",
+    "tool_options",
 ]
 
+TOOL_FIELDS = ("tools", "tool_choice", "json_schema")
 PROMPT_FIELDS = frozenset(
     "id prompt messages system model max_tokens temperature metadata extra".split()
-)
+) | frozenset(TOOL_FIELDS)
 PROMPT_SHAPES = '{"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}]}'
 _ROLES = ("system", "user", "assistant")
 
@@ -60,7 +69,151 @@ def request_from_dict(data: Mapping[str, Any], *, system: str | None = None) -> 
         temperature=temperature_value(data, "temperature"),
         metadata=data.get("metadata"),
         extra=_optional(data, "extra", dict, "an object of provider-native body fields"),
+        **tool_options(data),
     )
+
+
+def tool_options(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The `tools`, `tool_choice` and `json_schema` of a prompt dict, checked and in the form a
+    Request keeps them (absent ones as None). A request asks for tool calls or for a JSON
+    answer, not both: not every provider can do the two at once."""
+    tools = _tools_value(data.get("tools"))
+    choice = _tool_choice_value(data.get("tool_choice"), tools)
+    schema = _json_schema_value(data.get("json_schema"))
+    if tools is not None and schema is not None:
+        raise InvalidInputError(
+            'fields "tools" and "json_schema" cannot go together; give one: tools for '
+            "tool calls, json_schema for a JSON answer"
+        )
+    return {"tools": tools, "tool_choice": choice, "json_schema": schema}
+
+
+_TOOL_KEYS = frozenset({"name", "description", "parameters"})
+_SCHEMA_KEYS = frozenset({"name", "schema", "description", "strict"})
+_CHOICES = ("auto", "required", "none")
+# What every provider accepts as a function name (OpenAI's and Anthropic's rule; Gemini's is wider).
+_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_NO_ARGUMENTS = {"type": "object", "properties": {}}
+_TOOL_SHAPE = '{"name": ..., "description": ..., "parameters": {JSON schema}}'
+
+
+def _tools_value(value: Any) -> tuple[dict[str, Any], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        got = "an empty list" if value == [] else show_value(value)
+        raise InvalidInputError(
+            f'field "tools" must be a non-empty list of {_TOOL_SHAPE} objects, got {got}'
+        )
+    tools: list[dict[str, Any]] = []
+    for i, tool in enumerate(value):
+        at = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise InvalidInputError(
+                f'field "{at}" must be an object {_TOOL_SHAPE}, got {json_type(tool)}'
+            )
+        if "function" in tool and "name" not in tool:
+            raise InvalidInputError(
+                f'field "{at}" is in the form {{"type": "function", "function": {{...}}}}; '
+                f"give the function object itself: {_TOOL_SHAPE}"
+            )
+        _no_unknown_keys(tool, _TOOL_KEYS, at)
+        name = _name_value(tool.get("name"), f"{at}.name")
+        if name == JSON_ANSWER_TOOL:
+            raise InvalidInputError(
+                f'field "{at}.name": the name "{name}" is reserved for json_schema answers; '
+                "rename the tool"
+            )
+        if any(t["name"] == name for t in tools):
+            raise InvalidInputError(f'field "{at}.name": two tools are named "{name}"')
+        parsed: dict[str, Any] = {"name": name}
+        description = tool.get("description")
+        if description is not None:
+            if not isinstance(description, str):
+                raise InvalidInputError(
+                    f'field "{at}.description" must be a string, got {show_value(description)}'
+                )
+            parsed["description"] = description
+        parsed["parameters"] = _object_schema(tool.get("parameters"), f"{at}.parameters")
+        tools.append(parsed)
+    return tuple(tools)
+
+
+def _object_schema(value: Any, at: str) -> dict[str, Any]:
+    """A tool's arguments schema: a JSON schema of an object (absent: no arguments)."""
+    if value is None:
+        return dict(_NO_ARGUMENTS)
+    if not isinstance(value, dict) or value.get("type") != "object":
+        raise InvalidInputError(
+            f'field "{at}" must be a JSON schema of an object ({{"type": "object", '
+            f'"properties": {{...}}}}), got {show_value(value)}'
+        )
+    return value
+
+
+def _tool_choice_value(
+    value: Any, tools: tuple[dict[str, Any], ...] | None
+) -> str | dict[str, str] | None:
+    if value is None:
+        return None
+    if tools is None:
+        raise InvalidInputError('field "tool_choice" needs "tools" to choose from; add them')
+    if value in _CHOICES:
+        return str(value)
+    names = [t["name"] for t in tools]
+    if isinstance(value, dict) and set(value) == {"name"} and value["name"] in names:
+        return {"name": value["name"]}
+    raise InvalidInputError(
+        f'field "tool_choice" must be "auto", "required", "none" or {{"name": ...}} naming '
+        f"one of the tools ({', '.join(names)}), got {show_value(value)}"
+    )
+
+
+def _json_schema_value(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    shape = '{"name": ..., "schema": {JSON schema of an object}}'
+    if not isinstance(value, dict):
+        raise InvalidInputError(
+            f'field "json_schema" must be an object {shape}, got {show_value(value)}'
+        )
+    _no_unknown_keys(value, _SCHEMA_KEYS, "json_schema")
+    parsed: dict[str, Any] = {
+        "name": _name_value(value.get("name", "response"), "json_schema.name"),
+        "schema": _object_schema(value.get("schema") or {}, "json_schema.schema"),
+    }
+    description = value.get("description")
+    if description is not None:
+        if not isinstance(description, str):
+            raise InvalidInputError(
+                f'field "json_schema.description" must be a string, got {show_value(description)}'
+            )
+        parsed["description"] = description
+    strict = value.get("strict")
+    if strict is not None:
+        if not isinstance(strict, bool):
+            raise InvalidInputError(
+                f'field "json_schema.strict" must be true or false, got {show_value(strict)}'
+            )
+        parsed["strict"] = strict
+    return parsed
+
+
+def _name_value(value: Any, at: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidInputError(
+            f'field "{at}" must be 1 to 64 letters, digits, "_" or "-", got {show_value(value)}'
+        )
+    return value
+
+
+def _no_unknown_keys(value: dict[str, Any], known: frozenset[str], at: str) -> None:
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise InvalidInputError(
+            f'field "{at}" has unknown key {show_value(unknown[0])}; '
+            f"it may have {', '.join(sorted(known))}"
+        )
 
 
 def _messages_of(data: Mapping[str, Any], *, own_system: bool) -> list[Message]:

@@ -7,15 +7,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 Message = dict[str, Any]  # {"role": "user" | "system" | "assistant", "content": str}
+
+# The name of the tool through which a provider without a JSON-schema mode of its own is asked
+# for a `json_schema` answer (a forced call whose input is the answer): no user tool may take it.
+JSON_ANSWER_TOOL = "json_answer"
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
     """One prompt to send. `id` is the caller's; `metadata` is passed through untouched.
 
-    `extra` holds provider-native body fields (OpenAI's `response_format` or `seed`, Anthropic's
-    `stop_sequences`, Gemini's `safetySettings`...), merged into the request body as they are.
+    `extra` holds provider-native body fields (OpenAI's `seed`, Anthropic's `stop_sequences`,
+    Gemini's `safetySettings`...), merged into the request body as they are.
+
+    Tools and JSON answers have one spelling each, translated by every adapter:
+    `tools` is a tuple of `{"name", "description"?, "parameters"}` (a JSON schema of the
+    arguments); `tool_choice` is "auto", "required", "none" or `{"name": ...}` (that tool);
+    `json_schema` is `{"name", "schema", "description"?, "strict"?}` and asks for a JSON
+    object that fits `schema` as the answer's text. `llmgather._prompt` checks all three.
     """
 
     messages: tuple[Message, ...]
@@ -25,6 +37,9 @@ class Request:
     temperature: float | None = None
     metadata: Any = None
     extra: dict[str, Any] | None = None
+    tools: tuple[dict[str, Any], ...] | None = None
+    tool_choice: str | dict[str, str] | None = None
+    json_schema: dict[str, Any] | None = None
 
     @classmethod
     def from_prompt(cls, prompt: str, *, system: str | None = None, **kwargs: Any) -> Request:
@@ -55,6 +70,44 @@ class Usage:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call the model made: its id, the tool's name and the arguments it gave.
+
+    `arguments` is the parsed JSON object. A model may send arguments that are not a JSON
+    object (cut by max_tokens, or simply invalid): then `arguments` is None and
+    `raw_arguments` holds the text as sent. The item is still ok (the model did answer);
+    the output line shows `raw_arguments` beside the null so the caller can judge.
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | None
+    raw_arguments: str | None = None
+
+    @classmethod
+    def from_json(cls, id: str, name: str, text: str) -> ToolCall:
+        """A call whose arguments came as JSON text (OpenAI's form, or assembled from deltas)."""
+        try:
+            parsed = orjson.loads(text) if text.strip() else {}
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return cls(id, name, parsed)
+        return cls(id, name, None, text)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "name": self.name, "arguments": self.arguments}
+        if self.arguments is None:
+            data["raw_arguments"] = self.raw_arguments
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
+        """The call an output line (or a queue's wire) shows, as `to_dict` wrote it."""
+        return cls(data["id"], data["name"], data["arguments"], data.get("raw_arguments"))
+
+
 def remaining_key(budget: str) -> str:
     """Where announced limits carry what is left of one (`"rpm.remaining"`), beside the limit."""
     return f"{budget}.remaining"
@@ -71,6 +124,9 @@ class Completion:
     `finish_reason` is why the model stopped, in one vocabulary for every provider (OpenAI's):
     "stop", "length", "tool_calls", "content_filter", or "other"; `provider_finish_reason` is
     the provider's own word for it ("end_turn", "MAX_TOKENS", "SAFETY"…).
+
+    `tool_calls` are the calls the answer asked for, in order (empty when none); `text` is
+    what text came with them, often "".
     """
 
     text: str
@@ -79,6 +135,7 @@ class Completion:
     model: str | None = None
     announced: Mapping[str, float] | None = None
     provider_finish_reason: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +152,11 @@ class ErrorInfo:
 
 @dataclass(slots=True)
 class Result:
-    """The one outcome of one request: `status` is "ok" with `text`, or "error" with `error`."""
+    """The one outcome of one request: `status` is "ok" with `text`, or "error" with `error`.
+
+    `tool_calls` holds the calls an ok answer made (empty when none): a request that offers
+    `tools` may be answered by calls instead of text.
+    """
 
     id: str
     status: Literal["ok", "error"]
@@ -108,6 +169,7 @@ class Result:
     metadata: Any = None
     finish_reason: str | None = None  # normalised, as on Completion
     provider_finish_reason: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
     index: int = field(default=-1, repr=False)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     # What a user's own callable returned (`Client.call`/`map_calls`): an SDK's response object.
@@ -118,11 +180,12 @@ class Result:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of an output line."""
-        return {
-            "id": self.id,
-            "status": self.status,
-            "text": self.text,
+        """The JSON shape of an output line; `tool_calls` is there only when there are some,
+        so the lines of answers without calls keep the shape they always had."""
+        data: dict[str, Any] = {"id": self.id, "status": self.status, "text": self.text}
+        if self.tool_calls:
+            data["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        return data | {
             "usage": self.usage.to_dict() if self.usage else None,
             "attempts": self.attempts,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),

@@ -24,6 +24,11 @@ Error bodies are `{"type": "error", "error": {"type": ..., "message": ...}}`; th
 "stop", max_tokens and model_context_window_exceeded "length", tool_use "tool_calls", refusal
 "content_filter", anything else (pause_turn) "other"; the word itself is kept as
 `provider_finish_reason`.
+
+`tool_use` blocks become the Completion's `tool_calls` (streamed: `content_block_start` names
+the call, `input_json_delta` events carry its input as JSON text). A `json_schema` request goes
+as a forced tool (see `providers/_tools.py`): that tool's input is the answer's text, streamed
+as text pieces, and its `tool_use` stop reads as "stop".
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from llmgather._errors import (
     TruncatedStreamError,
     error_for_status,
 )
-from llmgather._types import Completion, Message, Request, Usage
+from llmgather._types import Completion, Message, Request, ToolCall, Usage
 from llmgather.providers._common import (
     BaseURL,
     announced_limits,
@@ -60,6 +65,7 @@ from llmgather.providers._common import (
     with_extra,
     word,
 )
+from llmgather.providers._tools import JSON_ANSWER_TOOL, CallAssembler, anthropic_fields
 from llmgather.providers.base import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
 
@@ -150,6 +156,7 @@ class AnthropicProvider:
             payload["temperature"] = request.temperature
         if stream:
             payload["stream"] = True
+        payload |= anthropic_fields(request)
         return HttpRequest(
             "POST", self._url, self._headers, orjson.dumps(with_extra(payload, request.extra))
         )
@@ -158,20 +165,29 @@ class AnthropicProvider:
         data = load_json(body, "the message")
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise MalformedResponseError("the message has no content list")
-        text = "".join(
-            block.get("text") or ""
-            for block in data["content"]
-            if isinstance(block, dict) and block.get("type") == "text"
-        )
+        blocks = [block for block in data["content"] if isinstance(block, dict)]
+        text = "".join(block.get("text") or "" for block in blocks if block.get("type") == "text")
+        calls = []
+        json_answer = False
+        for block in blocks:
+            if block.get("type") != "tool_use":
+                continue
+            if block.get("name") == JSON_ANSWER_TOOL:
+                # A json_schema answer, asked for as this forced tool's input: it is the text.
+                text = orjson.dumps(block.get("input")).decode()
+                json_answer = True
+            else:
+                calls.append(_tool_call(block))
         usage = _Usage()
         usage.update(data.get("usage"))
         stop_reason = word(data.get("stop_reason"))
         return Completion(
             text=text,
             usage=usage.total(),
-            finish_reason=finish_reason(stop_reason),
+            finish_reason=finish_reason(stop_reason, json_answer=json_answer and not calls),
             model=data.get("model"),
             provider_finish_reason=stop_reason,
+            tool_calls=tuple(calls),
         )
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> APIError:
@@ -211,6 +227,7 @@ class AnthropicStreamDecoder:
         self._finish_reason: str | None = None
         self._model: str | None = None
         self._stopped = False
+        self._calls = CallAssembler()
 
     def feed(self, event: SSEEvent) -> list[str]:
         data = load_json(event.data.encode(), "a stream event")
@@ -221,10 +238,16 @@ class AnthropicStreamDecoder:
             delta = data.get("delta")
             if not isinstance(delta, dict):
                 raise MalformedResponseError("a content_block_delta event has no delta")
-            # Other delta types (input_json_delta, thinking_delta, …) are not answer text.
+            if delta.get("type") == "input_json_delta":
+                return self._json_delta(data.get("index", 0), delta.get("partial_json") or "")
+            # Other delta types (thinking_delta, signature_delta, …) are not answer text.
             if delta.get("type") == "text_delta" and delta.get("text"):
                 self._pieces.append(delta["text"])
                 return [delta["text"]]
+        elif kind == "content_block_start":
+            block = data.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                self._calls.start(data.get("index", 0), block.get("id"), block.get("name"))
         elif kind == "message_start":
             message = data.get("message")
             if not isinstance(message, dict):
@@ -243,24 +266,49 @@ class AnthropicStreamDecoder:
             error_type = error.get("type") if isinstance(error, dict) else None
             status = _STATUS_OF_TYPE.get(str(error_type), 500)
             raise self._provider.parse_error(status, {}, event.data.encode())
-        # ping, content_block_start/stop, and event types added later carry no text.
+        # ping, content_block_stop, and event types added later carry no text.
+        return []
+
+    def _json_delta(self, index: int, fragment: str) -> list[str]:
+        """A piece of a tool call's input; the forced json_schema tool's pieces are text."""
+        if index not in self._calls or not fragment:
+            return []
+        self._calls.add(index, fragment)
+        if self._calls.name(index) == JSON_ANSWER_TOOL:
+            self._pieces.append(fragment)
+            return [fragment]
         return []
 
     def finish(self) -> Completion:
         if not self._stopped:
             raise TruncatedStreamError("the stream ended before its message_stop event")
+        every = self._calls.calls()
+        calls = tuple(c for c in every if c.name != JSON_ANSWER_TOOL)
+        json_answer = len(every) > len(calls) and not calls
         return Completion(
             text="".join(self._pieces),
             usage=self._usage.total(),
-            finish_reason=finish_reason(self._finish_reason),
+            finish_reason=finish_reason(self._finish_reason, json_answer=json_answer),
             model=self._model,
             provider_finish_reason=self._finish_reason,
+            tool_calls=calls,
         )
 
 
-def finish_reason(stop_reason: str | None) -> str | None:
-    """Anthropic's stop_reason in OpenAI's vocabulary (see the module docstring)."""
+def finish_reason(stop_reason: str | None, *, json_answer: bool = False) -> str | None:
+    """Anthropic's stop_reason in OpenAI's vocabulary (see the module docstring); the
+    tool_use stop of a json_schema answer (the forced tool's call, no other) is "stop"."""
+    if stop_reason == "tool_use" and json_answer:
+        return "stop"
     return None if stop_reason is None else _FINISH_REASONS.get(stop_reason, "other")
+
+
+def _tool_call(block: dict[str, Any]) -> ToolCall:
+    arguments = block.get("input")
+    id, name = str(block.get("id") or ""), str(block.get("name") or "")
+    if isinstance(arguments, dict):
+        return ToolCall(id, name, arguments)
+    return ToolCall(id, name, None, orjson.dumps(arguments).decode())
 
 
 class _Usage:

@@ -18,6 +18,9 @@ Errors carry a gRPC status name in `error.status` and typed `details`; they map 
     a 200 that does not parse       → MalformedResponseError
     a stream without a finishReason → TruncatedStreamError
 
+`functionCall` parts (whole, in a stream too) become the Completion's `tool_calls`; tools and
+a `json_schema` are sent as JSON Schema (see `providers/_tools.py`).
+
 A candidate stopped by SAFETY, RECITATION and the like is not an error: it is a Completion
 with whatever text it has (often none) and that finish reason, for the caller to judge.
 
@@ -49,7 +52,7 @@ from llmgather._errors import (
     TruncatedStreamError,
     error_for_status,
 )
-from llmgather._types import Completion, Message, Request, Usage
+from llmgather._types import Completion, Message, Request, ToolCall, Usage
 from llmgather.providers._common import (
     BaseURL,
     error_body,
@@ -61,6 +64,7 @@ from llmgather.providers._common import (
     with_extra,
     word,
 )
+from llmgather.providers._tools import gemini_fields
 from llmgather.providers.base import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
 
@@ -137,6 +141,9 @@ class GeminiProvider:
             config["maxOutputTokens"] = request.max_tokens
         if request.temperature is not None:
             config["temperature"] = request.temperature
+        tool_fields, tool_config = gemini_fields(request)
+        payload |= tool_fields
+        config |= tool_config
         if config:
             payload["generationConfig"] = config
         # A bare name is a base model; `tunedModels/x` (or `models/x`) is already a resource path.
@@ -164,6 +171,7 @@ class GeminiProvider:
             finish_reason=finish_reason(raw_reason, calls_tools=_calls_tools(candidate)),
             model=data.get("modelVersion"),
             provider_finish_reason=raw_reason,
+            tool_calls=tuple(_tool_calls(candidate, 0)),
         )
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> APIError:
@@ -203,6 +211,7 @@ class GeminiStreamDecoder:
         self._usage: Usage | None = None
         self._model: str | None = None
         self._calls_tools = False
+        self._calls: list[ToolCall] = []
 
     def feed(self, event: SSEEvent) -> list[str]:
         if not event.data.strip():
@@ -225,6 +234,8 @@ class GeminiStreamDecoder:
         if candidate.get("finishReason"):
             self._finish_reason = word(candidate["finishReason"])
         self._calls_tools = self._calls_tools or _calls_tools(candidate)
+        # Gemini streams each functionCall part whole, never in pieces.
+        self._calls.extend(_tool_calls(candidate, len(self._calls)))
         pieces = [text for text in _texts(candidate) if text]
         self._pieces.extend(pieces)
         return pieces
@@ -238,7 +249,27 @@ class GeminiStreamDecoder:
             finish_reason=finish_reason(self._finish_reason, calls_tools=self._calls_tools),
             model=self._model,
             provider_finish_reason=self._finish_reason,
+            tool_calls=tuple(self._calls),
         )
+
+
+def _tool_calls(candidate: dict[str, Any], first: int) -> list[ToolCall]:
+    """The functionCall parts of a candidate; `args` is already an object. Gemini's own `id`
+    is kept when it sends one, else the call is known by its place: `call_0`, `call_1`…"""
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    calls: list[ToolCall] = []
+    for part in parts if isinstance(parts, list) else ():
+        call = part.get("functionCall") if isinstance(part, dict) else None
+        if not isinstance(call, dict):
+            continue
+        id = str(call.get("id") or f"call_{first + len(calls)}")
+        name, args = str(call.get("name") or ""), call.get("args", {})
+        if isinstance(args, dict):
+            calls.append(ToolCall(id, name, args))
+        else:
+            calls.append(ToolCall(id, name, None, orjson.dumps(args).decode()))
+    return calls
 
 
 def finish_reason(raw: str | None, *, calls_tools: bool = False) -> str | None:

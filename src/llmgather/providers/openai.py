@@ -37,7 +37,7 @@ from llmgather._errors import (
     QuotaExhaustedError,
     TruncatedStreamError,
 )
-from llmgather._types import Completion, Request, Usage
+from llmgather._types import Completion, Request, ToolCall, Usage
 from llmgather.providers._common import (
     BaseURL,
     announced_limits,
@@ -50,6 +50,7 @@ from llmgather.providers._common import (
     with_extra,
     word,
 )
+from llmgather.providers._tools import CallAssembler, openai_fields
 from llmgather.providers.base import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
 
@@ -111,6 +112,7 @@ class OpenAIProvider:
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
+        payload |= openai_fields(request)
         body = orjson.dumps(with_extra(payload, request.extra))
         return HttpRequest("POST", self._url, self._headers, body)
 
@@ -118,7 +120,8 @@ class OpenAIProvider:
         data = load_json(body, "the chat completion")
         try:
             choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
+            message = choice["message"]
+            text = message.get("content") or ""
             raw_reason = word(choice.get("finish_reason"))
             return Completion(
                 text=text,
@@ -126,6 +129,7 @@ class OpenAIProvider:
                 finish_reason=finish_reason(raw_reason),
                 model=data.get("model"),
                 provider_finish_reason=raw_reason,
+                tool_calls=_tool_calls(message.get("tool_calls")),
             )
         except (KeyError, IndexError, TypeError, AttributeError):
             raise MalformedResponseError("the chat completion has no choices[0].message") from None
@@ -166,6 +170,7 @@ class OpenAIStreamDecoder:
         self._usage: Usage | None = None
         self._model: str | None = None
         self._done = False
+        self._calls = CallAssembler()
 
     def feed(self, event: SSEEvent) -> list[str]:
         if event.data == "[DONE]":
@@ -191,10 +196,21 @@ class OpenAIStreamDecoder:
             content = delta.get("content")
             if content:
                 pieces.append(content)
+            for call in delta.get("tool_calls") or ():
+                self._call_delta(call)
             if choice.get("finish_reason"):
                 self._finish_reason = word(choice["finish_reason"])
         self._pieces.extend(pieces)
         return pieces
+
+    def _call_delta(self, call: dict[str, Any]) -> None:
+        """A piece of a tool call: its first names the id and the function, the others carry
+        fragments of the arguments' JSON text, all under the call's `index`."""
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        self._calls.start(index, call.get("id"), function.get("name"))
+        if function.get("arguments"):
+            self._calls.add(index, function["arguments"])
 
     def finish(self) -> Completion:
         if self._finish_reason is None or not self._done:
@@ -206,7 +222,24 @@ class OpenAIStreamDecoder:
             finish_reason=finish_reason(self._finish_reason),
             model=self._model,
             provider_finish_reason=self._finish_reason,
+            tool_calls=self._calls.calls(),
         )
+
+
+def _tool_calls(raw: Any) -> tuple[ToolCall, ...]:
+    """The function calls of a message; arguments come as JSON text, parsed here."""
+    if not isinstance(raw, list):
+        return ()
+    calls = []
+    for call in raw:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):  # a custom tool's call has `custom`, not `function`
+            arguments = function.get("arguments")
+            text = arguments if isinstance(arguments, str) else ""
+            calls.append(
+                ToolCall.from_json(str(call.get("id") or ""), str(function.get("name")), text)
+            )
+    return tuple(calls)
 
 
 def finish_reason(raw: str | None) -> str | None:

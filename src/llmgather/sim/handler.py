@@ -20,7 +20,8 @@ from llmgather.sim.faults import PREEMPT_FAULT, QUOTA_FAULT, STATUS_FAULTS, Faul
 from llmgather.sim.latency import LatencyModel
 from llmgather.sim.limits import ServerLimits
 from llmgather.sim.stats import LogEntry, SimStats
-from llmgather.sim.text import Answer, generate
+from llmgather.sim.structured import answer_for
+from llmgather.sim.text import Answer
 from llmgather.sim.wire import IdMaker
 
 _JSON = "application/json"
@@ -131,7 +132,14 @@ class SimHandler:
                 return self._reply(entry, reply)
         if self._faults.preempts():
             self._preempt(entry)
-        answer = generate(req.prompt, self.config.seed, req.max_tokens)
+        answer = answer_for(
+            req.prompt,
+            self.config.seed,
+            req.max_tokens,
+            req.tools,
+            req.tool_choice,
+            req.json_schema,
+        )
         try:
             if self._capacity is None:
                 return await self._answer(request, dialect, req, answer, entry, fault, request_id)
@@ -208,11 +216,14 @@ class SimHandler:
             await asyncio.sleep(ttft)
             if events.head and not preempted.is_set():
                 await response.write(b"".join(events.head))
-            for frame, piece in zip(chunks, pieces, strict=False):
+            # A structured answer has more frames than pieces (a tool call's start): those
+            # go without a pause of their own.
+            for i, frame in enumerate(chunks):
                 if preempted.is_set():
                     break
                 await response.write(frame)
-                await asyncio.sleep(per_token * len(piece.split()))
+                words = len(pieces[i].split()) if i < len(pieces) else 0
+                await asyncio.sleep(per_token * words)
             if tail and not preempted.is_set():
                 await response.write(b"".join(tail))
         finally:

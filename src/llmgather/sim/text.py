@@ -1,9 +1,17 @@
-"""Deterministic answers: the text depends only on the prompt and the seed, never on timing."""
+"""Deterministic answers: the text depends only on the prompt and the seed, never on timing.
+
+`sim/structured.py` decides when the answer is a tool call or a JSON object instead of words.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from llmgather.limits.tokens import estimate_text_tokens
 
 MIN_WORDS = 16
 MAX_WORDS = 64
@@ -20,24 +28,65 @@ _VOCABULARY = (
 assert len(_VOCABULARY) == 64
 
 
+# How many characters of JSON text one streamed piece carries (a tool call's arguments, a
+# JSON answer): about what a real server sends per token or two.
+JSON_PIECE_CHARS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """One tool call of an answer: the tool's name and its arguments (a JSON object)."""
+
+    name: str
+    arguments: dict[str, Any]
+
+    @property
+    def json(self) -> str:
+        return orjson.dumps(self.arguments).decode()
+
+    def pieces(self) -> list[str]:
+        """The arguments' JSON text in pieces that concatenate to it, for streaming."""
+        return json_pieces(self.json)
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """One generated answer: its words (one output token each) and why it stopped."""
+    """One generated answer: its words (one output token each) and why it stopped.
+
+    A structured answer has no words: `calls` (tool calls) or `json` (a JSON answer's text).
+    """
 
     words: tuple[str, ...]
     finished_by_length: bool
+    calls: tuple[ToolUse, ...] = ()
+    json: str | None = None
 
     @property
     def text(self) -> str:
+        if self.json is not None:
+            return self.json
         return " ".join(self.words)
 
     @property
     def output_tokens(self) -> int:
+        if self.calls:
+            return sum(estimate_text_tokens(call.json) for call in self.calls)
+        if self.json is not None:
+            return estimate_text_tokens(self.json)
         return len(self.words)
 
     def chunks(self) -> list[str]:
-        """Pieces of a few words each that concatenate exactly to `text`, for streaming."""
+        """Pieces of a few words each that concatenate exactly to `text`, for streaming
+        (a tool-call answer: its calls' argument pieces, one after the other)."""
+        if self.calls:
+            return [piece for call in self.calls for piece in call.pieces()]
+        if self.json is not None:
+            return json_pieces(self.json)
         return stream_chunks(self.words)
+
+
+def json_pieces(text: str) -> list[str]:
+    return [text[i : i + JSON_PIECE_CHARS] for i in range(0, len(text), JSON_PIECE_CHARS)]
 
 
 def _words(prompt: str, seed: int) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import orjson
 
 from llmgather._redis import retried
-from llmgather._types import ErrorInfo, Request, Result, Usage
+from llmgather._types import ErrorInfo, Request, Result, ToolCall, Usage
 
 T = TypeVar("T")
 
@@ -49,6 +49,9 @@ def request_to_wire(request: Request) -> bytes:
             "temperature": request.temperature,
             "metadata": request.metadata,
             "extra": request.extra,
+            "tools": request.tools,
+            "tool_choice": request.tool_choice,
+            "json_schema": request.json_schema,
         }
     )
 
@@ -63,6 +66,10 @@ def request_from_wire(data: bytes, *, id: str) -> Request:
         temperature=fields["temperature"],
         metadata=fields["metadata"],
         extra=fields["extra"],
+        # .get: a task written by a worker of a version before tools still reads
+        tools=tuple(fields["tools"]) if fields.get("tools") else None,
+        tool_choice=fields.get("tool_choice"),
+        json_schema=fields.get("json_schema"),
     )
 
 
@@ -89,6 +96,7 @@ def result_from_wire(data: bytes, *, id: str) -> Result:
         metadata=fields["metadata"],
         finish_reason=fields["finish_reason"],
         provider_finish_reason=fields["provider_finish_reason"],
+        tool_calls=tuple(ToolCall.from_dict(call) for call in fields.get("tool_calls") or ()),
     )
 
 

@@ -14,11 +14,13 @@ from llmgather.sim.dialects.base import (
     Headers,
     SimRequest,
     StreamEvents,
+    chosen_name,
     optional_float,
     positive_int,
+    tool_entry,
 )
 from llmgather.sim.limits import BudgetState, LimitState, Refusal
-from llmgather.sim.text import Answer
+from llmgather.sim.text import Answer, ToolUse
 from llmgather.sim.wire import IdMaker, ceil_seconds, rfc3339_in
 
 _TYPES = {
@@ -124,12 +126,16 @@ class AnthropicDialect:
             if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
                 raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
             messages.append({"role": message["role"], "content": message_text(message)})
+        tools = _tools(body.get("tools"))
         return SimRequest(
             model=model,
             messages=messages,
             max_tokens=positive_int(body.get("max_tokens"), "max_tokens"),
             temperature=optional_float(body.get("temperature"), "temperature"),
             stream=bool(body.get("stream")),
+            tools=tools,
+            tool_choice=_tool_choice(body.get("tool_choice"), tools),
+            json_schema=_output_schema(body.get("output_config")),
         )
 
     def response_headers(self, request_id: str, limits: LimitState | None) -> Headers:
@@ -139,14 +145,19 @@ class AnthropicDialect:
 
     def render(self, req: SimRequest, answer: Answer, ids: IdMaker) -> bytes:
         message = _message(req, answer, ids)
-        message["content"] = [{"type": "text", "text": answer.text}]
-        message["stop_reason"] = "max_tokens" if answer.finished_by_length else "end_turn"
+        if answer.calls:
+            message["content"] = [_tool_use(call, ids) for call in answer.calls]
+        else:
+            message["content"] = [{"type": "text", "text": answer.text}]
+        message["stop_reason"] = _stop_reason(answer)
         message["usage"]["output_tokens"] = answer.output_tokens
         return orjson.dumps(message)
 
     def stream(
         self, req: SimRequest, answer: Answer, chunks: list[str], ids: IdMaker
     ) -> StreamEvents:
+        if answer.calls:
+            return _tool_stream(req, answer, ids)
         head = [
             _frame(
                 "message_start", {"type": "message_start", "message": _message(req, answer, ids)}
@@ -172,18 +183,9 @@ class AnthropicDialect:
             )
             for piece in chunks
         ]
-        stop = "max_tokens" if answer.finished_by_length else "end_turn"
         tail = [
             _frame("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            _frame(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop, "stop_sequence": None},
-                    "usage": {"output_tokens": answer.output_tokens},
-                },
-            ),
-            _frame("message_stop", {"type": "message_stop"}),
+            *_ending(answer),
         ]
         return StreamEvents(head, body, tail)
 
@@ -229,6 +231,94 @@ class AnthropicDialect:
             "Billing to upgrade or purchase credits."
         )
         return ErrorReply(400, _error(400, message, request_id), {"request-id": request_id})
+
+
+def _tools(raw: Any) -> list[dict[str, Any]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise BadRequest("tools: Input should be a valid list")
+    tools = []
+    for i, tool in enumerate(raw):
+        if not isinstance(tool, dict):
+            raise BadRequest(f"tools.{i}: Input should be a valid dictionary")
+        if "input_schema" not in tool and tool.get("type") not in (None, "custom"):
+            continue  # a server tool (web search, code execution…): never called here
+        if not isinstance(tool.get("input_schema"), dict):
+            raise BadRequest(f"tools.{i}.custom.input_schema: Field required")
+        tools.append(tool_entry(tool.get("name"), tool["input_schema"], f"tools.{i}.custom"))
+    return tools or None
+
+
+def _tool_choice(raw: Any, tools: list[dict[str, Any]] | None) -> str | dict[str, str] | None:
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind not in ("auto", "any", "tool", "none"):
+        raise BadRequest("tool_choice: Input tag does not match any of the expected tags")
+    if tools is None and kind != "none":
+        raise BadRequest("tool_choice may only be specified while providing tools.")
+    if kind == "tool":
+        return chosen_name(raw.get("name"), tools or [], "tool_choice.name")
+    return "required" if kind == "any" else str(kind)
+
+
+def _output_schema(config: Any) -> dict[str, Any] | None:
+    """The schema of `output_config.format` (structured outputs of the newer models): the
+    answer's text is then a JSON object fitting it."""
+    spec = config.get("format") if isinstance(config, dict) else None
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("type") != "json_schema":
+        raise BadRequest("output_config.format.type: Input should be 'json_schema'")
+    if not isinstance(spec.get("schema"), dict):
+        raise BadRequest("output_config.format.schema: Field required")
+    schema: dict[str, Any] = spec["schema"]
+    return schema
+
+
+def _tool_use(call: ToolUse, ids: IdMaker) -> dict[str, Any]:
+    return {
+        "type": "tool_use",
+        "id": ids.make("toolu_"),
+        "name": call.name,
+        "input": call.arguments,
+    }
+
+
+def _tool_stream(req: SimRequest, answer: Answer, ids: IdMaker) -> StreamEvents:
+    """A tool-use answer streamed: per call, a tool_use block whose input arrives as
+    `input_json_delta` fragments of its JSON text (the first one empty, as the API's is)."""
+    head = [
+        _frame("message_start", {"type": "message_start", "message": _message(req, answer, ids)}),
+        _frame("ping", {"type": "ping"}),
+    ]
+    body: list[bytes] = []
+    for index, call in enumerate(answer.calls):
+        block = {**_tool_use(call, ids), "input": {}}
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        body.append(_frame("content_block_start", start))
+        for piece in ["", *call.pieces()]:
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            data = {"type": "content_block_delta", "index": index, "delta": delta}
+            body.append(_frame("content_block_delta", data))
+        body.append(_frame("content_block_stop", {"type": "content_block_stop", "index": index}))
+    return StreamEvents(head, body, _ending(answer))
+
+
+def _ending(answer: Answer) -> list[bytes]:
+    delta = {"stop_reason": _stop_reason(answer), "stop_sequence": None}
+    usage = {"output_tokens": answer.output_tokens}
+    return [
+        _frame("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
+        _frame("message_stop", {"type": "message_stop"}),
+    ]
+
+
+def _stop_reason(answer: Answer) -> str:
+    if answer.calls:
+        return "tool_use"
+    return "max_tokens" if answer.finished_by_length else "end_turn"
 
 
 def _rate_message(of_limit: str) -> str:

@@ -34,6 +34,12 @@ class SimRequest:
     temperature: float | None = None
     stream: bool = False
     include_usage: bool = False  # OpenAI `stream_options.include_usage`
+    # What it offers and asks for, neutral (see sim/structured.py): tools as {"name",
+    # "parameters"}; tool_choice "auto" | "required" | "none" | {"name": ...}; the JSON schema
+    # an answer must fit, if it asks for JSON.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, str] | None = None
+    json_schema: dict[str, Any] | None = None
     prompt: str = field(init=False)
     input_tokens: int = field(init=False)
     output_estimate: int = field(init=False)  # what output budgets reserve until it settles
@@ -117,6 +123,22 @@ class Dialect(Protocol):
     def quota_exhausted(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
         """The provider's answer when the account is out of quota or credit for the day."""
         ...
+
+
+def tool_entry(name: Any, parameters: Any, where: str) -> dict[str, Any]:
+    """A neutral tool from a dialect's declaration; BadRequest naming `where` if it is none."""
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"{where}.name: a tool needs a name")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise BadRequest(f"{where}: the parameters must be a JSON schema object")
+    return {"name": name, "parameters": parameters or {"type": "object", "properties": {}}}
+
+
+def chosen_name(choice: Any, tools: list[dict[str, Any]], where: str) -> dict[str, str]:
+    """A tool_choice naming one tool, as {"name": ...}; BadRequest if no tool has that name."""
+    if not any(tool["name"] == choice for tool in tools):
+        raise BadRequest(f"{where}: no tool named {choice!r} is offered")
+    return {"name": choice}
 
 
 def positive_int(value: Any, name: str) -> int | None:

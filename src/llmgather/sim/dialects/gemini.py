@@ -13,10 +13,13 @@ from llmgather.sim.dialects.base import (
     Headers,
     SimRequest,
     StreamEvents,
+    chosen_name,
     optional_float,
     positive_int,
+    tool_entry,
 )
 from llmgather.sim.limits import LimitState, Refusal
+from llmgather.sim.structured import JSON_OBJECT
 from llmgather.sim.text import Answer
 from llmgather.sim.wire import IdMaker, ceil_seconds
 
@@ -46,6 +49,58 @@ _MESSAGES = {
 }
 _SERVICE = "generativelanguage.googleapis.com"
 _ROLES = {"user": "user", "model": "assistant", "function": "tool", "tool": "tool"}
+
+
+_MODES = {"AUTO": "auto", "ANY": "required", "VALIDATED": "auto", "NONE": "none"}
+
+
+def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | dict[str, str] | None]:
+    """The function declarations offered, and the choice `toolConfig` makes among them (ANY
+    with allowedFunctionNames: only those are offered)."""
+    raw = body.get("tools")
+    if raw is None:
+        return None, None
+    if not isinstance(raw, list):
+        raise BadRequest("Invalid value at 'tools': expected a list of Tool objects.")
+    tools: list[dict[str, Any]] = []
+    for i, tool in enumerate(raw):
+        declarations = (
+            _get(tool, "functionDeclarations", "function_declarations")
+            if isinstance(tool, dict)
+            else None
+        )
+        for j, declaration in enumerate(declarations or ()):
+            where = f"tools[{i}].function_declarations[{j}]"
+            if not isinstance(declaration, dict):
+                raise BadRequest(f"Invalid value at '{where}': expected an object.")
+            schema = _get(declaration, "parametersJsonSchema", "parameters_json_schema")
+            if schema is None:
+                schema = declaration.get("parameters")
+            tools.append(tool_entry(declaration.get("name"), schema, where))
+    config = _get(body, "toolConfig", "tool_config") or {}
+    calling = _get(config, "functionCallingConfig", "function_calling_config") or {}
+    mode = _MODES.get(str(calling.get("mode") or "AUTO").upper(), "auto")
+    allowed = _get(calling, "allowedFunctionNames", "allowed_function_names")
+    if allowed and mode == "required":
+        tools = [tool for tool in tools if tool["name"] in allowed]
+        if len(tools) == 1:
+            return tools, chosen_name(tools[0]["name"], tools, "allowed_function_names")
+    return tools or None, mode
+
+
+def _response_schema(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema a JSON answer must fit: `responseJsonSchema` (JSON Schema) or
+    `responseSchema` (Gemini's OpenAPI subset), or any object for the JSON mime type alone."""
+    if _get(config, "responseMimeType", "response_mime_type") != "application/json":
+        return None
+    schema = _get(config, "responseJsonSchema", "response_json_schema")
+    if schema is None:
+        schema = _get(config, "responseSchema", "response_schema")
+    if schema is None:
+        return JSON_OBJECT
+    if not isinstance(schema, dict):
+        raise BadRequest("Invalid value at 'generation_config.response_schema'.")
+    return schema
 
 
 def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> bytes:
@@ -101,6 +156,7 @@ class GeminiDialect:
         config = _get(body, "generationConfig", "generation_config") or {}
         if not isinstance(config, dict):
             raise BadRequest("Invalid value at 'generation_config': expected an object.")
+        tools, choice = _tools(body)
         return SimRequest(
             model=model or "gemini",
             messages=messages,
@@ -109,6 +165,9 @@ class GeminiDialect:
             ),
             temperature=optional_float(config.get("temperature"), "temperature"),
             stream=False,  # decided by the path, set by the server
+            tools=tools,
+            tool_choice=choice,
+            json_schema=_response_schema(config),
         )
 
     def response_headers(self, request_id: str, limits: LimitState | None) -> Headers:
@@ -121,6 +180,9 @@ class GeminiDialect:
         self, req: SimRequest, answer: Answer, chunks: list[str], ids: IdMaker
     ) -> StreamEvents:
         response_id = ids.make("")
+        if answer.calls:  # Gemini sends function calls whole, in the one terminal event
+            last = _response(req, answer, "", True, response_id)
+            return StreamEvents([], [], [b"data: " + orjson.dumps(last) + b"\r\n\r\n"])
         frames = [
             b"data: "
             + orjson.dumps(_response(req, answer, piece, i == len(chunks) - 1, response_id))
@@ -270,7 +332,10 @@ def _seconds(seconds: float) -> str:
 def _response(
     req: SimRequest, answer: Answer, text: str, final: bool, response_id: str
 ) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    parts: list[dict[str, Any]] = [{"text": text}]
+    if answer.calls:
+        parts = [{"functionCall": {"name": c.name, "args": c.arguments}} for c in answer.calls]
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
     prompt_tokens = req.input_tokens
     usage: dict[str, Any] = {"promptTokenCount": prompt_tokens}
     if final:

@@ -14,10 +14,13 @@ from llmgather.sim.dialects.base import (
     Headers,
     SimRequest,
     StreamEvents,
+    chosen_name,
     optional_float,
     positive_int,
+    tool_entry,
 )
 from llmgather.sim.limits import LimitState, Refusal
+from llmgather.sim.structured import JSON_OBJECT
 from llmgather.sim.text import Answer
 from llmgather.sim.wire import IdMaker, ceil_ms, ceil_seconds, go_duration, mask_key, unix_time
 
@@ -113,6 +116,7 @@ class OpenAIDialect:
         if max_tokens is None:
             max_tokens = body.get("max_tokens")
         stream_options = body.get("stream_options") or {}
+        tools = _tools(body.get("tools"))
         return SimRequest(
             model=model,
             messages=messages,
@@ -122,6 +126,9 @@ class OpenAIDialect:
             include_usage=bool(
                 isinstance(stream_options, dict) and stream_options.get("include_usage")
             ),
+            tools=tools,
+            tool_choice=_tool_choice(body.get("tool_choice"), tools),
+            json_schema=_response_schema(body.get("response_format")),
         )
 
     def response_headers(self, request_id: str, limits: LimitState | None) -> Headers:
@@ -139,14 +146,9 @@ class OpenAIDialect:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": answer.text,
-                            "refusal": None,
-                            "annotations": [],
-                        },
+                        "message": _message(answer, ids),
                         "logprobs": None,
-                        "finish_reason": "length" if answer.finished_by_length else "stop",
+                        "finish_reason": _finish_reason(answer),
                     }
                 ],
                 "usage": _usage(req, answer),
@@ -176,9 +178,13 @@ class OpenAIDialect:
             ]
             return b"data: " + orjson.dumps(base) + b"\n\n"
 
-        head = [frame({"role": "assistant", "content": "", "refusal": None})]
-        body = [frame({"content": piece}) for piece in chunks]
-        tail = [frame({}, "length" if answer.finished_by_length else "stop")]
+        if answer.calls:
+            head = [frame({"role": "assistant", "content": None, "refusal": None})]
+            body = [frame({"tool_calls": [delta]}) for delta in _call_deltas(answer, ids)]
+        else:
+            head = [frame({"role": "assistant", "content": "", "refusal": None})]
+            body = [frame({"content": piece}) for piece in chunks]
+        tail = [frame({}, _finish_reason(answer))]
         if req.include_usage:
             base["choices"] = []
             base["usage"] = _usage(req, answer)
@@ -261,6 +267,89 @@ class OpenAIDialect:
         )
         body = _error_body(message, "insufficient_quota", "insufficient_quota")
         return ErrorReply(429, body, {"x-request-id": request_id})
+
+
+def _tools(raw: Any) -> list[dict[str, Any]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise BadRequest("Invalid type for 'tools': expected an array of tools.")
+    tools = []
+    for i, tool in enumerate(raw):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or tool.get("type") != "function":
+            raise BadRequest(f"Missing required parameter: 'tools[{i}].function'.")
+        tools.append(tool_entry(function.get("name"), function.get("parameters"), f"tools[{i}]"))
+    return tools or None
+
+
+def _tool_choice(raw: Any, tools: list[dict[str, Any]] | None) -> str | dict[str, str] | None:
+    if raw is None:
+        return None
+    if tools is None:
+        raise BadRequest(
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
+        )
+    if raw in ("auto", "required", "none"):
+        return str(raw)
+    function = raw.get("function") if isinstance(raw, dict) else None
+    if not isinstance(function, dict):
+        raise BadRequest("Invalid value for 'tool_choice'.")
+    return chosen_name(function.get("name"), tools, "tool_choice.function.name")
+
+
+def _response_schema(raw: Any) -> dict[str, Any] | None:
+    """The schema a `response_format` asks the answer to fit (json_object: any object)."""
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "json_object":
+        return JSON_OBJECT
+    if kind == "json_schema":
+        spec = raw.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+            raise BadRequest("Missing required parameter: 'response_format.json_schema'.")
+        return spec.get("schema") or {"type": "object"}
+    if kind == "text":
+        return None
+    raise BadRequest("Invalid value for 'response_format.type'.")
+
+
+def _message(answer: Answer, ids: IdMaker) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if answer.calls else answer.text,
+        "refusal": None,
+        "annotations": [],
+    }
+    if answer.calls:
+        message["tool_calls"] = [
+            {
+                "id": ids.make("call_"),
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.json},
+            }
+            for call in answer.calls
+        ]
+    return message
+
+
+def _call_deltas(answer: Answer, ids: IdMaker) -> list[dict[str, Any]]:
+    """Each call as the real API streams it: id, name and empty arguments, then fragments."""
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(answer.calls):
+        function = {"name": call.name, "arguments": ""}
+        deltas.append(
+            {"index": index, "id": ids.make("call_"), "type": "function", "function": function}
+        )
+        deltas += [{"index": index, "function": {"arguments": piece}} for piece in call.pieces()]
+    return deltas
+
+
+def _finish_reason(answer: Answer) -> str:
+    if answer.calls:
+        return "tool_calls"
+    return "length" if answer.finished_by_length else "stop"
 
 
 def _usage(req: SimRequest, answer: Answer) -> dict[str, Any]:
