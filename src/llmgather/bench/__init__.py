@@ -7,6 +7,6 @@ peak RSS are its own and a crash sinks only itself. See BENCHMARKS.md for the me
 
 from __future__ import annotations
 
-SCENARIOS = ("timing", "ceiling", "overhead", "memory", "seams", "scale")
+SCENARIOS = ("timing", "ceiling", "overhead", "memory", "seams", "scale", "gateway")
 
 __all__ = ["SCENARIOS"]

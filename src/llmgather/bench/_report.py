@@ -56,6 +56,21 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("wall s", "wall_s", "{:.1f}"),
         ("% of ceiling", "pct_of_ceiling", "{:.1f}"),
     ],
+    "gateway": [
+        ("p50 ms", "p50_ms", "{:.2f}"),
+        ("p99 ms", "p99_ms", "{:.2f}"),
+        ("+p50 ms", "added_p50_ms", "{:.2f}"),
+        ("+p99 ms", "added_p99_ms", "{:.2f}"),
+        ("req/s c64", "rps_c64", "{:,.0f}"),
+        ("× direct", "ratio_c64", "{:.2f}"),
+        ("req/s c256", "rps_c256", "{:,.0f}"),
+        ("× direct", "ratio_c256", "{:.2f}"),
+        ("shared ok", "shared_ok", "{:,}"),
+        ("429s", "shared_429", "{:,}"),
+        ("failed", "shared_failed", "{:,}"),
+        ("wall s", "shared_wall_s", "{:.1f}"),
+        ("% of ceiling", "shared_pct_of_ceiling", "{:.1f}"),
+    ],
 }
 
 # The figures the issue asks for, per scenario, in the final JSON line.
@@ -76,6 +91,20 @@ FIGURES = {
         "ratio_paced",
     ),
     "scale": ("processes", "setup", "ok", "http_429", "pct_429", "wall_s", "pct_of_ceiling"),
+    "gateway": (
+        "p50_ms",
+        "p99_ms",
+        "added_p50_ms",
+        "added_p99_ms",
+        "rps_c64",
+        "rps_c256",
+        "ratio_c64",
+        "ratio_c256",
+        "shared_ok",
+        "shared_429",
+        "shared_failed",
+        "shared_pct_of_ceiling",
+    ),
 }
 
 
@@ -142,6 +171,7 @@ def chart(scenario: str, rows: list[Row], meta: dict[str, Any], path: Path) -> P
         "overhead": _overhead,
         "memory": _memory,
         "scale": _scale,
+        "gateway": _gateway,
     }.get(scenario)
     if draw is None:
         return None
@@ -245,6 +275,12 @@ def _scale(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
     )
     ax.legend(fontsize=8, loc="lower right")
     return figure
+
+
+def _gateway(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
+    from llmgather.bench.gateway import draw  # the scenario draws its own three panels
+
+    return draw(plt, rows, meta)
 
 
 def _overhead(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:

@@ -518,6 +518,15 @@ def run_scale(
     return run_scale(config, out, log, only)
 
 
+def run_gateway(
+    config: BenchConfig, out: Path, log: Log, only: set[str] | None = None
+) -> ScenarioResult:
+    """llmgather serve against the LiteLLM proxy and a direct call (see `bench.gateway`)."""
+    from llmgather.bench.gateway import run_gateway  # it builds on this module's helpers
+
+    return run_gateway(config, out, log, only)
+
+
 RUNNERS: dict[str, Callable[..., ScenarioResult]] = {
     "timing": run_timing,
     "ceiling": run_ceiling,
@@ -525,4 +534,5 @@ RUNNERS: dict[str, Callable[..., ScenarioResult]] = {
     "memory": run_memory,
     "seams": run_seams,
     "scale": run_scale,
+    "gateway": run_gateway,
 }
