@@ -55,6 +55,7 @@ PUBLIC = [
     "ServerError",
     "StrictInputError",
     "Timeouts",
+    "ToolCall",
     "TransientError",
     "TruncatedStreamError",
     "Usage",
@@ -77,6 +78,7 @@ INTERNAL = {
     "llmgather.service.jobs.NotCancellable",  # a 409: the job has ended
     "llmgather.service.routes.generate.BadField",  # a 422 naming the field
     "llmgather.service.routes.jobs.BadParam",  # a 422 naming the parameter
+    "llmgather.service.routes.bodies.BodyTooLarge",  # a 413
     # a gateway the benchmark could not start: its row says why, the others go on
     "llmgather.bench._servers.GatewayUnavailable",
 }

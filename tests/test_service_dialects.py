@@ -401,7 +401,7 @@ async def test_translated_stop_sequences_go_where_the_upstream_takes_them(
     served = Upstream(settings, env={})
     await served.start()
     try:
-        http = served.translated(OpenAIFront().to_request(body), stream=False)
+        http = served.translated(served.prepared(OpenAIFront().to_request(body)), stream=False)
     finally:
         await served.aclose()
     sent = orjson.loads(http.body)

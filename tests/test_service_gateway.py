@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -161,7 +162,10 @@ async def test_an_upstream_400_stays_a_400() -> None:
     assert raised.value.status_code == 400
 
 
-async def test_a_refused_upstream_key_is_a_502_that_never_shows_the_key() -> None:
+async def test_a_refused_upstream_key_is_a_502_that_never_shows_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
     async with (
         running(seed=1, require_key="the-right-key") as sim,
         serving(upstream_settings(sim)) as url,
@@ -173,9 +177,16 @@ async def test_a_refused_upstream_key_is_a_502_that_never_shows_the_key() -> Non
             with pytest.raises(openai.InternalServerError):
                 await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         assert sim.handler.stats.received == 1
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "/readyz") as ready:
+                assert ready.status == 503  # until the operator fixes the key
+                assert CANARY not in await ready.text()
+            async with session.get(url + "/metrics") as metrics:
+                assert CANARY not in await metrics.text()
     assert raised.value.status_code == 502
     assert "refused the API key" in raised.value.message
     assert CANARY not in raised.value.response.text
+    assert CANARY not in caplog.text
 
 
 async def test_a_full_queue_answers_429_with_an_honest_retry_after() -> None:
@@ -201,7 +212,8 @@ async def test_a_full_queue_answers_429_with_an_honest_retry_after() -> None:
     assert len(refused) + len(answered) == 8
     for error in refused:
         assert error.status_code == 429
-        assert float(error.response.headers["retry-after"]) >= 1
+        # Honest: at one a second, 8 requests have all been sent within 8 s.
+        assert 1 <= float(error.response.headers["retry-after"]) <= 8
         assert "queue" in error.message
 
 
@@ -260,3 +272,61 @@ async def test_many_clients_share_the_upstream_limit_without_a_429() -> None:
 
 def _json() -> dict[str, str]:
     return {"content-type": "application/json"}
+
+
+async def test_requests_in_flight_do_not_fill_the_queue() -> None:
+    # 600 RPM (10 a second), a queue bound of 0.15 s, answers taking 0.3 s: requests arriving
+    # at 6 a second never wait for the limit, though a few are always in flight.
+    async with (
+        running(seed=1, latency_ms=300, latency_jitter=0) as sim,
+        serving(upstream_settings(sim, limits=Limits(rpm=600), queue_timeout_s=0.15)) as url,
+        sdk(url) as client,
+    ):
+
+        async def one(delay: float) -> Any:
+            await asyncio.sleep(delay)
+            return await client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+            )
+
+        outcomes = await asyncio.gather(*(one(i / 6) for i in range(12)), return_exceptions=True)
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+
+
+async def test_a_client_that_leaves_mid_stream_stops_the_upstream_stream() -> None:
+    # A slow stream, one request at a time: once the client hangs up, the upstream's stream
+    # is closed (the simulator sees nothing in flight) and the next request goes through.
+    async with (
+        running(seed=1, latency_ms=20_000, latency_jitter=0) as slow,
+        serving(upstream_settings(slow, limits=Limits(concurrency=1))) as url,
+    ):
+        body = orjson.dumps(
+            {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 200, "stream": True}
+        )
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(url + "/v1/chat/completions", data=body, headers=_json())
+            assert response.status == 200
+            await response.content.readline()  # the first event has arrived
+            assert slow.handler.stats.in_flight == 1
+            response.close()  # the client hangs up mid-stream
+            for _ in range(100):
+                if slow.handler.stats.in_flight == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert slow.handler.stats.in_flight == 0
+            probe = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 1})
+            async with session.get(url + "/metrics") as metrics:
+                assert "llmgather_upstream_in_flight 0.0" in await metrics.text()
+            # The one slot is free again: a plain request is admitted and sent.
+            assert slow.handler.stats.received == 1
+            pending = asyncio.create_task(
+                session.post(url + "/v1/chat/completions", data=probe, headers=_json())
+            )
+            for _ in range(100):
+                if slow.handler.stats.received == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert slow.handler.stats.received == 2
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending

@@ -140,3 +140,50 @@ async def test_schemathesis_finds_no_server_error_in_the_services_own_schema(
             output, _ = await asyncio.wait_for(process.communicate(), timeout=240)
     report = output.decode(errors="replace")
     assert process.returncode == 0, report[-4000:]
+
+
+async def test_a_request_in_flight_when_serve_is_stopped_is_answered(tmp_path: Path) -> None:
+    # SIGTERM: the service stops accepting, says it is not ready, and still answers the
+    # request it is waiting on upstream before it exits.
+    async with running(seed=1, latency_ms=1500, latency_jitter=0) as sim:
+        process = await asyncio.create_subprocess_exec(
+            os.path.join(os.path.dirname(sys.executable), "llmgather"),
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            "openai:gpt-4o-mini",
+            "--base-url",
+            sim.base_url + "/v1",
+            "--api-key",
+            "k",
+            "--jobs-dir",
+            str(tmp_path),
+            stderr=asyncio.subprocess.PIPE,
+            env=cli_env(),
+            cwd=tmp_path,
+        )
+        assert process.stderr is not None
+        banner = b""
+        while b"llmgather serve:" not in banner:
+            line = await asyncio.wait_for(process.stderr.readline(), timeout=30)
+            assert line, banner
+            banner += line
+        found = re.search(rb"http://127\.0\.0\.1:\d+", banner)
+        assert found is not None
+        url = found.group(0).decode()
+        try:
+            answer = asyncio.create_task(_complete(url))
+            for _ in range(200):  # until the request is upstream
+                if sim.handler.stats.received:
+                    break
+                await asyncio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(answer, timeout=30)
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), timeout=30)
+            rest = await process.stderr.read()
+    assert code in (0, -signal.SIGTERM)
+    assert b"Traceback" not in rest

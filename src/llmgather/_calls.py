@@ -37,6 +37,9 @@ class CallRequest(Request):
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     cost: Cost
+    # Awaited once the permit is granted, before the call counts as sent: raising there
+    # withdraws the call unsent, its permit given back (a gateway's client that left).
+    before_send: Callable[[], Awaitable[None]] | None = None
 
     async def run(self) -> Outcome:
         mapped: APIError | None = None

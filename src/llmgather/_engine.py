@@ -43,7 +43,7 @@ from llmgather._errors import (
 from llmgather._retry import Outage, RetryPolicy, is_outage
 from llmgather._stop import StoppableWaits
 from llmgather._types import ErrorInfo, Outcome, Request, Result, Usage
-from llmgather.limits.base import Cost, Ending, Limiter
+from llmgather.limits.base import Cost, Ending, Limiter, Permit
 from llmgather.limits.tokens import request_cost
 
 Send = Callable[[Request], Awaitable[Outcome]]
@@ -153,6 +153,11 @@ class Engine:
         # Set by the first 401: every later request would be refused the same way.
         self._key_refused: AuthenticationError | None = None
 
+    @property
+    def key_refused(self) -> bool:
+        """The server refused the API key (a 401): nothing more is sent with it."""
+        return self._key_refused is not None
+
     def statistics(self) -> EngineStats:
         c = self._counters
         limiter = self._limiter.statistics()
@@ -226,7 +231,8 @@ class Engine:
     async def stream(
         self, request: Request, open_stream: OpenStream[Piece]
     ) -> AsyncGenerator[Piece, None]:
-        """Text pieces of one streamed answer, retried while nothing has reached the caller.
+        """Pieces of one streamed answer (text, or what `open_stream`'s stream yields), retried
+        while nothing has reached the caller.
 
         Once a piece has been yielded a retry would repeat it, so a later failure is raised.
         """
@@ -234,6 +240,7 @@ class Engine:
         self._counters.submitted += 1
         while True:
             permit = await self._limiter.acquire(self._cost(request))
+            await self._departing(request, permit)
             self._sending(job)
             usage: Usage | None = None
             ending: Ending = "failed"
@@ -373,6 +380,7 @@ class Engine:
         if (refused := self._refused_unsent(job)) is not None:  # it went down while we waited
             await self._limiter.release(permit, _NOTHING_USED, outcome="failed")
             return refused
+        await self._departing(job.request, permit)
         # While the server answers there is no outage to check on (the common case: no clock).
         probe = self._outage.streak > 0 and self._outage.given_up(
             self._clock.now(), self._retry.max_retry_wait
@@ -416,6 +424,18 @@ class Engine:
                 )
                 return self._failed(job, error)
         return None
+
+    async def _departing(self, request: Request, permit: Permit) -> None:
+        """A request that waited for its permit may no longer be wanted (a gateway's client
+        that left): its `before_send` raises, and the permit goes back unspent, unsent."""
+        before_send = getattr(request, "before_send", None)
+        if before_send is None:
+            return
+        try:
+            await before_send()
+        except BaseException:
+            await self._limiter.release(permit, _NOTHING_USED, outcome="failed")
+            raise
 
     def _sending(self, job: _Job) -> None:
         job.attempts += 1
@@ -497,6 +517,7 @@ class Engine:
             metadata=job.request.metadata,
             finish_reason=completion.finish_reason,
             provider_finish_reason=completion.provider_finish_reason,
+            tool_calls=completion.tool_calls,
             index=job.index,
             value=outcome.value,
         )

@@ -14,8 +14,10 @@ from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._options import sending_options
 
-EXIT_USAGE = 2
+# The service package needs the `serve` extra; its settings module does not.
 TOKEN_ENV = "LLMGATHER_SERVE_TOKEN"
+
+EXIT_USAGE = 2
 
 
 @click.command("serve")
@@ -73,30 +75,25 @@ def serve_command(
         import uvicorn
 
         from llmgather.service import ServiceSettings, create_app
+        from llmgather.service.server import ServiceServer
     except ImportError as exc:
         fail(
             f"llmgather serve needs its extra: pip install 'llmgather[serve]' ({exc.name} is missing)",
             EXIT_USAGE,
         )
-    if host not in ("127.0.0.1", "::1", "localhost") and not token:
-        fail(
-            f"--host {host} would let other machines spend this service's API key: give a "
-            f"bearer token with --token or {TOKEN_ENV}, or keep the default 127.0.0.1",
-            EXIT_USAGE,
-        )
-    settings = ServiceSettings(
-        model=model,
-        base_url=base_url,
-        api_key=api_key,
-        limits=Limits(concurrency=concurrency, **limits),
-        retry=RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait),
-        timeout_s=timeout,
-        queue_timeout_s=queue_timeout,
-        token=token,
-        jobs_dir=jobs_dir,
-        host=host,
-    )
     try:
+        settings = ServiceSettings(
+            model=model,
+            base_url=base_url,
+            api_key=api_key,
+            limits=Limits(concurrency=concurrency, **limits),
+            retry=RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait),
+            timeout_s=timeout,
+            queue_timeout_s=queue_timeout,
+            token=token,
+            jobs_dir=jobs_dir,
+            host=host,
+        )
         app = create_app(settings)
     except ConfigurationError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -104,10 +101,13 @@ def serve_command(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening before the banner: a client that reads it and connects at once waits in
+        # the backlog until the app has started, rather than being refused.
+        sock.listen(2048)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror}", EXIT_USAGE)
     bound_port = sock.getsockname()[1]
-    upstream = app_upstream(app)
+    upstream = app.state.upstream
     if upstream.simulated:
         simulator_banner("started by the service")
     shown_host = f"[{host}]" if ":" in host else host
@@ -121,12 +121,8 @@ def serve_command(
         http="httptools",
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # nothing is proxied to a loopback service; a layer less per request
         timeout_graceful_shutdown=30,
         lifespan="on",
     )
-    uvicorn.Server(config).run(sockets=[sock])
-
-
-def app_upstream(app: Any) -> Any:
-    inner = getattr(app, "app", app)  # under the bearer auth wrapper
-    return inner.state.upstream
+    ServiceServer(config, app.state).run(sockets=[sock])

@@ -72,7 +72,8 @@ class LimiterStats:
     429s taught, where nothing was announced (see `limits.discovery`).
     `pause_remaining` is how long every send is still held by a 429 or an outage; `penalties`
     counts the 429s and outages reported. `waiting_on` names what the next send waits for
-    ("pause", "concurrency" or a budget name), None when nothing waits.
+    ("pause", "concurrency" or a budget name), None when nothing waits; `queued` how many
+    callers wait in `acquire` (in this process).
     """
 
     in_flight: int
@@ -84,6 +85,7 @@ class LimiterStats:
     penalties: int
     waiting_on: str | None = None
     found: Mapping[str, float] = field(default_factory=dict)
+    queued: int = 0  # callers waiting in `acquire` (of every engine that shares the limiter)
 
 
 @runtime_checkable

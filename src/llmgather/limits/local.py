@@ -179,6 +179,7 @@ class LocalLimiter:
             penalties=self._penalties,
             waiting_on=self._waiting_on,
             found={name: self._budgets[name].limit for name in (self._found,) if name},
+            queued=self._queued,
         )
 
     def remaining(self) -> dict[str, float]:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from llmgather import __version__
 from llmgather.service.auth import BearerAuth
 from llmgather.service.dashboard.feed import DashboardFeed
+from llmgather.service.fastpath import HotRoutes
 from llmgather.service.gateway import Gateway
 from llmgather.service.jobs import JobManager
 from llmgather.service.metrics import RequestMetrics, ServiceMetrics
@@ -37,7 +38,8 @@ logger = logging.getLogger("llmgather.service")
 
 
 def create_app(settings: ServiceSettings, *, env: Mapping[str, str] | None = None) -> Any:
-    """The service as an ASGI app (wrapped in bearer auth when `settings.token` is set).
+    """The service as an ASGI app: FastAPI behind the gateway's hot routes (`fastpath`),
+    behind bearer auth when `settings.token` is set; its `state` is the FastAPI app's.
     Resolves the upstream at once, so a wrong model or a missing key fails before serving."""
     upstream = Upstream(settings, env=env)
     job_manager = JobManager(upstream, settings.jobs_dir)
@@ -71,8 +73,13 @@ def create_app(settings: ServiceSettings, *, env: Mapping[str, str] | None = Non
     app.state.metrics = ServiceMetrics(app.state)
     app.state.dashboard = DashboardFeed(app.state)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
-    for module in (health, openai, anthropic, gemini, metrics, dashboard, generate, jobs):
-        app.include_router(module.router)
+    routers = [
+        module.router
+        for module in (health, openai, anthropic, gemini, metrics, dashboard, generate, jobs)
+    ]
+    for router in routers:
+        app.include_router(router)
+    served: Any = HotRoutes(app, app.state.metrics, routers)
     if settings.token:
-        return BearerAuth(app, settings.token)
-    return app
+        served = BearerAuth(served, settings.token)
+    return served

@@ -23,11 +23,15 @@ QUERY_TOKEN_PATHS = frozenset({"/", "/dashboard/events"})
 class BearerAuth:
     def __init__(self, app: Any, token: str) -> None:
         self.app = app
+        self.state = app.state  # the FastAPI app's, as for the unwrapped app
         self._token = token.encode()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
+        if scope["type"] == "lifespan" or scope["path"] in OPEN_PATHS or self._allowed(scope):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # a websocket: closed as a policy violation
+            await send({"type": "websocket.close", "code": 1008})
             return
         body = orjson.dumps(
             {

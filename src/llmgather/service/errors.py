@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from llmgather._errors import (
     APIError,
     AuthenticationError,
+    OverloadedError,
     PermissionDeniedError,
     QuotaExhaustedError,
     RateLimitError,
@@ -39,7 +40,9 @@ def refusal_for(error: BaseException) -> Refusal:
             f"the upstream refused the API key llmgather serve was given ({upstream or 'no status'}); "
             "the service's operator must fix its key",
         )
-    if isinstance(error, (RateLimitError, QuotaExhaustedError)):
+    if isinstance(error, (RateLimitError, QuotaExhaustedError, OverloadedError)) or (
+        error.status_code == 503
+    ):
         return Refusal(503, f"the upstream is out of capacity: {error.message}", error.retry_after)
     if isinstance(error, RequestTimeoutError):
         return Refusal(504, f"the upstream did not answer in time: {error.message}")

@@ -16,22 +16,51 @@ from typing import Any
 import orjson
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from llmgather._errors import InvalidInputError
-from llmgather._types import Completion
+from llmgather._types import Completion, Result
 from llmgather.limits import Cost
-from llmgather.service.dialects.base import FrontDialect, Untranslatable
+from llmgather.limits.tokens import request_cost
+from llmgather.service.dialects.base import FrontDialect, StreamWriter, Untranslatable
 from llmgather.service.errors import Refusal, refusal_for
-from llmgather.service.queueing import ClientGone, GatewayQueue, QueueFull
+from llmgather.service.queueing import ClientGone, Departure, GatewayQueue, QueueFull
+from llmgather.service.routes.bodies import BodyTooLarge, read_json
 from llmgather.service.upstream import StreamPump, Upstream
+from llmgather.transport import HttpRequest as UpstreamRequest
 
 JSON = "application/json"
+# What a body that is not what its dialect reads can break while its cost is estimated.
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 
 
 class Gateway:
     def __init__(self, upstream: Upstream, queue: GatewayQueue) -> None:
         self.upstream = upstream
         self.queue = queue
+
+    async def serve(
+        self,
+        front: FrontDialect,
+        request: HttpRequest,
+        *,
+        model: str | None = None,
+        stream: bool | None = None,
+    ) -> Response:
+        """A dialect's route: the body read, then `handle`. `model` and `stream` are the
+        path's when it says them (Gemini's), else the body's `model` and `stream` fields."""
+        try:
+            body, data = await read_json(request)
+        except BodyTooLarge as exc:
+            return error_response(front, Refusal(413, str(exc)))
+        if data is None:
+            return error_response(front, Refusal(400, "the body must be a JSON object"))
+        if model is None:
+            named = data.get("model")
+            model = named if isinstance(named, str) and named else None
+        if stream is None:
+            stream = data.get("stream") is True
+        return await self.handle(front, request, body=body, data=data, model=model, stream=stream)
 
     async def handle(
         self,
@@ -48,29 +77,25 @@ class Gateway:
         try:
             if relay:
                 http = upstream.relayed(body, model=model or upstream.model, stream=stream)
+                cost = front.cost(data)
             else:
-                http = upstream.translated(front.to_request(data), stream=stream)
+                translated = upstream.prepared(front.to_request(data))
+                http = upstream.translated(translated, stream=stream)
+                # What the upstream is asked for (its default max tokens included) is reserved.
+                cost = request_cost(translated.messages, translated.max_tokens)
         except (Untranslatable, InvalidInputError) as exc:
             return error_response(front, Refusal(400, str(exc)))
-        cost = front.cost(data)
-        sent = asyncio.Event()
-        gone = asyncio.ensure_future(_disconnected(request))
+        except _SHAPE_ERRORS as exc:
+            message = f"the body is not a valid request of this API ({type(exc).__name__})"
+            return error_response(front, Refusal(400, message))
         try:
-            with self.queue.admitted(cost):
-                if stream:
-                    return await self._stream(front, data, http, cost, relay, sent, gone)
-                async with upstream.complete(http, cost, relay=relay, sent=sent) as task:
-                    await self.queue.until_sent(task, sent, gone, cost)
-                    await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
-                    if not task.done():
-                        raise ClientGone  # leaving the block cancels the call
-                    result = task.result()
+            if stream:
+                return await self._stream(front, request, data, http, cost, relay)
+            result = await self.call(request, http, cost, relay=relay)
         except QueueFull as exc:
-            return error_response(front, Refusal(429, _queue_message(exc), exc.retry_after))
+            return queue_full_response(front, exc)
         except ClientGone:
             return Response(status_code=499)  # no one is there to read it
-        finally:
-            gone.cancel()
         if not result.ok:
             assert result.exception is not None
             return error_response(front, refusal_for(result.exception))
@@ -81,71 +106,93 @@ class Gateway:
         )
         return json_response(front.answer(completion, model=upstream.model))
 
+    async def call(
+        self, request: HttpRequest, http: UpstreamRequest, cost: Cost, *, relay: bool
+    ) -> Result:
+        """One call through the queue and the engine. Raises QueueFull (refused at once, or
+        withdrawn unsent when the queue timeout passed) or ClientGone (withdrawn unsent)."""
+        queue = self.queue
+        try:
+            with queue.admitted(cost) as ticket:
+                async with asyncio.timeout(queue.timeout_s) as deadline:
+                    departure = Departure(request, ticket, deadline)
+                    return await self.upstream.complete(
+                        http, cost, relay=relay, departure=departure
+                    )
+        except TimeoutError:  # the queue's deadline, lifted once sent
+            raise queue.refused_late(cost) from None
+
     async def _stream(
         self,
         front: FrontDialect,
+        request: HttpRequest,
         data: Mapping[str, Any],
-        http: Any,
+        http: UpstreamRequest,
         cost: Cost,
         relay: bool,
-        sent: asyncio.Event,
-        gone: asyncio.Future[Any],
     ) -> Response:
-        pump = self.upstream.stream(http, cost, relay=relay, sent=sent)
+        """The stream's first piece is awaited here, within the queue's deadline: a failure
+        before it is a plain error answer; after it, the events go out as they come."""
+        queue = self.queue
+        pump: StreamPump | None = None
         try:
-            assert pump.task is not None
-            await self.queue.until_sent(pump.task, sent, gone, cost)
-            first = asyncio.ensure_future(pump.next())
-            await asyncio.wait((first, gone), return_when=asyncio.FIRST_COMPLETED)
-            if not first.done():
-                first.cancel()
-                raise ClientGone
-            try:
-                head = first.result()
-            except StopAsyncIteration:
-                head = None
-        except (QueueFull, ClientGone):
-            await pump.aclose()
+            with queue.admitted(cost) as ticket:
+                async with asyncio.timeout(queue.timeout_s) as deadline:
+                    departure = Departure(request, ticket, deadline)
+                    pump = self.upstream.stream(http, cost, relay=relay, departure=departure)
+                    head = await pump.next()
+        except TimeoutError:
+            if pump is not None:
+                await pump.aclose()
+            raise queue.refused_late(cost) from None
+        except BaseException as exc:
+            if pump is not None:
+                await pump.aclose()
+            if isinstance(exc, Exception) and not isinstance(exc, (QueueFull, ClientGone)):
+                return error_response(front, refusal_for(exc))  # nothing reached the client
             raise
-        except Exception as exc:  # failed before anything reached the client: a plain error
-            await pump.aclose()
-            return error_response(front, refusal_for(exc))
         writer = None if relay else front.stream_writer(data, model=self.upstream.model)
-        return StreamingResponse(
+        return _EventStream(front, pump, head, writer)
+
+
+class _EventStream(StreamingResponse):
+    """The events of one streamed answer. However the response ends (the stream's end, the
+    client gone, the server stopping, even before its first event is written), the upstream's
+    stream is closed and its permit given back."""
+
+    def __init__(
+        self, front: FrontDialect, pump: StreamPump, head: Any, writer: StreamWriter | None
+    ) -> None:
+        super().__init__(
             _events(front, pump, head, writer),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
+        self._pump = pump
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._pump.aclose()
 
 
 async def _events(
-    front: FrontDialect, pump: StreamPump, head: Any, writer: Any
+    front: FrontDialect, pump: StreamPump, head: Any, writer: StreamWriter | None
 ) -> AsyncIterator[bytes]:
-    """The stream's events as the client's dialect has them; closing it (the client left)
-    stops the upstream's stream."""
+    """The stream's events as the client's dialect has them."""
     try:
         if writer is not None:
             yield writer.start()
         piece = head
         while piece is not None:
             yield piece if writer is None else writer.piece(piece)
-            try:
-                piece = await pump.next()
-            except StopAsyncIteration:
-                piece = None
+            piece = await pump.next()
         if writer is not None:
             yield writer.end(pump.completion)
     except Exception as exc:  # cut after its first piece: said in the stream, as the APIs do
         refusal = refusal_for(exc)
         yield front.stream_error(refusal.status, refusal.message)
-    finally:
-        await pump.aclose()
-
-
-async def _disconnected(request: HttpRequest) -> None:
-    """Returns when the client goes away (its request body has been read already)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def error_response(front: FrontDialect, refusal: Refusal) -> Response:
@@ -160,12 +207,13 @@ def error_response(front: FrontDialect, refusal: Refusal) -> Response:
     )
 
 
-def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
-
-
-def _queue_message(exc: QueueFull) -> str:
-    return (
+def queue_full_response(front: FrontDialect, exc: QueueFull) -> Response:
+    message = (
         "llmgather's queue for the shared rate limit is full: this request would wait longer "
         f"than the gateway's queue timeout; retry in {exc.retry_after:.0f} s"
     )
+    return error_response(front, Refusal(429, message, exc.retry_after))
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=JSON)

@@ -21,6 +21,7 @@ their turn. They all share the gateway's engine and limiter: one budget for ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -244,13 +245,18 @@ class JobManager:
             logger.info("resuming %d unfinished job(s) from %s", self._queue.qsize(), self.root)
         self._supervisor = asyncio.create_task(self._supervise(), name="llmgather-jobs")
 
-    async def aclose(self) -> None:
-        """Stop sending: requests in flight finish (within the grace period), queued jobs stay
-        queued on disk, and every job task has ended when this returns."""
+    def stop_sending(self) -> None:
+        """Start no job and send no new request any more (the service is stopping); what is
+        in flight finishes. Called as soon as a shutdown begins, before uvicorn drains."""
         self._closing = True
         for record in (*self._jobs.values(), *self._generations.values()):
             if record.running is not None:
                 record.running.stop.set()
+
+    async def aclose(self) -> None:
+        """Stop sending: requests in flight finish (within the grace period), queued jobs stay
+        queued on disk, and every job task has ended when this returns."""
+        self.stop_sending()
         self._queue.put_nowait(None)
         if self._supervisor is not None:
             await self._supervisor
@@ -369,14 +375,20 @@ class JobManager:
         async with self._slots[record.kind]:
             if self._closing or record.status != "queued":  # cancelled, or the service stops
                 return
-            job = Job(
-                self._options(record),
-                sender=SharedSender(self._upstream.client, self._upstream.target, record),
-                on_warning=lambda message: logger.info("job %s: %s", record.id, message),
-            )
-            record.running, record.status, record.ended = job, "running", asyncio.Event()
+            record.ended = asyncio.Event()
             try:
+                job = Job(
+                    self._options(record),
+                    sender=SharedSender(self._upstream.client, self._upstream.target, record),
+                    on_warning=lambda message: logger.info("job %s: %s", record.id, message),
+                )
+                record.running, record.status = job, "running"
                 await self._finish(record, job)
+            except Exception as error:  # outside the job's own run (its files): still its own
+                record.status, record.error = "failed", str(error)
+                logger.warning("job %s failed: %s", record.id, error)
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(_save, record)
             finally:
                 record.running = None
                 record.ended.set()

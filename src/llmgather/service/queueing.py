@@ -7,6 +7,10 @@ refused at once with an honest Retry-After: the time until the queue will have d
 to admit it. An admitted request that is still unsent when the timeout passes is withdrawn
 (never sent) and refused the same way. So a client sees a 429 only from this bound, never
 from the upstream's rate limit.
+
+The wait itself is the engine's (the limiter's queue): the request's handler awaits its call
+directly, under an `asyncio.timeout` that its `Departure` lifts as it is sent. No task or
+watcher per request: the gateway's overhead is per-request CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import asyncio
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+
+from starlette.requests import Request
 
 from llmgather.limits import Cost, Limiter
 from llmgather.limits.base import LimiterStats
@@ -49,45 +54,78 @@ class GatewayQueue:
         self.refused = 0
 
     def projected_wait(self, cost: Cost) -> float:
-        """Seconds a new request of `cost` is expected to wait before it is sent."""
+        """Seconds a new request of `cost` is expected to wait before it is sent: behind every
+        caller queued in the shared limiter (the jobs' included), at the pace the tightest
+        per-minute limit allows, after any pause a 429 imposed."""
         stats = self._limiter.statistics()
         rate = _pace(stats, cost)
-        queued = self.waiting / rate if rate is not None else 0.0
+        ahead = max(self.waiting, stats.queued)
+        queued = ahead / rate if rate is not None else 0.0
         return stats.pause_remaining + queued
 
     @contextmanager
-    def admitted(self, cost: Cost) -> Iterator[None]:
-        """Count the request as waiting, or raise QueueFull if it would wait too long."""
+    def admitted(self, cost: Cost) -> Iterator[Ticket]:
+        """Count the request as waiting until its ticket says it left, or raise QueueFull if
+        it would wait too long."""
         projected = self.projected_wait(cost)
         if projected > self.timeout_s:
             self.refused += 1
             raise QueueFull(_retry_after(projected - self.timeout_s))
         self.waiting += 1
+        ticket = Ticket(self)
         try:
-            yield
+            yield ticket
         finally:
-            self.waiting -= 1
+            ticket.leave()
 
-    async def until_sent(
-        self, task: asyncio.Task[Any], sent: asyncio.Event, gone: asyncio.Future[Any], cost: Cost
-    ) -> None:
-        """Wait while the request is queued. Returns once it has been sent (or has ended);
-        withdraws it (cancels `task`) and raises ClientGone when `gone` (the client's
-        disconnection) comes first, or QueueFull when the queue timeout passes first."""
-        sent_wait = asyncio.ensure_future(sent.wait())
-        try:
-            done, _ = await asyncio.wait(
-                (sent_wait, gone, task), timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            sent_wait.cancel()
-        if sent.is_set() or task in done:
-            return
-        task.cancel()
-        if gone in done:
-            raise ClientGone
+    def refused_late(self, cost: Cost) -> QueueFull:
+        """The refusal of a request still unsent when the queue timeout passed (withdrawn)."""
         self.refused += 1
-        raise QueueFull(_retry_after(max(1.0, self.projected_wait(cost) - self.timeout_s)))
+        return QueueFull(_retry_after(max(1.0, self.projected_wait(cost) - self.timeout_s)))
+
+
+class Ticket:
+    """A request's place in the queue, given up once: when it is sent, or when it ends."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, queue: GatewayQueue) -> None:
+        self._queue: GatewayQueue | None = queue
+
+    def leave(self) -> None:
+        if self._queue is not None:
+            self._queue.waiting -= 1
+            self._queue = None
+
+
+class Departure:
+    """The moment a queued request leaves for the upstream (its permit granted, its send
+    about to start): the queue's deadline no longer applies, and a client that left while it
+    waited is found out here, so its request is never sent.
+
+    `deadline` is the `asyncio.timeout` of the queue wait, around the whole call; `ticket`
+    its place in the queue's count, given up as it leaves. A request
+    that waited less than `_UNNOTICED_S` is not checked: a client that leaves that early is
+    no different from one leaving just after the send, and the check costs a trip through
+    the server's receive channel.
+    """
+
+    _UNNOTICED_S = 0.005
+
+    def __init__(self, request: Request, ticket: Ticket, deadline: asyncio.Timeout) -> None:
+        self._request = request
+        self._ticket = ticket
+        self._deadline = deadline
+        self._loop = asyncio.get_running_loop()
+        self._since = self._loop.time()
+
+    async def leave(self) -> None:
+        """Called as the request is sent; raises ClientGone if its client has left."""
+        self._ticket.leave()
+        self._deadline.reschedule(None)
+        waited = self._loop.time() - self._since
+        if waited > self._UNNOTICED_S and await self._request.is_disconnected():
+            raise ClientGone
 
 
 def _pace(stats: LimiterStats, cost: Cost) -> float | None:

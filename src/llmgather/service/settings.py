@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from llmgather._config import DEFAULT_TIMEOUT_S, Limits
+from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
 
 DEFAULT_QUEUE_TIMEOUT_S = 60.0
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+TOKEN_ENV = "LLMGATHER_SERVE_TOKEN"  # where `llmgather serve` also reads the token
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,3 +33,10 @@ class ServiceSettings:
     jobs_dir: Path = Path(".llmgather-serve")
     host: str = "127.0.0.1"
     simulator: Any = None  # SimConfig for the embedded simulator, when one starts
+
+    def __post_init__(self) -> None:
+        if self.host not in LOOPBACK_HOSTS and not self.token:
+            raise ConfigurationError(
+                f"serving on {self.host} would let other machines spend this service's API "
+                f"key: give a bearer token (--token or {TOKEN_ENV}), or keep 127.0.0.1"
+            )

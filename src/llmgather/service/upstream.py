@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from llmgather import _exchange
@@ -22,10 +21,13 @@ from llmgather._config import Timeouts
 from llmgather._types import Completion, Outcome, Request, Result
 from llmgather.limits import Cost, LocalLimiter
 from llmgather.providers.registry import Target, resolve_target
+from llmgather.service.queueing import Departure
 from llmgather.service.settings import ServiceSettings
 from llmgather.transport import HttpRequest
 
 logger = logging.getLogger("llmgather.service")
+
+_MAX_SHAPES = 64
 
 
 class Upstream:
@@ -40,6 +42,7 @@ class Upstream:
         self.limiter = LocalLimiter(settings.limits)
         self._simulator: Any = None
         self._client: Client | None = None
+        self._shapes: dict[tuple[str, bool], HttpRequest] = {}
 
     @property
     def simulated(self) -> bool:
@@ -89,37 +92,49 @@ class Upstream:
 
     def relayed(self, body: bytes, *, model: str, stream: bool) -> HttpRequest:
         """The client's own body, unchanged, to the upstream's URL for `model`, with the key."""
-        shape = self.client.provider.build_request(Request(messages=()), model=model, stream=stream)
+        shape = self._shapes.get((model, stream))
+        if shape is None:  # built by the adapter once per model and mode, not per request
+            if len(self._shapes) >= _MAX_SHAPES:
+                self._shapes.clear()  # models are the clients' to name: keep the cache bounded
+            shape = self.client.provider.build_request(
+                Request(messages=()), model=model, stream=stream
+            )
+            self._shapes[(model, stream)] = shape
         return HttpRequest(shape.method, shape.url, shape.headers, body)
 
-    def translated(self, request: Request, *, stream: bool) -> HttpRequest:
-        """A request of another dialect, rebuilt in the upstream's, for the served model.
-        Its stop sequences, which the front dialects leave in `extra["stop"]`, go where the
-        upstream's API takes them."""
+    def prepared(self, request: Request) -> Request:
+        """A request of another dialect as the upstream takes it: its default max tokens
+        filled in (an API that requires one reserves it), its stop sequences (which the front
+        dialects leave in `extra["stop"]`) where the upstream's API takes them."""
         spec = self.target.spec
         if request.max_tokens is None and spec.default_max_tokens is not None:
             request = request.replace(max_tokens=spec.default_max_tokens)
-        request = _stop_moved(request, spec.stop_field)
+        return _stop_moved(request, spec.stop_field)
+
+    def translated(self, request: Request, *, stream: bool) -> HttpRequest:
+        """A prepared request rebuilt in the upstream's dialect, for the served model."""
         return self.client.provider.build_request(request, model=self.model, stream=stream)
 
     # -- sending --------------------------------------------------------------------------
 
-    def complete(
-        self, http: HttpRequest, cost: Cost, *, relay: bool, sent: asyncio.Event
-    ) -> AbstractAsyncContextManager[asyncio.Task[Result]]:
-        """The call as a task (so the queue can withdraw it), through the engine: its limits,
-        its retries. The Result's `value` is the upstream's answer when `relay`."""
-        call = CallRequest(messages=(), fn=self._exchange, args=(http, relay, sent), cost=cost)
-        return _owned(self.client.engine.run_one(call))
+    async def complete(
+        self, http: HttpRequest, cost: Cost, *, relay: bool, departure: Departure
+    ) -> Result:
+        """The call through the engine (its limits, its retries); the Result's `value` is the
+        upstream's answer when `relay`. Raises ClientGone if the client left before the
+        send (nothing was sent, no budget spent)."""
+        call = CallRequest(
+            messages=(), fn=self._send, args=(http, relay), cost=cost, before_send=departure.leave
+        )
+        return await self.client.engine.run_one(call)
 
-    async def _exchange(self, http: HttpRequest, relay: bool, sent: asyncio.Event) -> Outcome:
-        sent.set()
+    async def _send(self, http: HttpRequest, relay: bool) -> Outcome:
         client = self.client
         send = _exchange.relay if relay else _exchange.complete
         return await send(client.transport, client.provider, http)
 
     def stream(
-        self, http: HttpRequest, cost: Cost, *, relay: bool, sent: asyncio.Event
+        self, http: HttpRequest, cost: Cost, *, relay: bool, departure: Departure
     ) -> StreamPump:
         """A streamed answer, retried until its first piece, read by a task of its own into a
         bounded buffer: raw chunks when `relay`, else text pieces."""
@@ -128,14 +143,13 @@ class Upstream:
 
         @contextlib.asynccontextmanager
         async def open_stream(_: Request) -> AsyncIterator[_exchange.LiveStream]:
-            sent.set()
             async with _exchange.open_stream(
                 client.transport, client.provider, http, relay=relay
             ) as live:
                 pump.live = live
                 yield live
 
-        call = CallRequest(messages=(), fn=_never, cost=cost)
+        call = CallRequest(messages=(), fn=_never, cost=cost, before_send=departure.leave)
         pump.start(client.engine.stream(call, open_stream))
         return pump
 
@@ -166,10 +180,10 @@ class StreamPump:
         await self._queue.put(self._END)
 
     async def next(self) -> Any:
-        """The next piece; raises the stream's error; StopAsyncIteration at its end."""
+        """The next piece, None at the end; raises the stream's error."""
         item = await self._queue.get()
         if item is self._END:
-            raise StopAsyncIteration
+            return None
         if isinstance(item, Exception):
             raise item
         return item
@@ -206,15 +220,3 @@ def _stop_moved(request: Request, field: tuple[str, ...]) -> Request:
 
 async def _never() -> Outcome:
     raise AssertionError("a stream's call is opened by its open_stream, not run")
-
-
-@contextlib.asynccontextmanager
-async def _owned(coro: Any) -> AsyncIterator[asyncio.Task[Any]]:
-    task = asyncio.create_task(coro)
-    try:
-        yield task
-    finally:
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await task

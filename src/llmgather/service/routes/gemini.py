@@ -12,8 +12,9 @@ from starlette.responses import Response
 
 from llmgather.service.dialects.gemini import GeminiFront
 from llmgather.service.errors import Refusal
+from llmgather.service.fastpath import hot
 from llmgather.service.gateway import Gateway, error_response
-from llmgather.service.routes.bodies import JSONBody, read_json
+from llmgather.service.routes.bodies import JSONBody
 
 router = APIRouter(tags=["gateway: Gemini"])
 FRONT = GeminiFront()
@@ -29,6 +30,7 @@ FRONT = GeminiFront()
     summary="Gemini generateContent (API version v1), under the shared limits",
     openapi_extra=JSONBody.openapi("A Gemini GenerateContentRequest body"),
 )
+@hot
 async def generate_content(request: Request, model: str) -> Response:
     return await _handle(request, model, stream=False)
 
@@ -43,6 +45,7 @@ async def generate_content(request: Request, model: str) -> Response:
     summary="Gemini streamGenerateContent (alt=sse, API version v1), under the shared limits",
     openapi_extra=JSONBody.openapi("A Gemini GenerateContentRequest body"),
 )
+@hot
 async def stream_generate_content(request: Request, model: str) -> Response:
     if request.query_params.get("alt") != "sse":
         # Without alt=sse the API streams one JSON array, which this gateway does not write.
@@ -53,9 +56,4 @@ async def stream_generate_content(request: Request, model: str) -> Response:
 
 async def _handle(request: Request, model: str, *, stream: bool) -> Response:
     gateway: Gateway = request.app.state.gateway
-    body, data = await read_json(request)
-    if data is None:
-        return error_response(FRONT, Refusal(400, "the body must be a JSON object"))
-    return await gateway.handle(
-        FRONT, request, body=body, data=data, model=model or None, stream=stream
-    )
+    return await gateway.serve(FRONT, request, model=model or None, stream=stream)

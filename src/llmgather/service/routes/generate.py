@@ -22,11 +22,15 @@ from starlette.responses import Response
 from llmgather.limits.tokens import request_cost
 from llmgather.service.dialects.openai import OpenAIFront
 from llmgather.service.errors import Refusal, refusal_for
-from llmgather.service.gateway import error_response, json_response
+from llmgather.service.gateway import (
+    Gateway,
+    error_response,
+    json_response,
+    queue_full_response,
+)
 from llmgather.service.jobs import JobManager, JobParams, ServiceStopping
-from llmgather.service.queueing import QueueFull
+from llmgather.service.queueing import ClientGone, QueueFull
 from llmgather.service.routes.bodies import JSONBody, read_json
-from llmgather.service.upstream import Upstream
 
 router = APIRouter(tags=["generate"])
 FRONT = OpenAIFront()  # errors in OpenAI's shape, as the rest of the service words them
@@ -97,28 +101,25 @@ async def generate(request: Request) -> Response:
         return _refuse(422, str(error))
     if ask.background:
         return await _in_background(request.app.state.jobs, ask)
-    upstream: Upstream = request.app.state.upstream
-    client = upstream.client
+    gateway: Gateway = request.app.state.gateway
     params = ask.params
-    call = client.request(
-        ask.prompt,
-        max_tokens=params.max_tokens,
-        temperature=params.temperature,
-        system=params.system,
-    )
-    try:
-        # The gateway's queue: a request that would wait too long is told so at once (429).
-        with request.app.state.gateway.queue.admitted(request_cost(call.messages, call.max_tokens)):
-            result = await client.engine.run_one(call)
-    except QueueFull as error:
-        return error_response(
-            FRONT,
-            Refusal(
-                429,
-                f"the queue for the shared rate limit is full; retry in {error.retry_after:.0f} s",
-                error.retry_after,
-            ),
+    prompt = gateway.upstream.prepared(
+        gateway.upstream.client.request(
+            ask.prompt,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            system=params.system,
         )
+    )
+    http = gateway.upstream.translated(prompt, stream=False)
+    try:
+        # The gateway's path: the queue's bound, withdrawn if the client leaves while queued.
+        cost = request_cost(prompt.messages, prompt.max_tokens)
+        result = await gateway.call(request, http, cost, relay=False)
+    except QueueFull as error:
+        return queue_full_response(FRONT, error)
+    except ClientGone:
+        return Response(status_code=499)
     if not result.ok:
         assert result.exception is not None
         return error_response(FRONT, refusal_for(result.exception))

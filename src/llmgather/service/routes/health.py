@@ -1,4 +1,5 @@
-"""`GET /healthz` (the process answers) and `GET /readyz` (the upstream is ready to send)."""
+"""`GET /healthz` (the process answers) and `GET /readyz` (it can send upstream: started, not
+stopping, its key not refused)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ async def healthz() -> Response:
 @router.get("/readyz", summary="The service is ready to send upstream")
 async def readyz(request: Request) -> Response:
     state = request.app.state
-    if getattr(state, "ready", False) and not getattr(state, "stopping", False):
-        return json_response({"status": "ready"})
-    return json_response({"status": "not ready"}, status=503)
+    if not state.ready or state.stopping:
+        return json_response({"status": "not ready"}, status=503)
+    if state.upstream.client.engine.key_refused:
+        # Every request would fail unsent until the operator fixes the key and restarts.
+        reason = "the upstream refused the service's API key"
+        return json_response({"status": "not ready", "reason": reason}, status=503)
+    return json_response({"status": "ready"})

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from llmgather.service.dialects.openai import OpenAIFront
-from llmgather.service.errors import Refusal
-from llmgather.service.gateway import Gateway, error_response, json_response
-from llmgather.service.routes.bodies import JSONBody, read_json
+from llmgather.service.fastpath import hot
+from llmgather.service.gateway import Gateway, json_response
+from llmgather.service.routes.bodies import JSONBody
 
 router = APIRouter(tags=["gateway: OpenAI"])
 FRONT = OpenAIFront()
@@ -22,20 +22,10 @@ FRONT = OpenAIFront()
     summary="OpenAI chat completions, under the shared limits",
     openapi_extra=JSONBody.openapi("An OpenAI chat completions request body"),
 )
+@hot
 async def chat_completions(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    body, data = await read_json(request)
-    if data is None:
-        return error_response(FRONT, Refusal(400, "the body must be a JSON object"))
-    model = data.get("model")
-    return await gateway.handle(
-        FRONT,
-        request,
-        body=body,
-        data=data,
-        model=model if isinstance(model, str) and model else None,
-        stream=data.get("stream") is True,
-    )
+    return await gateway.serve(FRONT, request)
 
 
 @router.get("/v1/models", summary="The model this gateway serves")
