@@ -76,8 +76,7 @@ INTERNAL = {
     "llmgather.service.jobs.InvalidJobInput",  # a 400
     "llmgather.service.jobs.ServiceStopping",  # a 503
     "llmgather.service.jobs.NotCancellable",  # a 409: the job has ended
-    "llmgather.service.routes.generate.BadField",  # a 422 naming the field
-    "llmgather.service.routes.jobs.BadParam",  # a 422 naming the parameter
+    "llmgather.service.errors.InvalidParam",  # a 422 naming the field or parameter
     "llmgather.service.routes.bodies.BodyTooLarge",  # a 413
     # a gateway the benchmark could not start: its row says why, the others go on
     "llmgather.bench._servers.GatewayUnavailable",

@@ -46,10 +46,10 @@ def create_app(settings: ServiceSettings, *, env: Mapping[str, str] | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await upstream.start()
-        await job_manager.start()
-        app.state.ready = True
         try:
+            await upstream.start()
+            await job_manager.start()
+            app.state.ready = True
             yield
         finally:
             app.state.stopping = True

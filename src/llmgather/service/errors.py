@@ -23,6 +23,11 @@ from llmgather._errors import (
 _CLIENT_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
 
 
+class InvalidParam(Exception):
+    """A field of a body, or a query or form parameter, missing or of the wrong type: a 422
+    that names it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     status: int

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from llmgather.limits.tokens import request_cost
 from llmgather.service.dialects.openai import OpenAIFront
-from llmgather.service.errors import Refusal, refusal_for
+from llmgather.service.errors import InvalidParam, Refusal, refusal_for
 from llmgather.service.gateway import (
     Gateway,
     error_response,
@@ -38,10 +38,6 @@ _FIELDS = ("prompt", "max_tokens", "temperature", "system", "background")
 _EXAMPLE = '{"prompt": "Why do some birds migrate?", "max_tokens": 256}'
 
 
-class BadField(Exception):
-    """A field of the body that is missing or of the wrong type: a 422 naming it."""
-
-
 @dataclass(frozen=True, slots=True)
 class Ask:
     prompt: str
@@ -52,30 +48,30 @@ class Ask:
     def parse(cls, data: Mapping[str, Any]) -> Ask:
         unknown = sorted(key for key in data if key not in _FIELDS)
         if unknown:
-            raise BadField(
+            raise InvalidParam(
                 f"unknown field(s) {', '.join(unknown)}; /generate takes {', '.join(_FIELDS)}"
             )
         prompt = data.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            raise BadField(f'field "prompt" must be a non-empty string, such as {_EXAMPLE}')
+            raise InvalidParam(f'field "prompt" must be a non-empty string, such as {_EXAMPLE}')
         max_tokens = data.get("max_tokens")
         if max_tokens is not None and (
             not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
         ):
-            raise BadField('field "max_tokens" must be a positive integer, such as 256')
+            raise InvalidParam('field "max_tokens" must be a positive integer, such as 256')
         temperature = data.get("temperature")
         if temperature is not None and (
             not isinstance(temperature, int | float)
             or isinstance(temperature, bool)
             or temperature < 0
         ):
-            raise BadField('field "temperature" must be a number of at least 0, such as 0.7')
+            raise InvalidParam('field "temperature" must be a number of at least 0, such as 0.7')
         system = data.get("system")
         if system is not None and not isinstance(system, str):
-            raise BadField('field "system" must be a string (the system prompt)')
+            raise InvalidParam('field "system" must be a string (the system prompt)')
         background = data.get("background", False)
         if not isinstance(background, bool):
-            raise BadField('field "background" must be true or false')
+            raise InvalidParam('field "background" must be true or false')
         params = JobParams(
             max_tokens=max_tokens,
             temperature=None if temperature is None else float(temperature),
@@ -97,7 +93,7 @@ async def generate(request: Request) -> Response:
         return _refuse(400, f"the body must be a JSON object, such as {_EXAMPLE}")
     try:
         ask = Ask.parse(data)
-    except BadField as error:
+    except InvalidParam as error:
         return _refuse(422, str(error))
     if ask.background:
         return await _in_background(request.app.state.jobs, ask)

@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
 from llmgather.service.dialects.openai import OpenAIFront
-from llmgather.service.errors import Refusal
+from llmgather.service.errors import InvalidParam, Refusal
 from llmgather.service.gateway import error_response, json_response
 from llmgather.service.jobs import (
     InvalidJobInput,
@@ -47,10 +47,6 @@ _EXPECTED = (
     "send the JSONL as the body (Content-Type: application/jsonl, application/x-ndjson or "
     "application/json), or as the `file` field of a multipart/form-data upload"
 )
-
-
-class BadParam(Exception):
-    """A query or form parameter of the wrong type: a 422 naming it."""
 
 
 @router.post(
@@ -84,7 +80,7 @@ async def create_job(request: Request) -> Response:
             return _refuse(415, f"a body of type {kind} cannot be a job; {_EXPECTED}")
         params = _params(request.query_params)
         record = await jobs.create_job(_body_writer(request), params)
-    except BadParam as error:
+    except InvalidParam as error:
         return _refuse(422, str(error))
     except InvalidJobInput as error:
         return _refuse(400, str(error))
@@ -183,13 +179,15 @@ def _params(values: Mapping[str, Any]) -> JobParams:
     except ValueError:
         tokens = 0
     if tokens is not None and tokens < 1:
-        raise BadParam(f"max_tokens must be a positive integer, such as 256; got {max_tokens!r}")
+        raise InvalidParam(
+            f"max_tokens must be a positive integer, such as 256; got {max_tokens!r}"
+        )
     try:
         temp = None if temperature in (None, "") else float(temperature)
     except ValueError:
         temp = -1.0
     if temp is not None and not (math.isfinite(temp) and temp >= 0):
-        raise BadParam(
+        raise InvalidParam(
             f"temperature must be a number of at least 0, such as 0.7; got {temperature!r}"
         )
     system = values.get("system") or None
