@@ -297,7 +297,7 @@ async def test_a_client_that_leaves_mid_stream_stops_the_upstream_stream() -> No
     # A slow stream, one request at a time: once the client hangs up, the upstream's stream
     # is closed (the simulator sees nothing in flight) and the next request goes through.
     async with (
-        running(seed=1, latency_ms=20_000, latency_jitter=0) as slow,
+        running(seed=1, latency_ms=2_000, latency_jitter=0) as slow,
         serving(upstream_settings(slow, limits=Limits(concurrency=1))) as url,
     ):
         body = orjson.dumps(
@@ -317,16 +317,10 @@ async def test_a_client_that_leaves_mid_stream_stops_the_upstream_stream() -> No
             probe = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 1})
             async with session.get(url + "/metrics") as metrics:
                 assert "llmgather_upstream_in_flight 0.0" in await metrics.text()
-            # The one slot is free again: a plain request is admitted and sent.
+            # The one slot is free again: the next request is sent and answered.
             assert slow.handler.stats.received == 1
-            pending = asyncio.create_task(
-                session.post(url + "/v1/chat/completions", data=probe, headers=_json())
-            )
-            for _ in range(100):
-                if slow.handler.stats.received == 2:
-                    break
-                await asyncio.sleep(0.05)
+            async with session.post(
+                url + "/v1/chat/completions", data=probe, headers=_json()
+            ) as answer:
+                assert answer.status == 200
             assert slow.handler.stats.received == 2
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pending

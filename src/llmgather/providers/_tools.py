@@ -27,14 +27,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from llmgather._types import JSON_ANSWER_TOOL, Request, ToolCall
 
 __all__ = [
     "JSON_ANSWER_TOOL",
     "CallAssembler",
     "anthropic_fields",
+    "anthropic_messages",
     "gemini_fields",
+    "gemini_parts",
+    "has_tool_turns",
     "openai_fields",
+    "openai_messages",
 ]
 
 _ANTHROPIC_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
@@ -144,3 +150,102 @@ class CallAssembler:
             ToolCall.from_json(id, name, "".join(fragments))
             for _, (id, name, fragments) in sorted(self._calls.items())
         )
+
+
+# -- tool calls and tool results inside a conversation ----------------------------------------
+#
+# A conversation that goes on after tool calls carries them in llmgather's message form:
+#     {"role": "assistant", "content": text, "tool_calls": [{"id", "name", "arguments": {...}}]}
+#     {"role": "tool", "tool_call_id", "name", "content": text, "is_error"?: bool}
+# Each adapter passes its messages through the function below for its provider's form.
+
+
+def has_tool_turns(messages: tuple[dict[str, Any], ...]) -> bool:
+    """Whether any message is a tool call or a tool result (most requests: no, nothing to do)."""
+    return any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
+
+
+def openai_messages(messages: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """Chat-completions messages: calls under `tool_calls[].function`, arguments as JSON text."""
+    if not has_tool_turns(messages):
+        return list(messages)
+    converted: list[dict[str, Any]] = []
+    for message in messages:
+        if message.get("role") == "tool":
+            converted.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": message.get("tool_call_id", ""),
+                    "content": message.get("content", ""),
+                }
+            )
+        elif message.get("tool_calls"):
+            calls = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": _json(call["arguments"])},
+                }
+                for call in message["tool_calls"]
+            ]
+            text = message.get("content") or None
+            converted.append({"role": "assistant", "content": text, "tool_calls": calls})
+        else:
+            converted.append(message)
+    return converted
+
+
+def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages API turns: calls as `tool_use` blocks of the assistant, results as
+    `tool_result` blocks of one user turn (the results of one turn's calls go together)."""
+    converted: list[dict[str, Any]] = []
+    for message in messages:
+        role, content = message.get("role"), message.get("content", "")
+        if role == "tool":
+            result = {
+                "type": "tool_result",
+                "tool_use_id": message.get("tool_call_id", ""),
+                "content": content,
+            }
+            if message.get("is_error"):
+                result["is_error"] = True
+            last = converted[-1] if converted else None
+            if last and last["role"] == "user" and isinstance(last["content"], list):
+                last["content"].append(result)
+            else:
+                converted.append({"role": "user", "content": [result]})
+        elif message.get("tool_calls"):
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+            blocks += [
+                {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["arguments"] or {}}
+                for c in message["tool_calls"]
+            ]
+            converted.append({"role": "assistant", "content": blocks})
+        else:
+            converted.append({"role": role, "content": content})
+    return converted
+
+
+def gemini_parts(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
+    """(role, parts) of a tool call or tool result as Gemini takes them (`functionCall` parts
+    of the model's turn, `functionResponse` parts of the user's); None for any other message."""
+    if message.get("role") == "tool":
+        response = {
+            "name": message.get("name", ""),
+            "response": {"error" if message.get("is_error") else "result": message.get("content")},
+        }
+        return "user", [{"functionResponse": response}]
+    if message.get("tool_calls"):
+        parts: list[dict[str, Any]] = []
+        if message.get("content"):
+            parts.append({"text": message["content"]})
+        parts += [
+            {"functionCall": {"name": c["name"], "args": c["arguments"] or {}}}
+            for c in message["tool_calls"]
+        ]
+        return "model", parts
+    return None
+
+
+def _json(arguments: Any) -> str:
+    return orjson.dumps(arguments if arguments is not None else {}).decode()

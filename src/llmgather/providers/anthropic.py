@@ -65,7 +65,12 @@ from llmgather.providers._common import (
     with_extra,
     word,
 )
-from llmgather.providers._tools import JSON_ANSWER_TOOL, CallAssembler, anthropic_fields
+from llmgather.providers._tools import (
+    JSON_ANSWER_TOOL,
+    CallAssembler,
+    anthropic_fields,
+    anthropic_messages,
+)
 from llmgather.providers.base import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
 
@@ -138,11 +143,7 @@ class AnthropicProvider:
 
     def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
         system = [_text(m) for m in request.messages if m.get("role") == "system"]
-        messages = [
-            {"role": m.get("role"), "content": m.get("content", "")}
-            for m in request.messages
-            if m.get("role") != "system"
-        ]
+        messages = anthropic_messages([m for m in request.messages if m.get("role") != "system"])
         payload: dict[str, Any] = {
             "model": model,
             "max_tokens": request.max_tokens

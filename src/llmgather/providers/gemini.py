@@ -64,7 +64,7 @@ from llmgather.providers._common import (
     with_extra,
     word,
 )
-from llmgather.providers._tools import gemini_fields
+from llmgather.providers._tools import gemini_fields, gemini_parts
 from llmgather.providers.base import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
 
@@ -125,7 +125,15 @@ class GeminiProvider:
         contents: list[dict[str, Any]] = []
         for message in request.messages:
             role = message.get("role", "user")
-            if role == "system":
+            tool_turn = gemini_parts(message)
+            if tool_turn is not None:
+                role, parts = tool_turn
+                previous = contents[-1] if contents else None
+                if role == "user" and previous and "functionResponse" in previous["parts"][-1]:
+                    previous["parts"].extend(parts)  # the results of one turn's calls, together
+                else:
+                    contents.append({"role": role, "parts": parts})
+            elif role == "system":
                 system.extend(_parts(message))
             elif role in _ROLES:
                 contents.append({"role": _ROLES[role], "parts": _parts(message)})

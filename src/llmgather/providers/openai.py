@@ -50,7 +50,7 @@ from llmgather.providers._common import (
     with_extra,
     word,
 )
-from llmgather.providers._tools import CallAssembler, openai_fields
+from llmgather.providers._tools import CallAssembler, openai_fields, openai_messages
 from llmgather.providers.base import Headers, HttpRequest
 from llmgather.transport.sse import SSEEvent
 
@@ -103,7 +103,7 @@ class OpenAIProvider:
             self._headers[KEY_HEADER] = base.basic_auth
 
     def build_request(self, request: Request, *, model: str, stream: bool) -> HttpRequest:
-        payload: dict[str, Any] = {"model": model, "messages": list(request.messages)}
+        payload: dict[str, Any] = {"model": model, "messages": openai_messages(request.messages)}
         extra = request.extra or {}
         if request.max_tokens is not None and not extra.keys() & _MAX_TOKENS_FIELDS:
             payload[self._max_tokens_field] = request.max_tokens
