@@ -339,11 +339,18 @@ class JobManager:
                 yield b"".join(render_stored(result, fields) for fields, result in page)
         finally:
             # A reader that went away may leave a page being read: the thread holds the cursor
-            # until it is done, and only then may it be closed.
+            # until it is done, and only then may it be closed: by the page's own callback, as
+            # a wait here could itself be cancelled (a server cancels a gone client's body).
+            def close(page: asyncio.Future[Any] | None = None) -> None:
+                if page is not None and not page.cancelled():
+                    page.exception()  # retrieved: a failed read of a gone reader is no news
+                rows.close()
+                store.close()
+
             if reading is not None and not reading.done():
-                await asyncio.wait((reading,))
-            rows.close()
-            store.close()
+                reading.add_done_callback(close)
+            else:
+                close()
 
     # -- cancelling ---------------------------------------------------------------------------
 
