@@ -59,7 +59,9 @@ CEILING = (
     Contender("semaphore + tenacity backoff", "openai_tenacity"),
     Contender("aiolimiter + semaphore", "aiolimiter_semaphore"),
     Contender("langchain abatch + InMemoryRateLimiter", "langchain_abatch", {"limits": True}),
-    Contender("LangChain `abatch` with `ChatLLMGather`", "langchain_chatllmgather", {"limits": True}),
+    Contender(
+        "LangChain `abatch` with `ChatLLMGather`", "langchain_chatllmgather", {"limits": True}
+    ),
     Contender("AsyncOpenAI default retries", "openai_semaphore"),
     Contender("llmgather (told the limits)", "llmgather_client", {"limits": True}),
     Contender("llmgather (told nothing)", "llmgather_client", {"concurrency": 100}),

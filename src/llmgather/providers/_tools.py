@@ -217,7 +217,12 @@ def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif message.get("tool_calls"):
             blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
             blocks += [
-                {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["arguments"] or {}}
+                {
+                    "type": "tool_use",
+                    "id": c["id"],
+                    "name": c["name"],
+                    "input": c["arguments"] or {},
+                }
                 for c in message["tool_calls"]
             ]
             converted.append({"role": "assistant", "content": blocks})
