@@ -22,7 +22,7 @@ from llmgather.limits.tokens import (
     estimate_text_tokens,
     message_text,
 )
-from llmgather.service.dialects.base import Untranslatable
+from llmgather.service.dialects.base import Untranslatable, refuse_unknown
 
 # Fields another dialect's upstream can carry. `metadata` holds only an end-user id, which
 # changes no answer (as OpenAI's `user`, which that front accepts too).
@@ -66,9 +66,7 @@ class AnthropicFront:
         )
 
     def to_request(self, body: Mapping[str, Any]) -> Request:
-        refused = sorted(key for key in body if key not in _TRANSLATED and body[key] is not None)
-        if refused:
-            raise Untranslatable(_refusal(refused))
+        refuse_unknown(body, _TRANSLATED)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise Untranslatable("messages must be a non-empty list of messages")
@@ -204,11 +202,3 @@ def _text_block(text: str) -> dict[str, Any]:
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
-def _refusal(fields: list[str]) -> str:
-    them = "them" if len(fields) > 1 else "it"
-    return (
-        f"{', '.join(fields)} cannot be carried to this gateway's upstream, which speaks "
-        f"another API; send the request without {them}"
-    )

@@ -21,6 +21,19 @@ class Untranslatable(Exception):
     the field, never a field silently dropped."""
 
 
+def refuse_unknown(
+    body: Mapping[str, Any], carried: frozenset[str] | set[str], *, prefix: str = ""
+) -> None:
+    """Untranslatable, naming them, if `body` sets fields outside `carried`."""
+    refused = sorted(prefix + key for key in body if key not in carried and body[key] is not None)
+    if refused:
+        them = "them" if len(refused) > 1 else "it"
+        raise Untranslatable(
+            f"{', '.join(refused)} cannot be carried to this gateway's upstream, which speaks "
+            f"another API; send the request without {them}"
+        )
+
+
 class StreamWriter(Protocol):
     """The server-sent events of one translated streaming answer, as bytes to send."""
 

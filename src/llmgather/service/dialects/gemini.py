@@ -20,7 +20,7 @@ import orjson
 from llmgather._types import Completion, Request
 from llmgather.limits import Cost
 from llmgather.limits.tokens import DEFAULT_OUTPUT_ESTIMATE, estimate_prompt_tokens
-from llmgather.service.dialects.base import Untranslatable
+from llmgather.service.dialects.base import Untranslatable, refuse_unknown
 
 # Top-level fields another dialect's upstream can carry, in both spellings; `model` is not a
 # body field of the API, but a client may send it, and the path names the model anyway.
@@ -85,9 +85,7 @@ class GeminiFront:
         )
 
     def to_request(self, body: Mapping[str, Any]) -> Request:
-        refused = sorted(key for key in body if key not in _TRANSLATED and body[key] is not None)
-        if refused:
-            raise Untranslatable(_refusal(refused))
+        refuse_unknown(body, _TRANSLATED)
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
             raise Untranslatable("contents must be a non-empty list of Content objects")
@@ -179,9 +177,7 @@ def _config(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise Untranslatable("generationConfig must be an object")
     known = set(_CONFIG) | set(_CONFIG.values())
-    refused = sorted(key for key in raw if key not in known and raw[key] is not None)
-    if refused:
-        raise Untranslatable(_refusal(["generationConfig." + key for key in refused]))
+    refuse_unknown(raw, known, prefix="generationConfig.")
     config = {camel: _get(raw, camel, snake) for camel, snake in _CONFIG.items()}
     if config["candidateCount"] not in (None, 1):
         raise Untranslatable(
@@ -241,11 +237,3 @@ def _response_id() -> str:
 
 def _data(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
-
-
-def _refusal(fields: list[str]) -> str:
-    them = "them" if len(fields) > 1 else "it"
-    return (
-        f"{', '.join(fields)} cannot be carried to this gateway's upstream, which speaks "
-        f"another API; send the request without {them}"
-    )

@@ -12,7 +12,7 @@ import orjson
 from llmgather._types import Completion, Request
 from llmgather.limits import Cost
 from llmgather.limits.tokens import DEFAULT_OUTPUT_ESTIMATE, estimate_prompt_tokens
-from llmgather.service.dialects.base import Untranslatable
+from llmgather.service.dialects.base import Untranslatable, refuse_unknown
 
 # Fields another dialect's upstream can carry; anything else (tools, response_format, n > 1,
 # logprobs, …) is refused by name when the upstream is not OpenAI's.
@@ -43,12 +43,7 @@ class OpenAIFront:
         return Cost(requests=1, input_tokens=prompt, output_tokens=output * choices)
 
     def to_request(self, body: Mapping[str, Any]) -> Request:
-        refused = sorted(key for key in body if key not in _TRANSLATED and body[key] is not None)
-        if refused:
-            raise Untranslatable(
-                f"{', '.join(refused)} cannot be carried to this gateway's upstream, which "
-                "speaks another API; send the request without them"
-            )
+        refuse_unknown(body, _TRANSLATED)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise Untranslatable("messages must be a non-empty list of chat messages")
