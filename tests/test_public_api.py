@@ -60,6 +60,7 @@ PUBLIC = [
     "TruncatedStreamError",
     "Usage",
     "__version__",
+    "run_job",
 ]
 
 # Exceptions that never leave the code that raises them, so they are no part of the tree:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -483,6 +484,30 @@ def test_live_lines_and_the_export_are_one_renderer(
         assert next(iter(orjson.loads(live).items())) == next(iter(fields.items()))
 
 
+@pytest.mark.parametrize("fields", [None, {"custom_id": "c"}, {"id": 42}])
+def test_the_writer_serialises_once_for_the_row_and_the_live_line(
+    store: SQLiteJobStore, output: str, fields: dict[str, object] | None
+) -> None:
+    """The sink encodes each result once for its store row and its live line: both still say
+    what the one renderer says, with the input's fields set over the line."""
+    id = "42" if fields and "id" in fields else "c"
+    started(store, [item(1, id, fields=fields)])
+    result = Result(
+        id=id, status="ok", text="é\n\"", usage=Usage(3, 4), attempts=2, latency_ms=1 / 3,
+        metadata={"k": [1.5, None]},
+    )  # fmt: skip
+
+    async def write() -> None:
+        async with _Sink(store, output, {id: dict(fields)} if fields else {}) as sink:
+            await sink.add(result)
+
+    asyncio.run(write())
+    live = Path(output).read_bytes()
+    assert live == render_result(id, result, dict(fields) if fields else None)
+    rewrite_output(store, output)
+    assert Path(output).read_bytes() == live
+
+
 class HeldStore:
     """A store whose `record` waits until the test lets it go on."""
 
@@ -491,10 +516,10 @@ class HeldStore:
         self.recording = threading.Event()
         self.release = threading.Event()
 
-    def record(self, results: list[tuple[str, Result]]) -> int:
+    def record(self, results: list[tuple[str, Result]], *encoded: Any) -> int:
         self.recording.set()
         self.release.wait()
-        return self.store.record(results)
+        return self.store.record(results, *encoded)
 
 
 async def test_the_writer_thread_is_owned_and_joined(store: SQLiteJobStore, output: str) -> None:

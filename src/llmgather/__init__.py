@@ -33,6 +33,7 @@ from llmgather._errors import (
 )
 from llmgather._retry import RetryPolicy
 from llmgather._types import Completion, ErrorInfo, Request, Result, ToolCall, Usage
+from llmgather.jobs.calls import run_job
 from llmgather.limits import Cost, Limiter, LimiterStats, LocalLimiter, Permit, RedisLimiter
 
 __version__ = "0.1.0"
@@ -83,4 +84,5 @@ __all__ = [
     "TruncatedStreamError",
     "Usage",
     "__version__",
+    "run_job",
 ]

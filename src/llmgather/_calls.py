@@ -8,6 +8,7 @@ the call, and reads the SDK's errors and usage through `providers.sdks`.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,11 @@ from llmgather.limits.tokens import (
 from llmgather.providers.sdks import error_from_sdk, text_from_sdk, usage_from_sdk
 
 AsyncCallable = Callable[..., Awaitable[Any]]
+
+# Set while a call runs inside an engine that holds its permit and retries it: a llmgather
+# model called inside (a `ChatLLMGather` in a LangChain chain) then sends at once, without a
+# second permit from its own limiter and without retries of its own.
+PERMIT_HELD: contextvars.ContextVar[bool] = contextvars.ContextVar("permit_held", default=False)
 CostOf = Callable[[Any], Cost]
 
 # Where the official SDKs take the output budget: OpenAI, Anthropic, and google-genai's config.
@@ -43,6 +49,7 @@ class CallRequest(Request):
 
     async def run(self) -> Outcome:
         mapped: APIError | None = None
+        held = PERMIT_HELD.set(True)
         try:
             value = await self.fn(*self.args, **self.kwargs)
         except APIError:
@@ -51,6 +58,8 @@ class CallRequest(Request):
             mapped = error_from_sdk(exc)
             if mapped is None:
                 raise  # the callable's own failure: reported as it is, never retried
+        finally:
+            PERMIT_HELD.reset(held)
         if mapped is not None:
             # Raised outside the handler, so not even as context does it carry the SDK's
             # exception, whose frames hold the request and its auth header.

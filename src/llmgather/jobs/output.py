@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "append_lines",
+    "encode_result",
     "render_line",
     "render_result",
     "render_stored",
@@ -32,10 +33,22 @@ __all__ = [
 
 
 def result_object(id: str, result: Result) -> dict[str, Any]:
-    """The result as the output line's JSON object, known by the input's id (not the engine's)."""
+    """The result as the output line's JSON object, known by the input's id (not the engine's).
+
+    A callable's job (`jobs.calls`) gives each ok result its return value made JSON
+    (`jobs.values`): the line carries it as `value`.
+    """
     data = result.to_dict()
     data["id"] = id
+    if isinstance(result.value, orjson.Fragment):
+        data["value"] = result.value
     return data
+
+
+def encode_result(id: str, result: Result) -> bytes:
+    """`result_object` as JSON: what the store keeps, and with no output fields the output
+    line itself less its newline, so a result is serialised once for both."""
+    return orjson.dumps(result_object(id, result))
 
 
 def render_line(result: dict[str, Any], fields: dict[str, Any] | None) -> bytes:
@@ -48,9 +61,14 @@ def render_line(result: dict[str, Any], fields: dict[str, Any] | None) -> bytes:
     return orjson.dumps(result) + b"\n"
 
 
-def render_result(id: str, result: Result, fields: dict[str, Any] | None) -> bytes:
-    """The output line of a result as it arrives (the live view)."""
-    return render_line(result_object(id, result), fields)
+def render_result(
+    id: str, result: Result, fields: dict[str, Any] | None, encoded: bytes | None = None
+) -> bytes:
+    """The output line of a result as it arrives (the live view); `encoded`, its
+    `encode_result` when the caller has it already, is the line itself when there are no fields."""
+    if fields:
+        return render_line(result_object(id, result), fields)
+    return (encoded if encoded is not None else encode_result(id, result)) + b"\n"
 
 
 def render_stored(result: bytes, fields: bytes | None) -> bytes:

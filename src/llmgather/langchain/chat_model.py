@@ -4,7 +4,6 @@ speaks, its shared token-aware limiter, its one retry layer, and its bounded pip
 
 from __future__ import annotations
 
-import contextvars
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
+from llmgather._calls import PERMIT_HELD
 from llmgather._client import Client
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
 from llmgather._errors import ConfigurationError, InvalidInputError
@@ -30,9 +30,6 @@ from llmgather.limits import Cost, LocalLimiter
 from llmgather.limits.tokens import request_cost
 from llmgather.providers.registry import Target, resolve_target
 
-# Set while an `abatch` item runs inside the engine's pipeline: the engine holds that item's
-# permit and retries it, so the model call inside sends at once, without a second permit.
-_PERMIT_HELD: contextvars.ContextVar[bool] = contextvars.ContextVar("permit_held", default=False)
 _SESSION_LOCK = threading.Lock()  # two threads of a sync `batch` may both be first to call
 # Per-call options a model takes (bound with `bind`, or passed to invoke); `stop` comes apart.
 _CALL_OPTIONS = frozenset(
@@ -221,11 +218,9 @@ class ChatLLMGather(BaseChatModel):
         client = await session.client()
 
         async def one(item: tuple[Any, RunnableConfig]) -> AIMessage:
-            held = _PERMIT_HELD.set(True)
-            try:
-                return await self.ainvoke(item[0], item[1], **kwargs)
-            finally:
-                _PERMIT_HELD.reset(held)
+            # The engine holds the item's permit while it runs (`PERMIT_HELD`): the model
+            # call inside sends at once.
+            return await self.ainvoke(item[0], item[1], **kwargs)
 
         def cost(item: tuple[Any, RunnableConfig]) -> Cost:
             try:
@@ -342,7 +337,7 @@ class ChatLLMGather(BaseChatModel):
     async def _complete(self, session: Session, call: _Call) -> Answer:
         client = await session.client()
         request = call.request_for(client)
-        if _PERMIT_HELD.get():
+        if PERMIT_HELD.get():
             completion = (await client._send(request)).completion
             return call.answer(completion, client)
         result = await client.complete_result(request)
@@ -358,7 +353,7 @@ class ChatLLMGather(BaseChatModel):
         """The text pieces of one streamed answer, then the whole Answer."""
         client = await session.client()
         request = call.request_for(client)
-        if _PERMIT_HELD.get():
+        if PERMIT_HELD.get():
             async with client._open_stream(request) as live:
                 async for piece in live:
                     yield piece

@@ -70,10 +70,13 @@ class JobStore(Protocol):
 
     # -- record and read results -------------------------------------------------------------
 
-    def record(self, results: Sequence[tuple[str, Result]]) -> int:
+    def record(
+        self, results: Sequence[tuple[str, Result]], encoded: Sequence[bytes] | None = None
+    ) -> int:
         """Commit a batch of finished results by input id; returns how many ids matched.
 
-        Recording an id again replaces its earlier result.
+        Recording an id again replaces its earlier result. `encoded`, when given, holds each
+        result's `jobs.output.encode_result` (made once for the store and the output line).
         """
         ...
 

@@ -10,7 +10,7 @@ import orjson
 
 from llmgather._types import ErrorInfo, Result
 from llmgather.jobs.inputs import InputItem
-from llmgather.jobs.output import result_object
+from llmgather.jobs.output import encode_result
 
 __all__ = ["INVALID_INPUT", "item_row", "result_row"]
 
@@ -45,9 +45,14 @@ def item_row(item: InputItem) -> tuple[Any, ...]:
     )
 
 
-def result_row(id: str, result: Result, now: float) -> tuple[Any, ...]:
-    """The values that record a finished result, in update order, the id last."""
-    data = result_object(id, result)  # what the output line shows, so the export can copy it
+def result_row(
+    id: str, result: Result, now: float, encoded: bytes | None = None
+) -> tuple[Any, ...]:
+    """The values that record a finished result, in update order, the id last.
+
+    `encoded`: the result's `encode_result`, when the caller made it already (for its output
+    line): what the output line shows, so the export can copy it.
+    """
     usage = result.usage
     error = result.error
     status = "ok" if result.status == "ok" else "error"
@@ -55,7 +60,7 @@ def result_row(id: str, result: Result, now: float) -> tuple[Any, ...]:
         error = ErrorInfo(type="Error", message="failed without an error description")
     return (
         status,
-        orjson.dumps(data),
+        encoded if encoded is not None else encode_result(id, result),
         result.attempts,
         usage.input_tokens if usage else 0,
         usage.output_tokens if usage else 0,

@@ -206,13 +206,22 @@ class SQLiteJobStore:
                 "first; the input changed while the job ran"
             )
 
-    def record(self, results: Sequence[tuple[str, Result]]) -> int:
+    def record(
+        self, results: Sequence[tuple[str, Result]], encoded: Sequence[bytes] | None = None
+    ) -> int:
         """Store a batch of finished results in one transaction; returns how many ids matched.
 
         Recording an id again replaces its earlier result (the output never holds it twice).
+        `encoded`, when given, is each result's `jobs.output.encode_result`, made already.
         """
         now = time.time()
-        rows = [result_row(id, result, now) for id, result in results]
+        if encoded is None:
+            rows = [result_row(id, result, now) for id, result in results]
+        else:
+            rows = [
+                result_row(id, result, now, data)
+                for (id, result), data in zip(results, encoded, strict=True)
+            ]
         with self._lock, self._transaction():
             before = self._conn.total_changes
             self._conn.executemany(

@@ -1,0 +1,210 @@
+"""Durable runs of any async callable: `run_job(fn, input, output)` over a file of JSON objects.
+
+    input JSONL ─▶ one JSON object a line ─▶ fn(object) through an engine (limits, retries)
+                                          ─▶ the job's store, each result committed as it arrives
+                                          ─▶ output JSONL: run's envelope, plus `value`
+
+It is `llmgather run`'s own `Job` (the same store, resume, output and signals); only what an
+item is (`CallJobOptions`: a line is the callable's input, not a prompt) and where it goes
+(`CallSender`: an engine of its own that runs each call under its permit) differ.
+
+A call runs with its permit held (`_calls.PERMIT_HELD`), so a `ChatLLMGather` inside a chain
+sends at once instead of spending from a limiter of its own as well: the job's limits are the
+ones that bind, and the job's retries the ones that retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from llmgather._calls import AsyncCallable, CallRequest, CostOf, default_cost
+from llmgather._config import DEFAULT_CONCURRENCY, Limits
+from llmgather._engine import Engine, EngineStats
+from llmgather._errors import ConfigurationError
+from llmgather._retry import RetryPolicy
+from llmgather._types import Outcome, Request, Result
+from llmgather.jobs.inputs import InputItem
+from llmgather.jobs.inputs.objects import read_objects
+from llmgather.jobs.job import Job, JobOptions, JobSummary
+from llmgather.jobs.values import json_fragment
+from llmgather.limits import Limiter, LocalLimiter
+from llmgather.providers.registry import Target
+
+__all__ = ["CallJobOptions", "CallSender", "callable_name", "run_job"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallJobOptions(JobOptions):
+    """A job whose items are calls of `call`: each input line, one JSON object, is its input.
+
+    `unpack=True` passes the object as keyword arguments (an SDK's `create(**line)`), less its
+    `id`, which names the item; otherwise the object is the one argument, whole (a LangChain
+    runnable's `ainvoke` takes its input dict so). `cost(object)` is each call's estimate
+    (default: one request and the tokens of the object's text). Of `JobOptions`, the paths,
+    `max_line_bytes`, `strict`, `restart`, `retry_failed` and `grace_s` apply.
+    """
+
+    call: AsyncCallable
+    cost: CostOf | None = None
+    unpack: bool = False
+
+    def params(self, target: Target) -> dict[str, Any]:
+        """The callable by its qualified name: a rerun with another function is another job.
+
+        Its body is not known: a changed prompt inside the same function resumes the job
+        (pass `restart=True` to start over).
+        """
+        return {
+            "call": callable_name(self.call),
+            "unpack": self.unpack,
+            "format": "jsonl objects",
+            "max_line_bytes": self.max_line_bytes,
+        }
+
+    def read(
+        self, path: str, warn: Callable[[str], None] | None = None
+    ) -> Generator[InputItem, None, None]:
+        return read_objects(
+            path,
+            self._request,
+            max_line_bytes=self.max_line_bytes,
+            display_name=self.input_path,
+        )
+
+    def _request(self, id: str, obj: dict[str, Any]) -> Request:
+        args: tuple[Any, ...]
+        if self.unpack:
+            args, kwargs = (), {k: v for k, v in obj.items() if k != "id"}
+        else:
+            args, kwargs = (obj,), {}
+        cost = self.cost(obj) if self.cost is not None else default_cost(args, kwargs)
+        return CallRequest(messages=(), id=id, fn=self.call, args=args, kwargs=kwargs, cost=cost)
+
+
+class CallSender:
+    """Runs a job's calls from this process, through an engine of its own over `limiter`.
+
+    The calls decide where they go, so there is no provider: `target` only names the callable.
+    Each ok result's return value is made JSON here, once, for its output line and the store.
+    """
+
+    simulated = False
+    batch_body_fields = False
+
+    def __init__(
+        self, name: str, *, limiter: Limiter, concurrency: int, retry: RetryPolicy
+    ) -> None:
+        self.target = Target(provider="call", model=name)
+        self._engine = Engine(_run_call, limiter=limiter, workers=concurrency, retry=retry)
+
+    def describe(self) -> str:
+        return self.target.model
+
+    async def prepared(self, identity: str, *, retry_failed: bool) -> None:
+        pass
+
+    def statistics(self) -> EngineStats:
+        return self._engine.statistics()
+
+    async def map(
+        self, requests: AsyncIterable[Request], *, stop: asyncio.Event
+    ) -> AsyncIterator[Result]:
+        async for result in self._engine.map(requests, stop=stop):
+            if result.ok:
+                result = dataclasses.replace(result, value=json_fragment(result.value))
+            yield result
+
+    async def __aenter__(self) -> CallSender:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
+
+
+def _run_call(request: Request) -> Awaitable[Outcome]:
+    """The engine's `send`: the call itself (a call job's reader makes only `CallRequest`s)."""
+    assert isinstance(request, CallRequest)
+    return request.run()
+
+
+async def run_job(
+    fn: AsyncCallable,
+    input_path: str,
+    output_path: str,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rpm: float | None = None,
+    rpd: float | None = None,
+    tpm: float | None = None,
+    itpm: float | None = None,
+    otpm: float | None = None,
+    limiter: Limiter | None = None,
+    retry: RetryPolicy | None = None,
+    cost: CostOf | None = None,
+    unpack: bool = False,
+    restart: bool = False,
+    retry_failed: bool = False,
+    stop: asyncio.Event | None = None,
+) -> JobSummary:
+    """`await fn(line)` for every JSON object line of `input_path`, durably, under the limits.
+
+        chain = prompt | ChatLLMGather(model="gpt-4o-mini") | StrOutputParser()
+        summary = await llmgather.run_job(chain.ainvoke, "docs.jsonl", "out.jsonl", rpm=500)
+
+    Each result is committed as it arrives to a job store beside `output_path`; `output_path`
+    gets one line per input, `llmgather run`'s (`id`, `status`, `attempts`, `latency_ms`,
+    `error`…) with the call's return value as `value`. Run it again after any stop, even a
+    kill, and it resumes: finished items are not called again. A rerun with another callable
+    (by qualified name) or another input file is refused (JobMismatchError) unless `restart`;
+    `retry_failed` calls the failed items again. Setting `stop` ends the job gracefully.
+
+    Limits are `concurrency`, `rpm`… as for `Client`, or a `limiter=` shared with other
+    clients of this event loop (or a `RedisLimiter`). An SDK's errors are mapped (a 429 pauses
+    the limiter, a 401 is not retried); any other exception fails its item, not retried.
+    `unpack`, `cost`: see `CallJobOptions`. Returns the job's summary (counts, not values).
+    """
+    limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
+    if limiter is not None and any(v is not None for v in (rpm, rpd, tpm, itpm, otpm)):
+        raise ConfigurationError(
+            "give limits either to run_job (rpm=, tpm=, …) or to the shared limiter passed "
+            "as limiter=, not both"
+        )
+    options = CallJobOptions(
+        call=fn,
+        cost=cost,
+        unpack=unpack,
+        input_path=input_path,
+        output_path=output_path,
+        concurrency=concurrency,
+        restart=restart,
+        retry_failed=retry_failed,
+    )
+    sender = CallSender(
+        callable_name(fn),
+        limiter=limiter or LocalLimiter(limits),
+        concurrency=concurrency,
+        retry=retry or RetryPolicy(),
+    )
+    job = Job(options, sender=sender)
+    if stop is not None:
+        job.stop = stop
+    return await job.run()
+
+
+def callable_name(fn: Any) -> str:
+    """`module.qualname` of a function, a bound method (`RunnableSequence.ainvoke`), a
+    `functools.partial`'s function or a callable object's class: stable from run to run."""
+    if isinstance(fn, functools.partial):
+        return f"partial({callable_name(fn.func)})"
+    target = getattr(fn, "__func__", fn)  # a bound method's function knows its module
+    qualname = getattr(target, "__qualname__", None)
+    if not isinstance(qualname, str):
+        target = type(fn)  # a callable object: its class
+        qualname = target.__qualname__
+    module = getattr(target, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname
