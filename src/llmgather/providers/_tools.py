@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from llmgather._errors import InvalidInputError
 from llmgather._types import JSON_ANSWER_TOOL, Request, ToolCall
 
 __all__ = [
@@ -235,8 +236,14 @@ def gemini_parts(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | 
     """(role, parts) of a tool call or tool result as Gemini takes them (`functionCall` parts
     of the model's turn, `functionResponse` parts of the user's); None for any other message."""
     if message.get("role") == "tool":
+        name = message.get("name")
+        if not isinstance(name, str) or not name:
+            # Gemini matches a result to its call by the function's name, not by an id.
+            raise InvalidInputError(
+                "a tool result sent to Gemini must name its tool: give the message a \"name\""
+            )
         response = {
-            "name": message.get("name", ""),
+            "name": name,
             "response": {"error" if message.get("is_error") else "result": message.get("content")},
         }
         return "user", [{"functionResponse": response}]
