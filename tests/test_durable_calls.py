@@ -205,7 +205,9 @@ async def test_a_chat_llmgather_chain_spends_one_permit_per_item(tmp_path: Path)
             model="openai:gpt-4o-mini", base_url=sim.base_url + "/v1", api_key="k", limiter=limiter
         )
         chain = ChatPromptTemplate.from_template("Summarise: {text}") | chat | StrOutputParser()
-        summary = await llmgather.run_job(chain.ainvoke, str(docs), str(out), limiter=limiter)
+        summary = await llmgather.run_job(
+            chain.ainvoke, str(docs), str(out), limiter=limiter, name="summaries"
+        )
         received = sim.stats["received"]
         await chat.aclose()
     assert summary.ok == n and received == n
@@ -230,7 +232,9 @@ chain = ChatPromptTemplate.from_template("Summarise: {text}") | chat | StrOutput
 
 
 async def main() -> None:
-    summary = await llmgather.run_job(chain.ainvoke, docs, out, concurrency=int(concurrency))
+    summary = await llmgather.run_job(
+        chain.ainvoke, docs, out, concurrency=int(concurrency), name="summaries"
+    )
     await chat.aclose()
     print(summary.ok, summary.sent)
 
@@ -282,3 +286,26 @@ def _wait_for_committed(out: Path, process: subprocess.Popen[str], at_least: int
             return lines
         time.sleep(0.02)
     raise AssertionError(f"no {at_least} results in {out} after 20 s")
+
+
+async def test_a_lambda_or_a_chain_must_be_named(tmp_path: Path) -> None:
+    docs = tmp_path / "docs.jsonl"
+    docs.write_bytes(b'{"text": "a"}\n')
+
+    async def echo(x: Any) -> Any:
+        return x
+
+    with pytest.raises(llmgather.ConfigurationError, match="name="):
+        await llmgather.run_job(lambda x: echo(x), str(docs), str(tmp_path / "out.jsonl"))
+    summary = await llmgather.run_job(
+        lambda x: echo(x), str(docs), str(tmp_path / "out.jsonl"), name="echo"
+    )
+    assert summary.ok == 1
+
+
+def test_a_value_with_keys_that_are_not_strings_stays_json() -> None:
+    from llmgather.jobs.values import json_fragment
+
+    assert orjson.loads(orjson.dumps({"v": json_fragment({1: "a", "b": [1, 2]})})) == {
+        "v": {"1": "a", "b": [1, 2]}
+    }

@@ -91,8 +91,9 @@ def tool_options(data: Mapping[str, Any]) -> dict[str, Any]:
 _TOOL_KEYS = frozenset({"name", "description", "parameters"})
 _SCHEMA_KEYS = frozenset({"name", "schema", "description", "strict"})
 _CHOICES = ("auto", "required", "none")
-# What every provider accepts as a function name (OpenAI's and Anthropic's rule; Gemini's is wider).
-_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# What every provider accepts as a function name: OpenAI's and Anthropic's rule, and Gemini's
+# first character (a letter or an underscore).
+_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]{0,63}")
 _NO_ARGUMENTS = {"type": "object", "properties": {}}
 _TOOL_SHAPE = '{"name": ..., "description": ..., "parameters": {JSON schema}}'
 
@@ -200,7 +201,7 @@ def _json_schema_value(value: Any) -> dict[str, Any] | None:
 
 
 def _name_value(value: Any, at: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise InvalidInputError(
             f'field "{at}" must be 1 to 64 letters, digits, "_" or "-", got {show_value(value)}'
         )

@@ -52,15 +52,16 @@ class CallJobOptions(JobOptions):
     call: AsyncCallable
     cost: CostOf | None = None
     unpack: bool = False
+    name: str | None = None  # what the job calls the callable; its qualified name by default
 
     def params(self, target: Target) -> dict[str, Any]:
-        """The callable by its qualified name: a rerun with another function is another job.
+        """The callable by `name`, or its qualified name: a rerun with another is another job.
 
         Its body is not known: a changed prompt inside the same function resumes the job
-        (pass `restart=True` to start over).
+        (pass `restart=True` to start over, or another `name`).
         """
         return {
-            "call": callable_name(self.call),
+            "call": self.name or callable_name(self.call),
             "unpack": self.unpack,
             "format": "jsonl objects",
             "max_line_bytes": self.max_line_bytes,
@@ -150,11 +151,14 @@ async def run_job(
     restart: bool = False,
     retry_failed: bool = False,
     stop: asyncio.Event | None = None,
+    name: str | None = None,
 ) -> JobSummary:
     """`await fn(line)` for every JSON object line of `input_path`, durably, under the limits.
 
         chain = prompt | ChatLLMGather(model="gpt-4o-mini") | StrOutputParser()
-        summary = await llmgather.run_job(chain.ainvoke, "docs.jsonl", "out.jsonl", rpm=500)
+        summary = await llmgather.run_job(
+            chain.ainvoke, "docs.jsonl", "out.jsonl", rpm=500, name="summaries-v1"
+        )
 
     Each result is committed as it arrives to a job store beside `output_path`; `output_path`
     gets one line per input, `llmgather run`'s (`id`, `status`, `attempts`, `latency_ms`,
@@ -167,7 +171,18 @@ async def run_job(
     clients of this event loop (or a `RedisLimiter`). An SDK's errors are mapped (a 429 pauses
     the limiter, a 401 is not retried); any other exception fails its item, not retried.
     `unpack`, `cost`: see `CallJobOptions`. Returns the job's summary (counts, not values).
+
+    `name` is the callable's name in the job's identity. It is required where the qualified
+    name says nothing of what the callable does: every LangChain chain's `ainvoke` is
+    `RunnableSequence.ainvoke`, every lambda `<lambda>`, and two different chains run on the
+    same files must not resume each other's job.
     """
+    if name is None and _says_nothing(callable_name(fn)):
+        raise ConfigurationError(
+            f"{callable_name(fn)} names every callable of its kind: give the job a name= "
+            'that says what it computes (run_job(chain.ainvoke, ..., name="summaries-v1")), '
+            "so that another chain on the same files is another job"
+        )
     limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
     if limiter is not None and any(v is not None for v in (rpm, rpd, tpm, itpm, otpm)):
         raise ConfigurationError(
@@ -183,9 +198,10 @@ async def run_job(
         concurrency=concurrency,
         restart=restart,
         retry_failed=retry_failed,
+        name=name,
     )
     sender = CallSender(
-        callable_name(fn),
+        name or callable_name(fn),
         limiter=limiter or LocalLimiter(limits),
         concurrency=concurrency,
         retry=retry or RetryPolicy(),
@@ -208,3 +224,8 @@ def callable_name(fn: Any) -> str:
         qualname = target.__qualname__
     module = getattr(target, "__module__", None)
     return f"{module}.{qualname}" if module else qualname
+
+
+def _says_nothing(qualified: str) -> bool:
+    """A qualified name shared by callables that compute different things."""
+    return "<lambda>" in qualified or qualified.startswith("langchain_core.runnables.")

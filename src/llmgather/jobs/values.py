@@ -20,7 +20,7 @@ __all__ = ["json_fragment"]
 def json_fragment(value: Any) -> orjson.Fragment:
     """`value` as JSON, ready to be set in an output line's object without a second encoding."""
     try:
-        return orjson.Fragment(orjson.dumps(value, default=_plain))
+        return orjson.Fragment(orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS))
     except orjson.JSONEncodeError:
         return orjson.Fragment(orjson.dumps(str(value)))
 

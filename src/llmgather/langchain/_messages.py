@@ -71,7 +71,9 @@ def to_llmgather(messages: Sequence[BaseMessage]) -> list[Message]:
                 {
                     "role": "tool",
                     "tool_call_id": message.tool_call_id,
-                    "name": message.name or names.get(message.tool_call_id, "tool"),
+                    # No invented name: Gemini matches a result to its call by name, and
+                    # its adapter says so when there is none.
+                    "name": message.name or names.get(message.tool_call_id, ""),
                     "content": text_of(message.content, at),
                     "is_error": message.status == "error",
                 }

@@ -240,7 +240,7 @@ def gemini_parts(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | 
         if not isinstance(name, str) or not name:
             # Gemini matches a result to its call by the function's name, not by an id.
             raise InvalidInputError(
-                "a tool result sent to Gemini must name its tool: give the message a \"name\""
+                'a tool result sent to Gemini must name its tool: give the message a "name"'
             )
         response = {
             "name": name,

@@ -63,4 +63,10 @@ def _item(text: str, where: str, line: int, to_request: ToRequest) -> InputItem:
     id = optional_id_field(obj, "id", where) or str(line)
     # Ids are strings inside llmgather; an integer id goes back out as the integer it was.
     as_given = {"id": obj["id"]} if isinstance(obj.get("id"), int) else None
-    return InputItem(line, id, to_request(id, obj), None, as_given)
+    try:
+        request = to_request(id, obj)
+    except Exception as e:  # the user's cost(): this line fails, not the job
+        raise LineError(
+            f"{where}: its cost could not be estimated ({type(e).__name__}: {e})", id
+        ) from None
+    return InputItem(line, id, request, None, as_given)
