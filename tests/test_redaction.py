@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 import llmgather
-from llmgather import APIError, RetryPolicy
+from llmgather import APIError, Client, RetryPolicy
 from llmgather.providers._common import SNIPPET_CHARS
 from llmgather.providers.anthropic import AnthropicProvider
 from llmgather.providers.base import Provider
@@ -122,3 +122,21 @@ async def test_a_result_never_carries_part_of_a_key_a_proxy_echoed() -> None:
     assert not result.ok and result.error is not None
     assert "502 Bad Gateway" in result.error.message  # the page is quoted, the key is not
     assert_no_part_of(KEY, orjson.dumps(result.to_dict()).decode())
+
+
+async def test_a_callables_own_error_quoting_credentials_is_stored_without_them() -> None:
+    # An HTTP library's error names the URL it called; Gemini's REST URL may carry ?key=.
+    async def call() -> None:
+        raise RuntimeError(
+            "GET https://host/v1beta/models/m:generateContent?key=AIzaSECRET123&alt=sse: 500; "
+            "sent Authorization: Bearer sk-SECRETSECRETSECRET"
+        )
+
+    async with Client("sim:gpt-4o-mini") as client:
+        with pytest.raises(RuntimeError):
+            await client.call(call)
+        results = [r async for r in client.map_calls(lambda _: call(), [1])]
+    assert results[0].error is not None
+    message = results[0].error.message
+    assert "SECRET" not in message and "key=[redacted]" in message
+    assert "Bearer [redacted]" in message

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -553,10 +554,25 @@ def _detached(error: Exception) -> Exception:
     return error.with_traceback(None)
 
 
+# What a user's own callable's exception may quote of a request's credentials (an HTTP
+# library's error names the URL, and Gemini's REST URL may carry `?key=`): its output line and
+# stored row must not.
+_CREDENTIALS = re.compile(
+    r"(?i)(\b(?:api[_-]?key|key|token|access_token)=)[^&\s'\"]+|(\bbearer\s+)[^\s'\"]+"
+    r"|\b(sk-(?:ant-)?[a-z0-9_-]{6})[a-z0-9_-]+"
+)
+
+
 def error_info(error: BaseException) -> ErrorInfo:
     if isinstance(error, APIError):
         return ErrorInfo(type(error).__name__, error.message, error.status_code)
-    return ErrorInfo(type(error).__name__, str(error) or type(error).__name__)
+    message = _CREDENTIALS.sub(_hidden, str(error) or type(error).__name__)
+    return ErrorInfo(type(error).__name__, message)
+
+
+def _hidden(match: re.Match[str]) -> str:
+    kept = next(group for group in match.groups() if group is not None)
+    return kept + "[redacted]"
 
 
 async def _aiter(items: Iterable[Request] | AsyncIterable[Request]) -> AsyncIterator[Request]:
