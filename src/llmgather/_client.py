@@ -18,7 +18,8 @@ from llmgather._errors import ConfigurationError
 from llmgather._prompt import TOOL_FIELDS, request_from_dict, tool_options
 from llmgather._retry import RetryPolicy
 from llmgather._types import Outcome, Request, Result
-from llmgather.limits import Cost, Limiter, LocalLimiter
+from llmgather.limits import Cost, Limiter
+from llmgather.limits.local import own_or_shared
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, resolve_target
 from llmgather.transport import AiohttpTransport, Transport
@@ -77,12 +78,7 @@ class Client:
             model, base_url=base_url, api_key=api_key, env=os.environ if env is None else env
         )
         limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
-        if limiter is not None and any(v is not None for v in (rpm, rpd, tpm, itpm, otpm)):
-            raise ConfigurationError(
-                "give limits either to the client (rpm=, tpm=, …) or to the shared limiter "
-                "passed as limiter=, not both"
-            )
-        self.limiter: Limiter = limiter or LocalLimiter(limits)
+        self.limiter: Limiter = own_or_shared(limits, limiter, owner="the client")
         self._workers = concurrency
         self._retry = retry or RetryPolicy()
         self._timeouts = timeouts or Timeouts()

@@ -32,7 +32,8 @@ from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.inputs.objects import read_objects
 from llmgather.jobs.job import Job, JobOptions, JobSummary
 from llmgather.jobs.values import json_fragment
-from llmgather.limits import Limiter, LocalLimiter
+from llmgather.limits import Limiter
+from llmgather.limits.local import own_or_shared
 from llmgather.providers.registry import Target
 
 __all__ = ["CallJobOptions", "CallSender", "callable_name", "run_job"]
@@ -184,11 +185,7 @@ async def run_job(
             "so that another chain on the same files is another job"
         )
     limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
-    if limiter is not None and any(v is not None for v in (rpm, rpd, tpm, itpm, otpm)):
-        raise ConfigurationError(
-            "give limits either to run_job (rpm=, tpm=, …) or to the shared limiter passed "
-            "as limiter=, not both"
-        )
+    job_limiter = own_or_shared(limits, limiter, owner="run_job")
     options = CallJobOptions(
         call=fn,
         cost=cost,
@@ -202,7 +199,7 @@ async def run_job(
     )
     sender = CallSender(
         name or callable_name(fn),
-        limiter=limiter or LocalLimiter(limits),
+        limiter=job_limiter,
         concurrency=concurrency,
         retry=retry or RetryPolicy(),
     )

@@ -26,7 +26,8 @@ from llmgather._types import Completion, Request, Result
 from llmgather.langchain._messages import Answer, ai_message, last_chunk, piece_chunk, to_llmgather
 from llmgather.langchain._session import Session, opener
 from llmgather.langchain._structured import structured, tool_choice_value, tool_spec
-from llmgather.limits import Cost, LocalLimiter
+from llmgather.limits import Cost
+from llmgather.limits.local import own_or_shared
 from llmgather.limits.tokens import request_cost
 from llmgather.providers.registry import Target, resolve_target
 
@@ -79,12 +80,8 @@ class ChatLLMGather(BaseChatModel):
     @model_validator(mode="after")
     def _check_settings(self) -> ChatLLMGather:
         self._target()  # a model string, key or base URL that cannot work fails here
-        limits = (self.rpm, self.rpd, self.tpm, self.itpm, self.otpm)
-        if self.limiter is not None and any(v is not None for v in limits):
-            raise ConfigurationError(
-                "give limits either to the model (rpm=, tpm=, …) or to the shared limiter "
-                "passed as limiter=, not both"
-            )
+        if self.limiter is not None:  # limits given beside it: refused
+            own_or_shared(self._limits(), self.limiter, owner="the model")
         if self.max_retries is not None and self.max_retries < 0:
             raise ConfigurationError(f"max_retries must be 0 or more, got {self.max_retries}")
         return self
@@ -287,19 +284,20 @@ class ChatLLMGather(BaseChatModel):
         key = self.api_key.get_secret_value() if self.api_key else None
         return resolve_target(self.model, base_url=self.base_url, api_key=key, env=os.environ)
 
+    def _limits(self) -> Limits:
+        return Limits(
+            concurrency=self.concurrency,
+            rpm=self.rpm,
+            rpd=self.rpd,
+            tpm=self.tpm,
+            itpm=self.itpm,
+            otpm=self.otpm,
+        )
+
     def _open(self) -> Session:
         with _SESSION_LOCK:
             if self._session is None:
-                limiter = self.limiter or LocalLimiter(
-                    Limits(
-                        concurrency=self.concurrency,
-                        rpm=self.rpm,
-                        rpd=self.rpd,
-                        tpm=self.tpm,
-                        itpm=self.itpm,
-                        otpm=self.otpm,
-                    )
-                )
+                limiter = own_or_shared(self._limits(), self.limiter, owner="the model")
                 self._session = Session(lambda: self._client(limiter), limiter)
             return self._session
 

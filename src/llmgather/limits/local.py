@@ -22,8 +22,9 @@ from collections.abc import Mapping
 
 from llmgather._clock import Clock, SystemClock
 from llmgather._config import Limits
+from llmgather._errors import ConfigurationError
 from llmgather._types import Usage, remaining_key
-from llmgather.limits.base import Cost, Ending, LimiterStats, Permit
+from llmgather.limits.base import Cost, Ending, Limiter, LimiterStats, Permit
 from llmgather.limits.budgets import KINDS_BY_NAME, Budget, budgets_for
 from llmgather.limits.concurrency import ConcurrencyCap
 from llmgather.limits.discovery import LimitSearch
@@ -272,3 +273,16 @@ class LocalLimiter:
             f"<LocalLimiter in_flight={self._in_flight}/{self._cap.current} {budgets}".rstrip()
             + ">"
         )
+
+
+def own_or_shared(limits: Limits, shared: Limiter | None, *, owner: str) -> Limiter:
+    """The `shared` limiter, or a LocalLimiter of `limits`; a ConfigurationError when both
+    carry limits (`owner` says whose rpm=, tpm=… were given: "the client", "run_job"…)."""
+    if shared is None:
+        return LocalLimiter(limits)
+    if any(getattr(limits, name) is not None for name in KINDS_BY_NAME):
+        raise ConfigurationError(
+            f"give limits either to {owner} (rpm=, tpm=, …) or to the shared limiter passed "
+            "as limiter=, not both"
+        )
+    return shared

@@ -12,7 +12,6 @@ stay registered in FastAPI too, so `/docs` and the OpenAPI schema describe them.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -23,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 
-from llmgather.service.metrics import ServiceMetrics
+from llmgather.service.metrics import RequestMetrics, ServiceMetrics
 
 logger = logging.getLogger("llmgather.service")
 
@@ -43,7 +42,7 @@ class HotRoutes:
     def __init__(self, app: FastAPI, metrics: ServiceMetrics, routers: list[APIRouter]) -> None:
         self.app = app
         self.state = app.state
-        self._metrics = metrics
+        self._timed = RequestMetrics(self._serve, metrics)
         self._routes = [
             route
             for router in routers
@@ -56,34 +55,21 @@ class HotRoutes:
             for route in self._routes:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
-                    await self._serve(route, {**scope, **child, "app": self.app}, receive, send)
+                    # `route` in the scope names it to the metrics layer, as FastAPI's router does.
+                    served = {**scope, **child, "app": self.app, "route": route}
+                    await self._timed(served, receive, send)
                     return
         await self.app(scope, receive, send)
 
-    async def _serve(self, route: APIRoute, scope: Any, receive: Any, send: Any) -> None:
-        started = time.perf_counter()
-        status = 500
-        headers_at: float | None = None
-
-        async def timed_send(message: Any) -> None:
-            nonlocal status, headers_at
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers_at = time.perf_counter()
-            await send(message)
-
+    async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
+        route: APIRoute = scope["route"]
         try:
-            try:
-                response = await route.endpoint(Request(scope, receive), **scope["path_params"])
-            except Exception:
-                logger.exception("llmgather serve: %s failed", route.path)
-                response = Response(
-                    orjson.dumps({"error": {"message": "Internal Server Error"}}),
-                    status_code=500,
-                    media_type="application/json",
-                )
-            await response(scope, receive, timed_send)
-        finally:
-            took = time.perf_counter() - started
-            start = None if headers_at is None else headers_at - started
-            self._metrics.record(route.path, "POST", status, took, start)
+            response = await route.endpoint(Request(scope, receive), **scope["path_params"])
+        except Exception:
+            logger.exception("llmgather serve: %s failed", route.path)
+            response = Response(
+                orjson.dumps({"error": {"message": "Internal Server Error"}}),
+                status_code=500,
+                media_type="application/json",
+            )
+        await response(scope, receive, send)

@@ -2,7 +2,8 @@
 pooled transport, one shared limiter and one engine (so one retry layer) for the gateway,
 `/generate` and the jobs alike.
 
-With no key set, the upstream is the embedded simulator, started once here and shared.
+With no key set, the upstream is the embedded simulator, started once by that client and
+shared.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ class Upstream:
             env=os.environ if env is None else env,
         )
         self.limiter = LocalLimiter(settings.limits)
-        self._simulator: Any = None
         self._client: Client | None = None
         self._shapes: dict[tuple[str, bool], HttpRequest] = {}
 
@@ -59,23 +59,18 @@ class Upstream:
         return self._client
 
     async def start(self) -> None:
-        target, base_url, api_key = self.target, self.settings.base_url, self.settings.api_key
-        if target.simulated:
-            from llmgather.sim import EmbeddedSimulator, SimConfig
-
-            simulator = EmbeddedSimulator(self.settings.simulator or SimConfig(latency_ms=200))
-            await asyncio.to_thread(simulator.start)  # never blocks the event loop
-            self._simulator = simulator
-            base_url, api_key = simulator.base_url + target.spec.base_url_suffix, "sim"
-        settings = self.settings
+        target, settings = self.target, self.settings
+        # A simulated target names the simulator, which the client starts off the loop.
+        prefix = "sim:" if target.simulated else ""
         self._client = Client(
-            f"{target.provider}:{target.model}",
+            f"{prefix}{target.provider}:{target.model}",
             concurrency=settings.limits.concurrency,
             limiter=self.limiter,
             retry=settings.retry,
             timeouts=Timeouts(read=settings.timeout_s),
-            api_key=api_key,
-            base_url=base_url,
+            api_key=None if target.simulated else settings.api_key,
+            base_url=None if target.simulated else settings.base_url,
+            simulator=settings.simulator,
             env={},
         )
         await self._client.__aenter__()
@@ -84,9 +79,6 @@ class Upstream:
         if self._client is not None:
             client, self._client = self._client, None
             await client.__aexit__(None, None, None)
-        if self._simulator is not None:
-            simulator, self._simulator = self._simulator, None
-            await asyncio.to_thread(simulator.stop)
 
     # -- building what goes upstream -------------------------------------------------------
 
