@@ -22,7 +22,7 @@ from llmgather.limits import Cost, Limiter
 from llmgather.limits.local import own_or_shared
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, resolve_target
-from llmgather.transport import AiohttpTransport, Transport
+from llmgather.transport import Http11Transport, Transport
 
 logger = logging.getLogger("llmgather")
 
@@ -39,7 +39,8 @@ class Client:
 
     Limits: `concurrency`, `rpm`, `rpd`, `tpm`, `itpm`, `otpm` build this client's own
     limiter; or pass `limiter=` to share one limiter (one budget) between several clients.
-    `transport=` replaces the pooled aiohttp session (`MockTransport` answers with a function).
+    `transport=` replaces the pooled HTTP/1.1 transport (`AiohttpTransport` uses aiohttp's
+    client; `MockTransport` answers with a function).
 
     With no API key in the environment, a bare model name (or none) goes to the built-in
     simulator (started on a free 127.0.0.1 port) and a warning says so.
@@ -110,7 +111,7 @@ class Client:
             )
         self.base_url = base_url
         self._provider = self.target.build(base_url)
-        self._transport = self._given_transport or AiohttpTransport(
+        self._transport = self._given_transport or Http11Transport(
             max_connections=self._workers, timeouts=self._timeouts
         )
         self._engine = Engine(

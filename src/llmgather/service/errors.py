@@ -8,6 +8,7 @@ run out, never a 429); a request the upstream found invalid stays a 400 (or 404,
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from llmgather._errors import (
@@ -19,6 +20,8 @@ from llmgather._errors import (
     RateLimitError,
     RequestTimeoutError,
 )
+
+logger = logging.getLogger("llmgather.service")
 
 _CLIENT_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
 
@@ -37,6 +40,8 @@ class Refusal:
 
 def refusal_for(error: BaseException) -> Refusal:
     if not isinstance(error, APIError):
+        # A fault of the gateway's own (an llmgather error is an APIError): the log says what.
+        logger.error("llmgather serve: a request failed in the gateway", exc_info=error)
         return Refusal(500, "the gateway failed to handle the request (see its log)")
     upstream = f"the upstream answered HTTP {error.status_code}" if error.status_code else ""
     if isinstance(error, (AuthenticationError, PermissionDeniedError)):

@@ -4,8 +4,10 @@
     Transport.stream(HttpRequest) -> StreamingResponse       status and headers, then bytes
 
 Everything above it (building the request, parsing the answer, the retry verdict) lives in
-`llmgather._exchange`; everything below it is I/O. `AiohttpTransport` (one pooled session) is
-the default; `MockTransport(handler)` answers with a function and no sockets, for tests.
+`llmgather._exchange`; everything below it is I/O. `Http11Transport` (a keep-alive pool of
+HTTP/1.1 connections parsed by httptools) is the default; `AiohttpTransport` (one pooled aiohttp
+session) does the same on aiohttp's client; `MockTransport(handler)` answers with a function and
+no sockets, for tests.
 A transport maps its own I/O failures to `APIConnectionError` and `RequestTimeoutError`.
 """
 
@@ -69,11 +71,13 @@ class Transport(Protocol):
 
 
 from llmgather.transport.aiohttp import AiohttpTransport  # noqa: E402
+from llmgather.transport.http11 import Http11Transport  # noqa: E402
 from llmgather.transport.mock import MockTransport  # noqa: E402
 
 __all__ = [
     "AiohttpTransport",
     "Headers",
+    "Http11Transport",
     "HttpRequest",
     "HttpResponse",
     "MockTransport",

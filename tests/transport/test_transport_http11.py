@@ -1,0 +1,463 @@
+"""The default transport (`Http11Transport`) against servers written here byte by byte: how an
+answer may be framed (length, chunks, the connection's end), compressed answers, keep-alive and
+its limits, timeouts, streams left early, bad headers, and TLS with a throwaway CA. Each test
+runs on asyncio's loop and on uvloop's (this directory's conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import ssl
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+import trustme
+
+from llmgather import APIConnectionError, ConfigurationError, RequestTimeoutError, Timeouts
+from llmgather.transport import Http11Transport, HttpRequest, Transport
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Seen"], Awaitable[None]]
+
+
+@dataclass
+class Seen:
+    """What a test server saw: connections opened, request heads read, most at once."""
+
+    connections: int = 0
+    open_now: int = 0
+    most_open: int = 0
+    heads: list[bytes] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def read_request(reader: asyncio.StreamReader, seen: Seen) -> bytes | None:
+    """One request's head and body; None when the client closed the connection."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    seen.heads.append(head)
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return await reader.readexactly(length)
+
+
+def answer(body: bytes, *extra: bytes, status: bytes = b"200 OK") -> bytes:
+    headers = b"".join(h + b"\r\n" for h in extra)
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n" + headers
+        + b"content-length: %d\r\n\r\n" % len(body) + body
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def server(
+    serve: Serve, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, Seen]]:
+    seen = Seen()
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.connections += 1
+        seen.open_now += 1
+        seen.most_open = max(seen.most_open, seen.open_now)
+        try:
+            await serve(reader, writer, seen)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            seen.open_now -= 1
+            writer.close()
+            seen.closed.set()
+
+    listening = await asyncio.start_server(connection, "127.0.0.1", 0, ssl=tls)
+    port = listening.sockets[0].getsockname()[1]
+    scheme = "https" if tls else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{port}", seen
+    finally:
+        listening.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listening.wait_closed(), 2)
+
+
+async def echo_forever(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen
+) -> None:
+    while (body := await read_request(reader, seen)) is not None:
+        writer.write(answer(b'{"echo": ' + (body or b"null") + b"}"))
+        await writer.drain()
+
+
+def post(url: str, body: bytes = b'{"n": 1}', **headers: str) -> HttpRequest:
+    return HttpRequest("POST", url, {"content-type": "application/json", **headers}, body)
+
+
+def test_it_satisfies_the_transport_protocol() -> None:
+    assert isinstance(Http11Transport(), Transport)
+
+
+async def test_requests_reuse_one_kept_alive_connection() -> None:
+    transport = Http11Transport()
+    async with server(echo_forever) as (url, seen):
+        for n in range(20):
+            response = await transport.send(post(url + "/v1/chat?x=1", b'{"n": %d}' % n))
+            assert response.status == 200
+            assert response.body == b'{"echo": {"n": %d}}' % n
+        await transport.aclose()
+    assert seen.connections == 1
+    head = seen.heads[0].decode()
+    assert head.startswith("POST /v1/chat?x=1 HTTP/1.1\r\n")
+    assert f"host: {url.removeprefix('http://')}\r\n" in head
+    assert "content-length: 8\r\n" in head
+    assert "accept-encoding: gzip, deflate\r\n" in head
+
+
+async def test_headers_are_read_whatever_their_case() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(answer(b"{}", b"Retry-After: 7", b"X-RateLimit-Limit-Requests: 600"))
+
+    transport = Http11Transport()
+    async with server(serve) as (url, _):
+        response = await transport.send(post(url))
+    await transport.aclose()
+    assert response.headers["retry-after"] == "7"
+    assert response.headers.get("x-ratelimit-limit-requests") == "600"
+    assert response.headers["Content-Type"] == "application/json"
+
+
+async def test_a_chunked_answer_that_arrives_a_few_bytes_at_a_time() -> None:
+    body = b'{"text": "' + b"x" * 3000 + b'"}'
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        while await read_request(reader, seen) is not None:
+            wire = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            for start in range(0, len(body), 700):
+                piece = body[start : start + 700]
+                wire += b"%x\r\n" % len(piece) + piece + b"\r\n"
+            wire += b"0\r\n\r\n"
+            for start in range(0, len(wire), 13):  # split everywhere, heads included
+                writer.write(wire[start : start + 13])
+                await writer.drain()
+
+    transport = Http11Transport()
+    async with server(serve) as (url, seen):
+        first = await transport.send(post(url))
+        second = await transport.send(post(url))
+    await transport.aclose()
+    assert first.body == body and second.body == body
+    assert seen.connections == 1  # a chunked answer ends cleanly: the connection is kept
+
+
+async def test_an_answer_without_a_length_ends_with_its_connection() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"a" * 5000)
+        await writer.drain()
+
+    transport = Http11Transport()
+    async with server(serve) as (url, seen):
+        first = await transport.send(post(url))
+        second = await transport.send(post(url))
+    await transport.aclose()
+    assert first.body == second.body == b"a" * 5000
+    assert seen.connections == 2
+    assert transport.stale_retries == 0
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        (b"gzip", gzip.compress),
+        (b"deflate", zlib.compress),
+        (b"deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),  # raw deflate
+    ],
+)
+async def test_compressed_answers_are_decoded(
+    encoding: bytes, compress: Callable[[bytes], bytes]
+) -> None:
+    body = b'{"text": "' + b"compressible " * 500 + b'"}'
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        while await read_request(reader, seen) is not None:
+            writer.write(answer(compress(body), b"content-encoding: " + encoding))
+
+    transport = Http11Transport()
+    async with server(serve) as (url, _):
+        plain = await transport.send(post(url))
+        async with transport.stream(post(url)) as streamed:
+            pieces = [chunk async for chunk in streamed.iter_bytes()]
+    await transport.aclose()
+    assert plain.body == body
+    assert b"".join(pieces) == body
+
+
+async def test_a_corrupt_compressed_answer_is_a_connection_error() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(answer(b"not gzip at all", b"content-encoding: gzip"))
+
+    transport = Http11Transport()
+    async with server(serve) as (url, _):
+        with pytest.raises(APIConnectionError, match="compressed answer is corrupt"):
+            await transport.send(post(url))
+    await transport.aclose()
+
+
+async def test_a_body_cut_short_is_a_connection_error() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+
+    transport = Http11Transport()
+    async with server(serve) as (url, _):
+        with pytest.raises(APIConnectionError, match="middle of the response body"):
+            await transport.send(post(url))
+    await transport.aclose()
+
+
+async def test_garbage_instead_of_http_is_a_connection_error() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    transport = Http11Transport()
+    async with server(serve) as (url, _):
+        with pytest.raises(APIConnectionError, match="not valid HTTP"):
+            await transport.send(post(url))
+    await transport.aclose()
+
+
+async def test_a_connection_closed_by_the_server_while_idle_is_not_reused() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(answer(b"{}"))  # says keep-alive, then closes: an idle timeout
+        await writer.drain()
+
+    transport = Http11Transport()
+    async with server(serve) as (url, seen):
+        await transport.send(post(url))
+        await asyncio.wait_for(seen.closed.wait(), 2)
+        await asyncio.sleep(0.05)  # the FIN reaches the client
+        response = await transport.send(post(url))
+    await transport.aclose()
+    assert response.status == 200
+    assert seen.connections == 2
+    assert transport.stale_retries == 0  # noticed closed in the pool, not by a failed write
+
+
+async def test_a_silent_server_times_out_and_its_connection_is_dropped() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        if len(seen.heads) == 0:
+            await read_request(reader, seen)
+            await asyncio.sleep(5)  # never answers the first request
+        else:
+            await echo_forever(reader, writer, seen)
+
+    transport = Http11Transport(timeouts=Timeouts(read=0.2))
+    async with server(serve) as (url, seen):
+        with pytest.raises(RequestTimeoutError):
+            await transport.send(post(url))
+        response = await transport.send(post(url))
+    await transport.aclose()
+    assert response.status == 200
+    assert seen.connections == 2  # the timed-out connection was not handed out again
+
+
+async def test_a_stream_may_outlast_the_timeout_while_it_keeps_talking() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+        writer.write(b"transfer-encoding: chunked\r\n\r\n")
+        for n in range(6):
+            await asyncio.sleep(0.1)
+            event = b"data: %d\n\n" % n
+            writer.write(b"%x\r\n" % len(event) + event + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    transport = Http11Transport(timeouts=Timeouts(read=0.3))  # the stream lasts ~0.6 s
+    async with server(serve) as (url, _):
+        async with transport.stream(post(url)) as streamed:
+            assert streamed.status == 200
+            body = b"".join([chunk async for chunk in streamed.iter_bytes()])
+    await transport.aclose()
+    assert body == b"".join(b"data: %d\n\n" % n for n in range(6))
+
+
+async def test_a_stream_that_falls_silent_times_out() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\ndata: \r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    transport = Http11Transport(timeouts=Timeouts(read=0.2))
+    async with server(serve) as (url, _):
+        async with transport.stream(post(url)) as streamed:
+            chunks = streamed.iter_bytes()
+            assert await anext(chunks) == b"data: "
+            with pytest.raises(RequestTimeoutError, match="silent"):
+                await anext(chunks)
+    await transport.aclose()
+
+
+async def test_a_stream_left_early_closes_its_connection_and_the_next_request_is_fine() -> None:
+    event = b"data: " + b"y" * 1000 + b"\n\n"
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        if len(seen.heads) == 0:
+            await read_request(reader, seen)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for _ in range(2000):  # ~2 MB: more than the client buffers before pushing back
+                writer.write(b"%x\r\n" % len(event) + event + b"\r\n")
+                await writer.drain()
+        else:
+            await echo_forever(reader, writer, seen)
+
+    transport = Http11Transport()
+    async with server(serve) as (url, seen):
+        async with transport.stream(post(url)) as streamed:
+            async for _ in streamed.iter_bytes():
+                break
+        await asyncio.wait_for(seen.closed.wait(), 2)  # the server saw the client leave
+        response = await transport.send(post(url))
+    await transport.aclose()
+    assert response.status == 200
+    assert seen.connections == 2
+
+
+async def test_a_large_stream_read_slowly_arrives_whole() -> None:
+    events = [b"data: %d %s\n\n" % (n, b"z" * 2000) for n in range(400)]  # ~800 kB
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for event in events:
+            writer.write(b"%x\r\n" % len(event) + event + b"\r\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    transport = Http11Transport()
+    received = []
+    async with server(serve) as (url, _):
+        async with transport.stream(post(url)) as streamed:
+            async for chunk in streamed.iter_bytes():
+                received.append(chunk)
+                if len(received) % 20 == 0:
+                    await asyncio.sleep(0.005)  # a reader behind the server: reading pauses
+    await transport.aclose()
+    assert b"".join(received) == b"".join(events)
+
+
+async def test_no_more_connections_than_the_limit() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        while await read_request(reader, seen) is not None:
+            await asyncio.sleep(0.02)
+            writer.write(answer(b"{}"))
+
+    transport = Http11Transport(max_connections=3)
+    async with server(serve) as (url, seen):
+        responses = await asyncio.gather(*(transport.send(post(url)) for _ in range(30)))
+    await transport.aclose()
+    assert [r.status for r in responses] == [200] * 30
+    assert seen.most_open == 3
+    assert seen.connections == 3  # each kept and reused, not closed to make room
+
+
+async def test_a_refused_connection_names_the_address() -> None:
+    async with server(echo_forever) as (url, _):
+        pass  # closed: its port now refuses
+    transport = Http11Transport()
+    with pytest.raises(APIConnectionError, match=r"cannot connect to 127\.0\.0\.1:\d+"):
+        await transport.send(post(url))
+    await transport.aclose()
+
+
+async def test_a_header_with_a_line_break_is_refused_without_showing_its_value() -> None:
+    transport = Http11Transport()
+    async with server(echo_forever) as (url, seen):
+        with pytest.raises(ConfigurationError) as refused:
+            await transport.send(post(url, authorization="Bearer sk-secret\n"))
+    await transport.aclose()
+    assert "'authorization'" in str(refused.value)
+    assert "sk-secret" not in str(refused.value)
+    assert seen.heads == []
+
+
+def test_a_url_that_is_not_http_is_refused() -> None:
+    transport = Http11Transport()
+    with pytest.raises(ConfigurationError, match="http://host"):
+        asyncio.run(transport.send(post("ftp://127.0.0.1/v1?key=sk-secret")))
+
+
+async def test_aclose_closes_every_connection() -> None:
+    transport = Http11Transport()
+    async with server(echo_forever) as (url, seen):
+        await asyncio.gather(*(transport.send(post(url)) for _ in range(4)))
+        assert seen.open_now >= 1
+        await transport.aclose()
+        for _ in range(100):
+            if seen.open_now == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert seen.open_now == 0
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+def tls_server_context(authority: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+async def test_tls_to_a_server_whose_authority_is_trusted(
+    authority: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with authority.cert_pem.tempfile() as ca_file:
+        monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # how a user points at a private CA
+        transport = Http11Transport()
+        async with server(echo_forever, tls=tls_server_context(authority)) as (url, seen):
+            assert url.startswith("https://")
+            first = await transport.send(post(url + "/v1"))
+            second = await transport.send(post(url + "/v1"))
+        await transport.aclose()
+    assert first.body == second.body == b'{"echo": {"n": 1}}'
+    assert seen.connections == 1
+
+
+async def test_tls_to_an_untrusted_server_is_refused(authority: trustme.CA) -> None:
+    transport = Http11Transport()
+    async with server(echo_forever, tls=tls_server_context(authority)) as (url, seen):
+        with pytest.raises(APIConnectionError, match=r"TLS handshake with 127\.0\.0\.1:"):
+            await transport.send(post(url + "/v1"))
+    await transport.aclose()
+    assert seen.heads == []
+
+
+async def test_at_the_limit_an_idle_connection_to_another_origin_makes_room() -> None:
+    transport = Http11Transport(max_connections=1)
+    async with server(echo_forever) as (first, seen_first), server(echo_forever) as (second, _):
+        for _ in range(3):
+            for url in (first, second):
+                response = await asyncio.wait_for(transport.send(post(url)), 2)
+                assert response.status == 200
+        await transport.aclose()
+    assert seen_first.connections == 3  # closed each time the other origin needed the room
