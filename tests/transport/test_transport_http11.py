@@ -395,10 +395,21 @@ async def test_a_header_with_a_line_break_is_refused_without_showing_its_value()
     assert seen.heads == []
 
 
-def test_a_url_that_is_not_http_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("ftp://127.0.0.1/v1?key=sk-secret", "http://host"),
+        ("127.0.0.1:8080/v1?key=sk-secret", "http://host"),
+        ("http://127.0.0.1:port/v1?key=sk-secret", "port is not a number"),
+    ],
+)
+async def test_a_url_llmgather_cannot_send_to_is_refused_without_quoting_it(
+    url: str, says: str
+) -> None:
     transport = Http11Transport()
-    with pytest.raises(ConfigurationError, match="http://host"):
-        asyncio.run(transport.send(post("ftp://127.0.0.1/v1?key=sk-secret")))
+    with pytest.raises(ConfigurationError, match=says) as refused:
+        await transport.send(post(url))
+    assert "sk-secret" not in str(refused.value)
 
 
 async def test_aclose_closes_every_connection() -> None:

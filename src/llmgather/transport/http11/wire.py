@@ -1,0 +1,87 @@
+"""What a request is on the wire: where a URL says to connect, and the request's bytes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import urlsplit
+
+from llmgather._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from llmgather.transport import HttpRequest
+
+
+class Origin(NamedTuple):
+    scheme: str
+    host: str
+    port: int
+
+
+class Target(NamedTuple):
+    """What a URL means for the wire: where to connect and the request line's target."""
+
+    origin: Origin
+    path: str  # path and query, as sent on the request line
+    host_header: str
+
+
+def parse_url(url: str) -> Target:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        # Never quote the URL: a Gemini key may ride in its query.
+        raise ConfigurationError(
+            f"cannot send to a {scheme or 'scheme-less'} URL: give the base URL as "
+            "http://host[:port]/… or https://host[:port]/…"
+        )
+    default_port = 443 if scheme == "https" else 80
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise ConfigurationError(
+            "the URL's port is not a number from 0 to 65535: fix the base URL"
+        ) from None
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+    host_header = shown if port == default_port else f"{shown}:{port}"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(Origin(scheme, host, port), path, host_header)
+
+
+def request_bytes(request: HttpRequest, target: Target) -> list[bytes]:
+    """The request's bytes: a head (request line and headers) and its body."""
+    lines = [f"{request.method} {target.path} HTTP/1.1\r\n"]
+    given = set()
+    for name, value in request.headers.items():
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            # Name the header, never its value: it may be the API key (read from a file with
+            # its trailing newline, most often).
+            raise ConfigurationError(
+                f"the request header {name.strip()!r} holds a line break: remove it (an API "
+                "key read from a file keeps its trailing newline unless stripped)"
+            )
+        lines.append(f"{name}: {value}\r\n")
+        given.add(name.lower())
+    if "host" not in given:
+        lines.append(f"host: {target.host_header}\r\n")
+    if request.body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        if "content-length" not in given:
+            lines.append(f"content-length: {len(request.body)}\r\n")
+    if "accept-encoding" not in given:
+        lines.append("accept-encoding: gzip, deflate\r\n")
+    if "user-agent" not in given:
+        lines.append(USER_AGENT)
+    lines.append("\r\n")
+    return [("".join(lines)).encode("utf-8"), request.body]
+
+
+def _user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"user-agent: llmgather/{version('llmgather')}\r\n"
+    except PackageNotFoundError:  # run from a source tree
+        return "user-agent: llmgather\r\n"
+
+
+USER_AGENT = _user_agent()
