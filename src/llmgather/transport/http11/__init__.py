@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from llmgather._config import DEFAULT_CONCURRENCY, Timeouts
 from llmgather._errors import APIConnectionError, RequestTimeoutError
+
+# Defined before `llmgather.transport` imports this module, so importable at its top.
+from llmgather.transport import HttpResponse
 from llmgather.transport.http11.connection import Answer, Connection, Stream, Unanswered
 from llmgather.transport.http11.pool import Pool
 from llmgather.transport.http11.wire import Origin, Target, parse_url, request_bytes
 
 if TYPE_CHECKING:
-    from llmgather.transport import HttpRequest, HttpResponse
+    from llmgather.transport import HttpRequest
 
 _URL_CACHE_SIZE = 256
 
@@ -53,35 +56,28 @@ class Http11Transport:
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         """Send one request and read the whole answer."""
-        from llmgather.transport import HttpResponse
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._read_timeout
-        target = self._target(request.url)
-        wire = request_bytes(request, target)
-        connection = await self._connection(target.origin, deadline, fresh=False)
-        try:
-            answer = await connection.exchange(wire, deadline, streaming=False)
-        except Unanswered as unanswered:
-            answer = await self._resend_fresh(target, wire, deadline, unanswered)
+        answer = await self._answer(request, streaming=False)
         return HttpResponse(answer.status, answer.headers, answer.body())
 
     @asynccontextmanager
     async def stream(self, request: HttpRequest) -> AsyncIterator[Stream]:
         """An answer whose body is read chunk by chunk, each within the read timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._read_timeout  # for the status line and headers
-        target = self._target(request.url)
-        wire = request_bytes(request, target)
-        connection = await self._connection(target.origin, deadline, fresh=False)
-        try:
-            answer = await connection.exchange(wire, deadline, streaming=True)
-        except Unanswered as unanswered:
-            answer = await self._resend_fresh(target, wire, deadline, unanswered, streaming=True)
+        answer = await self._answer(request, streaming=True)
         try:
             yield Stream(answer, self._read_timeout)
         finally:
             answer.connection.finish_stream()
+
+    async def _answer(self, request: HttpRequest, *, streaming: bool) -> Answer:
+        """The answer, whole or (`streaming`) once its head has come: within the read timeout."""
+        deadline = asyncio.get_running_loop().time() + self._read_timeout
+        target = self._target(request.url)
+        wire = request_bytes(request, target)
+        connection = await self._connection(target.origin, deadline, fresh=False)
+        try:
+            return await connection.exchange(wire, deadline, streaming=streaming)
+        except Unanswered as unanswered:
+            return await self._resend_fresh(target, wire, deadline, unanswered, streaming)
 
     async def aclose(self) -> None:
         self._pool.close_all()
@@ -106,8 +102,7 @@ class Http11Transport:
         wire: list[bytes],
         deadline: float,
         first: Unanswered,
-        *,
-        streaming: bool = False,
+        streaming: bool,
     ) -> Answer:
         """Resend at once, on a connection opened for it, a request whose connection closed
         before a byte of answer came back.
