@@ -1,12 +1,18 @@
-"""Shared fixtures: simulators on 127.0.0.1 and the CLI as a real subprocess."""
+"""Shared fixtures: simulators on 127.0.0.1 and the CLI as a real subprocess; and, when
+pytest-xdist runs the suite in several processes, the machine to itself for a `quiet` test."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import tempfile
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -16,6 +22,55 @@ from llmgather.sim import EmbeddedSimulator, SimConfig, start_simulator
 from llmgather.sim.server import RunningSimulator
 
 PROVIDER_KEYS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY")
+
+
+# -- a quiet machine for the tests that race real time --------------------------------------------
+# A test marked `quiet` paces real requests against a limit the simulator enforces just as
+# exactly (or measures a rate): on a machine busy with the other workers' tests its requests are
+# delayed unevenly, arrive bunched, and meet 429s the code under test did not cause. So under
+# xdist it runs alone: every test holds the machine shared, a quiet one holds it exclusively.
+# The gate lets a quiet test in ahead of the tests still queued; it waits only for those running.
+LOCK_DIR = "llmgather_lock_dir"
+LOCK_DIR_KEY = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On xdist's controller: one folder of lock files for the run, handed to every worker."""
+    stash = node.config.stash
+    if LOCK_DIR_KEY not in stash:
+        stash[LOCK_DIR_KEY] = tempfile.mkdtemp(prefix="llmgather-tests-")
+    node.workerinput[LOCK_DIR] = stash[LOCK_DIR_KEY]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if LOCK_DIR_KEY in config.stash:
+        shutil.rmtree(config.stash[LOCK_DIR_KEY], ignore_errors=True)
+
+
+@contextlib.contextmanager
+def machine_held(config: pytest.Config, *, alone: bool) -> Iterator[None]:
+    directory = getattr(config, "workerinput", {}).get(LOCK_DIR)
+    if directory is None:  # one process runs every test, one at a time
+        yield
+        return
+    # Closing the files releases the locks, also when the test fails; a child process the test
+    # starts does not inherit them (Python opens files non-inheritable).
+    with open(Path(directory, "gate"), "ab") as gate, open(Path(directory, "machine"), "ab") as m:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(m, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    # Outermost, so that the wait for the machine is not counted in the test's own timeout.
+    with machine_held(item.config, alone=item.get_closest_marker("quiet") is not None):
+        return (yield)
 
 
 @pytest.fixture(autouse=True)

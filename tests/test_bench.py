@@ -83,6 +83,7 @@ def test_bench_says_how_to_install_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     assert "pip install 'llmgather[bench]'" in result.output
 
 
+@pytest.mark.quiet
 @pytest.mark.timeout(60)
 def test_tiny_overhead_run_has_the_json_shape(tmp_path: Path) -> None:
     config = dataclasses.replace(QUICK, overhead_requests=300, overhead_concurrency=32)
@@ -133,6 +134,7 @@ async def test_predicted_usage_is_what_the_simulator_reports() -> None:
     assert reported == predicted_usage(prompts, SPLIT_MAX_TOKENS)
 
 
+@pytest.mark.quiet
 @pytest.mark.timeout(60)
 def test_tiny_seams_run_has_the_json_shape(tmp_path: Path) -> None:
     pytest.importorskip("openai")
@@ -158,6 +160,7 @@ def test_tiny_seams_run_has_the_json_shape(tmp_path: Path) -> None:
     assert not (tmp_path / "seams.png").exists()  # no chart for two ratios
 
 
+@pytest.mark.quiet
 @pytest.mark.timeout(120)
 def test_tiny_scale_run_shares_one_limit_through_redis(tmp_path: Path) -> None:
     config = dataclasses.replace(

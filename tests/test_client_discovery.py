@@ -51,6 +51,7 @@ async def test_told_nothing_learns_the_announced_limits_without_a_429(dialect: s
     assert dict(stats.learned) == {"rpm": 1200} and dict(stats.found) == {}
 
 
+@pytest.mark.quiet
 @pytest.mark.parametrize(
     ("dialect", "headers"), [("gemini", True), ("openai", False), ("anthropic", False)]
 )
@@ -68,12 +69,15 @@ async def test_where_nothing_is_announced_the_429s_teach_a_rate(
     assert all(r.ok for r in results)
     assert "rpm" in stats.found and stats.learned == stats.found
     # The slow start overshoots once, and the first rate, measured over the few tens of ms the
-    # job has run at 20 ms latency, overshoots once more after the first pause (15 to 17 of
-    # 60 here); then the found rate holds: a few 429s, not a storm (sent blind at concurrency
-    # 100, the first wave alone would take 39).
-    assert 0 < counts["by_status"].get("429", 0) <= len(PROMPTS) // 3
+    # job has run at 20 ms latency, overshoots once more after the first pause; then the found
+    # rate holds: a few 429s, not a storm (sent blind at concurrency 100, the first wave alone
+    # would take 39). Here 19 to 21 of 60 (15 to 17 on aiohttp's client, whose slower round
+    # trips resend fewer times in the second the first rate holds; the rates found are the
+    # same: 7,200 then 3,600 RPM).
+    assert 0 < counts["by_status"].get("429", 0) <= len(PROMPTS) * 2 // 5
 
 
+@pytest.mark.quiet
 async def test_a_limit_lowered_while_the_job_runs_is_followed() -> None:
     config = SimConfig(seed=1, rpm=6000, latency_ms=20)  # 100 a second
     async with (

@@ -81,6 +81,11 @@ INTERNAL = {
     "llmgather.service.routes.bodies.BodyTooLarge",  # a 413
     # a gateway the benchmark could not start: its row says why, the others go on
     "llmgather.bench._servers.GatewayUnavailable",
+    # the default transport's own signals, each caught within it and never raised past it:
+    # a connection closed unanswered (resent once, else an APIConnectionError) and a corrupt
+    # compressed body (an APIConnectionError)
+    "llmgather.transport.http11.connection.Unanswered",
+    "llmgather.transport.http11.decoding.DecodeError",
 }
 
 

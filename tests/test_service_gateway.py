@@ -244,6 +244,7 @@ async def test_a_client_that_leaves_while_queued_is_never_sent() -> None:
         assert sim.handler.stats.received == 1
 
 
+@pytest.mark.quiet
 async def test_many_clients_share_the_upstream_limit_without_a_429() -> None:
     # 40 clients, 120 requests, under a shared 3,000 RPM that the upstream enforces too.
     async with (
