@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from llmgather.bench import _litellm, _report, gateway
+from llmgather.bench import _bare_relay, _litellm, _report, gateway
 from llmgather.bench._config import QUICK
 from llmgather.cli import bench as bench_cli
+from llmgather.sim import EmbeddedSimulator
 
 TINY = gateway.GatewaySizes(
     latency_requests=20,
@@ -27,6 +29,7 @@ TINY = gateway.GatewaySizes(
 )
 
 
+@pytest.mark.quiet
 @pytest.mark.timeout(60)
 def test_tiny_gateway_run_has_the_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -79,3 +82,19 @@ def test_pct_of_ceiling_charges_a_fast_failure_the_whole_ceiling() -> None:
     assert gateway.pct_of_ceiling(2000, 2000, 20.0, 20.0) == pytest.approx(100.0)
     assert gateway.pct_of_ceiling(2000, 2000, 21.0, 20.0) == pytest.approx(95.24, abs=0.01)
     assert gateway.pct_of_ceiling(100, 200, 1.0, 20.0) == pytest.approx(50.0)
+
+
+def test_the_bare_relay_answers_with_the_upstreams_bytes(
+    threaded_sim: EmbeddedSimulator, tmp_path: Path
+) -> None:
+    body = json.dumps(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    ).encode()
+    with _bare_relay.bare_relay(threaded_sim.base_url + "/v1", tmp_path) as relay:
+        request = urllib.request.Request(
+            relay.base_url + "/chat/completions", data=body, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # 127.0.0.1
+            answer = json.loads(response.read())
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["content"]

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from llmgather.bench import _load
+from llmgather.bench._bare_relay import NAME as BARE
+from llmgather.bench._bare_relay import bare_relay
 from llmgather.bench._config import BenchConfig
 from llmgather.bench._litellm import NAME as LITELLM
 from llmgather.bench._litellm import litellm_proxy
@@ -34,7 +36,12 @@ from llmgather.bench.scenarios import Log, Row, ScenarioResult, _median_rows, _s
 
 DIRECT = "direct (no gateway)"
 OURS = "llmgather serve"
-GATEWAYS: dict[str, Callable[..., ServerProcess]] = {OURS: ours, LITELLM: litellm_proxy}
+# The bare relay is a reference, not a contender: the cost of uvicorn and one upstream call alone.
+GATEWAYS: dict[str, Callable[..., ServerProcess]] = {
+    OURS: ours,
+    BARE: bare_relay,
+    LITELLM: litellm_proxy,
+}
 CONCURRENCIES = (64, 256)
 
 # The issue's targets.
@@ -317,7 +324,7 @@ def draw(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
     """Added latency at c=1, requests/s at each concurrency, and the shared-limit outcome."""
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 4.6))
     measured = [r for r in rows if "p50_ms" in r]
-    colours = {DIRECT: "#7f7f7f", OURS: "#d62728", LITELLM: "#1f77b4"}
+    colours = {DIRECT: "#7f7f7f", OURS: "#d62728", BARE: "#bcbd22", LITELLM: "#1f77b4"}
     gateways = [r for r in measured if r["name"] != DIRECT]
     for i, (key, label) in enumerate((("added_p50_ms", "p50"), ("added_p99_ms", "p99"))):
         xs = [j + (i - 0.5) * 0.38 for j in range(len(gateways))]
