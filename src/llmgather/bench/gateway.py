@@ -19,6 +19,7 @@ The direct call is always measured: it is the baseline of the added latency and 
 from __future__ import annotations
 
 import asyncio
+import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -334,7 +335,7 @@ def draw(plt: Any, rows: list[Row], meta: dict[str, Any]) -> Any:
         for x, r in zip(xs, gateways, strict=True):
             left.text(x, max(r[key], 0.06), f"{r[key]:.2f}", ha="center", va="bottom", fontsize=7)
     left.set_xticks(range(len(gateways)))
-    left.set_xticklabels([r["name"] for r in gateways], fontsize=8)
+    left.set_xticklabels([textwrap.fill(r["name"], 16) for r in gateways], fontsize=8)
     left.set_yscale("log")
     left.set_ylim(bottom=0.05)
     left.set_ylabel("ms added to the direct call (log)")
