@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import random
+import socket
 import ssl
+import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ import trustme
 
 from llmgather import APIConnectionError, ConfigurationError, RequestTimeoutError, Timeouts
 from llmgather.transport import Http11Transport, HttpRequest, Transport
+from llmgather.transport.http11.connection import STREAM_BUFFER
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Seen"], Awaitable[None]]
 
@@ -472,3 +476,149 @@ async def test_at_the_limit_an_idle_connection_to_another_origin_makes_room() ->
                 assert response.status == 200
         await transport.aclose()
     assert seen_first.connections == 3  # closed each time the other origin needed the room
+
+
+# -- found in review: each failed before its fix ----------------------------------------------
+
+
+async def test_requests_cancelled_at_random_leave_the_limit_holding_and_no_socket_open() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        while await read_request(reader, seen) is not None:
+            await asyncio.sleep(0.004)
+            writer.write(answer(b"{}"))
+
+    chance = random.Random(7)
+    transport = Http11Transport(max_connections=4)
+
+    async def maybe_cancelled() -> None:
+        # Some cancelled while connecting, some while waiting for room, some mid-answer.
+        with contextlib.suppress(TimeoutError, APIConnectionError):
+            async with asyncio.timeout(chance.uniform(0.0, 0.012)):
+                await transport.send(post(url))
+
+    async with server(serve) as (url, seen):
+        for _ in range(5):
+            await asyncio.gather(*(maybe_cancelled() for _ in range(30)))
+        seen.most_open = seen.open_now
+        responses = await asyncio.gather(*(transport.send(post(url)) for _ in range(40)))
+        assert [r.status for r in responses] == [200] * 40
+        assert seen.most_open <= 4  # the count survived the cancellations: the limit holds
+        await transport.aclose()
+        for _ in range(200):
+            if seen.open_now == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert seen.open_now == 0  # every socket it opened is closed
+
+
+async def test_a_waiter_woken_then_cancelled_passes_its_turn_on() -> None:
+    release = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        while await read_request(reader, seen) is not None:
+            if len(seen.heads) == 1:
+                await release.wait()
+            writer.write(answer(b"{}"))
+
+    transport = Http11Transport(max_connections=1, timeouts=Timeouts(read=5.0))
+    async with server(serve) as (url, _):
+        first = asyncio.create_task(transport.send(post(url)))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(transport.send(post(url)))
+        third = asyncio.create_task(transport.send(post(url)))
+        await asyncio.sleep(0.05)
+        give_back = transport._pool.give_back
+
+        def give_back_then_cancel_the_woken(connection: object) -> None:
+            give_back(connection)  # type: ignore[arg-type]
+            second.cancel()  # woken by that, cancelled before it runs
+
+        transport._pool.give_back = give_back_then_cancel_the_woken  # type: ignore[method-assign]
+        release.set()
+        await first
+        response = await asyncio.wait_for(third, 1.0)  # not its 5 s deadline
+    await transport.aclose()
+    assert response.status == 200 and second.cancelled()
+
+
+async def test_a_stream_left_with_reading_paused_leaves_a_connection_that_reads() -> None:
+    big = b"x" * (STREAM_BUFFER + 100)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        while await read_request(reader, seen) is not None:
+            writer.write(answer(big if len(seen.heads) == 1 else b"small"))
+
+    transport = Http11Transport(timeouts=Timeouts(read=2.0))
+    async with server(serve) as (url, seen):
+        async with transport.stream(post(url)) as streamed:
+            await asyncio.sleep(0.2)  # the whole body arrives, unread: reading pauses
+        response = await asyncio.wait_for(transport.send(post(url)), 1.0)
+    await transport.aclose()
+    assert response.body == b"small"
+    assert seen.connections == 1  # the same connection, reading again
+    assert streamed.status == 200
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncated"])
+async def test_a_damaged_compressed_body_fails_rather_than_ending_short(damage: str) -> None:
+    body = gzip.compress(b"".join(b'data: {"n": %d}\n\n' % n for n in range(2000)))
+    if damage == "corrupt":
+        damaged = body[:200] + bytes(byte ^ 0xFF for byte in body[200:600]) + body[600:]
+    else:
+        damaged = body[: len(body) // 2]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        while await read_request(reader, seen) is not None:
+            writer.write(answer(damaged, b"content-encoding: gzip"))
+
+    transport = Http11Transport()
+    async with server(serve) as (url, _):
+        with pytest.raises(APIConnectionError, match="compressed answer is corrupt"):
+            await transport.send(post(url))
+        with pytest.raises(APIConnectionError, match="compressed answer is corrupt"):
+            async with transport.stream(post(url)) as streamed:
+                async for _ in streamed.iter_bytes():
+                    pass
+    await transport.aclose()
+
+
+async def test_aclose_with_a_request_in_flight_sends_nothing_again() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        await asyncio.sleep(5)
+
+    transport = Http11Transport()
+    async with server(serve) as (url, seen):
+        in_flight = asyncio.create_task(transport.send(post(url)))
+        await asyncio.sleep(0.1)
+        await transport.aclose()
+        with pytest.raises(APIConnectionError):
+            await asyncio.wait_for(in_flight, 2)
+        await asyncio.sleep(0.1)
+    assert len(seen.heads) == 1 and seen.connections == 1
+
+
+async def test_a_reset_in_an_answer_without_a_length_is_an_error_not_its_end() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+        await read_request(reader, seen)
+        writer.write(b'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\ndata: {"partial"')
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        raw = writer.get_extra_info("socket")
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # a reset, not the orderly close that ends such an answer
+
+    transport = Http11Transport()
+    async with server(serve) as (url, _):
+        with pytest.raises(APIConnectionError, match="middle of the response body"):
+            await transport.send(post(url))
+    await transport.aclose()
+
+
+async def test_a_path_with_spaces_or_accents_is_percent_encoded() -> None:
+    transport = Http11Transport()
+    async with server(echo_forever) as (url, seen):
+        await transport.send(post(url + "/deployments/my model/modèle?q=a b&key=x%2Fy"))
+    await transport.aclose()
+    request_line = seen.heads[0].split(b"\r\n")[0]
+    assert request_line == b"POST /deployments/my%20model/mod%C3%A8le?q=a%20b&key=x%2Fy HTTP/1.1"

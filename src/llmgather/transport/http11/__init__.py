@@ -18,7 +18,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmgather._config import DEFAULT_CONCURRENCY, Timeouts
 from llmgather._errors import APIConnectionError, RequestTimeoutError
@@ -53,6 +53,7 @@ class Http11Transport:
         self._targets: dict[str, Target] = {}
         self._tls: ssl.SSLContext | None = None
         self.stale_retries = 0  # requests resent on a fresh connection after a dead pooled one
+        self._closed = False
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         """Send one request and read the whole answer."""
@@ -77,24 +78,28 @@ class Http11Transport:
         try:
             return await connection.exchange(wire, deadline, streaming=streaming)
         except Unanswered as unanswered:
+            if not connection.reused or self._closed:
+                # A new connection closed unanswered: the server may have read the request,
+                # so it is not sent again here (the engine's retry, if any, counts an attempt).
+                raise APIConnectionError(str(unanswered)) from None
             return await self._resend_fresh(target, wire, deadline, unanswered, streaming)
 
     async def aclose(self) -> None:
+        """Close every connection, busy ones included; the transport opens none after."""
+        self._closed = True
         self._pool.close_all()
 
     async def _connection(self, origin: Origin, deadline: float, *, fresh: bool) -> Connection:
         """An idle connection to `origin` (unless `fresh`), else a new one."""
+        if self._closed:
+            raise APIConnectionError("the transport is closed (its client has ended)")
         connection = None if fresh else self._pool.take_idle(origin)
         if connection is not None:
             return connection  # the hot path: no await
         connection = await self._pool.idle_or_room(origin, deadline, fresh=fresh)
         if connection is not None:
             return connection
-        try:
-            return await self._connect(origin, deadline)
-        except BaseException:
-            self._pool.unreserve()
-            raise
+        return await self._connect(origin, deadline)  # gives the room back if it fails
 
     async def _resend_fresh(
         self,
@@ -104,12 +109,13 @@ class Http11Transport:
         first: Unanswered,
         streaming: bool,
     ) -> Answer:
-        """Resend at once, on a connection opened for it, a request whose connection closed
-        before a byte of answer came back.
+        """Resend at once, on a connection opened for it, a request whose pooled connection
+        closed before a byte of answer came back.
 
-        Most often the pool handed out a connection the server had already closed, and nothing
-        reached the server, so this costs the item no attempt. If the fresh connection fails
-        too, the failure is the server's, and is reported as such.
+        The pool handed out a connection the server had closed while it was idle (its close
+        crossed the request on the wire), so nothing reached the server, and this costs the
+        item no attempt. If the fresh connection fails too, the failure is the server's, and is
+        reported as such.
         """
         self.stale_retries += 1
         connection = await self._connection(target.origin, deadline, fresh=True)
@@ -121,39 +127,38 @@ class Http11Transport:
             ) from None
 
     async def _connect(self, origin: Origin, deadline: float) -> Connection:
+        """A new connection, in the room the pool reserved for it; the room is given back,
+        once, however the connect fails (cancelled included).
+
+        No happy eyeballs: asyncio's (3.11) leaves a socket open when cancelled mid-race, and
+        uvloop's loop does not take the argument."""
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if origin.scheme == "https" else None
         pool = self._pool
-        # Happy eyeballs (try IPv4 when IPv6 hangs), as aiohttp does; uvloop's loop (uvicorn's,
-        # under `llmgather serve`) does not take the argument.
-        eyeballs: dict[str, Any] = {}
-        if isinstance(loop, asyncio.BaseEventLoop):
-            eyeballs["happy_eyeballs_delay"] = 0.25
+        made: list[Connection] = []
+
+        def protocol() -> Connection:
+            made.append(Connection(loop, pool, origin))
+            return made[0]
+
         try:
             async with asyncio.timeout(min(self._connect_timeout, deadline - loop.time())):
-                _, connection = await loop.create_connection(
-                    lambda: Connection(loop, pool, origin),
+                await loop.create_connection(
+                    protocol,
                     origin.host,
                     origin.port,
                     ssl=tls,
                     server_hostname=origin.host if tls else None,
-                    **eyeballs,
                 )
-        except TimeoutError:
-            raise RequestTimeoutError("no connection within the connect timeout") from None
-        except socket.gaierror as exc:
-            raise APIConnectionError(
-                f"cannot resolve {origin.host} ({exc.strerror or 'unknown host'})"
-            ) from None
-        except ssl.SSLError as exc:
-            raise APIConnectionError(
-                f"the TLS handshake with {origin.host}:{origin.port} failed ({exc.reason or exc})"
-            ) from None
-        except OSError as exc:
-            raise APIConnectionError(
-                f"cannot connect to {origin.host}:{origin.port} ({exc.strerror or 'refused'})"
-            ) from None
-        return connection
+        except BaseException as exc:
+            # Cancelled once the connection was made (asyncio calls connection_made before
+            # create_connection returns): closing it counts it out; else the room goes back.
+            if made and made[0].made:
+                made[0].abort()
+            else:
+                pool.unreserve()
+            raise _connect_error(exc, origin) from None
+        return made[0]
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -169,3 +174,24 @@ class Http11Transport:
                 self._targets.clear()  # a client calls a handful of URLs; this only bounds it
             self._targets[url] = target
         return target
+
+
+def _connect_error(exc: BaseException, origin: Origin) -> BaseException:
+    """A failed connect as llmgather's error, naming the host and port, never the URL."""
+    where = f"{origin.host}:{origin.port}"
+    if isinstance(exc, TimeoutError):
+        return RequestTimeoutError(f"no connection to {where} within the connect timeout")
+    if isinstance(exc, socket.gaierror):
+        return APIConnectionError(
+            f"cannot resolve {origin.host} ({exc.strerror or 'unknown host'})"
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or exc.reason or "certificate verify failed"
+        return APIConnectionError(f"the TLS handshake with {where} failed ({why})")
+    if isinstance(exc, ssl.SSLError):
+        return APIConnectionError(f"the TLS handshake with {where} failed ({exc.reason or exc})")
+    if isinstance(exc, OSError):
+        return APIConnectionError(f"cannot connect to {where} ({exc.strerror or 'refused'})")
+    if isinstance(exc, UnicodeError):  # a host name IDNA cannot encode
+        return APIConnectionError(f"cannot resolve {origin.host} (not a valid host name)")
+    return exc  # a cancellation and the like, as they are

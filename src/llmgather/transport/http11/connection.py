@@ -78,6 +78,8 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._stream_read_timeout = 0.0
         self._last_read = 0.0
+        self.made = False  # connection_made has run
+        self.reused = False  # it carried an answer before: a pooled connection
 
     # -- the exchange, as the transport drives it --
 
@@ -115,10 +117,10 @@ class Connection(asyncio.Protocol):
         answer = self._answer
         assert answer is not None
         while not answer.chunks:
+            if self._error is not None:  # before `complete`: a corrupt end must not pass as one
+                raise self._error
             if answer.complete:
                 return None
-            if self._error is not None:
-                raise self._error
             self._waiter = self._loop.create_future()
             await self._waiter  # raises what ended the stream
         chunk = answer.chunks.popleft()
@@ -144,6 +146,9 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         self._shut(abort=False)
 
+    def abort(self) -> None:
+        self._shut(abort=True)
+
     def _shut(self, *, abort: bool, lost: bool = False) -> None:
         """Close now (`abort`: dropping what is unsent) and count the connection out of the
         pool at once, not when asyncio reports it lost: the room is free from here."""
@@ -162,7 +167,11 @@ class Connection(asyncio.Protocol):
         self._answer = None
         self._waiter = None
         if self._keep_alive and not self._closed:
+            if self._paused and self._transport is not None:
+                self._paused = False  # a stream ended while its reader was behind
+                self._transport.resume_reading()
             self._idle_since = self._loop.time()
+            self.reused = True
             self._pool.give_back(self)
         else:
             self.close()
@@ -210,6 +219,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self.made = True
         self._pool.opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -233,11 +243,15 @@ class Connection(asyncio.Protocol):
             return
         if not self._got_bytes:
             self._fail(Unanswered("the server closed the connection without answering"))
-        elif answer.status and not self._framed:
+        elif answer.status and not self._framed and exc is None:
             self._end_of_body()  # an answer without a length ends where the connection does
-        else:
+        elif answer.status:
             self._fail(
                 APIConnectionError("the connection closed in the middle of the response body")
+            )
+        else:
+            self._fail(
+                APIConnectionError("the connection closed in the middle of the response head")
             )
 
     # -- httptools' callbacks --
@@ -268,6 +282,8 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         answer = self._answer
         assert answer is not None
+        if self._error is not None:
+            return  # the exchange has failed: what follows in the same read is not its body
         if answer.decoder is not None:
             try:
                 body = answer.decoder.decode(body)
@@ -293,6 +309,8 @@ class Connection(asyncio.Protocol):
     def _end_of_body(self) -> None:
         answer = self._answer
         assert answer is not None
+        if self._error is not None:
+            return
         if answer.decoder is not None:
             try:
                 rest = answer.decoder.flush()

@@ -40,6 +40,9 @@ class Decoder:
 
     def flush(self) -> bytes:
         try:
-            return self._inflate.flush()
+            rest = self._inflate.flush()
         except zlib.error:
             raise DecodeError from None
+        if not self._inflate.eof:
+            raise DecodeError  # the compressed stream stopped short of its end
+        return rest

@@ -52,10 +52,14 @@ class Pool:
             try:
                 async with asyncio.timeout_at(deadline):
                     await waiter
-            except TimeoutError:
-                raise RequestTimeoutError(
-                    f"no free connection within the timeout ({self._limit} all busy)"
-                ) from None
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, but leaving: the room or connection passes on
+                if isinstance(exc, TimeoutError):
+                    raise RequestTimeoutError(
+                        f"no free connection within the timeout ({self._limit} all busy)"
+                    ) from None
+                raise
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)

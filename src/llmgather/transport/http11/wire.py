@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from llmgather._errors import ConfigurationError
 
@@ -25,8 +25,16 @@ class Target(NamedTuple):
     host_header: str
 
 
+# What may stay as it is in a request line's path and query; anything else (a space, a
+# non-ASCII letter in a deployment name) is percent-encoded, an existing %XX kept, as aiohttp does.
+_URL_SAFE = "/%:@!$&'()*+,;=-._~?"
+
+
 def parse_url(url: str) -> Target:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, say
+        raise ConfigurationError("the URL is malformed: fix the base URL") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
         # Never quote the URL: a Gemini key may ride in its query.
@@ -44,7 +52,9 @@ def parse_url(url: str) -> Target:
     host = parts.hostname
     shown = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
     host_header = shown if port == default_port else f"{shown}:{port}"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    path = quote(parts.path or "/", safe=_URL_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=_URL_SAFE)
     return Target(Origin(scheme, host, port), path, host_header)
 
 
