@@ -13,6 +13,7 @@ import pytest
 from llmgather import AuthenticationError, Client, RetryPolicy
 from llmgather.transport import (
     AiohttpTransport,
+    Http11Transport,
     HttpRequest,
     HttpResponse,
     MockTransport,
@@ -40,7 +41,8 @@ def mock_client(transport: MockTransport, **options: object) -> Client:
     return Client("openai:gpt-4o-mini", api_key="sk-test", transport=transport, **options)  # type: ignore[arg-type]
 
 
-def test_both_transports_satisfy_the_protocol() -> None:
+def test_every_transport_satisfies_the_protocol() -> None:
+    assert isinstance(Http11Transport(), Transport)
     assert isinstance(AiohttpTransport(), Transport)
     assert isinstance(MockTransport(lambda request: openai_answer("x")), Transport)
 
@@ -167,12 +169,21 @@ async def one_answer_per_connection() -> AsyncIterator[tuple[str, list[int]]]:
         await server.wait_closed()
 
 
-async def test_a_dead_pooled_connection_is_replaced_without_spending_an_attempt() -> None:
+@pytest.mark.parametrize("transport", [Http11Transport, AiohttpTransport])
+async def test_a_dead_pooled_connection_is_replaced_without_spending_an_attempt(
+    transport: type[Http11Transport] | type[AiohttpTransport],
+) -> None:
+    given = transport(max_connections=1)
     async with one_answer_per_connection() as (url, counts):
         async with Client(
-            "openai:local", base_url=url, concurrency=1, retry=RetryPolicy(max_attempts=1)
+            "openai:local",
+            base_url=url,
+            concurrency=1,
+            retry=RetryPolicy(max_attempts=1),
+            transport=given,
         ) as client:
             results = await client.gather([f"prompt {i}" for i in range(20)])
+        await given.aclose()
     assert [r.status for r in results] == ["ok"] * 20
     assert all(r.attempts == 1 for r in results)
     assert counts[1] == 20  # every request answered once
