@@ -60,7 +60,8 @@ class RetryPolicy:
             return QuotaExhaustedError(
                 f"the server asked to wait {error.retry_after:.0f}s, longer than the retry "
                 f"ceiling of {self.max_retry_wait:.0f}s (a quota that will not recover within "
-                f"this job; raise --max-retry-wait to wait for it): {error.message}",
+                f"this job; raise the ceiling to wait for it: --max-retry-wait, or "
+                f"RetryPolicy(max_retry_wait=…)): {error.message}",
                 status_code=error.status_code,
                 retry_after=error.retry_after,
             )
@@ -70,8 +71,9 @@ class RetryPolicy:
         """The error of an item given up on because the server stayed down past the ceiling."""
         return type(error)(
             f"{'' if sent else 'not sent: '}the server has been unreachable for {lasted:.0f}s, "
-            f"longer than the retry ceiling of {self.max_retry_wait:.0f}s (rerun with "
-            f"--retry-failed once it is back, or raise --max-retry-wait to wait longer): "
+            f"longer than the retry ceiling of {self.max_retry_wait:.0f}s (run the failed "
+            f"items again once it is back, or raise the ceiling to wait longer: "
+            f"--retry-failed and --max-retry-wait, or RetryPolicy(max_retry_wait=…)): "
             f"{error.message}",
             status_code=error.status_code,
         )
