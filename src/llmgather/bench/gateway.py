@@ -140,6 +140,7 @@ def run_gateway(
         "concurrencies": list(CONCURRENCIES),
         "acceptance": acceptance,
         "targets": targets(rows, acceptance),
+        "floor_ratio_c64": next((r.get("ratio_c64") for r in rows if r["name"] == BARE), None),
     }
     return ScenarioResult("gateway", rows, meta)
 
@@ -315,6 +316,12 @@ def notes(meta: dict[str, Any]) -> str:
     for t in meta["targets"]:
         mark = "yes" if t["meets"] else "NO"
         lines.append(f"target {t['what']}: {t['value']} (target {t['target']}): {mark}")
+    floor = meta.get("floor_ratio_c64")
+    if floor is not None:
+        lines.append(
+            f"floor: the bare relay on uvicorn (no limits, queue or metrics) reached {floor}× "
+            "direct at c=64: about the most any gateway on uvicorn reaches on this machine"
+        )
     return "\n".join(lines)
 
 
