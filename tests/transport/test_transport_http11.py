@@ -201,41 +201,28 @@ async def test_compressed_answers_are_decoded(
     assert b"".join(pieces) == body
 
 
-async def test_a_corrupt_compressed_answer_is_a_connection_error() -> None:
+@pytest.mark.parametrize(
+    ("wire", "says"),
+    [
+        (answer(b"not gzip at all", b"content-encoding: gzip"), "compressed answer is corrupt"),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 10,
+            "middle of the response body",
+        ),
+        (b"HTTP/1.1 200 OK\r\ncontent-le", "middle of the response head"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "not valid HTTP"),
+    ],
+    ids=["corrupt gzip", "body cut short", "head cut short", "not HTTP"],
+)
+async def test_a_broken_answer_is_a_connection_error(wire: bytes, says: str) -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
         await read_request(reader, seen)
-        writer.write(answer(b"not gzip at all", b"content-encoding: gzip"))
+        writer.write(wire)
+        await writer.drain()  # and close
 
     transport = Http11Transport()
     async with server(serve) as (url, _):
-        with pytest.raises(APIConnectionError, match="compressed answer is corrupt"):
-            await transport.send(post(url))
-    await transport.aclose()
-
-
-async def test_a_body_cut_short_is_a_connection_error() -> None:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
-        await read_request(reader, seen)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 10)
-        await writer.drain()
-
-    transport = Http11Transport()
-    async with server(serve) as (url, _):
-        with pytest.raises(APIConnectionError, match="middle of the response body"):
-            await transport.send(post(url))
-    await transport.aclose()
-
-
-async def test_garbage_instead_of_http_is_a_connection_error() -> None:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
-        await read_request(reader, seen)
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(1)
-
-    transport = Http11Transport()
-    async with server(serve) as (url, _):
-        with pytest.raises(APIConnectionError, match="not valid HTTP"):
+        with pytest.raises(APIConnectionError, match=says):
             await transport.send(post(url))
     await transport.aclose()
 
