@@ -14,6 +14,8 @@ pooled session), each gateway a subprocess of its own, started with its default 
               gateway to `sim --rpm 6000`: all ok, no 429, ≥ 95 % of the ceiling
 
 The direct call is always measured: it is the baseline of the added latency and the ratios.
+Beside the gateways runs a reference, the bare relay on uvicorn (`_bare_relay`): what uvicorn and
+one upstream call cost with nothing on top, the floor of any gateway built on uvicorn.
 """
 
 from __future__ import annotations
