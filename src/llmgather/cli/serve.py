@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from pathlib import Path
 from typing import Any
@@ -125,4 +126,20 @@ def serve_command(
         timeout_graceful_shutdown=30,
         lifespan="on",
     )
+    _settle_the_heap()
     ServiceServer(config, app.state).run(sockets=[sock])
+
+
+def _settle_the_heap() -> None:
+    """Keep the garbage collector off the request path of this process, which is ours alone.
+
+    The app and its imports (FastAPI, pydantic, prometheus) leave ~90,000 long-lived objects
+    that every older-generation collection walks again, and each relayed request allocates
+    enough to trigger a young collection every few requests: measured at concurrency 64, the
+    collector took ~50 µs of a relayed request's ~270 µs of CPU. Frozen, the startup objects
+    are never walked again; with young collections 70× rarer, cyclic garbage still goes within
+    ~50,000 allocations (a few MB).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
