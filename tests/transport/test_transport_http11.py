@@ -237,7 +237,10 @@ async def test_a_connection_closed_by_the_server_while_idle_is_not_reused() -> N
     async with server(serve) as (url, seen):
         await transport.send(post(url))
         await asyncio.wait_for(seen.closed.wait(), 2)
-        await asyncio.sleep(0.05)  # the FIN reaches the client
+        for _ in range(200):  # until the FIN reaches the client and the pool counts it out
+            if transport._pool._open == 0:
+                break
+            await asyncio.sleep(0.01)
         response = await transport.send(post(url))
     await transport.aclose()
     assert response.status == 200
@@ -542,7 +545,12 @@ async def test_a_stream_left_with_reading_paused_leaves_a_connection_that_reads(
     transport = Http11Transport(timeouts=Timeouts(read=2.0))
     async with server(serve) as (url, seen):
         async with transport.stream(post(url)) as streamed:
-            await asyncio.sleep(0.2)  # the whole body arrives, unread: reading pauses
+            connection = streamed._connection
+            for _ in range(300):  # the whole body arrives, unread: reading pauses
+                if connection._answer is not None and connection._answer.complete:
+                    break
+                await asyncio.sleep(0.01)
+            assert connection._paused  # the case under test: complete, and paused
         response = await asyncio.wait_for(transport.send(post(url)), 1.0)
     await transport.aclose()
     assert response.body == b"small"
@@ -581,7 +589,10 @@ async def test_aclose_with_a_request_in_flight_sends_nothing_again() -> None:
     transport = Http11Transport()
     async with server(serve) as (url, seen):
         in_flight = asyncio.create_task(transport.send(post(url)))
-        await asyncio.sleep(0.1)
+        for _ in range(200):  # until the server has the request
+            if seen.heads:
+                break
+            await asyncio.sleep(0.01)
         await transport.aclose()
         with pytest.raises(APIConnectionError):
             await asyncio.wait_for(in_flight, 2)
