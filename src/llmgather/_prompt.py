@@ -128,16 +128,22 @@ def _tools_value(value: Any) -> tuple[dict[str, Any], ...] | None:
         if any(t["name"] == name for t in tools):
             raise InvalidInputError(f'field "{at}.name": two tools are named "{name}"')
         parsed: dict[str, Any] = {"name": name}
-        description = tool.get("description")
-        if description is not None:
-            if not isinstance(description, str):
-                raise InvalidInputError(
-                    f'field "{at}.description" must be a string, got {show_value(description)}'
-                )
-            parsed["description"] = description
+        _copy_description(tool, parsed, at)
         parsed["parameters"] = _object_schema(tool.get("parameters"), f"{at}.parameters")
         tools.append(parsed)
     return tuple(tools)
+
+
+def _copy_description(given: dict[str, Any], parsed: dict[str, Any], at: str) -> None:
+    """A tool's or a schema's optional description, which must be a string."""
+    description = given.get("description")
+    if description is None:
+        return
+    if not isinstance(description, str):
+        raise InvalidInputError(
+            f'field "{at}.description" must be a string, got {show_value(description)}'
+        )
+    parsed["description"] = description
 
 
 def _object_schema(value: Any, at: str) -> dict[str, Any]:
@@ -183,13 +189,7 @@ def _json_schema_value(value: Any) -> dict[str, Any] | None:
         "name": _name_value(value.get("name", "response"), "json_schema.name"),
         "schema": _object_schema(value.get("schema") or {}, "json_schema.schema"),
     }
-    description = value.get("description")
-    if description is not None:
-        if not isinstance(description, str):
-            raise InvalidInputError(
-                f'field "json_schema.description" must be a string, got {show_value(description)}'
-            )
-        parsed["description"] = description
+    _copy_description(value, parsed, "json_schema")
     strict = value.get("strict")
     if strict is not None:
         if not isinstance(strict, bool):
