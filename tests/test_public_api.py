@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.resources
 import importlib.util
 import inspect
 import pkgutil
@@ -22,6 +23,7 @@ PUBLIC = [
     "Client",
     "Completion",
     "ConfigurationError",
+    "ConnectError",
     "ContextLengthError",
     "Cost",
     "DuplicateIdError",
@@ -40,6 +42,7 @@ PUBLIC = [
     "LocalLimiter",
     "MalformedResponseError",
     "NotFoundError",
+    "OutputExistsError",
     "OverloadedError",
     "PermanentError",
     "PermissionDeniedError",
@@ -173,3 +176,8 @@ def _exception_classes_in_source(module_name: str) -> list[str]:
         if isinstance(node, ast.ClassDef)
         and any(ast.unparse(base).endswith(("Error", "Exception")) for base in node.bases)
     ]
+
+
+def test_the_package_says_it_is_typed() -> None:
+    # PEP 561: without the marker, type checkers in users' projects ignore every annotation.
+    assert importlib.resources.files("llmgather").joinpath("py.typed").is_file()
