@@ -35,7 +35,7 @@ from llmgather.bench._litellm import NAME as LITELLM
 from llmgather.bench._litellm import litellm_proxy
 from llmgather.bench._procs import SimProcess
 from llmgather.bench._servers import GatewayUnavailable, ServerProcess, ours
-from llmgather.bench.scenarios import Log, Row, ScenarioResult, _median_rows, _sim_log
+from llmgather.bench.results import Log, Row, ScenarioResult, median_rows, sim_log_path
 
 DIRECT = "direct (no gateway)"
 OURS = "llmgather serve"
@@ -115,7 +115,7 @@ def run_gateway(
     names = [name for name in GATEWAYS if only is None or name in only]
     unavailable: dict[str, str] = {}
     runs: list[list[Row]] = [[] for _ in range(config.repeat)]
-    with SimProcess(latency_ms=0, log=_sim_log(out, "gateway")) as sim:
+    with SimProcess(latency_ms=0, log=sim_log_path(out, "gateway")) as sim:
         upstream = sim.base_url + "/v1"
         for rows in runs:
             rows.append(_measure(DIRECT, upstream, sizes, log))
@@ -127,7 +127,7 @@ def run_gateway(
             except GatewayUnavailable as why:
                 unavailable[name] = str(why)
                 log(f"  ! {name}: {why}")
-    rows = _median_rows(runs, key=lambda r: r["name"])
+    rows = median_rows(runs, key=lambda r: r["name"])
     rows += [{"name": name, "error": why} for name, why in unavailable.items()]
     _relate(rows)
     for row in rows:
@@ -244,7 +244,7 @@ def _through(
     """`clients` SDK clients through `name` (told `rpm`) to a simulator limited to `rpm`: what
     the clients saw, and the 429s the simulator answered."""
     deadline_s = 2.0 * 60.0 * requests / rpm + 30.0
-    with SimProcess(latency_ms=0, rpm=rpm, log=_sim_log(out, "gateway")) as sim:
+    with SimProcess(latency_ms=0, rpm=rpm, log=sim_log_path(out, "gateway")) as sim:
         upstream = sim.base_url + "/v1"
         if name == DIRECT:
             tally = asyncio.run(_load.shared_limit(upstream, clients, requests, deadline_s))

@@ -34,7 +34,7 @@ from llmgather.bench._workload import (
     ceiling_prompts,
     plan_ceiling,
 )
-from llmgather.bench.scenarios import Log, Row, ScenarioResult, _median_rows, _sim_log
+from llmgather.bench.results import Log, Row, ScenarioResult, median_rows, sim_log_path
 
 PROCESS_COUNTS = (1, 2, 4)
 SETUPS = ("redis", "whole", "split")
@@ -63,7 +63,7 @@ def run_scale(
                         latency_ms=config.ceiling_latency_ms,
                         rpm=rpm,
                         tpm=tpm,
-                        log=_sim_log(out, "scale"),
+                        log=sim_log_path(out, "scale"),
                     ) as sim:
                         share = 1 if setup in ("redis", "whole", "local") else processes
                         limits = ["--rpm", str(rpm / share), "--tpm", str(tpm / share)]
@@ -81,7 +81,7 @@ def run_scale(
         "latency_ms": config.ceiling_latency_ms,
         "concurrency_per_process": config.ceiling_concurrency,
     }
-    return ScenarioResult("scale", _median_rows(runs, key=lambda r: r["name"]), meta)
+    return ScenarioResult("scale", median_rows(runs, key=lambda r: r["name"]), meta)
 
 
 def _run_processes(

@@ -36,7 +36,14 @@ from llmgather._config import Limits
 from llmgather.bench._config import BenchConfig
 from llmgather.bench._procs import SimProcess, run_contender
 from llmgather.bench._workload import MAX_TOKENS, SIM_SEED, short_prompts
-from llmgather.bench.scenarios import Log, Row, ScenarioResult, _failure, _median_rows, _sim_log
+from llmgather.bench.results import (
+    Log,
+    Row,
+    ScenarioResult,
+    failure_note,
+    median_rows,
+    sim_log_path,
+)
 from llmgather.limits.tokens import estimate_prompt_tokens
 from llmgather.sim.text import generate
 
@@ -122,7 +129,7 @@ def _measure(
         rpm=sim_limits.get("rpm"),
         itpm=sim_limits.get("itpm"),
         otpm=sim_limits.get("otpm"),
-        log=_sim_log(out, "seams"),
+        log=sim_log_path(out, "seams"),
     ) as sim:
         run = run_contender(
             module,
@@ -131,7 +138,7 @@ def _measure(
             log_path=out / "logs" / f"seams-{name}.log",
         )
         stats = sim.stats()
-    error = _failure(run, log, name)
+    error = failure_note(run, log, name)
     by_status = stats.get("by_status", {})
     report = run.report or {}
     # Killed at the deadline: what the simulator answered 200 is what got done.
@@ -208,7 +215,7 @@ def run_seams(
                 + (f" (run {repeat + 1})" if config.repeat > 1 else "")
             )
         runs.append(rows)
-    rows = _median_rows(runs, key=lambda r: r["name"])
+    rows = median_rows(runs, key=lambda r: r["name"])
     for row in rows:
         row["target"] = TARGETS[row["name"]]
         # A quick run is a smoke test: one answer's latency and the output reserved in flight

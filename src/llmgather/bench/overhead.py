@@ -1,0 +1,131 @@
+"""overhead: requests/s and CPU per request against a simulator with no latency, relative to a
+bare aiohttp loop in the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmgather.bench._cli_contender import run_cli, write_prompts
+from llmgather.bench._config import BenchConfig
+from llmgather.bench._procs import SimProcess, run_contender
+from llmgather.bench._workload import MAX_TOKENS, short_prompts
+from llmgather.bench.results import (
+    Contender,
+    Log,
+    Row,
+    ScenarioResult,
+    failure_note,
+    median_rows,
+    pick,
+    sim_log_path,
+)
+
+SIM_BOTTLENECK_PCT = 90.0  # of one core: above this the simulator, not the client, may limit
+
+OVERHEAD = (
+    Contender("raw aiohttp", "raw_aiohttp"),
+    Contender("AsyncOpenAI (httpx, default)", "openai_semaphore"),
+    Contender("AsyncOpenAI (aiohttp client)", "openai_semaphore", {"aiohttp": True}),
+    Contender("langchain abatch", "langchain_abatch"),
+    Contender("llmgather map (library)", "llmgather_client", {"use_map": True}),
+    Contender("llmgather run (CLI)", "cli"),
+)
+
+
+def run_overhead(
+    config: BenchConfig, out: Path, log: Log, only: set[str] | None = None
+) -> ScenarioResult:
+    n, concurrency = config.overhead_requests, config.overhead_concurrency
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    prompts_path = work / "overhead-prompts.jsonl"
+    write_prompts(prompts_path, short_prompts(n))
+    timeout = max(120.0, n / 50.0)  # 50 requests/s is slower than any contender has measured
+    runs = []
+    pinned = True
+    with SimProcess(latency_ms=0, log=sim_log_path(out, "overhead")) as sim:
+        pinned = sim.pinned
+        # Untimed: the simulator's first thousand answers (allocator, caches) count for no one.
+        run_contender(
+            "raw_aiohttp",
+            {
+                "base_url": sim.base_url,
+                "workload": "short",
+                "count": 1000,
+                "max_tokens": MAX_TOKENS,
+                "concurrency": concurrency,
+            },
+            timeout=60.0,
+        )
+        for _ in range(config.repeat):
+            rows: list[Row] = []
+            for contender in pick(OVERHEAD, only):
+                sim.reset()
+                sim_cpu0 = sim.cpu_seconds()
+                log_path = out / "logs" / f"overhead-{contender.module}.log"
+                if contender.module == "cli":
+                    run, ok, failed, wall = run_cli(
+                        sim, prompts_path, work, concurrency, timeout, log_path
+                    )
+                    cpu, outer_wall = run.cpu_s, run.wall_s
+                else:
+                    spec = {
+                        "base_url": sim.base_url,
+                        "workload": "short",
+                        "count": n,
+                        "max_tokens": MAX_TOKENS,
+                        "concurrency": concurrency,
+                        **contender.options,
+                    }
+                    run = run_contender(contender.module, spec, timeout=timeout, log_path=log_path)
+                    report = run.report or {}
+                    ok = int(report.get("ok", 0))
+                    failed = n - ok
+                    wall = float(report.get("wall_s", run.wall_s))
+                    cpu = float(report.get("cpu_s", run.cpu_s))
+                    outer_wall = run.wall_s
+                sim_cpu1 = sim.cpu_seconds()
+                error = failure_note(run, log, contender.name)
+                # The simulator was busy for at most the child's whole life, imports included.
+                sim_pct = (
+                    100.0 * (sim_cpu1 - sim_cpu0) / wall
+                    if sim_cpu0 is not None and sim_cpu1 is not None and wall
+                    else None
+                )
+                rows.append(
+                    {
+                        "name": contender.name,
+                        "ok": ok,
+                        "failed": failed,
+                        "wall_s": round(wall, 3),
+                        "rps": round(ok / wall, 1) if wall else 0.0,
+                        "cpu_s": round(cpu, 3),
+                        "cpu_per_1k": round(1000.0 * cpu / ok, 4) if ok else None,
+                        "sim_cpu_pct": round(sim_pct, 1) if sim_pct is not None else None,
+                        "process_wall_s": round(outer_wall, 3),
+                        "error": error,
+                    }
+                )
+                log(
+                    f"  overhead {contender.name}: {rows[-1]['rps']:.0f} req/s, "
+                    f"{rows[-1]['cpu_per_1k']} CPU s/1k, sim at {rows[-1]['sim_cpu_pct']}% of a core"
+                )
+            base = next((r for r in rows if r["name"] == "raw aiohttp" and r["rps"]), None)
+            for row in rows:
+                row["ratio_to_aiohttp"] = round(row["rps"] / base["rps"], 3) if base else None
+                row["cpu_ratio_to_aiohttp"] = (
+                    round(row["cpu_per_1k"] / base["cpu_per_1k"], 3)
+                    if base and row["cpu_per_1k"] and base["cpu_per_1k"]
+                    else None
+                )
+            runs.append(rows)
+    rows = median_rows(runs, key=lambda r: r["name"])
+    busiest = max((r["sim_cpu_pct"] or 0.0 for rows_ in runs for r in rows_), default=0.0)
+    meta = {
+        "requests": n,
+        "concurrency": concurrency,
+        "pinned": pinned,
+        "sim_max_cpu_pct": round(busiest, 1),
+        "sim_bottleneck": busiest >= SIM_BOTTLENECK_PCT,
+    }
+    return ScenarioResult("overhead", rows, meta)
