@@ -10,7 +10,7 @@ pooled session), each gateway a subprocess of its own, started with its default 
               each gateway told that limit the way it supports: the 429s the clients see, and
               % of the ceiling (ok requests over the run, a run shorter than the limit allows
               charged as that long, as in the `ceiling` scenario)
-    acceptance  the issue's check, ours only: 2,000 requests from 200 clients through the
+    acceptance  our own check, ours only: 2,000 requests from 200 clients through the
               gateway to `sim --rpm 6000`: all ok, no 429, ≥ 95 % of the ceiling
 
 The direct call is always measured: it is the baseline of the added latency and the ratios.
@@ -47,7 +47,7 @@ GATEWAYS: dict[str, Callable[..., ServerProcess]] = {
 }
 CONCURRENCIES = (64, 256)
 
-# The issue's targets.
+# What the gateway is held to (BENCHMARKS.md records each run against them).
 MAX_ADDED_P50_MS = 1.0
 MIN_RATIO_TO_DIRECT = 0.5  # at concurrency 64
 MIN_RATIO_TO_LITELLM = 10.0  # at concurrency 64
@@ -258,7 +258,7 @@ def _through(
 
 
 def targets(rows: list[Row], acceptance: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The issue's targets, each with the measured value and whether it is met."""
+    """The gateway's targets, each with the measured value and whether it is met."""
     by_name = {r["name"]: r for r in rows}
     mine, theirs = by_name.get(OURS, {}), by_name.get(LITELLM, {})
     found: list[dict[str, Any]] = []

@@ -1,4 +1,4 @@
-"""The `seams` scenario: two of issue 10's targets, each as wall time over the least time the
+"""The `seams` scenario: two targets of the library's seams, each as wall time over the least time the
 limits allow, measured against `llmgather sim` subprocesses.
 
     calls         `client.map_calls` over `AsyncOpenAI(max_retries=0).chat.completions.create`,
@@ -6,7 +6,7 @@ limits allow, measured against `llmgather sim` subprocesses.
     split_tokens  `Client.gather` on the Anthropic dialect under separate input and output
                   token limits (ITPM generous, OTPM binding), llmgather told both
 
-The bound of a job is what issue 10 measures against: over the limits in force, the longest of
+The bound of a job is what the targets measure against: over the limits in force, the longest of
 `60 · total / limit` (requests, or the tokens the simulator reports it used), 20 s for 1,000
 requests at 3,000 RPM. Latency is not in it: the last answer's time is part of the measured
 overrun. A stricter figure is reported beside it, `paced_s`: the bound less the head start of
@@ -50,7 +50,7 @@ from llmgather.sim.text import generate
 CALL_MAX_TOKENS = 16  # the simulator's shortest answer: every answer is exactly this long
 SPLIT_MAX_TOKENS = MAX_TOKENS
 ITPM_HEADROOM = 4.0  # the input limit, over what the job's pace needs: generous, never binding
-TARGETS = {"calls": 1.15, "split_tokens": 1.10}  # wall / bound, from issue 10's "Done when"
+TARGETS = {"calls": 1.15, "split_tokens": 1.10}  # wall / bound: the most a job may overrun
 NAMES = tuple(TARGETS)
 
 

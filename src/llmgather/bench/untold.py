@@ -1,5 +1,5 @@
 """The ceiling scenario's rows for llmgather told nothing, where finding the limits is harder
-than reading two headers (issue 13). Each runs the ceiling's prompts against its own simulator:
+than reading two headers. Each runs the ceiling's prompts against its own simulator:
 
     unannounced  the Gemini dialect, which announces no limit: only 429s teach the rate
     halved    the OpenAI dialect with its headers; at half the ceiling's time the simulator's
