@@ -21,8 +21,8 @@ from llmgather._types import Outcome, Request, Result
 from llmgather.limits import Cost, Limiter
 from llmgather.limits.local import own_or_shared
 from llmgather.providers.base import Provider
-from llmgather.providers.registry import Target, resolve_target
-from llmgather.transport import Http11Transport, Transport
+from llmgather.providers.registry import Target, resolve_target, secrets_redactor
+from llmgather.transport import Http11Transport, Proxies, Transport
 
 logger = logging.getLogger("llmgather")
 
@@ -41,6 +41,10 @@ class Client:
     limiter; or pass `limiter=` to share one limiter (one budget) between several clients.
     `transport=` replaces the pooled HTTP/1.1 transport (`AiohttpTransport` uses aiohttp's
     client; `MockTransport` answers with a function).
+
+    Requests go through the proxy that `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` name, except
+    to the hosts in `NO_PROXY`, as with the official SDKs; `trust_env=False` ignores them. A
+    `transport=` of your own takes its own `proxies=`.
 
     With no API key in the environment, a bare model name (or none) goes to the built-in
     simulator (started on a free 127.0.0.1 port) and a warning says so.
@@ -67,6 +71,7 @@ class Client:
         simulator: Any = None,
         env: Mapping[str, str] | None = None,
         seed: int | None = None,
+        trust_env: bool = True,
     ) -> None:
         """`defaults` fill what a request leaves unset: `system`, `max_tokens`, `temperature`.
 
@@ -75,8 +80,14 @@ class Client:
         read every answer as a stream (recording time to first token); `simulator` is a
         `SimConfig` for the embedded simulator, if one starts.
         """
-        self.target: Target = resolve_target(
-            model, base_url=base_url, api_key=api_key, env=os.environ if env is None else env
+        env = os.environ if env is None else env
+        self.target: Target = resolve_target(model, base_url=base_url, api_key=api_key, env=env)
+        # Every secret this client knows, hidden from every failure it reports.
+        self.redactor = secrets_redactor(env, api_key, self.target.api_key, urls=(base_url,))
+        # Read here, at the edge, so a proxy URL that cannot work fails before anything is sent;
+        # the built-in simulator, on this machine's loopback, is always reached directly.
+        self._proxies = (
+            None if self.target.simulated else Proxies.from_env(env, trust_env=trust_env)
         )
         limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
         self.limiter: Limiter = own_or_shared(limits, limiter, owner="the client")
@@ -111,8 +122,8 @@ class Client:
             )
         self.base_url = base_url
         self._provider = self.target.build(base_url)
-        self._transport = self._given_transport or Http11Transport(
-            max_connections=self._workers, timeouts=self._timeouts
+        self._transport = transport = self._given_transport or Http11Transport(
+            max_connections=self._workers, timeouts=self._timeouts, proxies=self._proxies
         )
         self._engine = Engine(
             self._send,
@@ -120,6 +131,9 @@ class Client:
             workers=self._workers,
             retry=self._retry,
             rng=random.Random(self._seed),
+            redactor=self.redactor,
+            # Both transports count their resends; a transport of the user's may not.
+            resent=lambda: getattr(transport, "stale_retries", 0),
         )
         return self
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -38,10 +37,12 @@ from llmgather._config import DEFAULT_CONCURRENCY
 from llmgather._errors import (
     APIError,
     AuthenticationError,
+    ConnectError,
     RateLimitError,
     TruncatedStreamError,
 )
-from llmgather._retry import Outage, RetryPolicy, is_outage
+from llmgather._redact import Redactor
+from llmgather._retry import Outage, RetryPolicy, gave_up, is_outage
 from llmgather._stop import StoppableWaits
 from llmgather._types import ErrorInfo, Outcome, Request, Result, Usage
 from llmgather.limits.base import Cost, Ending, Limiter, Permit
@@ -73,7 +74,9 @@ OpenStream = Callable[[Request], AbstractAsyncContextManager[LiveText[Piece]]]
 class EngineStats:
     """A snapshot of the engine's counters, for progress bars and summaries.
 
-    `sent` counts items sent at least once. `concurrency`, `limits` (by budget name, limit per
+    `sent` counts items sent at least once; `resent` the requests the transport sent again at
+    once on a fresh connection, when a pooled one closed before any answer (in no item's
+    `attempts`: the server may or may not have received the first copy). `concurrency`, `limits` (by budget name, limit per
     window), `learned` (those a provider announced or its 429s taught), `found` (those its 429s
     taught, where nothing was announced), `paused_s` and `waiting_on` (what the next
     send waits for: "pause", "concurrency", a budget name, or None) are the limiter's, which
@@ -99,6 +102,8 @@ class EngineStats:
     waiting_on: str | None
     unreachable_s: float
     found: Mapping[str, float]
+    resent: int = 0
+    lowered: Mapping[str, float] = field(default_factory=dict)  # see `LimiterStats.lowered`
 
 
 @dataclass(slots=True)
@@ -122,6 +127,7 @@ class _Job:
     index: int
     attempts: int = 0  # sends made, as the Result reports them
     charged: int = 0  # failures that count against max_attempts (an outage's do not)
+    reached: int = 0  # failed sends that went out (all but a connection never made)
 
 
 _END = object()
@@ -140,7 +146,12 @@ class Engine:
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        resent: Callable[[], int] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
+        """`resent` reads how many requests the transport under `send` resent on its own;
+        `redactor` hides the secrets its owner knows from every failure it reports (without
+        one, the shapes of keys and tokens are hidden)."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._send = send
@@ -149,15 +160,53 @@ class Engine:
         self._retry = retry or RetryPolicy()
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
+        self._resent = resent
+        self._redactor = redactor or Redactor()
         self._counters = _Counters()
         self._outage = Outage()
-        # Set by the first 401: every later request would be refused the same way.
+        # Set by the first 401: every later request would be refused the same way, until
+        # `recheck_key` finds the key accepted again.
         self._key_refused: AuthenticationError | None = None
+        self._key_refusal = asyncio.Event()
 
     @property
     def key_refused(self) -> bool:
         """The server refused the API key (a 401): nothing more is sent with it."""
         return self._key_refused is not None
+
+    async def key_refusal(self) -> None:
+        """Returns once the server has refused the key (at once while it stays refused)."""
+        await self._key_refusal.wait()
+
+    async def recheck_key(self, request: Request) -> bool:
+        """After the key was refused, `request` sent anyway, once, through the limiter: True,
+        and sending resumes, when the server answered without refusing the key.
+
+        For a long-lived caller (a service) whose operator may fix the key where the server
+        keeps it: a one-shot run stops at the refusal instead. An answer that proves nothing
+        about the key (a 429, a 5xx, no answer) keeps it refused.
+        """
+        if self._key_refused is None:
+            return True
+        permit = await self._limiter.acquire(self._cost(request))
+        usage: Usage | None = None
+        ending: Ending = "failed"
+        try:
+            outcome = await self._send(request)
+            usage, ending = outcome.completion.usage, "ok"
+            await self._succeeded(outcome)
+        except APIError as error:
+            usage, ending = _spent(error, self._retry.max_retry_wait)
+            status = error.status_code or 0
+            if isinstance(error, AuthenticationError) or status in (403, 429) or not (
+                400 <= status < 500
+            ):
+                return False
+        finally:
+            await self._limiter.release(permit, usage, outcome=ending)
+        self._key_refused = None
+        self._key_refusal.clear()
+        return True
 
     def statistics(self) -> EngineStats:
         c = self._counters
@@ -183,6 +232,8 @@ class Engine:
             waiting_on=limiter.waiting_on,
             unreachable_s=outage.lasted(now) if outage.confirmed else 0.0,
             found=limiter.found,
+            lowered=limiter.lowered,
+            resent=0 if self._resent is None else self._resent(),
         )
 
     async def run_one(self, request: Request, index: int = 0) -> Result:
@@ -262,6 +313,7 @@ class Engine:
                 verdict = await self._judge(job, error, may_retry=not yielded)
                 if isinstance(verdict, APIError):
                     self._counters.failed += 1
+                    self._redactor.error(verdict)
                     raise verdict from None
             finally:
                 self._counters.in_flight -= 1
@@ -414,14 +466,15 @@ class Engine:
         if self._key_refused is not None:
             # Sending more with a key the server refused only piles up 401s: the item fails
             # unsent, and `--retry-failed` sends it once the key is fixed.
-            message = f"not sent: the API key was refused earlier ({self._key_refused.message})"
-            return self._failed(job, AuthenticationError(message))
+            refused = self._key_refused
+            message = f"not sent: the API key was refused earlier ({refused.message})"
+            return self._failed(job, AuthenticationError(message, status_code=refused.status_code))
         outage = self._outage
         if outage.probing and outage.last_error is not None:
             now = self._clock.now()
             if outage.given_up(now, self._retry.max_retry_wait):
                 error = self._retry.unreachable_error(
-                    outage.last_error, outage.lasted(now), sent=False
+                    outage.last_error, outage.lasted(now), sent=job.reached > 0
                 )
                 return self._failed(job, error)
         return None
@@ -471,6 +524,9 @@ class Engine:
             await self._limiter.observe(error.announced)
         if isinstance(error, AuthenticationError):
             self._key_refused = error
+            self._key_refusal.set()
+        if not isinstance(error, ConnectError):
+            job.reached += 1
         now = self._clock.now()
         if not is_outage(error):
             self._outage.answered()
@@ -480,7 +536,7 @@ class Engine:
             await self._limiter.penalise(self._retry.pause_for(error))
             lasted = self._outage.lasted(now)
             if lasted > self._retry.max_retry_wait:
-                return self._retry.unreachable_error(error, lasted, sent=True)
+                return self._retry.unreachable_error(error, lasted, sent=job.reached > 0)
             if not may_retry:
                 return error
             self._counters.retries += 1
@@ -493,7 +549,7 @@ class Engine:
         job.charged += 1
         delay = self._retry.next_delay(error, job.charged, self._rng) if may_retry else None
         if delay is None:
-            return self._retry.final_error(error)
+            return self._retry.final_error(gave_up(error, job.reached))
         self._counters.retries += 1
         return delay
 
@@ -529,7 +585,7 @@ class Engine:
             id=job.request.id or str(job.index),
             status="error",
             attempts=job.attempts,
-            error=error_info(error),
+            error=error_info(error, self._redactor),
             metadata=job.request.metadata,
             index=job.index,
             exception=_detached(error),
@@ -554,25 +610,12 @@ def _detached(error: Exception) -> Exception:
     return error.with_traceback(None)
 
 
-# What a user's own callable's exception may quote of a request's credentials (an HTTP
-# library's error names the URL, and Gemini's REST URL may carry `?key=`): its output line and
-# stored row must not.
-_CREDENTIALS = re.compile(
-    r"(?i)(\b(?:api[_-]?key|key|token|access_token)=)[^&\s'\"]+|(\bbearer\s+)[^\s'\"]+"
-    r"|\b(sk-(?:ant-)?[a-z0-9_-]{6})[a-z0-9_-]+"
-)
-
-
-def error_info(error: BaseException) -> ErrorInfo:
-    if isinstance(error, APIError):
-        return ErrorInfo(type(error).__name__, error.message, error.status_code)
-    message = _CREDENTIALS.sub(_hidden, str(error) or type(error).__name__)
-    return ErrorInfo(type(error).__name__, message)
-
-
-def _hidden(match: re.Match[str]) -> str:
-    kept = next(group for group in match.groups() if group is not None)
-    return kept + "[redacted]"
+def error_info(error: BaseException, redactor: Redactor) -> ErrorInfo:
+    """A failure as data, every secret hidden: a server's echo in an adapter's or an SDK's
+    message, or what a user's own callable's exception quotes (an HTTP library's error names
+    the URL, and Gemini's REST URL may carry `?key=`)."""
+    status = error.status_code if isinstance(error, APIError) else None
+    return ErrorInfo(type(error).__name__, redactor.error(error), status)
 
 
 async def _aiter(items: Iterable[Request] | AsyncIterable[Request]) -> AsyncIterator[Request]:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from llmgather._errors import ConfigurationError, RedisUnavailableError
-from llmgather.providers.registry import redact_url
+from llmgather._redact import redact_url
 
 T = TypeVar("T")
 

@@ -24,12 +24,13 @@ import click
 from llmgather._client import Client
 from llmgather._config import Limits, Timeouts
 from llmgather._errors import ConfigurationError, RedisUnavailableError
+from llmgather._redact import redact_url
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._options import sending_options
 from llmgather.jobs.queue import DEFAULT_RECLAIM_AFTER_S, QueueWorker, WorkerCounts
 from llmgather.limits.redis import open_limiter
-from llmgather.providers.registry import redact_url, resolve_target
+from llmgather.providers.registry import resolve_target
 
 EXIT_USAGE = 2
 EXIT_HALTED = 4

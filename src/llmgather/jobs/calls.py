@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from llmgather._calls import AsyncCallable, CallRequest, CostOf, default_cost
 from llmgather._config import DEFAULT_CONCURRENCY, Limits
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError
+from llmgather._redact import Redactor
 from llmgather._retry import RetryPolicy
 from llmgather._types import Outcome, Request, Result
 from llmgather.jobs.inputs import InputItem
@@ -34,7 +36,7 @@ from llmgather.jobs.job import Job, JobOptions, JobSummary
 from llmgather.jobs.values import json_fragment
 from llmgather.limits import Limiter
 from llmgather.limits.local import own_or_shared
-from llmgather.providers.registry import Target
+from llmgather.providers.registry import Target, secrets_redactor
 
 __all__ = ["CallJobOptions", "CallSender", "callable_name", "run_job"]
 
@@ -99,10 +101,18 @@ class CallSender:
     batch_body_fields = False
 
     def __init__(
-        self, name: str, *, limiter: Limiter, concurrency: int, retry: RetryPolicy
+        self,
+        name: str,
+        *,
+        limiter: Limiter,
+        concurrency: int,
+        retry: RetryPolicy,
+        redactor: Redactor | None = None,
     ) -> None:
         self.target = Target(provider="call", model=name)
-        self._engine = Engine(_run_call, limiter=limiter, workers=concurrency, retry=retry)
+        self._engine = Engine(
+            _run_call, limiter=limiter, workers=concurrency, retry=retry, redactor=redactor
+        )
 
     def describe(self) -> str:
         return self.target.model
@@ -202,6 +212,8 @@ async def run_job(
         limiter=job_limiter,
         concurrency=concurrency,
         retry=retry or RetryPolicy(),
+        # The calls' SDKs may read the provider keys from the environment: none is shown.
+        redactor=secrets_redactor(os.environ),
     )
     job = Job(options, sender=sender)
     if stop is not None:

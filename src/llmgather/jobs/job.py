@@ -35,15 +35,24 @@ from llmgather._errors import (
     InvalidInputError,
     StrictInputError,
 )
+from llmgather._redact import redact_url
 from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
 from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
-from llmgather.jobs.output import append_lines, encode_result, render_result, rewrite_output
+from llmgather.jobs.output import (
+    append_lines,
+    check_output_path,
+    encode_result,
+    real_output_path,
+    refuse_foreign_output,
+    render_result,
+    rewrite_output,
+)
 from llmgather.jobs.queue import QueueCoordinator
 from llmgather.jobs.senders import ClientSender, QueueSender, Sender
 from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
 from llmgather.limits.redis import open_limiter
-from llmgather.providers.registry import Target, redact_url, resolve_target
+from llmgather.providers.registry import Target, resolve_target
 
 logger = logging.getLogger("llmgather")
 
@@ -88,6 +97,9 @@ class JobOptions:
     max_line_bytes: int = 1_048_576
     strict: bool = False
     restart: bool = False
+    # Write over an output file no job store claims (a run of another tool, an old job whose
+    # store was removed); without it (or `restart`) such a file is refused, left as it is.
+    force: bool = False
     retry_failed: bool = False
     grace_s: float = 30.0
     simulator: Any = None  # SimConfig for the embedded simulator, when one starts
@@ -153,10 +165,15 @@ class JobSummary:
     input: str = ""
     hint: str | None = None  # what to do next, when anything is left to do
     # Limits the provider announced in its answers' headers, or that its 429s taught where it
-    # announced none, which paced the run where the user gave none, by budget name ("rpm",
-    # "tpm", "itpm", "otpm"…); `learned_from` says which ("headers" or "429s").
+    # announced none, which paced the run where the user gave none (or gave a higher one), by
+    # budget name ("rpm", "tpm", "itpm", "otpm"…); `learned_from` says which ("headers" or
+    # "429s"). `overruled_limits`: the user's own limits a lower announced one replaced.
     learned_limits: dict[str, float] = field(default_factory=dict)
     learned_from: str | None = None
+    overruled_limits: dict[str, float] = field(default_factory=dict)
+    # Requests sent again at once on a fresh connection after a pooled one closed before any
+    # answer: in no item's `attempts`, and the server may have received both copies.
+    resent: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The --json summary, with each learned limit also as `learned_rpm`, `learned_tpm`…,
@@ -247,12 +264,12 @@ class Job:
 
     async def _run(self, sender: Sender, started: float) -> JobSummary:
         options = self.options
-        input_path, spooled = await asyncio.to_thread(_materialise, options)
-        if await self._nothing_to_do(input_path, spooled):
+        # `output`: the file written, resolved once (a link's target, which a rename would
+        # otherwise replace the link with), so every write and the store agree on it.
+        input_path, spooled, output = await asyncio.to_thread(_materialise, options)
+        if await self._nothing_to_do(input_path, spooled, output):
             return self._empty_summary(sender, started)
-        store: JobStore = await asyncio.to_thread(
-            SQLiteJobStore.open, store_path_for(options.output_path)
-        )
+        store: JobStore = await asyncio.to_thread(SQLiteJobStore.open, store_path_for(output))
         try:
             if options.strict:  # before the store is touched: a refusal keeps the last job
                 await asyncio.to_thread(_refuse_invalid, self._read(input_path))
@@ -261,14 +278,14 @@ class Job:
                 await asyncio.to_thread(store.ingest, self._read(input_path, self._on_warning))
                 if options.retry_failed:
                     await asyncio.to_thread(store.reset_failed)
-                await asyncio.to_thread(rewrite_output, store, options.output_path)
+                await asyncio.to_thread(rewrite_output, store, output)
                 await asyncio.to_thread(store.mark_state, "running")
                 stats = await asyncio.to_thread(store.stats)
                 async with sender:
                     if self._on_start is not None:
                         self._on_start(sender.statistics, stats.pending, sender.simulated)
                     self.sending = True
-                    stopped = await self._send_pending(sender, store, input_path)
+                    stopped = await self._send_pending(sender, store, input_path, output)
                 engine_stats = sender.statistics()
                 final = await asyncio.to_thread(store.stats)
             except BaseException:
@@ -276,10 +293,12 @@ class Job:
                 await asyncio.to_thread(store.mark_state, "interrupted")
                 raise
             # A stop that came when everything left was already in flight, and finished within
-            # the grace period, cut nothing short: the job is complete.
+            # the grace period, cut nothing short: the job is complete. A job with anything
+            # pending is never complete, whatever ended the run.
             interrupted = stopped and final.pending > 0
-            await asyncio.to_thread(store.mark_state, "interrupted" if interrupted else "complete")
-            await asyncio.to_thread(rewrite_output, store, options.output_path)
+            state = "interrupted" if final.pending else "complete"
+            await asyncio.to_thread(store.mark_state, state)
+            await asyncio.to_thread(rewrite_output, store, output)
         finally:
             await asyncio.to_thread(store.close)
             if spooled:
@@ -309,14 +328,16 @@ class Job:
             hint=_hint(final.pending, final.failed),
             learned_limits=dict(engine_stats.learned),
             learned_from=_learned_from(engine_stats),
+            overruled_limits=dict(engine_stats.lowered),
+            resent=engine_stats.resent,
         )
 
-    async def _nothing_to_do(self, input_path: str, spooled: bool) -> bool:
+    async def _nothing_to_do(self, input_path: str, spooled: bool, output: str) -> bool:
         """True when the input holds no item and no job exists for the output: then no job
         store is made and the output is written empty. A CSV without the column fails here,
         before any store is made."""
         try:
-            nothing = await asyncio.to_thread(self._empty_without_job, input_path)
+            nothing = await asyncio.to_thread(self._empty_without_job, input_path, output)
         except BaseException:
             if spooled:
                 os.unlink(input_path)
@@ -325,8 +346,7 @@ class Job:
             os.unlink(input_path)
         return nothing
 
-    def _empty_without_job(self, input_path: str) -> bool:
-        output = self.options.output_path
+    def _empty_without_job(self, input_path: str, output: str) -> bool:
         if os.path.exists(store_path_for(output)) or _has_items(self._read(input_path)):
             return False
         _write_empty(output)
@@ -372,10 +392,12 @@ class Job:
         except InvalidInputError as error:
             raise InputChangedError(_shown_input(self.options.input_path), str(error)) from None
 
-    async def _send_pending(self, sender: Sender, store: JobStore, input_path: str) -> bool:
+    async def _send_pending(
+        self, sender: Sender, store: JobStore, input_path: str, output: str
+    ) -> bool:
         """Send what is still pending; True if a stop signal cut the run short."""
         pending = self._pending(store, input_path)
-        async with _Sink(store, self.options.output_path, self._output_fields) as sink:
+        async with _Sink(store, output, self._output_fields) as sink:
             consume = asyncio.create_task(self._consume(sender, pending, sink))
             stopped = asyncio.create_task(self.stop.wait())
             try:
@@ -568,35 +590,32 @@ class _Sink:
         )
 
 
-def _materialise(options: JobOptions) -> tuple[str, bool]:
-    """Standard input is spooled to a file beside the output, so it can be read twice.
+def _materialise(options: JobOptions) -> tuple[str, bool, str]:
+    """The input's path, whether it is standard input spooled to a file beside the output (so
+    it can be read twice), and the output's `real_output_path`.
 
-    Checks the output's path first: nothing (no spool, no job store) is made for a bad one.
+    Checks the output's path first: nothing (no spool, no job store) is made for a bad one,
+    nor for a file there that no job store claims (unless `restart` or `force`).
     """
-    directory = os.path.dirname(os.path.abspath(options.output_path))
-    if not os.path.isdir(directory):
-        raise InvalidInputError(
-            f"cannot write {options.output_path}: the folder {directory} does not exist"
-        )
-    if os.path.isdir(options.output_path):
-        raise InvalidInputError(
-            f"-o {options.output_path} is a folder; give the path of a file to write the "
-            f"results to, such as {os.path.join(options.output_path, 'results.jsonl')}"
-        )
+    check_output_path(options.output_path)
+    output = real_output_path(options.output_path)
+    resolved = os.path.realpath(output)
     if options.input_path != "-":
         if not os.path.exists(options.input_path):
             raise InvalidInputError(f"{options.input_path}: no such file")
-        output = os.path.realpath(options.output_path)
-        if os.path.realpath(options.input_path) in (output, store_path_for(output)):
+        if os.path.realpath(options.input_path) in (resolved, store_path_for(resolved)):
             raise InvalidInputError(
                 f"{options.input_path} is both the input and the output (or its job store); "
                 "give -o another file"
             )
-        return options.input_path, False
-    handle, path = tempfile.mkstemp(prefix=".llmgather-stdin-", dir=directory)
+    if not (options.restart or options.force):
+        refuse_foreign_output(options.output_path, store_path_for(output))
+    if options.input_path != "-":
+        return options.input_path, False, output
+    handle, path = tempfile.mkstemp(prefix=".llmgather-stdin-", dir=os.path.dirname(resolved))
     with os.fdopen(handle, "wb") as spool:
         shutil.copyfileobj(sys.stdin.buffer, spool)
-    return path, True
+    return path, True, output
 
 
 def _refuse_invalid(items: Iterator[InputItem]) -> None:

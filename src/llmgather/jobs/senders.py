@@ -13,10 +13,11 @@ from typing import Any, Protocol
 
 from llmgather._client import Client
 from llmgather._engine import Engine, EngineStats
+from llmgather._redact import redact_url
 from llmgather._types import Request, Result
 from llmgather.jobs.queue import QueueCoordinator, job_key_for
 from llmgather.jobs.store import store_path_for
-from llmgather.providers.registry import Target, redact_url
+from llmgather.providers.registry import Target
 
 
 class Sender(Protocol):

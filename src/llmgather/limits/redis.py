@@ -39,16 +39,17 @@ from typing import Any, TypeVar
 from llmgather._clock import Clock, SystemClock
 from llmgather._config import Limits
 from llmgather._errors import RedisUnavailableError
+from llmgather._redact import redact_url
 from llmgather._redis import connect, retried
 from llmgather._types import Usage, remaining_key
 from llmgather.limits.base import Cost, Ending, Limiter, LimiterStats, Permit
-from llmgather.limits.budgets import KINDS, KINDS_BY_NAME, Kind
+from llmgather.limits.budgets import KINDS, KINDS_BY_NAME, Kind, below_yours
 from llmgather.limits.concurrency import ConcurrencyCap
 from llmgather.limits.discovery import LimitSearch
 from llmgather.limits.local import DEFAULT_COOL_DOWN, DEFAULT_MAX_COOL_DOWN, LocalLimiter
 from llmgather.limits.redis_scripts import ACQUIRE, OBSERVE, PENALISE, RELEASE, RENEW
 from llmgather.limits.waiting import Wakeup
-from llmgather.providers.registry import Target, redact_url
+from llmgather.providers.registry import Target
 
 logger = logging.getLogger("llmgather")
 T = TypeVar("T")
@@ -125,6 +126,7 @@ class RedisLimiter:
             LimitSearch(self.limits.concurrency, now=self._clock.now()) if told_nothing else None
         )
         self._found_rpm: float | None = None  # the rate this process's 429s taught, if any
+        self._lowered_told: set[str] = set()  # budgets a lower announced limit replaced, told once
 
     # -- the protocol -------------------------------------------------------------------------
 
@@ -186,11 +188,23 @@ class RedisLimiter:
 
     async def observe(self, announced: Mapping[str, float]) -> None:
         args: list[str] = [repr(self.limits.burst_seconds)]
+        lowered: list[tuple[str, float, float]] = []
         for kind in KINDS:
             limit = announced.get(kind.name)
-            if not limit or limit <= 0 or getattr(self.limits, kind.name) is not None:
-                continue  # the user's own limit wins over what any server says
+            if not limit or limit <= 0:
+                continue
+            # The user's own limit is a ceiling: a lower announced one paces instead (the
+            # scripts take the lower of the two), and one above it is stored only to end a
+            # lower one stored before.
             remaining = announced.get(remaining_key(kind.name))
+            yours = getattr(self.limits, kind.name)
+            if yours is not None and limit >= yours:
+                stored = self._snapshot.announced.get(kind.name)
+                if stored is None or stored >= yours:
+                    continue
+                remaining = None  # what is left of a limit that does not pace here
+            elif yours is not None:
+                lowered.append((kind.name, limit, yours))
             args += [
                 *_kind_args(kind),
                 repr(float(limit)),
@@ -203,23 +217,31 @@ class RedisLimiter:
         except RedisUnavailableError as error:
             logger.warning("llmgather: %s; announced limits not shared", error)
             return
+        for name, limit, yours in lowered:
+            if name not in self._lowered_told:
+                self._lowered_told.add(name)
+                logger.warning("llmgather: %s", below_yours(name, limit, yours))
+        paced = any(KINDS_BY_NAME[args[i]].paced for i in range(1, len(args), 5))
         if reply[4] == "1":
-            if self._search is not None and self._search.searching:
-                self._search.announced()  # the budgets know better than any search
+            if self._search is not None and self._search.searching and paced:
+                # The budgets know better than any search; a day's limit says nothing of the
+                # pace a minute allows.
+                self._search.announced()
                 self._found_rpm = None
             self._wakeup.poke()
 
     def statistics(self) -> LimiterStats:
         snap = self._snapshot
+        yours = {k.name: getattr(self.limits, k.name) for k in KINDS}
         announced = {
-            k.name: snap.announced[k.name]
-            for k in KINDS
-            if k.name in snap.announced and getattr(self.limits, k.name) is None
+            name: limit
+            for name, limit in snap.announced.items()
+            if name in yours and (yours[name] is None or limit < yours[name])
         }
         limits = {
-            k.name: getattr(self.limits, k.name) or announced[k.name]
+            k.name: announced.get(k.name) or yours[k.name]
             for k in KINDS
-            if getattr(self.limits, k.name) is not None or k.name in announced
+            if yours[k.name] is not None or k.name in announced
         }
         window = self._search.window if self._search is not None else None
         found = self._found_rpm
@@ -234,6 +256,7 @@ class RedisLimiter:
             penalties=snap.penalties,
             waiting_on=self._waiting_on,
             found={"rpm": found} if found is not None and announced.get("rpm") == found else {},
+            lowered={name: yours[name] for name in announced if yours[name] is not None},
         )
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -384,7 +407,7 @@ class RedisLimiter:
             announced={pairs[i]: float(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)},
         )
         if self._search is not None and self._search.window is not None and self._found_rpm is None:
-            if pairs:
+            if any(KINDS_BY_NAME[name].paced for name in pairs[::2] if name in KINDS_BY_NAME):
                 self._search.announced()  # another process learned the limits: no slow start
 
     def _connect(self) -> Any:

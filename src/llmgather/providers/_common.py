@@ -3,7 +3,6 @@ announced limits, and the URL an adapter builds from its base URL."""
 
 from __future__ import annotations
 
-import base64
 import email.utils
 import math
 import time
@@ -14,14 +13,13 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import orjson
 
 from llmgather._errors import APIError, MalformedResponseError, error_for_status
+from llmgather._redact import Redactor, basic_credentials, url_secrets
 from llmgather._types import remaining_key
 from llmgather.providers.base import Headers
 
 MAX_MESSAGE_CHARS = 500
 # A body that is not the provider's error JSON (a proxy's HTML page) is quoted this far.
 SNIPPET_CHARS = 200
-# Shorter values are not hidden: replacing every "pw" in a message would garble it.
-_MIN_SECRET_CHARS = 4
 
 
 def retry_after_from_headers(headers: Headers, *, now: float | None = None) -> float | None:
@@ -123,15 +121,12 @@ def error_body(body: bytes) -> Any:
         return None
 
 
-def redact(text: str, *secrets: str | None) -> str:
+def safe_message(text: str, redactor: Redactor) -> str:
     """The message without any secret a server echoed back, then cut to size.
 
     Redaction comes first: cut first, a secret straddling the cut would survive in part.
     """
-    for secret in secrets:
-        if secret and len(secret) >= _MIN_SECRET_CHARS:
-            text = text.replace(secret, "[redacted]")
-    return _cut(text, MAX_MESSAGE_CHARS)
+    return _cut(redactor.text(text), MAX_MESSAGE_CHARS)
 
 
 def _cut(text: str, limit: int) -> str:
@@ -148,11 +143,11 @@ def status_error(
     return (cls or error_for_status(status))(message, status_code=status, retry_after=retry_after)
 
 
-def fallback_message(status: int, body: bytes, secrets: tuple[str, ...]) -> str:
+def fallback_message(status: int, body: bytes, redactor: Redactor) -> str:
     """The message for a body that is not the provider's error JSON: its start, quoted with
     every secret removed from the whole body before it is cut (a proxy may echo the request's
     headers, key included, at any offset)."""
-    text = redact(body.decode("utf-8", errors="replace"), *secrets).strip()
+    text = redactor.text(body.decode("utf-8", errors="replace")).strip()
     if not text:
         return f"HTTP {status} with no error message in the body"
     return f"unexpected answer: {_cut(text, SNIPPET_CHARS)}"
@@ -166,8 +161,8 @@ class BaseURL:
     credentials beside an Authorization header, per request): it becomes `basic_auth`, an
     `Authorization: Basic …` value an adapter sends where no key already takes that header.
     The registry refuses credentials in the URL for a provider whose key goes in Authorization
-    (OpenAI's `Bearer`), before anything is sent. `secrets` are the URL's credentials and
-    query values, which messages must not echo.
+    (OpenAI's `Bearer`), before anything is sent. `secrets` are the URL's credentials (the
+    `Basic` value too) and query values, which messages must not echo (see `_redact`).
     """
 
     def __init__(self, url: str) -> None:
@@ -179,16 +174,10 @@ class BaseURL:
         self._path = parts.path.rstrip("/")
         self._query = parts.query
         self.basic_auth: str | None = None
-        secrets: list[str] = []
         if at:
             user, _, password = userinfo.partition(":")
-            pair = f"{unquote(user)}:{unquote(password)}".encode()
-            self.basic_auth = "Basic " + base64.b64encode(pair).decode("ascii")
-            secrets += [user, password, unquote(user), unquote(password)]
-        for field in parts.query.split("&"):
-            value = field.partition("=")[2]
-            secrets += [value, unquote(value)]
-        self.secrets = tuple(dict.fromkeys(s for s in secrets if len(s) >= _MIN_SECRET_CHARS))
+            self.basic_auth = basic_credentials(unquote(user), unquote(password))
+        self.secrets = url_secrets(url)
 
     def join(self, path: str, query: str = "") -> str:
         """The URL with `path` after the base's path and `query` after the base's query."""

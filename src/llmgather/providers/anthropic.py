@@ -18,7 +18,8 @@ Error bodies are `{"type": "error", "error": {"type": ..., "message": ...}}`; th
     no known type                   → by HTTP status, as for every provider
     an `error` event mid-stream     → the same mapping, raised from `feed`
     a 200 that does not parse       → MalformedResponseError
-    a stream without message_stop   → TruncatedStreamError
+    a stream without message_stop,  → TruncatedStreamError
+      or with no stop_reason before it
 
 `stop_reason` reads in OpenAI's vocabulary as `finish_reason`: end_turn and stop_sequence are
 "stop", max_tokens and model_context_window_exceeded "length", tool_use "tool_calls", refusal
@@ -52,6 +53,7 @@ from llmgather._errors import (
     TruncatedStreamError,
     error_for_status,
 )
+from llmgather._redact import Redactor
 from llmgather._types import Completion, Message, Request, ToolCall, Usage
 from llmgather.providers._common import (
     BaseURL,
@@ -59,8 +61,8 @@ from llmgather.providers._common import (
     error_body,
     fallback_message,
     load_json,
-    redact,
     retry_after_from_headers,
+    safe_message,
     status_error,
     with_extra,
     word,
@@ -132,7 +134,7 @@ class AnthropicProvider:
 
     def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
         base = BaseURL(base_url or DEFAULT_BASE_URL)
-        self._secrets = (api_key or "", *base.secrets)
+        self._redactor = Redactor((api_key, *base.secrets))
         # base_url is the server root (the anthropic SDK's convention).
         self._url = base.join("/v1/messages")
         self._headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
@@ -198,14 +200,14 @@ class AnthropicProvider:
             error = {}
         raw = error.get("message")
         if not isinstance(raw, str) or not raw:
-            raw = fallback_message(status, body, self._secrets)
+            raw = fallback_message(status, body, self._redactor)
         cls = _BY_TYPE.get(str(error.get("type") or "")) or error_for_status(status)
         lowered = raw.lower()
         if any(m in lowered for m in _QUOTA_MESSAGES):
             cls = QuotaExhaustedError
         elif cls is BadRequestError and any(m in lowered for m in _CONTEXT_MESSAGES):
             cls = ContextLengthError
-        message = redact(raw, *self._secrets)
+        message = safe_message(raw, self._redactor)
         return status_error(status, message, retry_after=retry_after_from_headers(headers), cls=cls)
 
     def stream_decoder(self) -> AnthropicStreamDecoder:
@@ -283,6 +285,10 @@ class AnthropicStreamDecoder:
     def finish(self) -> Completion:
         if not self._stopped:
             raise TruncatedStreamError("the stream ended before its message_stop event")
+        if self._finish_reason is None:
+            # A whole message always says why it stopped (message_delta's stop_reason): a
+            # message_stop without one ended an answer that was cut short.
+            raise TruncatedStreamError("the stream's message_stop came before any stop_reason")
         every = self._calls.calls()
         calls = tuple(c for c in every if c.name != JSON_ANSWER_TOOL)
         json_answer = len(every) > len(calls) and not calls

@@ -52,14 +52,15 @@ from llmgather._errors import (
     TruncatedStreamError,
     error_for_status,
 )
+from llmgather._redact import Redactor
 from llmgather._types import Completion, Message, Request, ToolCall, Usage
 from llmgather.providers._common import (
     BaseURL,
     error_body,
     fallback_message,
     load_json,
-    redact,
     retry_after_from_headers,
+    safe_message,
     status_error,
     with_extra,
     word,
@@ -110,7 +111,7 @@ class GeminiProvider:
 
     def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
         self._base = BaseURL(base_url or DEFAULT_BASE_URL)
-        self._secrets = (api_key or "", *self._base.secrets)
+        self._redactor = Redactor((api_key, *self._base.secrets))
         # base_url is the server root (the google-genai SDK's convention); the version is ours.
         self._headers = {"content-type": "application/json"}
         if api_key:
@@ -168,7 +169,7 @@ class GeminiProvider:
         data = load_json(body, "the generateContent response")
         if not isinstance(data, dict):
             raise MalformedResponseError("the generateContent response is not a JSON object")
-        _raise_if_blocked(data, self._secrets)
+        _raise_if_blocked(data, self._redactor)
         candidate = _first_candidate(data)
         if candidate is None:
             raise MalformedResponseError("the generateContent response has no candidates")
@@ -192,11 +193,11 @@ class GeminiProvider:
         details = [d for d in error.get("details") or () if isinstance(d, dict)]
         raw = error.get("message")
         if not isinstance(raw, str) or not raw:
-            raw = fallback_message(status, body, self._secrets)
+            raw = fallback_message(status, body, self._redactor)
         cls = _classify(status, str(error.get("status") or ""), details, raw)
         if cls is QuotaExhaustedError:
             raw += " (a per-day quota: it resets at midnight Pacific time, so it is not retried)"
-        message = redact(raw, *self._secrets)
+        message = safe_message(raw, self._redactor)
         retry_after = _retry_delay(details)
         if retry_after is None:
             retry_after = retry_after_from_headers(headers)
@@ -232,7 +233,7 @@ class GeminiStreamDecoder:
             code = error.get("code")
             status = code if isinstance(code, int) and code >= 400 else 500
             raise self._provider.parse_error(status, {}, event.data.encode())
-        _raise_if_blocked(data, self._provider._secrets)
+        _raise_if_blocked(data, self._provider._redactor)
         self._model = data.get("modelVersion") or self._model
         if data.get("usageMetadata"):
             self._usage = _usage(data["usageMetadata"])  # cumulative: the last one is the total
@@ -337,14 +338,14 @@ def _texts(candidate: dict[str, Any]) -> list[str]:
     ]
 
 
-def _raise_if_blocked(data: dict[str, Any], secrets: tuple[str, ...]) -> None:
+def _raise_if_blocked(data: dict[str, Any], redactor: Redactor) -> None:
     feedback = data.get("promptFeedback")
     reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
     if reason:
         detail = feedback.get("blockReasonMessage") if isinstance(feedback, dict) else None
         more = f": {detail}" if detail else ""
         message = f"Gemini blocked the prompt (blockReason {reason}){more}"
-        raise BadRequestError(redact(message, *secrets))
+        raise BadRequestError(safe_message(message, redactor))
 
 
 def _usage(raw: Any) -> Usage | None:

@@ -25,6 +25,7 @@ compatible server invents (vLLM's `abort`) as `other`. The server's own word is 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -37,15 +38,16 @@ from llmgather._errors import (
     QuotaExhaustedError,
     TruncatedStreamError,
 )
-from llmgather._types import Completion, Request, ToolCall, Usage
+from llmgather._redact import Redactor
+from llmgather._types import Completion, Request, ToolCall, Usage, remaining_key
 from llmgather.providers._common import (
     BaseURL,
     announced_limits,
     error_body,
     fallback_message,
     load_json,
-    redact,
     retry_after_from_headers,
+    safe_message,
     status_error,
     with_extra,
     word,
@@ -59,6 +61,12 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # so the registry refuses the two together.
 KEY_HEADER = "authorization"
 _LIMIT_HEADERS = {"rpm": "x-ratelimit-limit-requests", "tpm": "x-ratelimit-limit-tokens"}
+_RPM_LEFT = remaining_key("rpm")
+# A key with a per-day request limit has it announced in the same headers as a per-minute one;
+# the requests' reset time tells them apart (see `_per_day`).
+_REQUESTS_RESET = "x-ratelimit-reset-requests"
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?)(h|ms|us|µs|ns|m|s)")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _FINISH_REASONS = {
     "stop": "stop",
     "length": "length",
@@ -88,7 +96,7 @@ class OpenAIProvider:
 
     def __init__(self, *, api_key: str | None, base_url: str | None = None) -> None:
         base = BaseURL(base_url or DEFAULT_BASE_URL)
-        self._secrets = (api_key or "", *base.secrets)
+        self._redactor = Redactor((api_key, *base.secrets))
         # A query in the base URL (Azure's `?api-version=`) stays a query.
         self._url = base.join("/chat/completions")
         # OpenAI's own API takes max_completion_tokens for every model (and o-series models
@@ -141,8 +149,8 @@ class OpenAIProvider:
         kinds = {str(error.get("code") or ""), str(error.get("type") or "")}
         raw = error.get("message")
         if not isinstance(raw, str) or not raw:
-            raw = fallback_message(status, body, self._secrets)
-        message = redact(raw, *self._secrets)
+            raw = fallback_message(status, body, self._redactor)
+        message = safe_message(raw, self._redactor)
         retry_after = retry_after_from_headers(headers)
         cls: type[APIError] | None = None
         if "insufficient_quota" in kinds:
@@ -157,7 +165,12 @@ class OpenAIProvider:
         return OpenAIStreamDecoder(self)
 
     def announced_limits(self, headers: Headers) -> dict[str, float]:
-        return announced_limits(headers, _LIMIT_HEADERS)
+        limits = announced_limits(headers, _LIMIT_HEADERS)
+        if "rpm" in limits and _per_day(headers, limits["rpm"], limits.get(_RPM_LEFT)):
+            limits["rpd"] = limits.pop("rpm")
+            if (left := limits.pop(_RPM_LEFT, None)) is not None:
+                limits[remaining_key("rpd")] = left
+        return limits
 
 
 class OpenAIStreamDecoder:
@@ -272,3 +285,31 @@ def _usage(raw: Any) -> Usage | None:
         input_tokens=int(raw.get("prompt_tokens") or 0),
         output_tokens=int(raw.get("completion_tokens") or 0),
     )
+
+
+def _per_day(headers: Headers, limit: float, remaining: float | None) -> bool:
+    """True when the requests headers announce a day's limit, not a minute's.
+
+    A budget refills its limit over its window, so what is used (the limit less what remains)
+    refills in `used / limit` of the window: the reset time gives the window. OpenAI's "200",
+    "199" left, reset "7m12s" is one request in 432 s, 200 a day; a minute's budget never takes
+    longer than a minute to refill. Without a usable reset, the headers stay a minute's.
+    """
+    reset = _go_duration(headers.get(_REQUESTS_RESET))
+    if reset is None:
+        return False
+    if reset > 61.0:  # a minute's budget refills within a minute (a second for rounding)
+        return True
+    used = limit - remaining if remaining is not None else 0.0
+    return used >= 1 and reset * limit / used > 3600.0  # a window of hours: a day
+
+
+def _go_duration(text: str | None) -> float | None:
+    """Seconds in a Go duration as OpenAI's reset headers write it ("6m0s", "8.64s", "120ms")."""
+    if not text:
+        return None
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)

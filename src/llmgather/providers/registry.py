@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from llmgather._errors import ConfigurationError
+from llmgather._redact import Redactor, redact_url
 from llmgather.providers import anthropic, gemini, openai
 from llmgather.providers.anthropic import DEFAULT_MAX_TOKENS as ANTHROPIC_DEFAULT_MAX_TOKENS
 from llmgather.providers.anthropic import AnthropicProvider
@@ -114,31 +115,6 @@ class Target:
         return f"{self.provider}:{self.model} via {where}"
 
 
-def redact_url(url: str | None) -> str | None:
-    """The URL without its user info, and with the values of its query hidden: either may
-    hold a credential. The query's names stay, so a changed `?api-version=` still shows.
-
-    Taken apart by hand, not by `urlsplit`: it must also show the malformed URLs that
-    `urlsplit` refuses (`http://user:pw@[::1`), in the message that refuses them.
-    """
-    if not url:
-        return url
-    rest = url.partition("#")[0]
-    rest, question, query = rest.partition("?")
-    scheme, sep, rest = rest.partition("://")
-    if not sep:
-        scheme, rest = "", scheme
-    # Everything up to the last "@" is user info, even with a "/" in it that a password
-    # should have percent-encoded: showing too little beats showing a password.
-    rest = rest.rpartition("@")[2]
-    shown_query = "&".join(
-        f"{field.partition('=')[0]}=…" if "=" in field else "…"
-        for field in query.split("&")
-        if field
-    )
-    return (f"{scheme}://" if sep else "") + rest + (f"?{shown_query}" if question else "")
-
-
 def check_base_url(url: str, spec: ProviderSpec, *, api_key: str | None) -> None:
     """Refuse a base URL no request could be sent to, naming it (redacted) and the fix.
 
@@ -190,9 +166,14 @@ def resolve_target(
 ) -> Target:
     """Pick the provider, model and key for a model string; never prints the key.
 
-    Raises ConfigurationError for a model string, key or base URL that cannot work.
+    Raises ConfigurationError for a model string, key or base URL that cannot work: a key
+    with a line break (or another character no HTTP header carries) is refused here, naming
+    where it came from, rather than failing every request.
     """
+    api_key = api_key.strip() if api_key else None
     target = _resolve(model, base_url=base_url, api_key=api_key, env=env)
+    if target.api_key and not target.simulated:
+        _check_key(target.api_key, target.spec, given=api_key, env=env)
     if base_url is not None:
         # A simulated target ignores the URL, but a malformed one is a mistake all the same.
         key = None if target.simulated else target.api_key
@@ -282,6 +263,53 @@ def _bare(
             f"with --model {spec.name}:MODEL"
         )
     return Target(spec.name, model, api_key=_key_from_env(spec, env))
+
+
+def unsendable(value: str) -> str | None:
+    """What in a secret no HTTP header can carry (a line break, most often: a key pasted or
+    read from a file with its newline), or None."""
+    if "\n" in value or "\r" in value:
+        return "a line break"
+    if any(not " " <= char <= "~" for char in value):
+        return "a control or non-ASCII character"
+    return None
+
+
+def _check_key(key: str, spec: ProviderSpec, *, given: str | None, env: Mapping[str, str]) -> None:
+    problem = unsendable(key)
+    if problem is None:
+        return
+    if key == given:
+        where = "the API key given (--api-key, or api_key=)"
+    else:
+        where = next((n for n in spec.key_env if env.get(n, "").strip() == key), "the API key")
+    raise ConfigurationError(
+        f"{where} contains {problem}, which no HTTP header can carry: nothing was sent; give the "
+        "key alone, on one line"
+    )
+
+
+def secrets_redactor(
+    env: Mapping[str, str], *given: str | None, urls: tuple[str | None, ...] = ()
+) -> Redactor:
+    """A Redactor of every secret this process knows: the keys `given`, the URLs' credentials
+    (the proxy variables' too), and the key variable of every provider (those `register` adds
+    too) set in `env`, which an official SDK of the user's own may have read and sent without
+    llmgather."""
+    from_env = (env.get(name) for spec in PROVIDERS.values() for name in spec.key_env)
+    proxies = tuple(env.get(name) for name in _PROXY_VARIABLES)
+    return Redactor((*given, *from_env), urls=(*urls, *proxies))
+
+
+# A proxy URL may carry its own login.
+_PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
 
 
 def _provider_named_by(model: str) -> ProviderSpec | None:

@@ -19,6 +19,7 @@ quotas come out identical. No SDK is imported here until one of its exceptions i
     any of the three   a JSONDecodeError raised inside it (a 2xx body that is not JSON)
                                              → MalformedResponseError
     httpx, httpx2      TimeoutException      → RequestTimeoutError
+                       ConnectError          → ConnectError (nothing was sent)
                        DecodingError         → MalformedResponseError
                        other RequestError    → APIConnectionError
     aiohttp            ClientError, and the bare TimeoutError of its total timeout → as the
@@ -26,8 +27,11 @@ quotas come out identical. No SDK is imported here until one of its exceptions i
     anything else      None: the caller's own exception (a finish-reason error, a webhook
                        check, a function-calling bug), reported as it is and not retried
 
-The returned error is fresh: no cause, context or traceback, so it holds no frame of the SDK's
-(those hold the request and its auth header). Keep it as a value, or raise it outside the
+Messages hide the shapes of keys and tokens (`_redact`): a key a server echoes never depends on
+where an SDK version keeps the headers it sent. The engine running the call hides, besides, every
+key the process knows (the client's, the provider variables'). The returned error is fresh: no
+cause, context or traceback, so it holds no frame of the SDK's (those hold the request and its
+auth header). Keep it as a value, or raise it outside the
 `except` block that caught the SDK's exception: raised inside, Python chains the two again.
 """
 
@@ -44,6 +48,7 @@ from llmgather._errors import (
     APIConnectionError,
     APIError,
     AuthenticationError,
+    ConnectError,
     MalformedResponseError,
     RequestTimeoutError,
     ServerError,
@@ -58,8 +63,6 @@ from llmgather.transport.sse import SSEEvent
 
 # Each official SDK, by the package its exceptions live in, and the adapter of its wire format.
 _SDK_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "google.genai": "gemini"}
-# Where each SDK's request carries the key, so the adapter can cut it out of an echoed body.
-_KEY_HEADERS = ("x-api-key", "x-goog-api-key", "api-key")
 # What parsing an odd error body may raise (as `_exchange` treats them): a malformed answer.
 _SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 
@@ -185,7 +188,7 @@ def _status_error(exc: Any, family: str) -> APIError:
     if response.status_code < 400:
         # anthropic raises an `error` event inside a 200 stream as a status error.
         return _event_error(exc, family)
-    provider = _adapter(family, _secret(exc.request.headers))
+    provider = _adapter(family)
     body = _raw_body(response, exc.body)
     return _as_api_error(error_from_answer(provider, response.status_code, response.headers, body))
 
@@ -198,7 +201,7 @@ def _event_error(exc: Any, family: str) -> APIError:
         event = ""
         if isinstance(body, Mapping) and "error" not in body:
             body = {"error": body}  # the SDK keeps only the event's `error` object
-    provider = _adapter(family, _secret(exc.request.headers))
+    provider = _adapter(family)
     data = body if isinstance(body, str) else orjson.dumps(body, default=str).decode()
     try:
         provider.stream_decoder().feed(SSEEvent(event, data))
@@ -244,7 +247,7 @@ def _from_genai(exc: Exception) -> APIError | None:
         status = code if isinstance(code, int) and code >= 400 else 500
         response = exc.response
         headers = getattr(response, "headers", None) or {}
-        provider = _adapter("google.genai", _secret(_request_headers(response)))
+        provider = _adapter("google.genai")
         return _as_api_error(error_from_answer(provider, status, headers, _genai_body(exc)))
     if isinstance(exc, errors.UnknownApiResponseError):
         return MalformedResponseError("the answer is not the JSON google-genai expects")
@@ -258,21 +261,6 @@ def _genai_body(exc: Any) -> bytes:
     return orjson.dumps(details, default=str)
 
 
-def _request_headers(response: object) -> Any:
-    """The headers google-genai sent, from aiohttp's or httpx's response (or its wrapper's)."""
-    for candidate in (response, getattr(response, "response_stream", None)):
-        info = getattr(candidate, "request_info", None)  # aiohttp
-        if info is not None:
-            return info.headers
-        try:
-            request = getattr(candidate, "request", None)  # httpx
-        except RuntimeError:  # httpx: a response built without its request
-            request = None
-        if request is not None:
-            return getattr(request, "headers", None)
-    return None
-
-
 # -- httpx and httpx2 (under openai, anthropic and google-genai) --------------------------------
 
 
@@ -283,7 +271,7 @@ def _from_httpx(exc: Exception, family: str) -> APIError | None:
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError("no answer within the timeout")
     if isinstance(exc, httpx.ConnectError):
-        return APIConnectionError(f"cannot connect to {_host(_httpx_request(exc))}")
+        return ConnectError(f"cannot connect to {_host(_httpx_request(exc))}")
     if isinstance(exc, httpx.RemoteProtocolError):
         return APIConnectionError("the server closed the connection or broke the HTTP protocol")
     if isinstance(exc, httpx.DecodingError):
@@ -331,20 +319,10 @@ def _raised_in_sdk(exc: BaseException) -> str | None:
     return None
 
 
-def _adapter(family: str, secret: str | None) -> Provider:
-    # The adapter gets the key the request carried, only so that its messages can redact it.
-    return PROVIDERS[_SDK_PROVIDERS[family]].factory(api_key=secret)
-
-
-def _secret(headers: Any) -> str | None:
-    if not isinstance(headers, Mapping):
-        return None
-    for name in _KEY_HEADERS:
-        value = headers.get(name)
-        if value:
-            return str(value)
-    _, _, token = str(headers.get("authorization") or "").partition(" ")  # "Bearer KEY"
-    return token.strip() or None
+def _adapter(family: str) -> Provider:
+    # No key: the adapter's messages hide the shapes of keys; the engine that runs the call
+    # hides every key the process knows (where an SDK keeps the one it sent is its own affair).
+    return PROVIDERS[_SDK_PROVIDERS[family]].factory(api_key=None)
 
 
 def _host(request: Any) -> str:

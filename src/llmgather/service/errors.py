@@ -8,6 +8,7 @@ run out, never a 429); a request the upstream found invalid stays a 400 (or 404,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from llmgather._errors import (
     RateLimitError,
     RequestTimeoutError,
 )
+from llmgather._redact import Redactor
+from llmgather._types import ErrorInfo, Result
 
 logger = logging.getLogger("llmgather.service")
 
@@ -43,12 +46,13 @@ def refusal_for(error: BaseException) -> Refusal:
         # A fault of the gateway's own (an llmgather error is an APIError): the log says what.
         logger.error("llmgather serve: a request failed in the gateway", exc_info=error)
         return Refusal(500, "the gateway failed to handle the request (see its log)")
-    upstream = f"the upstream answered HTTP {error.status_code}" if error.status_code else ""
     if isinstance(error, (AuthenticationError, PermissionDeniedError)):
+        status = f" (HTTP {error.status_code})" if error.status_code else ""
         return Refusal(
             502,
-            f"the upstream refused the API key llmgather serve was given ({upstream or 'no status'}); "
-            "the service's operator must fix its key",
+            f"the upstream refused the API key llmgather serve was given{status}; the "
+            "service's operator must fix its key (the service asks the upstream again now and "
+            "then, and serves again by itself once the key is accepted)",
         )
     if isinstance(error, (RateLimitError, QuotaExhaustedError, OverloadedError)) or (
         error.status_code == 503
@@ -59,3 +63,18 @@ def refusal_for(error: BaseException) -> Refusal:
     if error.status_code in _CLIENT_STATUSES:
         return Refusal(error.status_code, error.message)
     return Refusal(502, f"the upstream failed: {error}")
+
+
+def for_clients(result: Result, redactor: Redactor) -> Result:
+    """A job's result as the service's clients read it, as the gateway would answer it: an
+    upstream's refusal of the service's key worded as `refusal_for` words it (never the
+    upstream's text, which may quote part of the key), and no secret the service knows in the
+    answer (an upstream may echo the request's key)."""
+    if result.ok:
+        text = redactor.known(result.text) if result.text else result.text
+        return result if text == result.text else dataclasses.replace(result, text=text)
+    error, exception = result.error, result.exception
+    if error is None or not isinstance(exception, (AuthenticationError, PermissionDeniedError)):
+        return result
+    shown = ErrorInfo(error.type, refusal_for(exception).message, error.status_code)
+    return dataclasses.replace(result, error=shown)

@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from llmgather._errors import InvalidInputError
+from llmgather._redact import Redactor
 from llmgather._types import Completion, Result
 from llmgather.limits import Cost
 from llmgather.limits.tokens import request_cost
@@ -99,10 +100,13 @@ class Gateway:
         if not result.ok:
             assert result.exception is not None
             return error_response(front, refusal_for(result.exception))
+        redactor = upstream.redactor  # an upstream may echo the request's key in its answer
         if relay:
-            return Response(result.value.body, media_type=JSON)
+            return Response(redactor.body(result.value.body), media_type=JSON)
         completion = Completion(
-            text=result.text or "", usage=result.usage, finish_reason=result.finish_reason
+            text=redactor.known(result.text or ""),
+            usage=result.usage,
+            finish_reason=result.finish_reason,
         )
         return json_response(front.answer(completion, model=upstream.model))
 
@@ -139,7 +143,8 @@ class Gateway:
             with queue.admitted(cost) as ticket:
                 async with asyncio.timeout(queue.timeout_s) as deadline:
                     departure = Departure(request, ticket, deadline)
-                    pump = self.upstream.stream(http, cost, relay=relay, departure=departure)
+                    edges = front if relay else None
+                    pump = self.upstream.stream(http, cost, relay=edges, departure=departure)
                     head = await pump.next()
         except TimeoutError:
             if pump is not None:
@@ -152,7 +157,7 @@ class Gateway:
                 return error_response(front, refusal_for(exc))  # nothing reached the client
             raise
         writer = None if relay else front.stream_writer(data, model=self.upstream.model)
-        return _EventStream(front, pump, head, writer)
+        return _EventStream(front, pump, head, writer, self.upstream.redactor)
 
 
 class _EventStream(StreamingResponse):
@@ -161,10 +166,15 @@ class _EventStream(StreamingResponse):
     stream is closed and its permit given back."""
 
     def __init__(
-        self, front: FrontDialect, pump: StreamPump, head: Any, writer: StreamWriter | None
+        self,
+        front: FrontDialect,
+        pump: StreamPump,
+        head: Any,
+        writer: StreamWriter | None,
+        redactor: Redactor,
     ) -> None:
         super().__init__(
-            _events(front, pump, head, writer),
+            _events(front, pump, head, writer, redactor),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
@@ -178,19 +188,32 @@ class _EventStream(StreamingResponse):
 
 
 async def _events(
-    front: FrontDialect, pump: StreamPump, head: Any, writer: StreamWriter | None
+    front: FrontDialect,
+    pump: StreamPump,
+    head: Any,
+    writer: StreamWriter | None,
+    redactor: Redactor,
 ) -> AsyncIterator[bytes]:
-    """The stream's events as the client's dialect has them."""
+    """The stream's events as the client's dialect has them, without the secrets the
+    service knows (an upstream may echo the request's key)."""
+    scrubber = redactor.stream()
     try:
         if writer is not None:
             yield writer.start()
         piece = head
         while piece is not None:
-            yield piece if writer is None else writer.piece(piece)
+            if writer is not None:
+                yield writer.piece(redactor.known(piece))
+            elif relayed := scrubber.feed(piece):
+                yield relayed
             piece = await pump.next()
+        if rest := scrubber.flush():
+            yield rest
         if writer is not None:
             yield writer.end(pump.completion)
     except Exception as exc:  # cut after its first piece: said in the stream, as the APIs do
+        if rest := scrubber.flush():
+            yield rest
         refusal = refusal_for(exc)
         yield front.stream_error(refusal.status, refusal.message)
 

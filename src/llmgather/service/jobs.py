@@ -43,6 +43,9 @@ from llmgather.jobs.job import Job, JobOptions
 from llmgather.jobs.output import render_stored
 from llmgather.jobs.store import JobStats, SQLiteJobStore, store_path_for
 from llmgather.providers.registry import Target
+from llmgather.service.errors import for_clients
+from llmgather.service.retention import GenerationRetention
+from llmgather.service.settings import DEFAULT_RETENTION_MAX, DEFAULT_RETENTION_S
 from llmgather.service.upstream import Upstream
 
 __all__ = ["InvalidJobInput", "JobManager", "JobParams", "JobRecord", "NotCancellable"]
@@ -188,7 +191,7 @@ class SharedSender:
     ) -> AsyncIterator[Result]:
         async for result in self.client.map(self._filled(requests), stop=stop):
             self._record.count(result)
-            yield result
+            yield for_clients(result, self.client.redactor)
 
     async def _filled(self, requests: AsyncIterable[Request]) -> AsyncIterator[Request]:
         async for request in requests:
@@ -218,12 +221,18 @@ class JobManager:
         *,
         max_running: int = MAX_RUNNING_JOBS,
         grace_s: float = GRACE_S,
+        retention_s: float = DEFAULT_RETENTION_S,
+        retention_max: int = DEFAULT_RETENTION_MAX,
     ) -> None:
         self._upstream = upstream
         self.root = Path(jobs_dir)
         self._grace_s = grace_s
         self._jobs: dict[str, JobRecord] = {}
         self._generations: dict[str, JobRecord] = {}
+        # Finished background /generates leave it: `run` is a task of the app's.
+        self.retention = GenerationRetention(
+            self._generations, keep_s=retention_s, keep_most=retention_max
+        )
         self._slots = {
             "job": asyncio.Semaphore(max_running),
             "generate": asyncio.Semaphore(MAX_RUNNING_GENERATIONS),
@@ -241,6 +250,10 @@ class JobManager:
             self._registry(record.kind)[record.id] = record
             if record.status == "queued":
                 self._queue.put_nowait(record)
+        finished = [r for r in records if r.kind == "generate" and r.status in FINAL]
+        for record in sorted(finished, key=lambda r: r.finished_at or r.created_at):
+            self.retention.kept(record)
+        await self.retention.prune()
         if self._queue.qsize():
             logger.info("resuming %d unfinished job(s) from %s", self._queue.qsize(), self.root)
         self._supervisor = asyncio.create_task(self._supervise(), name="llmgather-jobs")
@@ -399,6 +412,8 @@ class JobManager:
             finally:
                 record.running = None
                 record.ended.set()
+            if record.kind == "generate" and record.status in FINAL:
+                await self.retention.finished(record)
 
     async def _finish(self, record: JobRecord, job: Job) -> None:
         try:

@@ -21,7 +21,8 @@ from llmgather._client import Client
 from llmgather._config import Timeouts
 from llmgather._types import Completion, Outcome, Request, Result
 from llmgather.limits import Cost, LocalLimiter
-from llmgather.providers.registry import Target, resolve_target
+from llmgather.limits.tokens import request_cost
+from llmgather.providers.registry import Target, resolve_target, secrets_redactor
 from llmgather.service.queueing import Departure
 from llmgather.service.settings import ServiceSettings
 from llmgather.transport import HttpRequest
@@ -34,11 +35,13 @@ _MAX_SHAPES = 64
 class Upstream:
     def __init__(self, settings: ServiceSettings, env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        env = os.environ if env is None else env
         self.target: Target = resolve_target(
-            settings.model,
-            base_url=settings.base_url,
-            api_key=settings.api_key,
-            env=os.environ if env is None else env,
+            settings.model, base_url=settings.base_url, api_key=settings.api_key, env=env
+        )
+        # Every secret the service knows, hidden from what it relays and answers.
+        self.redactor = secrets_redactor(
+            env, self.target.api_key, settings.token, urls=(settings.base_url,)
         )
         self.limiter = LocalLimiter(settings.limits)
         self._client: Client | None = None
@@ -68,7 +71,9 @@ class Upstream:
             limiter=self.limiter,
             retry=settings.retry,
             timeouts=Timeouts(read=settings.timeout_s),
-            api_key=None if target.simulated else settings.api_key,
+            # The key as the target was resolved with it: given, or read from the environment
+            # at the edge. The client reads no environment of its own.
+            api_key=None if target.simulated else target.api_key,
             base_url=None if target.simulated else settings.base_url,
             simulator=settings.simulator,
             env={},
@@ -120,16 +125,31 @@ class Upstream:
         )
         return await self.client.engine.run_one(call)
 
+    async def recheck_key(self) -> bool:
+        """After the upstream refused the key: whether it takes it now, asked with a request
+        of one output token (sending resumes if it does)."""
+        request = self.prepared(self.client.request("Say OK.", max_tokens=1))
+        http = self.translated(request, stream=False)
+        cost = request_cost(request.messages, request.max_tokens)
+        call = CallRequest(messages=(), fn=self._send, args=(http, False), cost=cost)
+        return await self.client.engine.recheck_key(call)
+
     async def _send(self, http: HttpRequest, relay: bool) -> Outcome:
         client = self.client
         send = _exchange.relay if relay else _exchange.complete
         return await send(client.transport, client.provider, http)
 
     def stream(
-        self, http: HttpRequest, cost: Cost, *, relay: bool, departure: Departure
+        self,
+        http: HttpRequest,
+        cost: Cost,
+        *,
+        relay: _exchange.StreamEdges | None,
+        departure: Departure,
     ) -> StreamPump:
         """A streamed answer, retried until its first piece, read by a task of its own into a
-        bounded buffer: raw chunks when `relay`, else text pieces."""
+        bounded buffer: raw chunks when `relay` (the client's dialect, which is the
+        upstream's, saying where the answer starts and ends), else text pieces."""
         client = self.client
         pump = StreamPump()
 

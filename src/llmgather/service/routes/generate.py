@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from llmgather._prompt import TEMPERATURE_RULE, valid_temperature
 from llmgather.limits.tokens import request_cost
 from llmgather.service.dialects.openai import OpenAIFront
 from llmgather.service.errors import InvalidParam, Refusal, refusal_for
@@ -30,7 +31,7 @@ from llmgather.service.gateway import (
 )
 from llmgather.service.jobs import JobManager, JobParams, ServiceStopping
 from llmgather.service.queueing import ClientGone, QueueFull
-from llmgather.service.routes.bodies import JSONBody, read_json
+from llmgather.service.routes.bodies import BodyTooLarge, JSONBody, read_json
 
 router = APIRouter(tags=["generate"])
 FRONT = OpenAIFront()  # errors in OpenAI's shape, as the rest of the service words them
@@ -60,12 +61,8 @@ class Ask:
         ):
             raise InvalidParam('field "max_tokens" must be a positive integer, such as 256')
         temperature = data.get("temperature")
-        if temperature is not None and (
-            not isinstance(temperature, int | float)
-            or isinstance(temperature, bool)
-            or temperature < 0
-        ):
-            raise InvalidParam('field "temperature" must be a number of at least 0, such as 0.7')
+        if temperature is not None and not valid_temperature(temperature):
+            raise InvalidParam(f'field "temperature" must be {TEMPERATURE_RULE}, such as 0.7')
         system = data.get("system")
         if system is not None and not isinstance(system, str):
             raise InvalidParam('field "system" must be a string (the system prompt)')
@@ -88,7 +85,10 @@ class Ask:
     ),
 )
 async def generate(request: Request) -> Response:
-    _, data = await read_json(request)
+    try:
+        _, data = await read_json(request)
+    except BodyTooLarge as error:
+        return _refuse(413, str(error))
     if data is None:
         return _refuse(400, f"the body must be a JSON object, such as {_EXAMPLE}")
     try:
@@ -121,7 +121,7 @@ async def generate(request: Request) -> Response:
         return error_response(FRONT, refusal_for(result.exception))
     return json_response(
         {
-            "text": result.text or "",
+            "text": gateway.upstream.redactor.known(result.text or ""),
             "usage": result.usage.to_dict() if result.usage else None,
             "attempts": result.attempts,
             "latency_ms": None if result.latency_ms is None else round(result.latency_ms, 1),
