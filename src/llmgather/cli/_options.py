@@ -3,14 +3,85 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S
+from llmgather.providers.registry import unsendable
 
 F = TypeVar("F", bound=Callable[..., object])
+
+
+def secret_file(param: str, flag: str, what: str, *, envvar: str | None = None) -> Any:
+    """Add `FLAG-file PATH` beside the option `flag` (parameter `param`): the secret read from
+    a file, or from standard input with `-`, so that it never shows on a command line, where
+    `ps` shows it to every local user. The command still receives it as `param`, stripped of
+    the newline around it; a secret with a line break inside is refused (exit 2), naming where
+    it came from and never quoting it."""
+    file_flag = f"{flag}-file"
+    file_param = f"{param}_file"
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def with_secret(*args: Any, **kwargs: Any) -> Any:
+            path = kwargs.pop(file_param)
+            given = kwargs.get(param)
+            source = click.get_current_context().get_parameter_source(param)
+            if path is not None:
+                if given and source is ParameterSource.COMMANDLINE:
+                    raise click.UsageError(f"give {flag} or {file_flag}, not both")
+                if path == "-" and kwargs.get("input_path") == "-":
+                    raise click.UsageError(
+                        f"standard input cannot hold both INPUT and {what}: give {file_flag} "
+                        "a file, or INPUT a path"
+                    )
+                kwargs[param] = _read_secret(path, file_flag, what)
+            elif given:
+                where = envvar if source is ParameterSource.ENVIRONMENT and envvar else flag
+                kwargs[param] = _checked(given.strip(), f"{what} given with {where}", where)
+            return command(*args, **kwargs)
+
+        option = click.option(
+            file_flag,
+            file_param,
+            metavar="PATH",
+            help=f"Read {what} from PATH (- for standard input) rather than {flag}: it then "
+            "stays out of `ps` and the shell's history.",
+        )
+        return option(with_secret)  # type: ignore[return-value]
+
+    return decorate
+
+
+def _read_secret(path: str, flag: str, what: str) -> str:
+    shown = "standard input" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise click.BadParameter(f"cannot read {shown}: {reason}", param_hint=flag) from None
+    value = text.strip()
+    if not value:
+        raise click.BadParameter(f"{shown} is empty: it should hold {what}", param_hint=flag)
+    return _checked(value, f"{what} in {shown}", flag)
+
+
+def _checked(value: str, where: str, flag: str) -> str:
+    problem = unsendable(value)
+    if problem is not None:
+        raise click.BadParameter(
+            f"{where} contains {problem}, which no HTTP header can carry: "
+            "give it alone, on one line",
+            param_hint=flag,
+        )
+    return value
+
 
 SENDING_OPTIONS = (
     click.option(
@@ -22,10 +93,11 @@ SENDING_OPTIONS = (
         "--base-url",
         help="An OpenAI-compatible server (vLLM, llama-server, Ollama), or another endpoint for the provider.",
     ),
-    click.option(
+    lambda command: click.option(
         "--api-key",
-        help="API key (default: the provider's environment variable). Never printed or stored.",
-    ),
+        help="API key (default: the provider's environment variable). Never printed or stored. "
+        "On a command line every local user sees it (ps): prefer the variable or --api-key-file.",
+    )(secret_file("api_key", "--api-key", "the API key")(command)),
     click.option(
         "-c",
         "--concurrency",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,12 @@ from llmgather._config import Limits
 from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
-from llmgather.cli._options import sending_options
+from llmgather.cli._options import secret_file, sending_options
+from llmgather.service.settings import (
+    DEFAULT_MAX_JOB_BYTES,
+    DEFAULT_RETENTION_MAX,
+    DEFAULT_RETENTION_S,
+)
 
 # The service package needs the `serve` extra; its settings module does not.
 TOKEN_ENV = "LLMGATHER_SERVE_TOKEN"
@@ -39,8 +45,10 @@ EXIT_USAGE = 2
 @click.option(
     "--token",
     envvar=TOKEN_ENV,
-    help=f"Bearer token clients must send (or set {TOKEN_ENV}). Required off loopback.",
+    help=f"Bearer token clients must send (or set {TOKEN_ENV}, or use --token-file: on a "
+    "command line every local user sees it with ps). Required off loopback.",
 )
+@secret_file("token", "--token", "the bearer token", envvar=TOKEN_ENV)
 @click.option(
     "--queue-timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -55,12 +63,40 @@ EXIT_USAGE = 2
     show_default=True,
     help="Where background requests and jobs are stored; a restarted service resumes them.",
 )
+@click.option(
+    "--retention",
+    "retention_h",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_RETENTION_S / 3600,
+    show_default=True,
+    metavar="HOURS",
+    help="How long a finished background /generate stays readable before its folder is removed.",
+)
+@click.option(
+    "--retention-max",
+    type=click.IntRange(min=1),
+    default=DEFAULT_RETENTION_MAX,
+    show_default=True,
+    metavar="N",
+    help="The most finished background /generates kept (the oldest go first).",
+)
+@click.option(
+    "--max-job-mb",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_JOB_BYTES // (1024 * 1024),
+    show_default=True,
+    metavar="MB",
+    help="The largest body POST /v1/jobs takes; a larger one is refused (413) as it arrives.",
+)
 def serve_command(
     host: str,
     port: int,
     token: str | None,
     queue_timeout: float,
     jobs_dir: Path,
+    retention_h: float,
+    retention_max: int,
+    max_job_mb: int,
     model: str | None,
     base_url: str | None,
     api_key: str | None,
@@ -93,9 +129,13 @@ def serve_command(
             queue_timeout_s=queue_timeout,
             token=token,
             jobs_dir=jobs_dir,
+            retention_s=retention_h * 3600,
+            retention_max=retention_max,
+            max_job_bytes=max_job_mb * 1024 * 1024,
             host=host,
         )
-        app = create_app(settings)
+        # The provider's key variables are read here, as `run` reads them, and nowhere deeper.
+        app = create_app(settings, env=os.environ)
     except ConfigurationError as exc:
         fail(str(exc), EXIT_USAGE)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)

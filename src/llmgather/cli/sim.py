@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from llmgather.cli._options import secret_file
 from llmgather.sim.config import SimConfig
 from llmgather.sim.faults import FAULT_KINDS, FaultPlan
 
@@ -85,7 +86,10 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
     + ", ".join(FAULT_KINDS)
     + ". Rates add up to at most 1, except preempt: an answered request that draws it cuts "
     "every stream in progress (ending it without its final event), as llama-cpp-python's "
-    "server does; preempt=1 is that server, and it combines with the other kinds.",
+    "server does; preempt=1 is that server, and it combines with the other kinds. "
+    "done_early ends a stream with its end event but no finish reason (OpenAI's "
+    "'data: [DONE]' with no finish_reason, Anthropic's message_stop with no stop_reason; "
+    "Gemini's, which has no end event, as cut) and leaves plain answers alone.",
 )
 @click.option(
     "--require-key",
@@ -93,8 +97,9 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
     default=None,
     metavar="KEY",
     help="Only accept this API key; any other gets the provider's auth error "
-    "(also read from LLMGATHER_SIM_KEY).",
+    "(also read from LLMGATHER_SIM_KEY, or use --require-key-file).",
 )
+@secret_file("require_key", "--require-key", "the key to require", envvar="LLMGATHER_SIM_KEY")
 @click.option(
     "--seed",
     type=int,
@@ -158,6 +163,7 @@ def sim_command(
     Stats      GET /_sim/stats, GET /_sim/log, POST /_sim/reset
     Limits     GET /_sim/limits, POST /_sim/limits {"rpm": 300, "tpm": null}
                (changes them while it runs; null removes one)
+    Key        POST /_sim/key {"require_key": "KEY"} (null: any key), while it runs
 
     Point an SDK at it with its base URL (OpenAI: http://HOST:PORT/v1). Answers are
     deterministic for a prompt and --seed. Stop with Ctrl-C.
