@@ -358,6 +358,29 @@ async def test_the_users_limits_win_over_announced_ones(make_limiter: MakeLimite
     assert stats.limits == {"rpm": 120, "tpm": 600} and stats.learned == {"tpm": 600}
 
 
+async def test_an_announced_limit_below_the_users_paces_instead(
+    make_limiter: MakeLimiter, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    limiter = make_limiter(Limits(rpm=6000, burst_seconds=1), clock)  # 100 a second
+    for _ in range(3):  # said on every answer, told once
+        await limiter.observe({"rpm": 60, "rpm.remaining": 60})
+    # The user's limit is a ceiling: the key allows one a second, so one a second it is.
+    assert await acquire_times(limiter, clock, requests_only(3)) == [0.0, 1.0, 2.0]
+    stats = limiter.statistics()
+    assert stats.limits == {"rpm": 60} and stats.learned == {"rpm": 60}
+    assert stats.lowered == {"rpm": 6000}
+    told = [r.getMessage() for r in caplog.records if "below your" in r.getMessage()]
+    assert told == [
+        "llmgather: the server announces 60 requests/min, below your rpm=6,000: "
+        "pacing at 60 requests/min"
+    ]
+    # Announced above the user's limit again: the user's limit is back in force.
+    await limiter.observe({"rpm": 12_000})
+    stats = limiter.statistics()
+    assert stats.limits == {"rpm": 6000} and stats.learned == {} and stats.lowered == {}
+
+
 # -- the adaptive concurrency cap ----------------------------------------------------------
 
 

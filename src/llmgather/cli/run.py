@@ -25,8 +25,10 @@ from llmgather._errors import (
     ConfigurationError,
     InvalidInputError,
     JobError,
+    OutputExistsError,
     RedisUnavailableError,
 )
+from llmgather._prompt import MAX_TEMPERATURE
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
 from llmgather.cli._options import sending_options
@@ -58,7 +60,7 @@ EXIT_INTERRUPTED = 130
     help="Output tokens per request (a line's own max_tokens wins).",
 )
 @click.option(
-    "--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (a line's own wins)."
+    "--temperature", type=click.FloatRange(0, MAX_TEMPERATURE), help="Sampling temperature (a line's own wins)."
 )
 @click.option("--system", help="A system prompt for every line that has none.")
 @click.option(
@@ -83,6 +85,11 @@ EXIT_INTERRUPTED = 130
 )
 @click.option(
     "--restart", is_flag=True, help="Discard the existing job beside OUTPUT and start over."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite OUTPUT even if no job store beside it says it is this job's (by default such a file is refused, left as it is).",
 )
 @click.option(
     "--retry-failed", is_flag=True, help="Send the items that failed in earlier runs again."
@@ -148,6 +155,8 @@ def run_command(
     except InputChangedError as error:
         # Its message says what to do: "rerun the same command" would be refused.
         fail(str(error), EXIT_HALTED if job.sending else EXIT_USAGE)
+    except OutputExistsError as error:
+        fail(f"{error.reason} Give -o another file, or pass --force to overwrite it.", EXIT_USAGE)
     except (ConfigurationError, InvalidInputError, JobError, RedisUnavailableError) as error:
         _fail_for(job, str(error))
     except OSError as error:
@@ -225,6 +234,15 @@ async def _run_with_signals(job: Job, progress: Progress) -> JobSummary:
 def _report(summary: JobSummary, *, as_json: bool) -> None:
     if summary.total == 0:
         stderr.print(f"{summary.input} holds no items: nothing to send", markup=False)
+    for name, yours in summary.overruled_limits.items():
+        # Said once, beside the JSON too: the run was slower than the user asked for.
+        announced = summary.learned_limits[name]
+        stderr.print(
+            f"the server announces {describe_limits({name: announced})}, below your "
+            f"--{name} {yours:.0f}: paced at {announced:.0f}",
+            highlight=False,
+            markup=False,
+        )
     if as_json:
         print_json(summary.to_dict())
         return
@@ -241,7 +259,8 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
         + (f", {summary.pending} pending" if summary.pending else "")
         + f" of {summary.total} → {summary.output}  "
         f"[{summary.elapsed_s:.1f}s, {summary.retries} retries, {summary.http_429} × 429, "
-        f"{summary.input_tokens + summary.output_tokens:,} tokens]",
+        + (f"{summary.resent} resent, " if summary.resent else "")
+        + f"{summary.input_tokens + summary.output_tokens:,} tokens]",
         highlight=False,
         markup=False,
     )

@@ -68,7 +68,8 @@ class LimiterStats:
     `concurrency` is the cap in force (lowered while streams keep being cut off, or still
     growing in a slow start), at most `max_concurrency`, the configured one. `limits` are the
     budgets in force, by name and limit per window; `learned` those of them a provider
-    announced or the 429s taught (the user set none of that kind), and `found` those the
+    announced or the 429s taught (the user set none of that kind, or a higher one: then
+    `lowered` holds the user's), and `found` those the
     429s taught, where nothing was announced (see `limits.discovery`).
     `pause_remaining` is how long every send is still held by a 429 or an outage; `penalties`
     counts the 429s and outages reported. `waiting_on` names what the next send waits for
@@ -86,6 +87,9 @@ class LimiterStats:
     waiting_on: str | None = None
     found: Mapping[str, float] = field(default_factory=dict)
     queued: int = 0  # callers waiting in `acquire` (of every engine that shares the limiter)
+    # The user's own limits that a lower announced one replaced (those are in `learned`), by
+    # name: a limit the user gives is a ceiling, never a floor.
+    lowered: Mapping[str, float] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -117,7 +121,8 @@ class Limiter(Protocol):
 
     async def observe(self, announced: Mapping[str, float]) -> None:
         """Limits a provider announced, by budget name ("rpm", "tpm"...): they replace an
-        announced limit of the same name, never one the user set."""
+        announced limit of the same name, and one the user set only where they are lower
+        (the user's limit is a ceiling: a key allowed less than it would answer 429s)."""
         ...
 
     def statistics(self) -> LimiterStats: ...

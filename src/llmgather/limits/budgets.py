@@ -58,6 +58,23 @@ KINDS: tuple[Kind, ...] = (
     Kind("otpm", MINUTE, True, lambda c: c.output_tokens, lambda c, u: u.output_tokens),
 )
 KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
+UNITS = {
+    "rpm": "requests/min",
+    "rpd": "requests/day",
+    "tpm": "tokens/min",
+    "itpm": "input tokens/min",
+    "otpm": "output tokens/min",
+}
+
+
+def below_yours(name: str, announced: float, yours: float) -> str:
+    """What to tell the user once a server announces less than the limit they set: the user's
+    limit is a ceiling, so the announced one paces."""
+    unit = UNITS.get(name, name)
+    return (
+        f"the server announces {announced:,.0f} {unit}, below your {name}={yours:,.0f}: "
+        f"pacing at {announced:,.0f} {unit}"
+    )
 
 
 class Budget:

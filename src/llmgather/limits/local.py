@@ -18,6 +18,7 @@ requests-per-minute rate found from the 429s (AIMD).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
 from llmgather._clock import Clock, SystemClock
@@ -25,10 +26,12 @@ from llmgather._config import Limits
 from llmgather._errors import ConfigurationError
 from llmgather._types import Usage, remaining_key
 from llmgather.limits.base import Cost, Ending, Limiter, LimiterStats, Permit
-from llmgather.limits.budgets import KINDS_BY_NAME, Budget, budgets_for
+from llmgather.limits.budgets import KINDS_BY_NAME, Budget, below_yours, budgets_for
 from llmgather.limits.concurrency import ConcurrencyCap
 from llmgather.limits.discovery import LimitSearch
 from llmgather.limits.waiting import Wakeup
+
+logger = logging.getLogger("llmgather")
 
 DEFAULT_COOL_DOWN = 0.5
 DEFAULT_MAX_COOL_DOWN = 30.0
@@ -70,6 +73,7 @@ class LocalLimiter:
         self._penalties = 0
         self._waiting_on: str | None = None  # what the head waiter waits for
         self._wakeup = Wakeup(self._clock)  # poked to end the head waiter's wait early
+        self._lowered_told: set[str] = set()  # budgets a lower announced limit replaced, told once
         told_nothing = discover and not self._budgets
         self._search = (
             LimitSearch(limits.concurrency, now=self._clock.now()) if told_nothing else None
@@ -138,31 +142,38 @@ class LocalLimiter:
         for name, limit in announced.items():
             if name not in KINDS_BY_NAME or not limit or limit <= 0:
                 continue
-            if getattr(self.limits, name) is not None:
-                continue  # the user's own limit wins over what any server says
+            # The user's own limit is a ceiling: a lower announced one paces instead, and one
+            # announced above it leaves it (or puts it back) in force.
+            yours = getattr(self.limits, name)
+            from_server = yours is None or limit < yours
+            pace = limit if from_server else yours
             current = self._budgets.get(name)
-            if current is not None and current.limit == limit and self._found != name:
+            if current is not None and current.limit == pace and self._found != name:
                 continue
-            if self._search is not None and self._search.searching:
-                self._end_search()
+            if self._search is not None and self._search.searching and KINDS_BY_NAME[name].paced:
+                self._end_search()  # a day's limit says nothing of the pace a minute allows
             current = self._budgets.get(name)
             now = self._clock.now()
             if current is None:
                 budget = Budget(
                     KINDS_BY_NAME[name],
-                    limit,
+                    pace,
                     burst_seconds=self.limits.burst_seconds,
                     now=now,
                     announced=True,
                 )
             else:
-                budget = current.resized(limit, burst_seconds=self.limits.burst_seconds, now=now)
+                budget = current.resized(pace, burst_seconds=self.limits.burst_seconds, now=now)
+            budget.announced = from_server
             # Start from what the server says is left (a job restarted, another process on the
             # key), never from more than this limiter has left itself.
             remaining = announced.get(remaining_key(name))
-            if remaining is not None:
+            if remaining is not None and from_server:
                 budget.spent_at_least(now, limit - remaining)
             self._set_budget(budget)
+            if yours is not None and from_server and name not in self._lowered_told:
+                self._lowered_told.add(name)
+                logger.warning("llmgather: %s", below_yours(name, limit, yours))
             changed = True
         if changed:
             self._poke()
@@ -176,6 +187,11 @@ class LocalLimiter:
             max_concurrency=self._cap.maximum,
             limits={b.kind.name: b.limit for b in budgets},
             learned={b.kind.name: b.limit for b in budgets if b.announced},
+            lowered={
+                b.kind.name: yours
+                for b in budgets
+                if b.announced and (yours := getattr(self.limits, b.kind.name)) is not None
+            },
             pause_remaining=max(0.0, self._paused_until - self._clock.now()),
             penalties=self._penalties,
             waiting_on=self._waiting_on,

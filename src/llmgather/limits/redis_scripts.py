@@ -6,7 +6,8 @@ from it only because it must run where the state lives. One hash holds the scala
 
     used:NAME, at:NAME   a per-minute budget as how much of it is spent (decaying at its rate)
                          as of a time: a new limit then keeps what was spent, with no resizing
-    ann:NAME             a limit a provider announced (the user's own come with each call)
+    ann:NAME             a limit a provider announced (the user's own come with each call;
+                         the lower of the two paces)
     day_total            what the per-day window holds
     paused_until, backoff, penalties    the shared hold after a 429 or an outage
 
@@ -46,7 +47,9 @@ local function budgets_from(first)
   while ARGV[i] do
     local b = {name = ARGV[i], window = tonumber(ARGV[i + 1]), paced = ARGV[i + 2] == '1',
                limit = num(ARGV[i + 3], nil), amount = tonumber(ARGV[i + 4])}
-    if b.limit == nil then b.limit = num(redis.call('HGET', state, 'ann:' .. b.name), nil) end
+    -- the user's own limit is a ceiling: a lower announced one paces instead
+    local announced = num(redis.call('HGET', state, 'ann:' .. b.name), nil)
+    if announced ~= nil and (b.limit == nil or announced < b.limit) then b.limit = announced end
     table.insert(found, b)
     i = i + 5
   end
@@ -215,7 +218,8 @@ return snapshot(now, live_leases(now), {})
 )
 
 # ARGV: now, burst seconds, then per announced limit: name, window, paced, limit, remaining
-# ('' when not announced). Limits the user set are not passed.
+# ('' when not announced). An announced limit above the user's own is passed only to replace
+# a lower one stored before, with no remaining.
 OBSERVE = (
     COMMON
     + r"""
