@@ -16,6 +16,7 @@ from llmgather import (
     APIConnectionError,
     AuthenticationError,
     BadRequestError,
+    ConnectError,
     Cost,
     Engine,
     Limits,
@@ -402,7 +403,7 @@ class FlakyServer:
 
 
 OUTAGES = {
-    "refused": lambda: APIConnectionError("cannot connect to 127.0.0.1:8000 (Connection refused)"),
+    "refused": lambda: ConnectError("cannot connect to 127.0.0.1:8000 (Connection refused)"),
     "503": lambda: ServerError("Loading model", status_code=503),
 }
 
@@ -450,7 +451,7 @@ async def test_a_server_down_past_the_retry_ceiling_fails_the_items_saying_so(ki
     assert len(results) == 200 and not any(r.ok for r in results)
     for result in results:
         assert result.error is not None
-        assert result.error.type == ("APIConnectionError" if kind == "refused" else "ServerError")
+        assert result.error.type == ("ConnectError" if kind == "refused" else "ServerError")
         assert "unreachable for 3" in result.error.message  # 300 s and a little more
         assert "longer than the retry ceiling of 300s" in result.error.message
     # Past the ceiling, one request at a time checks on the server; the rest fail unsent.
@@ -468,6 +469,37 @@ async def test_one_item_failing_alone_still_spends_its_attempts() -> None:
     assert by_id["r0"].error is not None and by_id["r0"].attempts == 4
     assert "unreachable" not in by_id["r0"].error.message
     assert sum(r.ok for r in results) == 9 and clock.elapsed < 60.0
+
+
+def closed_after_the_request() -> Exception:
+    return APIConnectionError("the server closed the connection without answering")
+
+
+async def test_a_server_that_closes_each_connection_after_the_request_spends_attempts() -> None:
+    """It received every request (and may bill them): each failure spends an attempt, so
+    `max_attempts` bounds what is sent, and no one waits out the retry ceiling."""
+    clock = FakeClock()
+    server = FlakyServer(clock, closed_after_the_request)
+    engine = real_engine(clock, server)
+    results = await clock.run(collect(engine, requests(8)))
+    assert len(server.calls) == 8 * 6 and all(r.attempts == 6 for r in results)
+    for result in results:
+        assert result.error is not None and result.error.type == "APIConnectionError"
+        assert result.error.message == (
+            "sent 6 times; the server closed the connection without answering"
+        )
+    assert engine.statistics().paused_s == 0.0 and engine._limiter.statistics().penalties == 0
+    assert clock.elapsed < 0.5 + 1 + 2 + 4 + 8 + 1.0  # the backoff's caps, not 300 s
+
+
+async def test_a_503_that_says_when_to_come_back_spends_attempts() -> None:
+    clock = FakeClock()
+    busy = FlakyServer(clock, lambda: ServerError("busy", status_code=503, retry_after=1.0))
+    engine = real_engine(clock, busy)
+    results = await clock.run(collect(engine, requests(8)))
+    assert len(busy.calls) == 8 * 6 and all(r.attempts == 6 for r in results)
+    assert all(r.error is not None and r.error.message == "busy" for r in results)
+    assert clock.elapsed < 6 * 2.2
 
 
 async def test_a_reset_now_and_then_pauses_no_one() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
 from llmgather import _errors
 from llmgather._errors import (
@@ -22,6 +23,7 @@ from llmgather._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    ConnectError,
     ContextLengthError,
     MalformedResponseError,
     NotFoundError,
@@ -681,6 +683,10 @@ def transport_errors() -> list[Exception]:
             aiohttp.ClientPayloadError(),
             aiohttp.ServerDisconnectedError(),
             aiohttp.ClientOSError(),
+            aiohttp.ClientConnectorError(
+                ConnectionKey("127.0.0.1", 8000, False, True, None, None, None, None),
+                ConnectionRefusedError(111, "Connection refused"),
+            ),
         )
     ]
 
@@ -688,7 +694,11 @@ def transport_errors() -> list[Exception]:
 def test_stream_and_body_failures_are_transient() -> None:
     kinds = {type(e) for e in stream_and_body_errors()}
     assert kinds == {MalformedResponseError, TruncatedStreamError}
-    assert {type(e) for e in transport_errors()} == {RequestTimeoutError, APIConnectionError}
+    assert {type(e) for e in transport_errors()} == {
+        RequestTimeoutError,
+        APIConnectionError,
+        ConnectError,
+    }
 
 
 def test_every_api_error_class_is_produced_by_some_mapping() -> None:

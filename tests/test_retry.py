@@ -10,12 +10,13 @@ from llmgather import (
     APIConnectionError,
     AuthenticationError,
     BadRequestError,
+    ConnectError,
     QuotaExhaustedError,
     RateLimitError,
     RetryPolicy,
     ServerError,
 )
-from llmgather._retry import Outage, is_outage
+from llmgather._retry import Outage, gave_up, is_outage
 
 
 def test_full_jitter_stays_under_the_exponential_cap() -> None:
@@ -71,14 +72,33 @@ def test_max_attempts_must_be_positive() -> None:
 
 
 def test_refused_connections_and_503s_say_the_server_is_down() -> None:
-    assert is_outage(APIConnectionError("cannot connect to 127.0.0.1:8000 (refused)"))
+    assert is_outage(ConnectError("cannot connect to 127.0.0.1:8000 (refused)"))
     assert is_outage(ServerError("Loading model", status_code=503))
     assert not is_outage(ServerError("boom", status_code=500))
     assert not is_outage(RateLimitError("slow down", status_code=429))
 
 
+def test_a_request_that_reached_the_server_is_no_sign_of_an_outage() -> None:
+    # The server read the request and closed: it is there, and may bill it.
+    assert not is_outage(APIConnectionError("the server closed the connection without answering"))
+    # A 503 that says when to come back is a busy server, not one that is down.
+    assert not is_outage(ServerError("busy", status_code=503, retry_after=2.0))
+
+
+def test_an_item_given_up_after_closed_connections_says_how_often_it_went_out() -> None:
+    closed = APIConnectionError("the server closed the connection without answering")
+    error = gave_up(closed, 2)
+    assert type(error) is APIConnectionError
+    assert error.message == "sent 2 times; the server closed the connection without answering"
+    assert gave_up(closed, 1).message.startswith("sent once; ")
+    refused = ConnectError("cannot connect to 127.0.0.1:8000 (refused)")
+    assert gave_up(refused, 0) is refused
+    boom = ServerError("boom", status_code=500)
+    assert gave_up(boom, 3) is boom  # a status answer leaves no doubt that it arrived
+
+
 def test_an_outage_is_a_streak_of_several_items_failing_with_no_answer_between() -> None:
-    outage, down = Outage(), APIConnectionError("refused")
+    outage, down = Outage(), ConnectError("refused")
     a, b = object(), object()
     assert not outage.failed(down, 10.0, a)
     assert not outage.failed(down, 11.0, a)

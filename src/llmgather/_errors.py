@@ -16,7 +16,8 @@
         │   ├── RequestTimeoutError  408, or no answer within the read timeout
         │   ├── ServerError          500, 502, 503, 504 and other 5xx
         │   ├── OverloadedError      529 / Anthropic overloaded_error
-        │   ├── APIConnectionError   refused, reset, DNS, disconnected mid-body
+        │   ├── APIConnectionError   reset or closed after the request was written, mid-body
+        │   │   └── ConnectError     no connection made (refused, DNS, TLS): nothing was sent
         │   ├── MalformedResponseError  a body or stream event that does not parse
         │   └── TruncatedStreamError    a stream that ended before its terminal event
         └── PermanentError           reported per item, never retried (retryable = False)
@@ -147,7 +148,13 @@ class OverloadedError(TransientError):
 
 
 class APIConnectionError(TransientError):
-    pass
+    """The connection failed after the request was written: it may have reached the server
+    (and be billed), so retrying it spends an attempt."""
+
+
+class ConnectError(APIConnectionError):
+    """No connection could be made (refused, unknown host, TLS handshake): the request never
+    left. Several items meeting it in a row is an outage, which spends no attempts."""
 
 
 class MalformedResponseError(TransientError):

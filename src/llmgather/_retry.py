@@ -6,9 +6,11 @@ A server's own hint (Retry-After, retry-after-ms, Gemini's RetryInfo) replaces t
 the server knows when its budget refills. A hint beyond `max_retry_wait` means a quota that
 will not recover within this job (a daily quota, say): that is reported, not waited for.
 
-A server that is down (connections refused, 503s) is not the items' fault: `Outage` tells a
-server down for everyone from one item's bad luck, so the items wait for the server, up to
-`max_retry_wait`, without spending their attempts.
+A server that is down (connections refused, 503s with no Retry-After) is not the items'
+fault: `Outage` tells a server down for everyone from one item's bad luck, so the items wait
+for the server, up to `max_retry_wait`, without spending their attempts. A connection that
+closes after the request was written is not an outage: the server received the request (and
+may bill it), so each one spends an attempt, and `max_attempts` bounds what is sent.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import random
 from dataclasses import dataclass
 
 from llmgather._config import DEFAULT_MAX_ATTEMPTS
-from llmgather._errors import APIConnectionError, APIError, QuotaExhaustedError
+from llmgather._errors import APIConnectionError, APIError, ConnectError, QuotaExhaustedError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -80,16 +82,28 @@ class RetryPolicy:
 
 
 def is_outage(error: APIError) -> bool:
-    """A failure that says the server is not there (refused, reset, 503), not that the request
-    was bad."""
-    return isinstance(error, APIConnectionError) or error.status_code == 503
+    """A failure that says the server is not there, not that the request was bad: no
+    connection could be made, or a 503 with no Retry-After (a server still starting)."""
+    if isinstance(error, ConnectError):
+        return True
+    return error.status_code == 503 and error.retry_after is None
+
+
+def gave_up(error: APIError, sends: int) -> APIError:
+    """The error of an item whose attempts ran out, saying how many times it went out when the
+    last failure leaves that in doubt (a connection closed after the request was written):
+    each of those may have reached the server, and be billed."""
+    if not isinstance(error, APIConnectionError) or isinstance(error, ConnectError) or not sends:
+        return error
+    times = "once" if sends == 1 else f"{sends} times"
+    return type(error)(f"sent {times}; {error.message}", status_code=error.status_code)
 
 
 class Outage:
     """Whether the server is down for everyone, judged from the order in which answers arrive.
 
     A streak of `CONFIRMED` outage failures, of at least two different items, with no answer of
-    any other kind between them, is an outage. A connection reset or a 503 now and then (with
+    any other kind between them, is an outage. A refused connection or a 503 now and then (with
     answers between), or one item failing alone again and again, is that item's own failure
     and spends its attempts, so they still bound it. Any other answer ends the streak.
     `lasted` measures the outage from its first failure.

@@ -149,6 +149,11 @@ def _engine(upstream: Any) -> Iterator[Any]:
     yield _counter("upstream_done", "Calls answered", stats.done)
     yield _counter("upstream_failed", "Calls that failed for good", stats.failed)
     yield _counter("upstream_retries", "Attempts retried after an error", stats.retries)
+    yield _counter(
+        "upstream_resent",
+        "Requests resent at once on a fresh connection after a pooled one closed unanswered",
+        stats.resent,
+    )
     yield _counter("upstream_http_429", "429 answers from the upstream", stats.http_429)
     tokens = CounterMetricFamily(
         "llmgather_upstream_tokens", "Tokens the upstream reported, by kind", labels=("kind",)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from llmgather._config import DEFAULT_CONCURRENCY, Timeouts
-from llmgather._errors import APIConnectionError, RequestTimeoutError
+from llmgather._errors import APIConnectionError, ConnectError, RequestTimeoutError
 
 if TYPE_CHECKING:
     from llmgather.transport import Headers, HttpRequest, HttpResponse
@@ -104,8 +104,10 @@ class AiohttpTransport:
         """Resend at once, on a connection opened for it, a request whose write failed.
 
         The pool handed out a connection the server had already closed: nothing reached the
-        server, so this costs the item no attempt. If the fresh connection fails too, the
-        failure is the server's, and is reported as such.
+        server, so this costs the item no attempt. aiohttp cannot tell that from a server that
+        read the request and then closed, so every resend is counted (`stale_retries`, the
+        engine's `resent`). If the fresh connection fails too, the failure is the server's,
+        and is reported as such.
         """
         self.stale_retries += 1
         if self._fresh is None:
@@ -119,6 +121,8 @@ class AiohttpTransport:
                 timeout=limit,
             )  # fmt: skip
         except (TimeoutError, aiohttp.ClientError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                self.stale_retries -= 1  # no connection: the resend never went out
             raise APIConnectionError(
                 f"{_describe(first)}; resent at once on a fresh connection, which failed "
                 f"too ({_describe(exc)})"
@@ -160,6 +164,8 @@ def mapped(exc: BaseException) -> Exception:
         return RequestTimeoutError("no connection within the connect timeout")
     if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
         return RequestTimeoutError("no answer within the timeout")
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS: nothing was sent
+        return ConnectError(_describe(exc))
     return APIConnectionError(_describe(exc))
 
 

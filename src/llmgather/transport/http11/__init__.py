@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from llmgather._config import DEFAULT_CONCURRENCY, Timeouts
-from llmgather._errors import APIConnectionError, RequestTimeoutError
+from llmgather._errors import APIConnectionError, ConnectError, RequestTimeoutError
 
 # Defined before `llmgather.transport` imports this module, so importable at its top.
 from llmgather.transport import HttpResponse
@@ -93,7 +93,7 @@ class Http11Transport:
     async def _connection(self, origin: Origin, deadline: float, *, fresh: bool) -> Connection:
         """An idle connection to `origin` (unless `fresh`), else a new one."""
         if self._closed:
-            raise APIConnectionError("the transport is closed (its client has ended)")
+            raise ConnectError("the transport is closed (its client has ended)")
         connection = None if fresh else self._pool.take_idle(origin)
         if connection is not None:
             return connection  # the hot path: no await
@@ -113,13 +113,14 @@ class Http11Transport:
         """Resend at once, on a connection opened for it, a request whose pooled connection
         closed before a byte of answer came back.
 
-        The pool handed out a connection the server had closed while it was idle (its close
-        crossed the request on the wire), so nothing reached the server, and this costs the
-        item no attempt. If the fresh connection fails too, the failure is the server's, and is
-        reported as such.
+        Most often the server closed the connection while it was idle (its close crossed the
+        request on the wire), so nothing reached it, and this costs the item no attempt. But a
+        server that read the request and then closed looks the same from here, so every resend
+        is counted (`stale_retries`, the engine's `resent`): it may have been a second request.
+        If the fresh connection fails too, the failure is the server's, and is reported as such.
         """
-        self.stale_retries += 1
         connection = await self._connection(target.origin, deadline, fresh=True)
+        self.stale_retries += 1
         try:
             return await connection.exchange(wire, deadline, streaming=streaming)
         except Unanswered as again:
@@ -178,21 +179,20 @@ class Http11Transport:
 
 
 def _connect_error(exc: BaseException, origin: Origin) -> BaseException:
-    """A failed connect as llmgather's error, naming the host and port, never the URL."""
+    """A failed connect as llmgather's error, naming the host and port, never the URL: a
+    `ConnectError`, since nothing was sent (a connect timeout spends an attempt as a timeout)."""
     where = f"{origin.host}:{origin.port}"
     if isinstance(exc, TimeoutError):
         return RequestTimeoutError(f"no connection to {where} within the connect timeout")
     if isinstance(exc, socket.gaierror):
-        return APIConnectionError(
-            f"cannot resolve {origin.host} ({exc.strerror or 'unknown host'})"
-        )
+        return ConnectError(f"cannot resolve {origin.host} ({exc.strerror or 'unknown host'})")
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = exc.verify_message or exc.reason or "certificate verify failed"
-        return APIConnectionError(f"the TLS handshake with {where} failed ({why})")
+        return ConnectError(f"the TLS handshake with {where} failed ({why})")
     if isinstance(exc, ssl.SSLError):
-        return APIConnectionError(f"the TLS handshake with {where} failed ({exc.reason or exc})")
+        return ConnectError(f"the TLS handshake with {where} failed ({exc.reason or exc})")
     if isinstance(exc, OSError):
-        return APIConnectionError(f"cannot connect to {where} ({exc.strerror or 'refused'})")
+        return ConnectError(f"cannot connect to {where} ({exc.strerror or 'refused'})")
     if isinstance(exc, UnicodeError):  # a host name IDNA cannot encode
-        return APIConnectionError(f"cannot resolve {origin.host} (not a valid host name)")
+        return ConnectError(f"cannot resolve {origin.host} (not a valid host name)")
     return exc  # a cancellation and the like, as they are
