@@ -210,6 +210,13 @@ def test_a_stream_without_message_stop_is_truncated() -> None:
         decoder.finish()
 
 
+def test_a_message_stop_before_any_stop_reason_is_truncated() -> None:
+    # A whole message says why it stopped; one that ends without it was cut short.
+    _, decoder = decode(b"".join([*HEAD, delta("Hello"), TAIL[0], TAIL[2]]))
+    with pytest.raises(TruncatedStreamError, match="stop_reason"):
+        decoder.finish()
+
+
 def test_a_malformed_stream_event_raises() -> None:
     bad = b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0,\n\n'
     with pytest.raises(MalformedResponseError):

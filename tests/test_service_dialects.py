@@ -9,6 +9,7 @@ streams are carried, and what cannot be (tools) is a 400 that names it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import openai
 import orjson
 import pytest
 from anthropic import AsyncAnthropic
@@ -24,6 +26,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from openai import AsyncOpenAI
 
+from llmgather._retry import RetryPolicy
 from llmgather.providers.registry import PROVIDERS
 from llmgather.service.dialects.anthropic import AnthropicFront
 from llmgather.service.dialects.base import Untranslatable
@@ -54,12 +57,22 @@ WEATHER_TOOL = {
 
 @contextlib.asynccontextmanager
 async def gateway(
-    dialect: str, *, api_key: str = KEY, faults: str | None = None
+    dialect: str,
+    *,
+    api_key: str = KEY,
+    faults: str | None = None,
+    retry: RetryPolicy | None = None,
+    **sim_settings: Any,
 ) -> AsyncIterator[tuple[RunningSimulator, str]]:
     """A simulator that takes only KEY, in `dialect`, behind the gateway (given `api_key`)."""
-    async with running(faults, require_key=KEY) as sim:
+    async with running(faults, require_key=KEY, **sim_settings) as sim:
         base_url = sim.base_url + PROVIDERS[dialect].base_url_suffix
-        settings = ServiceSettings(model=SERVED[dialect], base_url=base_url, api_key=api_key)
+        settings = ServiceSettings(
+            model=SERVED[dialect],
+            base_url=base_url,
+            api_key=api_key,
+            retry=retry or RetryPolicy(),
+        )
         async with serving(settings) as url:
             yield sim, url
 
@@ -254,6 +267,92 @@ async def test_gemini_stream_cut_midway_ends_with_an_error_the_sdk_raises(
         await client.aio.aclose()
     assert pieces
     assert caught.value.code == 502 and "upstream" in (caught.value.message or "")
+
+
+# -- Under faults, relayed ----------------------------------------------------------------
+
+FAULTS = "malformed=0.1,cut=0.05,done_early=0.05"
+
+
+async def _openai_text(url: str, session: aiohttp.ClientSession, stream: bool) -> str:
+    async with gpt(url) as client:
+        messages: Any = [{"role": "user", "content": PROMPT}]
+        if not stream:
+            answer = await client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+            assert answer.choices[0].finish_reason == "stop"
+            return answer.choices[0].message.content or ""
+        chunks = [
+            chunk
+            async for chunk in await client.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, stream=True
+            )
+        ]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+async def _anthropic_text(url: str, session: aiohttp.ClientSession, stream: bool) -> str:
+    async with claude(url) as client:
+        messages: Any = [{"role": "user", "content": PROMPT}]
+        if stream:
+            async with client.messages.stream(
+                model=CLAUDE, max_tokens=256, messages=messages
+            ) as live:
+                message = await live.get_final_message()
+        else:
+            message = await client.messages.create(model=CLAUDE, max_tokens=256, messages=messages)
+    assert message.stop_reason == "end_turn"
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+async def _gemini_text(url: str, session: aiohttp.ClientSession, stream: bool) -> str:
+    client = gemini(url, session)
+    try:
+        if not stream:
+            response = await client.aio.models.generate_content(model=GEMINI_MODEL, contents=PROMPT)
+            assert response.candidates and response.candidates[0].finish_reason == "STOP"
+            return response.text or ""
+        live = await client.aio.models.generate_content_stream(model=GEMINI_MODEL, contents=PROMPT)
+        chunks = [chunk async for chunk in live]
+    finally:
+        await client.aio.aclose()
+    assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == "STOP"
+    return "".join(chunk.text or "" for chunk in chunks)
+
+
+ANSWERED_BY = {"openai": _openai_text, "anthropic": _anthropic_text, "gemini": _gemini_text}
+SDK_ERRORS: dict[str, type[Exception]] = {
+    "openai": openai.APIError,
+    "anthropic": anthropic.APIError,
+    "gemini": genai_errors.APIError,
+}
+
+
+@pytest.mark.quiet
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "gemini"])
+async def test_under_random_faults_each_sdk_gets_whole_answers_or_its_own_errors(
+    dialect: str, session: aiohttp.ClientSession
+) -> None:
+    # Cut-off JSON, streams cut short and streams ended early (OpenAI's [DONE] with no
+    # finish_reason, Anthropic's message_stop with no stop_reason) are retried while nothing
+    # reached the client, and fail in the client's dialect after: no SDK ever reads a body it
+    # cannot parse, nor takes a truncated answer for a whole one.
+    answered = ANSWERED_BY[dialect]
+    retry = RetryPolicy(max_attempts=4, base_delay=0.01)
+    seed = 3
+    faulty = gateway(dialect, faults=FAULTS, retry=retry, latency_ms=40, seed=seed)
+    async with faulty as (sim, url):
+        outcomes = []
+        for stream in (False, True):  # plain first: which kinds each meets is then seeded
+            batch = (answered(url, session, stream) for _ in range(20))
+            outcomes += await asyncio.gather(*batch, return_exceptions=True)
+        faults = sim.handler.stats.snapshot()["faults"]
+    assert faults.get("malformed") and faults.get("done_early") and faults.get("cut")
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert [e for e in errors if not isinstance(e, SDK_ERRORS[dialect])] == []
+    whole = answer_text(PROMPT, seed)[0]
+    assert [o for o in outcomes if not isinstance(o, BaseException) and o != whole] == []
+    assert len(errors) < len(outcomes) // 4  # most were retried to a whole answer
 
 
 # -- Translation --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from aiohttp import web
 from openai import AsyncOpenAI
 
 from llmgather._config import Limits
+from llmgather._retry import RetryPolicy
 from llmgather.service import ServiceSettings
 from tests.servicefixtures import serving
 from tests.simfixtures import running
@@ -168,7 +169,8 @@ async def test_a_refused_upstream_key_is_a_502_that_never_shows_the_key(
     caplog.set_level(logging.DEBUG)
     async with (
         running(seed=1, require_key="the-right-key") as sim,
-        serving(upstream_settings(sim)) as url,
+        # No recheck of the key within the test: what is received is the clients' alone.
+        serving(upstream_settings(sim, key_recheck_s=600)) as url,
     ):
         async with sdk(url) as client:
             with pytest.raises(openai.InternalServerError) as raised:
@@ -325,3 +327,133 @@ async def test_a_client_that_leaves_mid_stream_stops_the_upstream_stream() -> No
             ) as answer:
                 assert answer.status == 200
             assert slow.handler.stats.received == 2
+
+
+# -- What the gateway relays: only what parses, only what is whole -------------------------
+
+FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01)
+
+
+async def test_a_malformed_200_is_retried_never_relayed() -> None:
+    # The README's way: `llmgather serve --model openai:x --base-url …` in front of a server
+    # whose every 200 is cut-off JSON. The SDK gets a 502 it raises as its own error, after
+    # as many attempts as `run` makes, never a body it cannot parse; /metrics counts no 200.
+    async with (
+        running(faults="malformed=1", seed=1) as sim,
+        serving(upstream_settings(sim, retry=FAST_RETRY)) as url,
+        sdk(url) as client,
+    ):
+        with pytest.raises(openai.InternalServerError) as raised:
+            await client.chat.completions.create(model="x", messages=MESSAGES, max_tokens=20)
+        assert sim.handler.stats.received == 3
+        async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as metrics:
+            counted = await metrics.text()
+    assert raised.value.status_code == 502
+    assert "not a JSON object" in raised.value.message
+    assert 'route="/v1/chat/completions",status="502"' in counted
+    assert 'route="/v1/chat/completions",status="200"' not in counted
+
+
+async def test_a_json_answer_of_an_unmodelled_shape_is_still_relayed() -> None:
+    # What llmgather does not read (no choices at all, fields it does not know) is the
+    # client's to read: relayed as it came, sent once.
+    answer = {"id": "x-1", "object": "chat.completion", "choices": [], "novel": {"a": [1]}}
+    async with (
+        recording_upstream(answer) as (upstream, received),
+        serving(ServiceSettings(model="openai:x", base_url=upstream, api_key=CANARY)) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        body = orjson.dumps({"model": "x", "messages": MESSAGES})
+        async with session.post(url + "/v1/chat/completions", data=body, headers=_json()) as got:
+            assert got.status == 200
+            assert orjson.loads(await got.read()) == answer
+    assert len(received) == 1
+
+
+@contextlib.asynccontextmanager
+async def scripted_stream_upstream(
+    *streams: list[dict[str, Any] | str],
+) -> AsyncIterator[tuple[str, list[Any]]]:
+    """An OpenAI-shaped server on loopback whose n-th streamed answer is `streams[n]`: each
+    event a chunk (a dict) or a raw `data:` payload ("[DONE]"), sent as it comes."""
+    received: list[Any] = []
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        received.append(orjson.loads(await request.read()))
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in streams[len(received) - 1]:
+            data = event if isinstance(event, str) else orjson.dumps(event).decode()
+            await response.write(f"data: {data}\n\n".encode())
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", received
+    finally:
+        await runner.cleanup()
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return {"object": "chat.completion.chunk", "created": 1, "model": "x", "choices": [choice]}
+
+
+async def test_a_stream_ended_by_done_before_any_text_is_retried_unseen() -> None:
+    # llama-cpp-python's server, interrupted by a new request, ends the stream in progress
+    # with `data: [DONE]` and no finish_reason. Here that happens right after the role chunk:
+    # nothing of the answer has reached the client, so the gateway asks again.
+    role = _chunk({"role": "assistant", "content": ""})
+    whole = [role, _chunk({"content": "Hello"}), _chunk({}, "stop"), "[DONE]"]
+    async with (
+        scripted_stream_upstream([role, "[DONE]"], whole) as (upstream, received),
+        serving(ServiceSettings(model="openai:x", base_url=upstream, retry=FAST_RETRY)) as url,
+        sdk(url) as client,
+    ):
+        stream = await client.chat.completions.create(model="x", messages=MESSAGES, stream=True)
+        chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert len(received) == 2
+
+
+async def test_a_stream_ended_by_done_after_its_text_fails_where_the_sdk_reads() -> None:
+    # `done_early`: some text, then `data: [DONE]` with no finish_reason. The text has reached
+    # the client, so no retry: the error event comes before any [DONE] (after it, no SDK
+    # reads), and the SDK raises instead of taking the truncated answer for a whole one.
+    async with (
+        running(faults="done_early=1", seed=1, latency_ms=300, latency_jitter=0) as sim,
+        serving(upstream_settings(sim, retry=FAST_RETRY)) as url,
+        sdk(url) as client,
+    ):
+        pieces: list[str] = []
+        with pytest.raises(openai.APIError) as raised:
+            stream = await client.chat.completions.create(
+                model="x", messages=MESSAGES, max_tokens=40, stream=True
+            )
+            async for chunk in stream:
+                pieces += [c.delta.content or "" for c in chunk.choices]
+        assert sim.handler.stats.received == 1
+    assert "".join(pieces).strip()
+    assert "finish_reason" in raised.value.message
+
+
+async def test_a_stream_ended_by_done_as_a_whole_is_retried_then_refused() -> None:
+    # At no latency the early [DONE] comes with the text: none of it went out, so each
+    # attempt is retried unseen, and the client gets a plain 502, never a truncated stream.
+    async with (
+        running(faults="done_early=1", seed=1) as sim,
+        serving(upstream_settings(sim, retry=FAST_RETRY)) as url,
+        sdk(url) as client,
+    ):
+        with pytest.raises(openai.InternalServerError) as raised:
+            await client.chat.completions.create(model="x", messages=MESSAGES, stream=True)
+        assert sim.handler.stats.received == 3
+    assert raised.value.status_code == 502

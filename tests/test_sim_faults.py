@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections import Counter
 
 import aiohttp
@@ -141,6 +143,41 @@ async def test_cut_streams_end_cleanly_without_their_terminal_event() -> None:
     gemini_events = [orjson.loads(e) for e in sse_data(gemini_raw)]
     assert gemini_events
     assert all("finishReason" not in e["candidates"][0] for e in gemini_events)
+
+
+async def test_done_early_streams_end_with_their_end_event_but_no_finish() -> None:
+    # As llama-cpp-python's server ends an interrupted stream: `data: [DONE]` and no
+    # finish_reason (Anthropic: message_stop with no message_delta; Gemini, which has no
+    # end event, as cut). A plain answer is left whole.
+    async with running(faults="done_early=1") as sim, aiohttp.ClientSession() as session:
+        _, _, openai_raw = await post(session, sim, OPENAI, body_for(OPENAI, stream=True))
+        _, _, claude_raw = await post(session, sim, ANTHROPIC, body_for(ANTHROPIC, stream=True))
+        _, _, gemini_raw = await post(session, sim, GEMINI_STREAM, body_for(GEMINI_STREAM))
+        status, _, plain = await post(session, sim, OPENAI)
+        stats = await get_json(session, sim, "/_sim/stats")
+    *chunks, done = sse_data(openai_raw)
+    assert done == "[DONE]"
+    assert any(orjson.loads(e)["choices"][0]["delta"].get("content") for e in chunks)
+    assert all(orjson.loads(e)["choices"][0]["finish_reason"] is None for e in chunks)
+    claude_types = [orjson.loads(e)["type"] for e in sse_data(claude_raw)]
+    assert claude_types[-1] == "message_stop" and "content_block_delta" in claude_types
+    assert "message_delta" not in claude_types
+    gemini_events = [orjson.loads(e) for e in sse_data(gemini_raw)]
+    assert gemini_events
+    assert all("finishReason" not in e["candidates"][0] for e in gemini_events)
+    assert status == 200 and orjson.loads(plain)["choices"][0]["finish_reason"] == "stop"
+    assert stats["faults"] == {"done_early": 4}
+
+
+def test_the_sim_help_names_done_early() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "llmgather", "sim", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    assert "done_early" in shown and "[DONE]" in shown
 
 
 async def test_stall_outlasts_a_short_client_timeout() -> None:

@@ -11,6 +11,9 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Protocol
+
+import orjson
 
 from llmgather._errors import APIError, MalformedResponseError, error_for_status
 from llmgather._types import Completion, Outcome
@@ -38,14 +41,20 @@ async def complete(transport: Transport, provider: Provider, http: HttpRequest) 
 
 async def relay(transport: Transport, provider: Provider, http: HttpRequest) -> Outcome:
     """Send one request whose answer a gateway relays unchanged: the response rides on the
-    Outcome's `value`, and is parsed only for its usage and announced limits. A 2xx body the
-    adapter cannot read (a tool call, say) is relayed all the same: it is the client's to read."""
+    Outcome's `value`, and is parsed only for its usage and announced limits. A 2xx JSON object
+    the adapter does not model (a tool call, a field added later) is relayed all the same: it
+    is the client's to read. A 2xx body that is no JSON object at all (cut short, garbled)
+    would only break the client's SDK: it is a MalformedResponseError, retried as anywhere."""
     response = await transport.send(http)
     if response.status >= 300:
         raise error_from_answer(provider, response.status, response.headers, response.body)
     try:
         completion = provider.parse_response(response.status, response.headers, response.body)
-    except (MalformedResponseError, *_SHAPE_ERRORS):
+    except (MalformedResponseError, *_SHAPE_ERRORS) as exc:
+        if not _json_object(response.body):
+            raise MalformedResponseError(
+                f"the answer is not a JSON object ({type(exc).__name__})"
+            ) from None
         completion = Completion(text="")
     return Outcome(_with_announced(completion, provider, response.headers), value=response)
 
@@ -60,15 +69,34 @@ async def stream_to_end(transport: Transport, provider: Provider, http: HttpRequ
 
 @asynccontextmanager
 async def open_stream(
-    transport: Transport, provider: Provider, http: HttpRequest, *, relay: bool = False
+    transport: Transport,
+    provider: Provider,
+    http: HttpRequest,
+    *,
+    relay: StreamEdges | None = None,
 ) -> AsyncIterator[LiveStream]:
-    """A streaming answer to iterate piece by piece (with `relay`, raw chunk by raw chunk, as
-    a `RelayedStream`); `outcome()` once it is exhausted."""
+    """A streaming answer to iterate piece by piece (given the `relay`'s edges, raw chunk by
+    raw chunk, as a `RelayedStream`); `outcome()` once it is exhausted."""
     async with transport.stream(http) as response:
         if response.status >= 300:
             body = await response.read()
             raise error_from_answer(provider, response.status, response.headers, body)
-        yield (RelayedStream if relay else LiveStream)(response, provider)
+        if relay is None:
+            yield LiveStream(response, provider)
+        else:
+            yield RelayedStream(response, provider, relay)
+
+
+class StreamEdges(Protocol):
+    """Where the answer in a relayed stream starts and where its dialect says it is whole."""
+
+    def opening(self, event: SSEEvent) -> bool:
+        """Whether the event carries nothing of the answer yet (a role chunk, a ping)."""
+        ...
+
+    def terminal(self, event: SSEEvent) -> bool:
+        """Whether the event tells the client the answer is whole (`data: [DONE]`)."""
+        ...
 
 
 class LiveStream:
@@ -83,17 +111,20 @@ class LiveStream:
         self._completion: Completion | None = None
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        async for _, pieces in self._decoded():
+        async for _, _, pieces in self._decoded():
             for piece in pieces:
                 yield piece
 
-    async def _decoded(self) -> AsyncIterator[tuple[bytes, list[str]]]:
-        """Each chunk as it arrives, with the text pieces it completed."""
+    async def _decoded(self) -> AsyncIterator[tuple[bytes, list[SSEEvent], list[str]]]:
+        """Each chunk as it arrives, with the events and the text pieces it completed; at the
+        end, the completion is checked whole (TruncatedStreamError if it is not)."""
         sse = SSEDecoder()
         try:
             async for chunk in self._response.iter_bytes():
-                yield chunk, list(self._pieces(sse.feed(chunk)))
-            yield b"", list(self._pieces(sse.flush()))
+                events = sse.feed(chunk)
+                yield chunk, events, list(self._pieces(events))
+            events = sse.flush()
+            yield b"", events, list(self._pieces(events))
             completion = self._decoder.finish()
         except _SHAPE_ERRORS as exc:
             raise malformed("a stream event", exc) from None
@@ -114,12 +145,36 @@ class LiveStream:
 
 class RelayedStream(LiveStream):
     """The raw chunks of one streaming answer, for a gateway to relay unchanged; each is
-    decoded on the way too, so errors, usage and announced limits are read as for text."""
+    decoded on the way too, so errors, usage and announced limits are read as for text.
+
+    Two stretches are held back. The chunks before the answer starts (a role chunk, a ping)
+    wait for the first that carries some of it: until then a failure is retried unseen. The
+    chunk with the dialect's terminal event waits for the stream's end and its check: a stream
+    that ends incomplete (`[DONE]` and no finish_reason) must fail where the client's SDK
+    still reads, never after the event that tells it the answer is whole."""
+
+    def __init__(self, response: StreamingResponse, provider: Provider, edges: StreamEdges) -> None:
+        super().__init__(response, provider)
+        self._edges = edges
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
-        async for chunk, _ in self._decoded():
-            if chunk:
+        edges = self._edges
+        held: list[bytes] = []
+        started = ending = False
+        async for chunk, events, _ in self._decoded():
+            if not started:
+                started = not all(map(edges.opening, events))
+            ending = ending or any(map(edges.terminal, events))
+            if ending or not started:
+                held.append(chunk)
+            elif held:
+                held.append(chunk)
+                yield b"".join(held)
+                held.clear()
+            elif chunk:
                 yield chunk
+        if any(held):  # the stream ended whole: what waited for that goes out
+            yield b"".join(held)
 
 
 def error_from_answer(provider: Provider, status: int, headers: Headers, body: bytes) -> Exception:
@@ -143,6 +198,13 @@ def error_from_answer(provider: Provider, status: int, headers: Headers, body: b
 def malformed(what: str, exc: Exception) -> MalformedResponseError:
     # The type only: the exception's text may quote the body, and a body may echo the key.
     return MalformedResponseError(f"{what} has an unexpected shape ({type(exc).__name__})")
+
+
+def _json_object(body: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(body), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _with_announced(completion: Completion, provider: Provider, headers: Headers) -> Completion:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 # Statuses the simulator can inject as a whole error response, in that provider's shape.
 STATUS_FAULTS = ("429", "500", "502", "503", "504", "529")
-# Faults that change how an otherwise normal answer reaches the wire.
-WIRE_FAULTS = ("reset", "stall", "malformed", "cut")
+# Faults that change how an otherwise normal answer reaches the wire. `done_early` ends a
+# stream with the dialect's end event but no finish reason (OpenAI's `data: [DONE]`, as
+# llama-cpp-python's server does when interrupted); it leaves plain answers alone.
+WIRE_FAULTS = ("reset", "stall", "malformed", "cut", "done_early")
 # The provider's "out of quota" answer (billing, credits, a daily quota): permanent, so a
 # client that retries it is wrong.
 QUOTA_FAULT = "quota"

@@ -51,6 +51,8 @@ class SimHandler:
         self._latency = LatencyModel(config.latency_ms, config.seed, config.latency_jitter)
         self._capacity = asyncio.Semaphore(config.capacity) if config.capacity else None
         self._ids = IdMaker()
+        # The key every request must carry (None: any), changed by `POST /_sim/key`.
+        self.require_key = config.require_key
         # One event per stream being sent; a `preempt` arrival sets them all.
         self._streams: set[asyncio.Event] = set()
         # Set when the server shuts down, so a stalled request stops waiting at once.
@@ -79,7 +81,7 @@ class SimHandler:
         if request.method != "POST":
             message = f"Invalid URL ({request.method} {request.path})"
             return self._reply(entry, dialect.error(404, message, request_id=request_id))
-        required = self.config.require_key
+        required = self.require_key
         if required is not None:
             key = dialect.api_key(request)
             if key != required:
@@ -195,10 +197,15 @@ class SimHandler:
         pieces = answer.chunks()
         events = dialect.stream(req, answer, pieces, self._ids)
         chunks, tail = events.chunks, events.tail
-        if fault in ("cut", "malformed"):
-            # Some text arrives, then the stream ends cleanly without its terminal event.
+        if fault in ("cut", "malformed", "done_early"):
+            # Some text arrives, then the stream ends cleanly without its finish: with no
+            # terminal event (cut), after one that does not parse, or after the terminal
+            # event alone (done_early).
             chunks = chunks[: max(1, len(chunks) // 2)]
-            tail = [dialect.malformed_event()] if fault == "malformed" else []
+            tail = {
+                "malformed": [dialect.malformed_event()],
+                "done_early": dialect.early_end(),
+            }.get(fault, [])
         headers["Content-Type"] = dialect.stream_content_type
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(headers=headers)
@@ -266,6 +273,8 @@ class SimHandler:
             return await self._change_limits(request)
         if path == "/_sim/limits" and method == "GET":
             return _json(self._limits_now())
+        if path == "/_sim/key" and method == "POST":
+            return await self._change_key(request)
         error = {
             "code": 404,
             "message": f"No simulated API at {method} {path}",
@@ -285,6 +294,22 @@ class SimHandler:
                 status=400, body=orjson.dumps({"error": str(error)}), headers=_JSON_HEADERS
             )
         return _json(self._limits_now())
+
+    async def _change_key(self, request: web.BaseRequest) -> web.Response:
+        """`{"require_key": "new key"}` (or null, for any): the key the API takes from now on,
+        as when a provider's key is revoked or restored while a client runs."""
+        try:
+            change = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            change = None
+        key = change.get("require_key", False) if isinstance(change, dict) else False
+        if key is not None and (not isinstance(key, str) or not key):
+            message = 'the body must be {"require_key": "a key"} or {"require_key": null}'
+            return web.Response(
+                status=400, body=orjson.dumps({"error": message}), headers=_JSON_HEADERS
+            )
+        self.require_key = key
+        return _json({"ok": True})  # the key itself is never echoed
 
     def _limits_now(self) -> dict[str, int]:
         return {budget.name: budget.limit for budget in self.limits.state().budgets}

@@ -23,6 +23,7 @@ from llmgather.limits.tokens import (
     message_text,
 )
 from llmgather.service.dialects.base import Untranslatable, refuse_unknown
+from llmgather.transport.sse import SSEEvent
 
 # Fields another dialect's upstream can carry. `metadata` holds only an end-user id, which
 # changes no answer (as OpenAI's `user`, which that front accepts too).
@@ -39,6 +40,8 @@ _ERROR_TYPES = {
     503: "overloaded_error",
     529: "overloaded_error",
 }
+# The events of a relayed stream that come before any of the answer.
+_OPENING_EVENTS = frozenset({"message_start", "content_block_start", "ping"})
 # The normalised finish reason (OpenAI's word) as Anthropic's stop_reason.
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -105,6 +108,13 @@ class AnthropicFront:
 
     def stream_error(self, status: int, message: str) -> bytes:
         return _event("error", self.error(status, message))
+
+    def opening(self, event: SSEEvent) -> bool:
+        # A content block's start names its kind (text, a tool's name) but none of its content.
+        return _kind(event) in _OPENING_EVENTS
+
+    def terminal(self, event: SSEEvent) -> bool:
+        return _kind(event) == "message_stop"
 
 
 class AnthropicStreamWriter:
@@ -198,6 +208,14 @@ def _usage(completion: Completion | None) -> dict[str, int]:
 
 def _text_block(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
+
+
+def _kind(event: SSEEvent) -> str:
+    """A stream event's type: its `event:` name, or (when a server leaves it out) its data's."""
+    if event.event not in ("", "message"):
+        return event.event
+    data = orjson.loads(event.data)  # the stream's decoder has parsed it already
+    return str(data.get("type", "")) if isinstance(data, dict) else ""
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:

@@ -2,9 +2,10 @@
 client's own wire format (OpenAI, Anthropic or Gemini).
 
 Two paths go through a dialect. When the client speaks the upstream's dialect, the body is
-relayed unchanged and the dialect only estimates its cost and words its errors. When they
-differ, the body is translated into llmgather's `Request` (refusing, with a 400, what cannot be
-translated rather than dropping it), and the upstream's `Completion` is rendered back.
+relayed unchanged and the dialect only estimates its cost, words its errors and says where a
+relayed stream's answer starts and ends. When they differ, the body is translated into
+llmgather's `Request` (refusing, with a 400, what cannot be translated rather than dropping
+it), and the upstream's `Completion` is rendered back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 from llmgather._types import Completion, Request
 from llmgather.limits import Cost
+from llmgather.transport.sse import SSEEvent
 
 
 class Untranslatable(Exception):
@@ -75,4 +77,14 @@ class FrontDialect(Protocol):
     def stream_error(self, status: int, message: str) -> bytes:
         """The server-sent event that ends a stream cut after its first piece, as this
         dialect's SDK reads an error there."""
+        ...
+
+    def opening(self, event: SSEEvent) -> bool:
+        """Whether a relayed stream's event carries nothing of the answer yet: held back
+        with those before it until one does, so a failure until then is retried unseen."""
+        ...
+
+    def terminal(self, event: SSEEvent) -> bool:
+        """Whether a relayed stream's event tells this dialect's SDK the answer is whole:
+        held back until the stream has ended and been checked complete."""
         ...

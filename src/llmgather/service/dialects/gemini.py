@@ -21,6 +21,7 @@ from llmgather._types import Completion, Request
 from llmgather.limits import Cost
 from llmgather.limits.tokens import DEFAULT_OUTPUT_ESTIMATE, estimate_prompt_tokens
 from llmgather.service.dialects.base import Untranslatable, refuse_unknown
+from llmgather.transport.sse import SSEEvent
 
 # Top-level fields another dialect's upstream can carry, in both spellings; `model` is not a
 # body field of the API, but a client may send it, and the path names the model anyway.
@@ -123,6 +124,14 @@ class GeminiFront:
         # The SDK raises for a `data:` event whose JSON starts with {"error": …}; an SSE
         # `event:` line would reach its JSON parser instead.
         return _data(self.error(status, message))
+
+    def opening(self, event: SSEEvent) -> bool:
+        return False  # every event of Gemini's stream is a response with its candidates
+
+    def terminal(self, event: SSEEvent) -> bool:
+        # Gemini's stream has no end event: the SDK reads to the connection's end, so an
+        # error after the last event (one without a finishReason) still reaches it.
+        return False
 
 
 class GeminiStreamWriter:

@@ -13,6 +13,7 @@ from llmgather._types import Completion, Request
 from llmgather.limits import Cost
 from llmgather.limits.tokens import DEFAULT_OUTPUT_ESTIMATE, estimate_prompt_tokens
 from llmgather.service.dialects.base import Untranslatable, refuse_unknown
+from llmgather.transport.sse import SSEEvent
 
 # Fields another dialect's upstream can carry; anything else (tools, response_format, n > 1,
 # logprobs, …) is refused by name when the upstream is not OpenAI's.
@@ -100,6 +101,25 @@ class OpenAIFront:
 
     def stream_error(self, status: int, message: str) -> bytes:
         return b"event: error\ndata: " + orjson.dumps(self.error(status, message)) + b"\n\n"
+
+    def opening(self, event: SSEEvent) -> bool:
+        # The role chunk, or a chunk of no choices and no usage (Azure's content-filter
+        # results come first so): deltas with nothing but a role or empty text, no finish.
+        if event.data == "[DONE]":
+            return False
+        chunk = orjson.loads(event.data)  # the stream's decoder has parsed it already
+        if not isinstance(chunk, dict) or chunk.get("usage") or chunk.get("error"):
+            return False
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict) or choice.get("finish_reason"):
+                return False
+            if any(value for key, value in delta.items() if key != "role"):
+                return False
+        return True
+
+    def terminal(self, event: SSEEvent) -> bool:
+        return event.data == "[DONE]"
 
 
 class OpenAIStreamWriter:

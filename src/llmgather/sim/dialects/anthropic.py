@@ -189,6 +189,9 @@ class AnthropicDialect:
         ]
         return StreamEvents(head, body, tail)
 
+    def early_end(self) -> list[bytes]:
+        return [_frame("message_stop", {"type": "message_stop"})]  # no message_delta before it
+
     def malformed_event(self) -> bytes:
         return b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0,\n\n'
 

@@ -100,6 +100,10 @@ class Dialect(Protocol):
 
     def malformed_event(self) -> bytes: ...
 
+    def early_end(self) -> list[bytes]:
+        """The frames that end a stream as if whole, without its finish reason (`done_early`)."""
+        ...
+
     def error(self, status: int, message: str | None = None, *, request_id: str = "") -> ErrorReply:
         """A generic error of this status in the provider's shape."""
         ...

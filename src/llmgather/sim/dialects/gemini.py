@@ -192,6 +192,9 @@ class GeminiDialect:
         # The last chunk carries finishReason and the full usage: it is the terminal event.
         return StreamEvents([], frames[:-1], frames[-1:])
 
+    def early_end(self) -> list[bytes]:
+        return []  # Gemini's stream has no end event: it ends as a cut one does
+
     def malformed_event(self) -> bytes:
         return b'data: {"candidates": [{"content": {"parts": [{"text": "\r\n\r\n'
 

@@ -192,6 +192,9 @@ class OpenAIDialect:
         tail.append(b"data: [DONE]\n\n")
         return StreamEvents(head, body, tail)
 
+    def early_end(self) -> list[bytes]:
+        return [b"data: [DONE]\n\n"]
+
     def malformed_event(self) -> bytes:
         return b'data: {"id": "chatcmpl-sim", "object": "chat.completion.chunk", "choices": [{\n\n'
 
