@@ -9,7 +9,8 @@
     ├── RedisUnavailableError        a shared limiter's or work queue's Redis does not answer
     ├── JobError                     a job that cannot start or resume as asked
     │   ├── JobMismatchError         the output belongs to a job with other input or parameters
-    │   └── JobBusyError             another live process is running the job
+    │   ├── JobBusyError             another live process is running the job
+    │   └── OutputExistsError        the output is a file no job store claims (left as it is)
     └── APIError                     anything a provider call can end with
         ├── TransientError           retried with backoff (retryable = True)
         │   ├── RateLimitError       429 rate limit (retry_after honoured, limiter paused)
@@ -101,6 +102,23 @@ class JobMismatchError(JobError):
 
 class JobBusyError(JobError):
     """Another live process is running this job."""
+
+
+class OutputExistsError(JobError):
+    """The output path holds a file with no job store beside it: not a job's output to resume
+    or replace, so it is left as it is. `restart=True` replaces it."""
+
+    def __init__(self, output: str, size: int, store: str) -> None:
+        self.output = output
+        # What is wrong, without what to do: the CLI says that with its own flags.
+        self.reason = (
+            f"{output} already exists ({size:,} bytes) and is not the output of a job that "
+            f"could resume (no job store {store} beside it): it was left as it is and nothing "
+            "was sent."
+        )
+        super().__init__(
+            f"{self.reason} Write to another path, or start over with restart=True to replace it."
+        )
 
 
 class APIError(LLMGatherError):

@@ -10,9 +10,11 @@ import csv
 from collections.abc import Iterator
 from typing import IO
 
+import orjson
+
 from llmgather._errors import InvalidInputError
 from llmgather._types import Request
-from llmgather.jobs.inputs.item import InputItem, LineError
+from llmgather.jobs.inputs.item import InputItem, LineError, item_digest
 from llmgather.jobs.inputs.lines import decode, raw_lines
 
 __all__ = ["read_csv"]
@@ -70,12 +72,17 @@ def _csv_item(
 ) -> InputItem:  # fmt: skip
     id = row[id_at] if id_at is not None and id_at < len(row) and row[id_at] else str(start)
     problems = [bad_lines.pop(n) for n in range(start, end + 1) if n in bad_lines]
+    digest = item_digest(orjson.dumps(row))  # the fields, whatever quoting the file used
     if problems:
-        return InputItem(start, id, None, problems[0])
+        return InputItem(start, id, None, problems[0], digest=digest)
     where = f"{source}:{start}"
     if not row:
         return InputItem(
-            start, id, None, f'{where}: empty line; expected a CSV record with a "{column}" column'
+            start,
+            id,
+            None,
+            f'{where}: empty line; expected a CSV record with a "{column}" column',
+            digest=digest,
         )
     if id_at is not None and not (id_at < len(row) and row[id_at]):
         return InputItem(
@@ -83,6 +90,7 @@ def _csv_item(
             id,
             None,
             f'{where}: column "{id_column}" (the id) is empty; expected a non-empty id',
+            digest=digest,
         )
     if prompt_at >= len(row):
         return InputItem(
@@ -90,13 +98,19 @@ def _csv_item(
             id,
             None,
             f'{where}: record has {len(row)} fields, so no column "{column}"; expected the header\'s columns',
+            digest=digest,
         )
     prompt = row[prompt_at]
     if not prompt.strip():
         return InputItem(
-            start, id, None, f'{where}: column "{column}" is empty; expected the prompt text'
+            start,
+            id,
+            None,
+            f'{where}: column "{column}" is empty; expected the prompt text',
+            digest=digest,
         )
-    return InputItem(start, id, Request.from_prompt(prompt, system=system, id=id), None)
+    request = Request.from_prompt(prompt, system=system, id=id)
+    return InputItem(start, id, request, None, digest=digest)
 
 
 def _csv_text_lines(

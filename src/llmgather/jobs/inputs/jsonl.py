@@ -22,7 +22,7 @@ from llmgather.jobs.inputs.fields import (
     show_value,
     temperature_field,
 )
-from llmgather.jobs.inputs.item import InputItem, LineError
+from llmgather.jobs.inputs.item import InputItem, LineError, item_digest
 from llmgather.jobs.inputs.lines import decode, raw_lines
 from llmgather.jobs.inputs.unknown import UnknownFields
 
@@ -61,15 +61,22 @@ def read_jsonl(
     unknown = UnknownFields(source, warn) if warn is not None else None
     for raw in raw_lines(stream, max_line_bytes):
         where = f"{source}:{raw.number}"
+        digest = item_digest(raw.data) if raw.data is not None else None
         try:
             text = decode(raw, source, max_line_bytes)
-            yield _parse_json_line(text, where, raw.number, system, unknown)
+            yield _parse_json_line(text, where, raw.number, system, unknown, digest)
         except LineError as e:
-            yield InputItem(raw.number, e.id or str(raw.number), None, e.message, e.output_fields)
+            id = e.id or str(raw.number)
+            yield InputItem(raw.number, id, None, e.message, e.output_fields, digest)
 
 
 def _parse_json_line(
-    text: str, where: str, line: int, system: str | None, unknown: UnknownFields | None
+    text: str,
+    where: str,
+    line: int,
+    system: str | None,
+    unknown: UnknownFields | None,
+    digest: bytes | None,
 ) -> InputItem:
     if not text.strip():
         raise LineError(
@@ -97,12 +104,12 @@ def _parse_json_line(
     # make it larger), so the walk of every field runs only for the rare line that could be deep.
     deep = text.count("{") + text.count("[") > MAX_NESTING
     if batch:
-        return _batch_item(obj, where, line, deep)
-    return _plain_item(obj, where, line, system, deep)
+        return _batch_item(obj, where, line, deep, digest)
+    return _plain_item(obj, where, line, system, deep, digest)
 
 
 def _plain_item(
-    obj: dict[str, Any], where: str, line: int, system: str | None, deep: bool
+    obj: dict[str, Any], where: str, line: int, system: str | None, deep: bool, digest: bytes | None
 ) -> InputItem:
     id = optional_id_field(obj, "id", where) or str(line)
     # Ids are strings inside llmgather; an integer id goes back out as the integer it was.
@@ -118,10 +125,12 @@ def _plain_item(
         raise
     if not request.id or request.extra is not None:
         request = request.replace(id=request.id or id, extra=None)
-    return InputItem(line, id, request, None, as_given)
+    return InputItem(line, id, request, None, as_given, digest)
 
 
-def _batch_item(obj: dict[str, Any], where: str, line: int, deep: bool) -> InputItem:
+def _batch_item(
+    obj: dict[str, Any], where: str, line: int, deep: bool, digest: bytes | None
+) -> InputItem:
     custom_id = obj.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         # Not an id llmgather can use, but the output line still shows what the input gave.
@@ -171,4 +180,4 @@ def _batch_item(obj: dict[str, Any], where: str, line: int, deep: bool) -> Input
     except LineError as e:
         e.id, e.output_fields = custom_id, {"custom_id": custom_id}
         raise
-    return InputItem(line, custom_id, request, None, {"custom_id": custom_id})
+    return InputItem(line, custom_id, request, None, {"custom_id": custom_id}, digest)

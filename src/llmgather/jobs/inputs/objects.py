@@ -14,7 +14,7 @@ import orjson
 
 from llmgather._types import Request
 from llmgather.jobs.inputs.fields import json_type, optional_id_field, recover_id
-from llmgather.jobs.inputs.item import InputItem, LineError
+from llmgather.jobs.inputs.item import InputItem, LineError, item_digest
 from llmgather.jobs.inputs.lines import decode, raw_lines
 
 __all__ = ["read_objects"]
@@ -36,16 +36,18 @@ def read_objects(
     source = "<stdin>" if shown == "-" else shown
     with open(path, "rb") as stream:
         for raw in raw_lines(stream, max_line_bytes):
+            digest = item_digest(raw.data) if raw.data is not None else None
             try:
                 text = decode(raw, source, max_line_bytes)
-                yield _item(text, f"{source}:{raw.number}", raw.number, to_request)
+                yield _item(text, f"{source}:{raw.number}", raw.number, to_request, digest)
             except LineError as e:
-                yield InputItem(
-                    raw.number, e.id or str(raw.number), None, e.message, e.output_fields
-                )
+                id = e.id or str(raw.number)
+                yield InputItem(raw.number, id, None, e.message, e.output_fields, digest)
 
 
-def _item(text: str, where: str, line: int, to_request: ToRequest) -> InputItem:
+def _item(
+    text: str, where: str, line: int, to_request: ToRequest, digest: bytes | None
+) -> InputItem:
     if not text.strip():
         raise LineError(f"{where}: empty line; expected one JSON object per line")
     try:
@@ -69,4 +71,4 @@ def _item(text: str, where: str, line: int, to_request: ToRequest) -> InputItem:
         raise LineError(
             f"{where}: its cost could not be estimated ({type(e).__name__}: {e})", id
         ) from None
-    return InputItem(line, id, request, None, as_given)
+    return InputItem(line, id, request, None, as_given, digest)

@@ -79,7 +79,8 @@ def _insert_batch(conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> Non
         before = conn.total_changes
         conn.executemany(
             "INSERT INTO items (line, id, status, output_fields, result, error_type, error_key,"
-            " error_message, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            " error_message, finished_at, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             batch,
         )
         if conn.total_changes - before == len(batch):

@@ -23,7 +23,7 @@ def item_row(item: InputItem) -> tuple[Any, ...]:
     """The values of an `items` row for a newly ingested input item, in insert column order."""
     fields = orjson.dumps(item.output_fields) if item.output_fields else None
     if item.request is not None:
-        return (item.line, item.id, "pending", fields, None, None, None, None, None)
+        return (item.line, item.id, "pending", fields, None, None, None, None, None, item.digest)
     message = item.error or "invalid input line"
     result = Result(
         id=item.id, status="error", error=ErrorInfo(type=INVALID_INPUT, message=message)
@@ -42,6 +42,7 @@ def item_row(item: InputItem) -> tuple[Any, ...]:
         key,
         message,
         time.time(),
+        item.digest,
     )
 
 

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["SCHEMA", "connect", "transaction"]
+__all__ = ["SCHEMA", "connect", "migrate", "transaction"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
@@ -22,10 +22,22 @@ CREATE TABLE IF NOT EXISTS items (
     error_type TEXT,
     error_key TEXT,                  -- the message without its location, cut short: groups errors
     error_message TEXT,
-    finished_at REAL
+    finished_at REAL,
+    digest BLOB                      -- the input item's digest as ingested; NULL if none was kept
 );
 CREATE INDEX IF NOT EXISTS items_status ON items (status);
 """
+# Columns added since the first schema, for a store an older llmgather made: (name, type).
+ADDED_COLUMNS = (("digest", "BLOB"),)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Give a store made by an older llmgather the columns added since (empty for its rows)."""
+    with transaction(conn):  # two runs opening one old store at once add each column once
+        have = {name for _, name, *_ in conn.execute("PRAGMA table_info(items)")}
+        for name, kind in ADDED_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE items ADD COLUMN {name} {kind}")
 
 
 def connect(path: str) -> sqlite3.Connection:

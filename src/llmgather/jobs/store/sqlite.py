@@ -29,9 +29,10 @@ from llmgather._types import Result
 from llmgather.jobs.identity import describe_changes, fingerprint_file
 from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.liveness import check_not_busy, running_claim, unclosed_run_s
+from llmgather.jobs.output import real_output_path
 from llmgather.jobs.store.ingest import IngestReport, insert_items
 from llmgather.jobs.store.rows import INVALID_INPUT, result_row
-from llmgather.jobs.store.schema import SCHEMA, connect, transaction
+from llmgather.jobs.store.schema import SCHEMA, connect, migrate, transaction
 from llmgather.jobs.store.stats import JobStats, count_items, job_stats
 
 __all__ = [
@@ -44,12 +45,14 @@ __all__ = [
 ]
 
 STATES = ("new", "running", "interrupted", "complete")
+_STORE_SUFFIX = ".llmgather.sqlite"
 _PAGE_ROWS = 2_000
 
 
 def store_path_for(output_path: str) -> str:
-    """Where the job store of an output file lives: beside it, same name plus a suffix."""
-    return f"{output_path}.llmgather.sqlite"
+    """Where the job store of an output file lives: beside it, same name plus a suffix (beside
+    the file a symbolic link names, when the output is one)."""
+    return f"{real_output_path(output_path)}{_STORE_SUFFIX}"
 
 
 class SQLiteJobStore:
@@ -68,6 +71,7 @@ class SQLiteJobStore:
         conn = connect(path)
         try:
             conn.executescript(SCHEMA)
+            migrate(conn)
         except BaseException:
             conn.close()
             raise
@@ -154,22 +158,25 @@ class SQLiteJobStore:
             ).rowcount
 
     def pending_lines(self) -> Iterator[int]:
+        for line, _, _ in self._pending_rows():
+            yield line
+
+    def _pending_rows(self) -> Iterator[tuple[int, str, bytes | None]]:
+        """(line, id, digest) of every pending item as ingested, in line order."""
         # Short keyset-paged queries, not one long cursor: results recorded meanwhile are for
         # lines already yielded, and no read snapshot is held open for the whole run.
         after = 0
         while True:
             with self._lock:
-                page = [
-                    line
-                    for (line,) in self._conn.execute(
-                        "SELECT line FROM items WHERE status = 'pending' AND line > ? ORDER BY line LIMIT ?",
-                        (after, _PAGE_ROWS),
-                    )
-                ]
+                page: list[tuple[int, str, bytes | None]] = self._conn.execute(
+                    "SELECT line, id, digest FROM items WHERE status = 'pending' AND line > ?"
+                    " ORDER BY line LIMIT ?",
+                    (after, _PAGE_ROWS),
+                ).fetchall()
             yield from page
             if len(page) < _PAGE_ROWS:
                 return
-            after = page[-1]
+            after = page[-1][0]
 
     def pending_items(
         self, items: Iterable[InputItem], *, should_stop: Callable[[], bool] | None = None
@@ -177,32 +184,32 @@ class SQLiteJobStore:
         """The items still to send: `items` (a fresh read of the same input) joined to the store.
 
         Both sides are in ascending line order, so this is a streaming merge with no lookup set.
-        `should_stop` is asked now and then while a stretch of finished lines is skipped, so a
-        stop does not wait for the scan to reach the next pending line.
+        Each pending line read again must be the one ingested (its id, and its digest when both
+        reads kept one): InvalidInputError otherwise, before it is yielded, so an edit made to
+        the input while the job runs is never sent. `should_stop` is asked now and then while a
+        stretch of finished lines is skipped, so a stop does not wait for the scan to reach the
+        next pending line.
         """
-        lines = self.pending_lines()
-        wanted = next(lines, None)
+        pending = self._pending_rows()
+        wanted = next(pending, None)
         for item in items:
             if wanted is None:
                 return
             if should_stop is not None and item.line % 1024 == 0 and should_stop():
                 return
-            if item.line == wanted:
-                if item.request is None:
-                    raise InvalidInputError(
-                        f"line {wanted} of the input is pending in the job store but cannot be "
-                        f"sent any more ({item.error}); the input changed while the job ran"
-                    )
+            line, id, digest = wanted
+            if item.line == line:
+                _check_unchanged(item, id, digest)
                 yield item
-                wanted = next(lines, None)
-            elif item.line > wanted:
+                wanted = next(pending, None)
+            elif item.line > line:
                 raise InvalidInputError(
-                    f"line {wanted} of the input is pending in the job store but was not read "
+                    f"line {line} of the input is pending in the job store but was not read "
                     "again; the input changed while the job ran"
                 )
         if wanted is not None:
             raise InvalidInputError(
-                f"line {wanted} of the input is pending in the job store but the input ended "
+                f"line {wanted[0]} of the input is pending in the job store but the input ended "
                 "first; the input changed while the job ran"
             )
 
@@ -274,6 +281,25 @@ class SQLiteJobStore:
         return transaction(self._conn)
 
 
+def _check_unchanged(item: InputItem, id: str, digest: bytes | None) -> None:
+    """InvalidInputError unless a pending line read again is the line that was ingested."""
+    if item.request is None:
+        change = f"cannot be sent any more ({item.error})"
+    elif item.id != id:
+        change = f"had the id {_shown_id(id)} and now has {_shown_id(item.id)}"
+    elif digest is not None and item.digest is not None and item.digest != digest:
+        change = f"(id {_shown_id(id)}) is not what it was when the job read it first"
+    else:
+        return
+    raise InvalidInputError(
+        f"line {item.line} of the input is pending in the job store but {change}; "
+        "the input changed while the job ran"
+    )
+
+
+def _shown_id(id: str) -> str:
+    return repr(id) if len(id) <= 40 else repr(id[:37] + "...")
+
+
 def _output_name(store_path: str) -> str:
-    suffix = store_path_for("")
-    return store_path[: -len(suffix)] if store_path.endswith(suffix) else store_path
+    return store_path.removesuffix(_STORE_SUFFIX)
