@@ -7,19 +7,29 @@ as a task of the test's own event loop.
 
 `base_url` is `http://127.0.0.1:PORT`, without a trailing slash. The app's lifespan runs (so
 the upstream is started, and stopped at the end of the block).
+
+`served_by_cli` starts it as users do instead: `llmgather serve` as a subprocess.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Generator, Mapping
+from pathlib import Path
 
 import uvicorn
 
 from llmgather.service.app import create_app
 from llmgather.service.settings import ServiceSettings
+from tests.conftest import cli_env
+
+WAIT_S = 30.0  # a bound on the subprocess's start and stop, never an assertion on time
 
 
 class _TestServer(uvicorn.Server):
@@ -69,3 +79,75 @@ async def serving(
         listening.cancel()
         server.should_exit = True
         await task
+
+
+class Served:
+    """A `llmgather serve` subprocess: its URL, and everything it wrote to stderr."""
+
+    def __init__(self, process: asyncio.subprocess.Process, url: str, banner: bytes) -> None:
+        self.process = process
+        self.url = url
+        self.stderr = banner
+
+
+@contextlib.asynccontextmanager
+async def served_by_cli(tmp_path: Path, *args: str, **env: str) -> AsyncIterator[Served]:
+    """`llmgather serve --port 0 ARGS…` with `env` added to a clean environment, until the
+    block ends (then SIGTERM, and its stderr is complete)."""
+    process = await asyncio.create_subprocess_exec(
+        os.path.join(os.path.dirname(sys.executable), "llmgather"),
+        "serve",
+        "--port",
+        "0",
+        "--jobs-dir",
+        str(tmp_path / "jobs"),
+        *args,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(**env),
+        cwd=tmp_path,
+    )
+    assert process.stderr is not None
+    banner = b""
+    try:
+        while b"llmgather serve:" not in banner:
+            line = await asyncio.wait_for(process.stderr.readline(), timeout=WAIT_S)
+            assert line, f"serve exited early: {banner.decode(errors='replace')}"
+            banner += line
+        found = re.search(rb"http://127\.0\.0\.1:\d+", banner)
+        assert found is not None, banner
+        served = Served(process, found.group(0).decode(), banner)
+        yield served
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(process.stderr.read(), timeout=WAIT_S)
+        await asyncio.wait_for(process.wait(), timeout=WAIT_S)
+    served.stderr += rest
+
+
+async def post_head_only(base_url: str, path: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
+    """A POST whose head declares a body that is never sent, as a client about to upload a
+    huge one: the status and body of the answer it gets without sending it."""
+    host, _, port = base_url.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {host}",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        async with asyncio.timeout(WAIT_S):
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            body = await reader.readexactly(length)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return status, body

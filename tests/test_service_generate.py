@@ -16,7 +16,8 @@ from llmgather._config import Limits
 from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.service import ServiceSettings
 from llmgather.sim.server import RunningSimulator
-from tests.servicefixtures import serving
+from tests.conftest import run_cli
+from tests.servicefixtures import post_head_only, serving
 from tests.simfixtures import running
 from tests.test_service_jobs import (
     JSONL,
@@ -168,3 +169,80 @@ async def _answer(http: aiohttp.ClientSession, base: str, id: str) -> dict[str, 
     await until(done, f"the background /generate {id} is done")
     async with http.get(f"{base}/generate/{id}") as response:
         return await response.json()
+
+
+async def test_a_body_over_32_mb_is_refused_413_before_it_is_read(
+    sim: RunningSimulator, tmp_path: Path
+) -> None:
+    async with serving(settings_for(sim, tmp_path)) as base:
+        head = {"Content-Type": "application/json", "Content-Length": str(33 * 1024 * 1024)}
+        status, raw = await post_head_only(base, "/generate", head)
+    assert status == 413
+    assert "larger than 32 MB" in orjson.loads(raw)["error"]["message"]
+    assert sim.handler.stats.received == 0
+
+
+async def test_temperature_follows_the_rule_of_run(
+    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with serving(settings_for(sim, tmp_path)) as base:
+        status, refused = await generate(http, base, {"prompt": "Why?", "temperature": 2.5})
+        assert status == 422
+        assert "from 0 to 2" in refused["error"]["message"]
+        status, _ = await generate(http, base, {"prompt": "Why?", "temperature": 2})
+        assert status == 200
+    run = run_cli("run", "-", "-o", str(tmp_path / "out.jsonl"), "--temperature", "2.5")
+    assert run.returncode == 2 and "0<=x<=2" in run.stderr
+
+
+async def _background(http: aiohttp.ClientSession, base: str) -> str:
+    status, accepted = await generate(http, base, {"prompt": "Why?", "background": True})
+    assert status == 202
+    await _answer(http, base, accepted["id"])
+    return str(accepted["id"])
+
+
+async def _gone(http: aiohttp.ClientSession, base: str, id: str) -> None:
+    async def removed() -> bool:
+        async with http.get(f"{base}/generate/{id}") as response:
+            return response.status == 404
+
+    await until(removed, f"the background /generate {id} is removed")
+
+
+async def test_finished_background_generates_beyond_the_retention_count_are_removed(
+    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with serving(settings_for(sim, tmp_path, retention_max=2)) as base:
+        ids = [await _background(http, base) for _ in range(3)]
+        await _gone(http, base, ids[0])
+        for kept in ids[1:]:
+            async with http.get(f"{base}/generate/{kept}") as response:
+                assert response.status == 200
+    assert sorted(p.name for p in (tmp_path / "generate").iterdir()) == sorted(ids[1:])
+
+
+async def test_finished_background_generates_are_removed_once_past_the_retention_time(
+    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with serving(settings_for(sim, tmp_path, retention_s=1.0)) as base:
+        first = await _background(http, base)
+        await _gone(http, base, first)
+        assert not (tmp_path / "generate" / first).exists()
+        second = await _background(http, base)  # the timer, idle in between, wakes again
+        await _gone(http, base, second)
+    assert list((tmp_path / "generate").iterdir()) == []
+
+
+async def test_a_restart_removes_what_is_past_the_retention(
+    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with serving(settings_for(sim, tmp_path)) as base:
+        ids = [await _background(http, base) for _ in range(3)]
+    async with serving(settings_for(sim, tmp_path, retention_max=1)) as base:
+        # Removed as the service starts, before it serves.
+        assert [p.name for p in (tmp_path / "generate").iterdir()] == [ids[-1]]
+        async with http.get(f"{base}/generate/{ids[0]}") as response:
+            assert response.status == 404
+        async with http.get(f"{base}/generate/{ids[-1]}") as response:
+            assert response.status == 200

@@ -5,6 +5,7 @@ and files as `llmgather run` left on disk."""
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.service import ServiceSettings
 from llmgather.sim.server import RunningSimulator
 from tests.conftest import run_cli
-from tests.servicefixtures import serving
+from tests.servicefixtures import post_head_only, served_by_cli, serving
 from tests.simfixtures import running
 
 JSONL = {"Content-Type": "application/jsonl"}
@@ -185,6 +186,7 @@ async def test_bad_parameters_and_unknown_ids_are_named(
             ("max_tokens=ten", "max_tokens"),
             ("temperature=-1", "temperature"),
             ("temperature=inf", "temperature"),
+            ("temperature=2.5", "from 0 to 2"),  # the rule of `run` and of every input line
         ):
             async with http.post(f"{base}/v1/jobs?{query}", data=prompts(1), headers=JSONL) as r:
                 assert r.status == 422
@@ -246,3 +248,89 @@ async def test_cancel_stops_sending_and_keeps_what_finished(
         async with serving(settings) as base:
             assert await job_of(http, base, id) == cancelled
         assert sim.handler.stats.snapshot()["received"] == sent + 1
+
+
+# What `curl -X POST localhost:8080/v1/jobs --data-binary @prompts.jsonl` sends, as the README
+# shows it: curl labels a --data-binary body as a form.
+CURL_HEADERS = {
+    "User-Agent": "curl/8.5.0",
+    "Accept": "*/*",
+    "Content-Type": "application/x-www-form-urlencoded",
+}
+
+
+async def test_the_readmes_curl_command_starts_a_job(
+    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with serving(settings_for(sim, tmp_path)) as base:
+        async with http.post(f"{base}/v1/jobs", data=prompts(3), headers=CURL_HEADERS) as r:
+            assert r.status == 202, await r.text()
+            created = await r.json()
+        job = await finished(http, base, created["id"])
+        assert (job["total"], job["done"], job["failed"]) == (3, 3, 0)
+        # A form that is not JSONL is still refused, saying what to send.
+        async with http.post(
+            f"{base}/v1/jobs", data=b"max_tokens=5&prompt=hi", headers=CURL_HEADERS
+        ) as r:
+            assert r.status == 400
+            assert "send JSONL" in (await r.json())["error"]["message"]
+
+
+async def _chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def test_a_job_body_over_the_limit_is_refused_413_as_it_arrives(
+    sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    limit = 1024 * 1024
+    big = prompts(26_000)  # valid JSONL, about 1.1 MB
+    assert limit < len(big) < limit + 200 * 1024
+    async with serving(settings_for(sim, tmp_path, max_job_bytes=limit)) as base:
+        # No length said: counted as it streams in, and refused once past the limit.
+        async with http.post(f"{base}/v1/jobs", data=_chunks(big), headers=JSONL) as r:
+            assert r.status == 413
+            assert "larger than 1 MB" in (await r.json())["error"]["message"]
+        # A length said up front: refused before a byte of the body is read.
+        head = {**JSONL, "Content-Length": str(100 * 1024 * 1024)}
+        status, raw = await post_head_only(base, "/v1/jobs", head)
+        assert status == 413 and b"--max-job-mb" in raw
+        form = aiohttp.FormData()
+        form.add_field(
+            "file", io.BytesIO(big), filename="prompts.jsonl", content_type="application/jsonl"
+        )
+        async with http.post(f"{base}/v1/jobs", data=form) as r:
+            assert r.status == 413
+        async with http.get(f"{base}/v1/jobs") as r:
+            assert (await r.json())["data"] == []
+        async with http.post(f"{base}/v1/jobs", data=prompts(2), headers=JSONL) as r:
+            assert r.status == 202  # under the limit: taken
+    assert len(names_in(tmp_path)) == 1  # no trace of the refused bodies
+    assert sim.handler.stats.received <= 2
+
+
+async def test_serve_flags_bound_job_bodies_and_keep_generations_for_their_retention(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # On the built-in simulator; a retention of 1.8 s, so the answer is read before it goes.
+    async with served_by_cli(tmp_path, "--max-job-mb", "1", "--retention", "0.0005") as served:
+        base = served.url
+        big = prompts(26_000)
+        async with http.post(f"{base}/v1/jobs", data=_chunks(big), headers=CURL_HEADERS) as r:
+            assert r.status == 413
+        body = orjson.dumps({"prompt": "Why?", "background": True})
+        async with http.post(f"{base}/generate", data=body) as r:
+            assert r.status == 202
+            id = (await r.json())["id"]
+
+        async def status_is(expected: int) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                async with http.get(f"{base}/generate/{id}") as response:
+                    return response.status == expected
+
+            return check
+
+        await until(await status_is(200), "the background /generate is answered")
+        await until(await status_is(404), "the background /generate is removed")
+    assert not (tmp_path / "jobs" / "generate" / id).exists()

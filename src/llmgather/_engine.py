@@ -197,10 +197,7 @@ class Engine:
             await self._succeeded(outcome)
         except APIError as error:
             usage, ending = _spent(error, self._retry.max_retry_wait)
-            status = error.status_code or 0
-            if isinstance(error, AuthenticationError) or status in (403, 429) or not (
-                400 <= status < 500
-            ):
+            if not _accepts_key(error):
                 return False
         finally:
             await self._limiter.release(permit, usage, outcome=ending)
@@ -601,6 +598,14 @@ def _spent(error: APIError, max_retry_wait: float) -> tuple[Usage | None, Ending
         waits_long = error.retry_after is not None and error.retry_after > max_retry_wait
         return usage, "failed" if waits_long else "limited"
     return usage, "truncated" if isinstance(error, TruncatedStreamError) else "failed"
+
+
+def _accepts_key(error: APIError) -> bool:
+    """Whether a failed answer still shows the key accepted: a client error other than a
+    refusal (401, 403) or a 429 (which says nothing certain about the key)."""
+    status = error.status_code or 0
+    refused = isinstance(error, AuthenticationError) or status in (401, 403, 429)
+    return 400 <= status < 500 and not refused
 
 
 def _detached(error: Exception) -> Exception:

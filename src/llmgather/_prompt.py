@@ -280,6 +280,12 @@ def content_value(value: Any, name: str) -> str:
     )
 
 
+# The widest range a provider llmgather speaks takes (OpenAI's and Gemini's; Anthropic's is
+# 0 to 1, and says so in its own 400).
+MAX_TEMPERATURE = 2.0
+TEMPERATURE_RULE = f"a number from 0 to {MAX_TEMPERATURE:g}"
+
+
 def positive_int(data: Mapping[str, Any], key: str, *, prefix: str = "") -> int | None:
     """A positive integer, or None if absent."""
     value = data.get(key)
@@ -293,15 +299,25 @@ def positive_int(data: Mapping[str, Any], key: str, *, prefix: str = "") -> int 
 
 
 def temperature_value(data: Mapping[str, Any], key: str, *, prefix: str = "") -> float | None:
-    """A number from 0 to 2, as a float, or None if absent."""
+    """A temperature (`valid_temperature`), as a float, or None if absent."""
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
+    if not valid_temperature(value):
         raise InvalidInputError(
-            f'field "{prefix}{key}" must be a number from 0 to 2, got {show_value(value)}'
+            f'field "{prefix}{key}" must be {TEMPERATURE_RULE}, got {show_value(value)}'
         )
     return float(value)
+
+
+def valid_temperature(value: object) -> bool:
+    """The one rule for a temperature, wherever it is given (an input line, `--temperature`,
+    the service's fields and parameters): a number from 0 to MAX_TEMPERATURE."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0 <= value <= MAX_TEMPERATURE
+    )
 
 
 def _id_value(value: Any) -> str:

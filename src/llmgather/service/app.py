@@ -6,6 +6,7 @@ route, started and stopped with the app.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from llmgather.service.dashboard.feed import DashboardFeed
 from llmgather.service.fastpath import HotRoutes
 from llmgather.service.gateway import Gateway
 from llmgather.service.jobs import JobManager
+from llmgather.service.keycheck import KeyRecheck
 from llmgather.service.metrics import RequestMetrics, ServiceMetrics
 from llmgather.service.queueing import GatewayQueue
 from llmgather.service.routes import (
@@ -42,15 +44,33 @@ def create_app(settings: ServiceSettings, *, env: Mapping[str, str] | None = Non
     behind bearer auth when `settings.token` is set; its `state` is the FastAPI app's.
     Resolves the upstream at once, so a wrong model or a missing key fails before serving."""
     upstream = Upstream(settings, env=env)
-    job_manager = JobManager(upstream, settings.jobs_dir)
+    job_manager = JobManager(
+        upstream,
+        settings.jobs_dir,
+        retention_s=settings.retention_s,
+        retention_max=settings.retention_max,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await upstream.start()
             await job_manager.start()
-            app.state.ready = True
-            yield
+            async with asyncio.TaskGroup() as chores:
+                # The app's own tasks, for as long as it serves: neither ends by itself.
+                running = [
+                    chores.create_task(job_manager.retention.run(), name="llmgather-retention"),
+                    chores.create_task(
+                        KeyRecheck(upstream, first_s=settings.key_recheck_s).run(),
+                        name="llmgather-key-recheck",
+                    ),
+                ]
+                app.state.ready = True
+                try:
+                    yield
+                finally:
+                    for task in running:
+                        task.cancel()
         finally:
             app.state.stopping = True
             try:

@@ -6,7 +6,8 @@ service starts again.
                         job.json         id, created_at, parameters; its end once it has one
                         results.jsonl    one line per input (+ its SQLite store beside it), the
                                          same files `llmgather run` writes: `llmgather status` reads them
-    <jobs_dir>/generate/<gen id>/…       a background `/generate`: a job of one line
+    <jobs_dir>/generate/<gen id>/…       a background `/generate`: a job of one line, removed
+                                         once finished past its retention (`retention`)
 
     created ─▶ queued ─▶ running ─▶ done | failed
                  │          └─ DELETE: no more sends, in-flight ones finish ─▶ cancelled

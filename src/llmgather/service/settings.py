@@ -11,6 +11,10 @@ from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
 
 DEFAULT_QUEUE_TIMEOUT_S = 60.0
+DEFAULT_RETENTION_S = 24 * 3600.0
+DEFAULT_RETENTION_MAX = 10_000  # about 40 KB on disk each
+DEFAULT_MAX_JOB_BYTES = 512 * 1024 * 1024
+FIRST_KEY_RECHECK_S = 2.0
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 TOKEN_ENV = "LLMGATHER_SERVE_TOKEN"  # where `llmgather serve` also reads the token
 
@@ -20,7 +24,11 @@ class ServiceSettings:
     """`queue_timeout_s`: the longest a request may wait in the gateway's queue for the shared
     limits; one whose projected wait is longer is answered 429 at once, with a Retry-After.
     `token`: the bearer token every route but the health checks requires (needed off
-    loopback). `jobs_dir`: where background work and jobs are stored, durably."""
+    loopback). `jobs_dir`: where background work and jobs are stored, durably.
+    `retention_s` and `retention_max`: how long a finished background `/generate` stays
+    readable, and how many are kept at most (the oldest go first). `max_job_bytes`: the largest
+    body `POST /v1/jobs` takes. `key_recheck_s`: how long after the upstream refused the key it
+    is first asked again (then twice as long each time, up to a minute)."""
 
     model: str | None = None
     base_url: str | None = None
@@ -31,6 +39,10 @@ class ServiceSettings:
     queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S
     token: str | None = field(default=None, repr=False)
     jobs_dir: Path = Path(".llmgather-serve")
+    retention_s: float = DEFAULT_RETENTION_S
+    retention_max: int = DEFAULT_RETENTION_MAX
+    max_job_bytes: int = DEFAULT_MAX_JOB_BYTES
+    key_recheck_s: float = FIRST_KEY_RECHECK_S
     host: str = "127.0.0.1"
     simulator: Any = None  # SimConfig for the embedded simulator, when one starts
 

@@ -22,7 +22,7 @@ async def readyz(request: Request) -> Response:
     if not state.ready or state.stopping:
         return json_response({"status": "not ready"}, status=503)
     if state.upstream.client.engine.key_refused:
-        # Every request would fail unsent until the operator fixes the key and restarts.
+        # Every request fails unsent until a recheck finds the key accepted (`keycheck`).
         reason = "the upstream refused the service's API key"
         return json_response({"status": "not ready", "reason": reason}, status=503)
     return json_response({"status": "ready"})

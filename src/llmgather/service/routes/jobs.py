@@ -2,7 +2,8 @@
 
 POST   /v1/jobs               a JSONL body (prompt lines or OpenAI Batch lines), or a
                               multipart upload with a `file` field; `max_tokens`,
-                              `temperature`, `system` as query (or form) parameters → 202
+                              `temperature`, `system` as query (or form) parameters → 202;
+                              413 past the service's `max_job_bytes`, as the body arrives
 GET    /v1/jobs               {"object": "list", "data": [job, …]}, newest first
 GET    /v1/jobs/{id}          one job: status, total, done, failed, created_at, finished_at
 GET    /v1/jobs/{id}/results  the results JSONL finished so far (everything once done)
@@ -22,6 +23,7 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
+from llmgather._prompt import TEMPERATURE_RULE, valid_temperature
 from llmgather.service.dialects.openai import OpenAIFront
 from llmgather.service.errors import InvalidParam, Refusal
 from llmgather.service.gateway import error_response, json_response
@@ -33,15 +35,17 @@ from llmgather.service.jobs import (
     NotCancellable,
     ServiceStopping,
 )
+from llmgather.service.routes.bodies import BodyTooLarge, capped
 
 router = APIRouter(tags=["jobs"])
 FRONT = OpenAIFront()
 JSONL_TYPES = frozenset(
     {"application/jsonl", "application/x-ndjson", "application/x-jsonlines", "application/json"}
 )
-# Types a JSONL body may come as without saying so (`curl --data-binary` says text/plain or
-# nothing); anything else is refused with what to send instead.
-_LENIENT_TYPES = frozenset({"", "text/plain"})
+# Types a JSONL body may come as without saying so (`curl --data-binary @prompts.jsonl` says
+# application/x-www-form-urlencoded; other clients text/plain or nothing): taken if it parses
+# as JSONL. Anything else is refused with what to send instead.
+_LENIENT_TYPES = frozenset({"", "text/plain", "application/x-www-form-urlencoded"})
 _WRITE_CHUNK_BYTES = 1 << 20
 _EXPECTED = (
     "send the JSONL as the body (Content-Type: application/jsonl, application/x-ndjson or "
@@ -74,6 +78,8 @@ async def create_job(request: Request) -> Response:
     jobs: JobManager = request.app.state.jobs
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     try:
+        # Refused as it arrives, before a body larger than the limit fills the disk.
+        request = capped(request, request.app.state.settings.max_job_bytes)
         if kind == "multipart/form-data":
             return await _create_from_upload(jobs, request)
         if kind not in JSONL_TYPES and kind not in _LENIENT_TYPES:
@@ -86,6 +92,8 @@ async def create_job(request: Request) -> Response:
         return _refuse(400, str(error))
     except ServiceStopping as error:
         return _refuse(503, str(error))
+    except BodyTooLarge as error:
+        return _refuse(413, f"{error}: split the job, or raise llmgather serve's --max-job-mb")
     return _created(record)
 
 
@@ -185,10 +193,10 @@ def _params(values: Mapping[str, Any]) -> JobParams:
     try:
         temp = None if temperature in (None, "") else float(temperature)
     except ValueError:
-        temp = -1.0
-    if temp is not None and not (math.isfinite(temp) and temp >= 0):
+        temp = math.nan
+    if temp is not None and not valid_temperature(temp):
         raise InvalidParam(
-            f"temperature must be a number of at least 0, such as 0.7; got {temperature!r}"
+            f"temperature must be {TEMPERATURE_RULE}, such as 0.7; got {temperature!r}"
         )
     system = values.get("system") or None
     return JobParams(max_tokens=tokens, temperature=temp, system=system)
