@@ -22,6 +22,12 @@ from llmgather.sim import EmbeddedSimulator, SimConfig, start_simulator
 from llmgather.sim.server import RunningSimulator
 
 PROVIDER_KEYS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY")
+# A developer's proxy would carry the tests' loopback traffic: the proxy tests set their own.
+PROXY_VARIABLES = tuple(
+    name
+    for lower in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    for name in (lower, lower.upper())
+)
 
 
 # -- a quiet machine for the tests that race real time --------------------------------------------
@@ -76,7 +82,7 @@ def pytest_runtest_protocol(
 @pytest.fixture(autouse=True)
 def no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a real provider, whatever the developer's shell exports."""
-    for name in PROVIDER_KEYS:
+    for name in PROVIDER_KEYS + PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -101,7 +107,7 @@ def threaded_sim() -> Iterator[EmbeddedSimulator]:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEYS}
+    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEYS + PROXY_VARIABLES}
     env.update(extra)
     env["PYTHONWARNINGS"] = "error"
     env["COLUMNS"] = "120"

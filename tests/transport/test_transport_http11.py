@@ -117,7 +117,7 @@ async def test_requests_reuse_one_kept_alive_connection() -> None:
     head = seen.heads[0].decode()
     assert head.startswith("POST /v1/chat?x=1 HTTP/1.1\r\n")
     assert f"host: {url.removeprefix('http://')}\r\n" in head
-    assert "content-length: 8\r\n" in head
+    assert "Content-Length: 8\r\n" in head
     assert "accept-encoding: gzip, deflate\r\n" in head
 
 

@@ -26,6 +26,7 @@ from llmgather.providers.registry import Target, resolve_target, secrets_redacto
 from llmgather.service.queueing import Departure
 from llmgather.service.settings import ServiceSettings
 from llmgather.transport import HttpRequest
+from llmgather.transport.proxies import proxy_variables
 
 logger = logging.getLogger("llmgather.service")
 
@@ -44,6 +45,7 @@ class Upstream:
             env, self.target.api_key, settings.token, urls=(settings.base_url,)
         )
         self.limiter = LocalLimiter(settings.limits)
+        self._proxy_env = proxy_variables(env)  # the upstream is reached through them
         self._client: Client | None = None
         self._shapes: dict[tuple[str, bool], HttpRequest] = {}
 
@@ -72,11 +74,11 @@ class Upstream:
             retry=settings.retry,
             timeouts=Timeouts(read=settings.timeout_s),
             # The key as the target was resolved with it: given, or read from the environment
-            # at the edge. The client reads no environment of its own.
+            # at the edge. The client reads no environment of its own but the proxy variables.
             api_key=None if target.simulated else target.api_key,
             base_url=None if target.simulated else settings.base_url,
             simulator=settings.simulator,
-            env={},
+            env=self._proxy_env,
         )
         await self._client.__aenter__()
 

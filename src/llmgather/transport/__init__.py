@@ -7,7 +7,8 @@ Everything above it (building the request, parsing the answer, the retry verdict
 `llmgather._exchange`; everything below it is I/O. `Http11Transport` (a keep-alive pool of
 HTTP/1.1 connections parsed by httptools) is the default; `AiohttpTransport` (one pooled aiohttp
 session) does the same on aiohttp's client; `MockTransport(handler)` answers with a function and
-no sockets, for tests.
+no sockets, for tests. `Proxies` (from the proxy variables, read at the edge) tells the first
+two which proxy each URL goes through.
 A transport maps its own I/O failures to `APIConnectionError` and `RequestTimeoutError`.
 """
 
@@ -73,6 +74,7 @@ class Transport(Protocol):
 from llmgather.transport.aiohttp import AiohttpTransport  # noqa: E402
 from llmgather.transport.http11 import Http11Transport  # noqa: E402
 from llmgather.transport.mock import MockTransport  # noqa: E402
+from llmgather.transport.proxies import Proxies, Proxy  # noqa: E402
 
 __all__ = [
     "AiohttpTransport",
@@ -81,6 +83,8 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "MockTransport",
+    "Proxies",
+    "Proxy",
     "StreamingResponse",
     "Transport",
 ]

@@ -7,9 +7,10 @@ took a third of the CPU per relayed request (a session's request and response ob
 hooks, cookie jar, URL objects, a timer context each), more than llmgather's own work. With
 this client the library's whole path spends half the CPU per request of a bare aiohttp loop
 (`llmgather bench overhead`). It does what llmgather needs and no more: one request per
-connection at a time, bodies as bytes, gzip and deflate answers, TLS, timeouts, and a pool that
-drops connections the server closed. No proxies (as aiohttp with `trust_env=False`), cookies or
-redirects: an LLM API uses none. `AiohttpTransport` stays for whoever wants aiohttp's.
+connection at a time, bodies as bytes, gzip and deflate answers, TLS, timeouts, a pool that
+drops connections the server closed, and HTTP proxies (`proxies=`: CONNECT tunnels for https://,
+the whole URL to the proxy for http://). No cookies or redirects: an LLM API uses neither.
+`AiohttpTransport` stays for whoever wants aiohttp's.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from llmgather._errors import APIConnectionError, ConnectError, RequestTimeoutEr
 from llmgather.transport import HttpResponse
 from llmgather.transport.http11.connection import Answer, Connection, Stream, Unanswered
 from llmgather.transport.http11.pool import Pool
+from llmgather.transport.http11.tunnel import open_tunnel
 from llmgather.transport.http11.wire import Origin, Target, parse_url, request_bytes
+from llmgather.transport.proxies import refused
 
 if TYPE_CHECKING:
     from llmgather.transport import HttpRequest
+    from llmgather.transport.proxies import Proxies
 
 _URL_CACHE_SIZE = 256
 
@@ -41,13 +45,19 @@ class Http11Transport:
 
     Connections open on first use, inside the running event loop, and close with `aclose`. A
     plain request must be answered in full within `timeouts.read`; a stream must not fall
-    silent for longer than that between two reads.
+    silent for longer than that between two reads. `proxies` (`Proxies.from_env(os.environ)`,
+    as `Client` builds it) names the proxy each URL goes through; None connects directly.
     """
 
     def __init__(
-        self, *, max_connections: int = DEFAULT_CONCURRENCY, timeouts: Timeouts | None = None
+        self,
+        *,
+        max_connections: int = DEFAULT_CONCURRENCY,
+        timeouts: Timeouts | None = None,
+        proxies: Proxies | None = None,
     ) -> None:
         timeouts = timeouts or Timeouts()
+        self._proxies = proxies
         self._read_timeout = timeouts.read
         self._connect_timeout = timeouts.connect
         self._pool = Pool(max_connections)
@@ -77,13 +87,19 @@ class Http11Transport:
         wire = request_bytes(request, target)
         connection = await self._connection(target.origin, deadline, fresh=False)
         try:
-            return await connection.exchange(wire, deadline, streaming=streaming)
+            answer = await connection.exchange(wire, deadline, streaming=streaming)
         except Unanswered as unanswered:
             if not connection.reused or self._closed:
                 # A new connection closed unanswered: the server may have read the request,
                 # so it is not sent again here (the engine's retry, if any, counts an attempt).
                 raise APIConnectionError(str(unanswered)) from None
-            return await self._resend_fresh(target, wire, deadline, unanswered, streaming)
+            answer = await self._resend_fresh(target, wire, deadline, unanswered, streaming)
+        if answer.status == 407 and target.origin.via is not None:
+            # Only a proxy answers 407: it refused to forward the request.
+            if streaming:
+                answer.connection.finish_stream()
+            raise refused(target.origin.via, 407, target.host_header)
+        return answer
 
     async def aclose(self) -> None:
         """Close every connection, busy ones included; the transport opens none after."""
@@ -143,15 +159,23 @@ class Http11Transport:
             made.append(Connection(loop, pool, origin))
             return made[0]
 
+        via = origin.via
         try:
             async with asyncio.timeout(min(self._connect_timeout, deadline - loop.time())):
-                await loop.create_connection(
-                    protocol,
-                    origin.host,
-                    origin.port,
-                    ssl=tls,
-                    server_hostname=origin.host if tls else None,
-                )
+                if via is not None and tls is not None:
+                    tunnel = await open_tunnel(loop, origin, via, tls)
+                    tunnel.set_protocol(protocol())
+                    made[0].connection_made(tunnel)
+                elif via is not None:  # http:// through a proxy: each request names its URL
+                    await loop.create_connection(protocol, via.host, via.port)
+                else:
+                    await loop.create_connection(
+                        protocol,
+                        origin.host,
+                        origin.port,
+                        ssl=tls,
+                        server_hostname=origin.host if tls else None,
+                    )
         except BaseException as exc:
             # Cancelled once the connection was made (asyncio calls connection_made before
             # create_connection returns): closing it counts it out; else the room goes back.
@@ -159,7 +183,7 @@ class Http11Transport:
                 made[0].abort()
             else:
                 pool.unreserve()
-            raise _connect_error(exc, origin) from None
+            raise _connect_error(exc, origin, self._proxies) from None
         return made[0]
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -171,26 +195,39 @@ class Http11Transport:
     def _target(self, url: str) -> Target:
         target = self._targets.get(url)
         if target is None:
-            target = parse_url(url)
+            target = parse_url(url, self._proxies)
             if len(self._targets) >= _URL_CACHE_SIZE:
                 self._targets.clear()  # a client calls a handful of URLs; this only bounds it
             self._targets[url] = target
         return target
 
 
-def _connect_error(exc: BaseException, origin: Origin) -> BaseException:
-    """A failed connect as llmgather's error, naming the host and port, never the URL: a
-    `ConnectError`, since nothing was sent (a connect timeout spends an attempt as a timeout)."""
+def _connect_error(exc: BaseException, origin: Origin, proxies: Proxies | None) -> BaseException:
+    """A failed connect as llmgather's error, naming the host and port (and the proxy, never
+    its credentials), never the URL: a `ConnectError`, since nothing was sent (a connect
+    timeout spends an attempt as a timeout). A name that does not resolve is told with any
+    proxy variable that is set but was not used for it."""
     where = f"{origin.host}:{origin.port}"
+    via = origin.via
+    through = f" through {via}" if via is not None else ""
     if isinstance(exc, TimeoutError):
-        return RequestTimeoutError(f"no connection to {where} within the connect timeout")
-    if isinstance(exc, socket.gaierror):
-        return ConnectError(f"cannot resolve {origin.host} ({exc.strerror or 'unknown host'})")
+        return RequestTimeoutError(f"no connection to {where}{through} within the connect timeout")
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = exc.verify_message or exc.reason or "certificate verify failed"
-        return ConnectError(f"the TLS handshake with {where} failed ({why})")
+        return ConnectError(f"the TLS handshake with {where}{through} failed ({why})")
     if isinstance(exc, ssl.SSLError):
-        return ConnectError(f"the TLS handshake with {where} failed ({exc.reason or exc})")
+        reason = exc.reason or exc
+        return ConnectError(f"the TLS handshake with {where}{through} failed ({reason})")
+    if via is not None and isinstance(exc, (OSError, UnicodeError)):  # reaching the proxy
+        if isinstance(exc, socket.gaierror):
+            return ConnectError(f"cannot resolve the host of {via} ({exc.strerror or 'unknown'})")
+        return ConnectError(
+            f"cannot connect to {via} ({getattr(exc, 'strerror', None) or 'refused'})"
+        )
+    if isinstance(exc, socket.gaierror):
+        hint = "" if proxies is None else proxies.unused_hint(*origin[:3])
+        why = exc.strerror or "unknown host"
+        return ConnectError(f"cannot resolve {origin.host} ({why}){hint}")
     if isinstance(exc, OSError):
         return ConnectError(f"cannot connect to {where} ({exc.strerror or 'refused'})")
     if isinstance(exc, UnicodeError):  # a host name IDNA cannot encode

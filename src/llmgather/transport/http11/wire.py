@@ -9,20 +9,26 @@ from llmgather._errors import ConfigurationError
 
 if TYPE_CHECKING:
     from llmgather.transport import HttpRequest
+    from llmgather.transport.proxies import Proxies, Proxy
 
 
 class Origin(NamedTuple):
+    """Where a connection leads, and the proxy it goes through (the pool's key: connections
+    through a proxy and direct ones are never mixed)."""
+
     scheme: str
     host: str
     port: int
+    via: Proxy | None = None
 
 
 class Target(NamedTuple):
     """What a URL means for the wire: where to connect and the request line's target."""
 
     origin: Origin
-    path: str  # path and query, as sent on the request line
+    path: str  # path and query (the whole URL, to a proxy), as sent on the request line
     host_header: str
+    proxy_header: str = ""  # the Proxy-Authorization line a forwarding proxy is sent
 
 
 # What may stay as it is in a request line's path and query; anything else (a space, a
@@ -30,7 +36,12 @@ class Target(NamedTuple):
 _URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 
 
-def parse_url(url: str) -> Target:
+def parse_url(url: str, proxies: Proxies | None = None) -> Target:
+    """Where to send a request for `url`: direct, or through the proxy `proxies` name for it.
+
+    An http:// URL goes to its proxy as the whole URL on the request line (absolute-form), as
+    curl, requests and httpx send it: many proxies allow CONNECT to port 443 only. An https://
+    URL's connection is a CONNECT tunnel (`tunnel.py`); its requests are as a direct one's."""
     try:
         parts = urlsplit(url)
     except ValueError:  # an unclosed IPv6 bracket, say
@@ -55,7 +66,14 @@ def parse_url(url: str) -> Target:
     path = quote(parts.path or "/", safe=_URL_SAFE)
     if parts.query:
         path += "?" + quote(parts.query, safe=_URL_SAFE)
-    return Target(Origin(scheme, host, port), path, host_header)
+    via = proxies.for_origin(scheme, host, port) if proxies is not None else None
+    if via is not None and scheme == "http":
+        authorization = via.authorization
+        line = f"proxy-authorization: {authorization}\r\n" if authorization else ""
+        return Target(
+            Origin(scheme, host, port, via), f"http://{host_header}{path}", host_header, line
+        )
+    return Target(Origin(scheme, host, port, via), path, host_header)
 
 
 def request_bytes(request: HttpRequest, target: Target) -> list[bytes]:
@@ -76,11 +94,15 @@ def request_bytes(request: HttpRequest, target: Target) -> list[bytes]:
         lines.append(f"host: {target.host_header}\r\n")
     if request.body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
         if "content-length" not in given:
-            lines.append(f"content-length: {len(request.body)}\r\n")
+            # In its usual case: a proxy that matches header names by their case (proxy.py
+            # does) would otherwise add a second one, which the server rightly refuses.
+            lines.append(f"Content-Length: {len(request.body)}\r\n")
     if "accept-encoding" not in given:
         lines.append("accept-encoding: gzip, deflate\r\n")
     if "user-agent" not in given:
         lines.append(USER_AGENT)
+    if target.proxy_header:
+        lines.append(target.proxy_header)
     lines.append("\r\n")
     return [("".join(lines)).encode("utf-8"), request.body]
 
