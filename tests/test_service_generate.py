@@ -216,6 +216,8 @@ async def test_finished_background_generates_beyond_the_retention_count_are_remo
     async with serving(settings_for(sim, tmp_path, retention_max=2)) as base:
         ids = [await _background(http, base) for _ in range(3)]
         await _gone(http, base, ids[0])
+        async with http.get(f"{base}/generate/{ids[0]}") as response:
+            assert "--retention" in (await response.json())["error"]["message"]
         for kept in ids[1:]:
             async with http.get(f"{base}/generate/{kept}") as response:
                 assert response.status == 200

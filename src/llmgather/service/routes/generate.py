@@ -144,12 +144,14 @@ async def generation(request: Request, id: str) -> Response:
     jobs: JobManager = request.app.state.jobs
     record = jobs.generation(id)
     if record is None:
-        return _refuse(404, f"no background /generate with id {id!r}")
+        return _unknown(request, id)
     if record.status == "failed":
         return _refuse(500, f"the background /generate {id} failed: {record.error}")
     if record.status != "done":
         return json_response({"id": id, "status": record.status}, status=202)
     line = await jobs.generation_result(record)
+    if line is None and jobs.generation(id) is None:  # removed while it was read
+        return _unknown(request, id)
     if line is None:  # done, so its one line is there, unless its folder was tampered with
         return _refuse(500, f"the answer of {id} is missing from its results")
     answer = {
@@ -163,6 +165,15 @@ async def generation(request: Request, id: str) -> Response:
     if line.get("error"):
         answer["error"] = line["error"]
     return json_response(answer)
+
+
+def _unknown(request: Request, id: str) -> Response:
+    hours = request.app.state.settings.retention_s / 3600
+    message = (
+        f"no background /generate with id {id!r} (a finished one is kept for {hours:g} h, "
+        "llmgather serve's --retention)"
+    )
+    return _refuse(404, message)
 
 
 def _refuse(status: int, message: str) -> Response:
