@@ -110,6 +110,9 @@ async def test_serve_recovers_by_itself_once_the_upstream_takes_the_key_again(
         aiohttp.ClientSession() as http,
     ):
         assert await ask(served.url)
+        async with http.post(sim.base_url + "/_sim/key", json={"require_key": 5}) as r:
+            assert r.status == 400  # the simulator's control names what it takes
+            assert "require_key" in await r.text()
         # The provider revokes the key: the service refuses, and says it is not ready.
         async with http.post(sim.base_url + "/_sim/key", json={"require_key": "rotated"}) as r:
             assert r.status == 200
