@@ -372,10 +372,10 @@ async def test_a_json_answer_of_an_unmodelled_shape_is_still_relayed() -> None:
 
 @contextlib.asynccontextmanager
 async def scripted_stream_upstream(
-    *streams: list[dict[str, Any] | str],
+    *streams: list[dict[str, Any] | str | bytes],
 ) -> AsyncIterator[tuple[str, list[Any]]]:
     """An OpenAI-shaped server on loopback whose n-th streamed answer is `streams[n]`: each
-    event a chunk (a dict) or a raw `data:` payload ("[DONE]"), sent as it comes."""
+    event a chunk (a dict), a raw `data:` payload ("[DONE]") or raw bytes, sent as it comes."""
     received: list[Any] = []
 
     async def completions(request: web.Request) -> web.StreamResponse:
@@ -383,6 +383,9 @@ async def scripted_stream_upstream(
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         for event in streams[len(received) - 1]:
+            if isinstance(event, bytes):
+                await response.write(event)
+                continue
             data = event if isinstance(event, str) else orjson.dumps(event).decode()
             await response.write(f"data: {data}\n\n".encode())
         await response.write_eof()
@@ -457,3 +460,22 @@ async def test_a_stream_ended_by_done_as_a_whole_is_retried_then_refused() -> No
             await client.chat.completions.create(model="x", messages=MESSAGES, stream=True)
         assert sim.handler.stats.received == 3
     assert raised.value.status_code == 502
+
+
+async def test_a_stream_cut_inside_an_event_ends_with_a_whole_error_event() -> None:
+    # The upstream dies halfway through an event, after some text: only whole events went
+    # out, so the error that follows is an event the SDK reads, not a garbled line.
+    role = _chunk({"role": "assistant", "content": ""})
+    half = b'data: {"object": "chat.completion.chunk", "choices": [{"index": 0, "del'
+    async with (
+        scripted_stream_upstream([role, _chunk({"content": "Hello"}), half]) as (upstream, _),
+        serving(ServiceSettings(model="openai:x", base_url=upstream, retry=FAST_RETRY)) as url,
+        sdk(url) as client,
+    ):
+        pieces: list[str] = []
+        with pytest.raises(openai.APIError) as raised:
+            stream = await client.chat.completions.create(model="x", messages=MESSAGES, stream=True)
+            async for chunk in stream:
+                pieces += [c.delta.content or "" for c in chunk.choices]
+    assert "".join(pieces) == "Hello"
+    assert "upstream" in raised.value.message

@@ -147,11 +147,12 @@ class RelayedStream(LiveStream):
     """The raw chunks of one streaming answer, for a gateway to relay unchanged; each is
     decoded on the way too, so errors, usage and announced limits are read as for text.
 
-    Two stretches are held back. The chunks before the answer starts (a role chunk, a ping)
+    Only whole events go out, so an error said after them is read as an event of its own.
+    Two stretches are held back. The events before the answer starts (a role chunk, a ping)
     wait for the first that carries some of it: until then a failure is retried unseen. The
-    chunk with the dialect's terminal event waits for the stream's end and its check: a stream
-    that ends incomplete (`[DONE]` and no finish_reason) must fail where the client's SDK
-    still reads, never after the event that tells it the answer is whole."""
+    dialect's terminal event waits for the stream's end and its check: a stream that ends
+    incomplete (`[DONE]` and no finish_reason) must fail where the client's SDK still reads,
+    never after the event that tells it the answer is whole."""
 
     def __init__(self, response: StreamingResponse, provider: Provider, edges: StreamEdges) -> None:
         super().__init__(response, provider)
@@ -159,22 +160,31 @@ class RelayedStream(LiveStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         edges = self._edges
-        held: list[bytes] = []
+        waiting = b""  # not sent yet: held back, or the start of an event not yet whole
         started = ending = False
         async for chunk, events, _ in self._decoded():
             if not started:
                 started = not all(map(edges.opening, events))
             ending = ending or any(map(edges.terminal, events))
-            if ending or not started:
-                held.append(chunk)
-            elif held:
-                held.append(chunk)
-                yield b"".join(held)
-                held.clear()
-            elif chunk:
-                yield chunk
-        if any(held):  # the stream ended whole: what waited for that goes out
-            yield b"".join(held)
+            waiting = waiting + chunk if waiting else chunk
+            if started and not ending and (end := _whole_events(waiting)):
+                yield waiting[:end]
+                waiting = waiting[end:]
+        if waiting:  # the stream ended whole: what waited for that goes out
+            yield waiting
+
+
+def _whole_events(data: bytes) -> int:
+    """How many bytes at the start of `data` are whole server-sent events (each ends in a
+    blank line)."""
+    if data.endswith(b"\n\n"):
+        return len(data)
+    end = 0
+    for blank in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+        at = data.rfind(blank)
+        if at >= 0:
+            end = max(end, at + len(blank))
+    return end
 
 
 def error_from_answer(provider: Provider, status: int, headers: Headers, body: bytes) -> Exception:
