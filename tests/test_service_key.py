@@ -17,6 +17,7 @@ from llmgather import (
     APIConnectionError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     Engine,
     Limits,
     LocalLimiter,
@@ -25,6 +26,7 @@ from llmgather import (
     ServerError,
 )
 from llmgather._types import Completion, Outcome
+from llmgather.service import ServiceSettings
 from tests.servicefixtures import served_by_cli as serve
 from tests.simfixtures import running
 
@@ -183,3 +185,8 @@ async def test_a_recheck_clears_a_refused_key_only_on_an_answer_that_accepts_it(
     after = await engine.run_one(Request.from_prompt("c"))
     assert after.ok is accepted
     assert send.calls == (3 if accepted else 2)
+
+
+def test_a_recheck_interval_that_would_ask_without_pause_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="key_recheck_s"):
+        ServiceSettings(key_recheck_s=0)

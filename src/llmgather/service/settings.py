@@ -52,3 +52,8 @@ class ServiceSettings:
                 f"serving on {self.host} would let other machines spend this service's API "
                 f"key: give a bearer token (--token or {TOKEN_ENV}), or keep 127.0.0.1"
             )
+        for name in ("retention_s", "retention_max", "max_job_bytes", "key_recheck_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(
+                    f"ServiceSettings({name}=…) must be positive, got {getattr(self, name)!r}"
+                )
