@@ -135,8 +135,10 @@ class Gateway:
         cost: Cost,
         relay: bool,
     ) -> Response:
-        """The stream's first piece is awaited here, within the queue's deadline: a failure
-        before it is a plain error answer; after it, the events go out as they come."""
+        """The stream's first piece (a relayed stream's first events that carry some of the
+        answer, a role chunk not yet) is awaited here, within the queue's deadline: a failure
+        before it, retries spent, is a plain error answer; after it, the events go out as
+        they come, and a failure is an error event of the client's dialect."""
         queue = self.queue
         pump: StreamPump | None = None
         try:
