@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -182,6 +183,41 @@ def test_pending_items_merges_a_fresh_read(tmp_path: Path, store: SQLiteJobStore
     assert [i.line for i in store.pending_items(read_inputs(str(path)))] == [1, 3, 4, 6, 7]
 
 
+def test_pending_items_refuses_a_line_that_is_not_the_one_ingested(
+    tmp_path: Path, store: SQLiteJobStore
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"id": "a", "prompt": "one"}\n{"id": "b", "prompt": "two"}\n')
+    store.prepare(input_fingerprint=fingerprint_file(str(path)), params={}, restart=False)
+    store.ingest(read_inputs(str(path)))
+    path.write_bytes(b'{"id": "a", "prompt": "one"}\n{"id": "b", "prompt": "too"}\n')
+    read = store.pending_items(read_inputs(str(path)))
+    assert next(read).id == "a"  # unchanged: sent
+    with pytest.raises(InvalidInputError, match=r"line 2 .* is not what it was"):
+        next(read)
+    path.write_bytes(b'{"id": "a", "prompt": "one"}\n{"id": "c", "prompt": "two"}\n')
+    with pytest.raises(InvalidInputError, match=r"line 2 .* had the id 'b' and now has 'c'"):
+        list(store.pending_items(read_inputs(str(path))))
+
+
+def test_a_store_made_before_item_digests_gains_the_column_and_resumes(
+    tmp_path: Path, output: str
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"id": "a", "prompt": "one"}\n{"id": "b", "prompt": "two"}\n')
+    with SQLiteJobStore.open(store_path_for(output)) as store:
+        store.prepare(input_fingerprint=fingerprint_file(str(path)), params={}, restart=False)
+        store.ingest(read_inputs(str(path)))
+        store.record([ok("a")])
+    with sqlite3.connect(store_path_for(output)) as conn:
+        conn.execute("ALTER TABLE items DROP COLUMN digest")  # the schema before digests
+    with SQLiteJobStore.open(store_path_for(output)) as store:
+        assert store.prepare(
+            input_fingerprint=fingerprint_file(str(path)), params={}, restart=False
+        )
+        assert [i.id for i in store.pending_items(read_inputs(str(path)))] == ["b"]
+
+
 def test_record_batches_store_results_and_tokens(store: SQLiteJobStore, output: str) -> None:
     started(store, [item(1, "a"), item(2, "b"), item(3, "c", fields={"custom_id": "c"})])
     assert store.record([ok("a", tokens=(100, 20)), failed("b"), ok("c", tokens=(1, 2))]) == 3
@@ -340,11 +376,13 @@ def test_stats_states_and_top_errors(store: SQLiteJobStore) -> None:
     assert stats.top_errors[1] == ("invalid_input", 'field "x" bad', 2)
     assert len(stats.top_errors) == 5
     assert stats.started_at is not None and stats.elapsed_s >= 0
-    store.mark_state("complete")
+    store.mark_state("complete")  # with items pending, as an older llmgather could
+    assert store.stats().state == "interrupted"
+    store.record([ok(str(n)) for n in range(16, 21)])
     later = store.stats()
     assert later.state == "complete"
     assert (
-        later.throughput_per_min == pytest.approx(15 / later.elapsed_s * 60)
+        later.throughput_per_min == pytest.approx(20 / later.elapsed_s * 60)
         if later.elapsed_s
         else True
     )

@@ -76,6 +76,8 @@ def job_stats(
     running_here = state == "running" and process_alive(meta)
     if state == "running" and not running_here:
         state = "interrupted"  # a run that died without saying so (kill -9, power loss)
+    elif state == "complete" and counts["pending"]:
+        state = "interrupted"  # as an older llmgather recorded a run whose results went missing
     elapsed = float(meta.get("active_s", 0.0))
     run_started = meta.get("run_started_at")
     if run_started is not None:
