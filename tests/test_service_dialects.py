@@ -339,7 +339,7 @@ async def test_under_random_faults_each_sdk_gets_whole_answers_or_its_own_errors
     # cannot parse, nor takes a truncated answer for a whole one.
     answered = ANSWERED_BY[dialect]
     retry = RetryPolicy(max_attempts=4, base_delay=0.01)
-    seed = 3
+    seed = 2  # plain answers draw two malformed; the streams all three kinds
     faulty = gateway(dialect, faults=FAULTS, retry=retry, latency_ms=40, seed=seed)
     async with faulty as (sim, url):
         outcomes = []

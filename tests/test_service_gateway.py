@@ -432,7 +432,7 @@ async def test_a_stream_ended_by_done_after_its_text_fails_where_the_sdk_reads()
     # the client, so no retry: the error event comes before any [DONE] (after it, no SDK
     # reads), and the SDK raises instead of taking the truncated answer for a whole one.
     async with (
-        running(faults="done_early=1", seed=1, latency_ms=300, latency_jitter=0) as sim,
+        running(faults="done_early=1", seed=1, latency_ms=1000, latency_jitter=0) as sim,
         serving(upstream_settings(sim, retry=FAST_RETRY)) as url,
         sdk(url) as client,
     ):
