@@ -106,6 +106,18 @@ def test_no_proxy_sends_a_run_directly(tmp_path: Path, sim_thread: EmbeddedSimul
     assert received(sim_thread) == 2
 
 
+def test_a_proxy_llmgather_cannot_use_stops_the_run_before_anything_is_sent(
+    tmp_path: Path, sim_thread: EmbeddedSimulator
+) -> None:
+    args = run_args(tmp_path, sim_thread.base_url + "/v1", n=2)
+    socks = f"socks5://user:{WRONG}@127.0.0.1:1080"
+    result = run_cli(*args, HTTP_PROXY=socks, OPENAI_API_KEY="sk-test")
+    assert result.returncode == 2, result.stderr
+    assert "HTTP_PROXY names a socks5:// proxy" in result.stderr
+    assert WRONG not in result.stdout + result.stderr
+    assert received(sim_thread) == 0
+
+
 # -- https:// through a CONNECT tunnel -------------------------------------------------------
 
 

@@ -38,6 +38,12 @@ def test_the_lowercase_name_wins_and_an_empty_value_is_unset() -> None:
     assert route(env, "b.com") != "direct"
 
 
+def test_an_https_proxy_is_one_reached_with_tls_on_443_unless_told() -> None:
+    proxy = Proxies.from_env({"HTTPS_PROXY": "https://proxy.example"}).https
+    assert proxy is not None and (proxy.scheme, proxy.port) == ("https", 443)
+    assert proxy.url == "https://proxy.example:443"
+
+
 def test_a_bare_host_and_port_is_an_http_proxy_and_the_port_defaults_to_80() -> None:
     assert (
         route({"HTTPS_PROXY": "proxy.example:8080"}, "x.com") == "proxy.example:8080 (HTTPS_PROXY)"
@@ -99,7 +105,7 @@ def test_credentials_are_percent_decoded_into_a_basic_header() -> None:
     ("value", "says"),
     [
         ("socks5://user:SECRET-9@127.0.0.1:1080", "names a socks5:// proxy"),
-        ("https://user:SECRET-9@proxy:443", "names a https:// proxy"),
+        ("socks5h://user:SECRET-9@proxy:1080", "names a socks5h:// proxy"),
         ("http://user:SECRET-9@proxy:99999", "is not a valid proxy URL"),
         ("http://user:SECRET-9@:3128", "names no proxy host"),
     ],

@@ -18,9 +18,10 @@ START_TIMEOUT_S = 30.0
 class ProxyProcess:
     port: int
     log: Path
+    scheme: str = "http"
 
     def url(self, userinfo: str = "") -> str:
-        return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}"
+        return f"{self.scheme}://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}"
 
     def access_lines(self) -> list[str]:
         """One line per request or tunnel the proxy served, written as its connection ends."""
@@ -39,9 +40,12 @@ class ProxyProcess:
 
 
 @contextlib.contextmanager
-def proxy_process(folder: Path, *, basic_auth: str | None = None) -> Iterator[ProxyProcess]:
+def proxy_process(
+    folder: Path, *, basic_auth: str | None = None, tls: tuple[Path, Path] | None = None
+) -> Iterator[ProxyProcess]:
     """proxy.py serving on 127.0.0.1 until the block ends; `basic_auth` ("user:password")
-    makes it answer 407 to requests without those credentials."""
+    makes it answer 407 to requests without those credentials; `tls` (certificate and key
+    files) makes it an https:// proxy, TLS to the proxy itself."""
     folder.mkdir(parents=True, exist_ok=True)
     port_file, log = folder / "port", folder / "proxy.log"
     args = [
@@ -51,6 +55,8 @@ def proxy_process(folder: Path, *, basic_auth: str | None = None) -> Iterator[Pr
     ]  # fmt: skip
     if basic_auth is not None:
         args += ["--basic-auth", basic_auth]
+    if tls is not None:
+        args += ["--cert-file", str(tls[0]), "--key-file", str(tls[1])]
     with open(folder / "stderr", "wb") as stderr:
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
@@ -61,7 +67,7 @@ def proxy_process(folder: Path, *, basic_auth: str | None = None) -> Iterator[Pr
                     f"proxy.py did not start: {(folder / 'stderr').read_text()[-2000:]}"
                 )
             time.sleep(0.02)
-        yield ProxyProcess(int(port_file.read_text()), log)
+        yield ProxyProcess(int(port_file.read_text()), log, "https" if tls else "http")
     finally:
         process.terminate()
         try:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -47,6 +49,20 @@ def guarded_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyPro
 @pytest.fixture(scope="module")
 def authority() -> trustme.CA:
     return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(
+    tmp_path_factory: pytest.TempPathFactory, authority: trustme.CA
+) -> Iterator[ProxyProcess]:
+    """An https:// proxy: TLS to the proxy itself, its certificate from `authority`."""
+    folder = tmp_path_factory.mktemp("tls-proxy")
+    issued = authority.issue_cert("127.0.0.1")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    with proxy_process(folder / "run", tls=(cert, key)) as running:
+        yield running
 
 
 @pytest.fixture
@@ -188,6 +204,92 @@ async def test_the_aiohttp_transport_tunnels_an_https_url_too(
     assert proxy.wait_for(f"CONNECT {authority_of(url)}")
 
 
+@pytest.mark.parametrize("proxy_scheme", ["http", "https"])
+async def test_the_aiohttp_transport_completes_the_handshake_through_the_tunnel(
+    proxy_scheme: str,
+    proxy: ProxyProcess,
+    tls_proxy: ProxyProcess,
+    authority: trustme.CA,
+    tmp_path: Path,
+) -> None:
+    through = tls_proxy if proxy_scheme == "https" else proxy
+    # In a process that trusts the authority from its start (SSL_CERT_FILE, read by aiohttp at
+    # import), the same tunnel carries the request.
+    script = (
+        "import asyncio, sys\n"
+        "from llmgather.transport import AiohttpTransport, HttpRequest, Proxies\n"
+        "async def main():\n"
+        "    proxies = Proxies.from_env({'HTTPS_PROXY': sys.argv[1]})\n"
+        "    sender = AiohttpTransport(proxies=proxies)\n"
+        "    answer = await sender.send(HttpRequest('POST', sys.argv[2], {}, b'{}'))\n"
+        "    await sender.aclose()\n"
+        "    print(answer.status, answer.body.decode())\n"
+        "asyncio.run(main())\n"
+    )
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    async with origin(tls=tls_for(authority)) as (url, seen):
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, through.url(), url + "/v1/messages",
+            env={**os.environ, "SSL_CERT_FILE": str(ca_file)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(child.communicate(), 30)
+    assert child.returncode == 0, err.decode()
+    assert out.decode().strip() == '200 {"path": "/v1/messages"}'
+    assert seen.connections == 1
+    assert through.wait_for(f"CONNECT {authority_of(url)}")
+
+
+async def test_an_https_proxy_is_reached_with_tls_and_tunnels_tls_inside_it(
+    tls_proxy: ProxyProcess, authority: trustme.CA, trusted: None
+) -> None:
+    env = {"HTTP_PROXY": tls_proxy.url(), "HTTPS_PROXY": tls_proxy.url()}
+    async with origin() as (plain, _), origin(tls=tls_for(authority)) as (secure, seen):
+        sender = transport("http11", env)
+        for url in (plain, secure, secure):
+            response = await sender.send(post(url + "/v1/x"))
+            assert response.body == b'{"path": "/v1/x"}'
+        await sender.aclose()
+    assert seen.connections == 1
+    assert tls_proxy.wait_for(f"POST {authority_of(plain)}/v1/x")
+    assert tls_proxy.wait_for(f"CONNECT {authority_of(secure)}")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_an_https_proxy_whose_certificate_is_not_trusted_is_named(
+    scheme: str, tls_proxy: ProxyProcess, authority: trustme.CA
+) -> None:
+    variable = f"{scheme.upper()}_PROXY"
+    async with origin(tls=tls_for(authority) if scheme == "https" else None) as (url, seen):
+        sender = transport("http11", {variable: tls_proxy.url()})
+        with pytest.raises(APIConnectionError) as failure:
+            await sender.send(post(url + "/v1"))
+        await sender.aclose()
+    message = str(failure.value)
+    assert f"the TLS handshake with the proxy 127.0.0.1:{tls_proxy.port} (from {variable})" in (
+        message
+    )
+    assert "certificate" in message
+    assert seen.heads == []
+
+
+@pytest.mark.parametrize("kind", ["http11", "aiohttp"])
+async def test_a_stream_goes_through_the_proxy_too(
+    kind: str, proxy: ProxyProcess, authority: trustme.CA, trusted: None
+) -> None:
+    env = {"HTTP_PROXY": proxy.url(), "HTTPS_PROXY": proxy.url()}
+    async with origin() as (plain, _), origin(tls=tls_for(authority)) as (secure, _):
+        sender = transport(kind, env)
+        urls = [plain] if kind == "aiohttp" else [plain, secure]  # aiohttp: see above
+        for url in urls:
+            async with sender.stream(post(url + "/v1/stream")) as answer:
+                assert answer.status == 200
+                assert await answer.read() == b'{"path": "/v1/stream"}'
+        await sender.aclose()
+    assert proxy.wait_for(f"POST {authority_of(plain)}/v1/stream")
+
+
 # -- credentials ----------------------------------------------------------------------------
 
 
@@ -210,10 +312,11 @@ async def test_credentials_in_the_proxy_url_are_sent_percent_decoded(
     assert guarded_proxy.wait_for(f"CONNECT {authority_of(secure)}")
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["send", "stream"])
 @pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize("kind", ["http11", "aiohttp"])
 async def test_a_proxy_refusing_the_credentials_is_a_permanent_error_that_hides_them(
-    kind: str, scheme: str, guarded_proxy: ProxyProcess, authority: trustme.CA
+    kind: str, scheme: str, streaming: bool, guarded_proxy: ProxyProcess, authority: trustme.CA
 ) -> None:
     variable = f"{scheme.upper()}_PROXY"
     env = {variable: guarded_proxy.url(f"user:{WRONG.replace('!', '%21')}")}
@@ -221,6 +324,13 @@ async def test_a_proxy_refusing_the_credentials_is_a_permanent_error_that_hides_
     async with origin(tls=tls) as (url, seen):
         sender = transport(kind, env)
         with pytest.raises(PermanentError) as failure:
+            if streaming:
+                async with sender.stream(post(url + "/v1")):
+                    pass
+            else:
+                await sender.send(post(url + "/v1"))
+        # The refused connection is not kept: the next request asks the proxy again.
+        with pytest.raises(PermanentError):
             await sender.send(post(url + "/v1"))
         await sender.aclose()
     error = failure.value

@@ -12,8 +12,9 @@ The variables mean what they mean to curl, requests and httpx, so to the officia
                                  (`10.0.0.0/8`); any of them as `HOST:PORT` for that port only
 
 The lowercase name wins over the uppercase one, as in curl; an empty value is unset. A proxy is
-an http:// URL (a bare `host:port` is taken as one), its credentials, percent-encoded, in the
-URL: they become a `Proxy-Authorization: Basic` header and appear in no message.
+an http:// URL (a bare `host:port` is taken as one) or an https:// one (TLS to the proxy
+itself, as httpx and requests take it), its credentials, percent-encoded, in the URL: they
+become a `Proxy-Authorization: Basic` header and appear in no message.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Proxy:
     source: str  # the variable it came from, named in every message about it
     username: str = field(default="", repr=False)
     password: str = field(default="", repr=False)
+    scheme: str = "http"  # https: the connection to the proxy itself is TLS
 
     @property
     def address(self) -> str:
@@ -47,7 +49,7 @@ class Proxy:
     @property
     def url(self) -> str:
         """The proxy's URL without its credentials."""
-        return f"http://{self.address}"
+        return f"{self.scheme}://{self.address}"
 
     @property
     def authorization(self) -> str | None:
@@ -202,18 +204,18 @@ def _proxy(value: str, source: str) -> Proxy:
     text = value if "://" in value else f"http://{value}"
     try:
         parts = urlsplit(text)
-        port = parts.port or 80
+        parts.port  # noqa: B018  (raises for a port that is not a number from 0 to 65535)
     except ValueError:
         # Never quote the value: it may hold the proxy's password.
         raise ConfigurationError(
             f"{source} is not a valid proxy URL: give it as http://[USER:PASSWORD@]HOST:PORT"
         ) from None
     scheme = parts.scheme.lower()
-    if scheme != "http":
+    if scheme not in ("http", "https"):
         raise ConfigurationError(
-            f"{source} names a {scheme}:// proxy; llmgather goes through http:// proxies only "
-            f"(CONNECT for https:// URLs): give an http:// proxy in {source}, name the hosts "
-            "to reach directly in NO_PROXY, or turn the variables off (trust_env=False)"
+            f"{source} names a {scheme}:// proxy, and llmgather goes through HTTP proxies only "
+            f"(http:// or https:// URLs): give an HTTP proxy's URL in {source}, or unset it "
+            "(in the library, Client(trust_env=False) ignores the proxy variables)"
         )
     if not parts.hostname:
         raise ConfigurationError(
@@ -221,10 +223,11 @@ def _proxy(value: str, source: str) -> Proxy:
         )
     return Proxy(
         parts.hostname,
-        port,
+        parts.port or (443 if scheme == "https" else 80),
         source,
         username=unquote(parts.username or ""),
         password=unquote(parts.password or ""),
+        scheme=scheme,
     )
 
 

@@ -151,7 +151,9 @@ class Http11Transport:
         No happy eyeballs: asyncio's (3.11) leaves a socket open when cancelled mid-race, and
         uvloop's loop does not take the argument."""
         loop = asyncio.get_running_loop()
-        tls = self._tls_context() if origin.scheme == "https" else None
+        via = origin.via
+        over_tls = origin.scheme == "https" or (via is not None and via.scheme == "https")
+        tls = self._tls_context() if over_tls else None
         pool = self._pool
         made: list[Connection] = []
 
@@ -159,15 +161,21 @@ class Http11Transport:
             made.append(Connection(loop, pool, origin))
             return made[0]
 
-        via = origin.via
         try:
             async with asyncio.timeout(min(self._connect_timeout, deadline - loop.time())):
-                if via is not None and tls is not None:
+                if via is not None and origin.scheme == "https":
+                    assert tls is not None
                     tunnel = await open_tunnel(loop, origin, via, tls)
                     tunnel.set_protocol(protocol())
                     made[0].connection_made(tunnel)
                 elif via is not None:  # http:// through a proxy: each request names its URL
-                    await loop.create_connection(protocol, via.host, via.port)
+                    await loop.create_connection(
+                        protocol,
+                        via.host,
+                        via.port,
+                        ssl=tls,
+                        server_hostname=via.host if tls else None,
+                    )
                 else:
                     await loop.create_connection(
                         protocol,
@@ -212,6 +220,8 @@ def _connect_error(exc: BaseException, origin: Origin, proxies: Proxies | None) 
     through = f" through {via}" if via is not None else ""
     if isinstance(exc, TimeoutError):
         return RequestTimeoutError(f"no connection to {where}{through} within the connect timeout")
+    if via is not None and origin.scheme == "http" and isinstance(exc, ssl.SSLError):
+        where, through = str(via), ""  # the one TLS handshake is with an https:// proxy
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = exc.verify_message or exc.reason or "certificate verify failed"
         return ConnectError(f"the TLS handshake with {where}{through} failed ({why})")

@@ -21,13 +21,22 @@ _MAX_HEAD = 64 * 1024  # a proxy's answer to CONNECT is a few lines
 async def open_tunnel(
     loop: asyncio.AbstractEventLoop, origin: Origin, proxy: Proxy, tls: ssl.SSLContext
 ) -> asyncio.Transport:
-    """A TLS connection to `origin` through `proxy`, its handshake done.
+    """A TLS connection to `origin` through `proxy`, its handshake done; for an https://
+    proxy, inside the TLS connection to the proxy (TLS in TLS).
 
     A failure to reach the proxy raises as the socket's error (the caller names the proxy); a
     proxy that refuses, or a handshake that fails, raises llmgather's error or the TLS error."""
-    raw, handshake = await loop.create_connection(
-        lambda: _Handshake(loop, proxy), proxy.host, proxy.port
-    )
+    to_proxy = tls if proxy.scheme == "https" else None
+    try:
+        raw, handshake = await loop.create_connection(
+            lambda: _Handshake(loop, proxy),
+            proxy.host,
+            proxy.port,
+            ssl=to_proxy,
+            server_hostname=proxy.host if to_proxy else None,
+        )
+    except ssl.SSLError as exc:
+        raise ConnectError(f"the TLS handshake with {proxy} failed ({_why(exc)})") from None
     target = _authority(origin)
     try:
         raw.write(_connect_request(target, proxy))
@@ -50,6 +59,12 @@ async def open_tunnel(
     if tunnel is None:  # the connection closed as the handshake ended
         raise ConnectError(f"{proxy} closed the tunnel to {target}")
     return tunnel
+
+
+def _why(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return exc.verify_message
+    return str(exc.reason or exc)
 
 
 def _authority(origin: Origin) -> str:
