@@ -94,7 +94,8 @@ class CallSender:
     """Runs a job's calls from this process, through an engine of its own over `limiter`.
 
     The calls decide where they go, so there is no provider: `target` only names the callable.
-    Each ok result's return value is made JSON here, once, for its output line and the store.
+    Each ok result's return value is made JSON here, once, for its output line and the store,
+    without the secrets the process knows (a server may quote the key an SDK sent it).
     """
 
     simulated = False
@@ -110,6 +111,7 @@ class CallSender:
         redactor: Redactor | None = None,
     ) -> None:
         self.target = Target(provider="call", model=name)
+        self._redactor = redactor or Redactor()
         self._engine = Engine(
             _run_call, limiter=limiter, workers=concurrency, retry=retry, redactor=redactor
         )
@@ -128,7 +130,9 @@ class CallSender:
     ) -> AsyncIterator[Result]:
         async for result in self._engine.map(requests, stop=stop):
             if result.ok:
-                result = dataclasses.replace(result, value=json_fragment(result.value))
+                value = json_fragment(result.value, self._redactor.body)
+                text = self._redactor.known(result.text) if result.text else result.text
+                result = dataclasses.replace(result, value=value, text=text)
             yield result
 
     async def __aenter__(self) -> CallSender:

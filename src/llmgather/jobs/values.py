@@ -10,6 +10,7 @@ never stop the job's writer.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,12 +18,14 @@ import orjson
 __all__ = ["json_fragment"]
 
 
-def json_fragment(value: Any) -> orjson.Fragment:
-    """`value` as JSON, ready to be set in an output line's object without a second encoding."""
+def json_fragment(value: Any, scrub: Callable[[bytes], bytes] | None = None) -> orjson.Fragment:
+    """`value` as JSON, ready to be set in an output line's object without a second encoding;
+    `scrub` takes out what must not be stored (the secrets a server may have echoed)."""
     try:
-        return orjson.Fragment(orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS))
+        data = orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
-        return orjson.Fragment(orjson.dumps(str(value)))
+        data = orjson.dumps(str(value))
+    return orjson.Fragment(data if scrub is None else scrub(data))
 
 
 def _plain(value: Any) -> Any:
