@@ -172,6 +172,23 @@ async def test_anthropic_stream_cut_midway_ends_with_an_error_event_the_sdk_rais
     assert "upstream" in str(caught.value)
 
 
+async def test_anthropic_stream_stopped_without_a_stop_reason_is_not_taken_as_whole() -> None:
+    # message_stop with no message_delta (and so no stop_reason) before it, after some text:
+    # the gateway holds the message_stop back and ends with an error event the SDK raises.
+    faulty = gateway("anthropic", faults="done_early=1", latency_ms=1000, latency_jitter=0)
+    async with faulty as (sim, url), claude(url) as client:
+        pieces: list[str] = []
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            async with client.messages.stream(
+                model=CLAUDE, max_tokens=256, messages=[{"role": "user", "content": PROMPT}]
+            ) as stream:
+                async for text in stream.text_stream:
+                    pieces.append(text)
+        assert len(received(sim)) == 1
+    assert pieces
+    assert "stop_reason" in str(caught.value)
+
+
 # -- Gemini, relayed ----------------------------------------------------------------------
 
 
