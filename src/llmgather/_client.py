@@ -85,10 +85,10 @@ class Client:
         # Every secret this client knows, hidden from every failure it reports.
         self.redactor = secrets_redactor(env, api_key, self.target.api_key, urls=(base_url,))
         # Read here, at the edge, so a proxy URL that cannot work fails before anything is sent;
-        # the built-in simulator, on this machine's loopback, is always reached directly.
-        self._proxies = (
-            None if self.target.simulated else Proxies.from_env(env, trust_env=trust_env)
-        )
+        # the built-in simulator, on this machine's loopback, is always reached directly, and a
+        # transport handed in has the proxies its owner gave it.
+        direct = self.target.simulated or transport is not None
+        self._proxies = None if direct else Proxies.from_env(env, trust_env=trust_env)
         limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
         self.limiter: Limiter = own_or_shared(limits, limiter, owner="the client")
         self._workers = concurrency

@@ -63,6 +63,9 @@ class Proxy:
         return f"the proxy {self.address} (from {self.source})"
 
 
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
 @dataclass(frozen=True, slots=True)
 class _Exemption:
     """One NO_PROXY entry: every host, a network, or a name and its subdomains."""
@@ -72,8 +75,7 @@ class _Exemption:
     port: int | None = None  # None: any port
     everything: bool = False
 
-    def covers(self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-               port: int) -> bool:  # fmt: skip
+    def covers(self, host: str, ip: _Address | None, port: int) -> bool:
         if self.everything:
             return True
         if self.port is not None and self.port != port:
