@@ -46,12 +46,12 @@ def start_worker(
 
 
 def start_coordinator(
-    redis_url: str, queue: str, prompts: Path, output: Path
+    redis_url: str, queue: str, prompts: Path, output: Path, **env: str
 ) -> subprocess.Popen[str]:
     args = llmgather("run", str(prompts), "-o", str(output), "--queue", redis_url)
     args += ["--queue-name", queue, "--json", "-q", "--max-tokens", "16"]
     return subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(**env)
     )
 
 
@@ -278,3 +278,105 @@ def test_a_job_started_over_with_other_input_never_reads_its_predecessors_answer
         finally:
             stop_all([worker])
         assert received(sim) == 60
+
+
+# A provider key in the coordinator's environment: the README's setup on a machine where the
+# user also runs jobs locally. The coordinator sends nothing, so it never reaches a provider.
+KEY_SET = {"OPENAI_API_KEY": "sk-dummy-coordinator-key-0123456789"}
+
+
+def tasks_enqueued(redis_url: str, queue: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.xlen(f"llmgather:q:{{{queue}}}:tasks"))
+    finally:
+        client.close()
+
+
+def test_a_provider_key_in_the_environment_does_not_stop_a_queued_run(
+    tmp_path: Path, redis_url: str
+) -> None:
+    queue = uuid.uuid4().hex
+    prompts = write_prompts(tmp_path / "in.jsonl", 40)
+    output = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=1, require_key="k")) as sim:
+        workers = [start_worker(redis_url, queue, sim, tmp_path / "w.log", "--idle-exit", "8")]
+        try:
+            summary = finish(start_coordinator(redis_url, queue, prompts, output, **KEY_SET))
+        finally:
+            stop_all(workers)
+        assert summary["ok"] == 40 and "the workers of queue" in summary["target"]
+        assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(40)})
+        assert received(sim) == 40
+
+
+@pytest.mark.parametrize("env", [{}, KEY_SET], ids=["no key", "key set"])
+def test_a_queued_run_refuses_model_and_limits_whatever_the_key(
+    tmp_path: Path, redis_url: str, env: dict[str, str]
+) -> None:
+    prompts = write_prompts(tmp_path / "in.jsonl", 2)
+    out = str(tmp_path / "o.jsonl")
+    for model in ("openai:gpt-4o-mini", "sim:gpt-4o-mini", "gpt-4o-mini"):
+        done = run_cli("run", str(prompts), "-o", out, "--queue", redis_url, "-m", model, **env)
+        assert done.returncode == 2, done.stderr
+        assert "give --model to `llmgather worker`" in done.stderr, done.stderr
+    done = run_cli("run", str(prompts), "-o", out, "--queue", redis_url, "--tpm", "9", **env)
+    assert done.returncode == 2 and "give --tpm to `llmgather worker`" in done.stderr
+    assert not Path(out).exists()
+
+
+def test_a_coordinator_stopped_with_nothing_taken_exits_at_once_and_resumes(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """SIGTERM while no worker has taken any item: nothing is in flight, so the 30 s grace is
+    not waited out; the items stay queued, and a rerun collects them once workers come."""
+    queue = uuid.uuid4().hex
+    prompts = write_prompts(tmp_path / "in.jsonl", 20)
+    output = tmp_path / "out.jsonl"
+    coordinator = start_coordinator(redis_url, queue, prompts, output, **KEY_SET)
+    try:
+        wait_for(lambda: tasks_enqueued(redis_url, queue) == 20)
+        stopped = time.monotonic()
+        coordinator.send_signal(signal.SIGTERM)
+        out, err = coordinator.communicate(timeout=30)
+        took = time.monotonic() - stopped
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
+            coordinator.communicate()
+    assert coordinator.returncode == 130, err
+    assert took < 5.0
+    summary = orjson.loads(out.splitlines()[-1])
+    assert summary["interrupted"] and summary["pending"] == 20
+    with EmbeddedSimulator(SimConfig(seed=1)) as sim:
+        workers = [start_worker(redis_url, queue, sim, tmp_path / "w.log")]
+        try:
+            summary = finish(start_coordinator(redis_url, queue, prompts, output, **KEY_SET))
+        finally:
+            stop_all(workers)
+        assert summary["ok"] == 20 and summary["resumed"]
+        assert received(sim) == 20  # the queued items, answered once
+    assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(20)})
+
+
+def test_a_coordinator_stopped_collects_what_the_workers_had_taken(
+    tmp_path: Path, redis_url: str
+) -> None:
+    queue = uuid.uuid4().hex
+    prompts = write_prompts(tmp_path / "in.jsonl", 40)
+    output = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=1, latency_ms=1500, latency_jitter=0)) as sim:
+        workers = [start_worker(redis_url, queue, sim, tmp_path / "w.log")]
+        try:
+            coordinator = start_coordinator(redis_url, queue, prompts, output)
+            wait_for(lambda: received(sim) >= CONCURRENCY)  # the worker has taken its fill
+            coordinator.send_signal(signal.SIGTERM)
+            out, err = coordinator.communicate(timeout=30)
+        finally:
+            stop_all(workers)
+    assert coordinator.returncode == 130, err
+    summary = orjson.loads(out.splitlines()[-1])
+    # The items on the wire when the stop came were waited for; the queued rest were not.
+    assert CONCURRENCY <= summary["ok"] < 40 and summary["pending"] == 40 - summary["ok"]

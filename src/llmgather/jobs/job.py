@@ -227,24 +227,30 @@ class Job:
             itpm=options.itpm,
             otpm=options.otpm,
         )
-        target = resolve_target(
-            options.model, base_url=options.base_url, api_key=options.api_key, env=os.environ
-        )
+        if options.queue is not None:
+            # The workers choose the provider and hold the keys: no target is resolved here,
+            # so a key in this environment, or none, changes nothing.
+            _refuse_worker_options(options)
+            target = None
+        else:
+            target = resolve_target(
+                options.model, base_url=options.base_url, api_key=options.api_key, env=os.environ
+            )
         async with AsyncExitStack() as stack:
             sender = await self._sender(target, limits, stack)
             return await self._run(sender, started)
 
-    async def _sender(self, target: Target, limits: Limits, stack: AsyncExitStack) -> Sender:
-        """This process's client, or the workers of `--queue`; a Redis that does not answer
-        fails here, before anything is sent."""
+    async def _sender(self, target: Target | None, limits: Limits, stack: AsyncExitStack) -> Sender:
+        """This process's client (to `target`), or the workers of `--queue` (no target); a
+        Redis that does not answer fails here, before anything is sent."""
         options = self.options
         defaults = {"max_tokens": options.max_tokens, "temperature": options.temperature}
         if options.queue is not None:
-            _refuse_worker_options(options)
             coordinator = QueueCoordinator(options.queue, name=options.queue_name)
             stack.push_async_callback(coordinator.aclose)
             await coordinator.check()
-            return QueueSender(coordinator, target, defaults, output_path=options.output_path)
+            return QueueSender(coordinator, defaults, output_path=options.output_path)
+        assert target is not None  # resolved for every job that sends from this process
         limiter = await open_limiter(
             stack, limits, target, url=options.limiter, key=options.limiter_key
         )

@@ -76,24 +76,27 @@ class ClientSender:
         await self.client.__aexit__(*exc_info)
 
 
+# What a queued job records as its target: the workers choose the provider and the model.
+QUEUE_TARGET = Target(provider="queue", model="the workers' choice")
+
+
 class QueueSender:
     """Send through the workers of a Redis queue (`llmgather worker`): they choose the model and
     hold the key and the limits; this side fills the job's defaults into each request."""
 
     simulated = False
     batch_body_fields = True  # each worker drops them if its provider does not take them
+    target = QUEUE_TARGET
 
     def __init__(
         self,
         coordinator: QueueCoordinator,
-        target: Target,
         defaults: Mapping[str, Any],
         *,
         output_path: str,
     ) -> None:
         self.coordinator = coordinator
         self.output_path = output_path
-        self.target = target
         self._defaults = {k: v for k, v in defaults.items() if v is not None}
         self._started = time.monotonic()
 

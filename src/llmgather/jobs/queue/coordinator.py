@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from llmgather._redis import connect, retried
 from llmgather._types import Request, Result
 from llmgather.jobs.queue.wire import (
+    GROUP,
     READ_BLOCK_MS,
     call_retried,
     ensure_group,
@@ -65,6 +66,9 @@ class QueueCoordinator:
         self.counts = QueueCounts()
         self.started = time.monotonic()
         self._outstanding: dict[str, Request] = {}
+        # The task stream's entry of each outstanding item this run enqueued, to tell whether
+        # a worker has taken it yet (an earlier run's entries are not known).
+        self._entries: dict[str, tuple[int, int]] = {}
         self._early: dict[str, Result] = {}  # results of ids not fed yet (a rerun's first reads)
         self._room = asyncio.Event()
         self._fed_all = False
@@ -95,12 +99,23 @@ class QueueCoordinator:
     async def map(
         self, requests: AsyncIterable[Request], *, stop: asyncio.Event | None = None
     ) -> AsyncIterator[Result]:
+        """Once `stop` is set, nothing more is enqueued, and the results of the items workers
+        had taken by then are still collected; the rest stay queued (the workers answer them,
+        and a rerun collects them) and are not waited for."""
+        stop = stop or asyncio.Event()
+        awaited: set[str] | None = None  # once stopped: the items workers had taken
         await self._call(self._start)
-        feeder = asyncio.create_task(self._feed(requests, stop or asyncio.Event()))
+        feeder = asyncio.create_task(self._feed(requests, stop))
         try:
             while True:
                 while self._early and (ready := self._take_early()) is not None:
                     yield ready
+                if stop.is_set():
+                    if awaited is None:
+                        awaited = await self._call(self._taken)
+                    awaited.intersection_update(self._outstanding)
+                    if not awaited:
+                        break
                 if feeder.done():
                     feeder.result()  # an error while feeding ends the run
                     if not self._outstanding and not self._early:
@@ -159,8 +174,27 @@ class QueueCoordinator:
                 fields = {"job": self.job, "id": request.id, "request": request_to_wire(request)}
                 pipe.xadd(self._tasks, fields)
             pipe.sadd(self._enqueued, *[r.id for r in fresh])
-            await pipe.execute()
+            replies = await pipe.execute()
+        for request, entry in zip(fresh, replies, strict=False):  # the XADDs' replies come first
+            self._entries[request.id] = _entry_id(entry)
         self.counts.enqueued += len(fresh)
+
+    async def _taken(self) -> set[str]:
+        """The outstanding items of this run a worker has taken (their answers may be on the
+        way): those whose entry is at or before the consumer group's last delivered one."""
+        import redis.exceptions
+
+        if not self._entries:
+            return set()
+        try:
+            groups = await self._redis.xinfo_groups(self._tasks)
+        except redis.exceptions.ResponseError:  # Redis lost the stream: no worker has any
+            return set()
+        last = next((g["last-delivered-id"] for g in groups if g["name"] == GROUP.encode()), None)
+        if last is None:
+            return set()
+        delivered = _entry_id(last)
+        return {item for item, entry in self._entries.items() if entry <= delivered}
 
     async def _read_results(self) -> list[Result]:
         if not await self._redis.exists(self._marker):
@@ -175,6 +209,7 @@ class QueueCoordinator:
                 item_id = fields[b"id"].decode()
                 result = result_from_wire(fields[b"result"], id=item_id)
                 if self._outstanding.pop(item_id, None) is not None:
+                    self._entries.pop(item_id, None)
                     found.append(self._counted(result))
                 elif item_id not in self._early:
                     self._early[item_id] = result  # enqueued by an earlier run, not fed yet
@@ -186,6 +221,7 @@ class QueueCoordinator:
         for item_id in self._early:
             if item_id in self._outstanding:
                 del self._outstanding[item_id]
+                self._entries.pop(item_id, None)
                 self._room.set()
                 return self._counted(self._early.pop(item_id))
         if self._fed_all:
@@ -229,3 +265,10 @@ class QueueCoordinator:
 
     async def _call(self, step: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return await call_retried(self.url, step, *args, **kwargs)
+
+
+def _entry_id(raw: bytes | str) -> tuple[int, int]:
+    """A stream entry's id ("1700000000000-3") as a pair that sorts as Redis orders them."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    millis, _, sequence = text.partition("-")
+    return int(millis), int(sequence or 0)
