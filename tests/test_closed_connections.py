@@ -16,8 +16,9 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from llmgather import RetryPolicy
+from llmgather import Client, RetryPolicy
 from llmgather.service import ServiceSettings
+from llmgather.transport import AiohttpTransport
 from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
 from tests.servicefixtures import serving
 from tests.simfixtures import body_for, get_json, running
@@ -152,3 +153,28 @@ async def test_the_gateway_counts_resent_requests_in_its_metrics() -> None:
     retries = metric(metrics, "llmgather_upstream_retries_total")
     assert resent > 0
     assert sent + retries + resent == stats["received"]
+
+
+async def test_the_aiohttp_transport_counts_what_it_sends_the_same_way() -> None:
+    """aiohttp cannot tell a pooled connection's close from a server that read the request, so
+    it resends after either: every resend is counted, and each item's attempts stay bounded."""
+    retry = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.05)
+    transport = AiohttpTransport()
+    try:
+        async with running(faults="reset=1") as sim:
+            async with Client(
+                "openai:gpt-4o-mini",
+                base_url=sim.base_url + "/v1",
+                api_key="k",
+                transport=transport,
+                retry=retry,
+            ) as client:
+                results = await client.gather([f"closed {i}" for i in range(3)])
+                resent = client.statistics().resent
+            async with aiohttp.ClientSession() as session:
+                received = (await get_json(session, sim, "/_sim/stats"))["received"]
+    finally:
+        await transport.aclose()
+    assert [r.attempts for r in results] == [2, 2, 2]
+    assert all(r.error is not None and r.error.type == "APIConnectionError" for r in results)
+    assert sum(r.attempts for r in results) + resent == received
