@@ -406,8 +406,8 @@ class JobManager:
                 record.running, record.status = job, "running"
                 await self._finish(record, job)
             except Exception as error:  # outside the job's own run (its files): still its own
-                record.status, record.error = "failed", str(error)
-                logger.warning("job %s failed: %s", record.id, error)
+                record.status, record.error = "failed", self._upstream.redactor.error(error)
+                logger.warning("job %s failed: %s", record.id, record.error)
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(_save, record)
             finally:
@@ -420,8 +420,8 @@ class JobManager:
         try:
             summary = await job.run()
         except Exception as error:  # this job's failure, never the others'
-            record.status, record.error = "failed", str(error)
-            logger.warning("job %s failed: %s", record.id, error)
+            record.status, record.error = "failed", self._upstream.redactor.error(error)
+            logger.warning("job %s failed: %s", record.id, record.error)
         else:
             record.total, record.done = summary.total, summary.ok
             record.failed = summary.failed + summary.invalid
