@@ -281,29 +281,11 @@ async def through_cli_run(tattler: Tattler, tmp_path: Path) -> Shown:
     anthropic_key = str(secret_dir / "anthropic.key")
     runs: list[tuple[list[str], str | None]] = [
         (["--model", "openai:gpt-4o-mini", "--base-url", login_url(tattler, "/v1")], None),
-        (
-            [
-                "--model",
-                "anthropic:claude-x",
-                "--base-url",
-                login_url(tattler),
-                "--api-key-file",
-                anthropic_key,
-            ],
-            None,
-        ),
-        (
-            [
-                "--model",
-                "gemini:gemini-2.0-flash",
-                "--base-url",
-                tattler.url,
-                "--api-key-file",
-                "-",
-            ],
-            PLAIN_KEY,
-        ),
-    ]
+        (["--model", "anthropic:claude-x", "--base-url", login_url(tattler),
+          "--api-key-file", anthropic_key], None),
+        (["--model", "gemini:gemini-2.0-flash", "--base-url", tattler.url,
+          "--api-key-file", "-"], PLAIN_KEY),
+    ]  # fmt: skip
     for n, (args, stdin) in enumerate(runs):
         work = tmp_path / f"run{n}"
         work.mkdir()

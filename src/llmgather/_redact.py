@@ -7,9 +7,12 @@ stores or answers text that a server or an exception may have filled passes it t
 
     error messages mapped from a provider's answer   providers/* (the adapter's own Redactor)
     errors mapped from the official SDKs' exceptions providers/sdks.py (shapes)
-    every failed Result and the exception raised     _engine.py (the client's Redactor)
-        → output lines, --json top_errors, job store rows, Result.error, logs
-    bodies and text the service relays or answers    service/ (the upstream's Redactor)
+    every failed Result and the exception raised     _engine.py (its owner's Redactor:
+        → output lines, --json top_errors, job          `registry.secrets_redactor`)
+          store rows, Result.error, logs
+    bodies and text the service relays or answers    service/gateway.py, routes/generate.py
+    the results of the service's jobs                service/errors.py `for_clients`
+    the values and text `run_job` stores             jobs/calls.py
     URLs shown in messages                           redact_url
 
 Two kinds of secret are hidden:
