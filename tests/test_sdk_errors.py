@@ -40,9 +40,9 @@ from llmgather._errors import (
     TransientError,
 )
 from llmgather._exchange import error_from_answer
+from llmgather._sdk_errors import error_from_sdk, text_from_sdk, usage_from_sdk
 from llmgather._types import Usage
 from llmgather.providers.registry import PROVIDERS
-from llmgather.providers.sdks import error_from_sdk, text_from_sdk, usage_from_sdk
 from llmgather.sim import RunningSimulator
 from tests.simfixtures import ANTHROPIC, GEMINI, OPENAI, PROMPT, body_for, post, running
 

@@ -3,7 +3,7 @@ LangChain runnable's `ainvoke`, an HTTP call of their own, under the same limits
 
 The call travels the pipeline as a `CallRequest` (a `Request` that carries the function, its
 arguments and its cost), so the engine needs no second code path: it reserves the cost, runs
-the call, and reads the SDK's errors and usage through `providers.sdks`.
+the call, and reads the SDK's errors and usage through `_sdk_errors`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmgather._errors import APIError
+from llmgather._sdk_errors import error_from_sdk, text_from_sdk, usage_from_sdk
 from llmgather._types import Completion, Outcome, Request
 from llmgather.limits import Cost
 from llmgather.limits.tokens import (
@@ -21,7 +22,6 @@ from llmgather.limits.tokens import (
     estimate_prompt_tokens,
     estimate_text_tokens,
 )
-from llmgather.providers.sdks import error_from_sdk, text_from_sdk, usage_from_sdk
 
 AsyncCallable = Callable[..., Awaitable[Any]]
 

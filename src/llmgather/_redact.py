@@ -6,7 +6,7 @@ stores or answers text that a server or an exception may have filled passes it t
 `Redactor`:
 
     error messages mapped from a provider's answer   providers/* (the adapter's own Redactor)
-    errors mapped from the official SDKs' exceptions providers/sdks.py (shapes)
+    errors mapped from the official SDKs' exceptions _sdk_errors.py (shapes)
     every failed Result and the exception raised     _engine.py (its owner's Redactor:
         → output lines, --json top_errors, job          `registry.secrets_redactor`)
           store rows, Result.error, logs
