@@ -1,7 +1,7 @@
 """A durable `run`: input file in, one committed result per input out, resumable after any stop.
 
     read (pass 1) ─▶ store.ingest: every id and line, invalid lines recorded as errors
-    read (pass 2) ─▶ only items still pending ─▶ Client.map ─▶ sink ─▶ store.record (a thread)
+    read (pass 2) ─▶ only items still pending ─▶ sender.map ─▶ sink ─▶ store.record (a thread)
                                                                    └─▶ output JSONL (appended)
     end or stop  ─▶ output.rewrite_output: the output rewritten from the store, one line per id
 
@@ -26,7 +26,6 @@ from contextlib import AsyncExitStack, closing, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmgather._client import Client
 from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Limits, Timeouts
 from llmgather._engine import EngineStats
 from llmgather._errors import (
@@ -35,6 +34,7 @@ from llmgather._errors import (
     InvalidInputError,
     StrictInputError,
 )
+from llmgather._link import link_options, open_link
 from llmgather._redact import redact_url
 from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
@@ -51,7 +51,6 @@ from llmgather.jobs.output import (
 from llmgather.jobs.queue import QueueCoordinator
 from llmgather.jobs.senders import ClientSender, QueueSender, Sender
 from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
-from llmgather.limits.redis import open_limiter
 from llmgather.providers.registry import Target, resolve_target
 
 logger = logging.getLogger("llmgather")
@@ -251,22 +250,26 @@ class Job:
             await coordinator.check()
             return QueueSender(coordinator, defaults, output_path=options.output_path)
         assert target is not None  # resolved for every job that sends from this process
-        limiter = await open_limiter(
-            stack, limits, target, url=options.limiter, key=options.limiter_key
-        )
-        client = Client(
-            options.model,
-            concurrency=options.concurrency,
-            limiter=limiter,
-            retry=options.retry,
-            timeouts=Timeouts(read=options.timeout_s),
-            defaults=defaults,
+        link_settings = link_options(
+            target,
+            os.environ,
             api_key=options.api_key,
             base_url=options.base_url,
+            workers=options.concurrency,
+            retry=options.retry,
+            timeouts=Timeouts(read=options.timeout_s),
             stream=options.stream,
             simulator=options.simulator,
         )
-        return ClientSender(client)
+        link = await open_link(
+            stack,
+            target,
+            limits,
+            link_settings,
+            limiter_url=options.limiter,
+            limiter_key=options.limiter_key,
+        )
+        return ClientSender(link, defaults)
 
     async def _run(self, sender: Sender, started: float) -> JobSummary:
         options = self.options

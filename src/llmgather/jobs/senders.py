@@ -1,4 +1,5 @@
-"""Where a job's requests go: this process's `Client`, or the workers of a Redis queue.
+"""Where a job's requests go: this process's link to the provider, or the workers of a Redis
+queue.
 
 Either way the job reads its input, keeps its store and writes its output the same; only the
 sending differs, behind `map(requests) -> results` and `statistics()`.
@@ -9,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
-from llmgather._client import Client
 from llmgather._engine import Engine, EngineStats
+from llmgather._link import Link
 from llmgather._redact import redact_url
 from llmgather._types import Request, Result
 from llmgather.jobs.queue import QueueCoordinator, job_key_for
@@ -43,13 +45,18 @@ class Sender(Protocol):
 
 
 class ClientSender:
-    """Send from this process."""
+    """Send from this process, through a link of its own (entered with the sender); fills the
+    job's `defaults` (`max_tokens`, `temperature`) into each request that sets none."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.target = client.target
-        self.simulated = client.simulated
-        self.batch_body_fields = client.target.spec.accepts_batch_body_fields
+    def __init__(self, link: Link, defaults: Mapping[str, Any] | None = None) -> None:
+        self.link = link
+        self.target = link.target
+        self.simulated = link.simulated
+        self.batch_body_fields = link.target.spec.accepts_batch_body_fields
+        fills = {k: v for k, v in (defaults or {}).items() if v is not None}
+        max_tokens = link.max_tokens(fills.get("max_tokens"))
+        self._fills = fills if max_tokens is None else fills | {"max_tokens": max_tokens}
+        self._stack = AsyncExitStack()
         self._engine: Engine | None = None
 
     def describe(self) -> str:
@@ -60,20 +67,29 @@ class ClientSender:
 
     def statistics(self) -> EngineStats:
         assert self._engine is not None
-        return self._engine.statistics()  # the engine's counters outlive the client's block
+        return self._engine.statistics()  # the engine's counters outlive the link's block
 
     def map(
         self, requests: AsyncIterable[Request], *, stop: asyncio.Event
     ) -> AsyncIterator[Result]:
-        return self.client.map(requests, stop=stop)
+        return self.link.engine.map(filled(requests, self._fills), stop=stop)
 
     async def __aenter__(self) -> ClientSender:
-        await self.client.__aenter__()
-        self._engine = self.client.engine
+        await self._stack.enter_async_context(self.link)
+        self._engine = self.link.engine
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.client.__aexit__(*exc_info)
+        await self._stack.aclose()
+
+
+async def filled(
+    requests: AsyncIterable[Request], fills: Mapping[str, Any]
+) -> AsyncIterator[Request]:
+    """Each request with `fills` where it leaves those fields unset."""
+    async for request in requests:
+        missing = {k: v for k, v in fills.items() if getattr(request, k) is None}
+        yield request.replace(**missing) if missing else request
 
 
 # What a queued job records as its target: the workers choose the provider and the model.
@@ -139,12 +155,7 @@ class QueueSender:
     def map(
         self, requests: AsyncIterable[Request], *, stop: asyncio.Event
     ) -> AsyncIterator[Result]:
-        return self.coordinator.map(self._filled(requests), stop=stop)
-
-    async def _filled(self, requests: AsyncIterable[Request]) -> AsyncIterator[Request]:
-        async for request in requests:
-            fills = {k: v for k, v in self._defaults.items() if getattr(request, k) is None}
-            yield request.replace(**fills) if fills else request
+        return self.coordinator.map(filled(requests, self._defaults), stop=stop)
 
     async def __aenter__(self) -> QueueSender:
         self._started = time.monotonic()
