@@ -39,7 +39,7 @@ class KeyRecheck:
         self._most_s = max(first_s, most_s)
 
     async def run(self) -> None:
-        engine = self._upstream.client.engine
+        engine = self._upstream.engine
         while True:
             await engine.key_refusal()
             delay = self._first_s

@@ -138,7 +138,7 @@ class StateCollector(Collector):
 
 def _engine(upstream: Any) -> Iterator[Any]:
     try:
-        engine = upstream.client.engine
+        engine = upstream.engine
     except RuntimeError:  # not started yet, or stopped
         return
     stats = engine.statistics()

@@ -1,9 +1,8 @@
 """The one upstream every route sends through: the provider llmgather serves, its key, one
-pooled transport, one shared limiter and one engine (so one retry layer) for the gateway,
-`/generate` and the jobs alike.
+link to it (one pooled transport, one engine, so one retry layer) and one shared limiter for
+the gateway, `/generate` and the jobs alike.
 
-With no key set, the upstream is the embedded simulator, started once by that client and
-shared.
+With no key set, the upstream is the embedded simulator, started once by the link and shared.
 """
 
 from __future__ import annotations
@@ -17,37 +16,34 @@ from typing import Any
 
 from llmgather import _exchange
 from llmgather._calls import CallRequest
-from llmgather._client import Client
 from llmgather._config import Timeouts
+from llmgather._engine import Engine
+from llmgather._link import Link, LinkOptions, open_link
 from llmgather._types import Completion, Outcome, Request, Result
 from llmgather.limits import Cost, LocalLimiter
 from llmgather.limits.tokens import request_cost
 from llmgather.providers.registry import Target, resolve_target, secrets_redactor
 from llmgather.service.queueing import Departure
 from llmgather.service.settings import ServiceSettings
-from llmgather.transport import HttpRequest
-from llmgather.transport.proxies import proxy_variables
+from llmgather.transport import HttpRequest, Proxies
 
 logger = logging.getLogger("llmgather.service")
-
-_MAX_SHAPES = 64
 
 
 class Upstream:
     def __init__(self, settings: ServiceSettings, env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
-        env = os.environ if env is None else env
+        self._env = os.environ if env is None else env
         self.target: Target = resolve_target(
-            settings.model, base_url=settings.base_url, api_key=settings.api_key, env=env
+            settings.model, base_url=settings.base_url, api_key=settings.api_key, env=self._env
         )
         # Every secret the service knows, hidden from what it relays and answers.
         self.redactor = secrets_redactor(
-            env, self.target.api_key, settings.token, urls=(settings.base_url,)
+            self._env, self.target.api_key, settings.token, urls=(settings.base_url,)
         )
         self.limiter = LocalLimiter(settings.limits)
-        self._proxy_env = proxy_variables(env)  # the upstream is reached through them
-        self._client: Client | None = None
-        self._shapes: dict[tuple[str, bool], HttpRequest] = {}
+        self._link: Link | None = None
+        self._stack = contextlib.AsyncExitStack()
 
     @property
     def simulated(self) -> bool:
@@ -58,61 +54,56 @@ class Upstream:
         return self.target.model
 
     @property
-    def client(self) -> Client:
-        if self._client is None:
+    def link(self) -> Link:
+        if self._link is None:
             raise RuntimeError("the upstream has not started")
-        return self._client
+        return self._link
+
+    @property
+    def engine(self) -> Engine:
+        return self.link.engine
 
     async def start(self) -> None:
-        target, settings = self.target, self.settings
-        # A simulated target names the simulator, which the client starts off the loop.
-        prefix = "sim:" if target.simulated else ""
-        self._client = Client(
-            f"{prefix}{target.provider}:{target.model}",
-            concurrency=settings.limits.concurrency,
-            limiter=self.limiter,
+        settings = self.settings
+        # The proxy variables, read at the edge; the built-in simulator is reached directly.
+        proxies = None if self.target.simulated else Proxies.from_env(self._env)
+        options = LinkOptions(
+            workers=settings.limits.concurrency,
             retry=settings.retry,
             timeouts=Timeouts(read=settings.timeout_s),
-            # The key as the target was resolved with it: given, or read from the environment
-            # at the edge. The client reads no environment of its own but the proxy variables.
-            api_key=None if target.simulated else target.api_key,
-            base_url=None if target.simulated else settings.base_url,
+            proxies=proxies,
+            redactor=self.redactor,
             simulator=settings.simulator,
-            env=self._proxy_env,
         )
-        await self._client.__aenter__()
+        link = await open_link(self._stack, self.target, self.limiter, options)
+        self._link = await self._stack.enter_async_context(link)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.__aexit__(None, None, None)
+        self._link = None
+        await self._stack.aclose()
 
     # -- building what goes upstream -------------------------------------------------------
 
     def relayed(self, body: bytes, *, model: str, stream: bool) -> HttpRequest:
         """The client's own body, unchanged, to the upstream's URL for `model`, with the key."""
-        shape = self._shapes.get((model, stream))
-        if shape is None:  # built by the adapter once per model and mode, not per request
-            if len(self._shapes) >= _MAX_SHAPES:
-                self._shapes.clear()  # models are the clients' to name: keep the cache bounded
-            shape = self.client.provider.build_request(
-                Request(messages=()), model=model, stream=stream
-            )
-            self._shapes[(model, stream)] = shape
-        return HttpRequest(shape.method, shape.url, shape.headers, body)
+        return self.link.relayed(body, model=model, stream=stream)
+
+    def prompted(self, prompt: str, *, system: str | None = None, **options: Any) -> Request:
+        """A prompt (with its `options`: max_tokens, temperature… those not None) as the
+        upstream takes it (see `prepared`)."""
+        fills = {k: v for k, v in options.items() if v is not None}
+        return self.prepared(Request.from_prompt(prompt, system=system, **fills))
 
     def prepared(self, request: Request) -> Request:
         """A request of another dialect as the upstream takes it: its default max tokens
         filled in (an API that requires one reserves it), its stop sequences (which the front
         dialects leave in `extra["stop"]`) where the upstream's API takes them."""
-        spec = self.target.spec
-        if request.max_tokens is None and spec.default_max_tokens is not None:
-            request = request.replace(max_tokens=spec.default_max_tokens)
-        return _stop_moved(request, spec.stop_field)
+        request = self.link.filled(request)
+        return _stop_moved(request, self.target.spec.stop_field)
 
     def translated(self, request: Request, *, stream: bool) -> HttpRequest:
         """A prepared request rebuilt in the upstream's dialect, for the served model."""
-        return self.client.provider.build_request(request, model=self.model, stream=stream)
+        return self.link.translated(request, model=self.model, stream=stream)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -123,23 +114,22 @@ class Upstream:
         upstream's answer when `relay`. Raises ClientGone if the client left before the
         send (nothing was sent, no budget spent)."""
         call = CallRequest(
-            messages=(), fn=self._send, args=(http, relay), cost=cost, before_send=departure.leave
+            messages=(),
+            fn=self.link.send_http,
+            args=(http, relay),
+            cost=cost,
+            before_send=departure.leave,
         )
-        return await self.client.engine.run_one(call)
+        return await self.engine.run_one(call)
 
     async def recheck_key(self) -> bool:
         """After the upstream refused the key: whether it takes it now, asked with a request
         of one output token (sending resumes if it does)."""
-        request = self.prepared(self.client.request("Say OK.", max_tokens=1))
+        request = self.prompted("Say OK.", max_tokens=1)
         http = self.translated(request, stream=False)
         cost = request_cost(request.messages, request.max_tokens)
-        call = CallRequest(messages=(), fn=self._send, args=(http, False), cost=cost)
-        return await self.client.engine.recheck_key(call)
-
-    async def _send(self, http: HttpRequest, relay: bool) -> Outcome:
-        client = self.client
-        send = _exchange.relay if relay else _exchange.complete
-        return await send(client.transport, client.provider, http)
+        call = CallRequest(messages=(), fn=self.link.send_http, args=(http, False), cost=cost)
+        return await self.engine.recheck_key(call)
 
     def stream(
         self,
@@ -152,19 +142,17 @@ class Upstream:
         """A streamed answer, retried until its first piece, read by a task of its own into a
         bounded buffer: raw chunks when `relay` (the client's dialect, which is the
         upstream's, saying where the answer starts and ends), else text pieces."""
-        client = self.client
+        link = self.link
         pump = StreamPump()
 
         @contextlib.asynccontextmanager
         async def open_stream(_: Request) -> AsyncIterator[_exchange.LiveStream]:
-            async with _exchange.open_stream(
-                client.transport, client.provider, http, relay=relay
-            ) as live:
+            async with link.open_http_stream(http, relay=relay) as live:
                 pump.live = live
                 yield live
 
         call = CallRequest(messages=(), fn=_never, cost=cost, before_send=departure.leave)
-        pump.start(client.engine.stream(call, open_stream))
+        pump.start(link.engine.stream(call, open_stream))
         return pump
 
 

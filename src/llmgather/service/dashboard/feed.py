@@ -95,7 +95,7 @@ class DashboardFeed:
 
 def _engine_stats(upstream: Any) -> Any:
     try:
-        return upstream.client.engine.statistics()
+        return upstream.engine.statistics()
     except RuntimeError:  # not started yet, or stopped
         return None
 

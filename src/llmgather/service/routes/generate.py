@@ -99,13 +99,11 @@ async def generate(request: Request) -> Response:
         return await _in_background(request.app.state.jobs, ask)
     gateway: Gateway = request.app.state.gateway
     params = ask.params
-    prompt = gateway.upstream.prepared(
-        gateway.upstream.client.request(
-            ask.prompt,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            system=params.system,
-        )
+    prompt = gateway.upstream.prompted(
+        ask.prompt,
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        system=params.system,
     )
     http = gateway.upstream.translated(prompt, stream=False)
     try:

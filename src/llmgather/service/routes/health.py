@@ -21,7 +21,7 @@ async def readyz(request: Request) -> Response:
     state = request.app.state
     if not state.ready or state.stopping:
         return json_response({"status": "not ready"}, status=503)
-    if state.upstream.client.engine.key_refused:
+    if state.upstream.engine.key_refused:
         # Every request fails unsent until a recheck finds the key accepted (`keycheck`).
         reason = "the upstream refused the service's API key (asked again now and then)"
         return json_response({"status": "not ready", "reason": reason}, status=503)
