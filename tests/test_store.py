@@ -24,9 +24,10 @@ from llmgather import (
     JobMismatchError,
 )
 from llmgather._types import ErrorInfo, Request, Result, Usage
+from llmgather.jobs.encoding import render_result
 from llmgather.jobs.inputs import InputItem, read_inputs
 from llmgather.jobs.job import _Sink
-from llmgather.jobs.output import render_result, rewrite_output
+from llmgather.jobs.output import rewrite_output
 from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
 
 PARAMS = {"model": "gpt-4o-mini", "max_tokens": 100, "temperature": None}

@@ -22,7 +22,7 @@ from google.genai import types
 import llmgather
 from llmgather import InvalidInputError, Request, Result, ToolCall
 from llmgather._prompt import request_from_dict
-from llmgather.jobs.output import render_result
+from llmgather.jobs.encoding import render_result
 from llmgather.jobs.queue.wire import (
     request_from_wire,
     request_to_wire,

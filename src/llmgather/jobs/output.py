@@ -1,9 +1,8 @@
-"""The output file: one line per input id, rewritten atomically from the store, one renderer.
+"""The output file: one line per input id, rewritten atomically from the store.
 
 Every line of the output, whether appended live as results arrive or rebuilt from the job store
-at a run's start and end, is `render_line` of the result's JSON object (under the input's id)
-with the input's own output fields set over it: a Batch API line's `custom_id`, an integer id
-as the input gave it. The store only records and reads; this module writes the user's file.
+at a run's start and end, is rendered by `jobs.encoding` (one renderer for both). The store
+only records and reads; this module writes the user's file.
 
 The output is a regular file, or a symbolic link to one: the file it names is what is written
 (`real_output_path`), and its job store lives beside that file. A device, a named pipe or a
@@ -18,12 +17,10 @@ import os
 import stat
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import TYPE_CHECKING
 
 from llmgather._errors import InvalidInputError, OutputExistsError
-from llmgather._types import Result
+from llmgather.jobs.encoding import encode_result, render_result, render_stored
 
 if TYPE_CHECKING:
     from llmgather.jobs.store import JobStore
@@ -31,13 +28,10 @@ if TYPE_CHECKING:
 __all__ = [
     "append_lines",
     "check_output_path",
-    "encode_result",
+    "encode_result",  # from jobs.encoding, for the job's writer until it imports it from there
     "real_output_path",
     "refuse_foreign_output",
-    "render_line",
-    "render_result",
-    "render_stored",
-    "result_object",
+    "render_result",  # the same
     "rewrite_output",
 ]
 
@@ -100,54 +94,6 @@ def refuse_foreign_output(output_path: str, store_path: str) -> None:
         return
     if size:
         raise OutputExistsError(output_path, size, store_path)
-
-
-def result_object(id: str, result: Result) -> dict[str, Any]:
-    """The result as the output line's JSON object, known by the input's id (not the engine's).
-
-    A callable's job (`jobs.calls`) gives each ok result its return value made JSON
-    (`jobs.values`): the line carries it as `value`.
-    """
-    data = result.to_dict()
-    data["id"] = id
-    if isinstance(result.value, orjson.Fragment):
-        data["value"] = result.value
-    return data
-
-
-def encode_result(id: str, result: Result) -> bytes:
-    """`result_object` as JSON: what the store keeps, and with no output fields the output
-    line itself less its newline, so a result is serialised once for both."""
-    return orjson.dumps(result_object(id, result))
-
-
-def render_line(result: dict[str, Any], fields: dict[str, Any] | None) -> bytes:
-    """One line of the output: the result's object with the input's fields set over it.
-
-    The input's fields lead the line, so a Batch API `custom_id` comes first as OpenAI's does.
-    """
-    if fields:
-        result = {**fields, **result, **fields}
-    return orjson.dumps(result) + b"\n"
-
-
-def render_result(
-    id: str, result: Result, fields: dict[str, Any] | None, encoded: bytes | None = None
-) -> bytes:
-    """The output line of a result as it arrives (the live view); `encoded`, its
-    `encode_result` when the caller has it already, is the line itself when there are no fields."""
-    if fields:
-        return render_line(result_object(id, result), fields)
-    return (encoded if encoded is not None else encode_result(id, result)) + b"\n"
-
-
-def render_stored(result: bytes, fields: bytes | None) -> bytes:
-    """The output line of a result and fields as the store keeps them (JSON of the same objects)."""
-    if fields is None:
-        # The stored object is `render_line`'s own serialisation of it, byte for byte: a
-        # million-line export need not parse and dump every line again.
-        return result + b"\n"
-    return render_line(orjson.loads(result), orjson.loads(fields))
 
 
 def append_lines(output_path: str, lines: Sequence[bytes]) -> None:

@@ -76,14 +76,14 @@ class JobStore(Protocol):
         """Commit a batch of finished results by input id; returns how many ids matched.
 
         Recording an id again replaces its earlier result. `encoded`, when given, holds each
-        result's `jobs.output.encode_result` (made once for the store and the output line).
+        result's `jobs.encoding.encode_result` (made once for the store and the output line).
         """
         ...
 
     def finished_rows(self) -> Generator[tuple[bytes | None, bytes], None, None]:
         """Every finished item's (output fields, result object) as JSON, in input order.
 
-        The result object is `jobs.output.result_object` of the recorded result. The iterator
+        The result object is `jobs.encoding.result_object` of the recorded result. The iterator
         may hold resources: run it to its end or close it.
         """
         ...

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 
 from llmgather._types import ErrorInfo, Result
+from llmgather.jobs.encoding import encode_result
 from llmgather.jobs.inputs import InputItem
-from llmgather.jobs.output import encode_result
 
 __all__ = ["INVALID_INPUT", "item_row", "result_row"]
 

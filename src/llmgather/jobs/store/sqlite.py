@@ -219,7 +219,7 @@ class SQLiteJobStore:
         """Store a batch of finished results in one transaction; returns how many ids matched.
 
         Recording an id again replaces its earlier result (the output never holds it twice).
-        `encoded`, when given, is each result's `jobs.output.encode_result`, made already.
+        `encoded`, when given, is each result's `jobs.encoding.encode_result`, made already.
         """
         now = time.time()
         if encoded is None:
