@@ -36,12 +36,13 @@ from typing import Any
 
 import orjson
 
-from llmgather._client import Client
 from llmgather._engine import EngineStats
+from llmgather._link import Link
 from llmgather._types import Request, Result
 from llmgather.jobs.encoding import render_stored
 from llmgather.jobs.inputs import read_inputs
 from llmgather.jobs.job import Job, JobOptions
+from llmgather.jobs.senders import filled
 from llmgather.jobs.store import JobStats, SQLiteJobStore, store_path_for
 from llmgather.providers.registry import Target
 from llmgather.service.errors import for_clients
@@ -159,30 +160,30 @@ class JobRecord:
 
 
 class SharedSender:
-    """A job's requests through the service's one client (its engine, its shared limiter),
+    """A job's requests through the service's one link (its engine, its shared limiter),
     which belongs to the upstream: never opened or closed here. Fills the job's defaults into
     each request and counts each result into the record as it arrives."""
 
-    def __init__(self, client: Client, target: Target, record: JobRecord) -> None:
-        self.client = client
-        # The target as the service resolved it, not the client's: the embedded simulator's
-        # port changes at every start, and a job's identity must not.
+    def __init__(self, link: Link, target: Target, record: JobRecord) -> None:
+        self.link = link
+        # The target as the service resolved it, whatever URL the link reaches: the embedded
+        # simulator's port changes at every start, and a job's identity must not.
         self.target = target
         self.simulated = target.simulated
         self.batch_body_fields = target.spec.accepts_batch_body_fields
         self._record = record
         params = record.params
-        self._fills = {
-            k: v
-            for k, v in (("max_tokens", params.max_tokens), ("temperature", params.temperature))
-            if v is not None
+        fills = {
+            "max_tokens": link.max_tokens(params.max_tokens),
+            "temperature": params.temperature,
         }
+        self._fills = {k: v for k, v in fills.items() if v is not None}
 
     def describe(self) -> str:
         return self.target.describe()
 
     def statistics(self) -> EngineStats:
-        return self.client.engine.statistics()
+        return self.link.engine.statistics()
 
     async def prepared(self, identity: str, *, retry_failed: bool) -> None:
         pass
@@ -190,14 +191,9 @@ class SharedSender:
     async def map(
         self, requests: AsyncIterable[Request], *, stop: asyncio.Event
     ) -> AsyncIterator[Result]:
-        async for result in self.client.map(self._filled(requests), stop=stop):
+        async for result in self.link.engine.map(filled(requests, self._fills), stop=stop):
             self._record.count(result)
-            yield for_clients(result, self.client.redactor)
-
-    async def _filled(self, requests: AsyncIterable[Request]) -> AsyncIterator[Request]:
-        async for request in requests:
-            fills = {k: v for k, v in self._fills.items() if getattr(request, k) is None}
-            yield request.replace(**fills) if fills else request
+            yield for_clients(result, self.link.redactor)
 
     async def __aenter__(self) -> SharedSender:
         # Entered once the input is in the store: count on from what earlier runs finished.
@@ -400,7 +396,7 @@ class JobManager:
             try:
                 job = Job(
                     self._options(record),
-                    sender=SharedSender(self._upstream.client, self._upstream.target, record),
+                    sender=SharedSender(self._upstream.link, self._upstream.target, record),
                     on_warning=lambda message: logger.info("job %s: %s", record.id, message),
                 )
                 record.running, record.status = job, "running"
