@@ -9,9 +9,9 @@ the retry layer and turns every input into exactly one Result.
 
 Memory is bounded by the window (admitted but not yet consumed), never by the input's size.
 The engine is the only caller of the limiter, and talks to it only through the `Limiter`
-protocol: it reserves each request's cost, settles it with the real usage, reports 429s and
-outages (`penalise`), cut-off streams (the release's outcome) and the limits an answer
-announced (`observe`). The limiter may be shared with other engines and other processes.
+protocol: it reserves each request's cost, settles it with the real usage, reports outages,
+and 429s while most answers are 429s (`penalise`: see `limits.refusals`), cut-off streams
+(the release's outcome) and the limits an answer announced (`observe`). The limiter may be shared with other engines and other processes.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from llmgather._retry import Outage, RetryPolicy, gave_up, is_outage
 from llmgather._stop import StoppableWaits
 from llmgather._types import ErrorInfo, Outcome, Request, Result, Usage
 from llmgather.limits.base import Cost, Ending, Limiter, Permit
+from llmgather.limits.refusals import RecentRefusals
 from llmgather.limits.tokens import request_cost
 
 Send = Callable[[Request], Awaitable[Outcome]]
@@ -104,6 +105,9 @@ class EngineStats:
     found: Mapping[str, float]
     resent: int = 0
     lowered: Mapping[str, float] = field(default_factory=dict)  # see `LimiterStats.lowered`
+    # The 429s that held every send on the key (most answers were 429s then): the others held
+    # only their own retry.
+    http_429_holds: int = 0
 
 
 @dataclass(slots=True)
@@ -116,6 +120,7 @@ class _Counters:
     waiting_retry: int = 0
     retries: int = 0
     http_429: int = 0
+    http_429_holds: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -164,6 +169,7 @@ class Engine:
         self._redactor = redactor or Redactor()
         self._counters = _Counters()
         self._outage = Outage()
+        self._refusals = RecentRefusals()
         # Set by the first 401: every later request would be refused the same way, until
         # `recheck_key` finds the key accepted again.
         self._key_refused: AuthenticationError | None = None
@@ -219,6 +225,7 @@ class Engine:
             waiting_retry=c.waiting_retry,
             retries=c.retries,
             http_429=c.http_429,
+            http_429_holds=c.http_429_holds,
             input_tokens=c.input_tokens,
             output_tokens=c.output_tokens,
             elapsed_s=time.monotonic() - c.started,
@@ -504,6 +511,7 @@ class Engine:
 
     async def _succeeded(self, outcome: Outcome) -> None:
         self._outage.answered()
+        self._refusals.answered(limited=False)
         completion = outcome.completion
         if completion.announced:
             await self._limiter.observe(completion.announced)
@@ -540,8 +548,15 @@ class Engine:
             return 0.0
         if isinstance(error, RateLimitError):
             self._counters.http_429 += 1
-            if error.retry_after is None or error.retry_after <= self._retry.max_retry_wait:
-                # Longer than that, the item fails as a quota error: no one else waits for it.
+            # A 429 holds every send only while most answers are 429s (the key's budget is
+            # empty); one among answers that succeed holds only its own retry.
+            holds = self._refusals.holds_key()
+            self._refusals.answered(limited=True)
+            # A wait past the ceiling fails the item as a quota error: no one else waits for it.
+            if holds and (
+                error.retry_after is None or error.retry_after <= self._retry.max_retry_wait
+            ):
+                self._counters.http_429_holds += 1
                 await self._limiter.penalise(error.retry_after)
         job.charged += 1
         delay = self._retry.next_delay(error, job.charged, self._rng) if may_retry else None

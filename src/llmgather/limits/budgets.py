@@ -138,6 +138,12 @@ class Budget:
             if spent > missing:
                 meter.take(now, spent - missing)
 
+    def empty(self, now: float) -> None:
+        """Nothing left to spend now, and nothing owed: after a 429 the server's budget is
+        empty, not in debt, whatever this one counted spent at a higher limit."""
+        if isinstance(self._meter, TokenBucket):
+            self._meter.take(now, self._meter.level(now))
+
     def resized(self, limit: float, *, burst_seconds: float, now: float) -> Budget:
         """The same budget with a new limit, keeping what was spent of the old one (so a new
         announcement never opens a fresh burst)."""

@@ -217,13 +217,18 @@ class LocalLimiter:
         assert self._search is not None
         search = self._search
         if outcome == "ok":
-            if search.answered() and self._waiting_on == "concurrency":
+            if search.answered(permit.granted_at) and self._waiting_on == "concurrency":
                 self._poke()
             if (rate := search.clean(self._clock.now())) is not None:
                 self._set_found_rate(rate, empty=False)
         elif outcome == "limited":
+            before = search.found
             if (rate := search.limited(self._clock.now(), permit.granted_at)) is not None:
-                self._set_found_rate(rate, empty=True)
+                # Emptied when lowered; a pace restored after noise starts where it is.
+                self._set_found_rate(rate, empty=before is None or rate < before)
+            elif before is not None and search.found is None:  # the 429s were noise
+                del self._budgets["rpm"]
+                self._poke()
 
     def _set_found_rate(self, rpm: float, *, empty: bool) -> None:
         """Pace at `rpm`; `empty` after a 429 (the server's budget is empty now, so is ours)."""
@@ -235,7 +240,7 @@ class LocalLimiter:
         else:
             budget = current.resized(rpm, burst_seconds=burst, now=now)
         if empty:
-            budget.spent_at_least(now, rpm)
+            budget.empty(now)
         self._set_budget(budget)
         self._poke()  # the slow-start window is open now, or the rate went up
 

@@ -338,19 +338,24 @@ class RedisLimiter:
         search, now = self._search, self._clock.now()
         rate: float | None = None
         empty = False
+        snap = self._snapshot  # the grant's time on this process's clock
+        granted_at = permit.granted_at - (snap.redis_now - snap.local_now)
         if outcome == "ok":
-            if search.answered() and self._waiting_on == "concurrency":
+            if search.answered(granted_at) and self._waiting_on == "concurrency":
                 self._wakeup.poke()
             rate = search.clean(now)
         elif outcome == "limited":
-            snap = self._snapshot  # the grant's time on this process's clock
-            granted_at = permit.granted_at - (snap.redis_now - snap.local_now)
-            rate, empty = search.limited(now, granted_at), True
+            before = search.found
+            rate = search.limited(now, granted_at)
+            empty = before is None or (rate is not None and rate < before)
+            if rate is None and before is not None and search.found is None:
+                rate = 0.0  # the 429s were noise: the pace they set is lifted (stored as 0)
         if rate is None:
             return
-        self._found_rpm = rate
+        self._found_rpm = rate or None
         rpm = KINDS_BY_NAME["rpm"]
-        remaining = "0" if empty else ""  # a 429: the server's budget is empty now, so is ours
+        # After a 429 the server's budget is empty now, so is ours; a restored pace is not.
+        remaining = "0" if empty and rate else ""
         args = [repr(self.limits.burst_seconds), *_kind_args(rpm), repr(rate), remaining]
         await self._call(OBSERVE, args, extra=1)
         self._wakeup.poke()

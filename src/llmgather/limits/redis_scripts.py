@@ -217,8 +217,8 @@ return snapshot(now, live_leases(now), {})
 """
 )
 
-# ARGV: now, burst seconds, then per announced limit: name, window, paced, limit, remaining
-# ('' when not announced). An announced limit above the user's own is passed only to replace
+# ARGV: now, burst seconds, then per announced limit: name, window, paced, limit (0: forget
+# the one stored), remaining ('' when not announced). An announced limit above the user's own is passed only to replace
 # a lower one stored before, with no remaining.
 OBSERVE = (
     COMMON
@@ -232,7 +232,10 @@ while ARGV[i] do
              limit = tonumber(ARGV[i + 3])}
   local remaining = num(ARGV[i + 4], nil)
   local new = num(redis.call('HGET', state, 'ann:' .. b.name), nil) ~= b.limit
-  if new then
+  if b.limit <= 0 then  -- a pace the 429s set, lifted: they proved to be noise
+    if redis.call('HDEL', state, 'ann:' .. b.name) == 1 then changed = 1 end
+    new = false
+  elseif new then
     redis.call('HSET', state, 'ann:' .. b.name, str(b.limit))
     changed = 1
   end

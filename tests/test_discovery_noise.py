@@ -1,0 +1,221 @@
+"""Noise is not a rate limit: 429s that come at the same share whatever the pace neither hold
+the pace down for long nor hold every send, while a real limit, behind the same kind of 429s,
+is still found and kept to.
+
+The limiter tests drive a `LocalLimiter` told nothing with many workers, on a fake clock,
+against a model server: one that refuses a fixed share of requests at any rate (noise), or a
+token bucket (a limit). The last runs `llmgather run` against the simulator's random faults."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from llmgather import Cost, Limits, LocalLimiter, Usage
+from llmgather.limits.bucket import TokenBucket
+from llmgather.limits.discovery import LimitSearch
+from llmgather.limits.refusals import RecentRefusals
+from llmgather.sim import EmbeddedSimulator, FaultPlan, SimConfig
+from tests.conftest import read_jsonl, run_cli, write_prompts
+from tests.fakeclock import FakeClock
+
+Server = Callable[[float], bool]  # given the time a request arrives: True if answered 429
+
+
+def noise(share: float) -> Server:
+    """Refuses every `1 / share`-th request, whatever the rate."""
+    every = round(1 / share)
+    count = 0
+
+    def refuses(now: float) -> bool:
+        nonlocal count
+        count += 1
+        return count % every == 0
+
+    return refuses
+
+
+def limit(rpm: float) -> Server:
+    """Refuses what a bucket of `rpm` with a second's burst cannot take, as the simulator."""
+    bucket: TokenBucket | None = None
+
+    def refuses(now: float) -> bool:
+        nonlocal bucket
+        bucket = bucket or TokenBucket.per_minute(rpm, burst_seconds=1.0, now=now)
+        return bucket.try_take(now, 1) > 0
+
+    return refuses
+
+
+class Run:
+    """What the workers saw: each send's time and whether it was refused."""
+
+    def __init__(self) -> None:
+        self.sends: list[tuple[float, bool]] = []
+
+    def between(self, start: float, end: float) -> tuple[int, int]:
+        """(sends, 429s) in [start, end) seconds of the run."""
+        picked = [refused for at, refused in self.sends if start <= at < end]
+        return len(picked), sum(picked)
+
+
+async def drive(
+    limiter: LocalLimiter,
+    clock: FakeClock,
+    server: Server,
+    *,
+    seconds: float,
+    workers: int = 64,
+    latency: float = 0.05,
+) -> Run:
+    """`workers` send one request after another for `seconds`: a 429 comes back at once, an
+    answer after `latency`."""
+    run = Run()
+
+    async def worker() -> None:
+        while clock.elapsed < seconds:
+            permit = await limiter.acquire(Cost())
+            refused = server(clock.now())
+            run.sends.append((clock.elapsed, refused))
+            if refused:
+                await limiter.release(permit, Usage(0, 0), outcome="limited")
+                await clock.sleep(0.01)  # the item's own retry waits; the others do not
+            else:
+                await clock.sleep(latency)
+                await limiter.release(permit, Usage(1, 1), outcome="ok")
+
+    async def all_workers() -> None:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(worker())
+
+    await clock.run(all_workers(), limit=seconds + 60)
+    return run
+
+
+async def test_429s_at_the_same_share_at_any_pace_do_not_hold_the_pace_down() -> None:
+    clock = FakeClock()
+    limiter = LocalLimiter(Limits(concurrency=64), clock=clock)
+    run = await drive(limiter, clock, noise(0.04), seconds=6.0)
+    # The first 429s set a pace, as a limit's would; once 429s kept coming at the same share
+    # at a lower pace, the pace was lifted, and the 429s since lower nothing.
+    stats = limiter.statistics()
+    assert stats.limits == {} and stats.found == {}
+    assert limiter._search is not None and limiter._search.noise == pytest.approx(0.04, abs=0.02)
+    sends, refused = run.between(2.0, 6.0)
+    unpaced = 64 / 0.05  # every worker sending back to back
+    assert sends >= 0.95 * unpaced * 4
+    assert refused == pytest.approx(0.04 * sends, rel=0.1)
+
+
+@pytest.mark.parametrize("share", [0.02, 0.1, 0.25])
+async def test_noise_at_any_share_is_told_apart_within_seconds(share: float) -> None:
+    clock = FakeClock()
+    limiter = LocalLimiter(Limits(concurrency=32), clock=clock)
+    run = await drive(limiter, clock, noise(share), seconds=8.0, workers=32)
+    assert limiter.statistics().limits == {}
+    sends, _ = run.between(4.0, 8.0)
+    assert sends >= 0.9 * (32 / 0.05) * 4
+
+
+async def test_a_real_limit_is_still_found_and_kept_to() -> None:
+    clock = FakeClock()
+    limiter = LocalLimiter(Limits(concurrency=64), clock=clock)
+    run = await drive(limiter, clock, limit(600), seconds=60.0, latency=0.5)
+    found = limiter.statistics().found
+    # AIMD's saw-tooth: a little over the limit until its next 429, then below it.
+    assert set(found) == {"rpm"} and 0.7 * 600 <= found["rpm"] <= 1.1 * 600
+    assert limiter._search is not None and limiter._search.noise == 0.0
+    sends, refused = run.between(10.0, 60.0)
+    assert sends - refused >= 0.85 * 10 * 50  # near the ceiling of 10 a second
+    assert refused <= 0.02 * sends
+
+
+def test_a_lower_pace_with_the_same_share_of_429s_lifts_the_pace() -> None:
+    search = LimitSearch(100, now=0.0)
+    for i in range(40):
+        search.granted(0.025 * i)  # 40 a second
+    for i in range(39):
+        search.answered(0.025 * i)
+    assert search.limited(now=1.0, granted_at=0.975) == pytest.approx(1200.0)  # half of 2,400
+    # At 1,200 a minute: 1 of 25 answers a 429, cut by that share (1 in 25: -4%, at most -15%).
+    for i in range(24):
+        search.answered(1.0 + 0.05 * i)
+    assert search.limited(now=2.25, granted_at=2.2) == pytest.approx(1200.0 * 0.85)
+    # At 1,020 a minute: the same share again. A limit 4% exceeded would refuse nothing here.
+    for i in range(24):
+        search.answered(2.25 + 0.05 * i)
+    assert search.limited(now=3.5, granted_at=3.45) is None  # one: too few to tell yet
+    for i in range(24):
+        search.answered(3.5 + 0.05 * i)
+    assert search.limited(now=4.8, granted_at=4.75) is None
+    assert search.found is None and search.noise == pytest.approx(3 / 75)  # unpaced again
+    # From then on 429s within the noise floor are no wave; a share well above it is.
+    for i in range(100):
+        search.granted(5.0 + 0.01 * i)
+        if i % 25 == 24:
+            assert search.limited(now=5.0 + 0.01 * i, granted_at=5.0 + 0.01 * i) is None
+        else:
+            search.answered(5.0 + 0.01 * i)
+    for i in range(8):
+        rate = search.limited(now=6.0 + 0.01 * i, granted_at=6.0)
+    assert rate is not None and search.found is not None
+
+
+def test_a_429_holds_the_key_only_while_most_answers_are_429s() -> None:
+    recent = RecentRefusals()
+    assert recent.holds_key()  # the first answer of all: nothing says otherwise
+    for _ in range(10):
+        recent.answered(limited=False)
+    assert not recent.holds_key()  # one among answers that succeed
+    for _ in range(4):
+        recent.answered(limited=True)
+    assert not recent.holds_key()  # 5 of 11 with this one
+    recent.answered(limited=True)
+    assert recent.holds_key()  # 6 of 11: the key's budget is empty
+
+
+# -- the issue's run, scaled down: `llmgather run` against the simulator's random faults ----
+
+FAULTS = "500=0.08,503=0.04,reset=0.02,malformed=0.02"
+
+
+def run_with_faults(tmp_path: Path, faults: str, name: str) -> dict:
+    prompts = write_prompts(tmp_path / f"{name}.jsonl", 300)
+    out = tmp_path / f"{name}.out.jsonl"
+    config = SimConfig(seed=5, latency_ms=50, faults=FaultPlan.parse(faults))
+    with EmbeddedSimulator(config) as sim:
+        done = run_cli(
+            "run",
+            str(prompts),
+            "-o",
+            str(out),
+            "--model",
+            "openai:gpt-4o-mini",
+            "--base-url",
+            sim.base_url + "/v1",
+            "--concurrency",
+            "64",
+            "--json",
+            timeout=40,  # a run that stalls fails here, not at the test's own timeout
+            OPENAI_API_KEY="sk-sim",
+        )
+    assert done.returncode == 0, done.stderr
+    assert all(line["status"] == "ok" for line in read_jsonl(out))
+    summary: dict = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return summary
+
+
+def test_a_run_with_random_429s_finishes_like_one_without(tmp_path: Path) -> None:
+    without = run_with_faults(tmp_path, FAULTS, "without")
+    noisy = run_with_faults(tmp_path, FAULTS + ",429=0.04", "noisy")
+    assert without["ok"] == noisy["ok"] == 300
+    assert noisy["http_429"] >= 5
+    # A 429 among answers that succeed holds only its own item: none held the whole run.
+    assert noisy["http_429_holds"] == 0
+    # The 429s cost their own retries (a second's Retry-After each), not the others'.
+    assert noisy["retries"] <= without["retries"] + 2 * noisy["http_429"]
