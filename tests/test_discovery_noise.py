@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from llmgather import Cost, Limits, LocalLimiter, Usage
+from llmgather import Cost, Limiter, Limits, LocalLimiter, Usage
 from llmgather.limits.bucket import TokenBucket
 from llmgather.limits.discovery import LimitSearch
 from llmgather.limits.refusals import RecentRefusals
@@ -64,7 +64,7 @@ class Run:
 
 
 async def drive(
-    limiter: LocalLimiter,
+    limiter: Limiter,
     clock: FakeClock,
     server: Server,
     *,

@@ -19,6 +19,7 @@ from llmgather import Cost, Engine, Limiter, LimiterStats, Limits, LocalLimiter,
 from llmgather._types import Completion, Outcome
 from llmgather.limits.redis import RedisLimiter
 from tests.fakeclock import FakeClock
+from tests.test_discovery_noise import drive, noise
 
 MakeLimiter = Callable[..., Limiter]
 
@@ -379,6 +380,16 @@ async def test_an_announced_limit_below_the_users_paces_instead(
     await limiter.observe({"rpm": 12_000})
     stats = limiter.statistics()
     assert stats.limits == {"rpm": 6000} and stats.learned == {} and stats.lowered == {}
+
+
+async def test_429s_at_the_same_share_at_any_pace_are_no_limit(make_limiter: MakeLimiter) -> None:
+    clock = FakeClock()
+    limiter = make_limiter(Limits(concurrency=8), clock)
+    run = await drive(limiter, clock, noise(0.05), seconds=6.0, workers=8)
+    # The first 429s set a pace; 429s at the same share at lower paces lift it again.
+    assert limiter.statistics().limits == {} and limiter.statistics().found == {}
+    sends, _ = run.between(3.0, 6.0)
+    assert sends >= 0.9 * (8 / 0.05) * 3
 
 
 # -- the adaptive concurrency cap ----------------------------------------------------------
