@@ -16,7 +16,8 @@ import orjson
 import pytest
 
 from llmgather._errors import DuplicateIdError
-from llmgather.jobs.job import Job, JobOptions
+from llmgather.jobs.job import Job
+from llmgather.jobs.options import InputOptions, JobOptions
 from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
@@ -353,13 +354,15 @@ def test_the_job_is_known_by_the_model_it_resolves_to(tmp_path: Path) -> None:
     # anything is sent.
     real = run_cli(*args, "-m", "gpt-4o-mini", OPENAI_API_KEY="sk-test")
     assert real.returncode == 2 and "simulated" in real.stderr, real.stderr
+    # The store's error names restart=True; the CLI says it with its own flags.
+    assert "Rerun with --restart to discard the old results, or use a different -o" in real.stderr
 
 
 async def test_a_job_that_fails_to_start_does_not_stay_claimed(tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n')
     out = tmp_path / "out.jsonl"
-    job = Job(JobOptions(input_path=str(prompts), output_path=str(out)))
+    job = Job(JobOptions(input=InputOptions(path=str(prompts)), output_path=str(out)))
     with pytest.raises(DuplicateIdError):
         await job.run()
     with SQLiteJobStore.open(store_path_for(str(out)), create=False) as store:

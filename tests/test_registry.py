@@ -12,7 +12,8 @@ import pytest
 import llmgather
 from llmgather import ConfigurationError, Request
 from llmgather.jobs.inputs import read_inputs
-from llmgather.jobs.job import Job, JobOptions
+from llmgather.jobs.job import Job
+from llmgather.jobs.options import InputOptions, JobOptions
 from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.registry import PROVIDERS, ProviderSpec, redact_url, resolve_target
 
@@ -140,7 +141,9 @@ def test_only_providers_that_take_batch_body_fields_get_them(tmp_path: Path) -> 
     }
     path = tmp_path / "batch.jsonl"
     path.write_bytes(orjson.dumps(line) + b"\n")
-    job = Job(JobOptions(input_path=str(path), output_path=str(tmp_path / "out.jsonl")))
+    job = Job(
+        JobOptions(input=InputOptions(path=str(path)), output_path=str(tmp_path / "out.jsonl"))
+    )
     takers = {name for name, spec in PROVIDERS.items() if spec.accepts_batch_body_fields}
     assert takers == {"openai"}
 

@@ -26,8 +26,8 @@ from llmgather import (
 from llmgather._types import ErrorInfo, Request, Result, Usage
 from llmgather.jobs.encoding import render_result
 from llmgather.jobs.inputs import InputItem, read_inputs
-from llmgather.jobs.job import _Sink
 from llmgather.jobs.output import rewrite_output
+from llmgather.jobs.sink import Sink
 from llmgather.jobs.store import JobStore, SQLiteJobStore, fingerprint_file, store_path_for
 
 PARAMS = {"model": "gpt-4o-mini", "max_tokens": 100, "temperature": None}
@@ -297,9 +297,9 @@ def test_mismatch_names_changed_parameter_and_file(output: str) -> None:
     assert "parameter 'stream' was unset now true" in message
     assert "parameter 'api_key_env' was (hidden) now (hidden)" in message
     assert "'max_tokens'" not in message
-    assert (
-        "rerun with --restart to discard the old results, or use a different -o" in message.lower()
-    )
+    # The library names its own parameter; the CLI says --restart and -o (test_cli_jobs).
+    assert "Start over with restart=True to discard the old results" in message
+    assert "--restart" not in message and "different -o" not in message
     assert message.startswith(output)
 
 
@@ -537,7 +537,7 @@ def test_the_writer_serialises_once_for_the_row_and_the_live_line(
     )  # fmt: skip
 
     async def write() -> None:
-        async with _Sink(store, output, {id: dict(fields)} if fields else {}) as sink:
+        async with Sink(store, output, {id: dict(fields)} if fields else {}) as sink:
             await sink.add(result)
 
     asyncio.run(write())
@@ -563,7 +563,7 @@ class HeldStore:
 
 async def test_the_writer_thread_is_owned_and_joined(store: SQLiteJobStore, output: str) -> None:
     started(store, [item(n) for n in range(1, 101)])
-    async with _Sink(store, output, {}) as sink:
+    async with Sink(store, output, {}) as sink:
         thread = sink._thread
         assert thread.is_alive() and not thread.daemon
         for n in range(1, 101):
@@ -582,7 +582,7 @@ async def test_a_cancelled_run_still_commits_and_joins_the_writer(
     threads: list[threading.Thread] = []
 
     async def run() -> None:
-        async with _Sink(held, output, {}) as sink:  # type: ignore[arg-type]
+        async with Sink(held, output, {}) as sink:  # type: ignore[arg-type]
             threads.append(sink._thread)
             await sink.add(ok("1")[1])
             await sink.add(ok("2")[1])

@@ -2,12 +2,15 @@
 
 The CLI, `Client`, `JobOptions` and the service all say `concurrency`, `rpm`, `rpd`, `tpm`,
 `itpm`, `otpm`, `timeout` and `max_attempts`, with the defaults below, so a setting means the
-same thing wherever it is given.
+same thing wherever it is given. A `Limits` is built once where the user gives it (a CLI flag,
+a keyword) and carried whole from there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from llmgather._errors import ConfigurationError
 
 DEFAULT_CONCURRENCY = 64
 DEFAULT_TIMEOUT_S = 120.0
@@ -41,10 +44,40 @@ class Limits:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        for name in ("rpm", "rpd", "tpm", "itpm", "otpm"):
-            value = getattr(self, name)
+        for name, value in self.budgets().items():
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+
+    def budgets(self) -> dict[str, float | None]:
+        """Every budget's limit by name ("rpm", "tpm"…), `None` where none is set: each field
+        but `concurrency` and `burst_seconds` is a budget of `limits.budgets.KINDS`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_BUDGETS}
+
+
+_NOT_BUDGETS = frozenset({"concurrency", "burst_seconds"})
+
+
+def limits_given(
+    limits: Limits | None,
+    *,
+    concurrency: int | None = None,
+    rpm: float | None = None,
+    rpd: float | None = None,
+    tpm: float | None = None,
+    itpm: float | None = None,
+    otpm: float | None = None,
+) -> Limits:
+    """`limits`, or the `Limits` that the flat keywords beside it on a public signature spell
+    (`Client`, `run_job`: they keep the keywords they had; a newer kind of budget is given in
+    `Limits` only); both at once is a ConfigurationError naming the keywords."""
+    flat = dict(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
+    named = ", ".join(f"{name}=" for name, value in flat.items() if value is not None)
+    if limits is None:
+        concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
+        return Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
+    if named:
+        raise ConfigurationError(f"give limits=Limits(...) or {named}, not both")
+    return limits
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

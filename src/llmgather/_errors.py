@@ -63,16 +63,29 @@ class DuplicateIdError(InvalidInputError):
 
 
 class StrictInputError(InvalidInputError):
-    """`--strict` refused a file with invalid lines; nothing was sent."""
+    """A strict job refused a file with invalid lines; nothing was sent. `reason` says which
+    lines (up to 20 of `count`), without what to do: the CLI says that with its own flags."""
+
+    def __init__(self, count: int, errors: list[str]) -> None:
+        self.count = count
+        more = f"\n  … and {count - len(errors)} more" if count > len(errors) else ""
+        self.reason = (
+            f"{count} invalid input line(s), nothing was sent:\n  " + "\n  ".join(errors) + more
+        )
+        super().__init__(
+            f"strict: {self.reason}\nFix these lines, or set strict=False to record them as "
+            "failed items."
+        )
 
 
 class InputChangedError(InvalidInputError):
     """The input file changed while the job ran: what is pending in the store is not in it."""
 
     def __init__(self, input_path: str, detail: str) -> None:
+        # What is wrong, without what to do: the CLI says that with its own flags.
+        self.reason = f"{input_path}: {detail}. Every result committed so far is kept"
         super().__init__(
-            f"{input_path}: {detail}. Every result committed so far is kept: restore the input "
-            "to resume, or use --restart to start over with the new input."
+            f"{self.reason}: restore the input to resume, or start over with restart=True."
         )
 
 
@@ -94,14 +107,24 @@ class JobMismatchError(JobError):
 
     def __init__(self, output: str, changes: list[str]) -> None:
         self.changes = changes
+        # What is wrong, without what to do: the CLI says that with its own flags.
+        self.reason = (
+            f"{output} belongs to an earlier job that differs from this one: {'; '.join(changes)}."
+        )
         super().__init__(
-            f"{output} belongs to an earlier job that differs from this one: {'; '.join(changes)}. "
-            "Rerun with --restart to discard the old results, or use a different -o."
+            f"{self.reason} Start over with restart=True to discard the old results, or write "
+            "to another output path."
         )
 
 
 class JobBusyError(JobError):
-    """Another live process is running this job."""
+    """Another live process is running this job; `reason` says which, without what to do."""
+
+    def __init__(self, pid: object, host: object) -> None:
+        self.reason = f"another llmgather process (pid {pid} on {host}) is running this job"
+        super().__init__(
+            f"{self.reason}; wait for it to finish or stop it, or write to another output path"
+        )
 
 
 class OutputExistsError(JobError):

@@ -1,5 +1,6 @@
-"""The options of every command that sends: `run` and `worker` say the same things the same way
-(see `llmgather._config` for the names and defaults)."""
+"""The options of every command that sends: `run`, `worker` and `serve` say the same things the
+same way (see `llmgather._config` for the names and defaults); the limits reach the command as
+one `Limits`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S
+from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, Limits
 from llmgather.providers.registry import unsendable
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -83,6 +84,41 @@ def _checked(value: str, where: str, flag: str) -> str:
     return value
 
 
+# The flag of each budget of `Limits` (each kind of `limits.budgets.KINDS`), by name, with its
+# help: a new kind of limit is one entry here.
+BUDGET_FLAGS = {
+    "rpm": "Requests per minute to stay under.",
+    "rpd": "Requests per day to stay under.",
+    "tpm": "Tokens per minute to stay under (prompt estimate + max tokens, settled with real usage).",
+    "itpm": "Input tokens per minute to stay under (Anthropic counts input and output apart).",
+    "otpm": "Output tokens per minute to stay under (reserved as max tokens, settled with real usage).",
+}
+
+
+def limit_options(command: F) -> F:
+    """Add `-c/--concurrency` and a flag per budget (`BUDGET_FLAGS`), handed to `command` as
+    one `limits: Limits`, built here and carried whole from here on."""
+
+    @functools.wraps(command)
+    def with_limits(*args: Any, **kwargs: Any) -> Any:
+        budgets = {name: kwargs.pop(name) for name in BUDGET_FLAGS}
+        kwargs["limits"] = Limits(concurrency=kwargs.pop("concurrency"), **budgets)
+        return command(*args, **kwargs)
+
+    decorated: Any = with_limits
+    for name, text in reversed(BUDGET_FLAGS.items()):
+        positive = click.FloatRange(min=0, min_open=True)
+        decorated = click.option(f"--{name}", type=positive, help=text)(decorated)
+    return click.option(
+        "-c",
+        "--concurrency",
+        type=click.IntRange(1, 10_000),
+        default=DEFAULT_CONCURRENCY,
+        show_default=True,
+        help="Requests in flight at most (also the number of workers); with limits shared through Redis, on the key across every process that shares them.",
+    )(decorated)
+
+
 SENDING_OPTIONS = (
     click.option(
         "-m",
@@ -98,37 +134,7 @@ SENDING_OPTIONS = (
         help="API key (default: the provider's environment variable). Never printed or stored. "
         "On a command line every local user sees it (ps): prefer the variable or --api-key-file.",
     )(secret_file("api_key", "--api-key", "the API key")(command)),
-    click.option(
-        "-c",
-        "--concurrency",
-        type=click.IntRange(1, 10_000),
-        default=DEFAULT_CONCURRENCY,
-        show_default=True,
-        help="Requests in flight at most (also the number of workers); with limits shared through Redis, on the key across every process that shares them.",
-    ),
-    click.option(
-        "--rpm",
-        type=click.FloatRange(min=0, min_open=True),
-        help="Requests per minute to stay under.",
-    ),
-    click.option(
-        "--rpd", type=click.FloatRange(min=0, min_open=True), help="Requests per day to stay under."
-    ),
-    click.option(
-        "--tpm",
-        type=click.FloatRange(min=0, min_open=True),
-        help="Tokens per minute to stay under (prompt estimate + max tokens, settled with real usage).",
-    ),
-    click.option(
-        "--itpm",
-        type=click.FloatRange(min=0, min_open=True),
-        help="Input tokens per minute to stay under (Anthropic counts input and output apart).",
-    ),
-    click.option(
-        "--otpm",
-        type=click.FloatRange(min=0, min_open=True),
-        help="Output tokens per minute to stay under (reserved as max tokens, settled with real usage).",
-    ),
+    limit_options,
     click.option(
         "--limiter",
         metavar="URL",
@@ -173,12 +179,7 @@ SENDING_OPTION_NAMES = (
     "model",
     "base_url",
     "api_key",
-    "concurrency",
-    "rpm",
-    "rpd",
-    "tpm",
-    "itpm",
-    "otpm",
+    "limits",
     "limiter",
     "limiter_key",
     "max_attempts",

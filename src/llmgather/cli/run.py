@@ -11,6 +11,7 @@ An input with no items exits 0 with an empty output, and makes no job store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -21,20 +22,27 @@ from typing import Any, NoReturn
 import click
 from click.core import ParameterSource
 
+from llmgather._config import Limits, Timeouts
 from llmgather._errors import (
     ConfigurationError,
+    InputChangedError,
     InvalidInputError,
+    JobBusyError,
     JobError,
+    JobMismatchError,
     OutputExistsError,
     RedisUnavailableError,
+    StrictInputError,
 )
 from llmgather._prompt import MAX_TEMPERATURE
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
-from llmgather.cli._options import sending_options
+from llmgather.cli._options import BUDGET_FLAGS, sending_options
 from llmgather.cli._progress import Progress, describe_limits
-from llmgather.jobs.job import InputChangedError, Job, JobOptions, JobSummary, StrictInputError
+from llmgather.jobs.job import Job
+from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
 from llmgather.jobs.store import store_path_for
+from llmgather.jobs.summary import JobSummary
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -60,7 +68,9 @@ EXIT_INTERRUPTED = 130
     help="Output tokens per request (a line's own max_tokens wins).",
 )
 @click.option(
-    "--temperature", type=click.FloatRange(0, MAX_TEMPERATURE), help="Sampling temperature (a line's own wins)."
+    "--temperature",
+    type=click.FloatRange(0, MAX_TEMPERATURE),
+    help="Sampling temperature (a line's own wins).",
 )
 @click.option("--system", help="A system prompt for every line that has none.")
 @click.option(
@@ -118,12 +128,32 @@ EXIT_INTERRUPTED = 130
 def run_command(
     input_path: str,
     output_path: str,
+    model: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    limits: Limits,
+    limiter: str | None,
+    limiter_key: str | None,
     max_attempts: int,
     max_retry_wait: float,
     timeout: float,
+    stream: bool,
+    max_tokens: int | None,
+    temperature: float | None,
+    system: str | None,
+    fmt: str | None,
+    column: str | None,
+    id_column: str | None,
+    max_line_bytes: int,
+    strict: bool,
+    restart: bool,
+    force: bool,
+    retry_failed: bool,
+    grace_s: float,
+    queue: str | None,
+    queue_name: str,
     as_json: bool,
     quiet: bool,
-    **options: Any,
 ) -> None:
     """Send every prompt of INPUT and write one result line per input to OUTPUT.
 
@@ -131,14 +161,35 @@ def run_command(
     max_tokens, temperature; or OpenAI Batch API lines), CSV with --column, a .txt file with
     one prompt per line, or - for standard input. Rerun the same command to resume.
     """
-    if options.get("queue"):
+    if queue:
         _refuse_sending_options_given()
     job_options = JobOptions(
-        input_path=input_path,
+        input=InputOptions(
+            path=input_path,
+            fmt=fmt,
+            column=column,
+            id_column=id_column,
+            system=system,
+            max_line_bytes=max_line_bytes,
+            strict=strict,
+        ),
         output_path=output_path,
-        retry=RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait),
-        timeout_s=timeout,
-        **options,
+        send=SendOptions(
+            model=model,
+            base_url=base_url,
+            api_key=api_key,
+            limits=limits,
+            retry=RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait),
+            timeouts=Timeouts(read=timeout),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=stream,
+            limiter=limiter,
+            limiter_key=limiter_key,
+            queue=queue,
+            queue_name=queue_name,
+        ),
+        flags=JobFlags(restart=restart, force=force, retry_failed=retry_failed, grace_s=grace_s),
     )
     progress = Progress(stderr, enabled=not quiet and not as_json)
 
@@ -147,16 +198,33 @@ def run_command(
             simulator_banner("on 127.0.0.1")
         progress.start(stats, pending, simulated)
 
-    job = Job(job_options, on_start=started, on_warning=warning)
+    # The provider keys and proxy variables are read here, at the edge, and nowhere deeper.
+    job = Job(job_options, on_start=started, on_warning=warning, env=os.environ)
     try:
         summary = asyncio.run(_run_with_signals(job, progress))
     except StrictInputError as error:
-        fail(str(error), EXIT_STRICT)
+        fail(
+            f"--strict: {error.reason}\nFix these lines, or run without --strict to record them "
+            "as failed items.",
+            EXIT_STRICT,
+        )
     except InputChangedError as error:
-        # Its message says what to do: "rerun the same command" would be refused.
-        fail(str(error), EXIT_HALTED if job.sending else EXIT_USAGE)
+        # "Rerun the same command" would be refused: say what will work.
+        fail(
+            f"{error.reason}: restore the input to resume, or use --restart to start over with "
+            "the new input.",
+            EXIT_HALTED if job.sending else EXIT_USAGE,
+        )
     except OutputExistsError as error:
         fail(f"{error.reason} Give -o another file, or pass --force to overwrite it.", EXIT_USAGE)
+    except JobMismatchError as error:
+        _fail_for(
+            job,
+            f"{error.reason} Rerun with --restart to discard the old results, or use a "
+            "different -o.",
+        )
+    except JobBusyError as error:
+        _fail_for(job, f"{error.reason}; wait for it to finish or stop it, or use a different -o")
     except (ConfigurationError, InvalidInputError, JobError, RedisUnavailableError) as error:
         _fail_for(job, str(error))
     except OSError as error:
@@ -165,6 +233,7 @@ def run_command(
         _fail_for(job, f"the job store {store_path_for(output_path)} cannot be used: {error}")
     finally:
         progress.close()
+    summary = dataclasses.replace(summary, hint=_next_steps(summary.pending, summary.failed))
     _report(summary, as_json=as_json)
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
@@ -172,13 +241,30 @@ def run_command(
     raise SystemExit(EXIT_SOME_FAILED if incomplete else EXIT_OK)
 
 
+# What the workers of a queue decide: given to `run --queue`, each is refused by its flag.
+WORKERS_OPTIONS = (
+    "model",
+    "base_url",
+    "api_key",
+    "api_key_file",
+    "concurrency",
+    *BUDGET_FLAGS,
+    "limiter",
+    "limiter_key",
+    "max_attempts",
+    "max_retry_wait",
+    "timeout",
+    "stream",
+)
+
+
 def _refuse_sending_options_given() -> None:
-    """With --queue the workers send: options with defaults that only sending uses are refused
-    when given, as the job refuses the others (`--model`, `--rpm`…), not silently ignored."""
+    """With --queue the workers send: every sending option given is refused by its flag, not
+    silently ignored."""
     context = click.get_current_context()
     given = [
         f"--{name.replace('_', '-')}"
-        for name in ("concurrency", "max_attempts", "max_retry_wait", "timeout")
+        for name in WORKERS_OPTIONS
         if context.get_parameter_source(name) is not ParameterSource.DEFAULT
     ]
     if given:
@@ -187,6 +273,20 @@ def _refuse_sending_options_given() -> None:
             "`llmgather worker`, not to run",
             EXIT_USAGE,
         )
+
+
+def _next_steps(pending: int, failed: int) -> str | None:
+    """What to do next, in this command's flags: resume what is pending, send the failed again."""
+    hints = []
+    if pending:
+        hints.append("Rerun the same command to resume.")
+    if failed:
+        them = "them" if failed != 1 else "it"
+        hints.append(
+            f"{failed} item{'s' if failed != 1 else ''} failed: once the cause is fixed, "
+            f"rerun with --retry-failed to send {them} again."
+        )
+    return " ".join(hints) or None
 
 
 def _fail_for(job: Job, message: str) -> NoReturn:
@@ -218,7 +318,7 @@ async def _run_with_signals(job: Job, progress: Progress) -> JobSummary:
             os._exit(EXIT_INTERRUPTED)
         job.stop.set()
         stderr.print(
-            f"\nStopping: no new requests; waiting up to {job.options.grace_s:.0f}s for those in "
+            f"\nStopping: no new requests; waiting up to {job.options.flags.grace_s:.0f}s for those in "
             "flight. Press Ctrl-C again to quit at once. Rerun the same command to resume."
         )
 

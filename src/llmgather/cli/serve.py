@@ -6,7 +6,6 @@ import gc
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -100,11 +99,10 @@ def serve_command(
     model: str | None,
     base_url: str | None,
     api_key: str | None,
-    concurrency: int,
+    limits: Limits,
     max_attempts: int,
     max_retry_wait: float,
     timeout: float,
-    **limits: Any,
 ) -> None:
     """Serve /generate, an OpenAI, Anthropic and Gemini gateway, jobs and /metrics, all
     sending through one engine under one set of limits."""
@@ -123,7 +121,7 @@ def serve_command(
             model=model,
             base_url=base_url,
             api_key=api_key,
-            limits=Limits(concurrency=concurrency, **limits),
+            limits=limits,
             retry=RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait),
             timeout_s=timeout,
             queue_timeout_s=queue_timeout,

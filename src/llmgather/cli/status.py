@@ -11,8 +11,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from llmgather.jobs.job import shown_error
 from llmgather.jobs.store import JobStats, SQLiteJobStore, store_path_for
+from llmgather.jobs.summary import shown_error
 
 __all__ = ["render_stats", "status_command"]
 

@@ -124,10 +124,7 @@ async def _work(
     timeouts: Timeouts,
     options: dict[str, Any],
 ) -> WorkerCounts:
-    limits = Limits(
-        concurrency=options["concurrency"],
-        **{name: options[name] for name in ("rpm", "rpd", "tpm", "itpm", "otpm")},
-    )
+    limits: Limits = options["limits"]
     async with AsyncExitStack() as stack:
         shared_url = None if local_limits else (options["limiter"] or queue)
         target = resolve_target(
@@ -139,7 +136,7 @@ async def _work(
         )
         client = Client(
             options["model"],
-            concurrency=options["concurrency"],
+            concurrency=limits.concurrency,
             limiter=limiter,
             retry=retry,
             timeouts=timeouts,
@@ -152,7 +149,7 @@ async def _work(
             client,
             name=queue_name,
             consumer=consumer,
-            capacity=options["concurrency"] * 2,
+            capacity=limits.concurrency * 2,
             reclaim_after=reclaim_after,
             idle_exit=idle_exit,
         )

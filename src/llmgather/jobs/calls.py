@@ -19,12 +19,19 @@ import asyncio
 import dataclasses
 import functools
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator
-from dataclasses import dataclass
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Mapping,
+)
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmgather._calls import AsyncCallable, CallRequest, CostOf, default_cost
-from llmgather._config import DEFAULT_CONCURRENCY, Limits
+from llmgather._config import Limits, limits_given
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError
 from llmgather._redact import Redactor
@@ -32,7 +39,9 @@ from llmgather._retry import RetryPolicy
 from llmgather._types import Outcome, Request, Result
 from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.inputs.objects import read_objects
-from llmgather.jobs.job import Job, JobOptions, JobSummary
+from llmgather.jobs.job import Job
+from llmgather.jobs.options import InputOptions, JobFlags
+from llmgather.jobs.summary import JobSummary
 from llmgather.jobs.values import json_fragment
 from llmgather.limits import Limiter
 from llmgather.limits.local import own_or_shared
@@ -42,16 +51,20 @@ __all__ = ["CallJobOptions", "CallSender", "callable_name", "run_job"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class CallJobOptions(JobOptions):
+class CallJobOptions:
     """A job whose items are calls of `call`: each input line, one JSON object, is its input.
 
     `unpack=True` passes the object as keyword arguments (an SDK's `create(**line)`), less its
     `id`, which names the item; otherwise the object is the one argument, whole (a LangChain
     runnable's `ainvoke` takes its input dict so). `cost(object)` is each call's estimate
-    (default: one request and the tokens of the object's text). Of `JobOptions`, the paths,
-    `max_line_bytes`, `strict`, `restart`, `retry_failed` and `grace_s` apply.
+    (default: one request and the tokens of the object's text). Of `input`, the path,
+    `max_line_bytes` and `strict` apply (lines are always JSON objects); it has no send
+    options: its sender (`CallSender`) is handed to the job.
     """
 
+    input: InputOptions
+    output_path: str
+    flags: JobFlags = field(default_factory=JobFlags)
     call: AsyncCallable
     cost: CostOf | None = None
     unpack: bool = False
@@ -67,7 +80,7 @@ class CallJobOptions(JobOptions):
             "call": self.name or callable_name(self.call),
             "unpack": self.unpack,
             "format": "jsonl objects",
-            "max_line_bytes": self.max_line_bytes,
+            "max_line_bytes": self.input.max_line_bytes,
         }
 
     def read(
@@ -76,8 +89,8 @@ class CallJobOptions(JobOptions):
         return read_objects(
             path,
             self._request,
-            max_line_bytes=self.max_line_bytes,
-            display_name=self.input_path,
+            max_line_bytes=self.input.max_line_bytes,
+            display_name=self.input.path,
         )
 
     def _request(self, id: str, obj: dict[str, Any]) -> Request:
@@ -153,7 +166,8 @@ async def run_job(
     input_path: str,
     output_path: str,
     *,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    limits: Limits | None = None,
+    concurrency: int | None = None,
     rpm: float | None = None,
     rpd: float | None = None,
     tpm: float | None = None,
@@ -167,6 +181,7 @@ async def run_job(
     retry_failed: bool = False,
     stop: asyncio.Event | None = None,
     name: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> JobSummary:
     """`await fn(line)` for every JSON object line of `input_path`, durably, under the limits.
 
@@ -182,10 +197,12 @@ async def run_job(
     (by qualified name) or another input file is refused (JobMismatchError) unless `restart`;
     `retry_failed` calls the failed items again. Setting `stop` ends the job gracefully.
 
-    Limits are `concurrency`, `rpm`… as for `Client`, or a `limiter=` shared with other
-    clients of this event loop (or a `RedisLimiter`). An SDK's errors are mapped (a 429 pauses
-    the limiter, a 401 is not retried); any other exception fails its item, not retried.
-    `unpack`, `cost`: see `CallJobOptions`. Returns the job's summary (counts, not values).
+    Limits are `limits=Limits(...)`, or `concurrency`, `rpm`… as for `Client` (not both), or a
+    `limiter=` shared with other clients of this event loop (or a `RedisLimiter`). An SDK's
+    errors are mapped (a 429 pauses the limiter, a 401 is not retried); any other exception
+    fails its item, not retried. `unpack`, `cost`: see `CallJobOptions`. `env` (default
+    `os.environ`) holds the provider keys the calls' SDKs may read: none of them is shown in
+    a result. Returns the job's summary (counts, not values).
 
     `name` is the callable's name in the job's identity. It is required where the qualified
     name says nothing of what the callable does: every LangChain chain's `ainvoke` is
@@ -198,26 +215,25 @@ async def run_job(
             'that says what it computes (run_job(chain.ainvoke, ..., name="summaries-v1")), '
             "so that another chain on the same files is another job"
         )
-    limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
-    job_limiter = own_or_shared(limits, limiter, owner="run_job")
+    limits = limits_given(
+        limits, concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm
+    )
     options = CallJobOptions(
+        input=InputOptions(path=input_path),
+        output_path=output_path,
+        flags=JobFlags(restart=restart, retry_failed=retry_failed),
         call=fn,
         cost=cost,
         unpack=unpack,
-        input_path=input_path,
-        output_path=output_path,
-        concurrency=concurrency,
-        restart=restart,
-        retry_failed=retry_failed,
         name=name,
     )
     sender = CallSender(
         name or callable_name(fn),
-        limiter=job_limiter,
-        concurrency=concurrency,
+        limiter=own_or_shared(limits, limiter, owner="run_job"),
+        concurrency=limits.concurrency,
         retry=retry or RetryPolicy(),
         # The calls' SDKs may read the provider keys from the environment: none is shown.
-        redactor=secrets_redactor(os.environ),
+        redactor=secrets_redactor(os.environ if env is None else env),
     )
     job = Job(options, sender=sender)
     if stop is not None:

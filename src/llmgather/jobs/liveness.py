@@ -48,10 +48,7 @@ def running_claim(now: float) -> dict[str, Any]:
 def check_not_busy(meta: dict[str, Any]) -> None:
     """Raise JobBusyError when another live process runs the job."""
     if meta.get("state") == "running" and meta.get("pid") != os.getpid() and process_alive(meta):
-        raise JobBusyError(
-            f"another llmgather process (pid {meta.get('pid')} on {meta.get('host')}) is running this job; "
-            "wait for it to finish or stop it, or use a different -o"
-        )
+        raise JobBusyError(meta.get("pid"), meta.get("host"))
 
 
 def unclosed_run_s(meta: dict[str, Any], now: float) -> float:

@@ -41,7 +41,8 @@ from llmgather._link import Link
 from llmgather._types import Request, Result
 from llmgather.jobs.encoding import render_stored
 from llmgather.jobs.inputs import read_inputs
-from llmgather.jobs.job import Job, JobOptions
+from llmgather.jobs.job import Job
+from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
 from llmgather.jobs.senders import filled
 from llmgather.jobs.store import JobStats, SQLiteJobStore, store_path_for
 from llmgather.providers.registry import Target
@@ -432,13 +433,11 @@ class JobManager:
     def _options(self, record: JobRecord) -> JobOptions:
         params = record.params
         return JobOptions(
-            input_path=str(record.input_path),
+            input=InputOptions(path=str(record.input_path), fmt="jsonl", system=params.system),
             output_path=str(record.results_path),
-            fmt="jsonl",
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            system=params.system,
-            grace_s=self._grace_s,
+            # Sent through the service's link: only the request defaults apply (the job's identity).
+            send=SendOptions(max_tokens=params.max_tokens, temperature=params.temperature),
+            flags=JobFlags(grace_s=self._grace_s),
         )
 
     def _registry(self, kind: str) -> dict[str, JobRecord]:

@@ -1,0 +1,153 @@
+"""What a finished (or stopped) job reports: counts, tokens, errors, learned limits, what next.
+
+Built from the job's store (the truth for every count) and its sender's engine statistics
+(retries, 429s, the limits the provider announced or its 429s taught).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmgather._engine import EngineStats
+from llmgather.jobs.store import JobStats
+
+__all__ = ["ERROR_KEY_CHARS", "JobSummary", "next_steps", "shown_error", "summarise"]
+
+ERROR_KEY_CHARS = 80  # the store groups errors by their message cut to this length
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSummary:
+    output: str
+    target: str
+    simulated: bool
+    resumed: bool
+    interrupted: bool
+    total: int
+    ok: int
+    failed: int
+    invalid: int
+    pending: int
+    sent: int
+    retries: int
+    http_429: int
+    input_tokens: int
+    output_tokens: int
+    elapsed_s: float
+    top_errors: list[dict[str, Any]]
+    input: str = ""
+    hint: str | None = None  # what to do next, when anything is left to do
+    # Limits the provider announced in its answers' headers, or that its 429s taught where it
+    # announced none, which paced the run where the user gave none (or gave a higher one), by
+    # budget name ("rpm", "tpm", "itpm", "otpm"…); `learned_from` says which ("headers" or
+    # "429s"). `overruled_limits`: the user's own limits a lower announced one replaced.
+    learned_limits: dict[str, float] = field(default_factory=dict)
+    learned_from: str | None = None
+    overruled_limits: dict[str, float] = field(default_factory=dict)
+    # The 429s that held every send on the key (most answers were 429s then); the others held
+    # only their own item's retry.
+    http_429_holds: int = 0
+    # Requests sent again at once on a fresh connection after a pooled one closed before any
+    # answer: in no item's `attempts`, and the server may have received both copies.
+    resent: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The --json summary, with each learned limit also as `learned_rpm`, `learned_tpm`…,
+        to pass as `--rpm`, `--tpm`… next time."""
+        flat = {f"learned_{name}": round(limit) for name, limit in self.learned_limits.items()}
+        return {**self.__dict__, **flat}
+
+
+def summarise(
+    *,
+    output: str,
+    input: str,
+    target: str,
+    simulated: bool,
+    resumed: bool,
+    interrupted: bool,
+    sent: int,
+    final: JobStats,
+    engine: EngineStats,
+    elapsed_s: float,
+) -> JobSummary:
+    """The summary of a run that reached its store: counts from `final`, the rest from `engine`."""
+    return JobSummary(
+        output=output,
+        target=target,
+        simulated=simulated,
+        resumed=resumed,
+        interrupted=interrupted,
+        total=final.total,
+        ok=final.done,
+        failed=final.failed,
+        invalid=final.invalid,
+        pending=final.pending,
+        sent=sent,
+        retries=engine.retries,
+        http_429=engine.http_429,
+        input_tokens=final.input_tokens,
+        output_tokens=final.output_tokens,
+        elapsed_s=round(elapsed_s, 3),
+        top_errors=[
+            {"type": kind, "message": shown_error(message), "count": count}
+            for kind, message, count in final.top_errors
+        ],
+        input=input,
+        hint=next_steps(final.pending, final.failed),
+        learned_limits=dict(engine.learned),
+        learned_from=_learned_from(engine),
+        overruled_limits=dict(engine.lowered),
+        http_429_holds=engine.http_429_holds,
+        resent=engine.resent,
+    )
+
+
+def empty_summary(
+    *, output: str, input: str, target: str, simulated: bool, elapsed_s: float
+) -> JobSummary:
+    """The summary of an input with no items and no job: nothing was sent, no store made."""
+    return JobSummary(
+        output=output,
+        target=target,
+        simulated=simulated,
+        resumed=False,
+        interrupted=False,
+        total=0, ok=0, failed=0, invalid=0, pending=0, sent=0, retries=0, http_429=0,
+        input_tokens=0, output_tokens=0,
+        elapsed_s=round(elapsed_s, 3),
+        top_errors=[],
+        input=input,
+    )  # fmt: skip
+
+
+def next_steps(pending: int, failed: int) -> str | None:
+    """What to do next, in the library's terms (the CLI says it with its flags): resume what
+    is pending, send the failed items again."""
+    hints = []
+    if pending:
+        hints.append("Run the job again to resume.")
+    if failed:
+        them = "them" if failed != 1 else "it"
+        hints.append(
+            f"{failed} item{'s' if failed != 1 else ''} failed: once the cause is fixed, "
+            f"run the job again with retry_failed=True to send {them} again."
+        )
+    return " ".join(hints) or None
+
+
+def shown_error(message: str) -> str:
+    """An error message as the store groups it, cut at a word boundary if it was cut at all."""
+    if len(message) < ERROR_KEY_CHARS:
+        return message
+    head, space, _ = message.rpartition(" ")
+    if not space or len(head) < ERROR_KEY_CHARS // 2:  # one long word: cut it where it is
+        head = message
+    return head.rstrip(" ,;") + "…"
+
+
+def _learned_from(stats: EngineStats) -> str | None:
+    if stats.found:
+        return "429s"
+    return "headers" if stats.learned else None
