@@ -19,10 +19,11 @@ import aiohttp
 
 from llmgather._config import DEFAULT_CONCURRENCY, Timeouts
 from llmgather._errors import APIConnectionError, ConnectError, RequestTimeoutError
+from llmgather.transport.base import HttpResponse
 from llmgather.transport.proxies import Proxies, Proxy, refused
 
 if TYPE_CHECKING:
-    from llmgather.transport import Headers, HttpRequest, HttpResponse
+    from llmgather.transport.base import Headers, HttpRequest
 
 # A server that closes a kept-alive connection after each answer (llama.cpp's llama-server does
 # after every stream) leaves a dead connection in the pool; the next request written to it
@@ -80,8 +81,6 @@ class AiohttpTransport:
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         """Send one request and read the whole answer."""
-        from llmgather.transport import HttpResponse
-
         # Written out rather than as an async context manager: this is the hot path, and a
         # context manager per request costs more CPU than the rest of llmgather's own work.
         session = self._session or self._open()

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from llmgather.transport import Headers, HttpRequest, HttpResponse
+    from llmgather.transport.base import Headers, HttpRequest, HttpResponse
 
 Handler = Callable[["HttpRequest"], "HttpResponse | Awaitable[HttpResponse]"]
 

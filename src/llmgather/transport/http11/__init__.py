@@ -24,9 +24,7 @@ from typing import TYPE_CHECKING
 
 from llmgather._config import DEFAULT_CONCURRENCY, Timeouts
 from llmgather._errors import APIConnectionError, ConnectError, RequestTimeoutError
-
-# Defined before `llmgather.transport` imports this module, so importable at its top.
-from llmgather.transport import HttpResponse
+from llmgather.transport.base import HttpResponse
 from llmgather.transport.http11.connection import Answer, Connection, Stream, Unanswered
 from llmgather.transport.http11.pool import Pool
 from llmgather.transport.http11.tunnel import open_tunnel
@@ -34,7 +32,7 @@ from llmgather.transport.http11.wire import Origin, Target, parse_url, request_b
 from llmgather.transport.proxies import refused
 
 if TYPE_CHECKING:
-    from llmgather.transport import HttpRequest
+    from llmgather.transport.base import HttpRequest
     from llmgather.transport.proxies import Proxies
 
 _URL_CACHE_SIZE = 256

@@ -15,7 +15,7 @@ from llmgather._errors import APIConnectionError, RequestTimeoutError
 from llmgather.transport.http11.decoding import DecodeError, Decoder
 
 if TYPE_CHECKING:
-    from llmgather.transport import Headers
+    from llmgather.transport.base import Headers
     from llmgather.transport.http11.pool import Pool
     from llmgather.transport.http11.wire import Origin
 

@@ -8,7 +8,7 @@ from urllib.parse import quote, urlsplit
 from llmgather._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from llmgather.transport import HttpRequest
+    from llmgather.transport.base import HttpRequest
     from llmgather.transport.proxies import Proxies, Proxy
 
 
