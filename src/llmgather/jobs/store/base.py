@@ -1,0 +1,81 @@
+"""The JobStore protocol: what a job needs of the place its items and results live.
+
+`SQLiteJobStore` (`jobs.store.sqlite`) is the one implementation; a store shared by workers on
+several machines would implement the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from llmgather._types import Result
+from llmgather.jobs.inputs import InputItem
+from llmgather.jobs.store.ingest import IngestReport
+from llmgather.jobs.store.stats import JobStats
+
+
+class JobStore(Protocol):
+    """One job's durable state: its items, their results, and what is still pending.
+
+    Every method may be called from any thread (the job calls them off the event loop).
+    """
+
+    # -- the job's lifecycle ---------------------------------------------------------------
+
+    def prepare(self, *, input_fingerprint: str, params: dict[str, Any], restart: bool) -> bool:
+        """Bind the store to this input and parameters and claim the job; True when resuming.
+
+        Raises JobBusyError when another live process runs the job, and JobMismatchError when
+        a job with another input or other parameters owns the store (unless `restart`).
+        """
+        ...
+
+    def ingest(self, items: Iterable[InputItem]) -> IngestReport:
+        """Take every input item once (invalid ones as failed); a resumed job keeps its own.
+
+        Raises DuplicateIdError, storing nothing, when several items share an id.
+        """
+        ...
+
+    def mark_state(self, state: str) -> None:
+        """Record the job's state: new, running (by this process), interrupted or complete."""
+        ...
+
+    def close(self) -> None: ...
+
+    # -- what is pending ---------------------------------------------------------------------
+
+    def reset_failed(self) -> int:
+        """Put failed items (not invalid input lines) back to pending; returns how many."""
+        ...
+
+    def pending_items(
+        self, items: Iterable[InputItem], *, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[InputItem]:
+        """The items of `items` (a fresh read of the same input, in line order) still to send."""
+        ...
+
+    # -- record and read results -------------------------------------------------------------
+
+    def record(
+        self, results: Sequence[tuple[str, Result]], encoded: Sequence[bytes] | None = None
+    ) -> int:
+        """Commit a batch of finished results by input id; returns how many ids matched.
+
+        Recording an id again replaces its earlier result. `encoded`, when given, holds each
+        result's `jobs.encoding.encode_result` (made once for the store and the output line).
+        """
+        ...
+
+    def finished_rows(self) -> Generator[tuple[bytes | None, bytes], None, None]:
+        """Every finished item's (output fields, result object) as JSON, in input order.
+
+        The result object is `jobs.encoding.result_object` of the recorded result. The iterator
+        may hold resources: run it to its end or close it.
+        """
+        ...
+
+    def stats(self, *, top: int = 5) -> JobStats:
+        """Counts, tokens, running time, state and the `top` commonest errors."""
+        ...
