@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.text import Text
 
 from llmgather._engine import EngineStats
+from llmgather.limits.budgets import KINDS
 
 REFRESH_S = 0.25
 
@@ -77,13 +78,7 @@ class Progress:
         return line
 
 
-_UNITS = {
-    "rpm": "req/min",
-    "rpd": "req/day",
-    "tpm": "tok/min",
-    "itpm": "in tok/min",
-    "otpm": "out tok/min",
-}
+_UNITS = {kind.name: kind.short for kind in KINDS}
 
 
 def describe_limits(limits: Mapping[str, float]) -> str:

@@ -33,13 +33,16 @@ DAY = 86_400.0
 @dataclass(frozen=True, slots=True)
 class Kind:
     """One kind of limit: what it counts (`reserve`, then `settle` with the real usage), per
-    `window` seconds, and whether it is `paced` over the window or may be spent at once."""
+    `window` seconds, and whether it is `paced` over the window or may be spent at once;
+    `unit` names it in messages, `short` on the progress line."""
 
     name: str
     window: float
     paced: bool
     reserve: Callable[[Cost], int]
     settle: Callable[[Cost, Usage], int]
+    unit: str
+    short: str
 
 
 def _requests(cost: Cost) -> int:
@@ -51,20 +54,23 @@ def _requests_sent(cost: Cost, usage: Usage) -> int:
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("rpm", MINUTE, True, _requests, _requests_sent),
-    Kind("rpd", DAY, False, _requests, _requests_sent),
-    Kind("tpm", MINUTE, True, lambda c: c.tokens, lambda c, u: u.total_tokens),
-    Kind("itpm", MINUTE, True, lambda c: c.input_tokens, lambda c, u: u.input_tokens),
-    Kind("otpm", MINUTE, True, lambda c: c.output_tokens, lambda c, u: u.output_tokens),
-)
+    Kind("rpm", MINUTE, True, _requests, _requests_sent, "requests/min", "req/min"),
+    Kind("rpd", DAY, False, _requests, _requests_sent, "requests/day", "req/day"),
+    Kind(
+        "tpm", MINUTE, True, lambda c: c.tokens, lambda c, u: u.total_tokens,
+        "tokens/min", "tok/min",
+    ),
+    Kind(
+        "itpm", MINUTE, True, lambda c: c.input_tokens, lambda c, u: u.input_tokens,
+        "input tokens/min", "in tok/min",
+    ),
+    Kind(
+        "otpm", MINUTE, True, lambda c: c.output_tokens, lambda c, u: u.output_tokens,
+        "output tokens/min", "out tok/min",
+    ),
+)  # fmt: skip
 KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
-UNITS = {
-    "rpm": "requests/min",
-    "rpd": "requests/day",
-    "tpm": "tokens/min",
-    "itpm": "input tokens/min",
-    "otpm": "output tokens/min",
-}
+UNITS = {kind.name: kind.unit for kind in KINDS}
 
 
 def below_yours(name: str, announced: float, yours: float) -> str:

@@ -24,13 +24,11 @@ from starlette.requests import Request
 
 from llmgather.limits import Cost, Limiter
 from llmgather.limits.base import LimiterStats
+from llmgather.limits.budgets import KINDS, MINUTE
 
 # The per-minute budgets and the part of a request's cost each one counts.
 _PER_MINUTE: dict[str, Callable[[Cost], int]] = {
-    "rpm": lambda cost: cost.requests,
-    "tpm": lambda cost: cost.tokens,
-    "itpm": lambda cost: cost.input_tokens,
-    "otpm": lambda cost: cost.output_tokens,
+    kind.name: kind.reserve for kind in KINDS if kind.paced and kind.window == MINUTE
 }
 
 
