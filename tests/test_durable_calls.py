@@ -167,6 +167,24 @@ async def test_limits_and_a_shared_limiter_cannot_both_be_given(tmp_path: Path) 
         )
 
 
+async def test_limits_come_as_one_object_or_as_keywords_not_both(tmp_path: Path) -> None:
+    docs = write_objects(tmp_path / "docs.jsonl", 3)
+    calls: list[dict[str, Any]] = []
+
+    async def fn(doc: dict[str, Any]) -> str:
+        calls.append(doc)
+        return doc["id"]
+
+    with pytest.raises(
+        llmgather.ConfigurationError, match=r"limits=Limits\(...\) or rpm=, not both"
+    ):
+        await llmgather.run_job(fn, str(docs), str(tmp_path / "o.jsonl"), limits=Limits(), rpm=5)
+    summary = await llmgather.run_job(
+        fn, str(docs), str(tmp_path / "o.jsonl"), limits=Limits(concurrency=2, rpm=6000)
+    )
+    assert summary.ok == 3 and len(calls) == 3
+
+
 class CountingLimiter:
     """A LocalLimiter that counts the permits it grants and the cost they reserve."""
 

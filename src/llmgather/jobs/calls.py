@@ -222,11 +222,8 @@ async def run_job(
         input=InputOptions(path=input_path),
         output_path=output_path,
         flags=JobFlags(restart=restart, retry_failed=retry_failed),
-        call=fn,
-        cost=cost,
-        unpack=unpack,
-        name=name,
-    )
+        call=fn, cost=cost, unpack=unpack, name=name,
+    )  # fmt: skip
     sender = CallSender(
         name or callable_name(fn),
         limiter=own_or_shared(limits, limiter, owner="run_job"),
