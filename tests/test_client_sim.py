@@ -106,7 +106,7 @@ async def test_transient_faults_are_retried_until_every_item_is_ok() -> None:
             results = await client.gather(prompts)
             # A connection closed unanswered (the reset fault) is resent once at once on a
             # fresh connection, without spending an attempt: it may have been a stale one.
-            resent = client._transport.stale_retries  # type: ignore[union-attr]
+            resent = client.transport.stale_retries  # type: ignore[attr-defined]
         counts = await stats(sim)
     assert [r.text for r in results] == [expected(p, seed=5) for p in prompts]
     assert sum(r.attempts for r in results) + resent == counts["received"]

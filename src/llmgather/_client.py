@@ -1,30 +1,28 @@
-"""The library's front door: `Client` wires a provider, a transport, a limiter and the engine
-together behind `complete`, `stream`, `gather`, `map`, `call` and `map_calls`."""
+"""The library's front door: `Client` reads the model string and the environment, and sends
+through a link to the provider (its adapter, transport and engine) behind `complete`,
+`stream`, `gather`, `map`, `call` and `map_calls`."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager
+from contextlib import AsyncExitStack
 from typing import Any
 
-from llmgather import _calls, _exchange
+from llmgather import _calls
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError
+from llmgather._link import Link, link_options
 from llmgather._prompt import TOOL_FIELDS, request_from_dict, tool_options
 from llmgather._retry import RetryPolicy
-from llmgather._types import Outcome, Request, Result
+from llmgather._types import Request, Result
 from llmgather.limits import Cost, Limiter
 from llmgather.limits.local import own_or_shared
 from llmgather.providers.base import Provider
-from llmgather.providers.registry import Target, resolve_target, secrets_redactor
-from llmgather.transport import Http11Transport, Proxies, Transport
-
-logger = logging.getLogger("llmgather")
+from llmgather.providers.registry import Target, resolve_target
+from llmgather.transport import Transport
 
 
 class Client:
@@ -82,69 +80,51 @@ class Client:
         """
         env = os.environ if env is None else env
         self.target: Target = resolve_target(model, base_url=base_url, api_key=api_key, env=env)
-        # Every secret this client knows, hidden from every failure it reports.
-        self.redactor = secrets_redactor(env, api_key, self.target.api_key, urls=(base_url,))
-        # Read here, at the edge, so a proxy URL that cannot work fails before anything is sent;
-        # the built-in simulator, on this machine's loopback, is always reached directly, and a
-        # transport handed in has the proxies its owner gave it.
-        direct = self.target.simulated or transport is not None
-        self._proxies = None if direct else Proxies.from_env(env, trust_env=trust_env)
+        # Read here, at the edge: every secret this client knows, hidden from every failure it
+        # reports; the proxies, so a proxy URL that cannot work fails before anything is sent.
+        options = link_options(
+            self.target,
+            env,
+            api_key=api_key,
+            base_url=base_url,
+            trust_env=trust_env,
+            transport=transport,
+            workers=concurrency,
+            retry=retry or RetryPolicy(),
+            timeouts=timeouts or Timeouts(),
+            stream=stream,
+            simulator=simulator,
+            seed=seed,
+        )
         limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
         self.limiter: Limiter = own_or_shared(limits, limiter, owner="the client")
-        self._workers = concurrency
-        self._retry = retry or RetryPolicy()
-        self._timeouts = timeouts or Timeouts()
+        self._link = Link(self.target, self.limiter, options)
+        self.redactor = self._link.redactor
         self._defaults = dict(defaults or {})
         unknown = set(self._defaults) - {"system", "max_tokens", "temperature"}
         if unknown:
             raise ConfigurationError(f"unknown defaults {sorted(unknown)}")
-        self._stream = stream
-        self._sim_config = simulator
-        self._seed = seed
-        self._simulator: Any = None
-        self._given_transport = transport
-        self._transport: Transport | None = None
-        self._provider: Provider | None = None
-        self._engine: Engine | None = None
-        self.base_url: str | None = None
+        self._stack: AsyncExitStack | None = None
 
     @property
     def simulated(self) -> bool:
         return self.target.simulated
 
+    @property
+    def base_url(self) -> str | None:
+        """Where requests go, once entered (the built-in simulator's URL, if it started)."""
+        return self._link.base_url
+
     async def __aenter__(self) -> Client:
-        base_url = self.target.base_url
-        if self.target.simulated and self._given_transport is None:
-            base_url = await self._start_simulator()
-            logger.warning(
-                "llmgather: no API key given, so requests go to the built-in simulator at %s",
-                base_url,
-            )
-        self.base_url = base_url
-        self._provider = self.target.build(base_url)
-        self._transport = transport = self._given_transport or Http11Transport(
-            max_connections=self._workers, timeouts=self._timeouts, proxies=self._proxies
-        )
-        self._engine = Engine(
-            self._send,
-            limiter=self.limiter,
-            workers=self._workers,
-            retry=self._retry,
-            rng=random.Random(self._seed),
-            redactor=self.redactor,
-            # Both transports count their resends; a transport of the user's may not.
-            resent=lambda: getattr(transport, "stale_retries", 0),
-        )
+        stack = AsyncExitStack()
+        await stack.enter_async_context(self._link)
+        self._stack = stack
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._engine = None  # a later call says "use the client inside `async with`"
-        if self._transport is not None and self._given_transport is None:
-            await self._transport.aclose()  # a transport handed in belongs to its owner
-        self._transport = None
-        if self._simulator is not None:
-            simulator, self._simulator = self._simulator, None
-            await asyncio.to_thread(simulator.stop)
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
 
     # -- prompts ---------------------------------------------------------------------------
 
@@ -171,7 +151,7 @@ class Client:
 
     def stream(self, prompt: Prompt, **overrides: Any) -> AsyncIterator[str]:
         """Text pieces as they arrive. Retried until the first piece; after it, errors raise."""
-        return self.engine.stream(self.request(prompt, **overrides), self._open_stream)
+        return self.engine.stream(self.request(prompt, **overrides), self._link.open_stream)
 
     async def gather(self, prompts: Iterable[Prompt] | AsyncIterable[Prompt]) -> list[Result]:
         """One Result per prompt, in input order; failures are values, never raised.
@@ -181,7 +161,8 @@ class Client:
         """
         if not isinstance(prompts, AsyncIterable):
             # Every Result is kept anyway, so converting first costs no memory that matters.
-            prompts = [self.request(prompt) for prompt in prompts]
+            defaults, link = self._defaults, self._link
+            prompts = [prompt_request(prompt, defaults, link) for prompt in prompts]
         return await _in_input_order(self.map(prompts))
 
     def map(
@@ -199,7 +180,8 @@ class Client:
         if isinstance(prompts, AsyncIterable):
             requests = self._async_requests(prompts)
         else:
-            requests = (self.request(prompt) for prompt in prompts)
+            defaults, link = self._defaults, self._link
+            requests = (prompt_request(prompt, defaults, link) for prompt in prompts)
         return self.engine.map(requests, window=window, stop=stop)
 
     # -- any async callable ----------------------------------------------------------------
@@ -261,91 +243,63 @@ class Client:
         `overrides` fill what the prompt leaves unset: `max_tokens`, `tools=[...]`,
         `json_schema={...}`… (the fields of a prompt dict, checked as a prompt dict's are).
         """
-        options = {**self._defaults, **overrides}
-        system = options.pop("system", None)
-        tooling = {k: options.pop(k) for k in TOOL_FIELDS if k in options}
-        if options.get("max_tokens") is None:
-            options["max_tokens"] = self.target.spec.default_max_tokens
-        fills = {k: v for k, v in options.items() if v is not None}
-        if isinstance(prompt, str):
-            request = Request.from_prompt(prompt, system=system, **fills)  # built once, not copied
-            if not tooling:
-                return request
-        elif isinstance(prompt, Request):
-            request = prompt
-        elif isinstance(prompt, list):
-            request = request_from_dict({"messages": prompt}, system=system)
-        elif isinstance(prompt, dict):
-            request = request_from_dict(prompt, system=system)
-        else:
-            raise TypeError(
-                f"a prompt must be a str, a message list, a dict or a Request, not {type(prompt).__name__}"
-            )
-        fills = {k: v for k, v in fills.items() if getattr(request, k) is None}
-        if any(v is not None for v in tooling.values()):
-            # Checked together with what the prompt set: a tool_choice must name one of its tools.
-            given = {k: getattr(request, k) for k in TOOL_FIELDS}
-            given["tools"] = list(given["tools"] or ()) or None
-            merged = {k: given[k] if given[k] is not None else tooling.get(k) for k in TOOL_FIELDS}
-            fills |= {k: v for k, v in tool_options(merged).items() if given[k] is None}
-        return request.replace(**fills) if fills else request
+        return prompt_request(prompt, {**self._defaults, **overrides}, self._link)
 
     @property
     def provider(self) -> Provider:
         """The adapter of the provider in use (holds the key; never printed)."""
-        if self._provider is None:
-            raise RuntimeError("use the client inside `async with llmgather.Client(...)`")
-        return self._provider
+        return self._link.provider
 
     @property
     def transport(self) -> Transport:
-        if self._transport is None:
-            raise RuntimeError("use the client inside `async with llmgather.Client(...)`")
-        return self._transport
+        return self._link.transport
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            raise RuntimeError("use the client inside `async with llmgather.Client(...)`")
-        return self._engine
+        return self._link.engine
 
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _async_requests(self, prompts: AsyncIterable[Prompt]) -> AsyncIterator[Request]:
+        defaults, link = self._defaults, self._link
         async for prompt in prompts:
-            yield self.request(prompt)
-
-    def _send(self, request: Request) -> Awaitable[Outcome]:
-        # A plain function returning the exchange's coroutine: one coroutine frame fewer to
-        # resume at every I/O step of every request.
-        if isinstance(request, _calls.CallRequest):
-            return request.run()
-        assert self._provider is not None and self._transport is not None
-        http = self._provider.build_request(
-            request, model=request.model or self.target.model, stream=self._stream
-        )
-        if self._stream:
-            return _exchange.stream_to_end(self._transport, self._provider, http)
-        return _exchange.complete(self._transport, self._provider, http)
-
-    def _open_stream(self, request: Request) -> AbstractAsyncContextManager[_exchange.LiveStream]:
-        assert self._provider is not None and self._transport is not None
-        http = self._provider.build_request(
-            request, model=request.model or self.target.model, stream=True
-        )
-        return _exchange.open_stream(self._transport, self._provider, http)
-
-    async def _start_simulator(self) -> str:
-        from llmgather.sim import EmbeddedSimulator, SimConfig
-
-        simulator = EmbeddedSimulator(self._sim_config or SimConfig(latency_ms=200))
-        # Starting waits for the simulator's thread to listen: never on the event loop.
-        await asyncio.to_thread(simulator.start)
-        self._simulator = simulator
-        return simulator.base_url + self.target.spec.base_url_suffix
+            yield prompt_request(prompt, defaults, link)
 
 
 Prompt = str | Request | list[dict[str, Any]] | dict[str, Any]
+
+
+def prompt_request(prompt: Prompt, options: Mapping[str, Any], link: Link) -> Request:
+    """A Request from a prompt string, a message list, a dict or a Request; `options` fill
+    what it leaves unset (`system`, `max_tokens`, `temperature`, the tool fields, checked
+    together with the prompt's own), and `link` the max tokens of its provider's default."""
+    options = dict(options)
+    system = options.pop("system", None)
+    tooling = {k: options.pop(k) for k in TOOL_FIELDS if k in options}
+    options["max_tokens"] = link.max_tokens(options.get("max_tokens"))
+    fills = {k: v for k, v in options.items() if v is not None}
+    if isinstance(prompt, str):
+        request = Request.from_prompt(prompt, system=system, **fills)  # built once, not copied
+        if not tooling:
+            return request
+    elif isinstance(prompt, Request):
+        request = prompt
+    elif isinstance(prompt, list):
+        request = request_from_dict({"messages": prompt}, system=system)
+    elif isinstance(prompt, dict):
+        request = request_from_dict(prompt, system=system)
+    else:
+        raise TypeError(
+            f"a prompt must be a str, a message list, a dict or a Request, not {type(prompt).__name__}"
+        )
+    fills = {k: v for k, v in fills.items() if getattr(request, k) is None}
+    if any(v is not None for v in tooling.values()):
+        # Checked together with what the prompt set: a tool_choice must name one of its tools.
+        given = {k: getattr(request, k) for k in TOOL_FIELDS}
+        given["tools"] = list(given["tools"] or ()) or None
+        merged = {k: given[k] if given[k] is not None else tooling.get(k) for k in TOOL_FIELDS}
+        fills |= {k: v for k, v in tool_options(merged).items() if given[k] is None}
+    return request.replace(**fills) if fills else request
 
 
 async def _in_input_order(results: AsyncIterator[Result]) -> list[Result]:

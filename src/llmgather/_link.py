@@ -176,11 +176,12 @@ class Link:
             request if max_tokens == request.max_tokens else request.replace(max_tokens=max_tokens)
         )
 
-    def translated(self, request: Request, *, stream: bool) -> HttpRequest:
-        """`request` in the provider's dialect, for its own model or the target's."""
-        return self.provider.build_request(
-            request, model=request.model or self.target.model, stream=stream
-        )
+    def translated(
+        self, request: Request, *, stream: bool, model: str | None = None
+    ) -> HttpRequest:
+        """`request` in the provider's dialect, for `model` (else its own, else the target's)."""
+        model = model or request.model or self.target.model
+        return self.provider.build_request(request, model=model, stream=stream)
 
     def relayed(self, body: bytes, *, model: str, stream: bool) -> HttpRequest:
         """A body already in the provider's dialect, unchanged, to its URL for `model`, with
@@ -210,7 +211,7 @@ class Link:
             return _exchange.stream_to_end(transport, provider, http)
         return _exchange.complete(transport, provider, http)
 
-    def send_http(self, http: HttpRequest, *, relay: bool) -> Awaitable[Outcome]:
+    def send_http(self, http: HttpRequest, relay: bool = False) -> Awaitable[Outcome]:
         """A built request sent as it is; the Outcome's `value` is the provider's answer
         when `relay`."""
         send = _exchange.relay if relay else _exchange.complete

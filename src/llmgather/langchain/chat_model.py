@@ -1,9 +1,10 @@
-"""`ChatLLMGather`: a LangChain chat model backed by a llmgather client: any provider llmgather
+"""`ChatLLMGather`: a LangChain chat model backed by a llmgather link: any provider llmgather
 speaks, its shared token-aware limiter, its one retry layer, and its bounded pipeline for
 `abatch`/`batch`."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +18,11 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from llmgather._calls import PERMIT_HELD
-from llmgather._client import Client
+from llmgather._calls import PERMIT_HELD, call_request
+from llmgather._client import prompt_request
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
 from llmgather._errors import ConfigurationError, InvalidInputError
+from llmgather._link import Link, link_options
 from llmgather._retry import RetryPolicy
 from llmgather._types import Completion, Request, Result
 from llmgather.langchain._messages import Answer, ai_message, last_chunk, piece_chunk, to_llmgather
@@ -76,10 +78,12 @@ class ChatLLMGather(BaseChatModel):
     simulator: Any = Field(default=None, exclude=True)  # a SimConfig, if the simulator starts
 
     _session: Session | None = PrivateAttr(default=None)
+    _resolved: Target | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_settings(self) -> ChatLLMGather:
-        self._target()  # a model string, key or base URL that cannot work fails here
+        # Resolved once, here: a model string, key or base URL that cannot work fails now.
+        self._resolved = self._resolve()
         if self.limiter is not None:  # limits given beside it: refused
             own_or_shared(self._limits(), self.limiter, owner="the model")
         if self.max_retries is not None and self.max_retries < 0:
@@ -123,7 +127,7 @@ class ChatLLMGather(BaseChatModel):
     ) -> ChatResult:
         session = self._open()
         answer = session.home.run_sync(self._complete(session, self._call(messages, stop, kwargs)))
-        return self._result(answer)
+        return self._result(answer, session.target)
 
     async def _agenerate(
         self,
@@ -134,7 +138,7 @@ class ChatLLMGather(BaseChatModel):
     ) -> ChatResult:
         session = self._open()
         answer = await session.home.run(self._complete(session, self._call(messages, stop, kwargs)))
-        return self._result(answer)
+        return self._result(answer, session.target)
 
     def _stream(
         self,
@@ -146,7 +150,7 @@ class ChatLLMGather(BaseChatModel):
         session = self._open()
         call = self._call(messages, stop, kwargs)
         for item in session.home.iterate(lambda: self._pieces(session, call)):
-            chunk = self._chunk(item)
+            chunk = self._chunk(item, session.target)
             if run_manager is not None and isinstance(item, str):
                 run_manager.on_llm_new_token(item, chunk=chunk)
             yield chunk
@@ -161,7 +165,7 @@ class ChatLLMGather(BaseChatModel):
         session = self._open()
         call = self._call(messages, stop, kwargs)
         async for item in session.home.aiterate(lambda: self._pieces(session, call)):
-            chunk = self._chunk(item)
+            chunk = self._chunk(item, session.target)
             if run_manager is not None and isinstance(item, str):
                 await run_manager.on_llm_new_token(item, chunk=chunk)
             yield chunk
@@ -212,7 +216,7 @@ class ChatLLMGather(BaseChatModel):
     async def _run_batch(
         self, session: Session, items: list[tuple[Any, RunnableConfig]], kwargs: dict[str, Any]
     ) -> list[Result]:
-        client = await session.client()
+        link = await session.link()
 
         async def one(item: tuple[Any, RunnableConfig]) -> AIMessage:
             # The engine holds the item's permit while it runs (`PERMIT_HELD`): the model
@@ -224,12 +228,12 @@ class ChatLLMGather(BaseChatModel):
                 messages = to_llmgather(self._convert_input(item[0]).to_messages())
             except (InvalidInputError, ValueError):
                 return Cost(requests=1)  # the item fails in `ainvoke`, saying why
-            max_tokens = kwargs.get("max_tokens", self.max_tokens)
-            return request_cost(messages, max_tokens or client.target.spec.default_max_tokens)
+            return request_cost(
+                messages, link.max_tokens(kwargs.get("max_tokens", self.max_tokens))
+            )
 
-        results: list[Result] = [
-            result async for result in client.map_calls(one, items, cost=cost, unpack=False)
-        ]
+        calls = (call_request(one, item, cost, unpack=False) for item in items)
+        results: list[Result] = [result async for result in link.engine.map(calls)]
         results.sort(key=lambda r: r.index)
         return results
 
@@ -268,7 +272,7 @@ class ChatLLMGather(BaseChatModel):
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the client's connections (and its embedded simulator); a later call reopens."""
+        """Close the model's connections (and its embedded simulator); a later call reopens."""
         if self._session is not None:
             self._session.close()
 
@@ -279,8 +283,9 @@ class ChatLLMGather(BaseChatModel):
     # -- plumbing ---------------------------------------------------------------------------
 
     def _target(self) -> Target:
-        import os
+        return self._resolve() if self._resolved is None else self._resolved
 
+    def _resolve(self) -> Target:
         key = self.api_key.get_secret_value() if self.api_key else None
         return resolve_target(self.model, base_url=self.base_url, api_key=key, env=os.environ)
 
@@ -297,23 +302,25 @@ class ChatLLMGather(BaseChatModel):
     def _open(self) -> Session:
         with _SESSION_LOCK:
             if self._session is None:
+                target = self._target()
                 limiter = own_or_shared(self._limits(), self.limiter, owner="the model")
-                self._session = Session(lambda: self._client(limiter), limiter)
+                self._session = Session(target, limiter, lambda: self._link(target, limiter))
             return self._session
 
-    def _client(self, limiter: Any) -> Client:
-        return Client(
-            self.model,
-            concurrency=self.concurrency,
-            limiter=limiter,
+    def _link(self, target: Target, limiter: Any) -> Link:
+        options = link_options(
+            target,
+            os.environ,
+            api_key=self.api_key.get_secret_value() if self.api_key else None,
+            base_url=self.base_url,
+            workers=self.concurrency,
             retry=None
             if self.max_retries is None
             else RetryPolicy(max_attempts=self.max_retries + 1),
             timeouts=None if self.timeout is None else Timeouts(read=self.timeout),
-            api_key=self.api_key.get_secret_value() if self.api_key else None,
-            base_url=self.base_url,
             simulator=self.simulator,
         )
+        return Link(target, limiter, options)
 
     def _call(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
@@ -333,60 +340,62 @@ class ChatLLMGather(BaseChatModel):
         )
 
     async def _complete(self, session: Session, call: _Call) -> Answer:
-        client = await session.client()
-        request = call.request_for(client)
+        link = await session.link()
+        request = call.request_for(link)
         if PERMIT_HELD.get():
-            completion = (await client._send(request)).completion
-            return call.answer(completion, client)
-        result = await client.complete_result(request)
+            completion = (await link.send(request)).completion
+            return call.answer(completion, link.target)
+        result = await link.engine.run_one(request)
+        if result.exception is not None:
+            raise result.exception
         return Answer(
             text=result.text or "",
             usage=result.usage,
             finish_reason=result.finish_reason,
             tool_calls=result.tool_calls,
-            model=request.model or client.target.model,
+            model=request.model or link.target.model,
         )
 
     async def _pieces(self, session: Session, call: _Call) -> AsyncIterator[str | Answer]:
         """The text pieces of one streamed answer, then the whole Answer."""
-        client = await session.client()
-        request = call.request_for(client)
+        link = await session.link()
+        request = call.request_for(link)
         if PERMIT_HELD.get():
-            async with client._open_stream(request) as live:
+            async with link.open_stream(request) as live:
                 async for piece in live:
                     yield piece
-            yield call.answer(live.outcome().completion, client)
+            yield call.answer(live.outcome().completion, link.target)
             return
-        async for item in client.engine.stream(request, opener(client)):
-            yield call.answer(item, client) if isinstance(item, Completion) else item
+        async for item in link.engine.stream(request, opener(link)):
+            yield call.answer(item, link.target) if isinstance(item, Completion) else item
 
-    def _result(self, answer: Answer) -> ChatResult:
-        message = ai_message(answer, self._target().provider)
+    def _result(self, answer: Answer, target: Target) -> ChatResult:
+        message = ai_message(answer, target.provider)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _chunk(self, item: str | Answer) -> ChatGenerationChunk:
+    def _chunk(self, item: str | Answer, target: Target) -> ChatGenerationChunk:
         if isinstance(item, str):
             return ChatGenerationChunk(message=piece_chunk(item))
-        return ChatGenerationChunk(message=last_chunk(item, self._target().provider))
+        return ChatGenerationChunk(message=last_chunk(item, target.provider))
 
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    """One model call, ready to become a Request once the client (and its provider) is known."""
+    """One model call, ready to become a Request once the link (and its provider) is known."""
 
     messages: list[dict[str, Any]]
     options: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     stop: list[str] | None = None
 
-    def request_for(self, client: Client) -> Request:
-        request = client.request(Request(messages=tuple(self.messages)), **self.options)
+    def request_for(self, link: Link) -> Request:
+        request = prompt_request(Request(messages=tuple(self.messages)), self.options, link)
         changes: dict[str, Any] = {}
         if self.model:
             changes["model"] = self.model
         if self.stop:
             # Each provider takes stop sequences in a field of its own (registry's stop_field).
-            *path, last = client.target.spec.stop_field
+            *path, last = link.target.spec.stop_field
             extra: dict[str, Any] = {}
             inner = extra
             for key in path:
@@ -395,11 +404,11 @@ class _Call:
             changes["extra"] = extra
         return request.replace(**changes) if changes else request
 
-    def answer(self, completion: Completion, client: Client) -> Answer:
+    def answer(self, completion: Completion, target: Target) -> Answer:
         return Answer(
             text=completion.text,
             usage=completion.usage,
             finish_reason=completion.finish_reason,
             tool_calls=completion.tool_calls,
-            model=completion.model or self.model or client.target.model,
+            model=completion.model or self.model or target.model,
         )
