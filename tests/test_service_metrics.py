@@ -142,7 +142,9 @@ async def test_metrics_count_upstream_429s_and_retries() -> None:
     assert limited > 0  # the seeded faults refused some
     assert metrics.value("llmgather_upstream_http_429_total") == limited
     assert metrics.value("llmgather_upstream_retries_total") == limited
-    assert metrics.value("llmgather_limiter_penalties_total") == limited
+    # A 429 holds the key only while most of the latest answers are 429s; the others hold only
+    # their own retry (`limits.refusals`).
+    assert metrics.value("llmgather_limiter_penalties_total") <= limited
     assert metrics.value("llmgather_upstream_sent_total") + limited == received
     assert metrics.value("llmgather_upstream_done_total") == 6
     assert CANARY not in metrics.text
