@@ -8,8 +8,9 @@ import contextlib
 from typing import Any
 
 import aiohttp
+import pytest
 
-from llmgather import Client, Result
+from llmgather import Client, ConfigurationError, Limits, Result
 from llmgather.sim import RunningSimulator, SimConfig, start_simulator
 
 RPD = 3
@@ -61,6 +62,16 @@ async def test_a_client_told_rpd_sends_that_many_and_holds_the_next() -> None:
     assert waiting_on == "rpd"
     assert counts["received"] == RPD
     assert counts["by_status"] == {"200": RPD}
+
+
+async def test_limits_as_one_object_bind_as_the_keywords_do_and_not_beside_them() -> None:
+    config = SimConfig(seed=1, rpd=RPD, day_seconds=3600)
+    limits = Limits(concurrency=4, rpd=RPD)
+    async with await start_simulator(config) as sim, gemini_client(sim, limits=limits) as client:
+        stats = client.limiter.statistics()
+        assert stats.limits == {"rpd": RPD} and stats.max_concurrency == 4
+        with pytest.raises(ConfigurationError, match=r"limits=Limits\(...\) or concurrency=, rpd="):
+            gemini_client(sim, limits=limits, concurrency=4, rpd=RPD)
 
 
 async def test_a_stop_ends_a_map_whose_next_send_waits_for_the_days_budget() -> None:

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from llmgather import _calls
-from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
+from llmgather._config import Limits, Timeouts, limits_given
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError
 from llmgather._link import Link, link_options
@@ -35,8 +35,9 @@ class Client:
                 ...
             result = await client.complete_result(prompt, tools=[tool])  # result.tool_calls
 
-    Limits: `concurrency`, `rpm`, `rpd`, `tpm`, `itpm`, `otpm` build this client's own
-    limiter; or pass `limiter=` to share one limiter (one budget) between several clients.
+    Limits: `limits=Limits(...)`, or `concurrency`, `rpm`, `rpd`, `tpm`, `itpm`, `otpm`, build
+    this client's own limiter; or pass `limiter=` to share one limiter (one budget) between
+    several clients.
     `transport=` replaces the pooled HTTP/1.1 transport (`AiohttpTransport` uses aiohttp's
     client; `MockTransport` answers with a function).
 
@@ -52,7 +53,8 @@ class Client:
         self,
         model: str | None = None,
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        limits: Limits | None = None,
+        concurrency: int | None = None,
         rpm: float | None = None,
         rpd: float | None = None,
         tpm: float | None = None,
@@ -73,11 +75,16 @@ class Client:
     ) -> None:
         """`defaults` fill what a request leaves unset: `system`, `max_tokens`, `temperature`.
 
+        `limits=Limits(...)` or the flat keywords `concurrency` (default 64), `rpm`, `rpd`,
+        `tpm`, `itpm`, `otpm`, not both (a newer kind of budget is given in `Limits` only).
         `concurrency` is also the number of workers sending (with a shared `limiter`, each
         client's own pool; the limiter's cap is what binds). `stream=True` makes `gather`/`map`
         read every answer as a stream (recording time to first token); `simulator` is a
         `SimConfig` for the embedded simulator, if one starts.
         """
+        limits = limits_given(
+            limits, concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm
+        )
         env = os.environ if env is None else env
         self.target: Target = resolve_target(model, base_url=base_url, api_key=api_key, env=env)
         # Read here, at the edge: every secret this client knows, hidden from every failure it
@@ -89,14 +96,13 @@ class Client:
             base_url=base_url,
             trust_env=trust_env,
             transport=transport,
-            workers=concurrency,
+            workers=limits.concurrency,
             retry=retry or RetryPolicy(),
             timeouts=timeouts or Timeouts(),
             stream=stream,
             simulator=simulator,
             seed=seed,
         )
-        limits = Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
         self.limiter: Limiter = own_or_shared(limits, limiter, owner="the client")
         self._link = Link(self.target, self.limiter, options)
         self.redactor = self._link.redactor
