@@ -1,6 +1,6 @@
 """`llmgather worker --queue URL`: send the items of `run --queue` jobs, from any machine.
 
-A worker reads tasks from the queue's Redis stream, sends them through its own client (its
+A worker reads tasks from the queue's Redis stream, sends them through its own link (its
 model, its key, its limits), writes each result back and only then acknowledges the task. By
 default the workers share their limits through the same Redis (`--limiter`), so any number of
 them stay under one key's limits together.
@@ -21,15 +21,15 @@ from typing import Any
 
 import click
 
-from llmgather._client import Client
 from llmgather._config import Limits, Timeouts
 from llmgather._errors import ConfigurationError, RedisUnavailableError
+from llmgather._link import link_options, open_link
 from llmgather._redact import redact_url
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._options import sending_options
 from llmgather.jobs.queue import DEFAULT_RECLAIM_AFTER_S, QueueWorker, WorkerCounts
-from llmgather.limits.redis import open_limiter
+from llmgather.jobs.senders import ClientSender
 from llmgather.providers.registry import resolve_target
 
 EXIT_USAGE = 2
@@ -131,22 +131,28 @@ async def _work(
             options["model"], base_url=options["base_url"], api_key=options["api_key"],
             env=os.environ,
         )  # fmt: skip
-        limiter = await open_limiter(
-            stack, limits, target, url=shared_url, key=options["limiter_key"]
-        )
-        client = Client(
-            options["model"],
-            concurrency=limits.concurrency,
-            limiter=limiter,
-            retry=retry,
-            timeouts=timeouts,
+        link_settings = link_options(
+            target,
+            os.environ,
             api_key=options["api_key"],
             base_url=options["base_url"],
+            workers=limits.concurrency,
+            retry=retry,
+            timeouts=timeouts,
             stream=options["stream"],
         )
+        link = await open_link(
+            stack,
+            target,
+            limits,
+            link_settings,
+            limiter_url=shared_url,
+            limiter_key=options["limiter_key"],
+        )
+        sender = ClientSender(link)
         worker = QueueWorker(
             queue,
-            client,
+            sender,
             name=queue_name,
             consumer=consumer,
             capacity=limits.concurrency * 2,
@@ -155,8 +161,8 @@ async def _work(
         )
         stack.push_async_callback(worker.aclose)
         await worker.check()
-        async with client:
-            if client.simulated:
+        async with sender:
+            if sender.simulated:
                 simulator_banner("on 127.0.0.1, one for this worker")
             where = (
                 "kept by this worker"
@@ -165,7 +171,7 @@ async def _work(
             )
             stderr.print(
                 f"worker {worker.consumer}: queue {queue_name!r} at {redact_url(queue)}, sending "
-                f"to {client.target.describe()}, limits {where}",
+                f"to {sender.describe()}, limits {where}",
                 markup=False,
             )
             _stop_on_signals(worker)
