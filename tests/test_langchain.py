@@ -227,6 +227,10 @@ def test_bad_settings_and_inputs_say_what_to_do(sim: EmbeddedSimulator) -> None:
     limiter = llmgather.LocalLimiter(llmgather.Limits(rpm=60))
     with pytest.raises(llmgather.ConfigurationError, match="not both"):
         ChatLLMGather(model="sim:openai", limiter=limiter, rpm=10)
+    with pytest.raises(llmgather.ConfigurationError, match=r"limits=Limits\(...\) or rpm="):
+        ChatLLMGather(model="sim:openai", limits=llmgather.Limits(rpm=60), rpm=10)
+    limits = llmgather.Limits(concurrency=3, rpm=60)
+    assert ChatLLMGather(model="sim:openai", limits=limits)._limits() == limits
     chat = chat_on(sim)
     try:
         image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}

@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from llmgather._calls import PERMIT_HELD, call_request
 from llmgather._client import prompt_request
-from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
+from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts, limits_given
 from llmgather._errors import ConfigurationError, InvalidInputError
 from llmgather._link import Link, link_options
 from llmgather._retry import RetryPolicy
@@ -40,6 +40,10 @@ _CALL_OPTIONS = frozenset(
 )
 
 
+# The limits a model takes as fields of its own, beside `limits=Limits(...)`.
+_FLAT_LIMITS = ("concurrency", "rpm", "rpd", "tpm", "itpm", "otpm")
+
+
 class ChatLLMGather(BaseChatModel):
     """A LangChain chat model whose calls go through a llmgather client.
 
@@ -49,8 +53,9 @@ class ChatLLMGather(BaseChatModel):
 
     `model` is a llmgather model string (`gpt-4o-mini`, `anthropic:claude-3-5-haiku-latest`,
     `gemini:gemini-2.0-flash`, `sim:anthropic`…); with no API key in the environment it goes
-    to the built-in simulator. Limits are `concurrency`, `rpm`, `rpd`, `tpm`, `itpm`, `otpm`,
-    or a `limiter=` shared with other models and `LLMGatherRateLimiter`s (one budget).
+    to the built-in simulator. Limits are `limits=Limits(...)`, or (not both) `concurrency`,
+    `rpm`, `rpd`, `tpm`, `itpm`, `otpm`, or a `limiter=` shared with other models and
+    `LLMGatherRateLimiter`s (one budget).
     `max_retries` is llmgather's (the one retry layer); `timeout` is the read timeout.
 
     Every call runs on the limiter's own loop thread (see `_loop.py`), so `invoke` works in
@@ -74,6 +79,7 @@ class ChatLLMGather(BaseChatModel):
     tpm: float | None = None
     itpm: float | None = None
     otpm: float | None = None
+    limits: Limits | None = Field(default=None, exclude=True)
     limiter: Any = Field(default=None, exclude=True)
     simulator: Any = Field(default=None, exclude=True)  # a SimConfig, if the simulator starts
 
@@ -84,8 +90,9 @@ class ChatLLMGather(BaseChatModel):
     def _check_settings(self) -> ChatLLMGather:
         # Resolved once, here: a model string, key or base URL that cannot work fails now.
         self._resolved = self._resolve()
+        limits = self._limits()  # limits= beside the flat fields: refused
         if self.limiter is not None:  # limits given beside it: refused
-            own_or_shared(self._limits(), self.limiter, owner="the model")
+            own_or_shared(limits, self.limiter, owner="the model")
         if self.max_retries is not None and self.max_retries < 0:
             raise ConfigurationError(f"max_retries must be 0 or more, got {self.max_retries}")
         return self
@@ -290,14 +297,11 @@ class ChatLLMGather(BaseChatModel):
         return resolve_target(self.model, base_url=self.base_url, api_key=key, env=os.environ)
 
     def _limits(self) -> Limits:
-        return Limits(
-            concurrency=self.concurrency,
-            rpm=self.rpm,
-            rpd=self.rpd,
-            tpm=self.tpm,
-            itpm=self.itpm,
-            otpm=self.otpm,
-        )
+        """`limits`, or the flat fields given (those left at their defaults count as unset)."""
+        given = {
+            name: getattr(self, name) for name in _FLAT_LIMITS if name in self.model_fields_set
+        }
+        return limits_given(self.limits, **given)
 
     def _open(self) -> Session:
         with _SESSION_LOCK:
@@ -313,7 +317,7 @@ class ChatLLMGather(BaseChatModel):
             os.environ,
             api_key=self.api_key.get_secret_value() if self.api_key else None,
             base_url=self.base_url,
-            workers=self.concurrency,
+            workers=self._limits().concurrency,
             retry=None
             if self.max_retries is None
             else RetryPolicy(max_attempts=self.max_retries + 1),
