@@ -159,15 +159,6 @@ class Proxies:
         return any(exemption.covers(host, ip, port) for exemption in self.exemptions)
 
 
-def proxy_variables(env: Mapping[str, str]) -> dict[str, str]:
-    """The proxy variables in `env` and nothing else: the environment to hand a `Client` that
-    is given its key and must read nothing but its proxies (the service's)."""
-    return {name: value for name, value in env.items() if name.lower() in _VARIABLES}
-
-
-_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
-
-
 def refused(proxy: Proxy, status: int, target: str) -> APIError:
     """A proxy's non-2xx answer to `CONNECT target` (or a 407 to a forwarded request)."""
     try:
