@@ -35,20 +35,20 @@ class InvalidParam(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
+class ErrorAnswer:
     status: int
     message: str
     retry_after: float | None = None
 
 
-def refusal_for(error: BaseException) -> Refusal:
+def error_answer_for(error: BaseException) -> ErrorAnswer:
     if not isinstance(error, APIError):
         # A fault of the gateway's own (an llmgather error is an APIError): the log says what.
         logger.error("llmgather serve: a request failed in the gateway", exc_info=error)
-        return Refusal(500, "the gateway failed to handle the request (see its log)")
+        return ErrorAnswer(500, "the gateway failed to handle the request (see its log)")
     if isinstance(error, (AuthenticationError, PermissionDeniedError)):
         status = f" (HTTP {error.status_code})" if error.status_code else ""
-        return Refusal(
+        return ErrorAnswer(
             502,
             f"the upstream refused the API key llmgather serve was given{status}; the "
             "service's operator must fix its key (the service asks the upstream again now and "
@@ -57,17 +57,19 @@ def refusal_for(error: BaseException) -> Refusal:
     if isinstance(error, (RateLimitError, QuotaExhaustedError, OverloadedError)) or (
         error.status_code == 503
     ):
-        return Refusal(503, f"the upstream is out of capacity: {error.message}", error.retry_after)
+        return ErrorAnswer(
+            503, f"the upstream is out of capacity: {error.message}", error.retry_after
+        )
     if isinstance(error, RequestTimeoutError):
-        return Refusal(504, f"the upstream did not answer in time: {error.message}")
+        return ErrorAnswer(504, f"the upstream did not answer in time: {error.message}")
     if error.status_code in _CLIENT_STATUSES:
-        return Refusal(error.status_code, error.message)
-    return Refusal(502, f"the upstream failed: {error}")
+        return ErrorAnswer(error.status_code, error.message)
+    return ErrorAnswer(502, f"the upstream failed: {error}")
 
 
 def for_clients(result: Result, redactor: Redactor) -> Result:
     """A job's result as the service's clients read it, as the gateway would answer it: an
-    upstream's refusal of the service's key worded as `refusal_for` words it (never the
+    upstream's refusal of the service's key worded as `error_answer_for` words it (never the
     upstream's text, which may quote part of the key), and no secret the service knows in the
     answer (an upstream may echo the request's key)."""
     if result.ok:
@@ -76,5 +78,5 @@ def for_clients(result: Result, redactor: Redactor) -> Result:
     error, exception = result.error, result.exception
     if error is None or not isinstance(exception, (AuthenticationError, PermissionDeniedError)):
         return result
-    shown = ErrorInfo(error.type, refusal_for(exception).message, error.status_code)
+    shown = ErrorInfo(error.type, error_answer_for(exception).message, error.status_code)
     return dataclasses.replace(result, error=shown)

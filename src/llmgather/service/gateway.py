@@ -24,7 +24,7 @@ from llmgather._types import Completion, Result
 from llmgather.limits import Cost
 from llmgather.limits.tokens import request_cost
 from llmgather.service.dialects.base import FrontDialect, StreamWriter, Untranslatable
-from llmgather.service.errors import Refusal, refusal_for
+from llmgather.service.errors import ErrorAnswer, error_answer_for
 from llmgather.service.queueing import ClientGone, Departure, GatewayQueue, QueueFull
 from llmgather.service.routes.bodies import BodyTooLarge, read_json
 from llmgather.service.upstream import StreamPump, Upstream
@@ -53,9 +53,9 @@ class Gateway:
         try:
             body, data = await read_json(request)
         except BodyTooLarge as exc:
-            return error_response(front, Refusal(413, str(exc)))
+            return error_response(front, ErrorAnswer(413, str(exc)))
         if data is None:
-            return error_response(front, Refusal(400, "the body must be a JSON object"))
+            return error_response(front, ErrorAnswer(400, "the body must be a JSON object"))
         if model is None:
             named = data.get("model")
             model = named if isinstance(named, str) and named else None
@@ -85,10 +85,10 @@ class Gateway:
                 # What the upstream is asked for (its default max tokens included) is reserved.
                 cost = request_cost(translated.messages, translated.max_tokens)
         except (Untranslatable, InvalidInputError) as exc:
-            return error_response(front, Refusal(400, str(exc)))
+            return error_response(front, ErrorAnswer(400, str(exc)))
         except _SHAPE_ERRORS as exc:
             message = f"the body is not a valid request of this API ({type(exc).__name__})"
-            return error_response(front, Refusal(400, message))
+            return error_response(front, ErrorAnswer(400, message))
         try:
             if stream:
                 return await self._stream(front, request, data, http, cost, relay)
@@ -99,7 +99,7 @@ class Gateway:
             return Response(status_code=499)  # no one is there to read it
         if not result.ok:
             assert result.exception is not None
-            return error_response(front, refusal_for(result.exception))
+            return error_response(front, error_answer_for(result.exception))
         redactor = upstream.redactor  # an upstream may echo the request's key in its answer
         if relay:
             return Response(redactor.body(result.value.body), media_type=JSON)
@@ -156,7 +156,7 @@ class Gateway:
             if pump is not None:
                 await pump.aclose()
             if isinstance(exc, Exception) and not isinstance(exc, (QueueFull, ClientGone)):
-                return error_response(front, refusal_for(exc))  # nothing reached the client
+                return error_response(front, error_answer_for(exc))  # nothing reached the client
             raise
         writer = None if relay else front.stream_writer(data, model=self.upstream.model)
         return _EventStream(front, pump, head, writer, self.upstream.redactor)
@@ -216,17 +216,17 @@ async def _events(
     except Exception as exc:  # cut after its first piece: said in the stream, as the APIs do
         if rest := scrubber.flush():
             yield rest
-        refusal = refusal_for(exc)
-        yield front.stream_error(refusal.status, refusal.message)
+        answer = error_answer_for(exc)
+        yield front.stream_error(answer.status, answer.message)
 
 
-def error_response(front: FrontDialect, refusal: Refusal) -> Response:
+def error_response(front: FrontDialect, answer: ErrorAnswer) -> Response:
     headers = {}
-    if refusal.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(refusal.retry_after)))
+    if answer.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(answer.retry_after)))
     return Response(
-        orjson.dumps(front.error(refusal.status, refusal.message)),
-        status_code=refusal.status,
+        orjson.dumps(front.error(answer.status, answer.message)),
+        status_code=answer.status,
         media_type=JSON,
         headers=headers,
     )
@@ -237,7 +237,7 @@ def queue_full_response(front: FrontDialect, exc: QueueFull) -> Response:
         "llmgather's queue for the shared rate limit is full: this request would wait longer "
         f"than the gateway's queue timeout; retry in {exc.retry_after:.0f} s"
     )
-    return error_response(front, Refusal(429, message, exc.retry_after))
+    return error_response(front, ErrorAnswer(429, message, exc.retry_after))
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

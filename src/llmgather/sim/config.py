@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llmgather.sim.faults import FaultPlan
-from llmgather.sim.limits import DAY_SECONDS, KIND_NAMES
+from llmgather.sim.limits import BUDGET_KIND_NAMES, DAY_SECONDS
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -47,7 +47,7 @@ class SimConfig:
     limit_headers: bool = True
 
     def __post_init__(self) -> None:
-        for name in KIND_NAMES:
+        for name in BUDGET_KIND_NAMES:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None, got {value!r}")

@@ -1,10 +1,11 @@
 """Server-side rate limits as a list of budgets: admit or refuse a request, then settle it.
 
-Each budget is one entry of `KINDS` (requests per minute or per day, tokens per minute, input or
-output tokens per minute) over llmgather's own `TokenBucket`, so the simulator and the client
-limiter agree on what "within the limit" means. The token estimate is llmgather's too: input
-tokens are counted at admission, output tokens are estimated from `max_tokens` and settled to
-the real output once the answer is complete (as Anthropic documents for its OTPM limit).
+Each budget is one entry of `BUDGET_KINDS` (requests per minute or per day, tokens per minute,
+input or output tokens per minute) over llmgather's own `TokenBucket`, so the simulator and the
+client limiter agree on what "within the limit" means (the client's kinds are
+`limits.budgets.KINDS`). The token estimate is llmgather's too: input tokens are counted at
+admission, output tokens are estimated from `max_tokens` and settled to the real output once the
+answer is complete (as Anthropic documents for its OTPM limit).
 """
 
 from __future__ import annotations
@@ -48,14 +49,14 @@ class BudgetKind:
 
 # Every kind of limit the simulator enforces; a new kind is one more entry (and its wording in
 # each dialect). The order is the order of the checks and of the reported state.
-KINDS = (
+BUDGET_KINDS = (
     BudgetKind("rpm", "requests", "minute"),
     BudgetKind("rpd", "requests", "day"),
     BudgetKind("tpm", "tokens", "minute"),
     BudgetKind("itpm", "input", "minute"),
     BudgetKind("otpm", "output", "minute"),
 )
-KIND_NAMES = tuple(kind.name for kind in KINDS)
+BUDGET_KIND_NAMES = tuple(kind.name for kind in BUDGET_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ class BudgetState:
 
 @dataclass(frozen=True, slots=True)
 class LimitState:
-    """Every configured budget, in `KINDS` order."""
+    """Every configured budget, in `BUDGET_KINDS` order."""
 
     budgets: tuple[BudgetState, ...]
 
@@ -134,7 +135,8 @@ class _Budget:
 
 
 class ServerLimits:
-    """The configured budgets (any subset of `KINDS`). Not thread-safe: one event loop owns it.
+    """The configured budgets (any subset of `BUDGET_KINDS`). Not thread-safe: one event loop
+    owns it.
 
     A per-minute budget allows `burst_seconds` worth of its limit at once, as providers enforce
     minute limits over short windows. A day's budget can be spent at once and refills evenly
@@ -170,8 +172,10 @@ class ServerLimits:
         naming an unknown budget or a limit that is not a positive number.
         """
         for name, limit in limits.items():
-            if name not in KIND_NAMES:
-                raise ValueError(f"unknown limit {name!r}: use one of {', '.join(KIND_NAMES)}")
+            if name not in BUDGET_KIND_NAMES:
+                raise ValueError(
+                    f"unknown limit {name!r}: use one of {', '.join(BUDGET_KIND_NAMES)}"
+                )
             if limit is not None and not (
                 isinstance(limit, int | float) and math.isfinite(limit) and limit > 0
             ):
@@ -179,7 +183,7 @@ class ServerLimits:
         now = self._clock()
         current = {budget.kind.name: budget for budget in self._budgets}
         budgets = []
-        for kind in KINDS:
+        for kind in BUDGET_KINDS:
             old = current.get(kind.name)
             limit = limits[kind.name] if kind.name in limits else old.limit if old else None
             if not limit:

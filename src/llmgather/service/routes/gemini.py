@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from llmgather.service.dialects.gemini import GeminiFront
-from llmgather.service.errors import Refusal
+from llmgather.service.errors import ErrorAnswer
 from llmgather.service.fastpath import hot
 from llmgather.service.gateway import Gateway, error_response
 from llmgather.service.routes.bodies import JSONBody
@@ -50,7 +50,7 @@ async def stream_generate_content(request: Request, model: str) -> Response:
     if request.query_params.get("alt") != "sse":
         # Without alt=sse the API streams one JSON array, which this gateway does not write.
         message = "alt: only server-sent events are served here; add ?alt=sse to the URL"
-        return error_response(FRONT, Refusal(400, message))
+        return error_response(FRONT, ErrorAnswer(400, message))
     return await _handle(request, model, stream=True)
 
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from llmgather._prompt import TEMPERATURE_RULE, valid_temperature
 from llmgather.limits.tokens import request_cost
 from llmgather.service.dialects.openai import OpenAIFront
-from llmgather.service.errors import InvalidParam, Refusal, refusal_for
+from llmgather.service.errors import ErrorAnswer, InvalidParam, error_answer_for
 from llmgather.service.gateway import (
     Gateway,
     error_response,
@@ -116,7 +116,7 @@ async def generate(request: Request) -> Response:
         return Response(status_code=499)
     if not result.ok:
         assert result.exception is not None
-        return error_response(FRONT, refusal_for(result.exception))
+        return error_response(FRONT, error_answer_for(result.exception))
     return json_response(
         {
             "text": gateway.upstream.redactor.known(result.text or ""),
@@ -175,4 +175,4 @@ def _unknown(request: Request, id: str) -> Response:
 
 
 def _refuse(status: int, message: str) -> Response:
-    return error_response(FRONT, Refusal(status, message))
+    return error_response(FRONT, ErrorAnswer(status, message))

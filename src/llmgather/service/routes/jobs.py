@@ -25,7 +25,7 @@ from starlette.responses import Response, StreamingResponse
 
 from llmgather._prompt import TEMPERATURE_RULE, valid_temperature
 from llmgather.service.dialects.openai import OpenAIFront
-from llmgather.service.errors import InvalidParam, Refusal
+from llmgather.service.errors import ErrorAnswer, InvalidParam
 from llmgather.service.gateway import error_response, json_response
 from llmgather.service.jobs import (
     InvalidJobInput,
@@ -213,4 +213,4 @@ def _unknown(id: str) -> Response:
 
 
 def _refuse(status: int, message: str) -> Response:
-    return error_response(FRONT, Refusal(status, message))
+    return error_response(FRONT, ErrorAnswer(status, message))
