@@ -7,9 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
+from openai import AsyncOpenAI
 
+import llmgather
 from llmgather.providers.openai import OpenAIProvider
-from llmgather.sim import EmbeddedSimulator, SimConfig
+from llmgather.sim import EmbeddedSimulator, SimConfig, start_simulator
 from tests.conftest import read_jsonl, run_cli, write_prompts
 
 
@@ -74,3 +77,31 @@ def test_rpm_above_the_announced_limit_is_paced_at_the_announced_one(tmp_path: P
     # Only the first wave, sent at the user's pace before any answer announced the key's, may
     # meet 429s (a second's worth of 3,000 a minute, less the server's burst of 10).
     assert stats["by_status"].get("429", 0) <= 40
+
+
+async def test_map_calls_told_above_the_announced_limit_loses_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The README's `map_calls` example, against a key that allows 600 a minute: the SDK hides
+    # its answers' headers, so the first 429's announce the key's limit.
+    async with (
+        await start_simulator(SimConfig(seed=1, rpm=600, latency_ms=20)) as sim,
+        AsyncOpenAI(max_retries=0, base_url=sim.base_url + "/v1", api_key="sk-sim") as openai,
+        llmgather.Client(
+            "openai:gpt-4o-mini", base_url=sim.base_url + "/v1", rpm=3000, tpm=1_000_000
+        ) as client,
+    ):
+        items = [
+            {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": f"Summarise article {i}."}],
+                "max_tokens": 100,
+            }
+            for i in range(40)
+        ]
+        results = [r async for r in client.map_calls(openai.chat.completions.create, items)]
+        stats = client.statistics()
+    assert all(r.ok for r in results)
+    assert dict(stats.learned) == {"rpm": 600} and dict(stats.lowered) == {"rpm": 3000}
+    told = [r.getMessage() for r in caplog.records if "below your" in r.getMessage()]
+    assert len(told) == 1
