@@ -77,9 +77,9 @@ INTERNAL = {
     "llmgather.service.queueing.QueueFull",  # a 429 with Retry-After
     "llmgather.service.queueing.ClientGone",  # no answer: the client left
     "llmgather.service.dialects.base.Untranslatable",  # a 400 naming the field
-    "llmgather.service.jobs.InvalidJobInput",  # a 400
-    "llmgather.service.jobs.ServiceStopping",  # a 503
-    "llmgather.service.jobs.NotCancellable",  # a 409: the job has ended
+    "llmgather.service.job_records.InvalidJobInput",  # a 400
+    "llmgather.service.job_manager.ServiceStopping",  # a 503
+    "llmgather.service.job_manager.NotCancellable",  # a 409: the job has ended
     "llmgather.service.errors.InvalidParam",  # a 422 naming the field or parameter
     "llmgather.service.routes.bodies.BodyTooLarge",  # a 413
     # a gateway the benchmark could not start: its row says why, the others go on

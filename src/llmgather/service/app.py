@@ -19,7 +19,7 @@ from llmgather.service.auth import BearerAuth
 from llmgather.service.dashboard.feed import DashboardFeed
 from llmgather.service.fastpath import HotRoutes
 from llmgather.service.gateway import Gateway
-from llmgather.service.jobs import JobManager
+from llmgather.service.job_manager import JobManager
 from llmgather.service.keycheck import KeyRecheck
 from llmgather.service.metrics import RequestMetrics, ServiceMetrics
 from llmgather.service.queueing import GatewayQueue

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from llmgather.service.jobs import JobRecord
+    from llmgather.service.job_records import JobRecord
 
 logger = logging.getLogger("llmgather.service")
 

@@ -29,7 +29,8 @@ from llmgather.service.gateway import (
     json_response,
     queue_full_response,
 )
-from llmgather.service.jobs import JobManager, JobParams, ServiceStopping
+from llmgather.service.job_manager import JobManager, ServiceStopping
+from llmgather.service.job_records import JobParams
 from llmgather.service.queueing import ClientGone, QueueFull
 from llmgather.service.routes.bodies import BodyTooLarge, JSONBody, read_json
 

@@ -27,14 +27,8 @@ from llmgather._prompt import TEMPERATURE_RULE, valid_temperature
 from llmgather.service.dialects.openai import OpenAIFront
 from llmgather.service.errors import ErrorAnswer, InvalidParam
 from llmgather.service.gateway import error_response, json_response
-from llmgather.service.jobs import (
-    InvalidJobInput,
-    JobManager,
-    JobParams,
-    JobRecord,
-    NotCancellable,
-    ServiceStopping,
-)
+from llmgather.service.job_manager import JobManager, NotCancellable, ServiceStopping
+from llmgather.service.job_records import InvalidJobInput, JobParams, JobRecord
 from llmgather.service.routes.bodies import BodyTooLarge, capped
 
 router = APIRouter(tags=["jobs"])
