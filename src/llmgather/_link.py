@@ -26,7 +26,7 @@ from llmgather._redact import Redactor
 from llmgather._retry import RetryPolicy
 from llmgather._types import Outcome, Request
 from llmgather.limits import Limiter
-from llmgather.limits.redis import open_limiter
+from llmgather.limits.open import open_limiter
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, secrets_redactor
 from llmgather.transport import Http11Transport, HttpRequest, Proxies, Transport

@@ -5,6 +5,7 @@ request spends before it is sent, and `LocalLimiter`, the in-process implementat
     budgets.py      the kinds of limit (rpm, rpd, tpm, itpm, otpm): a new kind is one entry
     local.py        LocalLimiter: one process's callers share it
     redis.py        RedisLimiter: processes on any machines share it (Lua in redis_scripts.py)
+    open.py         open_limiter: the local one, or the Redis one a URL names
     concurrency.py  the concurrency cap, lowered while streams keep being cut off
     bucket.py       a token bucket (per-minute budgets; the simulator shares it)
     window.py       a sliding window (per-day budgets)

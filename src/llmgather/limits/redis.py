@@ -32,7 +32,6 @@ import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -42,11 +41,11 @@ from llmgather._errors import RedisUnavailableError
 from llmgather._redact import redact_url
 from llmgather._redis import connect, retried
 from llmgather._types import Usage, remaining_key
-from llmgather.limits.base import Cost, Ending, Limiter, LimiterStats, Permit
+from llmgather.limits.base import Cost, Ending, LimiterStats, Permit
 from llmgather.limits.budgets import KINDS, KINDS_BY_NAME, Kind, below_yours
 from llmgather.limits.concurrency import ConcurrencyCap
 from llmgather.limits.discovery import LimitSearch
-from llmgather.limits.local import DEFAULT_COOL_DOWN, DEFAULT_MAX_COOL_DOWN, LocalLimiter
+from llmgather.limits.local import DEFAULT_COOL_DOWN, DEFAULT_MAX_COOL_DOWN
 from llmgather.limits.redis_scripts import ACQUIRE, OBSERVE, PENALISE, RELEASE, RENEW
 from llmgather.limits.waiting import Wakeup
 from llmgather.providers.registry import Target
@@ -433,15 +432,3 @@ def limiter_key_for(target: Target) -> str:
     those two, never the key itself), as providers count their limits per key and model."""
     secret = f"{target.base_url or ''}\n{target.api_key or ''}".encode()
     return f"{target.provider}:{target.model}:{hashlib.sha256(secret).hexdigest()[:12]}"
-
-
-async def open_limiter(
-    stack: AsyncExitStack, limits: Limits, target: Target, *, url: str | None, key: str | None
-) -> Limiter:
-    """This process's own limiter, or, given a Redis `url` (`--limiter`), the one shared
-    through it under `key` (default: `limiter_key_for(target)`): checked now, so a Redis that
-    does not answer fails before anything is sent, and closed with `stack`."""
-    if url is None:
-        return LocalLimiter(limits)
-    shared = RedisLimiter(url, limits, key=key or limiter_key_for(target))
-    return await stack.enter_async_context(shared)
