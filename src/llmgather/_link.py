@@ -138,7 +138,7 @@ class Link:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._engine = None  # a later call says it is outside `async with`
-        self._provider = self._transport = None
+        self._transport = None  # the adapter stays: it sends nothing
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
