@@ -57,6 +57,15 @@ class Limits:
 _NOT_BUDGETS = frozenset({"concurrency", "burst_seconds"})
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timeouts:
+    """`read`: how long a whole plain answer may take, or, for a stream, the longest silence
+    between two chunks; `connect`: how long opening a connection may take."""
+
+    connect: float = DEFAULT_CONNECT_TIMEOUT_S
+    read: float = DEFAULT_TIMEOUT_S
+
+
 def limits_given(
     limits: Limits | None,
     *,
@@ -78,12 +87,3 @@ def limits_given(
     if named:
         raise ConfigurationError(f"give limits=Limits(...) or {named}, not both")
     return limits
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Timeouts:
-    """`read`: how long a whole plain answer may take, or, for a stream, the longest silence
-    between two chunks; `connect`: how long opening a connection may take."""
-
-    connect: float = DEFAULT_CONNECT_TIMEOUT_S
-    read: float = DEFAULT_TIMEOUT_S
