@@ -10,7 +10,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from contextlib import AsyncExitStack
 from typing import Any
 
-from llmgather import _calls
+from llmgather import _callables
 from llmgather._config import Limits, Timeouts, limits_given
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError
@@ -208,7 +208,7 @@ class Client:
         estimate to reserve (default: one request, and the tokens of `messages`/`contents`
         and `max_tokens` when the call passes them). Raises the error that ended the last try.
         """
-        result = await self.engine.run_one(_calls.single_call(fn, args, kwargs, cost))
+        result = await self.engine.run_one(_callables.single_call(fn, args, kwargs, cost))
         if result.exception is not None:
             raise result.exception
         return result.value
@@ -233,9 +233,9 @@ class Client:
         """
         requests: Iterable[Request] | AsyncIterable[Request]
         if isinstance(items, AsyncIterable):
-            requests = _calls.async_call_requests(fn, items, cost, unpack)
+            requests = _callables.async_call_requests(fn, items, cost, unpack)
         else:
-            requests = (_calls.call_request(fn, item, cost, unpack) for item in items)
+            requests = (_callables.call_request(fn, item, cost, unpack) for item in items)
         return self.engine.map(requests, window=window, stop=stop)
 
     # -- the rest --------------------------------------------------------------------------

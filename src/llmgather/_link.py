@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from llmgather import _calls, _exchange
+from llmgather import _callables, _exchange
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
 from llmgather._engine import Engine
 from llmgather._redact import Redactor
@@ -199,7 +199,7 @@ class Link:
     def send(self, request: Request) -> Awaitable[Outcome]:
         # A plain function returning the exchange's coroutine: one coroutine frame fewer to
         # resume at every I/O step of every request.
-        if isinstance(request, _calls.CallRequest):
+        if isinstance(request, _callables.CallRequest):
             return request.run()
         provider, transport = self._provider, self._transport
         assert provider is not None and transport is not None

@@ -1,7 +1,7 @@
 """The official SDKs' exceptions and responses, as llmgather's: for the user's own calls.
 
 No wire adapter (those are in `providers/`): a user's own SDK call (`Client.call`,
-`_calls.CallRequest`) crosses this boundary so that it is limited and retried
+`_callables.CallRequest`) crosses this boundary so that it is limited and retried
 exactly like llmgather's own requests: a status error goes through the same adapter's
 `parse_error` (with the server's `x-should-retry` verdict and announced limits, as in
 `_exchange.error_from_answer`), so Retry-After, `insufficient_quota`, context length and daily

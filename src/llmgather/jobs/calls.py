@@ -8,7 +8,7 @@ It is `llmgather run`'s own `Job` (the same store, resume, output and signals); 
 item is (`CallJobOptions`: a line is the callable's input, not a prompt) and where it goes
 (`CallSender`: an engine of its own that runs each call under its permit) differ.
 
-A call runs with its permit held (`_calls.PERMIT_HELD`), so a `ChatLLMGather` inside a chain
+A call runs with its permit held (`_callables.PERMIT_HELD`), so a `ChatLLMGather` inside a chain
 sends at once instead of spending from a limiter of its own as well: the job's limits are the
 ones that bind, and the job's retries the ones that retry.
 """
@@ -30,7 +30,7 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmgather._calls import AsyncCallable, CallRequest, CostOf, default_cost
+from llmgather._callables import AsyncCallable, CallRequest, CostOf, default_cost
 from llmgather._config import Limits, limits_given
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError

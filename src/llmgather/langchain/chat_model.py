@@ -18,7 +18,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from llmgather._calls import PERMIT_HELD, call_request
+from llmgather._callables import PERMIT_HELD, call_request
 from llmgather._client import prompt_request
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts, limits_given
 from llmgather._errors import ConfigurationError, InvalidInputError

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from llmgather import _exchange
-from llmgather._calls import CallRequest
+from llmgather._callables import CallRequest
 from llmgather._config import Timeouts
 from llmgather._engine import Engine
 from llmgather._link import Link, LinkOptions, open_link
