@@ -59,6 +59,9 @@ class LoopThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self.stopped = False
+        # Tasks started from the loop's own thread, held until they end: the loop keeps only
+        # a weak reference to a task, so one nobody holds may be collected half-way.
+        self._background: set[asyncio.Task[Any]] = set()
         self._thread.start()
 
     def _serve(self) -> None:
@@ -81,6 +84,12 @@ class LoopThread:
             coroutine.close()
             raise RuntimeError("this llmgather loop thread is stopped (its model was closed)")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def start_soon(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Start `coroutine` on this loop without waiting for it, from the loop's own thread."""
+        task = self._loop.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Await `coroutine` on the home loop from any loop; cancelling the caller cancels it."""
@@ -171,7 +180,7 @@ def call_soon(home: LoopThread, make: Callable[[], Awaitable[None]], timeout: fl
         await make()
 
     if home.here():
-        home.loop.create_task(run())
+        home.start_soon(run())  # it cannot wait for itself
         return
     with contextlib.suppress(Exception):
         home.submit(run()).result(timeout=timeout)
