@@ -105,7 +105,7 @@ def test_a_folder_as_output_is_refused_and_nothing_is_made(tmp_path: Path) -> No
     before = sorted(tmp_path.rglob("*"))
     done = run_cli("run", str(prompts), "-o", str(folder), "--quiet")
     assert done.returncode == 2, done.stderr
-    assert f"-o {folder} is a folder" in done.stderr
+    assert f"the output {folder} is a folder" in done.stderr
     assert "results.jsonl" in done.stderr  # what to give instead
     assert ".tmp" not in done.stderr
     assert sorted(tmp_path.rglob("*")) == before  # no job store, no temporary file

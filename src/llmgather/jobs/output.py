@@ -66,8 +66,8 @@ def check_output_path(output_path: str) -> None:
         return
     if stat.S_ISDIR(mode):
         raise InvalidInputError(
-            f"-o {output_path} is a folder; give the path of a file to write the results to, "
-            f"such as {os.path.join(output_path, 'results.jsonl')}"
+            f"the output {output_path} is a folder; give the path of a file to write the results "
+            f"to, such as {os.path.join(output_path, 'results.jsonl')}"
         )
     if stat.S_ISREG(mode):
         return
