@@ -8,7 +8,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmgather import _callables
 from llmgather._config import Limits, Timeouts, limits_given
@@ -23,6 +23,9 @@ from llmgather.limits.local import own_or_shared
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, resolve_target
 from llmgather.transport import Transport
+
+if TYPE_CHECKING:
+    from llmgather.sim.config import SimConfig
 
 
 class Client:
@@ -68,7 +71,7 @@ class Client:
         api_key: str | None = None,
         base_url: str | None = None,
         stream: bool = False,
-        simulator: Any = None,
+        simulator: SimConfig | None = None,
         env: Mapping[str, str] | None = None,
         seed: int | None = None,
         trust_env: bool = True,

@@ -17,7 +17,7 @@ import random
 from collections.abc import Awaitable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmgather import _callables, _exchange
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
@@ -30,6 +30,9 @@ from llmgather.limits.open import open_limiter
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, secrets_redactor
 from llmgather.transport import Http11Transport, HttpRequest, Proxies, Transport
+
+if TYPE_CHECKING:
+    from llmgather.sim.config import SimConfig
 
 logger = logging.getLogger("llmgather")
 
@@ -52,7 +55,7 @@ class LinkOptions:
     transport: Transport | None = None
     proxies: Proxies | None = None
     redactor: Redactor | None = None
-    simulator: Any = None
+    simulator: SimConfig | None = None
     seed: int | None = None
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmgather._config import Limits, Timeouts
 from llmgather._errors import ConfigurationError
@@ -22,6 +22,9 @@ from llmgather._redact import redact_url
 from llmgather._retry import RetryPolicy
 from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
 from llmgather.providers.registry import Target
+
+if TYPE_CHECKING:
+    from llmgather.sim.config import SimConfig
 
 __all__ = ["InputOptions", "JobFlags", "JobOptions", "JobSpec", "SendOptions"]
 
@@ -97,7 +100,7 @@ class SendOptions:
     limiter_key: str | None = None
     queue: str | None = None
     queue_name: str = "default"
-    simulator: Any = None  # SimConfig for the embedded simulator, when one starts
+    simulator: SimConfig | None = None  # for the embedded simulator, when one starts
 
     def defaults(self) -> dict[str, Any]:
         """What fills a request that leaves it unset."""

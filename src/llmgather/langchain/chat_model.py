@@ -81,7 +81,8 @@ class ChatLLMGather(BaseChatModel):
     otpm: float | None = None
     limits: Limits | None = Field(default=None, exclude=True)
     limiter: Any = Field(default=None, exclude=True)
-    simulator: Any = Field(default=None, exclude=True)  # a SimConfig, if the simulator starts
+    # A SimConfig, if the simulator starts (Any: pydantic would import the simulator to check it)
+    simulator: Any = Field(default=None, exclude=True)
 
     _session: Session | None = PrivateAttr(default=None)
     _resolved: Target | None = PrivateAttr(default=None)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from llmgather._config import DEFAULT_TIMEOUT_S, Limits
 from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from llmgather.sim.config import SimConfig
 
 DEFAULT_QUEUE_TIMEOUT_S = 60.0
 DEFAULT_RETENTION_S = 24 * 3600.0
@@ -44,7 +47,7 @@ class ServiceSettings:
     max_job_bytes: int = DEFAULT_MAX_JOB_BYTES
     key_recheck_s: float = FIRST_KEY_RECHECK_S
     host: str = "127.0.0.1"
-    simulator: Any = None  # SimConfig for the embedded simulator, when one starts
+    simulator: SimConfig | None = None  # for the embedded simulator, when one starts
 
     def __post_init__(self) -> None:
         if self.host not in LOOPBACK_HOSTS and not self.token:
