@@ -27,7 +27,6 @@ PUBLIC = [
     "ContextLengthError",
     "Cost",
     "DuplicateIdError",
-    "Engine",
     "EngineStats",
     "ErrorInfo",
     "InputChangedError",

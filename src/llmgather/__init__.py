@@ -2,7 +2,7 @@
 
 from llmgather._client import Client
 from llmgather._config import Limits, Timeouts
-from llmgather._engine import Engine, EngineStats
+from llmgather._engine import EngineStats
 from llmgather._errors import (
     APIConnectionError,
     APIError,
@@ -52,7 +52,6 @@ __all__ = [
     "ContextLengthError",
     "Cost",
     "DuplicateIdError",
-    "Engine",
     "EngineStats",
     "ErrorInfo",
     "InputChangedError",
