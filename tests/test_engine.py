@@ -18,7 +18,6 @@ from llmgather import (
     BadRequestError,
     ConnectError,
     Cost,
-    Engine,
     Limits,
     LocalLimiter,
     RateLimitError,
@@ -27,6 +26,7 @@ from llmgather import (
     ServerError,
     TruncatedStreamError,
 )
+from llmgather._engine import Engine
 from llmgather._types import Completion, Outcome, Usage
 from tests.fakeclock import FakeClock
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from llmgather import Cost, Engine, Limiter, LimiterStats, Limits, LocalLimiter, Request, Usage
+from llmgather import Cost, Limiter, LimiterStats, Limits, LocalLimiter, Request, Usage
+from llmgather._engine import Engine
 from llmgather._types import Completion, Outcome
 from llmgather.limits.redis import RedisLimiter
 from tests.fakeclock import FakeClock

@@ -18,13 +18,13 @@ from llmgather import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
-    Engine,
     Limits,
     LocalLimiter,
     RateLimitError,
     Request,
     ServerError,
 )
+from llmgather._engine import Engine
 from llmgather._types import Completion, Outcome
 from llmgather.service import ServiceSettings
 from tests.servicefixtures import served_by_cli as serve
