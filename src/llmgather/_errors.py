@@ -30,7 +30,10 @@
             └── QuotaExhaustedError  insufficient_quota, a daily quota, a wait past the ceiling
 
 Provider adapters map HTTP statuses and error bodies into these classes at one boundary
-(`providers/*.py`); transport exceptions (aiohttp, asyncio timeouts) are mapped in `transport/aiohttp.py`.
+(`providers/*.py`); each transport maps its own I/O failures (sockets, TLS, proxies, timeouts)
+to `APIConnectionError`, `ConnectError` and `RequestTimeoutError` (`transport/http11/`,
+`transport/aiohttp.py`); the official SDKs' exceptions, raised in a user's own calls, are
+mapped in `_sdk_errors.py`.
 """
 
 from __future__ import annotations

@@ -171,12 +171,12 @@ def serve_command(
 def _settle_the_heap() -> None:
     """Keep the garbage collector off the request path of this process, which is ours alone.
 
-    The app and its imports (FastAPI, pydantic, prometheus) leave ~90,000 long-lived objects
-    that every older-generation collection walks again, and each relayed request allocates
-    enough to trigger a young collection every few requests: measured at concurrency 64, the
-    collector took ~50 µs of a relayed request's ~270 µs of CPU. Frozen, the startup objects
-    are never walked again; with young collections 70× rarer, cyclic garbage still goes within
-    ~50,000 allocations (a few MB).
+    The app and its imports (FastAPI, pydantic, prometheus) leave tens of thousands of
+    long-lived objects that every older-generation collection walks again, and each relayed
+    request allocates enough to trigger a young collection every few requests, so the
+    collector took a real share of a relayed request's CPU (BENCHMARKS.md, gateway). Frozen,
+    the startup objects are never walked again; with young collections far rarer, cyclic
+    garbage still goes within 50,000 allocations (a few MB).
     """
     gc.collect()
     gc.freeze()

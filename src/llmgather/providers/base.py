@@ -2,7 +2,8 @@
 
 A provider adapter turns a `Request` into an `HttpRequest`, a response body into a
 `Completion`, a stream of server-sent events into text pieces, and any failure status or
-body into llmgather's exception tree. The transport (`transport/aiohttp.py`) does the I/O.
+body into llmgather's exception tree. A transport (`transport/`: `Http11Transport` by
+default) does the I/O.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The gateway's routes served straight to their handlers, past FastAPI's per-request layers.
 
-Measured with `llmgather bench gateway` (py-spy on the serve process): a third of the
-gateway's CPU per request went to FastAPI's and Starlette's layers (exception and body-limit
-middleware, route matching over every router, dependency solving, query parsing) before the
-handler ran, and the gateway's handlers need none of it: they read their raw body and answer
-a ready Response. So this thin ASGI layer matches the routes marked `@hot` and calls their
+FastAPI's and Starlette's layers (exception and body-limit middleware, route matching over
+every router, dependency solving, query parsing) run before every handler, and cost the
+gateway a large share of its CPU per request (BENCHMARKS.md, gateway); its handlers need none
+of it: they read their raw body and answer a ready Response. So this thin ASGI layer matches the routes marked `@hot` and calls their
 handlers itself, recording the same metrics; everything else goes to FastAPI. The hot routes
 stay registered in FastAPI too, so `/docs` and the OpenAPI schema describe them.
 """

@@ -2,11 +2,11 @@
 parser uvicorn uses), with a keep-alive pool; and the boundary where socket, TLS and parse
 failures become llmgather's errors (`APIConnectionError`, `RequestTimeoutError`).
 
-Why not aiohttp's client, which this replaced as the default: profiled in `llmgather serve`, it
-took a third of the CPU per relayed request (a session's request and response objects, tracing
-hooks, cookie jar, URL objects, a timer context each), more than llmgather's own work. With
-this client the library's whole path spends half the CPU per request of a bare aiohttp loop
-(`llmgather bench overhead`). It does what llmgather needs and no more: one request per
+Why not aiohttp's client: profiled in `llmgather serve`, it took about a third of the CPU per
+relayed request (a session's request and response objects, tracing hooks, cookie jar, URL
+objects, a timer context each), more than llmgather's own work; with this client the library's
+whole path spends about half the CPU per request of a bare aiohttp loop (BENCHMARKS.md:
+gateway, overhead). It does what llmgather needs and no more: one request per
 connection at a time, bodies as bytes, gzip and deflate answers, TLS, timeouts, a pool that
 drops connections the server closed, and HTTP proxies (`proxies=`: CONNECT tunnels for https://,
 the whole URL to the proxy for http://). No cookies or redirects: an LLM API uses neither.
