@@ -1,34 +1,24 @@
-"""Shared fixtures: simulators on 127.0.0.1 and the CLI as a real subprocess; and, when
-pytest-xdist runs the suite in several processes, the machine to itself for a `quiet` test."""
+"""Shared fixtures: simulators and a Redis server on 127.0.0.1, no provider key or proxy from
+the developer's shell; and, when pytest-xdist runs the suite in several processes, the machine to
+itself for a `quiet` test. Helpers that tests import live in modules of their own (clihelpers,
+simfixtures, servicefixtures, …), never here."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from llmgather.bench._redis import RedisServer
+from llmgather.bench.redis_server import RedisServer
 from llmgather.sim import EmbeddedSimulator, SimConfig, start_simulator
 from llmgather.sim.server import RunningSimulator
-
-PROVIDER_KEYS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY")
-# A developer's proxy would carry the tests' loopback traffic: the proxy tests set their own.
-PROXY_VARIABLES = tuple(
-    name
-    for lower in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-    for name in (lower, lower.upper())
-)
-
+from tests.clihelpers import PROVIDER_KEYS, PROXY_VARIABLES
 
 # -- a quiet machine for the tests that race real time --------------------------------------------
 # A test marked `quiet` paces real requests against a limit the simulator enforces just as
@@ -104,35 +94,3 @@ async def sim() -> AsyncIterator[RunningSimulator]:
 def threaded_sim() -> Iterator[EmbeddedSimulator]:
     with EmbeddedSimulator(SimConfig(seed=1)) as running:
         yield running
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEYS + PROXY_VARIABLES}
-    env.update(extra)
-    env["PYTHONWARNINGS"] = "error"
-    env["COLUMNS"] = "120"
-    return env
-
-
-def run_cli(
-    *args: str, timeout: float = 120, stdin: bytes | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """`llmgather ARGS…` as a subprocess, the way a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "llmgather", *args],
-        input=stdin.decode() if stdin is not None else None,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=cli_env(**env),
-    )
-
-
-def write_prompts(path: Path, n: int, *, prefix: str = "Question") -> Path:
-    lines = [orjson.dumps({"id": f"q{i}", "prompt": f"{prefix} {i}?"}) for i in range(n)]
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]

@@ -27,7 +27,7 @@ import uvicorn
 
 from llmgather.service.app import create_app
 from llmgather.service.settings import ServiceSettings
-from tests.conftest import cli_env
+from tests.clihelpers import cli_env
 
 WAIT_S = 30.0  # a bound on the subprocess's start and stop, never an assertion on time
 

@@ -18,7 +18,7 @@ import llmgather
 from llmgather import ConfigurationError, Request, RetryPolicy
 from llmgather.providers.registry import PROVIDERS, redact_url, resolve_target
 from llmgather.sim import EmbeddedSimulator, SimConfig
-from tests.conftest import run_cli, write_prompts
+from tests.clihelpers import run_cli, write_prompts
 
 MALFORMED = {
     "http://user:hunter2@[::1": "is not a valid URL",

@@ -20,7 +20,7 @@ from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobOptions
 from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.sim import EmbeddedSimulator, SimConfig
-from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
+from tests.clihelpers import cli_env, read_jsonl, run_cli, write_prompts
 
 CONCURRENCY = 16
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from llmgather.sim import EmbeddedSimulator, FaultPlan, SimConfig, answer_text
-from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
+from tests.clihelpers import cli_env, read_jsonl, run_cli, write_prompts
 
 
 def sim_args(sim: EmbeddedSimulator) -> list[str]:

@@ -19,7 +19,7 @@ import orjson
 from llmgather import Client, RetryPolicy
 from llmgather.service import ServiceSettings
 from llmgather.transport import AiohttpTransport
-from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
+from tests.clihelpers import cli_env, read_jsonl, run_cli, write_prompts
 from tests.servicefixtures import serving
 from tests.simfixtures import body_for, get_json, running
 

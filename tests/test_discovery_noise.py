@@ -20,7 +20,7 @@ from llmgather.limits.bucket import TokenBucket
 from llmgather.limits.discovery import LimitSearch
 from llmgather.limits.refusals import RecentRefusals
 from llmgather.sim import EmbeddedSimulator, FaultPlan, SimConfig
-from tests.conftest import read_jsonl, run_cli, write_prompts
+from tests.clihelpers import read_jsonl, run_cli, write_prompts
 from tests.fakeclock import FakeClock
 
 Server = Callable[[float], bool]  # given the time a request arrives: True if answered 429

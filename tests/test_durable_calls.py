@@ -19,7 +19,7 @@ import llmgather
 from llmgather import Cost, JobMismatchError, Limits, LocalLimiter, Permit, Usage
 from llmgather.jobs.calls import callable_name
 from llmgather.sim import EmbeddedSimulator, SimConfig
-from tests.conftest import cli_env, read_jsonl
+from tests.clihelpers import cli_env, read_jsonl
 
 CONCURRENCY = 8
 

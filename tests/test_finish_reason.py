@@ -16,7 +16,7 @@ from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.openai import OpenAIProvider
 from llmgather.sim import RunningSimulator
 from llmgather.transport.sse import SSEDecoder
-from tests.conftest import read_jsonl, run_cli, write_prompts
+from tests.clihelpers import read_jsonl, run_cli, write_prompts
 
 OPENAI = [
     ("stop", "stop"),

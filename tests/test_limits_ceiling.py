@@ -13,7 +13,7 @@ from openai import AsyncOpenAI
 import llmgather
 from llmgather.providers.openai import OpenAIProvider
 from llmgather.sim import EmbeddedSimulator, SimConfig, start_simulator
-from tests.conftest import read_jsonl, run_cli, write_prompts
+from tests.clihelpers import read_jsonl, run_cli, write_prompts
 
 
 def test_openai_requests_headers_with_a_days_reset_announce_a_day_limit() -> None:

@@ -21,7 +21,7 @@ import trustme
 from llmgather import APIConnectionError, Client, RetryPolicy
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from llmgather.sim.server import RunningSimulator
-from tests.conftest import cli_env, read_jsonl, run_cli, write_prompts
+from tests.clihelpers import cli_env, read_jsonl, run_cli, write_prompts
 from tests.servicefixtures import served_by_cli
 from tests.transport.proxyprocess import ProxyProcess, proxy_process
 

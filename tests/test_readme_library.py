@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from llmgather.sim import SimConfig, answer_text
-from tests.conftest import cli_env
+from tests.clihelpers import cli_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

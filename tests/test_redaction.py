@@ -38,7 +38,7 @@ from llmgather.providers.base import Provider
 from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.openai import OpenAIProvider
 from llmgather.service import ServiceSettings
-from tests.conftest import read_jsonl, run_cli
+from tests.clihelpers import read_jsonl, run_cli
 from tests.servicefixtures import served_by_cli, serving
 from tests.tattler import Tattler, tattling
 from tests.test_service_jobs import finished, prompts, until

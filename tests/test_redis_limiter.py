@@ -17,10 +17,10 @@ import pytest
 
 from llmgather import Cost, Limits
 from llmgather._errors import RedisUnavailableError
-from llmgather.bench._redis import RedisServer, free_port
+from llmgather.bench.redis_server import RedisServer, free_port
 from llmgather.limits.redis import RedisLimiter
 from llmgather.sim import EmbeddedSimulator, SimConfig
-from tests.conftest import cli_env, run_cli
+from tests.clihelpers import cli_env, run_cli
 
 PROCESSES = 3
 PER_PROCESS = 40

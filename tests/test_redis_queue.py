@@ -19,9 +19,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from llmgather.bench._redis import RedisServer, free_port
+from llmgather.bench.redis_server import RedisServer, free_port
 from llmgather.sim import EmbeddedSimulator, SimConfig
-from tests.conftest import cli_env, run_cli
+from tests.clihelpers import cli_env, run_cli
 
 CONCURRENCY = 8
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 
 from llmgather.sim import EmbeddedSimulator, SimConfig
-from tests.conftest import read_jsonl, run_cli, write_prompts
+from tests.clihelpers import read_jsonl, run_cli, write_prompts
 from tests.test_cli_jobs import run_args, start, wait_for_progress
 
 N = 1000

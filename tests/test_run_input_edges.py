@@ -9,7 +9,7 @@ import pytest
 
 from llmgather.jobs.store import store_path_for
 from llmgather.sim import EmbeddedSimulator, SimConfig
-from tests.conftest import read_jsonl, run_cli, write_prompts
+from tests.clihelpers import read_jsonl, run_cli, write_prompts
 
 
 def sim_args(sim: EmbeddedSimulator) -> list[str]:

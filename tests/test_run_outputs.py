@@ -20,7 +20,7 @@ import llmgather
 from llmgather import OutputExistsError
 from llmgather.jobs.store import store_path_for
 from llmgather.sim import EmbeddedSimulator
-from tests.conftest import read_jsonl, run_cli, write_prompts
+from tests.clihelpers import read_jsonl, run_cli, write_prompts
 
 N = 5
 

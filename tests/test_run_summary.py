@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from llmgather.sim import EmbeddedSimulator, SimConfig
-from tests.conftest import read_jsonl, run_cli, write_prompts
+from tests.clihelpers import read_jsonl, run_cli, write_prompts
 
 
 def test_sent_counts_only_items_that_went_out_and_the_hint_names_retry_failed(

@@ -16,7 +16,7 @@ from llmgather._config import Limits
 from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.service import ServiceSettings
 from llmgather.sim.server import RunningSimulator
-from tests.conftest import run_cli
+from tests.clihelpers import run_cli
 from tests.servicefixtures import post_head_only, serving
 from tests.simfixtures import running
 from tests.test_service_jobs import (

@@ -19,7 +19,7 @@ from llmgather._config import Limits
 from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.service import ServiceSettings
 from llmgather.sim.server import RunningSimulator
-from tests.conftest import run_cli
+from tests.clihelpers import run_cli
 from tests.servicefixtures import post_head_only, served_by_cli, serving
 from tests.simfixtures import running
 

@@ -18,7 +18,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from llmgather.service import ServiceSettings
-from tests.conftest import cli_env, run_cli
+from tests.clihelpers import cli_env, run_cli
 from tests.servicefixtures import serving
 from tests.simfixtures import running
 

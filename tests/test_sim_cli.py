@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import llmgather.sim.server
 from llmgather.cli.sim import sim_command
 from llmgather.sim import SimConfig
-from tests.conftest import cli_env
+from tests.clihelpers import cli_env
 
 
 def test_help_lists_the_options_and_endpoints() -> None:

@@ -34,7 +34,7 @@ from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.openai import OpenAIProvider
 from llmgather.sim import RunningSimulator
 from llmgather.sim.structured import value_for
-from tests.conftest import run_cli
+from tests.clihelpers import run_cli
 from tests.simfixtures import running
 
 PERSON = {

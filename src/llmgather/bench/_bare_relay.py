@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llmgather.bench._redis import free_port
 from llmgather.bench._servers import SIM_KEY, ServerProcess
+from llmgather.bench.redis_server import free_port
 from llmgather.transport import Http11Transport, HttpRequest
 
 NAME = "bare relay on uvicorn (floor)"

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llmgather.bench._redis import free_port
 from llmgather.bench._servers import SIM_KEY, GatewayUnavailable, ServerProcess
+from llmgather.bench.redis_server import free_port
 
 NAME = "LiteLLM proxy"
 STARTUP_S = 120.0  # it imports a great deal; a busy 2-core machine takes ~20 s

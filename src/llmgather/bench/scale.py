@@ -26,7 +26,6 @@ import orjson
 
 from llmgather.bench._config import BenchConfig
 from llmgather.bench._procs import SimProcess
-from llmgather.bench._redis import RedisServer
 from llmgather.bench._workload import (
     MAX_TOKENS,
     CeilingPlan,
@@ -34,6 +33,7 @@ from llmgather.bench._workload import (
     ceiling_prompts,
     plan_ceiling,
 )
+from llmgather.bench.redis_server import RedisServer
 from llmgather.bench.results import Log, Row, ScenarioResult, median_rows, sim_log_path
 
 PROCESS_COUNTS = (1, 2, 4)
