@@ -20,18 +20,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from llmgather._errors import InvalidInputError, OutputExistsError
-from llmgather.jobs.encoding import encode_result, render_result, render_stored
+from llmgather.jobs.encoding import render_stored
 
 if TYPE_CHECKING:
-    from llmgather.jobs.store import JobStore
+    from llmgather.jobs.store.base import JobStore
 
 __all__ = [
     "append_lines",
     "check_output_path",
-    "encode_result",  # from jobs.encoding, for the job's writer until it imports it from there
     "real_output_path",
     "refuse_foreign_output",
-    "render_result",  # the same
     "rewrite_output",
 ]
 

@@ -14,7 +14,8 @@ from contextlib import suppress
 from typing import Any
 
 from llmgather._types import Result
-from llmgather.jobs.output import append_lines, encode_result, render_result
+from llmgather.jobs.encoding import encode_result, render_result
+from llmgather.jobs.output import append_lines
 from llmgather.jobs.store import JobStore
 
 __all__ = ["Sink"]
