@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -73,6 +74,24 @@ async def get_json(session: aiohttp.ClientSession, sim: RunningSimulator, path: 
     async with session.get(sim.base_url + path) as response:
         assert response.status == 200
         return orjson.loads(await response.read())
+
+
+async def sim_stats(
+    sim: RunningSimulator, session: aiohttp.ClientSession | None = None
+) -> dict[str, Any]:
+    """The simulator's counters (`GET /_sim/stats`), through `session` or a session of its own."""
+    if session is not None:
+        stats: dict[str, Any] = await get_json(session, sim, "/_sim/stats")
+        return stats
+    async with aiohttp.ClientSession() as own:
+        return await sim_stats(sim, own)
+
+
+def sim_stats_blocking(base_url: str) -> dict[str, Any]:
+    """The same counters from a test's own thread, of a simulator in a thread or a process."""
+    with urllib.request.urlopen(base_url + "/_sim/stats", timeout=10) as answer:
+        stats: dict[str, Any] = orjson.loads(answer.read())
+        return stats
 
 
 def sse_data(raw: bytes) -> list[str]:

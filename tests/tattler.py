@@ -22,6 +22,8 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from tests.loopbackserver import serving_handler
+
 Mode = Literal["ok", "refuse", "page"]
 _PIECE_BYTES = 7
 
@@ -66,17 +68,10 @@ class Tattler:
 @contextlib.asynccontextmanager
 async def tattling() -> AsyncIterator[Tattler]:
     tattler = Tattler()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", tattler.answer)
-    runner = web.AppRunner(app, access_log=None)  # the test's own log holds what llmgather logs
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        tattler.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    # No access log: the test's own log holds what llmgather logs.
+    async with serving_handler(tattler.answer, access_log=False) as url:
+        tattler.url = url
         yield tattler
-    finally:
-        await runner.cleanup()
 
 
 def _error(dialect: str, message: str) -> dict[str, Any]:

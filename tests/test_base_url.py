@@ -4,13 +4,11 @@ its path and query kept apart for every provider; its user:password sent as basi
 from __future__ import annotations
 
 import base64
-import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from aiohttp import web
 
@@ -19,6 +17,8 @@ from llmgather import ConfigurationError, Request, RetryPolicy
 from llmgather.providers.registry import PROVIDERS, redact_url, resolve_target
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from tests.clihelpers import run_cli, write_prompts
+from tests.loopbackserver import serving_handler
+from tests.simfixtures import sim_stats_blocking
 
 MALFORMED = {
     "http://user:hunter2@[::1": "is not a valid URL",
@@ -112,17 +112,8 @@ async def recording_server() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
         )
         return web.json_response(ANSWERS[request.path])
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with serving_handler(answer, method="POST") as url:
+        yield url.removeprefix("http://"), seen
 
 
 @pytest.mark.parametrize(
@@ -178,8 +169,7 @@ def test_the_cli_sends_nothing_when_a_login_and_a_key_would_share_a_header(
         url = sim.base_url.replace("http://", "http://user:hunter2@") + "/v1"
         args = ["run", str(prompts), "-o", str(out), "-m", "openai:m", "--base-url", url]
         result = run_cli(*args, "--api-key", "sk-test")
-        with urllib.request.urlopen(sim.base_url + "/_sim/stats") as answer:
-            stats = orjson.loads(answer.read())
+        stats = sim_stats_blocking(sim.base_url)
     assert result.returncode == 2, result.stderr
     assert "Authorization header" in result.stderr and "hunter2" not in result.stderr
     assert stats["received"] == 0

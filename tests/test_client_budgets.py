@@ -7,25 +7,16 @@ import asyncio
 import contextlib
 from typing import Any
 
-import aiohttp
 import pytest
 
 from llmgather import Client, ConfigurationError, Limits, Result
 from llmgather.sim import RunningSimulator, SimConfig, start_simulator
+from tests.simfixtures import sim_stats
 
 RPD = 3
 ITPM = 6000  # 100 input tokens a second, at most 100 at once
 OTPM = 12000  # 200 output tokens a second: each answer reserves 60 of them
 PROMPTS = [f"Tell me about topic number {i} " * 3 for i in range(8)]  # ~26 input tokens each
-
-
-async def sim_stats(sim: RunningSimulator) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(sim.base_url + "/_sim/stats") as response,
-    ):
-        stats: dict[str, Any] = await response.json()
-        return stats
 
 
 def gemini_client(sim: RunningSimulator, **kwargs: Any) -> Client:

@@ -31,6 +31,7 @@ from llmgather._types import Usage
 from llmgather.limits import Cost, Limiter
 from llmgather.sim import FaultPlan, RunningSimulator, SimConfig, start_simulator
 from tests.fakeclock import FakeClock, settle
+from tests.simfixtures import sim_stats
 from tests.spylimiter import SpyLimiter
 
 SDKS = ("openai", "anthropic", "gemini")
@@ -123,12 +124,6 @@ def text_in(sdk: str, response: Any) -> str:
 def client_for(sim: RunningSimulator, **kwargs: Any) -> Client:
     """A client for running calls: its own provider is never used, so any target will do."""
     return Client("openai:gpt-4o-mini", base_url=sim.base_url + "/v1", api_key="k", **kwargs)
-
-
-async def sim_stats(sim: RunningSimulator, session: aiohttp.ClientSession) -> dict[str, Any]:
-    async with session.get(sim.base_url + "/_sim/stats") as response:
-        stats: dict[str, Any] = await response.json()
-        return stats
 
 
 async def collect(results: AsyncIterator[llmgather.Result]) -> list[llmgather.Result]:

@@ -7,24 +7,12 @@ forever; the limiter halves its cap on the cuts, and every item ends ok.
 
 from __future__ import annotations
 
-from typing import Any
-
-import aiohttp
-
 from llmgather import Client, Limits, LocalLimiter
-from llmgather.sim import FaultPlan, RunningSimulator, SimConfig, start_simulator
+from llmgather.sim import FaultPlan, SimConfig, start_simulator
+from tests.simfixtures import sim_stats
 from tests.spylimiter import SpyLimiter
 
 CONCURRENCY = 4
-
-
-async def sim_stats(sim: RunningSimulator) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(sim.base_url + "/_sim/stats") as response,
-    ):
-        stats: dict[str, Any] = await response.json()
-        return stats
 
 
 async def test_streams_cut_by_each_new_request_lower_the_cap_and_every_item_ends_ok() -> None:

@@ -9,20 +9,13 @@ import llmgather
 from llmgather import AuthenticationError, Client, RetryPolicy, Timeouts
 from llmgather.sim import FaultPlan, SimConfig, answer_text, start_simulator
 from llmgather.sim.server import RunningSimulator
+from tests.simfixtures import sim_stats
 
 FAST_RETRY = RetryPolicy(max_attempts=12, base_delay=0.01, max_delay=0.05)
 
 
 def client_for(sim: RunningSimulator, **kwargs: object) -> Client:
     return Client("openai:gpt-4o-mini", base_url=sim.base_url + "/v1", api_key="k", **kwargs)  # type: ignore[arg-type]
-
-
-async def stats(sim: RunningSimulator) -> dict:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(sim.base_url + "/_sim/stats") as response,
-    ):
-        return await response.json()
 
 
 async def log(sim: RunningSimulator) -> list[dict]:
@@ -63,7 +56,7 @@ async def test_client_limits_keep_the_simulator_from_answering_429() -> None:
     async with await start_simulator(SimConfig(rpm=1200, seed=1)) as sim:  # 20/s, burst 20
         async with client_for(sim, rpm=1200) as client:
             results = await client.gather([f"p{i}" for i in range(50)])
-        counts = await stats(sim)
+        counts = await sim_stats(sim)
     assert all(r.ok for r in results)
     assert counts["by_status"].get("429", 0) == 0
     assert counts["received"] == 50
@@ -76,7 +69,7 @@ async def test_without_limits_429s_are_retried_after_the_servers_hint() -> None:
             results = await client.gather([f"p{i}" for i in range(40)])
             assert client.statistics().http_429 > 0
             assert "rpm" in client.statistics().learned
-        counts = await stats(sim)
+        counts = await sim_stats(sim)
     assert all(r.ok for r in results)
     assert counts["by_status"]["429"] > 0
 
@@ -107,7 +100,7 @@ async def test_transient_faults_are_retried_until_every_item_is_ok() -> None:
             # A connection closed unanswered (the reset fault) is resent once at once on a
             # fresh connection, without spending an attempt: it may have been a stale one.
             resent = client.transport.stale_retries  # type: ignore[attr-defined]
-        counts = await stats(sim)
+        counts = await sim_stats(sim)
     assert [r.text for r in results] == [expected(p, seed=5) for p in prompts]
     assert sum(r.attempts for r in results) + resent == counts["received"]
     assert counts["received"] > 120
@@ -141,7 +134,7 @@ async def test_a_wrong_key_fails_every_item_at_once_without_retries() -> None:
             results = await client.gather([f"p{i}" for i in range(10)])
             with pytest.raises(AuthenticationError) as raised:
                 await client.complete("one more")
-        counts = await stats(sim)
+        counts = await sim_stats(sim)
     # The first wave of the slow start went out (told no limits, llmgather sends 8, then
     # more as answers come back); nothing was sent after the 401s.
     assert counts["received"] == 8
@@ -195,7 +188,7 @@ async def test_a_client_told_nothing_learns_the_announced_limits() -> None:
     async with await start_simulator(SimConfig(rpm=1200, seed=1)) as sim:  # 20/s, burst 20
         async with client_for(sim, concurrency=10, retry=RetryPolicy(max_attempts=20)) as client:
             results = await client.gather([f"p{i}" for i in range(60)])
-        counts = await stats(sim)
+        counts = await sim_stats(sim)
     assert all(r.ok for r in results)
     # the first answers announce 1200 rpm; from then on the client paces itself
     assert counts["by_status"].get("429", 0) <= 2
@@ -207,7 +200,7 @@ async def test_gather_refuses_a_bad_prompt_before_sending_anything(sim: RunningS
             await client.gather(["fine", {"id": "x"}, "also fine"])
         with pytest.raises(TypeError, match="not int"):
             await client.gather(["fine", 5])
-    assert (await stats(sim))["received"] == 0
+    assert (await sim_stats(sim))["received"] == 0
 
 
 async def test_a_client_used_after_its_block_says_so(sim: RunningSimulator) -> None:
@@ -240,7 +233,7 @@ async def test_an_exhausted_quota_is_reported_per_item_and_never_retried(
         client = Client(model, base_url=quota_sim.base_url + suffix, api_key="k", retry=FAST_RETRY)
         async with client:
             results = await client.gather([f"p{i}" for i in range(5)])
-        received = (await stats(quota_sim))["received"]
+        received = (await sim_stats(quota_sim))["received"]
     assert received == 5
     for result in results:
         assert result.error is not None and result.error.type == "QuotaExhaustedError"

@@ -9,7 +9,6 @@ import contextlib
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from llmgather.service import ServiceSettings
 from llmgather.transport import AiohttpTransport
 from tests.clihelpers import cli_env, read_jsonl, run_cli, write_prompts
 from tests.servicefixtures import serving
-from tests.simfixtures import body_for, get_json, running
+from tests.simfixtures import body_for, get_json, running, sim_stats_blocking
 
 CLOSED = "sent 2 times; the server closed the connection without answering"
 
@@ -47,11 +46,6 @@ def llmgather_sim(*args: str) -> Iterator[str]:
             process.wait(timeout=10)
 
 
-def sim_stats(base_url: str) -> dict:
-    with urllib.request.urlopen(base_url + "/_sim/stats", timeout=10) as answer:
-        return orjson.loads(answer.read())
-
-
 def run_against(base_url: str, prompts: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
     return run_cli(
         "run", str(prompts), "-o", str(out), "--model", "openai:gpt-4o-mini",
@@ -68,7 +62,7 @@ def test_a_server_that_closes_every_connection_after_reading_spends_the_attempts
         started = time.monotonic()
         done = run_against(base_url, prompts, out, "--max-attempts", "2", "--max-retry-wait", "20")
         took = time.monotonic() - started
-        received = sim_stats(base_url)["received"]
+        received = sim_stats_blocking(base_url)["received"]
     assert done.returncode == 1, done.stderr
     lines = read_jsonl(out)
     assert [line["attempts"] for line in lines] == [2, 2, 2]
@@ -87,7 +81,7 @@ def test_every_request_a_random_disconnect_made_is_counted(tmp_path: Path) -> No
     out = tmp_path / "results.jsonl"
     with llmgather_sim("--faults", "reset=0.3", "--seed", "4", "--latency-ms", "5") as base_url:
         done = run_against(base_url, prompts, out, "--max-attempts", "20", "-c", "4")
-        received = sim_stats(base_url)["received"]
+        received = sim_stats_blocking(base_url)["received"]
     assert done.returncode == 0, done.stderr
     lines = read_jsonl(out)
     assert len(lines) == 60 and all(line["status"] == "ok" for line in lines)

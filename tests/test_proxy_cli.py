@@ -23,6 +23,7 @@ from llmgather.sim import EmbeddedSimulator, SimConfig
 from llmgather.sim.server import RunningSimulator
 from tests.clihelpers import cli_env, read_jsonl, run_cli, write_prompts
 from tests.servicefixtures import served_by_cli
+from tests.simfixtures import sim_stats_blocking
 from tests.transport.proxyprocess import ProxyProcess, proxy_process
 
 WRONG = "wrong!Secret-7e1"
@@ -48,8 +49,7 @@ def sim_thread() -> Iterator[EmbeddedSimulator]:
 
 
 def received(sim: EmbeddedSimulator) -> int:
-    with urllib.request.urlopen(sim.base_url + "/_sim/stats") as answer:
-        return int(orjson.loads(answer.read())["received"])
+    return int(sim_stats_blocking(sim.base_url)["received"])
 
 
 def closed_port() -> int:

@@ -39,6 +39,7 @@ from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.openai import OpenAIProvider
 from llmgather.service import ServiceSettings
 from tests.clihelpers import read_jsonl, run_cli
+from tests.loopbackserver import serving_handler
 from tests.servicefixtures import served_by_cli, serving
 from tests.tattler import Tattler, tattling
 from tests.test_service_jobs import finished, prompts, until
@@ -124,17 +125,8 @@ async def echoing_proxy() -> AsyncIterator[str]:
         page = f"{head}{pad}{auth}\n{rest}</pre></body></html>"
         return web.Response(status=502, text=page, content_type="text/html")
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serving_handler(answer, method="POST", path="/v1/chat/completions") as url:
+        yield url + "/v1"
 
 
 async def test_a_result_never_carries_part_of_a_key_a_proxy_echoed() -> None:

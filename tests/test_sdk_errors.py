@@ -44,6 +44,7 @@ from llmgather._sdk_errors import error_from_sdk, text_from_sdk, usage_from_sdk
 from llmgather._types import Usage
 from llmgather.providers.registry import PROVIDERS
 from llmgather.sim import RunningSimulator
+from tests.loopbackserver import serving_handler
 from tests.simfixtures import ANTHROPIC, GEMINI, OPENAI, PROMPT, body_for, post, running
 
 SDKS = ("openai", "anthropic", "gemini")
@@ -289,23 +290,6 @@ def test_other_exceptions_are_not_mapped(exc: BaseException) -> None:
 # -- what a server echoes: keys, verdicts, errors inside a stream -------------------------------
 
 
-@contextlib.asynccontextmanager
-async def serving(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
 def sent_key(request: web.Request) -> str:
     for name in ("x-api-key", "x-goog-api-key"):
         if name in request.headers:
@@ -330,7 +314,7 @@ async def echo_the_key(request: web.Request) -> web.Response:
 async def test_a_key_the_server_echoes_never_reaches_the_mapped_error(
     sdk: str, session: aiohttp.ClientSession
 ) -> None:
-    async with serving(echo_the_key) as url, sdk_call(sdk, url, session, key=KEY) as call:
+    async with serving_handler(echo_the_key) as url, sdk_call(sdk, url, session, key=KEY) as call:
         exc = await raised(call)
     assert KEY in repr(getattr(exc, "body", None) or getattr(exc, "details", None))
     # Hidden by its shape, wherever (if anywhere) the SDK keeps the headers it sent; a key of
@@ -353,7 +337,7 @@ async def test_the_servers_x_should_retry_wins_over_the_status(
     session: aiohttp.ClientSession,
 ) -> None:
     async with (
-        serving(overloaded_unless_told) as url,
+        serving_handler(overloaded_unless_told) as url,
         sdk_call("anthropic", url, session) as call,
     ):
         exc = await raised(call)
@@ -395,7 +379,7 @@ async def test_an_error_event_inside_a_stream_maps_as_the_adapters_decoder_maps_
     sdk: str, expected: type[APIError], session: aiohttp.ClientSession
 ) -> None:
     async with (
-        serving(error_inside_a_stream) as url,
+        serving_handler(error_inside_a_stream) as url,
         sdk_call(sdk, url, session, stream=True) as call,
     ):
         try:

@@ -19,6 +19,7 @@ from openai import AsyncOpenAI
 from llmgather._config import Limits
 from llmgather._retry import RetryPolicy
 from llmgather.service import ServiceSettings
+from tests.loopbackserver import serving_handler
 from tests.servicefixtures import serving
 from tests.simfixtures import running
 
@@ -76,17 +77,8 @@ async def recording_upstream(answer: dict[str, Any]) -> AsyncIterator[tuple[str,
         received.append(orjson.loads(await request.read()))
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1", received
-    finally:
-        await runner.cleanup()
+    async with serving_handler(completions, method="POST", path="/v1/chat/completions") as url:
+        yield url + "/v1", received
 
 
 TOOL_ANSWER = {
@@ -391,17 +383,8 @@ async def scripted_stream_upstream(
         await response.write_eof()
         return response
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1", received
-    finally:
-        await runner.cleanup()
+    async with serving_handler(completions, method="POST", path="/v1/chat/completions") as url:
+        yield url + "/v1", received
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

@@ -12,12 +12,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
 from llmgather import Client, ConfigurationError, Limits, LocalLimiter, Result
 from llmgather.sim import RunningSimulator, SimConfig, start_simulator
+from tests.simfixtures import sim_stats
 
 CONCURRENCY = 3
 RPM = 600  # 10 a second, 10 at once (a burst of one second)
@@ -29,15 +29,6 @@ def client_for(sim: RunningSimulator, **kwargs: Any) -> Client:
     return Client(
         "openai:gpt-4o-mini", base_url=sim.base_url + "/v1", api_key="k", concurrency=8, **kwargs
     )
-
-
-async def sim_stats(sim: RunningSimulator) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(sim.base_url + "/_sim/stats") as response,
-    ):
-        stats: dict[str, Any] = await response.json()
-        return stats
 
 
 async def results_of(results: AsyncIterator[Result]) -> list[Result]:
