@@ -47,6 +47,10 @@ class CallRequest(Request):
     # withdraws the call unsent, its permit given back (a gateway's client that left).
     before_send: Callable[[], Awaitable[None]] | None = None
 
+    def sent_by(self, send: Callable[[Request], Awaitable[Outcome]]) -> Awaitable[Outcome]:
+        """The call runs itself: the engine's `send` is for prompts."""
+        return self.run()
+
     async def run(self) -> Outcome:
         mapped: APIError | None = None
         held = PERMIT_HELD.set(True)

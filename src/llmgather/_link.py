@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llmgather import _callables, _exchange
+from llmgather import _exchange
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
 from llmgather._engine import Engine
 from llmgather._redact import Redactor
@@ -200,10 +200,9 @@ class Link:
     # -- sending (what the engine calls) ---------------------------------------------------------
 
     def send(self, request: Request) -> Awaitable[Outcome]:
+        """The engine's send for prompts (a user's callable runs itself: `CallRequest.sent_by`)."""
         # A plain function returning the exchange's coroutine: one coroutine frame fewer to
         # resume at every I/O step of every request.
-        if isinstance(request, _callables.CallRequest):
-            return request.run()
         provider, transport = self._provider, self._transport
         assert provider is not None and transport is not None
         stream = self._stream

@@ -1,4 +1,4 @@
-"""A graceful stop that also ends the workers' waits for the limiter.
+"""A graceful stop that also ends the waits for the limiter and the waits before a retry.
 
 A worker waiting in `Limiter.acquire` for a budget (the day's requests, say) may wait for hours;
 once the caller asks to stop, that send is not going to happen, so the wait is cancelled. Only
@@ -11,6 +11,7 @@ the common case (the limiter grants at once) costs a set insertion, not a task.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from llmgather._types import Usage
 from llmgather.limits.base import Cost, Limiter, Permit
@@ -19,7 +20,8 @@ _UNSENT = Usage(0, 0)  # a permit given back unused settles its estimate at noth
 
 
 class StoppableWaits:
-    """The limiter waits of one `map`: `acquire` gives a Permit, or None once `stop` is set."""
+    """The waits of one `map`: `acquire` gives a Permit, or None once `stop` is set; `sleep`
+    returns early once it is set."""
 
     def __init__(self, stop: asyncio.Event) -> None:
         self.stop = stop
@@ -49,6 +51,24 @@ class StoppableWaits:
             await limiter.release(permit, _UNSENT, outcome="failed")
             return None
         return permit
+
+    async def sleep(self, sleep: Callable[[float], Awaitable[None]], delay: float) -> None:
+        """`sleep(delay)` (a retry's wait), ended early once `stop` is set."""
+        if self.stop.is_set():
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            await sleep(delay)
+        except asyncio.CancelledError:
+            if task not in self._stopped:
+                raise
+        finally:
+            self._waiting.discard(task)
+        if task in self._stopped:
+            self._stopped.discard(task)
+            task.uncancel()
 
     def halt(self) -> None:
         """End every wait in progress; call once `stop` is set."""

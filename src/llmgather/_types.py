@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+
+if TYPE_CHECKING:
+    from llmgather.limits.base import Cost
 
 Message = dict[str, Any]  # {"role": "user" | "system" | "assistant", "content": str}
 
@@ -51,6 +54,24 @@ class Request:
 
     def replace(self, **changes: Any) -> Request:
         return dataclasses.replace(self, **changes)
+
+    # What the engine schedules is a call with a cost: a prompt reserves its estimate and goes
+    # through the engine's own send; a user's callable (`CallRequest`) brings all three.
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the request reserves, when it says so itself; None: its prompt's estimate."""
+        return None
+
+    @property
+    def before_send(self) -> Callable[[], Awaitable[None]] | None:
+        """Awaited once the permit is granted, before the request counts as sent: raising
+        withdraws it unsent, its permit given back (a gateway's client that left)."""
+        return None
+
+    def sent_by(self, send: Callable[[Request], Awaitable[Outcome]]) -> Awaitable[Outcome]:
+        """The send of this request, given the engine's `send` for prompts."""
+        return send(self)
 
 
 @dataclass(frozen=True, slots=True)

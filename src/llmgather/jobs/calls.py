@@ -126,7 +126,7 @@ class CallSender:
         self.target = Target(provider="call", model=name)
         self._redactor = redactor or Redactor()
         self._engine = Engine(
-            _run_call, limiter=limiter, workers=concurrency, retry=retry, redactor=redactor
+            _no_prompts, limiter=limiter, workers=concurrency, retry=retry, redactor=redactor
         )
 
     def describe(self) -> str:
@@ -155,10 +155,10 @@ class CallSender:
         pass
 
 
-def _run_call(request: Request) -> Awaitable[Outcome]:
-    """The engine's `send`: the call itself (a call job's reader makes only `CallRequest`s)."""
-    assert isinstance(request, CallRequest)
-    return request.run()
+def _no_prompts(request: Request) -> Awaitable[Outcome]:
+    """The engine's `send` for prompts: a call job's reader makes only calls, which run
+    themselves (`CallRequest.sent_by`)."""
+    raise TypeError(f"a call job sends only calls, not {request!r}")
 
 
 async def run_job(
