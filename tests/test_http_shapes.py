@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 
 import llmgather
 from llmgather import MalformedResponseError, RetryPolicy, ServerError
+from llmgather.transport import HttpRequest, HttpResponse, MockTransport
 
 GOOD = {"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}]}
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+JSON = {"content-type": "application/json"}
 ODD_BODIES: list[Any] = [
     {"choices": "x"},
     {"choices": [{"message": {"content": "a"}}], "usage": {"prompt_tokens": "abc"}},
@@ -29,75 +27,61 @@ GOOD_CHUNKS = [
 ]
 
 
-@asynccontextmanager
-async def serving(chat: Handler) -> AsyncIterator[str]:
-    """An OpenAI-like chat endpoint on a free 127.0.0.1 port; yields its base URL."""
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+def json_answer(body: Any, status: int = 200, **headers: str) -> HttpResponse:
+    return HttpResponse(status, {**JSON, **headers}, orjson.dumps(body))
 
 
 @pytest.fixture
-async def odd_server() -> AsyncIterator[tuple[str, list[int]]]:
+def odd_server() -> tuple[MockTransport, list[int]]:
     """An OpenAI-like server whose first answers have odd shapes, then good ones."""
     calls = [0]
 
-    async def chat(request: web.Request) -> web.StreamResponse:
+    def chat(request: HttpRequest) -> HttpResponse:
         calls[0] += 1
-        payload = await request.json()
+        payload = orjson.loads(request.body)
         n = calls[0]
         if payload.get("stream"):
-            response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-            await response.prepare(request)
-            for chunk in ODD_CHUNKS if n == 1 else GOOD_CHUNKS:
-                await response.write(chunk)
-            return response
+            chunks = ODD_CHUNKS if n == 1 else GOOD_CHUNKS
+            return HttpResponse(200, {"content-type": "text/event-stream"}, b"".join(chunks))
         if n <= len(ODD_BODIES):
-            return web.json_response(ODD_BODIES[n - 1])
+            return json_answer(ODD_BODIES[n - 1])
         if payload["messages"][0]["content"] == "bad error body":
-            return web.Response(status=503, body=orjson.dumps({"error": ["not", "an", "object"]}))
-        return web.json_response(GOOD)
+            return json_answer({"error": ["not", "an", "object"]}, 503)
+        return json_answer(GOOD)
 
-    async with serving(chat) as base_url:
-        yield base_url, calls
+    return MockTransport(chat), calls
 
 
-def client(base_url: str, **kwargs: Any) -> llmgather.Client:
+def client(transport: MockTransport, **kwargs: Any) -> llmgather.Client:
     fast = RetryPolicy(max_attempts=5, base_delay=0.001, max_delay=0.01)
-    return llmgather.Client("openai:m", base_url=base_url, api_key="k", retry=fast, **kwargs)
+    return llmgather.Client("openai:m", api_key="k", transport=transport, retry=fast, **kwargs)
 
 
-async def test_plain_answers_of_odd_shapes_are_retried(odd_server: tuple[str, list[int]]) -> None:
-    base_url, calls = odd_server
-    async with client(base_url, concurrency=1) as llm:
+async def test_plain_answers_of_odd_shapes_are_retried(
+    odd_server: tuple[MockTransport, list[int]],
+) -> None:
+    transport, calls = odd_server
+    async with client(transport, concurrency=1) as llm:
         (result,) = await llm.gather(["hi"])
     assert result.ok and result.text == "fine"
     assert result.attempts == len(ODD_BODIES) + 1 == calls[0]
 
 
 async def test_stream_events_of_odd_shapes_are_retried_and_only_the_first_choice_counts(
-    odd_server: tuple[str, list[int]],
+    odd_server: tuple[MockTransport, list[int]],
 ) -> None:
-    base_url, calls = odd_server
-    async with client(base_url, stream=True) as llm:
+    transport, calls = odd_server
+    async with client(transport, stream=True) as llm:
         (result,) = await llm.gather(["hi"])
     assert result.ok and result.text == "fine" and result.attempts == 2 == calls[0]
 
 
 async def test_an_error_body_of_odd_shape_keeps_its_status_class(
-    odd_server: tuple[str, list[int]],
+    odd_server: tuple[MockTransport, list[int]],
 ) -> None:
-    base_url, calls = odd_server
+    transport, calls = odd_server
     calls[0] = len(ODD_BODIES)
-    async with client(base_url) as llm:
+    async with client(transport) as llm:
         (result,) = await llm.gather(["bad error body"])
     assert not result.ok and result.error is not None
     assert result.error.type == ServerError.__name__ and result.error.status_code == 503
@@ -106,31 +90,30 @@ async def test_an_error_body_of_odd_shape_keeps_its_status_class(
 
 
 @pytest.fixture
-async def verdict_server() -> AsyncIterator[tuple[str, list[int]]]:
+def verdict_server() -> tuple[MockTransport, list[int]]:
     """Answers a 503 the server says not to retry, or a 400 it says to retry, then a 200."""
     calls = [0]
 
-    async def chat(request: web.Request) -> web.Response:
+    def chat(request: HttpRequest) -> HttpResponse:
         calls[0] += 1
-        prompt = (await request.json())["messages"][0]["content"]
+        prompt = orjson.loads(request.body)["messages"][0]["content"]
         if prompt == "do not retry":
-            return web.Response(status=503, headers={"x-should-retry": "false"}, body=b"{}")
+            return HttpResponse(503, {"x-should-retry": "false"}, b"{}")
         if prompt == "retry" and calls[0] == 1:
-            return web.Response(status=400, headers={"x-should-retry": "true"}, body=b"{}")
-        return web.json_response(GOOD)
+            return HttpResponse(400, {"x-should-retry": "true"}, b"{}")
+        return json_answer(GOOD)
 
-    async with serving(chat) as base_url:
-        yield base_url, calls
+    return MockTransport(chat), calls
 
 
 @pytest.mark.parametrize(
     ("prompt", "ok", "attempts"), [("do not retry", False, 1), ("retry", True, 2)]
 )
 async def test_the_servers_x_should_retry_wins_over_the_status(
-    verdict_server: tuple[str, list[int]], prompt: str, ok: bool, attempts: int
+    verdict_server: tuple[MockTransport, list[int]], prompt: str, ok: bool, attempts: int
 ) -> None:
-    base_url, calls = verdict_server
-    async with client(base_url) as llm:
+    transport, calls = verdict_server
+    async with client(transport) as llm:
         (result,) = await llm.gather([prompt])
     assert (result.ok, result.attempts, calls[0]) == (ok, attempts, attempts)
     assert result.ok or (result.error is not None and result.error.type == "ServerError")
