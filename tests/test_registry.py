@@ -83,9 +83,10 @@ def test_gemini_tuned_models_use_their_own_resource_path() -> None:
 # -- the registry is the only list of providers ------------------------------------------------
 
 SOURCE = Path(llmgather.__file__).parent
-# Where provider names belong: the registry and the adapters, and the simulator's and the
-# gateway's dialects (each one a provider's wire format, known by its name).
-PROVIDER_HOMES = ("providers/", "sim/dialects/", "service/dialects/")
+# Where provider names belong: the registry and the adapters, the simulator's and the
+# gateway's dialects (each one a provider's wire format, known by its name), and the mapping of
+# each official SDK's exceptions to its provider's adapter.
+PROVIDER_HOMES = ("providers/", "sim/dialects/", "service/dialects/", "_sdk_errors.py")
 # The same words meaning something else: the openai SDK's package name (a bench extra); the
 # gateway asking whether its client speaks its upstream's dialect (the one question it asks).
 NOT_THE_PROVIDER = {
