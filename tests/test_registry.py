@@ -101,10 +101,17 @@ def provider_mentions(source: str) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Constant) and node.value in PROVIDERS:
             hits.append((node.lineno, node.value))
-        elif isinstance(node, ast.Compare):
+        elif isinstance(node, ast.Compare) and not _is_none_check(node):
             if any(_is_provider(o) for o in (node.left, *node.comparators)):
                 hits.append((node.lineno, ast.unparse(node)))
     return hits
+
+
+def _is_none_check(node: ast.Compare) -> bool:
+    # `provider is not None` asks whether an adapter is built yet, not which provider it is.
+    return all(isinstance(op, ast.Is | ast.IsNot) for op in node.ops) and all(
+        isinstance(c, ast.Constant) and c.value is None for c in node.comparators
+    )
 
 
 def _is_provider(node: ast.expr) -> bool:
