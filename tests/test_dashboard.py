@@ -78,7 +78,7 @@ def test_the_pace_is_the_change_of_the_counts_over_the_last_minute() -> None:
         model="m",
         simulated=True,
         limiter=LocalLimiter(Limits(rpm=600)),
-        client=SimpleNamespace(engine=engine),
+        engine=engine,
     )
     state = SimpleNamespace(
         upstream=upstream, gateway=SimpleNamespace(queue=SimpleNamespace(waiting=3, refused=1))
