@@ -15,6 +15,7 @@ through the engine's `send`; a user's callable, `CallRequest`, runs itself).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Final, final
 
@@ -50,6 +51,10 @@ def reserved(request: Request) -> Cost:
     return request_cost(request.messages, request.max_tokens) if cost is None else cost
 
 
+async def _nothing() -> None:
+    pass
+
+
 class PermitHold:
     """The permit one send holds: acquired on entry, given back on exit, settled with what the
     send used. Until `sending()`, the request has not gone out: a check that withdraws it (its
@@ -73,9 +78,11 @@ class PermitHold:
             self.permit = await self._waits.acquire(self._limiter, self._cost)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.permit is not None:
-            await self._limiter.release(self.permit, self.usage, outcome=self.ending)
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
+        # The release itself is what `async with` awaits: no coroutine frame of our own.
+        if self.permit is None:
+            return _nothing()
+        return self._limiter.release(self.permit, self.usage, outcome=self.ending)
 
     def sending(self) -> None:
         """The request goes out: unless settled, what it used is unknown (the reservation stands)."""

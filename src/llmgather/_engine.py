@@ -336,31 +336,33 @@ class Engine:
                 return refused  # it went down while we waited: the permit goes back unspent
             if (check := item.request.before_send) is not None:
                 await check()  # raising withdraws it: the permit goes back unspent
-            return await self._send_held(item, hold)
-
-    async def _send_held(self, item: InFlight, hold: PermitHold) -> Result | RetryIn:
-        # While the server answers there is no outage to check on (the common case: no clock).
-        outage = self._outage
-        probe = outage.streak > 0 and outage.given_up(self._clock.now(), self._retry.max_retry_wait)
-        outage.probing |= probe
-        self._sending(item, hold)
-        started = time.perf_counter()
-        try:
-            outcome = await item.request.sent_by(self._send)
-            hold.settle(outcome.completion.usage, "ok")
-            await self._succeeded(outcome)
-            self._counters.done += 1
-            return ok_result(item, outcome, started)
-        except APIError as error:
-            hold.settle_failure(error, self._retry.max_retry_wait)
-            verdict = await self._judge(item, error)
-            return verdict if isinstance(verdict, RetryIn) else self._failed(item, verdict.error)
-        except Exception as error:  # a user-supplied callable's own failure: report, don't retry
-            return self._failed(item, error)
-        finally:
-            self._counters.in_flight -= 1
-            if probe:
-                outage.probing = False
+            # While the server answers there is no outage to check on (the common case: no
+            # clock).
+            outage = self._outage
+            probe = outage.streak > 0 and outage.given_up(
+                self._clock.now(), self._retry.max_retry_wait
+            )
+            outage.probing |= probe
+            self._sending(item, hold)
+            started = time.perf_counter()
+            try:
+                outcome = await item.request.sent_by(self._send)
+                hold.settle(outcome.completion.usage, "ok")
+                await self._succeeded(outcome)
+                self._counters.done += 1
+                return ok_result(item, outcome, started)
+            except APIError as error:
+                hold.settle_failure(error, self._retry.max_retry_wait)
+                verdict = await self._judge(item, error)
+                if isinstance(verdict, RetryIn):
+                    return verdict
+                return self._failed(item, verdict.error)
+            except Exception as error:  # a user-supplied callable's own failure: not retried
+                return self._failed(item, error)
+            finally:
+                self._counters.in_flight -= 1
+                if probe:
+                    outage.probing = False
 
     def _refused_unsent(self, item: InFlight) -> Result | None:
         """The item's failure without a send, when a send could only fail: the key was refused,
