@@ -5,18 +5,30 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import orjson
 
-if TYPE_CHECKING:
-    from llmgather.limits.base import Cost
+if TYPE_CHECKING:  # named in a string below, which ruff does not read as a use
+    from llmgather.limits.base import Cost  # noqa: F401
+
+T = TypeVar("T")
 
 Message = dict[str, Any]  # {"role": "user" | "system" | "assistant", "content": str}
 
 # The name of the tool through which a provider without a JSON-schema mode of its own is asked
 # for a `json_schema` answer (a forced call whose input is the answer): no user tool may take it.
 JSON_ANSWER_TOOL = "json_answer"
+
+
+class _UnlessSet(Generic[T]):
+    """A request's attribute that reads None unless a subclass makes it a field (its slot or
+    instance attribute wins over this class attribute, which no field shadows otherwise)."""
+
+    __slots__ = ()
+
+    def __get__(self, instance: object, owner: type | None = None) -> T | None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +67,12 @@ class Request:
     def replace(self, **changes: Any) -> Request:
         return dataclasses.replace(self, **changes)
 
-    # What the engine schedules is a call with a cost: a prompt reserves its estimate and goes
-    # through the engine's own send; a user's callable (`CallRequest`) brings all three.
-
-    @property
-    def cost(self) -> Cost | None:
-        """What the request reserves, when it says so itself; None: its prompt's estimate."""
-        return None
-
-    @property
-    def before_send(self) -> Callable[[], Awaitable[None]] | None:
-        """Awaited once the permit is granted, before the request counts as sent: raising
-        withdraws it unsent, its permit given back (a gateway's client that left)."""
-        return None
+    # What the engine schedules is a call with a cost: a prompt reserves its estimate (`cost`
+    # None) and goes through the engine's own send; a user's callable (`CallRequest`) brings
+    # its cost, a check awaited once the permit is granted (`before_send`: raising withdraws
+    # it unsent, its permit given back) and its send. A subclass sets them as fields.
+    cost = _UnlessSet["Cost"]()
+    before_send = _UnlessSet[Callable[[], Awaitable[None]]]()
 
     def sent_by(self, send: Callable[[Request], Awaitable[Outcome]]) -> Awaitable[Outcome]:
         """The send of this request, given the engine's `send` for prompts."""
