@@ -40,9 +40,9 @@ from llmgather.providers.openai import OpenAIProvider
 from llmgather.service import ServiceSettings
 from tests.clihelpers import read_jsonl, run_cli
 from tests.loopbackserver import serving_handler
+from tests.service.test_service_jobs import finished, prompts, until
 from tests.servicefixtures import served_by_cli, serving
 from tests.tattler import Tattler, tattling
-from tests.test_service_jobs import finished, prompts, until
 
 KEY = "sk-proj-Zq8vW2mN4xR7tY1uI5oP9aS3dF6gH0jK"
 # How each provider's key travels, as a proxy that dumps the request's headers shows it.

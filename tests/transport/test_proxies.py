@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import trustme
-from tests.transport.proxyprocess import ProxyProcess, proxy_process
 
 from llmgather import APIConnectionError, PermanentError
 from llmgather.transport import (
@@ -28,6 +27,7 @@ from llmgather.transport import (
     Proxies,
     Transport,
 )
+from tests.transport.proxyprocess import ProxyProcess, proxy_process
 
 PASSWORD = "p@ss w"  # in the proxy URL as p%40ss%20w
 WRONG = "wrong!Secret-7e1"

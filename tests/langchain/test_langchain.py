@@ -26,7 +26,7 @@ from llmgather.langchain import ChatLLMGather, LLMGatherRateLimiter
 from llmgather.providers.registry import PROVIDERS
 from llmgather.sim import EmbeddedSimulator, SimConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIALECTS = {
     "openai": ("openai:gpt-4o-mini", "/v1"),
     "anthropic": ("anthropic:claude-3-5-haiku-latest", ""),

@@ -149,10 +149,10 @@ async def test_a_rerun_with_another_callable_is_refused_as_another_job(tmp_path:
 
 
 def test_callable_names_are_qualified_and_stable() -> None:
-    assert callable_name(write_objects) == "tests.test_durable_calls.write_objects"
+    assert callable_name(write_objects) == "tests.jobs.test_durable_calls.write_objects"
     limiter = LocalLimiter(Limits())
     assert callable_name(limiter.acquire).endswith("LocalLimiter.acquire")
-    assert callable_name(_Shown()) == "tests.test_durable_calls._Shown"
+    assert callable_name(_Shown()) == "tests.jobs.test_durable_calls._Shown"
 
 
 async def test_limits_and_a_shared_limiter_cannot_both_be_given(tmp_path: Path) -> None:

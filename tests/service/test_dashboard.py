@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACT = Path(__file__).parent / "artifacts" / "dashboard.png"
+ARTIFACT = Path(__file__).parents[1] / "artifacts" / "dashboard.png"
 TOKEN = "dash-t0ken-5b1e"
 JOB_LINES = 12
 

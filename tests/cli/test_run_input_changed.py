@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 
 from llmgather.sim import EmbeddedSimulator, SimConfig
+from tests.cli.test_cli_jobs import run_args, start, wait_for_progress
 from tests.clihelpers import read_jsonl, run_cli, write_prompts
-from tests.test_cli_jobs import run_args, start, wait_for_progress
 
 N = 1000
 # Far past what the run has read when the test edits (the lines done, those admitted ahead

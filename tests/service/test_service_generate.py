@@ -17,9 +17,7 @@ from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.service import ServiceSettings
 from llmgather.sim.server import RunningSimulator
 from tests.clihelpers import run_cli
-from tests.servicefixtures import post_head_only, serving
-from tests.simfixtures import running
-from tests.test_service_jobs import (
+from tests.service.test_service_jobs import (
     JSONL,
     finished,
     job_of,
@@ -28,6 +26,8 @@ from tests.test_service_jobs import (
     settings_for,
     until,
 )
+from tests.servicefixtures import post_head_only, serving
+from tests.simfixtures import running
 
 
 @pytest.fixture
