@@ -40,7 +40,7 @@ from llmgather.providers.openai import OpenAIProvider
 from llmgather.service import ServiceSettings
 from tests.clihelpers import read_jsonl, run_cli
 from tests.loopbackserver import serving_handler
-from tests.service.test_service_jobs import finished, prompts, until
+from tests.service.jobclient import finished, prompts, until
 from tests.servicefixtures import served_by_cli, serving
 from tests.tattler import Tattler, tattling
 

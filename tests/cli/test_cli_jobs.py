@@ -20,36 +20,8 @@ from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobOptions
 from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.sim import EmbeddedSimulator, SimConfig
+from tests.cli.runprocess import CONCURRENCY, run_args, start, wait_for_progress
 from tests.clihelpers import cli_env, read_jsonl, run_cli, write_prompts
-
-CONCURRENCY = 16
-
-
-def run_args(sim: EmbeddedSimulator, prompts: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "run", str(prompts), "-o", str(out), "--model", "openai:gpt-4o-mini",
-        "--base-url", sim.base_url + "/v1", "--api-key", "k", "--quiet",
-        "--concurrency", str(CONCURRENCY), *extra,
-    ]  # fmt: skip
-
-
-def start(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "llmgather", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-    )
-
-
-def wait_for_progress(out: Path, at_least: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if out.exists() and out.read_bytes().count(b"\n") >= at_least:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no {at_least} results in {out} after {timeout}s")
 
 
 def test_sigkill_three_times_then_resume_loses_nothing_and_repeats_little(tmp_path: Path) -> None:

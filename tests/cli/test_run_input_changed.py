@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 
 from llmgather.sim import EmbeddedSimulator, SimConfig
-from tests.cli.test_cli_jobs import run_args, start, wait_for_progress
+from tests.cli.runprocess import run_args, start, wait_for_progress
 from tests.clihelpers import read_jsonl, run_cli, write_prompts
 
 N = 1000

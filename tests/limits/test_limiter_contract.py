@@ -20,7 +20,7 @@ from llmgather._engine import Engine
 from llmgather._types import Completion, Outcome
 from llmgather.limits.redis import RedisLimiter
 from tests.fakeclock import FakeClock
-from tests.limits.test_discovery_noise import drive, noise
+from tests.limits.workers import drive, noise
 
 MakeLimiter = Callable[..., Limiter]
 

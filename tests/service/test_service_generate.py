@@ -17,7 +17,7 @@ from llmgather.jobs.store import SQLiteJobStore, store_path_for
 from llmgather.service import ServiceSettings
 from llmgather.sim.server import RunningSimulator
 from tests.clihelpers import run_cli
-from tests.service.test_service_jobs import (
+from tests.service.jobclient import (
     JSONL,
     finished,
     job_of,
