@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
@@ -23,6 +22,7 @@ from llmgather.providers.anthropic import (
 from llmgather.providers.registry import PROVIDERS, resolve_target
 from llmgather.sim import FaultPlan, SimConfig, answer_text, start_simulator
 from llmgather.transport.sse import SSEDecoder
+from tests.simfixtures import sim_stats
 
 KEY = "sk-ant-api03-test-key-0123456789"
 
@@ -306,14 +306,12 @@ async def test_gather_under_transient_faults_ends_all_ok(stream: bool) -> None:
         ) as client:
             results = await client.gather(PROMPTS)
             stats = client.statistics()
-        async with aiohttp.ClientSession() as session:
-            async with session.get(sim.base_url + "/_sim/stats") as answer:
-                sim_stats = await answer.json()
+        counts = await sim_stats(sim)
     assert [r.status for r in results] == ["ok"] * len(PROMPTS), [r.error for r in results]
     assert [r.text for r in results] == [expected(p) for p in PROMPTS]
-    assert {"429", "cut", "malformed"} <= set(sim_stats["faults"])  # each kind was exercised
-    assert stats.http_429 == sim_stats["faults"]["429"]
-    assert stats.retries >= sum(sim_stats["faults"].values())
+    assert {"429", "cut", "malformed"} <= set(counts["faults"])  # each kind was exercised
+    assert stats.http_429 == counts["faults"]["429"]
+    assert stats.retries >= sum(counts["faults"].values())
 
 
 async def test_a_wrong_key_is_an_authentication_error_that_never_shows_the_key() -> None:
