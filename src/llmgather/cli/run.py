@@ -42,7 +42,7 @@ from llmgather.cli._progress import Progress, describe_limits
 from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
 from llmgather.jobs.store import store_path_for
-from llmgather.jobs.summary import JobSummary
+from llmgather.jobs.summary import JobSummary, next_steps
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -233,7 +233,15 @@ def run_command(
         _fail_for(job, f"the job store {store_path_for(output_path)} cannot be used: {error}")
     finally:
         progress.close()
-    summary = dataclasses.replace(summary, hint=_next_steps(summary.pending, summary.failed))
+    summary = dataclasses.replace(
+        summary,
+        hint=next_steps(
+            summary.pending,
+            summary.failed,
+            resume="Rerun the same command to resume.",
+            send_again="rerun with --retry-failed",
+        ),
+    )
     _report(summary, as_json=as_json)
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
@@ -273,20 +281,6 @@ def _refuse_sending_options_given() -> None:
             "`llmgather worker`, not to run",
             EXIT_USAGE,
         )
-
-
-def _next_steps(pending: int, failed: int) -> str | None:
-    """What to do next, in this command's flags: resume what is pending, send the failed again."""
-    hints = []
-    if pending:
-        hints.append("Rerun the same command to resume.")
-    if failed:
-        them = "them" if failed != 1 else "it"
-        hints.append(
-            f"{failed} item{'s' if failed != 1 else ''} failed: once the cause is fixed, "
-            f"rerun with --retry-failed to send {them} again."
-        )
-    return " ".join(hints) or None
 
 
 def _fail_for(job: Job, message: str) -> NoReturn:

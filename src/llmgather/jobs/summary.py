@@ -122,17 +122,23 @@ def empty_summary(
     )  # fmt: skip
 
 
-def next_steps(pending: int, failed: int) -> str | None:
-    """What to do next, in the library's terms (the CLI says it with its flags): resume what
-    is pending, send the failed items again."""
+def next_steps(
+    pending: int,
+    failed: int,
+    *,
+    resume: str = "Run the job again to resume.",
+    send_again: str = "run the job again with retry_failed=True",
+) -> str | None:
+    """What to do next: resume what is pending, send the failed items again. In the library's
+    terms by default; the CLI gives its own (`Rerun the same command`, `--retry-failed`)."""
     hints = []
     if pending:
-        hints.append("Run the job again to resume.")
+        hints.append(resume)
     if failed:
         them = "them" if failed != 1 else "it"
         hints.append(
             f"{failed} item{'s' if failed != 1 else ''} failed: once the cause is fixed, "
-            f"run the job again with retry_failed=True to send {them} again."
+            f"{send_again} to send {them} again."
         )
     return " ".join(hints) or None
 
