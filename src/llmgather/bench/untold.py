@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llmgather.bench._config import BenchConfig
-from llmgather.bench._procs import SimProcess, run_contender
+from llmgather.bench._procs import ChildRun, SimProcess, run_contender
 from llmgather.bench._workload import MAX_TOKENS, SIM_SEED, CeilingPlan, ceiling_prompts
 from llmgather.limits.tokens import estimate_prompt_tokens
 from llmgather.sim.text import generate
@@ -93,13 +93,9 @@ def _tokens(prompts: list[str]) -> tuple[int, int]:
 def run_untold(
     variant: Variant, config: BenchConfig, plan: CeilingPlan, out: Path, log: Log, sim_log: Path
 ) -> Row:
+    """One variant's run of the ceiling's prompts against its own simulator, and its row."""
     prompts = ceiling_prompts(plan.requests)
-    if variant.key == "split":
-        limits = split_limits(prompts, plan.rpm)
-        bound_s = split_bound_s(prompts, limits)
-    else:
-        limits = {"rpm": plan.rpm, "tpm": plan.tpm}
-        bound_s = plan.ceiling_s
+    limits, bound_s = _limits_and_bound(variant, prompts, plan)
     halve_at = variant.halve_at * plan.ceiling_s if variant.halve_at else None
     # Halved mid-run, what is left after the change takes twice as long at most.
     deadline = config.ceiling_deadline(bound_s * (1.5 if halve_at else 1.0))
@@ -120,20 +116,11 @@ def run_untold(
             "concurrency": UNTOLD_CONCURRENCY,
             "model": variant.model,
         }
-        changed: dict[str, Any] = {}
+        changed: dict[str, Any] | None = None
         timer = None
         if halve_at is not None:
-            started = time.perf_counter()
-
-            def halve() -> None:
-                changed["at_s"] = time.perf_counter() - started
-                before = sim.stats()
-                refused = int(before.get("by_status", {}).get("429", 0))
-                changed["admitted"] = int(before.get("received", 0)) - refused
-                sim.change_limits(**{name: limit / 2 for name, limit in limits.items()})
-
-            timer = threading.Timer(halve_at, halve)
-            timer.start()
+            changed = {}
+            timer = _halve_later(sim, limits, halve_at, changed)
         try:
             run = run_contender(
                 "llmgather_client",
@@ -145,12 +132,55 @@ def run_untold(
             if timer is not None:
                 timer.cancel()
         stats = sim.stats()
+    return _untold_row(variant, plan, run, stats, bound_s, changed, log)
+
+
+def _limits_and_bound(
+    variant: Variant, prompts: list[str], plan: CeilingPlan
+) -> tuple[dict[str, float], float]:
+    """The simulator's limits for the variant, and the least time they allow for the prompts."""
+    if variant.key == "split":
+        limits = split_limits(prompts, plan.rpm)
+        return limits, split_bound_s(prompts, limits)
+    return {"rpm": plan.rpm, "tpm": plan.tpm}, plan.ceiling_s
+
+
+def _halve_later(
+    sim: SimProcess, limits: dict[str, float], after_s: float, changed: dict[str, Any]
+) -> threading.Timer:
+    """Halve the simulator's limits after `after_s`, noting in `changed` when, and how many
+    requests it had admitted by then; the started timer (cancel it once the run is over)."""
+    started = time.perf_counter()
+
+    def halve() -> None:
+        changed["at_s"] = time.perf_counter() - started
+        before = sim.stats()
+        refused = int(before.get("by_status", {}).get("429", 0))
+        changed["admitted"] = int(before.get("received", 0)) - refused
+        sim.change_limits(**{name: limit / 2 for name, limit in limits.items()})
+
+    timer = threading.Timer(after_s, halve)
+    timer.start()
+    return timer
+
+
+def _untold_row(
+    variant: Variant,
+    plan: CeilingPlan,
+    run: ChildRun,
+    stats: dict[str, Any],
+    bound_s: float,
+    changed: dict[str, Any] | None,
+    log: Log,
+) -> Row:
+    """The variant's row (and its log line), scored against the least time its limits allow or, when its limits
+    were halved (`changed` not None), on what followed the change."""
     report = run.report or {}
     by_status = stats.get("by_status", {})
     ok = int(report["ok"]) if report else int(by_status.get("200", 0))
     wall = float(report.get("wall_s", run.wall_s))
     total = plan.requests
-    if halve_at is not None and changed:
+    if changed:
         took_s = max(run.wall_s - changed["at_s"], 1e-9)
         least_s = (total - changed["admitted"]) / (plan.ceiling_rps / 2)
         pct = 100.0 * (ok / total) * min(1.0, least_s / took_s)
@@ -169,12 +199,12 @@ def run_untold(
         "error": None if run.returncode == 0 and report else f"exit code {run.returncode}",
     }
     row["pct_429"] = round(100.0 * row["http_429"] / sent, 2) if sent else 0.0
-    if halve_at is not None:
+    if changed is not None:
         row["changed_at_s"] = round(changed.get("at_s", 0.0), 1)
         row["admitted_before_change"] = changed.get("admitted")
     log(
         f"  ceiling {variant.name}: {ok}/{total} ok, {row['http_429']} × 429, "
         f"{wall:.1f}s, {row['pct_of_ceiling']}% of ceiling"
-        + (" (after the change)" if halve_at is not None else "")
+        + (" (after the change)" if changed is not None else "")
     )
     return row
