@@ -124,32 +124,11 @@ async def _work(
     timeouts: Timeouts,
     options: dict[str, Any],
 ) -> WorkerCounts:
+    """Open the link and the queue, then take and send tasks until stopped; the counts."""
     limits: Limits = options["limits"]
     async with AsyncExitStack() as stack:
         shared_url = None if local_limits else (options["limiter"] or queue)
-        target = resolve_target(
-            options["model"], base_url=options["base_url"], api_key=options["api_key"],
-            env=os.environ,
-        )  # fmt: skip
-        link_settings = link_options(
-            target,
-            os.environ,
-            api_key=options["api_key"],
-            base_url=options["base_url"],
-            workers=limits.concurrency,
-            retry=retry,
-            timeouts=timeouts,
-            stream=options["stream"],
-        )
-        link = await open_link(
-            stack,
-            target,
-            limits,
-            link_settings,
-            limiter_url=shared_url,
-            limiter_key=options["limiter_key"],
-        )
-        sender = ClientSender(link)
+        sender = await _open_sender(stack, shared_url, retry, timeouts, options)
         worker = QueueWorker(
             queue,
             sender,
@@ -162,21 +141,65 @@ async def _work(
         stack.push_async_callback(worker.aclose)
         await worker.check()
         async with sender:
-            if sender.simulated:
-                simulator_banner("on 127.0.0.1, one for this worker")
-            where = (
-                "kept by this worker"
-                if shared_url is None
-                else f"shared through {redact_url(shared_url)}"
-            )
-            stderr.print(
-                f"worker {worker.consumer}: queue {queue_name!r} at {redact_url(queue)}, sending "
-                f"to {sender.describe()}, limits {where}",
-                markup=False,
-            )
+            _announce(worker, sender, queue, queue_name, shared_url)
             _stop_on_signals(worker)
             phase.working = True
             return await worker.run()
+
+
+async def _open_sender(
+    stack: AsyncExitStack,
+    shared_url: str | None,
+    retry: RetryPolicy,
+    timeouts: Timeouts,
+    options: dict[str, Any],
+) -> ClientSender:
+    """The worker's sender: its own link to the model, with limits kept by this worker
+    (`shared_url` None) or shared through that Redis; closed with `stack`."""
+    limits: Limits = options["limits"]
+    target = resolve_target(
+        options["model"], base_url=options["base_url"], api_key=options["api_key"],
+        env=os.environ,
+    )  # fmt: skip
+    link_settings = link_options(
+        target,
+        os.environ,
+        api_key=options["api_key"],
+        base_url=options["base_url"],
+        workers=limits.concurrency,
+        retry=retry,
+        timeouts=timeouts,
+        stream=options["stream"],
+    )
+    link = await open_link(
+        stack,
+        target,
+        limits,
+        link_settings,
+        limiter_url=shared_url,
+        limiter_key=options["limiter_key"],
+    )
+    return ClientSender(link)
+
+
+def _announce(
+    worker: QueueWorker,
+    sender: ClientSender,
+    queue: str,
+    queue_name: str,
+    shared_url: str | None,
+) -> None:
+    """Say on stderr which queue the worker reads, where it sends, and who keeps its limits."""
+    if sender.simulated:
+        simulator_banner("on 127.0.0.1, one for this worker")
+    where = (
+        "kept by this worker" if shared_url is None else f"shared through {redact_url(shared_url)}"
+    )
+    stderr.print(
+        f"worker {worker.consumer}: queue {queue_name!r} at {redact_url(queue)}, sending "
+        f"to {sender.describe()}, limits {where}",
+        markup=False,
+    )
 
 
 def _stop_on_signals(worker: QueueWorker) -> None:
