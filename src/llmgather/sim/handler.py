@@ -18,7 +18,7 @@ from llmgather.sim.config import SimConfig
 from llmgather.sim.dialects import BadRequest, Dialect, ErrorReply, SimRequest, route
 from llmgather.sim.faults import PREEMPT_FAULT, QUOTA_FAULT, STATUS_FAULTS, FaultPicker
 from llmgather.sim.latency import LatencyModel
-from llmgather.sim.limits import ServerLimits
+from llmgather.sim.limits import Refusal, ServerLimits
 from llmgather.sim.stats import LogEntry, SimStats
 from llmgather.sim.structured import answer_for
 from llmgather.sim.text import Answer
@@ -77,15 +77,11 @@ class SimHandler:
         path_stream: bool | None,
         entry: LogEntry,
     ) -> web.StreamResponse:
+        """Method, key, body, then faults and rate limits (synchronous helpers), then the answer."""
         request_id = self._ids.make("req_")
-        if request.method != "POST":
-            message = f"Invalid URL ({request.method} {request.path})"
-            return self._reply(entry, dialect.error(404, message, request_id=request_id))
-        required = self.require_key
-        if required is not None:
-            key = dialect.api_key(request)
-            if key != required:
-                return self._reply(entry, dialect.auth_error(key, request_id=request_id))
+        refused = self._refuse_unread(request, dialect, request_id)
+        if refused is not None:
+            return self._reply(entry, refused)
         try:
             body = orjson.loads(await request.read())
         except web.HTTPRequestEntityTooLarge:
@@ -96,42 +92,24 @@ class SimHandler:
             message = "We could not parse the JSON body of your request."
             return self._reply(entry, dialect.error(400, message, request_id=request_id))
         try:
-            req = dialect.parse(body, request, model)
+            req = _parse(dialect, body, request, model)
         except BadRequest as exc:
             return self._reply(entry, dialect.error(400, str(exc), request_id=request_id))
-        except _WRONG_TYPE:
-            # A field of the wrong type that the parser did not check (`"text": 5`, a list as a
-            # role): the provider's own 400, since aiohttp's plain-text 500 is retried by
-            # every client and would never be counted as answered.
-            return self._reply(
-                entry, dialect.error(400, _WRONG_TYPE_MESSAGE, request_id=request_id)
-            )
         if path_stream is not None:
             req.stream = path_stream
         entry.set_prompt(req.prompt)
 
         fault = self._faults.pick()
         if fault is not None:
-            self.stats.fault(entry, fault)
-            if fault == "reset":
-                return _reset(request)
-            if fault == "429":
-                retry = self.config.fault_retry_after_s
-                reply = dialect.injected_rate_limit(req, retry, request_id=request_id)
-                return self._reply(entry, reply)
-            if fault == QUOTA_FAULT:
-                return self._reply(entry, dialect.quota_exhausted(req, request_id=request_id))
-            if fault in STATUS_FAULTS:
-                return self._reply(entry, dialect.error(int(fault), request_id=request_id))
+            instead = self._fault_reply(request, dialect, req, entry, fault, request_id)
+            if instead is not None:
+                return instead
 
         limits = self.limits
         if limits:
             refusal = limits.admit(req.input_tokens, req.output_estimate)
             if refusal is not None:
-                reply = dialect.rate_limited(req, refusal, request_id=request_id)
-                if not self.config.limit_headers:
-                    _strip_limit_headers(dialect, reply.headers)
-                return self._reply(entry, reply)
+                return self._rate_limited(dialect, req, refusal, entry, request_id)
         if self._faults.preempts():
             self._preempt(entry)
         answer = answer_for(
@@ -150,6 +128,60 @@ class SimHandler:
         finally:
             if limits:
                 limits.settle(req.output_estimate, answer.output_tokens)
+
+    def _refuse_unread(
+        self, request: web.BaseRequest, dialect: Dialect, request_id: str
+    ) -> ErrorReply | None:
+        """The error for a request refused before its body is read (not a POST, or without the
+        key the simulator requires), or None."""
+        if request.method != "POST":
+            message = f"Invalid URL ({request.method} {request.path})"
+            return dialect.error(404, message, request_id=request_id)
+        required = self.require_key
+        if required is not None:
+            key = dialect.api_key(request)
+            if key != required:
+                return dialect.auth_error(key, request_id=request_id)
+        return None
+
+    def _fault_reply(
+        self,
+        request: web.BaseRequest,
+        dialect: Dialect,
+        req: SimRequest,
+        entry: LogEntry,
+        fault: str,
+        request_id: str,
+    ) -> web.Response | None:
+        """Count the fault; the reply that replaces the answer (a reset, 429, quota or status
+        error), or None for a fault that shapes the answer itself (stall, cut, malformed…)."""
+        self.stats.fault(entry, fault)
+        if fault == "reset":
+            return _reset(request)
+        if fault == "429":
+            retry = self.config.fault_retry_after_s
+            reply = dialect.injected_rate_limit(req, retry, request_id=request_id)
+            return self._reply(entry, reply)
+        if fault == QUOTA_FAULT:
+            return self._reply(entry, dialect.quota_exhausted(req, request_id=request_id))
+        if fault in STATUS_FAULTS:
+            return self._reply(entry, dialect.error(int(fault), request_id=request_id))
+        return None
+
+    def _rate_limited(
+        self,
+        dialect: Dialect,
+        req: SimRequest,
+        refusal: Refusal,
+        entry: LogEntry,
+        request_id: str,
+    ) -> web.Response:
+        """The dialect's 429 for a request the limits refused, without the limit headers when
+        the simulator announces no limits."""
+        reply = dialect.rate_limited(req, refusal, request_id=request_id)
+        if not self.config.limit_headers:
+            _strip_limit_headers(dialect, reply.headers)
+        return self._reply(entry, reply)
 
     async def _answer(
         self,
@@ -313,6 +345,19 @@ class SimHandler:
 
     def _limits_now(self) -> dict[str, int]:
         return {budget.name: budget.limit for budget in self.limits.state().budgets}
+
+
+def _parse(
+    dialect: Dialect, body: object, request: web.BaseRequest, model: str | None
+) -> SimRequest:
+    """The body read as the dialect's request; a field of the wrong type that the parser did
+    not check (`"text": 5`, a list as a role) raises BadRequest, so the client gets the
+    provider's own 400: aiohttp's plain-text 500 is retried by every client and would never be
+    counted as answered."""
+    try:
+        return dialect.parse(body, request, model)
+    except _WRONG_TYPE as exc:
+        raise BadRequest(_WRONG_TYPE_MESSAGE) from exc
 
 
 def _strip_limit_headers(dialect: Dialect, headers: dict[str, str]) -> None:
