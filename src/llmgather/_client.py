@@ -153,14 +153,14 @@ class Client:
 
         Raises the APIError that ended the last attempt, as `complete` does.
         """
-        result = await self.engine.run_one(self.request(prompt, **overrides))
+        result = await self.engine.run_one(self.build_request(prompt, **overrides))
         if result.exception is not None:
             raise result.exception
         return result
 
     def stream(self, prompt: Prompt, **overrides: Any) -> AsyncIterator[str]:
         """Text pieces as they arrive. Retried until the first piece; after it, errors raise."""
-        return self.engine.stream(self.request(prompt, **overrides), self._link.open_stream)
+        return self.engine.stream(self.build_request(prompt, **overrides), self._link.open_stream)
 
     async def gather(self, prompts: Iterable[Prompt] | AsyncIterable[Prompt]) -> list[Result]:
         """One Result per prompt, in input order; failures are values, never raised.
@@ -246,7 +246,7 @@ class Client:
     def statistics(self) -> EngineStats:
         return self.engine.statistics()
 
-    def request(self, prompt: Prompt, **overrides: Any) -> Request:
+    def build_request(self, prompt: Prompt, **overrides: Any) -> Request:
         """A Request from a prompt string, a message list, a dict or a Request, with defaults.
 
         `overrides` fill what the prompt leaves unset: `max_tokens`, `tools=[...]`,

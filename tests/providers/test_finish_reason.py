@@ -134,8 +134,8 @@ async def test_results_from_each_dialect_share_one_vocabulary(
     async with client:
         whole, cut = await client.gather(
             [
-                client.request("Why do some birds migrate?", max_tokens=4096),
-                client.request("Why do some birds migrate?", max_tokens=1),
+                client.build_request("Why do some birds migrate?", max_tokens=4096),
+                client.build_request("Why do some birds migrate?", max_tokens=1),
             ]
         )
     assert (whole.finish_reason, whole.provider_finish_reason) == ("stop", words[0])

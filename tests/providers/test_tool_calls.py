@@ -337,12 +337,12 @@ def test_bad_tool_fields_are_refused_naming_the_field(fields: dict[str, Any], me
 
 async def test_the_client_checks_tools_given_as_keywords() -> None:
     async with llmgather.Client("sim:openai") as client:
-        request = client.request("x", tools=[WEATHER], tool_choice={"name": "get_weather"})
+        request = client.build_request("x", tools=[WEATHER], tool_choice={"name": "get_weather"})
         assert request.tools == (WEATHER,) and request.tool_choice == {"name": "get_weather"}
-        both = client.request({"prompt": "x", "tools": [WEATHER]}, tool_choice="required")
+        both = client.build_request({"prompt": "x", "tools": [WEATHER]}, tool_choice="required")
         assert both.tool_choice == "required"
         with pytest.raises(InvalidInputError, match='field "tools'):
-            client.request("x", tools=[{"nom": "f"}])
+            client.build_request("x", tools=[{"nom": "f"}])
 
 
 # -- the simulator's values, judged by jsonschema ----------------------------------------------
