@@ -58,7 +58,9 @@ def test_the_client_reads_a_dict_as_the_cli_reads_a_line(
     # `Client.request` fills the same defaults in both; what differs would be the parsing.
     client = Client("sim:gpt-4o-mini", defaults={"system": "global"}, env={})
     line = through_a_jsonl_line(tmp_path, data, "global")
-    assert client.build_request(data) == client.build_request(line.replace(id=str(data.get("id", ""))))
+    assert client.build_request(data) == client.build_request(
+        line.replace(id=str(data.get("id", "")))
+    )
 
 
 def test_extra_is_read_by_the_library_but_not_from_a_plain_line(tmp_path: Path) -> None:
