@@ -7,7 +7,7 @@ from pathlib import Path
 
 from llmgather.bench._cli_contender import run_cli, write_prompts
 from llmgather.bench._config import BenchConfig
-from llmgather.bench._procs import SimProcess, run_contender
+from llmgather.bench._procs import ChildRun, SimProcess, run_contender
 from llmgather.bench._workload import MAX_TOKENS, short_prompts
 from llmgather.bench.results import (
     Contender,
@@ -101,23 +101,10 @@ def _contender_row(
     log_path = out / "logs" / f"overhead-{contender.module}.log"
     if contender.module == "cli":
         run, ok, failed, wall = run_cli(sim, prompts_path, work, concurrency, timeout, log_path)
-        cpu, outer_wall = run.cpu_s, run.wall_s
+        cpu = run.cpu_s
     else:
-        spec = {
-            "base_url": sim.base_url,
-            "workload": "short",
-            "count": n,
-            "max_tokens": MAX_TOKENS,
-            "concurrency": concurrency,
-            **contender.options,
-        }
-        run = run_contender(contender.module, spec, timeout=timeout, log_path=log_path)
-        report = run.report or {}
-        ok = int(report.get("ok", 0))
-        failed = n - ok
-        wall = float(report.get("wall_s", run.wall_s))
-        cpu = float(report.get("cpu_s", run.cpu_s))
-        outer_wall = run.wall_s
+        run, ok, failed, wall, cpu = _run_library(contender, sim, n, concurrency, timeout, log_path)
+    outer_wall = run.wall_s
     sim_cpu1 = sim.cpu_seconds()
     error = failure_note(run, log, contender.name)
     # The simulator was busy for at most the child's whole life, imports included.
@@ -143,6 +130,32 @@ def _contender_row(
         f"{row['cpu_per_1k']} CPU s/1k, sim at {row['sim_cpu_pct']}% of a core"
     )
     return row
+
+
+def _run_library(
+    contender: Contender,
+    sim: SimProcess,
+    n: int,
+    concurrency: int,
+    timeout: float,
+    log_path: Path,
+) -> tuple[ChildRun, int, int, float, float]:
+    """A library contender's run of n requests: the child, ok, failed, and the wall and CPU
+    seconds it measured itself (the child's own where it reported none)."""
+    spec = {
+        "base_url": sim.base_url,
+        "workload": "short",
+        "count": n,
+        "max_tokens": MAX_TOKENS,
+        "concurrency": concurrency,
+        **contender.options,
+    }
+    run = run_contender(contender.module, spec, timeout=timeout, log_path=log_path)
+    report = run.report or {}
+    ok = int(report.get("ok", 0))
+    wall = float(report.get("wall_s", run.wall_s))
+    cpu = float(report.get("cpu_s", run.cpu_s))
+    return run, ok, n - ok, wall, cpu
 
 
 def _add_ratios(rows: list[Row]) -> None:
