@@ -29,7 +29,7 @@ from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._options import sending_options
 from llmgather.jobs.queue import DEFAULT_RECLAIM_AFTER_S, QueueWorker, WorkerCounts
-from llmgather.jobs.senders import ClientSender
+from llmgather.jobs.senders import LinkSender
 from llmgather.providers.registry import resolve_target
 
 EXIT_USAGE = 2
@@ -153,7 +153,7 @@ async def _open_sender(
     retry: RetryPolicy,
     timeouts: Timeouts,
     options: dict[str, Any],
-) -> ClientSender:
+) -> LinkSender:
     """The worker's sender: its own link to the model, with limits kept by this worker
     (`shared_url` None) or shared through that Redis; closed with `stack`."""
     limits: Limits = options["limits"]
@@ -179,12 +179,12 @@ async def _open_sender(
         limiter_url=shared_url,
         limiter_key=options["limiter_key"],
     )
-    return ClientSender(link)
+    return LinkSender(link)
 
 
 def _announce(
     worker: QueueWorker,
-    sender: ClientSender,
+    sender: LinkSender,
     queue: str,
     queue_name: str,
     shared_url: str | None,

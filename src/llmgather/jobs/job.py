@@ -28,6 +28,7 @@ from llmgather._engine import EngineStats
 from llmgather._errors import InputChangedError, InvalidInputError, StrictInputError
 from llmgather._link import link_options, open_link
 from llmgather._types import Request
+from llmgather.jobs.base import Sender
 from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.options import JobOptions, JobSpec
 from llmgather.jobs.output import (
@@ -37,7 +38,7 @@ from llmgather.jobs.output import (
     rewrite_output,
 )
 from llmgather.jobs.queue import QueueCoordinator
-from llmgather.jobs.senders import ClientSender, QueueSender, Sender
+from llmgather.jobs.senders import LinkSender, QueueSender
 from llmgather.jobs.sink import Sink
 from llmgather.jobs.store import (
     JobStats,
@@ -144,7 +145,7 @@ class Job:
             limiter_url=send.limiter,
             limiter_key=send.limiter_key,
         )
-        return ClientSender(link, send.defaults())
+        return LinkSender(link, send.defaults())
 
     async def _run(self, sender: Sender, started: float) -> JobSummary:
         options = self.options

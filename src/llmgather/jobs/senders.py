@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
-from typing import Any, Protocol
+from typing import Any
 
 from llmgather._engine import Engine, EngineStats
 from llmgather._link import Link
@@ -22,29 +22,7 @@ from llmgather.jobs.store import store_path_for
 from llmgather.providers.registry import Target
 
 
-class Sender(Protocol):
-    target: Target
-    simulated: bool
-    batch_body_fields: bool  # Batch API body fields may go as they are
-
-    def describe(self) -> str: ...
-
-    def statistics(self) -> EngineStats: ...
-
-    async def prepared(self, identity: str, *, retry_failed: bool) -> None:
-        """The job is prepared: `identity` names its input and parameters."""
-        ...
-
-    def map(
-        self, requests: AsyncIterable[Request], *, stop: asyncio.Event
-    ) -> AsyncIterator[Result]: ...
-
-    async def __aenter__(self) -> Sender: ...
-
-    async def __aexit__(self, *exc_info: object) -> None: ...
-
-
-class ClientSender:
+class LinkSender:
     """Send from this process, through a link of its own (entered with the sender); fills the
     job's `defaults` (`max_tokens`, `temperature`) into each request that sets none."""
 
@@ -74,7 +52,7 @@ class ClientSender:
     ) -> AsyncIterator[Result]:
         return self.link.engine.map(filled(requests, self._fills), stop=stop)
 
-    async def __aenter__(self) -> ClientSender:
+    async def __aenter__(self) -> LinkSender:
         await self._stack.enter_async_context(self.link)
         self._engine = self.link.engine
         return self

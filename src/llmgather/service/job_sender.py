@@ -1,6 +1,6 @@
 """A service job's sender: its requests through the service's one link, counted into its record.
 
-`jobs.job.Job` sends through a sender (`jobs.senders.Sender`); the service's jobs share the
+`jobs.job.Job` sends through a sender (`jobs.base.Sender`); the service's jobs share the
 upstream's link, so its engine and its limiter: one budget for every route.
 """
 
