@@ -12,9 +12,11 @@ import random
 import socket
 import ssl
 import struct
+import threading
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import trustme
@@ -446,6 +448,62 @@ async def test_tls_to_a_server_whose_authority_is_trusted(
         await transport.aclose()
     assert first.body == second.body == b'{"echo": {"n": 1}}'
     assert seen.connections == 1
+
+
+def test_aclose_ends_a_tls_close_its_peer_never_answers(
+    authority: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A TLS close waits for the peer's own close_notify; a peer that never sends it (a stuck
+    # server, a slow proxy tunnel) must not leave the socket open after aclose: uvloop then
+    # refuses to close its loop (OSError EBUSY), asyncio's reports an unclosed transport. The
+    # server runs on a thread of its own, so the loop closed holds only the client's sockets.
+    uvloop = pytest.importorskip("uvloop")
+    release = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_once_then_hang() -> None:
+        raw, _ = listener.accept()
+        with tls_server_context(authority).wrap_socket(raw, server_side=True) as conn:
+            conn.recv(65536)  # the request (small: one read)
+            conn.sendall(answer(b"{}"))
+            release.wait(10)  # reads nothing more: the client's close_notify goes unanswered
+
+    async def scenario() -> None:
+        transport = Http11Transport()
+        assert (await transport.send(post(f"https://127.0.0.1:{port}/v1"))).status == 200
+        assert _client_sockets_to(port) == 1
+        await transport.aclose()
+        assert _client_sockets_to(port) == 0  # was 1: the close still waiting on its peer
+
+    thread = threading.Thread(target=serve_once_then_hang, daemon=True)
+    thread.start()
+    with authority.cert_pem.tempfile() as ca_file:
+        monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+        loop = uvloop.new_event_loop()
+        try:
+            loop.run_until_complete(scenario())
+        finally:
+            try:
+                loop.close()  # raised OSError (EBUSY) while the client's TLS close was pending
+            finally:
+                release.set()
+                thread.join(5)
+                listener.close()
+
+
+def _client_sockets_to(port: int) -> int:
+    """This machine's established TCP connections to 127.0.0.1:`port`, from the client side."""
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except FileNotFoundError:
+        pytest.skip("needs /proc/net/tcp (Linux)")
+    established = "01"
+    return sum(
+        1
+        for row in table
+        if row.split()[2].endswith(f":{port:04X}") and row.split()[3] == established
+    )
 
 
 async def test_tls_to_an_untrusted_server_is_refused(authority: trustme.CA) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from llmgather.transport.proxies import Proxies
 
 _URL_CACHE_SIZE = 256
+CLOSE_WAIT_S = 0.5  # how long aclose waits for a closing connection before aborting it
 
 
 class Http11Transport:
@@ -100,9 +101,23 @@ class Http11Transport:
         return answer
 
     async def aclose(self) -> None:
-        """Close every connection, busy ones included; the transport opens none after."""
+        """Close every connection, busy ones included, and return once each is closed; the
+        transport opens none after.
+
+        A TLS connection's close is an exchange with its peer (through a proxy's tunnel, a
+        slow one): a connection still closing at `CLOSE_WAIT_S` is aborted, so no socket
+        outlives the transport (a loop closed over one reports it, uvloop's refuses to close).
+        """
         self._closed = True
-        self._pool.close_all()
+        closing = [c for c in self._pool.close_all() if c.made]
+        pending = {c.gone for c in closing if not c.gone.done()}
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
+        if late:
+            for connection in closing:
+                connection.drop()
+            await asyncio.wait(late, timeout=CLOSE_WAIT_S)
 
     async def _connection(self, origin: Origin, deadline: float, *, fresh: bool) -> Connection:
         """An idle connection to `origin` (unless `fresh`), else a new one."""

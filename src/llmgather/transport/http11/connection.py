@@ -65,6 +65,7 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._closed = False
+        self.gone: asyncio.Future[None] = loop.create_future()  # set once asyncio reports it lost
         self._idle_since = 0.0
         self._answer: Answer | None = None
         self._streaming = False
@@ -148,6 +149,12 @@ class Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self._shut(abort=True)
+
+    def drop(self) -> None:
+        """Abort the socket of a connection already closed whose close has not ended (a TLS
+        shutdown waiting on its peer): nothing more is said to the server."""
+        if self._transport is not None and not self.gone.done():
+            self._transport.abort()
 
     def _shut(self, *, abort: bool, lost: bool = False) -> None:
         """Close now (`abort`: dropping what is unsent) and count the connection out of the
@@ -237,6 +244,8 @@ class Connection(asyncio.Protocol):
             self._fail(APIConnectionError("the server's answer is not valid HTTP/1.1"))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.gone.done():
+            self.gone.set_result(None)
         self._shut(abort=False, lost=True)
         answer = self._answer
         if answer is None or answer.complete:

@@ -81,10 +81,13 @@ class Pool:
         self._open -= 1
         self._wake_one()
 
-    def close_all(self) -> None:
+    def close_all(self) -> list[Connection]:
+        """Close every open connection, busy or idle; returns them, to wait for their end."""
         self._idle.clear()
-        for connection in list(self._live):
+        closing = list(self._live)
+        for connection in closing:
             connection.close()
+        return closing
 
     def _evict_idle(self) -> bool:
         """Close an idle connection (to any origin) to make room for a new one."""
