@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import random
@@ -366,6 +367,27 @@ async def test_after_a_401_nothing_more_is_sent_and_every_item_says_why() -> Non
     assert all(r.error is not None and r.error.type == "AuthenticationError" for r in results)
     unsent = [r for r in results if r.attempts == 0]
     assert len(unsent) == 8 and all("not sent" in r.error.message for r in unsent if r.error)
+
+
+async def test_after_a_401_a_stream_is_not_opened_either() -> None:
+    clock = FakeClock()
+    refused = {"r0": [AuthenticationError("bad key", status_code=401)]}
+    engine = make_engine(clock, SpySend(clock, failures=refused), concurrency=1)
+    await clock.run(collect(engine, requests(1)))
+    opened: list[Request] = []
+
+    @contextlib.asynccontextmanager
+    async def open_stream(request: Request) -> AsyncIterator[Any]:
+        opened.append(request)
+        raise AssertionError("a stream was opened with a refused key")
+        yield
+
+    async def read() -> list[Any]:
+        return [piece async for piece in engine.stream(next(requests(1)), open_stream)]
+
+    with pytest.raises(AuthenticationError, match="not sent: the API key was refused"):
+        await clock.run(read())
+    assert opened == []
 
 
 # -- a server that goes away (issue 9) ---------------------------------------------------------

@@ -293,6 +293,10 @@ class Engine:
         """
         item = self._admit(request, 0)
         while True:
+            if (refused := self._refused_unsent(item)) is not None:
+                # As a plain request would: a key the server refused is not sent again.
+                assert refused.exception is not None
+                raise refused.exception
             async with PermitHold(self._limiter, item.cost) as hold:
                 if (check := request.before_send) is not None:
                     await check()  # raising withdraws it: the permit goes back unspent
