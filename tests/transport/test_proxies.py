@@ -97,7 +97,7 @@ class Origin:
 
 @contextlib.asynccontextmanager
 async def origin(
-    host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None
+    host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None, status: bytes = b"200 OK"
 ) -> AsyncIterator[tuple[str, Origin]]:
     """An HTTP/1.1 server answering each request with `{"path": …}`, kept alive."""
     seen = Origin()
@@ -119,7 +119,9 @@ async def origin(
                 await reader.readexactly(length)
                 path = head.split(b" ")[1]
                 body = b'{"path": "%s"}' % path
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                writer.write(
+                    b"HTTP/1.1 %s\r\ncontent-length: %d\r\n\r\n%s" % (status, len(body), body)
+                )
                 await writer.drain()
         writer.close()
 
@@ -288,6 +290,20 @@ async def test_a_stream_goes_through_the_proxy_too(
                 assert await answer.read() == b'{"path": "/v1/stream"}'
         await sender.aclose()
     assert proxy.wait_for(f"POST {authority_of(plain)}/v1/stream")
+
+
+async def test_a_407_from_the_origin_inside_a_tunnel_is_its_answer_not_the_proxys(
+    proxy: ProxyProcess, authority: trustme.CA, trusted: None
+) -> None:
+    # Through an https:// tunnel the proxy has spoken at CONNECT: a 407 after it is the
+    # origin's own answer (its own proxy-style auth), not a refusal by the proxy.
+    env = {"HTTPS_PROXY": proxy.url()}
+    tls = tls_for(authority)
+    async with origin(tls=tls, status=b"407 Proxy Authentication Required") as (secure, _):
+        sender = transport("http11", env)
+        answer = await sender.send(post(secure + "/v1/a"))
+        await sender.aclose()
+    assert answer.status == 407
 
 
 # -- credentials ----------------------------------------------------------------------------

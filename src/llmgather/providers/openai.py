@@ -25,6 +25,7 @@ compatible server invents (vLLM's `abort`) as `other`. The server's own word is 
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -304,6 +305,7 @@ def _per_day(headers: Headers, limit: float, remaining: float | None) -> bool:
     return used >= 1 and reset * limit / used > 3600.0  # a window of hours: a day
 
 
+@functools.lru_cache(maxsize=64)  # read from every answer's headers: a few distinct values
 def _go_duration(text: str | None) -> float | None:
     """Seconds in a Go duration as OpenAI's reset headers write it ("6m0s", "8.64s", "120ms")."""
     if not text:

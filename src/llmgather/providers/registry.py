@@ -25,6 +25,7 @@ from llmgather.providers.anthropic import AnthropicProvider
 from llmgather.providers.base import Provider
 from llmgather.providers.gemini import GeminiProvider
 from llmgather.providers.openai import OpenAIProvider
+from llmgather.transport.proxies import PROXY_VARIABLES
 
 DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -297,19 +298,8 @@ def secrets_redactor(
     too) set in `env`, which an official SDK of the user's own may have read and sent without
     llmgather."""
     from_env = (env.get(name) for spec in PROVIDERS.values() for name in spec.key_env)
-    proxies = tuple(env.get(name) for name in _PROXY_VARIABLES)
+    proxies = tuple(env.get(name) for name in PROXY_VARIABLES)
     return Redactor((*given, *from_env), urls=(*urls, *proxies))
-
-
-# A proxy URL may carry its own login.
-_PROXY_VARIABLES = (
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-)
 
 
 def _provider_named_by(model: str) -> ProviderSpec | None:

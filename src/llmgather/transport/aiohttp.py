@@ -97,7 +97,11 @@ class AiohttpTransport:
                     raise  # refused: no connection was ever made, so none was stale
                 response = await self._resend_fresh(request, self._plain_timeout, exc, route)
             try:
-                if route.proxy is not None and response.status == 407:
+                if (
+                    route.proxy is not None
+                    and response.status == 407
+                    and request.url.startswith("http:")
+                ):
                     raise refused(route.proxy, 407, _authority(request.url))
                 body = await response.read()
             finally:
@@ -124,7 +128,7 @@ class AiohttpTransport:
                 response = await self._resend_fresh(request, self._stream_timeout, exc, route)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._mapped(exc, request.url, route) from None
-        if route.proxy is not None and response.status == 407:
+        if route.proxy is not None and response.status == 407 and request.url.startswith("http:"):
             response.release()
             raise refused(route.proxy, 407, _authority(request.url))
         async with response:
@@ -164,8 +168,9 @@ class AiohttpTransport:
                 proxy_headers=route.connect_headers,
             )  # fmt: skip
         except (TimeoutError, aiohttp.ClientError) as exc:
-            if isinstance(exc, aiohttp.ClientConnectorError):
+            if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientHttpProxyError):
                 self.stale_retries -= 1  # no connection: the resend never went out
+                raise self._mapped(exc, request.url, route) from None
             raise APIConnectionError(
                 f"{_describe(first)}; resent at once on a fresh connection, which failed "
                 f"too ({_describe(exc)})"

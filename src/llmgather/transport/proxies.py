@@ -19,7 +19,6 @@ become a `Proxy-Authorization: Basic` header and appear in no message.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,14 @@ from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
 from llmgather._errors import APIError, ConfigurationError, ConnectError, PermanentError
+from llmgather._redact import basic_credentials
+
+# Every variable `Proxies.from_env` may read a proxy URL from (a URL may carry its own login).
+PROXY_VARIABLES = tuple(
+    name
+    for scheme in ("https", "http", "all")
+    for name in (f"{scheme.upper()}_PROXY", f"{scheme}_proxy")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +63,7 @@ class Proxy:
         """The `Proxy-Authorization` header's value, if the URL carried credentials."""
         if not self.username and not self.password:
             return None
-        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
-        return f"Basic {token}"
+        return basic_credentials(self.username, self.password)
 
     def __str__(self) -> str:
         return f"the proxy {self.address} (from {self.source})"

@@ -93,8 +93,13 @@ class Http11Transport:
                 # so it is not sent again here (the engine's retry, if any, counts an attempt).
                 raise APIConnectionError(str(unanswered)) from None
             answer = await self._resend_fresh(target, wire, deadline, unanswered, streaming)
-        if answer.status == 407 and target.origin.via is not None:
-            # Only a proxy answers 407: it refused to forward the request.
+        if (
+            answer.status == 407
+            and target.origin.via is not None
+            and target.origin.scheme == "http"
+        ):
+            # A 407 to a forwarded http:// request is the proxy's (through an https:// tunnel,
+            # the proxy's 407 came at CONNECT; one inside it is the origin's own).
             if streaming:
                 answer.connection.finish_stream()
             raise refused(target.origin.via, 407, target.host_header)
