@@ -21,13 +21,12 @@ from typing import Final, final
 
 from llmgather._errors import APIError, AuthenticationError, RateLimitError, TruncatedStreamError
 from llmgather._redact import Redactor
-from llmgather._stop import StoppableWaits
+from llmgather._stop import NOTHING_USED, StoppableWaits
 from llmgather._types import ErrorInfo, Outcome, Request, Result, Usage
 from llmgather.limits.base import Cost, Ending, Limiter, Permit
 from llmgather.limits.tokens import request_cost
 
 # What a request the server did not take costs in tokens: a 429, or a send withdrawn or stopped.
-NOTHING_USED: Final = Usage(0, 0)
 
 
 class InFlight:

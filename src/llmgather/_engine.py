@@ -293,11 +293,13 @@ class Engine:
         """
         item = self._admit(request, 0)
         while True:
+            # As for a plain request: nothing is sent with a key the server refused, or to a
+            # server down past the ceiling, whether so before the wait for a permit or after it.
             if (refused := self._refused_unsent(item)) is not None:
-                # As a plain request would: a key the server refused is not sent again.
-                assert refused.exception is not None
-                raise refused.exception
+                raise _raised(refused)
             async with PermitHold(self._limiter, item.cost) as hold:
+                if (refused := self._refused_unsent(item)) is not None:
+                    raise _raised(refused)  # the permit goes back unspent
                 if (check := request.before_send) is not None:
                     await check()  # raising withdraws it: the permit goes back unspent
                 self._sending(item, hold)
@@ -316,9 +318,7 @@ class Engine:
                     hold.settle_failure(error, self._retry.max_retry_wait)
                     verdict = await self._judge(item, error, may_retry=not yielded)
                     if isinstance(verdict, GiveUp):
-                        self._counters.failed += 1
-                        self._redactor.error(verdict.error)
-                        raise verdict.error from None
+                        raise _raised(self._failed(item, verdict.error)) from None
                 finally:
                     self._counters.in_flight -= 1
             await self._wait_retry(verdict.delay)
@@ -459,3 +459,9 @@ class Engine:
     def _failed(self, item: InFlight, error: Exception) -> Result:
         self._counters.failed += 1
         return failed_result(item, error, self._redactor)
+
+
+def _raised(failed: Result) -> BaseException:
+    """The exception a failed Result carries, for a stream to raise (it has no Result)."""
+    assert failed.exception is not None
+    return failed.exception

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from llmgather._types import Usage
 from llmgather.limits.base import Cost, Limiter, Permit
 
-_UNSENT = Usage(0, 0)  # a permit given back unused settles its estimate at nothing
+NOTHING_USED: Final = Usage(0, 0)  # a permit given back unused settles its estimate at nothing
 
 
 class StoppableWaits:
@@ -45,10 +46,10 @@ class StoppableWaits:
         if task in self._stopped:  # the limiter granted it despite the cancellation
             self._stopped.discard(task)
             task.uncancel()
-            await limiter.release(permit, _UNSENT, outcome="failed")
+            await limiter.release(permit, NOTHING_USED, outcome="failed")
             return None
         if self.stop.is_set():
-            await limiter.release(permit, _UNSENT, outcome="failed")
+            await limiter.release(permit, NOTHING_USED, outcome="failed")
             return None
         return permit
 
