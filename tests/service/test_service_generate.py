@@ -3,6 +3,7 @@ and background work (a 202'd `/generate`, a job) finished after the service rest
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -210,6 +211,14 @@ async def _gone(http: aiohttp.ClientSession, base: str, id: str) -> None:
     await until(removed, f"the background /generate {id} is removed")
 
 
+async def _removed_from_disk(folder: Path) -> None:
+    # The id is forgotten first (a 404 at once), then its folder removed on a thread.
+    async def removed() -> bool:
+        return not await asyncio.to_thread(folder.exists)
+
+    await until(removed, f"{folder} is removed")
+
+
 async def test_finished_background_generates_beyond_the_retention_count_are_removed(
     sim: RunningSimulator, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
@@ -230,9 +239,10 @@ async def test_finished_background_generates_are_removed_once_past_the_retention
     async with serving(settings_for(sim, tmp_path, retention_s=1.0)) as base:
         first = await _background(http, base)
         await _gone(http, base, first)
-        assert not (tmp_path / "generate" / first).exists()
+        await _removed_from_disk(tmp_path / "generate" / first)
         second = await _background(http, base)  # the timer, idle in between, wakes again
         await _gone(http, base, second)
+        await _removed_from_disk(tmp_path / "generate" / second)
     assert list((tmp_path / "generate").iterdir()) == []
 
 

@@ -68,12 +68,12 @@ class GenerationRetention:
             if len(self._kept) <= self._keep_most and _ended(oldest) > cutoff:
                 break
             del self._kept[oldest.id]
+            # Forgotten before its folder goes: a read from now on is a 404, never a record
+            # whose files are half removed.
+            self._registry.pop(oldest.id, None)
             gone.append(oldest)
         if gone:
             await asyncio.to_thread(_remove, [record.directory for record in gone])
-            # Forgotten once its folder is gone: a 404 means nothing of it is left on disk.
-            for record in gone:
-                self._registry.pop(record.id, None)
             logger.info("removed %d finished background /generate(s) past retention", len(gone))
         return len(gone)
 
