@@ -171,8 +171,9 @@ class Client:
         if not isinstance(prompts, AsyncIterable):
             # Every Result is kept anyway, so converting first costs no memory that matters.
             defaults, link = self._defaults, self._link
-            prompts = [prompt_request(prompt, defaults, link) for prompt in prompts]
-        return await _in_input_order(self.map(prompts))
+            requests = [prompt_request(prompt, defaults, link) for prompt in prompts]
+            return await in_input_order(self.engine.map(requests))  # built once, not again
+        return await in_input_order(self.map(prompts))
 
     def map(
         self,
@@ -311,7 +312,7 @@ def prompt_request(prompt: Prompt, options: Mapping[str, Any], link: Link) -> Re
     return request.replace(**fills) if fills else request
 
 
-async def _in_input_order(results: AsyncIterator[Result]) -> list[Result]:
+async def in_input_order(results: AsyncIterator[Result]) -> list[Result]:
     collected = [result async for result in results]
     collected.sort(key=lambda r: r.index)
     return collected

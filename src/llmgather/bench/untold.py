@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,10 @@ from typing import Any
 from llmgather.bench._config import BenchConfig
 from llmgather.bench._procs import ChildRun, SimProcess, run_contender
 from llmgather.bench._workload import MAX_TOKENS, SIM_SEED, CeilingPlan, ceiling_prompts
+from llmgather.bench.results import Log, Row
 from llmgather.limits.tokens import estimate_prompt_tokens
 from llmgather.sim.text import generate
 
-Row = dict[str, Any]
-Log = Callable[[str], None]
 UNTOLD_CONCURRENCY = 100  # as the ceiling's own "told nothing" row: a cap, not a limit
 
 

@@ -19,7 +19,7 @@ from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from llmgather._callables import PERMIT_HELD, call_request
-from llmgather._client import prompt_request
+from llmgather._client import in_input_order, prompt_request
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts, limits_given
 from llmgather._errors import ConfigurationError, InvalidInputError
 from llmgather._link import Link, link_options
@@ -241,9 +241,7 @@ class ChatLLMGather(BaseChatModel):
             )
 
         calls = (call_request(one, item, cost, unpack=False) for item in items)
-        results: list[Result] = [result async for result in link.engine.map(calls)]
-        results.sort(key=lambda r: r.index)
-        return results
+        return await in_input_order(link.engine.map(calls))
 
     # -- tools and structured output --------------------------------------------------------
 
