@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
 from pathlib import Path
 
 import click
@@ -13,6 +12,7 @@ from llmgather._config import Limits
 from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
+from llmgather.cli._listen import listening_socket
 from llmgather.cli._options import secret_file, sending_options
 from llmgather.service.settings import (
     DEFAULT_MAX_JOB_BYTES,
@@ -136,15 +136,7 @@ def serve_command(
         app = create_app(settings, env=os.environ)
     except ConfigurationError as exc:
         fail(str(exc), EXIT_USAGE)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        # Listening before the banner: a client that reads it and connects at once waits in
-        # the backlog until the app has started, rather than being refused.
-        sock.listen(2048)
-    except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror}", EXIT_USAGE)
+    sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
     upstream = app.state.upstream
     if upstream.simulated:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from llmgather.cli._listen import listening_socket
 from llmgather.cli._options import secret_file
 from llmgather.sim.config import SimConfig
 from llmgather.sim.faults import FAULT_KINDS, FaultPlan
@@ -185,4 +186,5 @@ def sim_command(
         capacity=capacity,
         limit_headers=limit_headers,
     )
-    run_forever(config, host, port)
+    # Bound here, before the server starts: a port in use is said as `serve` says it.
+    run_forever(config, host, port, sock=listening_socket(host, port))

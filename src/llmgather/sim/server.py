@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import threading
 from types import TracebackType
 from typing import Any, Self
@@ -56,9 +57,14 @@ class RunningSimulator:
 
 
 async def start_simulator(
-    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    config: SimConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    sock: socket.socket | None = None,
 ) -> RunningSimulator:
-    """Start serving all three dialects on `host:port` (0 = a free port) in this event loop."""
+    """Start serving all three dialects on `host:port` (0 = a free port) in this event loop,
+    or on `sock`, bound and listening already (the CLI binds it, to fail cleanly)."""
     handler = SimHandler(config or SimConfig())
     loop = asyncio.get_running_loop()
     # aiohttp refuses bodies over 1 MiB by default; long prompts are legitimate.
@@ -77,7 +83,11 @@ async def start_simulator(
     )
     runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site: web.BaseSite = (
+        web.TCPSite(runner, host, port, reuse_address=True)
+        if sock is None
+        else web.SockSite(runner, sock)
+    )
     try:
         await site.start()
     except BaseException:
@@ -205,12 +215,21 @@ async def _snapshot(running: RunningSimulator) -> dict[str, object]:
     return running.handler.stats.snapshot()
 
 
-def run_forever(config: SimConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until SIGINT or SIGTERM, printing one line with the address first (for the CLI)."""
-    asyncio.run(_run_until_signal(config, host, port))
+def run_forever(
+    config: SimConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, printing one line with the address first (for the CLI);
+    on `sock` when given (bound to `host:port`)."""
+    asyncio.run(_run_until_signal(config, host, port, sock))
 
 
-async def _run_until_signal(config: SimConfig, host: str, port: int) -> None:
+async def _run_until_signal(
+    config: SimConfig, host: str, port: int, sock: socket.socket | None
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed = []
@@ -221,7 +240,7 @@ async def _run_until_signal(config: SimConfig, host: str, port: int) -> None:
         except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
             pass
     try:
-        async with await start_simulator(config, host, port) as running:
+        async with await start_simulator(config, host, port, sock=sock) as running:
             print(f"llmgather sim listening on {running.base_url} ({DIALECT_NAMES})", flush=True)
             await stop.wait()
     finally:
