@@ -14,11 +14,14 @@ every budget and reserves its cost from all of them at once, with the same arith
   asks Redis. What time refills is waited for exactly; a slot another process frees is seen
   within `poll_seconds` (no event crosses processes).
 - **A 429** anywhere pauses every process (for its Retry-After, or a cool-down that doubles
-  with each wave); **announced limits** are stored once and paced by all; a rate the 429s
-  taught where nothing is announced (`limits.discovery`) is shared the same way.
+  with each wave), counted once even when a lost reply makes the call run twice;
+  **announced limits** are stored once and paced by all; a rate the 429s taught where nothing
+  is announced (`limits.discovery`) is shared too, but apart from them and for
+  `FOUND_PACE_HOLDS_S` only: the process that found it renews it while it runs, so a later
+  run on the key is not held for ever to a guess nobody revises.
 - **Redis lost.** Each call is retried a few times, then `RedisUnavailableError`: a send is
   never made without its reservation. A cancelled wait whose grant raced the cancellation gives
-  the grant back.
+  the grant back; `aclose` waits for such give-backs (a bounded while) rather than drop them.
 
 The user's limits travel with each call rather than living in Redis: processes told different
 limits each hold to their own on the shared spending.
@@ -46,7 +49,7 @@ from llmgather.limits.budgets import KINDS, KINDS_BY_NAME, Kind, below_yours
 from llmgather.limits.concurrency import ConcurrencyCap
 from llmgather.limits.discovery import LimitSearch
 from llmgather.limits.local import DEFAULT_COOL_DOWN, DEFAULT_MAX_COOL_DOWN
-from llmgather.limits.redis_scripts import ACQUIRE, OBSERVE, PENALISE, RELEASE, RENEW
+from llmgather.limits.redis_scripts import ACQUIRE, LEARN, OBSERVE, PENALISE, RELEASE, RENEW
 from llmgather.limits.waiting import Wakeup
 from llmgather.providers.registry import Target
 
@@ -57,6 +60,12 @@ DEFAULT_LEASE_S = 30.0
 DEFAULT_POLL_S = 0.05
 # A Redis call that fails this often in a row (over about 3 s: a restart fits) gives up.
 CALL_ATTEMPTS = 6
+# How long a pace the 429s taught holds in Redis after it was last stored: its finder stores it
+# again at each change, and before it runs out while it still paces by it; once no process
+# does, the key is searched afresh rather than held to an old guess.
+FOUND_PACE_HOLDS_S = 120.0
+# How long `aclose` waits for the grants a cancelled wait gives back (a Redis call, retried).
+GIVE_BACK_WAIT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -69,6 +78,8 @@ class _Snapshot:
     paused_until: float = 0.0
     penalties: int = 0
     announced: dict[str, float] = field(default_factory=dict)
+    found: dict[str, float] = field(default_factory=dict)  # paces 429s taught, while they hold
+    found_until: dict[str, float] = field(default_factory=dict)  # on Redis's clock
 
 
 class RedisLimiter:
@@ -106,6 +117,7 @@ class RedisLimiter:
         self._poll_s = poll_seconds
         prefix = f"llmgather:{{{key}}}"  # one hash slot: a cluster keeps the keys together
         self._keys = [f"{prefix}:state", f"{prefix}:leases", f"{prefix}:day", f"{prefix}:day:n"]
+        self._keys.append(f"{prefix}:penalty-ids")
         self._redis: Any = connect(url, what="--limiter")  # connects on first use
         self._scripts: dict[str, Any] = {}
         self._lease_ids = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
@@ -179,8 +191,10 @@ class RedisLimiter:
 
     async def penalise(self, retry_after: float | None) -> None:
         retry = "" if retry_after is None else repr(float(retry_after))
+        # One id per penalty: a call run again after its reply was lost counts it once.
+        args = [uuid.uuid4().hex, retry, repr(self._cool_down), repr(self._max_cool_down)]
         try:
-            await self._call(PENALISE, [retry, repr(self._cool_down), repr(self._max_cool_down)])
+            await self._call(PENALISE, args)
         except RedisUnavailableError as error:
             # The answer in hand is not lost for it; the next acquire meets the outage.
             logger.warning("llmgather: %s; a 429 was not shared", error)
@@ -231,20 +245,25 @@ class RedisLimiter:
 
     def statistics(self) -> LimiterStats:
         snap = self._snapshot
+        redis_now = snap.redis_now + (self._clock.now() - snap.local_now)
         yours = {k.name: getattr(self.limits, k.name) for k in KINDS}
         announced = {
             name: limit
             for name, limit in snap.announced.items()
             if name in yours and (yours[name] is None or limit < yours[name])
         }
+        found: dict[str, float] = {}
+        for name, pace in snap.found.items():
+            holds = snap.found_until.get(name, 0.0) > redis_now
+            lower = name not in announced or pace < announced[name]
+            if name in yours and holds and lower and (yours[name] is None or pace < yours[name]):
+                found[name] = announced[name] = pace
         limits = {
             k.name: announced.get(k.name) or yours[k.name]
             for k in KINDS
             if yours[k.name] is not None or k.name in announced
         }
         window = self._search.window if self._search is not None else None
-        found = self._found_rpm
-        redis_now = snap.redis_now + (self._clock.now() - snap.local_now)
         return LimiterStats(
             in_flight=snap.in_flight,
             concurrency=self._cap.current if window is None else min(window, self._cap.current),
@@ -254,8 +273,12 @@ class RedisLimiter:
             pause_remaining=max(0.0, snap.paused_until - redis_now),
             penalties=snap.penalties,
             waiting_on=self._waiting_on,
-            found={"rpm": found} if found is not None and announced.get("rpm") == found else {},
-            lowered={name: yours[name] for name in announced if yours[name] is not None},
+            found=found,
+            lowered={
+                name: yours[name]
+                for name in announced
+                if yours[name] is not None and name not in found
+            },
         )
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -266,9 +289,17 @@ class RedisLimiter:
         await self._retried(redis_client.ping)
 
     async def aclose(self) -> None:
-        for task in (self._renewer, *self._background):
-            if task is not None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+        # A grant a cancelled wait gives back is given back before the connection goes (else
+        # its reservation and lease stand until the lease expires), a bounded while.
+        background = list(self._background)
+        if background:
+            _, late = await asyncio.wait(background, timeout=GIVE_BACK_WAIT_S)
+            for task in late:
                 task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -350,14 +381,34 @@ class RedisLimiter:
             if rate is None and before is not None and search.found is None:
                 rate = 0.0  # the 429s were noise: the pace they set is lifted (stored as 0)
         if rate is None:
+            self._renew_found_pace()
             return
         self._found_rpm = rate or None
-        rpm = KINDS_BY_NAME["rpm"]
         # After a 429 the server's budget is empty now, so is ours; a restored pace is not.
-        remaining = "0" if empty and rate else ""
-        args = [repr(self.limits.burst_seconds), *_kind_args(rpm), repr(rate), remaining]
-        await self._call(OBSERVE, args, extra=1)
+        await self._store_found_pace(rate, remaining="0" if empty and rate else "")
         self._wakeup.poke()
+
+    async def _store_found_pace(self, rate: float, *, remaining: str = "") -> None:
+        rpm = KINDS_BY_NAME["rpm"]
+        args = [repr(self.limits.burst_seconds), repr(FOUND_PACE_HOLDS_S), *_kind_args(rpm)]
+        await self._call(LEARN, [*args, repr(rate), remaining])
+
+    def _renew_found_pace(self) -> None:
+        """The pace this process found, stored again before it runs out while it still paces
+        by it (and no other process stored another meanwhile)."""
+        found, snap = self._found_rpm, self._snapshot
+        if found is None or snap.found.get("rpm") != found:
+            return
+        if snap.found_until.get("rpm", 0.0) - snap.redis_now > FOUND_PACE_HOLDS_S / 2:
+            return
+        snap.found_until["rpm"] = snap.redis_now + FOUND_PACE_HOLDS_S  # asked once
+        self._in_background(self._store_found_pace_quietly(found))
+
+    async def _store_found_pace_quietly(self, rate: float) -> None:
+        try:
+            await self._store_found_pace(rate)
+        except RedisUnavailableError as error:
+            logger.warning("llmgather: %s; the pace found was not renewed", error)
 
     async def _renew_leases(self) -> None:
         """Keep this process's leases alive; a process that dies stops, and its slots free."""
@@ -402,17 +453,30 @@ class RedisLimiter:
     def _absorb(self, reply: list[str], local_now: float, extra: int) -> None:
         """Keep what a script saw of the shared state, for `statistics`."""
         pairs = reply[4 + extra :]
-        self._snapshot = _Snapshot(
+        fields = {pairs[i]: float(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
+        snapshot = _Snapshot(
             redis_now=float(reply[0]),
             local_now=local_now,
             in_flight=int(reply[1]),
             paused_until=float(reply[2]),
             penalties=int(reply[3]),
-            announced={pairs[i]: float(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)},
         )
+        for name, value in fields.items():
+            if name.startswith("found_until:"):
+                snapshot.found_until[name.removeprefix("found_until:")] = value
+            elif name.startswith("found:"):
+                snapshot.found[name.removeprefix("found:")] = value
+            else:
+                snapshot.announced[name] = value
+        self._snapshot = snapshot
         if self._search is not None and self._search.window is not None and self._found_rpm is None:
-            if any(KINDS_BY_NAME[name].paced for name in pairs[::2] if name in KINDS_BY_NAME):
-                self._search.announced()  # another process learned the limits: no slow start
+            # Another process was told the limits: no slow start. A pace another process's
+            # 429s taught does not end this one's search: it paces meanwhile, and this search
+            # finds the key's pace again once it runs out.
+            if any(
+                KINDS_BY_NAME[name].paced for name in snapshot.announced if name in KINDS_BY_NAME
+            ):
+                self._search.announced()
 
     def _connect(self) -> Any:
         if self._redis is None:

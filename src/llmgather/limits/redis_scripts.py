@@ -8,11 +8,17 @@ from it only because it must run where the state lives. One hash holds the scala
                          as of a time: a new limit then keeps what was spent, with no resizing
     ann:NAME             a limit a provider announced (the user's own come with each call;
                          the lower of the two paces)
+    found:NAME, found_until:NAME    a pace 429s taught where nothing is announced
+                         (`limits.discovery`), until when it holds: kept apart from what a
+                         provider announced, and for a while only, so a later run on the key is
+                         not held to an old guess for ever (the process that found it renews it)
     day_total            what the per-day window holds
     paused_until, backoff, penalties    the shared hold after a 429 or an outage
 
-beside a sorted set of concurrency leases (member: lease id, score: expiry), and the per-day
-window as slots of a minute (a sorted set of slot -> last take, a hash of slot -> amount).
+beside a sorted set of concurrency leases (member: lease id, score: expiry), the per-day
+window as slots of a minute (a sorted set of slot -> last take, a hash of slot -> amount), and
+the ids of the penalties counted lately (a sorted set of id -> time: a call retried after its
+reply was lost counts once).
 
 Times are seconds: Redis's own `TIME` (one clock for every machine), or the caller's `now`
 when it passes one (the tests' fake clock). Numbers go back as strings: Redis turns a Lua
@@ -21,13 +27,15 @@ number reply into an integer.
 
 from __future__ import annotations
 
-# KEYS: state hash, leases zset, day slots zset, day amounts hash.
+# KEYS: state hash, leases zset, day slots zset, day amounts hash, penalty ids zset.
 # Each budget arrives as 5 ARGV entries: name, window, paced (1/0), limit ('' = the one
 # announced, if any) and amount (to reserve, or for `settle` to give back).
 COMMON = r"""
 local state, leases, day_slots, day_amounts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local penalty_ids = KEYS[5]
 local NO_WAIT = 1e-9
 local DAY_SLOT = 60
+local PENALTY_IDS_KEPT = 3600  -- seconds: far longer than any retry of one call
 
 local function num(x, default)
   if x == false or x == nil or x == '' then return default end
@@ -41,15 +49,28 @@ local function clock(arg)
   return tonumber(t[1]) + tonumber(t[2]) / 1e6
 end
 
-local function budgets_from(first)
+-- a pace the 429s taught, while it holds; an expired one is forgotten
+local function found_pace(name, now)
+  local pace = num(redis.call('HGET', state, 'found:' .. name), nil)
+  if pace == nil then return nil end
+  if now >= num(redis.call('HGET', state, 'found_until:' .. name), 0) then
+    redis.call('HDEL', state, 'found:' .. name, 'found_until:' .. name)
+    return nil
+  end
+  return pace
+end
+
+local function budgets_from(first, now)
   local found = {}
   local i = first
   while ARGV[i] do
     local b = {name = ARGV[i], window = tonumber(ARGV[i + 1]), paced = ARGV[i + 2] == '1',
                limit = num(ARGV[i + 3], nil), amount = tonumber(ARGV[i + 4])}
-    -- the user's own limit is a ceiling: a lower announced one paces instead
+    -- the user's own limit is a ceiling: a lower announced one, or a lower found pace, paces
     local announced = num(redis.call('HGET', state, 'ann:' .. b.name), nil)
     if announced ~= nil and (b.limit == nil or announced < b.limit) then b.limit = announced end
+    local pace = found_pace(b.name, now)
+    if pace ~= nil and (b.limit == nil or pace < b.limit) then b.limit = pace end
     table.insert(found, b)
     i = i + 5
   end
@@ -123,8 +144,13 @@ local function snapshot(now, in_flight, extra)
   for _, x in ipairs(extra) do table.insert(reply, x) end
   local fields = redis.call('HGETALL', state)
   for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 4) == 'ann:' then
-      table.insert(reply, string.sub(fields[i], 5))
+    local field = fields[i]
+    if string.sub(field, 1, 4) == 'ann:' then
+      table.insert(reply, string.sub(field, 5))
+      table.insert(reply, fields[i + 1])
+    elseif string.sub(field, 1, 6) == 'found:' or string.sub(field, 1, 12) == 'found_until:' then
+      -- kept apart by their prefix: the reader tells them from announced limits
+      table.insert(reply, field)
       table.insert(reply, fields[i + 1])
     end
   end
@@ -145,7 +171,7 @@ ACQUIRE = (
     + r"""
 local now = clock(ARGV[1])
 local cap, lease, ttl, burst = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local budgets = budgets_from(6)
+local budgets = budgets_from(6, now)
 local in_flight = live_leases(now)
 -- Run again after a reply was lost (a timeout): the first run's grant stands, once.
 if redis.call('ZSCORE', leases, lease) then return snapshot(now, in_flight, {'1', '', '0'}) end
@@ -177,7 +203,7 @@ local now = clock(ARGV[1])
 local lease, outcome, granted_at = ARGV[2], ARGV[3], tonumber(ARGV[4])
 -- Run again after a reply was lost, or for a lease already expired: settle nothing twice.
 if redis.call('ZREM', leases, lease) == 0 then return snapshot(now, live_leases(now), {}) end
-for _, b in ipairs(budgets_from(5)) do
+for _, b in ipairs(budgets_from(5, now)) do
   if b.limit ~= nil and b.amount ~= 0 then
     if b.paced then
       set_spent(b, now, math.max(0, spent(b, now) - b.amount))
@@ -198,12 +224,19 @@ return snapshot(now, live_leases(now), {})
 """
 )
 
-# ARGV: now, retry after ('' when the server named none), cool-down, maximum cool-down.
+# ARGV: now, the penalty's id (one per 429 or outage seen), retry after ('' when the server named
+# none), cool-down, maximum cool-down.
 PENALISE = (
     COMMON
     + r"""
 local now = clock(ARGV[1])
-local retry_after, cool_down, max_cool_down = num(ARGV[2], nil), tonumber(ARGV[3]), tonumber(ARGV[4])
+local id = ARGV[2]
+local retry_after, cool_down, max_cool_down = num(ARGV[3], nil), tonumber(ARGV[4]), tonumber(ARGV[5])
+-- Run again after a reply was lost (a timeout): the first run counted it, once.
+redis.call('ZREMRANGEBYSCORE', penalty_ids, '-inf', str(now - PENALTY_IDS_KEPT))
+if redis.call('ZADD', penalty_ids, 'NX', str(now), id) == 0 then
+  return snapshot(now, live_leases(now), {})
+end
 redis.call('HINCRBY', state, 'penalties', 1)
 local paused_until = num(redis.call('HGET', state, 'paused_until'), 0)
 if retry_after ~= nil then
@@ -232,12 +265,15 @@ while ARGV[i] do
              limit = tonumber(ARGV[i + 3])}
   local remaining = num(ARGV[i + 4], nil)
   local new = num(redis.call('HGET', state, 'ann:' .. b.name), nil) ~= b.limit
-  if b.limit <= 0 then  -- a pace the 429s set, lifted: they proved to be noise
+  if b.limit <= 0 then  -- forget the one stored
     if redis.call('HDEL', state, 'ann:' .. b.name) == 1 then changed = 1 end
     new = false
   elseif new then
     redis.call('HSET', state, 'ann:' .. b.name, str(b.limit))
     changed = 1
+  end
+  if b.paced and b.limit > 0 then  -- the server told: no guess from 429s paces it any more
+    redis.call('HDEL', state, 'found:' .. b.name, 'found_until:' .. b.name)
   end
   if new and remaining ~= nil and b.paced then  -- as the local limiter: when first learned
     -- what the server says it has counted, at most a full burst: never frees what is spent
@@ -248,6 +284,33 @@ while ARGV[i] do
   i = i + 5
 end
 return snapshot(now, live_leases(now), {tostring(changed)})
+"""
+)
+
+# ARGV: now, burst seconds, how long the pace holds, then the budget: name, window, paced, the
+# pace found (0: lift it, the 429s proved to be noise), remaining ('' when unknown; '0' after a
+# 429: the server's budget is empty now). Stored apart from what a provider announced, and
+# until `now` + how long it holds: the process that found it stores it again as it changes,
+# or before it runs out while it still holds it.
+LEARN = (
+    COMMON
+    + r"""
+local now = clock(ARGV[1])
+local burst, hold = tonumber(ARGV[2]), tonumber(ARGV[3])
+local b = {name = ARGV[4], window = tonumber(ARGV[5]), paced = ARGV[6] == '1',
+           limit = tonumber(ARGV[7])}
+local remaining = num(ARGV[8], nil)
+if b.limit <= 0 then
+  redis.call('HDEL', state, 'found:' .. b.name, 'found_until:' .. b.name)
+else
+  redis.call('HSET', state, 'found:' .. b.name, str(b.limit), 'found_until:' .. b.name, str(now + hold))
+  if remaining ~= nil then
+    local used = spent(b, now)
+    local said = math.min(b.limit - remaining, capacity(b, burst))
+    if said > used then set_spent(b, now, said) end
+  end
+end
+return snapshot(now, live_leases(now), {})
 """
 )
 
