@@ -10,6 +10,7 @@ import click
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from llmgather.jobs.store import JobStats, SQLiteJobStore, store_path_for
 from llmgather.jobs.summary import shown_error
@@ -50,7 +51,10 @@ def status_command(output: str, as_json: bool) -> None:
 
 def render_stats(stats: JobStats, output: str, console: Console) -> None:
     """The human-readable status: a summary table and the most common errors."""
-    table = Table(title=f"llmgather job → {output}", show_header=False, title_justify="left")
+    # The path on a line of its own, never wrapped: a table title would break it mid-name at
+    # its width, and a path is copied whole. Text: a `[` or `:x:` in a file name is kept as is.
+    console.print(Text(f"llmgather job → {output}", style="italic"), soft_wrap=True)
+    table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     finished = stats.done + stats.failed + stats.invalid

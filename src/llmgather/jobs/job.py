@@ -160,10 +160,16 @@ class Job:
                 simulated=sender.simulated,
                 elapsed_s=time.monotonic() - started,
             )
-        store: JobStore = await asyncio.to_thread(SQLiteJobStore.open, store_path_for(output))
         try:
-            if options.input.strict:  # before the store is touched: a refusal keeps the last job
+            # Before any store is opened: a refusal keeps the last job, and makes none.
+            if options.input.strict:
                 await asyncio.to_thread(_refuse_invalid, self._read(input_path))
+            store: JobStore = await asyncio.to_thread(SQLiteJobStore.open, store_path_for(output))
+        except BaseException:
+            if spooled:
+                os.unlink(input_path)
+            raise
+        try:
             resumed = await self._prepare(store, input_path, sender)
             stopped, final, engine = await self._run_prepared(store, input_path, output, sender)
         finally:
