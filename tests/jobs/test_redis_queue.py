@@ -380,3 +380,91 @@ def test_a_coordinator_stopped_collects_what_the_workers_had_taken(
     summary = orjson.loads(out.splitlines()[-1])
     # The items on the wire when the stop came were waited for; the queued rest were not.
     assert CONCURRENCY <= summary["ok"] < 40 and summary["pending"] == 40 - summary["ok"]
+
+
+def test_the_first_ctrl_c_takes_back_the_tasks_no_worker_has_read(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Ctrl-C: the tasks still queued are withdrawn, so the workers stop sending them; the
+    answers to those a worker had read are collected and kept, and a rerun sends the rest."""
+    queue = uuid.uuid4().hex
+    prompts = write_prompts(tmp_path / "in.jsonl", 40)
+    output = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(seed=1, latency_ms=1500, latency_jitter=0)) as sim:
+        # It leaves once it has nothing to do: when the queue was emptied, soon after the stop.
+        worker = start_worker(redis_url, queue, sim, tmp_path / "w.log", "--idle-exit", "3")
+        try:
+            coordinator = start_coordinator(redis_url, queue, prompts, output)
+            wait_for(lambda: received(sim) >= CONCURRENCY)  # the worker has taken its fill
+            coordinator.send_signal(signal.SIGINT)
+            out, err = coordinator.communicate(timeout=30)
+            assert coordinator.returncode == 130, err
+            assert tasks_enqueued(redis_url, queue) == 0  # nothing left for a worker to read
+            assert worker.wait(timeout=60) == 0
+        finally:
+            stop_all([worker])
+        summary = orjson.loads(out.splitlines()[-1])
+        assert summary["interrupted"] and summary["ok"] + summary["pending"] == 40
+        # Sent: what the worker had read when the stop came, all of it collected, no more.
+        assert received(sim) == summary["ok"] < 40
+        assert len(output.read_text().splitlines()) == summary["ok"]
+        workers = [start_worker(redis_url, queue, sim, tmp_path / "w.log")]
+        try:
+            rerun = finish(start_coordinator(redis_url, queue, prompts, output))
+        finally:
+            stop_all(workers)
+        assert rerun["ok"] == 40 and received(sim) == 40  # the rest, each once
+    assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(40)})
+
+
+def test_tasks_redis_lost_while_it_kept_the_job_are_enqueued_again(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A partial loss (an eviction, or a restart from an older snapshot): the job's marker is
+    there, its tasks are not. The coordinator finds the items Redis holds nowhere and
+    enqueues them again, rather than wait for them for ever."""
+    import redis
+
+    queue = uuid.uuid4().hex
+    prompts = write_prompts(tmp_path / "in.jsonl", 20)
+    output = tmp_path / "out.jsonl"
+    coordinator = start_coordinator(redis_url, queue, prompts, output)
+    try:
+        wait_for(lambda: tasks_enqueued(redis_url, queue) == 20)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            assert client.delete(f"llmgather:q:{{{queue}}}:tasks") == 1  # evicted
+        finally:
+            client.close()
+        with EmbeddedSimulator(SimConfig(seed=1)) as sim:
+            workers = [start_worker(redis_url, queue, sim, tmp_path / "w.log")]
+            try:
+                summary = finish(coordinator, timeout=45)
+            finally:
+                stop_all(workers)
+            assert summary["ok"] == 20 and received(sim) == 20
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
+            coordinator.communicate()
+    assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(20)})
+
+
+def test_the_coordinators_summary_counts_the_429s_its_workers_met(
+    tmp_path: Path, redis_url: str
+) -> None:
+    from llmgather.sim.faults import FaultPlan
+
+    queue = uuid.uuid4().hex
+    prompts = write_prompts(tmp_path / "in.jsonl", 60)
+    output = tmp_path / "out.jsonl"
+    config = SimConfig(seed=3, faults=FaultPlan.parse("429=0.2"), fault_retry_after_s=0.05)
+    with EmbeddedSimulator(config) as sim:
+        workers = [start_worker(redis_url, queue, sim, tmp_path / "w.log", "--idle-exit", "8")]
+        try:
+            summary = finish(start_coordinator(redis_url, queue, prompts, output))
+        finally:
+            stop_all(workers)
+        met = sim.stats["by_status"]
+    assert isinstance(met, dict) and met.get("429", 0) > 0
+    assert summary["http_429"] == met["429"]

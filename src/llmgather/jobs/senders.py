@@ -117,7 +117,7 @@ class QueueSender:
             in_flight=outstanding,
             waiting_retry=0,
             retries=counts.retries,
-            http_429=0,  # the workers see them, and wait them out
+            http_429=counts.http_429,  # the workers met them, and told with their results
             input_tokens=counts.input_tokens,
             output_tokens=counts.output_tokens,
             elapsed_s=time.monotonic() - self._started,

@@ -15,9 +15,18 @@ number of machines and collects their results into the same job store and output
 - **Resumable.** The coordinator's job store is the truth, as in a local run. A rerun reads the
   results that arrived while it was away and enqueues only what was never enqueued. If Redis
   loses its data (a restart without persistence), the coordinator notices its job's marker is
-  gone and enqueues again what was outstanding: only the items in flight are sent twice.
+  gone and enqueues again what was outstanding: only the items in flight are sent twice. A
+  partial loss keeps the marker (a restart from an older snapshot, an evicted key): every
+  `reconcile_every` seconds the coordinator looks for its outstanding items among the tasks
+  (queued or taken: a task leaves the stream only with its result written) and the results
+  not read yet, and enqueues again those missing twice in a row.
+- **Stopped**, the coordinator takes back the job's tasks no worker has read (they stay
+  pending in the job store, and a rerun enqueues them again) and collects the rest.
+- **Counted.** Each result carries the 429s its worker met since its previous one, so the
+  coordinator's summary counts them.
 
     wire.py         keys, the task and result codecs, the consumer group
+    scripts.py      the coordinator's Lua: withdraw untaken tasks, find what Redis holds
     coordinator.py  QueueCoordinator: `run --queue`'s side
     worker.py       QueueWorker: `llmgather worker`'s side
 

@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 from llmgather._redis import connect, retried
 from llmgather._types import Request, Result
+from llmgather.jobs.queue.scripts import ACCOUNTED_FOR, WITHDRAW
 from llmgather.jobs.queue.wire import (
     GROUP,
     READ_BLOCK_MS,
     call_retried,
+    decode,
     ensure_group,
     queue_keys,
     request_to_wire,
@@ -30,6 +32,10 @@ T = TypeVar("T")
 
 DEFAULT_WINDOW = 1000
 FINISHED_KEYS_TTL_S = 3600
+# How often the outstanding items are looked for in Redis (see `_reconcile`). An item found
+# nowhere twice in a row is enqueued again: a worker answering a task whose entry Redis lost
+# has had that long to write its result back.
+RECONCILE_EVERY_S = 5.0
 
 
 def job_key_for(store_path: str, identity: str) -> str:
@@ -46,19 +52,29 @@ class QueueCounts:
     done: int = 0
     failed: int = 0
     retries: int = 0
+    http_429: int = 0  # the 429s the workers met for the results collected
     input_tokens: int = 0
     output_tokens: int = 0
     resent_after_loss: int = 0
+    withdrawn: int = 0  # tasks taken back from the queue at a stop, before any worker read them
 
 
 class QueueCoordinator:
     """The coordinator's side: `map(requests)` enqueues them and yields the workers' results,
     in the order they finish, like `Client.map`."""
 
-    def __init__(self, url: str, *, name: str, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        window: int = DEFAULT_WINDOW,
+        reconcile_every: float = RECONCILE_EVERY_S,
+    ) -> None:
         self.url = url
         self.name = name
         self.window = window
+        self.reconcile_every = reconcile_every
         self._prefix, self._tasks = queue_keys(name)
         self.job = ""
         self._results = self._marker = self._enqueued = ""
@@ -66,13 +82,15 @@ class QueueCoordinator:
         self.counts = QueueCounts()
         self.started = time.monotonic()
         self._outstanding: dict[str, Request] = {}
-        # The task stream's entry of each outstanding item this run enqueued, to tell whether
-        # a worker has taken it yet (an earlier run's entries are not known).
-        self._entries: dict[str, tuple[int, int]] = {}
-        self._early: dict[str, Result] = {}  # results of ids not fed yet (a rerun's first reads)
+        # Results of ids not fed yet (a rerun's first reads), with the 429s met for them.
+        self._early: dict[str, tuple[Result, int]] = {}
+        self._batch: list[Request] = []  # outstanding, not enqueued yet
         self._room = asyncio.Event()
         self._fed_all = False
         self._last_read = "0-0"
+        self._reconciled_at = time.monotonic()
+        self._missing: set[str] = set()  # outstanding items Redis held nowhere at the last look
+        self._scripts: dict[str, Any] = {}
 
     async def for_job(self, job: str, *, fresh_results: bool) -> None:
         """Name the job (`job_key_for`); `fresh_results` forgets the results an earlier run of
@@ -99,9 +117,10 @@ class QueueCoordinator:
     async def map(
         self, requests: AsyncIterable[Request], *, stop: asyncio.Event | None = None
     ) -> AsyncIterator[Result]:
-        """Once `stop` is set, nothing more is enqueued, and the results of the items workers
-        had taken by then are still collected; the rest stay queued (the workers answer them,
-        and a rerun collects them) and are not waited for."""
+        """Once `stop` is set, nothing more is enqueued, the job's tasks no worker has read
+        yet are taken back from the queue (they stay pending in the job store, and a rerun
+        enqueues them again), and the results of the items workers had taken by then are
+        still collected."""
         stop = stop or asyncio.Event()
         awaited: set[str] | None = None  # once stopped: the items workers had taken
         await self._call(self._start)
@@ -112,7 +131,10 @@ class QueueCoordinator:
                     yield ready
                 if stop.is_set():
                     if awaited is None:
-                        awaited = await self._call(self._taken)
+                        # Nothing is enqueued after the withdrawal: the feeder ends first.
+                        feeder.cancel()
+                        await asyncio.gather(feeder, return_exceptions=True)
+                        awaited = await self._call(self._withdraw)
                     awaited.intersection_update(self._outstanding)
                     if not awaited:
                         break
@@ -136,7 +158,7 @@ class QueueCoordinator:
             await self._redis.persist(key)  # a finished run's expiry must not end this one
 
     async def _feed(self, requests: AsyncIterable[Request], stop: asyncio.Event) -> None:
-        batch: list[Request] = []
+        batch = self._batch
         async for request in requests:
             if stop.is_set():
                 break
@@ -147,7 +169,7 @@ class QueueCoordinator:
             while len(self._outstanding) >= self.window:
                 if batch:
                     await self._call(self._enqueue, batch)
-                    batch = []
+                    batch.clear()
                     continue  # results may have come meanwhile: look again before waiting
                 self._room.clear()  # no await between the look and the wait: no wake-up lost
                 await self._room.wait()
@@ -155,9 +177,10 @@ class QueueCoordinator:
             batch.append(request)
             if len(batch) >= 100:
                 await self._call(self._enqueue, batch)
-                batch = []
+                batch.clear()
         if batch:
             await self._call(self._enqueue, batch)
+            batch.clear()
         self._fed_all = True
 
     async def _enqueue(self, batch: list[Request], *, again: bool = False) -> None:
@@ -174,31 +197,65 @@ class QueueCoordinator:
                 fields = {"job": self.job, "id": request.id, "request": request_to_wire(request)}
                 pipe.xadd(self._tasks, fields)
             pipe.sadd(self._enqueued, *[r.id for r in fresh])
-            replies = await pipe.execute()
-        for request, entry in zip(fresh, replies, strict=False):  # the XADDs' replies come first
-            self._entries[request.id] = _entry_id(entry)
+            await pipe.execute()
         self.counts.enqueued += len(fresh)
 
-    async def _taken(self) -> set[str]:
-        """The outstanding items of this run a worker has taken (their answers may be on the
-        way): those whose entry is at or before the consumer group's last delivered one."""
-        import redis.exceptions
+    async def _withdraw(self) -> set[str]:
+        """Take the job's tasks no worker has read yet out of the queue, so that no worker
+        sends them after the stop (a rerun enqueues them again: they leave the set of ids
+        enqueued too); the outstanding items left, which workers had taken (their answers
+        may be on the way)."""
+        reply = await self._script(WITHDRAW)(
+            keys=[self._tasks, self._enqueued], args=[self.job, GROUP]
+        )
+        withdrawn = {decode(item) for item in reply}
+        for item in withdrawn:
+            self._outstanding.pop(item, None)
+        self.counts.withdrawn += len(withdrawn)
+        if withdrawn:
+            logger.info(
+                "llmgather: %d tasks no worker had read taken back from the queue", len(withdrawn)
+            )
+        return set(self._outstanding)
 
-        if not self._entries:
-            return set()
-        try:
-            groups = await self._redis.xinfo_groups(self._tasks)
-        except redis.exceptions.ResponseError:  # Redis lost the stream: no worker has any
-            return set()
-        last = next((g["last-delivered-id"] for g in groups if g["name"] == GROUP.encode()), None)
-        if last is None:
-            return set()
-        delivered = _entry_id(last)
-        return {item for item, entry in self._entries.items() if entry <= delivered}
+    async def _reconcile(self) -> None:
+        """Enqueue again the outstanding items Redis holds nowhere: not as a task (a task
+        taken and not yet answered stays in the stream, on the group's pending list, until its
+        result is written), not as a result not read yet. That is a partial loss the job's
+        marker does not show: Redis restarted from an older snapshot, or evicted a key. An item
+        found missing twice in a row, `reconcile_every` apart, is enqueued again."""
+        self._reconciled_at = time.monotonic()
+        reply = await self._script(ACCOUNTED_FOR)(
+            keys=[self._tasks, self._results], args=[self.job, self._last_read]
+        )
+        held = {decode(item) for item in reply}
+        unsent = {r.id for r in self._batch}
+        missing = set(self._outstanding) - held - unsent - set(self._early)
+        lost = [self._outstanding[item] for item in missing & self._missing]
+        self._missing = missing - {r.id for r in lost}
+        if not lost:
+            return
+        logger.warning(
+            "llmgather: Redis at the queue lost %d of this job's tasks (restarted from an older "
+            "snapshot, or a key evicted); enqueuing them again",
+            len(lost),
+        )
+        await ensure_group(self._redis, self._tasks)
+        for start in range(0, len(lost), 100):
+            await self._enqueue(lost[start : start + 100], again=True)
+        self.counts.resent_after_loss += len(lost)
+
+    def _script(self, source: str) -> Any:
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._redis.register_script(source)
+        return script
 
     async def _read_results(self) -> list[Result]:
         if not await self._redis.exists(self._marker):
             await self._recover_lost_data()
+        elif time.monotonic() - self._reconciled_at >= self.reconcile_every:
+            await self._reconcile()
         replies = await self._redis.xread(
             {self._results: self._last_read}, count=500, block=READ_BLOCK_MS
         )
@@ -208,11 +265,12 @@ class QueueCoordinator:
                 self._last_read = entry_id
                 item_id = fields[b"id"].decode()
                 result = result_from_wire(fields[b"result"], id=item_id)
+                met_429 = int(fields.get(b"http_429", b"0"))  # a worker of before: none told
                 if self._outstanding.pop(item_id, None) is not None:
-                    self._entries.pop(item_id, None)
-                    found.append(self._counted(result))
+                    found.append(self._counted(result, met_429))
                 elif item_id not in self._early:
-                    self._early[item_id] = result  # enqueued by an earlier run, not fed yet
+                    # enqueued by an earlier run, not fed yet
+                    self._early[item_id] = (result, met_429)
         if found:
             self._room.set()
         return found
@@ -221,15 +279,15 @@ class QueueCoordinator:
         for item_id in self._early:
             if item_id in self._outstanding:
                 del self._outstanding[item_id]
-                self._entries.pop(item_id, None)
                 self._room.set()
-                return self._counted(self._early.pop(item_id))
+                return self._counted(*self._early.pop(item_id))
         if self._fed_all:
             self._early.clear()  # results of ids this run does not need (done before)
         return None
 
-    def _counted(self, result: Result) -> Result:
+    def _counted(self, result: Result, met_429: int) -> Result:
         counts = self.counts
+        counts.http_429 += met_429
         if result.ok:
             counts.done += 1
         else:
@@ -249,6 +307,7 @@ class QueueCoordinator:
         )
         await ensure_group(self._redis, self._tasks)
         self._last_read = "0-0"
+        self._missing.clear()
         for start in range(0, len(outstanding), 100):
             await self._enqueue(outstanding[start : start + 100], again=True)
         # The marker last: if this fails midway, the next read finds it missing and starts over.
@@ -265,10 +324,3 @@ class QueueCoordinator:
 
     async def _call(self, step: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return await call_retried(self.url, step, *args, **kwargs)
-
-
-def _entry_id(raw: bytes | str) -> tuple[int, int]:
-    """A stream entry's id ("1700000000000-3") as a pair that sorts as Redis orders them."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    millis, _, sequence = text.partition("-")
-    return int(millis), int(sequence or 0)

@@ -37,6 +37,7 @@ class WorkerCounts:
     done: int = 0
     failed: int = 0
     reclaimed: int = 0
+    http_429: int = 0
 
 
 class QueueWorker:
@@ -162,11 +163,18 @@ class QueueWorker:
         """The result into the job's results stream, then the task acknowledged and deleted,
         in one transaction: a task is never acknowledged without its result stored."""
         results = f"{self._prefix}:results:{job}"
+        fields: dict[str, str | bytes] = {"id": item_id, "result": result_to_wire(result)}
+        # The 429s this worker met since its last report travel with this result, so the
+        # coordinator's summary counts them (which request met each is not known here).
+        seen = self.client.statistics().http_429
+        if seen > self.counts.http_429:
+            fields["http_429"] = str(seen - self.counts.http_429)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(results, {"id": item_id, "result": result_to_wire(result)})
+            pipe.xadd(results, fields)
             pipe.xack(self._tasks, GROUP, result.id)
             pipe.xdel(self._tasks, result.id)
             await pipe.execute()
+        self.counts.http_429 = seen
         if result.ok:
             self.counts.done += 1
         else:
