@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from llmgather.bench._servers import SIM_KEY, ServerProcess
-from llmgather.bench.redis_server import free_port
 from llmgather.transport import Http11Transport, HttpRequest
 
 NAME = "bare relay on uvicorn (floor)"
@@ -51,10 +50,12 @@ def relay_app(upstream: str) -> Any:
 
 def bare_relay(upstream: str, work: Path, *, rpm: float | None = None) -> ServerProcess:
     """The bare relay in front of the simulator at `upstream`; told no limit (it has none)."""
-    port = free_port()
-    args = [sys.executable, "-m", "llmgather.bench._bare_relay", "--port", str(port)]
-    args += ["--upstream", upstream]
-    return ServerProcess(NAME, args, port=port, ready_path="/readyz", log=work / "bare.log")
+
+    def command(port: int) -> list[str]:
+        args = [sys.executable, "-m", "llmgather.bench._bare_relay", "--port", str(port)]
+        return [*args, "--upstream", upstream]
+
+    return ServerProcess(NAME, command, ready_path="/readyz", log=work / "bare.log")
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from llmgather.bench._servers import SIM_KEY, GatewayUnavailable, ServerProcess
-from llmgather.bench.redis_server import free_port
 
 NAME = "LiteLLM proxy"
 STARTUP_S = 120.0  # it imports a great deal; a busy 2-core machine takes ~20 s
@@ -60,17 +59,18 @@ def config(upstream: str, *, rpm: float | None = None) -> dict[str, Any]:
 
 def litellm_proxy(upstream: str, work: Path, *, rpm: float | None = None) -> ServerProcess:
     """The proxy in front of the simulator at `upstream` (an OpenAI base URL); not started."""
-    command = litellm_command()
-    port = free_port()
-    path = work / f"litellm-{port}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config(upstream, rpm=rpm), indent=2))  # JSON is YAML
+    proxy = litellm_command()
+
+    def command(port: int) -> list[str]:
+        path = work / f"litellm-{port}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config(upstream, rpm=rpm), indent=2))  # JSON is YAML
+        return [proxy, "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
+
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    args = [command, "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
     return ServerProcess(
         NAME,
-        args,
-        port=port,
+        command,
         ready_path="/health/liveliness",
         log=work / "litellm.log",
         env=env,

@@ -1,6 +1,9 @@
 """Gateways under test as subprocesses: each on a free 127.0.0.1 port, ready when its health
 URL answers 200, stopped with its whole process group (a server may fork workers).
 
+A free port is only free until someone binds it (another xdist worker, another benchmark): a
+server that exits at start because its port was taken is started again on another.
+
 `ServerProcess` is the one way a gateway is run; `ours()` is `llmgather serve` in front of a
 simulator, `bench._litellm.litellm_proxy()` the LiteLLM proxy.
 """
@@ -14,12 +17,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-from llmgather.bench.redis_server import free_port
+from llmgather.bench.redis_server import PORT_ATTEMPTS, free_port
 
 SIM_KEY = "sim-key"  # the simulator takes any key: nothing secret crosses these processes
 MODEL = "openai:gpt-4o-mini"
+# What a server prints when it cannot bind its port (uvicorn, and Python's own OSError).
+BIND_FAILED = ("address already in use", "errno 98")
 
 
 class GatewayUnavailable(RuntimeError):
@@ -27,24 +33,23 @@ class GatewayUnavailable(RuntimeError):
 
 
 class ServerProcess:
-    """`args` started in a new process group, its output to `log`, ready once `ready_path`
-    answers 200 on `port` (within `startup_s`, else `GatewayUnavailable`)."""
+    """`command(port)` started in a new process group on a free port, its output to `log`,
+    ready once `ready_path` answers 200 there (within `startup_s`, else `GatewayUnavailable`)."""
 
     def __init__(
         self,
         name: str,
-        args: list[str],
+        command: Callable[[int], list[str]],
         *,
-        port: int,
         ready_path: str,
         log: Path,
         env: dict[str, str] | None = None,
         startup_s: float = 60.0,
     ) -> None:
         self.name = name
-        self.port = port
-        self._args = args
-        self._ready_url = f"http://127.0.0.1:{port}{ready_path}"
+        self.port = 0  # chosen as it starts
+        self._command = command
+        self._ready_path = ready_path
         self._log_path = log
         self._env = env
         self._startup_s = startup_s
@@ -60,10 +65,22 @@ class ServerProcess:
         return self._proc.pid if self._proc else None
 
     def start(self) -> ServerProcess:
+        for _ in range(PORT_ATTEMPTS):
+            if self._start_on(free_port()):
+                return self
+        raise GatewayUnavailable(
+            f"{self.name}: each of {PORT_ATTEMPTS} free ports was taken before it could bind it"
+        )
+
+    def _start_on(self, port: int) -> bool:
+        """Started on `port`: True once ready, False if the port was taken before the server
+        bound it (another may be tried)."""
+        self.port = port
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("ab") as log:
+            logged_before = log.tell()
             self._proc = subprocess.Popen(
-                self._args,
+                self._command(port),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._env,
@@ -73,16 +90,28 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 self.stop()
+                if self._said_since(logged_before, BIND_FAILED):
+                    return False
                 raise GatewayUnavailable(f"{self.name} exited at start: {self._last_line()}")
-            if self._answers():
-                return self
+            if self._answers() and self._proc.poll() is None:  # not another one on the port
+                return True
             time.sleep(0.1)  # start-up only: a server gives no other signal that it is ready
         self.stop()
         raise GatewayUnavailable(f"{self.name} not ready within {self._startup_s:.0f}s")
 
-    def _answers(self) -> bool:
+    def _said_since(self, offset: int, signs: tuple[str, ...]) -> bool:
         try:
-            with urllib.request.urlopen(self._ready_url, timeout=2) as response:  # 127.0.0.1
+            with self._log_path.open("rb") as log:
+                log.seek(offset)
+                said = log.read().decode(errors="replace").lower()
+        except OSError:
+            return False
+        return any(sign in said for sign in signs)
+
+    def _answers(self) -> bool:
+        url = f"http://127.0.0.1:{self.port}{self._ready_path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # 127.0.0.1
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -124,12 +153,11 @@ class ServerProcess:
 def ours(upstream: str, work: Path, *, rpm: float | None = None) -> ServerProcess:
     """`llmgather serve` with its default settings in front of the simulator at `upstream`
     (an OpenAI base URL), told the upstream's request limit when there is one."""
-    port = free_port()
-    args = [sys.executable, "-m", "llmgather", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--model", MODEL, "--base-url", upstream, "--api-key", SIM_KEY]
-    args += ["--jobs-dir", str(work / f"serve-jobs-{port}")]
-    if rpm:
-        args += ["--rpm", str(rpm)]
-    return ServerProcess(
-        "llmgather serve", args, port=port, ready_path="/readyz", log=work / "serve.log"
-    )
+
+    def command(port: int) -> list[str]:
+        args = [sys.executable, "-m", "llmgather", "serve", "--host", "127.0.0.1"]
+        args += ["--port", str(port), "--model", MODEL, "--base-url", upstream]
+        args += ["--api-key", SIM_KEY, "--jobs-dir", str(work / f"serve-jobs-{port}")]
+        return args + (["--rpm", str(rpm)] if rpm else [])
+
+    return ServerProcess("llmgather serve", command, ready_path="/readyz", log=work / "serve.log")
