@@ -51,7 +51,7 @@ def run_and_edit(tmp_path: Path, edits: list[tuple[int, bytes, bytes]]) -> str:
         first_line = edits[0][0] + 1
         assert f"line {first_line} of the input" in stderr, stderr
         assert "the input changed while the job ran" in stderr
-        assert "restore the input to resume, or use --restart" in stderr
+        assert "rerun the same command to go on with the input as it is now" in stderr
         received = sim.stats["received"]
 
         # Every request that went out has its result committed, in the store and the output.

@@ -30,7 +30,10 @@ def test_sent_counts_only_items_that_went_out_and_the_hint_names_retry_failed(
     assert summary["failed"] == 20 and 1 <= summary["sent"] == received < 20
     assert "--retry-failed" in summary["hint"]
     assert again.returncode == 1
-    assert "20 items failed: once the cause is fixed, rerun with --retry-failed" in again.stderr
+    assert (
+        "20 items failed: once the cause is fixed (--base-url, limits and timeouts may change), "
+        "rerun the same command with --retry-failed to send exactly those 20 again."
+    ) in again.stderr
     assert fixed.returncode == 0, fixed.stderr
     done = orjson.loads(fixed.stdout)
     assert (done["ok"], done["sent"], done["hint"]) == (20, 20, None)

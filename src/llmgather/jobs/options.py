@@ -52,10 +52,10 @@ class InputOptions:
         """The input as messages name it."""
         return "<stdin>" if self.path == "-" else self.path
 
-    def params(self) -> dict[str, Any]:
-        """What of the input decides each answer (see `JobOptions.params`)."""
+    def route(self) -> dict[str, Any]:
+        """How the input is read (see `JobOptions.route`): each line read is known by its id
+        and what is sent for it, so another reading changes only the lines it changes."""
         return {
-            "system": self.system,
             "format": detect_format(self.path, self.fmt),
             "column": self.column,
             "id_column": self.id_column,
@@ -123,12 +123,14 @@ class SendOptions:
 class JobFlags:
     """How a run treats the job already beside its output: `restart` discards it; `force`
     writes over an output file no job store claims (refused, left as it is, otherwise);
-    `retry_failed` sends its failed items again; `grace_s` is how long a stop waits for the
-    requests in flight."""
+    `retry_failed` sends its failed items again; `resend_changed` sends again the items whose
+    input line changed since their result was recorded (refused otherwise); `grace_s` is how
+    long a stop waits for the requests in flight."""
 
     restart: bool = False
     force: bool = False
     retry_failed: bool = False
+    resend_changed: bool = False
     grace_s: float = DEFAULT_GRACE_S
 
 
@@ -142,22 +144,27 @@ class JobOptions:
     flags: JobFlags = field(default_factory=JobFlags)
 
     def params(self, target: Target) -> dict[str, Any]:
-        """What decides each answer: a resumed job must not change these. Limits may change.
+        """What decides every answer: a resumed job must not change these (`--restart` does).
 
         The model as resolved, not as typed: `gpt-4o-mini` that meant the simulator must not
         resume against the real API once a key is set, and `sim:gpt-4o-mini` typed out is the
-        same job as the default.
+        same job as the default. What each line sends is known line by line (`jobs.store`).
         """
         return {
             "provider": target.provider,
             "model": target.model,
             "simulated": target.simulated,
-            "base_url": redact_url(target.base_url),
             "max_tokens": self.send.max_tokens,
             "temperature": self.send.temperature,
             "stream": self.send.stream,
-            **self.input.params(),
+            "system": self.input.system,
         }
+
+    def route(self, target: Target) -> dict[str, Any]:
+        """Where the requests go and how the input is read: a rerun may change these (a
+        server that moved, a fixed `--base-url`, another column), and its summary says so.
+        Limits, retries and timeouts change nothing about a job and are not recorded."""
+        return {"base_url": redact_url(target.base_url), **self.input.route()}
 
     def read(
         self, path: str, warn: Callable[[str], None] | None = None
@@ -178,7 +185,11 @@ class JobSpec(Protocol):
     def flags(self) -> JobFlags: ...
 
     def params(self, target: Target) -> dict[str, Any]:
-        """What decides each answer: a rerun that changes any of these is another job."""
+        """What decides every answer: a rerun that changes any of these is another job."""
+        ...
+
+    def route(self, target: Target) -> dict[str, Any]:
+        """Where the requests go and how the input is read: a rerun may change these."""
         ...
 
     def read(

@@ -24,18 +24,33 @@ class JobStore(Protocol):
     # -- the job's lifecycle ---------------------------------------------------------------
 
     def prepare(self, *, input_fingerprint: str, params: dict[str, Any], restart: bool) -> bool:
-        """Bind the store to this input and parameters and claim the job; True when resuming.
+        """Bind the store to these parameters and claim the job; True when resuming.
 
         Raises JobBusyError when another live process runs the job, and JobMismatchError when
-        a job with another input or other parameters owns the store (unless `restart`).
+        a job with other parameters owns the store (unless `restart`).
         """
         ...
 
-    def ingest(self, items: Iterable[InputItem]) -> IngestReport:
-        """Take every input item once (invalid ones as failed); a resumed job keeps its own.
+    def ingest(
+        self,
+        items: Iterable[InputItem],
+        *,
+        input_fingerprint: str | None = None,
+        route: dict[str, Any] | None = None,
+        resend_changed: bool = False,
+        source: str = "the input",
+    ) -> IngestReport:
+        """Take the input's items (invalid ones as failed): all of them for a new job; on a
+        resumed job, what changed since the last run, item by item by id and content.
 
-        Raises DuplicateIdError, storing nothing, when several items share an id.
+        Raises DuplicateIdError, storing nothing, when several items share an id, and
+        ChangedItemsError, changing nothing, when items with results changed and
+        `resend_changed` is not set.
         """
+        ...
+
+    def generation(self) -> int:
+        """How many reruns changed what is sent for items that may have been sent before."""
         ...
 
     def mark_state(self, state: str) -> None:

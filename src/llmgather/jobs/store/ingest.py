@@ -31,35 +31,43 @@ _BATCH_ROWS = 5_000
 
 @dataclass(frozen=True, slots=True)
 class IngestReport:
+    """The input's items, and on a rerun what changed since the last run: in its items
+    (`merge.InputChanges.describe`) and in where the requests go (`identity`)."""
+
     total: int = 0
     valid: int = 0
     invalid: int = 0
+    changes: tuple[str, ...] = ()
+    route_changes: tuple[str, ...] = ()
 
 
-def insert_items(conn: sqlite3.Connection, items: Iterable[InputItem]) -> IngestReport:
-    """Replace the store's items with `items`; on any error (DuplicateIdError too) none remain."""
+def insert_items(
+    conn: sqlite3.Connection, items: Iterable[InputItem], *, table: str = "items"
+) -> IngestReport:
+    """Replace the rows of `table` (the store's items, or a rerun's staging copy of its
+    schema, `jobs.store.merge`) with `items`; on any error (DuplicateIdError too) none remain."""
     with transaction(conn):
-        conn.execute("DELETE FROM items")
+        conn.execute(f"DELETE FROM {table}")
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS duplicates (id TEXT NOT NULL, line INTEGER NOT NULL)"
     )
     conn.execute("DELETE FROM duplicates")
     try:
-        report = _insert_all(conn, items)
-        duplicate = _duplicate_error(conn)
+        report = _insert_all(conn, items, table)
+        duplicate = _duplicate_error(conn, table)
         if duplicate is not None:
             raise duplicate
-        _rekey_taken_line_numbers(conn)
+        _rekey_taken_line_numbers(conn, table)
     except BaseException:
         with transaction(conn):
-            conn.execute("DELETE FROM items")
+            conn.execute(f"DELETE FROM {table}")
         raise
     finally:
         conn.execute("DROP TABLE IF EXISTS temp.duplicates")
     return report
 
 
-def _insert_all(conn: sqlite3.Connection, items: Iterable[InputItem]) -> IngestReport:
+def _insert_all(conn: sqlite3.Connection, items: Iterable[InputItem], table: str) -> IngestReport:
     total = invalid = 0
     batch: list[tuple[Any, ...]] = []
     for item in items:
@@ -67,20 +75,20 @@ def _insert_all(conn: sqlite3.Connection, items: Iterable[InputItem]) -> IngestR
         invalid += item.request is None
         batch.append(item_row(item))
         if len(batch) >= _BATCH_ROWS:
-            _insert_batch(conn, batch)
+            _insert_batch(conn, batch, table)
             batch = []
     if batch:
-        _insert_batch(conn, batch)
+        _insert_batch(conn, batch, table)
     return IngestReport(total=total, valid=total - invalid, invalid=invalid)
 
 
-def _insert_batch(conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
+def _insert_batch(conn: sqlite3.Connection, batch: list[tuple[Any, ...]], table: str) -> None:
     with transaction(conn):
         before = conn.total_changes
         conn.executemany(
-            "INSERT INTO items (line, id, status, output_fields, result, error_type, error_key,"
-            " error_message, finished_at, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
+            f"INSERT INTO {table} (line, id, status, output_fields, result, error_type,"
+            " error_key, error_message, finished_at, digest, metadata)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             batch,
         )
         if conn.total_changes - before == len(batch):
@@ -88,14 +96,14 @@ def _insert_batch(conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> Non
         # Some ids were taken already: note which lines lost, to report them all at the end.
         first, last = batch[0][0], batch[-1][0]
         stored = {line for (line,) in conn.execute(
-            "SELECT line FROM items WHERE line BETWEEN ? AND ?", (first, last))}  # fmt: skip
+            f"SELECT line FROM {table} WHERE line BETWEEN ? AND ?", (first, last))}  # fmt: skip
         conn.executemany(
             "INSERT INTO temp.duplicates (id, line) VALUES (?, ?)",
             [(row[1], row[0]) for row in batch if row[0] not in stored],
         )
 
 
-def _duplicate_error(conn: sqlite3.Connection) -> DuplicateIdError | None:
+def _duplicate_error(conn: sqlite3.Connection, table: str) -> DuplicateIdError | None:
     ids, lines = conn.execute("SELECT count(DISTINCT id), count(*) FROM temp.duplicates").fetchone()
     if not lines:
         return None
@@ -104,7 +112,7 @@ def _duplicate_error(conn: sqlite3.Connection) -> DuplicateIdError | None:
         "SELECT id FROM temp.duplicates GROUP BY id ORDER BY min(line) LIMIT 10"
     ).fetchall():
         found = conn.execute(
-            "SELECT line FROM items WHERE id = ? UNION ALL"
+            f"SELECT line FROM {table} WHERE id = ? UNION ALL"
             " SELECT * FROM (SELECT line FROM temp.duplicates WHERE id = ? ORDER BY line LIMIT 9)",
             (id, id),
         ).fetchall()
@@ -112,14 +120,15 @@ def _duplicate_error(conn: sqlite3.Connection) -> DuplicateIdError | None:
     return DuplicateIdError(examples, ids=ids, lines=lines + ids)
 
 
-def _rekey_taken_line_numbers(conn: sqlite3.Connection) -> None:
+def _rekey_taken_line_numbers(conn: sqlite3.Connection, table: str) -> None:
     """Give a bad line known by its number another id when that number is a real id."""
     after = 0
     while True:  # pages in line order: never every such line in memory at once
         # Only bad lines without an id keep a NULL id; the index on `id` answers each lookup.
         taken = conn.execute(
-            "SELECT line, result, output_fields FROM items AS a WHERE a.id IS NULL AND a.line > ?"
-            " AND EXISTS (SELECT 1 FROM items AS b WHERE b.id = CAST(a.line AS TEXT))"
+            f"SELECT line, result, output_fields FROM {table} AS a WHERE a.id IS NULL"
+            f" AND a.line > ? AND EXISTS (SELECT 1 FROM {table} AS b"
+            "  WHERE b.id = CAST(a.line AS TEXT))"
             " ORDER BY line LIMIT ?",
             (after, _BATCH_ROWS),
         ).fetchall()
@@ -130,7 +139,7 @@ def _rekey_taken_line_numbers(conn: sqlite3.Connection) -> None:
                 id = next(
                     candidate
                     for candidate in _line_ids(line)
-                    if conn.execute("SELECT 1 FROM items WHERE id = ?", (candidate,)).fetchone()
+                    if conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (candidate,)).fetchone()
                     is None
                 )
                 data = orjson.loads(result)
@@ -140,7 +149,7 @@ def _rekey_taken_line_numbers(conn: sqlite3.Connection) -> None:
                 fields.pop("id", None)
                 # The id column holds it now, so no later line's new id can take it.
                 conn.execute(
-                    "UPDATE items SET id = ?, result = ?, output_fields = ? WHERE line = ?",
+                    f"UPDATE {table} SET id = ?, result = ?, output_fields = ? WHERE line = ?",
                     (id, orjson.dumps(data), orjson.dumps(fields) if fields else None, line),
                 )
         after = taken[-1][0]

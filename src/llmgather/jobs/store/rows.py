@@ -20,10 +20,16 @@ _LOCATION = re.compile(r"^.+?:\d+: ")
 
 
 def item_row(item: InputItem) -> tuple[Any, ...]:
-    """The values of an `items` row for a newly ingested input item, in insert column order."""
+    """The values of an `items` row for a newly ingested input item, in insert column order:
+    the digest is what is sent for it (`InputItem.content_digest`), the metadata its
+    request's, which its result carries (kept apart, so a rerun can give a kept result the
+    metadata the input has now)."""
     fields = orjson.dumps(item.output_fields) if item.output_fields else None
+    digest = item.content_digest
     if item.request is not None:
-        return (item.line, item.id, "pending", fields, None, None, None, None, None, item.digest)
+        metadata = item.request.metadata
+        shown = None if metadata is None else orjson.dumps(metadata)
+        return (item.line, item.id, "pending", fields, None, None, None, None, None, digest, shown)
     message = item.error or "invalid input line"
     result = Result(
         id=item.id, status="error", error=ErrorInfo(type=INVALID_INPUT, message=message)
@@ -42,7 +48,8 @@ def item_row(item: InputItem) -> tuple[Any, ...]:
         key,
         message,
         time.time(),
-        item.digest,
+        digest,
+        None,
     )
 
 

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["SCHEMA", "connect", "migrate", "transaction"]
+__all__ = ["ITEM_COLUMNS", "SCHEMA", "STAGING", "connect", "migrate", "transaction"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
@@ -23,12 +23,54 @@ CREATE TABLE IF NOT EXISTS items (
     error_key TEXT,                  -- the message without its location, cut short: groups errors
     error_message TEXT,
     finished_at REAL,
-    digest BLOB                      -- the input item's digest as ingested; NULL if none was kept
+    digest BLOB,                     -- what is sent for the item (its content digest), or NULL
+    metadata BLOB                    -- the request's metadata as JSON, or NULL
 );
 CREATE INDEX IF NOT EXISTS items_status ON items (status);
+-- Results of ids a rerun's input no longer holds (or can no longer send): kept, not shown.
+CREATE TABLE IF NOT EXISTS retired (
+    id TEXT PRIMARY KEY,
+    line INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    output_fields BLOB,
+    result BLOB,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    error_type TEXT,
+    error_key TEXT,
+    error_message TEXT,
+    finished_at REAL,
+    digest BLOB,
+    metadata BLOB
+);
 """
 # Columns added since the first schema, for a store an older llmgather made: (name, type).
-ADDED_COLUMNS = (("digest", "BLOB"),)
+ADDED_COLUMNS = (("digest", "BLOB"), ("metadata", "BLOB"))
+# Every column of `items` and `retired`, in that order.
+ITEM_COLUMNS = (
+    "line, id, status, output_fields, result, attempts, input_tokens, output_tokens,"
+    " error_type, error_key, error_message, finished_at, digest, metadata"
+)
+# A rerun's input read into the same shape as `items`, to be merged with it by id.
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS incoming (
+    line INTEGER PRIMARY KEY,
+    id TEXT UNIQUE,
+    status TEXT NOT NULL,
+    output_fields BLOB,
+    result BLOB,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    error_type TEXT,
+    error_key TEXT,
+    error_message TEXT,
+    finished_at REAL,
+    digest BLOB,
+    metadata BLOB
+);
+"""
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -7,8 +7,9 @@ shows, in input order, for `jobs.output` to rewrite the file from. Nothing here 
 or all ids in memory; every scan is a bounded page or a streamed cursor.
 
 The pieces live beside it: `schema` (schema, connections, transactions), `rows`
-(items and results as rows), `ingest` (ingest and duplicate ids), `..identity` (same
-input, same parameters), `..liveness` (who runs the job) and `stats` (status numbers).
+(items and results as rows), `ingest` (ingest and duplicate ids), `merge` (a rerun on an
+edited input, line by line), `..identity` (same parameters, and what else changed),
+`..liveness` (who runs the job) and `stats` (status numbers).
 """
 
 from __future__ import annotations
@@ -19,18 +20,24 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from llmgather._errors import InvalidInputError, JobMismatchError
 from llmgather._types import Result
-from llmgather.jobs.identity import describe_changes, fingerprint_file
+from llmgather.jobs.identity import (
+    SENDING_ROUTE,
+    describe_changes,
+    describe_route_changes,
+    fingerprint_file,
+)
 from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.liveness import check_not_busy, running_claim, unclosed_run_s
 from llmgather.jobs.output import real_output_path
 from llmgather.jobs.store.ingest import IngestReport, insert_items
+from llmgather.jobs.store.merge import merge_items
 from llmgather.jobs.store.rows import INVALID_INPUT, result_row
 from llmgather.jobs.store.schema import SCHEMA, connect, migrate, transaction
 from llmgather.jobs.store.stats import JobStats, count_items, job_stats
@@ -45,6 +52,8 @@ __all__ = [
 ]
 
 STATES = ("new", "running", "interrupted", "complete")
+# What the items' digests are of (`InputItem.content_digest`): a store without it has others.
+DIGESTS = "sent"
 _STORE_SUFFIX = ".llmgather.sqlite"
 _PAGE_ROWS = 2_000
 
@@ -93,43 +102,95 @@ class SQLiteJobStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def prepare(self, *, input_fingerprint: str, params: dict[str, Any], restart: bool) -> bool:
-        """Bind the store to this input and these parameters and claim it for this process;
-        True when resuming a job.
+        """Bind the store to these parameters (and, for a new job, this input) and claim it
+        for this process; True when resuming a job.
 
         One write transaction from the busy check to the claim, so two runs started at once
         cannot both pass. A job whose ingestion never finished holds no results and is replaced.
+        Another input resumes the job line by line (see `ingest`); other parameters do not.
         """
-        params = orjson.loads(orjson.dumps(params, default=str))  # compare what JSON can store
+        params = _as_stored(params)
         now = time.time()
         with self._lock, self._transaction():
             meta = self._meta()
             check_not_busy(meta)
             resuming = bool(meta.get("ingested")) and not restart
             if resuming:
-                changes = describe_changes(meta, input_fingerprint, params)
+                changes = describe_changes(meta.get("params") or {}, params)
                 if changes:
                     raise JobMismatchError(_output_name(self.path), changes)
+                if meta.get("digests") != DIGESTS:
+                    # An older llmgather's digests are of line bytes: unknown, not different.
+                    self._conn.execute("UPDATE items SET digest = NULL")
+                    self._set_meta(digests=DIGESTS)
             else:
                 self._conn.execute("DELETE FROM items")
+                self._conn.execute("DELETE FROM retired")
                 self._conn.execute("DELETE FROM meta")
                 self._set_meta(
-                    fingerprint=input_fingerprint, params=params, state="new", created_at=now
+                    fingerprint=input_fingerprint,
+                    params=params,
+                    state="new",
+                    created_at=now,
+                    digests=DIGESTS,
                 )
                 meta = {}
             active = float(meta.get("active_s", 0.0)) + unclosed_run_s(meta, now)
             self._set_meta(**running_claim(now), active_s=active)
         return resuming
 
-    def ingest(self, items: Iterable[InputItem]) -> IngestReport:
-        """Insert every input item once; on a resumed job return the saved report untouched."""
+    def ingest(
+        self,
+        items: Iterable[InputItem],
+        *,
+        input_fingerprint: str | None = None,
+        route: dict[str, Any] | None = None,
+        resend_changed: bool = False,
+        source: str = "the input",
+    ) -> IngestReport:
+        """Take the input's items: every one, for a new job; none, for a resumed job on the
+        same input (`input_fingerprint`) read the same way (`route`), whose saved report is
+        returned; otherwise the input merged into the job line by line (`jobs.store.merge`),
+        which raises ChangedItemsError, the job untouched, when items with results changed
+        and `resend_changed` is not set. The report says what changed since the last run."""
+        route = _as_stored(route or {})
         with self._lock:
             meta = self._meta()
+            old_route = meta.get("route") or _route_of_old_store(meta, route)
+            route_changes = describe_route_changes(old_route, route) if meta.get("ingested") else []
+            same_input = input_fingerprint in (None, meta.get("fingerprint"))
+            if meta.get("ingested") and same_input and not _reads_differently(old_route, route):
+                if route_changes:
+                    with self._transaction():
+                        self._set_meta(route=route)
+                saved = IngestReport(**meta["ingest_report"])
+                return replace(saved, route_changes=tuple(route_changes))
+            generation = int(meta.get("generation", 0))
             if meta.get("ingested"):
-                return IngestReport(**meta["ingest_report"])
-            report = insert_items(self._conn, items)
+                report, changes = merge_items(
+                    self._conn, items, resend_changed=resend_changed, source=source
+                )
+                report = replace(
+                    report, changes=tuple(changes.describe()), route_changes=tuple(route_changes)
+                )
+                generation += changes.resend_anew
+            else:
+                report = insert_items(self._conn, items)
             with self._transaction():
-                self._set_meta(ingested=True, ingest_report=asdict(report))
+                self._set_meta(
+                    ingested=True,
+                    ingest_report=_saved(report),
+                    fingerprint=input_fingerprint or meta.get("fingerprint"),
+                    route=route,
+                    generation=generation,
+                )
             return report
+
+    def generation(self) -> int:
+        """How many reruns changed what is sent for items that may have been sent before: a
+        work queue's results of an earlier generation belong to other requests."""
+        with self._lock:
+            return int(self._meta().get("generation", 0))
 
     def mark_state(self, state: str) -> None:
         """Record the job's state; "running" also notes this process, to spot a crashed run."""
@@ -281,13 +342,36 @@ class SQLiteJobStore:
         return transaction(self._conn)
 
 
+def _as_stored(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as JSON stores them, so what is compared is what a later run reads back."""
+    loaded: dict[str, Any] = orjson.loads(orjson.dumps(values, default=str))
+    return loaded
+
+
+def _route_of_old_store(meta: dict[str, Any], route: dict[str, Any]) -> dict[str, Any]:
+    """The route of a job an older llmgather made, which kept it among its parameters."""
+    params = meta.get("params") or {}
+    return {key: params.get(key) for key in route}
+
+
+def _reads_differently(old_route: dict[str, Any], route: dict[str, Any]) -> bool:
+    """Whether the input is read another way (another format, column…): its items may differ
+    even when its bytes do not. Where the requests go changes no item."""
+    return any(old_route.get(key) != route.get(key) for key in route if key not in SENDING_ROUTE)
+
+
+def _saved(report: IngestReport) -> dict[str, Any]:
+    """What a resumed run reads back as its report: the counts, not the last run's changes."""
+    return {"total": report.total, "valid": report.valid, "invalid": report.invalid}
+
+
 def _check_unchanged(item: InputItem, id: str, digest: bytes | None) -> None:
     """InvalidInputError unless a pending line read again is the line that was ingested."""
     if item.request is None:
         change = f"cannot be sent any more ({item.error})"
     elif item.id != id:
         change = f"had the id {_shown_id(id)} and now has {_shown_id(item.id)}"
-    elif digest is not None and item.digest is not None and item.digest != digest:
+    elif digest is not None and (now := item.content_digest) is not None and now != digest:
         change = f"(id {_shown_id(id)}) is not what it was when the job read it first"
     else:
         return
