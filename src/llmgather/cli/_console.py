@@ -10,7 +10,15 @@ import orjson
 from rich.console import Console
 from rich.markup import escape
 
-stderr = Console(stderr=True, highlight=False)
+
+def new_console(*, stderr: bool = False, highlight: bool = False) -> Console:
+    """A Console as every command makes one: `:name:` stays text, never an emoji (rich's
+    default turns `sim:gemini:gemini-2.0-flash` into `sim♊gemini-2.0-flash`, and a model's
+    name, a file's or a server's message may hold such a pair)."""
+    return Console(stderr=stderr, highlight=highlight, emoji=False)
+
+
+stderr = new_console(stderr=True)
 # Off a terminal (a log file, a pipe, CI) a line stays one line: wrapping at a guessed width
 # only breaks grep and copy-paste.
 stderr.soft_wrap = not stderr.is_terminal

@@ -5,6 +5,7 @@ one `Limits`."""
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,23 @@ from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT
 from llmgather.providers.registry import unsendable
 
 F = TypeVar("F", bound=Callable[..., object])
+
+
+class FiniteFloat(click.FloatRange):
+    """The type of every number option: a FloatRange that also refuses NaN and infinity.
+
+    click's FloatRange lets NaN through (every comparison with it is false), which reached a
+    request as `"temperature": null` and a limiter as a crash; no option of llmgather means
+    either, so both are refused with the range the option takes."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            what = "not a number" if math.isnan(number) else "not a finite number"
+            self.fail(f"{value!r} is {what}: give one with {self._describe_range()}", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 def secret_file(param: str, flag: str, what: str, *, envvar: str | None = None) -> Any:
@@ -107,7 +125,7 @@ def limit_options(command: F) -> F:
 
     decorated: Any = with_limits
     for name, text in reversed(BUDGET_FLAGS.items()):
-        positive = click.FloatRange(min=0, min_open=True)
+        positive = FiniteFloat(min=0, min_open=True)
         decorated = click.option(f"--{name}", type=positive, help=text)(decorated)
     return click.option(
         "-c",
@@ -154,14 +172,14 @@ SENDING_OPTIONS = (
     ),
     click.option(
         "--max-retry-wait",
-        type=click.FloatRange(min=0),
+        type=FiniteFloat(min=0),
         default=300.0,
         show_default=True,
         help="Longest server-requested wait to honour; a longer one fails the item as an exhausted quota.",
     ),
     click.option(
         "--timeout",
-        type=click.FloatRange(min=0, min_open=True),
+        type=FiniteFloat(min=0, min_open=True),
         default=DEFAULT_TIMEOUT_S,
         show_default=True,
         help="Seconds a whole answer may take (with --stream: the longest silence between two chunks) before the request is abandoned and retried.",

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmgather._client import Client
-from llmgather.cli._console import print_json
+from llmgather.cli._console import new_console, print_json
 from llmgather.sim import EmbeddedSimulator, SimConfig
 
 TIMING_REQUESTS = 5
@@ -37,7 +37,7 @@ BURST_LATENCY_MS = 400.0
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def demo_command(as_json: bool) -> None:
     """Sync loop vs asyncio.gather vs llmgather, then a burst past the rate limit (offline)."""
-    console = Console(stderr=as_json, highlight=False)
+    console = new_console(stderr=as_json)
     console.print(
         "[bold]llmgather demo[/] on the built-in simulator (127.0.0.1, no API key needed)"
     )

@@ -37,7 +37,7 @@ from llmgather._errors import (
 from llmgather._prompt import MAX_TEMPERATURE
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
-from llmgather.cli._options import BUDGET_FLAGS, sending_options
+from llmgather.cli._options import BUDGET_FLAGS, FiniteFloat, sending_options
 from llmgather.cli._progress import Progress, describe_limits
 from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
@@ -69,7 +69,7 @@ EXIT_INTERRUPTED = 130
 )
 @click.option(
     "--temperature",
-    type=click.FloatRange(0, MAX_TEMPERATURE),
+    type=FiniteFloat(0, MAX_TEMPERATURE),
     help="Sampling temperature (a line's own wins).",
 )
 @click.option("--system", help="A system prompt for every line that has none.")
@@ -107,7 +107,7 @@ EXIT_INTERRUPTED = 130
 @click.option(
     "--grace",
     "grace_s",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=30.0,
     show_default=True,
     help="Seconds the first Ctrl-C gives requests in flight to finish.",

@@ -13,7 +13,7 @@ from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._listen import listening_socket
-from llmgather.cli._options import secret_file, sending_options
+from llmgather.cli._options import FiniteFloat, secret_file, sending_options
 from llmgather.service.settings import (
     DEFAULT_MAX_JOB_BYTES,
     DEFAULT_RETENTION_MAX,
@@ -50,7 +50,7 @@ EXIT_USAGE = 2
 @secret_file("token", "--token", "the bearer token", envvar=TOKEN_ENV)
 @click.option(
     "--queue-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=60.0,
     show_default=True,
     help="Longest wait in the queue for the shared limits; a request that would wait longer gets a 429 with a Retry-After.",
@@ -65,7 +65,7 @@ EXIT_USAGE = 2
 @click.option(
     "--retention",
     "retention_h",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=DEFAULT_RETENTION_S / 3600,
     show_default=True,
     metavar="HOURS",

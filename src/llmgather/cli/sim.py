@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from llmgather.cli._listen import listening_socket
-from llmgather.cli._options import secret_file
+from llmgather.cli._options import FiniteFloat, secret_file
 from llmgather.sim.config import SimConfig
 from llmgather.sim.faults import FAULT_KINDS, FaultPlan
 
@@ -35,41 +35,41 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
 )
 @click.option(
     "--rpm",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="Requests per minute allowed before answering 429 (default: unlimited).",
 )
 @click.option(
     "--rpd",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="Requests per day allowed before answering 429 (default: unlimited). The whole "
     "day's budget may be spent at once; it then refills evenly over the day, as OpenAI's does.",
 )
 @click.option(
     "--tpm",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="Tokens per minute (prompt + max output, settled to real usage) "
     "before answering 429 (default: unlimited).",
 )
 @click.option(
     "--itpm",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="Input (prompt) tokens per minute, counted on arrival, as Anthropic limits them "
     "(default: unlimited).",
 )
 @click.option(
     "--otpm",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="Output tokens per minute, reserved from max_tokens on arrival and settled to the "
     "real output when the answer ends, as Anthropic limits them (default: unlimited).",
 )
 @click.option(
     "--latency-ms",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=DEFAULT_LATENCY_MS,
     show_default=True,
     help="Mean total latency of a response: about 25% before the first token, the "
@@ -110,14 +110,14 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
 )
 @click.option(
     "--stall-s",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=30.0,
     show_default=True,
     help="How long a 'stall' fault waits before answering anyway.",
 )
 @click.option(
     "--fault-retry-after",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=1.0,
     show_default=True,
     help="Retry hint, in seconds, of an injected 429.",

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from llmgather.cli._console import new_console
 from llmgather.jobs.store import JobStats, SQLiteJobStore, store_path_for
 from llmgather.jobs.summary import shown_error
 
@@ -46,7 +47,7 @@ def status_command(output: str, as_json: bool) -> None:
         }
         click.echo(orjson.dumps(data).decode())
     else:
-        render_stats(stats, output, Console())
+        render_stats(stats, output, new_console(highlight=True))
 
 
 def render_stats(stats: JobStats, output: str, console: Console) -> None:

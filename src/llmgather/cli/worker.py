@@ -27,7 +27,7 @@ from llmgather._link import link_options, open_link
 from llmgather._redact import redact_url
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
-from llmgather.cli._options import sending_options
+from llmgather.cli._options import FiniteFloat, sending_options
 from llmgather.jobs.queue import DEFAULT_RECLAIM_AFTER_S, QueueWorker, WorkerCounts
 from llmgather.jobs.senders import LinkSender
 from llmgather.providers.registry import resolve_target
@@ -50,14 +50,14 @@ EXIT_INTERRUPTED = 130
 )
 @click.option(
     "--reclaim-after",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1),
     default=DEFAULT_RECLAIM_AFTER_S,
     show_default=True,
     help="Seconds a task may sit with a worker that stopped renewing it (one that died) before another takes it.",
 )
 @click.option(
     "--idle-exit",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     help="Exit after this many seconds with nothing to do (default: wait for work until stopped).",
 )
 @click.option("--consumer", help="This worker's name in the queue (default: HOST-PID).")
