@@ -201,7 +201,7 @@ def run_command(
     # The provider keys and proxy variables are read here, at the edge, and nowhere deeper.
     job = Job(job_options, on_start=started, on_warning=warning, env=os.environ)
     try:
-        summary = asyncio.run(_run_with_signals(job, progress))
+        summary = asyncio.run(_run_with_signals(job, progress, as_json=as_json))
     except StrictInputError as error:
         fail(
             f"--strict: {error.reason}\nFix these lines, or run without --strict to record them "
@@ -210,10 +210,12 @@ def run_command(
         )
     except InputChangedError as error:
         # "Rerun the same command" would be refused: say what will work.
-        fail(
+        _fail_for(
+            job,
             f"{error.reason}: restore the input to resume, or use --restart to start over with "
             "the new input.",
-            EXIT_HALTED if job.sending else EXIT_USAGE,
+            as_json=as_json,
+            rerun=False,
         )
     except OutputExistsError as error:
         fail(f"{error.reason} Give -o another file, or pass --force to overwrite it.", EXIT_USAGE)
@@ -222,26 +224,25 @@ def run_command(
             job,
             f"{error.reason} Rerun with --restart to discard the old results, or use a "
             "different -o.",
+            as_json=as_json,
         )
     except JobBusyError as error:
-        _fail_for(job, f"{error.reason}; wait for it to finish or stop it, or use a different -o")
+        _fail_for(
+            job,
+            f"{error.reason}; wait for it to finish or stop it, or use a different -o",
+            as_json=as_json,
+        )
     except (ConfigurationError, InvalidInputError, JobError, RedisUnavailableError) as error:
-        _fail_for(job, str(error))
+        _fail_for(job, str(error), as_json=as_json)
     except OSError as error:
-        _fail_for(job, f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
+        shown = f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+        _fail_for(job, shown, as_json=as_json)
     except sqlite3.Error as error:
-        _fail_for(job, f"the job store {store_path_for(output_path)} cannot be used: {error}")
+        store = store_path_for(output_path)
+        _fail_for(job, f"the job store {store} cannot be used: {error}", as_json=as_json)
     finally:
         progress.close()
-    summary = dataclasses.replace(
-        summary,
-        hint=next_steps(
-            summary.pending,
-            summary.failed,
-            resume="Rerun the same command to resume.",
-            send_again="rerun with --retry-failed",
-        ),
-    )
+    summary = _in_cli_terms(summary)
     _report(summary, as_json=as_json)
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
@@ -283,19 +284,53 @@ def _refuse_sending_options_given() -> None:
         )
 
 
-def _fail_for(job: Job, message: str) -> NoReturn:
-    """Exit 2 if nothing was sent yet; once sending has begun, say that the work is kept."""
-    if not job.sending:
-        fail(message, EXIT_USAGE)
-    fail(
-        f"{message}\nStopped. Every result committed so far is kept: fix this and rerun the same "
-        "command to resume.",
-        EXIT_HALTED,
+def _in_cli_terms(summary: JobSummary) -> JobSummary:
+    """The summary with its hint in the command's words."""
+    return dataclasses.replace(
+        summary,
+        hint=next_steps(
+            summary.pending,
+            summary.failed,
+            resume="Rerun the same command to resume.",
+            send_again="rerun with --retry-failed",
+        ),
     )
 
 
-async def _run_with_signals(job: Job, progress: Progress) -> JobSummary:
-    """First SIGINT/SIGTERM: stop feeding and finish what is in flight. Second: exit at once."""
+def _fail_for(job: Job, message: str, *, as_json: bool, rerun: bool = True) -> NoReturn:
+    """Exit 2 if nothing was sent yet. Once sending has begun exit 4, with the summary of
+    what was done under --json (its `error` the message), and say (`rerun`) that the work is
+    kept for a rerun of the same command."""
+    if not job.sending:
+        fail(message, EXIT_USAGE)
+    if as_json:
+        _print_ended(job, error=message)
+    if rerun:
+        message += (
+            "\nStopped. Every result committed so far is kept: fix this and rerun the same "
+            "command to resume."
+        )
+    fail(message, EXIT_HALTED)
+
+
+def _print_ended(job: Job, *, error: str | None = None) -> None:
+    """The --json summary of a run that ends short of its own end (an error, a second
+    Ctrl-C): counts as its store holds them, for scripts to read on every way out."""
+    summary = job.end_now()
+    data = (
+        _in_cli_terms(summary).to_dict()
+        if summary is not None
+        else {"output": job.options.output_path, "interrupted": True}
+    )
+    if error is not None:
+        data["error"] = error
+    print_json(data)
+    sys.stdout.flush()
+
+
+async def _run_with_signals(job: Job, progress: Progress, *, as_json: bool) -> JobSummary:
+    """First SIGINT/SIGTERM: stop feeding and finish what is in flight. Second: exit at once,
+    the run marked interrupted in the store (and its summary printed under --json)."""
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
@@ -303,6 +338,10 @@ async def _run_with_signals(job: Job, progress: Progress) -> JobSummary:
             # Everything finished so far is committed; the job resumes from the store. The
             # terminal is left as found: the progress line ends and the cursor shows again.
             progress.close()
+            if as_json:
+                _print_ended(job)
+            else:
+                job.end_now()  # the store's running time counts to now
             stderr.print(
                 "Quit at once: every result committed so far is kept. "
                 "Rerun the same command to resume.",

@@ -17,11 +17,12 @@ import itertools
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
-from contextlib import AsyncExitStack, closing
+from contextlib import AsyncExitStack, closing, suppress
 from typing import Any
 
 from llmgather._engine import EngineStats
@@ -85,7 +86,12 @@ class Job:
         self._env: Mapping[str, str] = {} if env is None else env
         self._on_start = on_start
         self._on_warning = on_warning or logger.warning
-        self._sent = 0  # items this run actually sent (at least one attempt)
+        self._sent = 0  # items whose result came back sent (at least one attempt)
+        # What `end_now` reads: the run's start and sender, its store while open, a resumption.
+        self._started = time.monotonic()
+        self._sent_through: Sender | None = None
+        self._store: JobStore | None = None
+        self._resumed = False
         self.stop = asyncio.Event()
         self.sending = False  # True once requests may have gone out: an error then loses nothing
         # The output fields (a Batch API `custom_id`, an integer id) of the items sent and not
@@ -149,6 +155,7 @@ class Job:
 
     async def _run(self, sender: Sender, started: float) -> JobSummary:
         options = self.options
+        self._started, self._sent_through = started, sender
         # `output`: the file written, resolved once (a link's target, which a rename would
         # otherwise replace the link with), so every write and the store agree on it.
         input_path, spooled, output = await asyncio.to_thread(_materialise, options)
@@ -169,10 +176,12 @@ class Job:
             if spooled:
                 os.unlink(input_path)
             raise
+        self._store = store
         try:
-            resumed = await self._prepare(store, input_path, sender)
+            resumed = self._resumed = await self._prepare(store, input_path, sender)
             stopped, final, engine = await self._run_prepared(store, input_path, output, sender)
         finally:
+            self._store = None  # `end_now` reads a closed store afresh
             await asyncio.to_thread(store.close)
             if spooled:
                 os.unlink(input_path)
@@ -185,11 +194,53 @@ class Job:
             # A stop that came when everything left was already in flight, and finished within
             # the grace period, cut nothing short: the job is complete.
             interrupted=stopped and final.pending > 0,
-            sent=self._sent,
+            sent=self._went_out(engine),
             final=final,
             engine=engine,
             elapsed_s=time.monotonic() - started,
         )
+
+    def end_now(self) -> JobSummary | None:
+        """What the job reports when it ends short of its own end: quit at once (a second
+        Ctrl-C, which exits without unwinding) or stopped by an error once sending began.
+
+        A run still sending is marked interrupted in its store first, so its running time
+        counts to now. The counts are the store's, read afresh; None when no run began or the
+        store cannot be read. Blocks briefly: the store's writer may hold it for one batch.
+        """
+        sender = self._sent_through
+        if sender is None:
+            return None
+        store = self._store
+        with suppress(sqlite3.Error):
+            # Only once sending began: ingesting holds the store for as long as the input is.
+            if self.sending and store is not None and store.stats(top=0).state == "running":
+                store.mark_state("interrupted")
+        path = store_path_for(self.options.output_path)
+        try:
+            with SQLiteJobStore.open(path, create=False) as reader:
+                final = reader.stats()
+        except (OSError, sqlite3.Error):
+            return None
+        engine = sender.statistics() if self.sending else _NOTHING_SENT
+        return summarise(
+            output=self.options.output_path,
+            input=self.options.input.shown,
+            target=sender.describe(),
+            simulated=sender.simulated,
+            resumed=self._resumed,
+            interrupted=True,
+            sent=self._went_out(engine),
+            final=final,
+            engine=engine,
+            elapsed_s=time.monotonic() - self._started,
+        )
+
+    def _went_out(self, engine: EngineStats) -> int:
+        """The requests this run sent. Its own sender's engine counts each as it goes out,
+        those a stop cut off on the wire too; a sender shared with others (the service's
+        one link) counts theirs too, so there only the items whose result came back sent."""
+        return self._sent if self._given_sender is not None else max(self._sent, engine.sent)
 
     async def _run_prepared(
         self, store: JobStore, input_path: str, output: str, sender: Sender
@@ -333,6 +384,14 @@ async def _until_stopped(
     except BaseExceptionGroup as errors:
         # Only `work` can fail: its own exception, not a group of one, reaches the caller.
         raise errors.exceptions[0] from None
+
+
+# The engine's counters when nothing was sent: a job ended before its sender began.
+_NOTHING_SENT = EngineStats(
+    submitted=0, sent=0, done=0, failed=0, in_flight=0, waiting_retry=0, retries=0,
+    http_429=0, input_tokens=0, output_tokens=0, elapsed_s=0.0, concurrency=0, limits={},
+    learned={}, paused_s=0.0, waiting_on=None, unreachable_s=0.0, found={},
+)  # fmt: skip
 
 
 def _take(items: Iterator[InputItem], n: int) -> list[InputItem]:
