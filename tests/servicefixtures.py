@@ -113,7 +113,7 @@ async def served_by_cli(tmp_path: Path, *args: str, **env: str) -> AsyncIterator
             line = await asyncio.wait_for(process.stderr.readline(), timeout=WAIT_S)
             assert line, f"serve exited early: {banner.decode(errors='replace')}"
             banner += line
-        found = re.search(rb"http://127\.0\.0\.1:\d+", banner)
+        found = re.search(rb"http://(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d+", banner)
         assert found is not None, banner
         served = Served(process, found.group(0).decode(), banner)
         yield served

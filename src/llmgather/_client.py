@@ -42,7 +42,9 @@ class Client:
     this client's own limiter; or pass `limiter=` to share one limiter (one budget) between
     several clients.
     `transport=` replaces the pooled HTTP/1.1 transport (`AiohttpTransport` uses aiohttp's
-    client; `MockTransport` answers with a function).
+    client; `MockTransport` answers with a function). A transport handed in is the caller's:
+    the client never closes it (it may serve several clients), so `await transport.aclose()`
+    once done with it.
 
     Requests go through the proxy that `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` name, except
     to the hosts in `NO_PROXY`, as with the official SDKs; `trust_env=False` ignores them. A
@@ -114,6 +116,7 @@ class Client:
         if unknown:
             raise ConfigurationError(f"unknown defaults {sorted(unknown)}")
         self._stack: AsyncExitStack | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def simulated(self) -> bool:
@@ -128,6 +131,8 @@ class Client:
         stack = AsyncExitStack()
         await stack.enter_async_context(self._link)
         self._stack = stack
+        # Its connections and limiter belong to this loop: `engine` refuses to send from another.
+        self._loop = asyncio.get_running_loop()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -245,7 +250,7 @@ class Client:
     # -- the rest --------------------------------------------------------------------------
 
     def statistics(self) -> EngineStats:
-        return self.engine.statistics()
+        return self._link.engine.statistics()  # counters: readable from any thread or loop
 
     def build_request(self, prompt: Prompt, **overrides: Any) -> Request:
         """A Request from a prompt string, a message list, a dict or a Request, with defaults.
@@ -266,7 +271,28 @@ class Client:
 
     @property
     def engine(self) -> Engine:
-        return self._link.engine
+        engine = self._link.engine
+        self._check_loop()
+        return engine
+
+    def _check_loop(self) -> None:
+        """A RuntimeError that says so, rather than aiohttp's or asyncio's bare "Event loop is
+        closed" from deep inside a send, when the client is used from an event loop other than
+        the one it was entered on (a second `asyncio.run`, a notebook's cell run in another
+        loop, a thread with a loop of its own)."""
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not sending yet: `map` builds its iterator before it is iterated
+        if self._loop is not None and here is not self._loop:
+            gone = "has since closed" if self._loop.is_closed() else "is another one"
+            raise RuntimeError(
+                "this Client was entered (`async with`) on another event loop, which "
+                f"{gone}; its connections and limiter belong to that loop. Enter the Client "
+                "inside the loop that uses it (`async with Client(...)` within the coroutine "
+                "that asyncio.run runs), or make one Client per event loop (share a `limiter=` "
+                "between them for one budget)"
+            )
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -308,6 +334,8 @@ def prompt_request(prompt: Prompt, options: Mapping[str, Any], link: Link) -> Re
         given = {k: getattr(request, k) for k in TOOL_FIELDS}
         given["tools"] = list(given["tools"] or ()) or None
         merged = {k: given[k] if given[k] is not None else tooling.get(k) for k in TOOL_FIELDS}
+        if given["json_schema"] is None:  # OpenAI's spelling of json_schema, read by tool_options
+            merged["response_format"] = tooling.get("response_format")
         fills |= {k: v for k, v in tool_options(merged).items() if given[k] is None}
     return request.replace(**fills) if fills else request
 

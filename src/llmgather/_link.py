@@ -29,7 +29,7 @@ from llmgather.limits import Limiter
 from llmgather.limits.open import open_limiter
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, secrets_redactor
-from llmgather.transport import Http11Transport, HttpRequest, Proxies, Transport
+from llmgather.transport import Http11Transport, HttpRequest, MockTransport, Proxies, Transport
 
 if TYPE_CHECKING:
     from llmgather.sim.config import SimConfig
@@ -108,7 +108,9 @@ class Link:
         options = self.options
         async with AsyncExitStack() as stack:
             base_url = self.target.base_url
-            if self.target.simulated and options.transport is None:
+            # A MockTransport answers without a server; any other transport, handed in or
+            # not, needs the simulator to be there.
+            if self.target.simulated and not isinstance(options.transport, MockTransport):
                 base_url = await self._start_simulator(stack)
                 logger.warning(
                     "llmgather: no API key given, so requests go to the built-in simulator at %s",

@@ -36,6 +36,7 @@ from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError
 from llmgather._redact import Redactor
 from llmgather._retry import RetryPolicy
+from llmgather._sdk_errors import text_from_sdk
 from llmgather._types import Outcome, Request, Result
 from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.inputs.objects import read_objects
@@ -100,7 +101,12 @@ class CallJobOptions:
         else:
             args, kwargs = (obj,), {}
         cost = self.cost(obj) if self.cost is not None else default_cost(args, kwargs)
-        return CallRequest(messages=(), id=id, fn=self.call, args=args, kwargs=kwargs, cost=cost)
+        # The object's `metadata` goes to its output line, as a prompt line's does in `run`.
+        metadata = obj.get("metadata")
+        return CallRequest(
+            messages=(), id=id, fn=self.call, args=args, kwargs=kwargs, cost=cost,
+            metadata=metadata,
+        )  # fmt: skip
 
 
 class CallSender:
@@ -144,7 +150,11 @@ class CallSender:
         async for result in self._engine.map(requests, stop=stop):
             if result.ok:
                 value = json_fragment(result.value, self._redactor.body)
-                text = self._redactor.known(result.text) if result.text else result.text
+                # `text` is the answer's, when the value has one (an SDK's response, a string);
+                # a value without (a dict, a number) has none: null, not "".
+                text: str | None = None
+                if text_from_sdk(result.value) is not None:
+                    text = self._redactor.known(result.text) if result.text else result.text
                 result = dataclasses.replace(result, value=value, text=text)
             yield result
 
@@ -192,10 +202,12 @@ async def run_job(
 
     Each result is committed as it arrives to a job store beside `output_path`; `output_path`
     gets one line per input, `llmgather run`'s (`id`, `status`, `attempts`, `latency_ms`,
-    `error`…) with the call's return value as `value`. Run it again after any stop, even a
-    kill, and it resumes: finished items are not called again. A rerun with another callable
-    (by qualified name) or another input file is refused (JobMismatchError) unless `restart`;
-    `retry_failed` calls the failed items again. Setting `stop` ends the job gracefully.
+    `error`…) with the call's return value as `value`, its answer's text as `text` (null for
+    a value that has none) and the input object's `metadata` as it was. Run it again after any
+    stop, even a kill, and it resumes: finished items are not called again. A rerun with
+    another callable (by qualified name) or another input file is refused (JobMismatchError)
+    unless `restart`; `retry_failed` calls the failed items again. Setting `stop` ends the
+    job gracefully.
 
     Limits are `limits=Limits(...)`, or `concurrency`, `rpm`… as for `Client` (not both), or a
     `limiter=` shared with other clients of this event loop (or a `RedisLimiter`). An SDK's

@@ -23,9 +23,11 @@ from llmgather.service.job_manager import JobManager
 from llmgather.service.keycheck import KeyRecheck
 from llmgather.service.metrics import RequestMetrics, ServiceMetrics
 from llmgather.service.queueing import GatewayQueue
+from llmgather.service.refusals import answer_in_our_shape
 from llmgather.service.routes import (
     anthropic,
     dashboard,
+    docs,
     gemini,
     generate,
     health,
@@ -83,6 +85,8 @@ def create_app(settings: ServiceSettings, *, env: Mapping[str, str] | None = Non
         version=__version__,
         summary="A rate-limit-aware gateway: requests wait for the shared limits instead of failing.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; `routes.docs` serves it
+        redoc_url=None,  # likewise, and one page of docs is enough
     )
     app.state.settings = settings
     app.state.upstream = upstream
@@ -93,9 +97,10 @@ def create_app(settings: ServiceSettings, *, env: Mapping[str, str] | None = Non
     app.state.metrics = ServiceMetrics(app.state)
     app.state.dashboard = DashboardFeed(app.state)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    answer_in_our_shape(app)
     routers = [
         module.router
-        for module in (health, openai, anthropic, gemini, metrics, dashboard, generate, jobs)
+        for module in (health, openai, anthropic, gemini, metrics, dashboard, docs, generate, jobs)
     ]
     for router in routers:
         app.include_router(router)

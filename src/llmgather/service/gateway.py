@@ -26,7 +26,7 @@ from llmgather.limits.tokens import request_cost
 from llmgather.service.dialects.base import FrontDialect, StreamWriter, Untranslatable
 from llmgather.service.errors import ErrorAnswer, error_answer_for
 from llmgather.service.queueing import ClientGone, Departure, GatewayQueue, QueueFull
-from llmgather.service.routes.bodies import BodyTooLarge, read_json
+from llmgather.service.routes.bodies import BodyTooLarge, NotAnObject, read_json
 from llmgather.service.upstream import StreamPump, Upstream
 from llmgather.transport import HttpRequest as UpstreamRequest
 
@@ -54,8 +54,8 @@ class Gateway:
             body, data = await read_json(request)
         except BodyTooLarge as exc:
             return error_response(front, ErrorAnswer(413, str(exc)))
-        if data is None:
-            return error_response(front, ErrorAnswer(400, "the body must be a JSON object"))
+        except NotAnObject as exc:
+            return error_response(front, ErrorAnswer(400, str(exc)))
         if model is None:
             named = data.get("model")
             model = named if isinstance(named, str) and named else None

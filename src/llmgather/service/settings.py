@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ DEFAULT_RETENTION_S = 24 * 3600.0
 DEFAULT_RETENTION_MAX = 10_000  # about 40 KB on disk each
 DEFAULT_MAX_JOB_BYTES = 512 * 1024 * 1024
 FIRST_KEY_RECHECK_S = 2.0
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+LOOPBACK_NAMES = frozenset({"localhost"})
 TOKEN_ENV = "LLMGATHER_SERVE_TOKEN"  # where `llmgather serve` also reads the token
 
 
@@ -50,7 +51,13 @@ class ServiceSettings:
     simulator: SimConfig | None = None  # for the embedded simulator, when one starts
 
     def __post_init__(self) -> None:
-        if self.host not in LOOPBACK_HOSTS and not self.token:
+        if not self.host.strip():
+            raise ConfigurationError(
+                "the host to serve on is empty: give the address of an interface to bind, "
+                "such as 127.0.0.1 (this machine only, the default) or 0.0.0.0 (every "
+                "interface, with a token)"
+            )
+        if not is_loopback(self.host) and not self.token:
             raise ConfigurationError(
                 f"serving on {self.host} would let other machines spend this service's API "
                 f"key: give a bearer token (--token or {TOKEN_ENV}), or keep 127.0.0.1"
@@ -60,3 +67,17 @@ class ServiceSettings:
                 raise ConfigurationError(
                     f"ServiceSettings({name}=…) must be positive, got {getattr(self, name)!r}"
                 )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` reaches only this machine: `localhost`, any address of 127.0.0.0/8, or
+    ::1 (also written as an IPv4-mapped IPv6 address, ::ffff:127.x.y.z)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name other than localhost: it may resolve to any interface
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback

@@ -32,7 +32,7 @@ from llmgather.service.gateway import (
 from llmgather.service.job_manager import JobManager, ServiceStopping
 from llmgather.service.job_records import JobParams
 from llmgather.service.queueing import ClientGone, QueueFull
-from llmgather.service.routes.bodies import BodyTooLarge, JSONBody, read_json
+from llmgather.service.routes.bodies import BodyTooLarge, JSONBody, NotAnObject, read_json
 
 router = APIRouter(tags=["generate"])
 FRONT = OpenAIFront()  # errors in OpenAI's shape, as the rest of the service words them
@@ -90,8 +90,8 @@ async def generate(request: Request) -> Response:
         _, data = await read_json(request)
     except BodyTooLarge as error:
         return _refuse(413, str(error))
-    if data is None:
-        return _refuse(400, f"the body must be a JSON object, such as {_EXAMPLE}")
+    except NotAnObject as error:
+        return _refuse(400, f"{error} (/generate takes one such as {_EXAMPLE})")
     try:
         ask = Ask.parse(data)
     except InvalidParam as error:

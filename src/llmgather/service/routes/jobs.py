@@ -41,6 +41,7 @@ JSONL_TYPES = frozenset(
 # as JSONL. Anything else is refused with what to send instead.
 _LENIENT_TYPES = frozenset({"", "text/plain", "application/x-www-form-urlencoded"})
 _WRITE_CHUNK_BYTES = 1 << 20
+_PARAMS = ("max_tokens", "temperature", "system")  # a job's defaults for its lines
 _EXPECTED = (
     "send the JSONL as the body (Content-Type: application/jsonl, application/x-ndjson or "
     "application/json), or as the `file` field of a multipart/form-data upload"
@@ -96,7 +97,12 @@ async def _create_from_upload(jobs: JobManager, request: Request) -> Response:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             return _refuse(400, f"the multipart upload has no `file` field; {_EXPECTED}")
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields = {k: v for k, v in form.items() if k != "file"}
+        files = sorted(k for k, v in fields.items() if not isinstance(v, str))
+        if files:
+            raise InvalidParam(
+                f"the upload's field(s) {', '.join(files)} are files; only `file` may be one"
+            )
         params = _params({**request.query_params, **fields})
 
         async def write(path: Path) -> None:
@@ -108,12 +114,16 @@ async def _create_from_upload(jobs: JobManager, request: Request) -> Response:
 
 @router.get("/v1/jobs", summary="Every job, newest first")
 async def list_jobs(request: Request) -> Response:
+    if refused := _no_query(request):
+        return refused
     jobs: JobManager = request.app.state.jobs
     return json_response({"object": "list", "data": jobs.snapshot()})
 
 
 @router.get("/v1/jobs/{id}", summary="One job's progress")
 async def get_job(request: Request, id: str) -> Response:
+    if refused := _no_query(request):
+        return refused
     record = request.app.state.jobs.get(id)
     if record is None:
         return _unknown(id)
@@ -122,6 +132,8 @@ async def get_job(request: Request, id: str) -> Response:
 
 @router.get("/v1/jobs/{id}/results", summary="The job's results JSONL, as finished so far")
 async def job_results(request: Request, id: str) -> Response:
+    if refused := _no_query(request):
+        return refused
     jobs: JobManager = request.app.state.jobs
     record = jobs.get(id)
     if record is None:
@@ -131,6 +143,8 @@ async def job_results(request: Request, id: str) -> Response:
 
 @router.delete("/v1/jobs/{id}", summary="Cancel a job; what finished is kept")
 async def cancel_job(request: Request, id: str) -> Response:
+    if refused := _no_query(request):
+        return refused
     jobs: JobManager = request.app.state.jobs
     record = jobs.get(id)
     if record is None:
@@ -173,7 +187,14 @@ def _copy(upload: UploadFile, path: Path) -> None:
 
 
 def _params(values: Mapping[str, Any]) -> JobParams:
-    """The job's defaults from query (or form) parameters, each checked by name."""
+    """The job's defaults from query (or form) parameters, each checked by name; a parameter
+    of another name is refused (a misspelt `max_token` would otherwise be dropped unseen)."""
+    unknown = sorted(name for name in values if name not in _PARAMS)
+    if unknown:
+        raise InvalidParam(
+            f"unknown parameter(s) {', '.join(unknown)}; POST /v1/jobs takes "
+            f"{', '.join(_PARAMS)} (as query parameters, or as form fields beside `file`)"
+        )
     max_tokens = values.get("max_tokens")
     temperature = values.get("temperature")
     try:
@@ -194,6 +215,15 @@ def _params(values: Mapping[str, Any]) -> JobParams:
         )
     system = values.get("system") or None
     return JobParams(max_tokens=tokens, temperature=temp, system=system)
+
+
+def _no_query(request: Request) -> Response | None:
+    """A 422 naming the query parameters of a route that takes none, else None."""
+    if not request.query_params:
+        return None
+    names = ", ".join(sorted(set(request.query_params)))
+    route = f"{request.method} {request.url.path}"
+    return _refuse(422, f"unknown query parameter(s) {names}: {route} takes none")
 
 
 def _created(record: JobRecord) -> Response:
