@@ -40,14 +40,10 @@ def redis_server_binary() -> str:
 
 def free_port() -> int:
     """A port free now on 127.0.0.1: bind it soon, and be ready to choose another if it was
-    taken meanwhile (see `PortTaken`)."""
+    taken meanwhile."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-class PortTaken(RuntimeError):
-    """A server could not bind the port chosen for it: another process took it first."""
 
 
 class RedisServer:
@@ -68,23 +64,25 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         attempts = 1 if self._started else PORT_ATTEMPTS
-        for attempt in range(attempts):
-            try:
-                self._start_once()
-                break
-            except PortTaken:
-                if attempt + 1 == attempts:
-                    raise
+        for _ in range(attempts):
+            if self._start_once():
+                self._started = True
+                return self
+            if not self._started:
                 self.port = free_port()  # taken since it was chosen: another one
-        self._started = True
-        return self
+        raise RuntimeError(f"redis-server could not bind a free port: see {self._log_path}")
 
-    def _start_once(self) -> None:
+    @property
+    def _log_path(self) -> Path:
+        return self.directory / "redis.log"
+
+    def _start_once(self) -> bool:
+        """Started and answering: True; False if its port was taken before it bound it."""
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.directory), "--save", "", "--daemonize", "no"]
         args += ["--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
-        log_path = self.directory / "redis.log"
+        log_path = self._log_path
         with log_path.open("ab") as log:
             logged_before = log.tell()
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -96,10 +94,10 @@ class RedisServer:
                     log.seek(logged_before)
                     said = log.read()
                 if any(sign in said for sign in BIND_FAILED):
-                    raise PortTaken(f"port {self.port} was taken before redis-server bound it")
+                    return False
                 raise RuntimeError(f"redis-server exited: see {log_path}")
             if _answering_pid(self.port) == self.process.pid:  # not another one on the port
-                return
+                return True
             time.sleep(0.02)
         self.stop()
         raise RuntimeError("redis-server did not answer within 10 s")

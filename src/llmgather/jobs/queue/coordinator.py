@@ -203,14 +203,14 @@ class QueueCoordinator:
     async def _withdraw(self) -> set[str]:
         """Take the job's tasks no worker has read yet out of the queue, so that no worker
         sends them after the stop (a rerun enqueues them again: they leave the set of ids
-        enqueued too); the outstanding items left, which workers had taken (their answers
-        may be on the way)."""
-        reply = await self._script(WITHDRAW)(
-            keys=[self._tasks, self._enqueued], args=[self.job, GROUP]
-        )
-        withdrawn = {decode(item) for item in reply}
-        for item in withdrawn:
-            self._outstanding.pop(item, None)
+        enqueued too). What is left outstanding, and returned: the items workers had taken
+        (their answers may be on the way) or answered (their results not read yet); the
+        rest stay pending in the job store."""
+        keys = [self._tasks, self._enqueued, self._results]
+        reply = await self._script(WITHDRAW)(keys=keys, args=[self.job, GROUP, self._last_read])
+        withdrawn = {decode(item) for item in reply[0]}
+        taken = {decode(item) for item in reply[1]}
+        self._outstanding = {k: v for k, v in self._outstanding.items() if k in taken}
         self.counts.withdrawn += len(withdrawn)
         if withdrawn:
             logger.info(

@@ -27,25 +27,34 @@ local function field(entry_fields, name)
 end
 """
 
-# KEYS: the task stream, the job's set of enqueued ids. ARGV: the job, the consumer group.
-# Deletes the job's tasks no worker has read and forgets they were enqueued; replies with
-# their item ids.
+# KEYS: the task stream, the job's set of enqueued ids, the job's results stream. ARGV: the
+# job, the consumer group, the last result read. Deletes the job's tasks no worker has read
+# and forgets they were enqueued. Replies with their item ids, then those of the job's tasks
+# workers have taken and of the results not read yet: what is still worth waiting for (run
+# twice, the second run finds nothing to withdraw and still tells what to wait for).
 WITHDRAW = (
     _FIELD
     + _LAST_DELIVERED
     + r"""
+local withdrawn, taken = {}, {}
 local last = last_delivered(KEYS[1], ARGV[2])
-if last == nil then return {} end
-local withdrawn = {}
-for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. last, '+')) do
-  if field(entry[2], 'job') == ARGV[1] then
-    local item = field(entry[2], 'id')
-    redis.call('XDEL', KEYS[1], entry[1])
-    redis.call('SREM', KEYS[2], item)
-    table.insert(withdrawn, item)
+if last ~= nil then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', last)) do
+    if field(entry[2], 'job') == ARGV[1] then table.insert(taken, field(entry[2], 'id')) end
+  end
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. last, '+')) do
+    if field(entry[2], 'job') == ARGV[1] then
+      local item = field(entry[2], 'id')
+      redis.call('XDEL', KEYS[1], entry[1])
+      redis.call('SREM', KEYS[2], item)
+      table.insert(withdrawn, item)
+    end
   end
 end
-return withdrawn
+for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '(' .. ARGV[3], '+')) do
+  table.insert(taken, field(entry[2], 'id'))
+end
+return {withdrawn, taken}
 """
 )
 
