@@ -15,7 +15,7 @@ through the engine's `send`; a user's callable, `CallRequest`, runs itself).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, final
 
@@ -27,6 +27,9 @@ from llmgather.limits.base import Cost, Ending, Limiter, Permit
 from llmgather.limits.tokens import request_cost
 
 # What a request the server did not take costs in tokens: a 429, or a send withdrawn or stopped.
+
+Release = Callable[[Usage | None, Ending], Awaitable[None]]
+"""Gives a permit handed over (`PermitHold.hand_over`) back, settled with what it used."""
 
 
 class InFlight:
@@ -82,6 +85,18 @@ class PermitHold:
         if self.permit is None:
             return _nothing()
         return self._limiter.release(self.permit, self.usage, outcome=self.ending)
+
+    def hand_over(self) -> Release:
+        """The permit, kept past this block by whoever still reads the answer (a user's SDK
+        stream, read after its call returned): they give it back once it is read."""
+        permit, self.permit = self.permit, None
+        assert permit is not None
+        limiter = self._limiter
+
+        def release(usage: Usage | None, ending: Ending) -> Awaitable[None]:
+            return limiter.release(permit, usage, outcome=ending)
+
+        return release
 
     def sending(self) -> None:
         """The request goes out: unless settled, what it used is unknown (the reservation stands)."""
@@ -152,7 +167,20 @@ def ok_result(item: InFlight, outcome: Outcome, started: float) -> Result:
     )
 
 
-def failed_result(item: InFlight, error: Exception, redactor: Redactor) -> Result:
+class CallerFailure(Exception):
+    """A user's callable's own exception (neither an SDK's nor llmgather's), carried apart to
+    the engine: it is reported as the callable raised it, never retried."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def failed_result(
+    item: InFlight, error: Exception, redactor: Redactor, *, as_raised: bool = False
+) -> Result:
+    """The item's failure; its exception `as_raised` (a user's callable's own: the traceback
+    and chain are theirs), or detached from every frame of llmgather's and the SDKs'."""
     return Result(
         id=item.request.id or str(item.index),
         status="error",
@@ -160,7 +188,7 @@ def failed_result(item: InFlight, error: Exception, redactor: Redactor) -> Resul
         error=error_info(error, redactor),
         metadata=item.request.metadata,
         index=item.index,
-        exception=_detached(error),
+        exception=error if as_raised else _detached(error),
     )
 
 

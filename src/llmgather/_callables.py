@@ -3,7 +3,9 @@ LangChain runnable's `ainvoke`, an HTTP call of their own, under the same limits
 
 The call travels the pipeline as a `CallRequest` (a `Request` that carries the function, its
 arguments and its cost), so the engine needs no second code path: it reserves the cost, runs
-the call, and reads the SDK's errors and usage through `_sdk_errors`.
+the call, and reads the SDK's errors and usage through `_sdk_errors`, the limits its answer's
+headers announce through `_sdk_answers`; a stream it returns holds the permit until read
+(`_held_stream`). The callable's own exception reaches the caller as it was raised.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 import contextvars
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
+from llmgather._attempt import CallerFailure
 from llmgather._errors import APIError
+from llmgather._held_stream import HeldStream
+from llmgather._sdk_answers import announced, is_stream, parsed, raw_form
 from llmgather._sdk_errors import error_from_sdk, text_from_sdk, usage_from_sdk
 from llmgather._types import Completion, Outcome, Request
 from llmgather.limits import Cost
@@ -55,13 +61,17 @@ class CallRequest(Request):
         mapped: APIError | None = None
         held = PERMIT_HELD.set(True)
         try:
-            value = await self.fn(*self.args, **self.kwargs)
+            # An SDK method is called in its raw form, whose answer has the headers as well.
+            answer = await (raw_form(self.fn) or self.fn)(*self.args, **self.kwargs)
+            value, headers = await parsed(answer)
         except APIError:
             raise
         except Exception as exc:
             mapped = error_from_sdk(exc)
             if mapped is None:
-                raise  # the callable's own failure: reported as it is, never retried
+                # The callable's own failure, never retried: reported with its traceback from
+                # the callable on (this frame left out), and its chain.
+                raise CallerFailure(exc.with_traceback(_below(exc.__traceback__))) from None
         finally:
             PERMIT_HELD.reset(held)
         if mapped is not None:
@@ -70,11 +80,22 @@ class CallRequest(Request):
             raise mapped
         if isinstance(value, Outcome):
             return value  # a callable of llmgather's own (the gateway's) that parsed its answer
-        completion = Completion(text=text_from_sdk(value) or "", usage=usage_from_sdk(value))
+        completion = Completion(
+            text=text_from_sdk(value) or "",
+            usage=usage_from_sdk(value),
+            announced=announced(value, headers),
+        )
+        if is_stream(value):
+            stream = HeldStream(value)
+            return Outcome(completion, value=stream, keep_permit=stream.keep)
         return Outcome(completion, value=value)
 
     def __repr__(self) -> str:
         return f"<CallRequest {getattr(self.fn, '__qualname__', self.fn)!r} id={self.id!r}>"
+
+
+def _below(frame: TracebackType | None) -> TracebackType | None:
+    return frame.tb_next if frame is not None else None
 
 
 def call_request(

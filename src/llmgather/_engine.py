@@ -40,6 +40,7 @@ from typing import Protocol, TypeVar
 from llmgather._attempt import (
     UNSENT,
     Attempted,
+    CallerFailure,
     GiveUp,
     InFlight,
     PermitHold,
@@ -352,6 +353,8 @@ class Engine:
             try:
                 outcome = await item.request.sent_by(self._send)
                 hold.settle(outcome.completion.usage, "ok")
+                if outcome.keep_permit is not None:
+                    outcome.keep_permit(hold.hand_over())  # an answer still to be read
                 await self._succeeded(outcome)
                 self._counters.done += 1
                 return ok_result(item, outcome, started)
@@ -361,7 +364,9 @@ class Engine:
                 if isinstance(verdict, RetryIn):
                     return verdict
                 return self._failed(item, verdict.error)
-            except Exception as error:  # a user-supplied callable's own failure: not retried
+            except CallerFailure as failure:  # a user's callable's own: not retried
+                return self._failed(item, failure.error, as_raised=True)
+            except Exception as error:
                 return self._failed(item, error)
             finally:
                 self._counters.in_flight -= 1
@@ -456,9 +461,9 @@ class Engine:
         finally:
             self._counters.waiting_retry -= 1
 
-    def _failed(self, item: InFlight, error: Exception) -> Result:
+    def _failed(self, item: InFlight, error: Exception, *, as_raised: bool = False) -> Result:
         self._counters.failed += 1
-        return failed_result(item, error, self._redactor)
+        return failed_result(item, error, self._redactor, as_raised=as_raised)
 
 
 def _raised(failed: Result) -> BaseException:

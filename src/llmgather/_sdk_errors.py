@@ -75,7 +75,7 @@ def error_from_sdk(exc: BaseException) -> APIError | None:
     """
     if not isinstance(exc, Exception):
         return None  # cancellation and interpreter exits are never a provider's failure
-    family = _family(type(exc))
+    family = sdk_family(type(exc))
     error: APIError | None
     if family in ("openai", "anthropic"):
         error = _from_stainless(exc, family)
@@ -189,7 +189,7 @@ def _status_error(exc: Any, family: str) -> APIError:
     if response.status_code < 400:
         # anthropic raises an `error` event inside a 200 stream as a status error.
         return _event_error(exc, family)
-    provider = _adapter(family)
+    provider = sdk_adapter(family)
     body = _raw_body(response, exc.body)
     return _as_api_error(error_from_answer(provider, response.status_code, response.headers, body))
 
@@ -202,7 +202,7 @@ def _event_error(exc: Any, family: str) -> APIError:
         event = ""
         if isinstance(body, Mapping) and "error" not in body:
             body = {"error": body}  # the SDK keeps only the event's `error` object
-    provider = _adapter(family)
+    provider = sdk_adapter(family)
     data = body if isinstance(body, str) else orjson.dumps(body, default=str).decode()
     try:
         provider.stream_decoder().feed(SSEEvent(event, data))
@@ -248,7 +248,7 @@ def _from_genai(exc: Exception) -> APIError | None:
         status = code if isinstance(code, int) and code >= 400 else 500
         response = exc.response
         headers = getattr(response, "headers", None) or {}
-        provider = _adapter("google.genai")
+        provider = sdk_adapter("google.genai")
         return _as_api_error(error_from_answer(provider, status, headers, _genai_body(exc)))
     if isinstance(exc, errors.UnknownApiResponseError):
         return MalformedResponseError("the answer is not the JSON google-genai expects")
@@ -293,7 +293,7 @@ def _httpx_request(exc: Any) -> Any:
 # -- shared --------------------------------------------------------------------------------------
 
 
-def _family(cls: type) -> str | None:
+def sdk_family(cls: type) -> str | None:
     """The SDK or HTTP library an exception class comes from, subclasses of theirs included."""
     for klass in cls.__mro__:
         family = _family_of(klass.__module__)
@@ -320,7 +320,7 @@ def _raised_in_sdk(exc: BaseException) -> str | None:
     return None
 
 
-def _adapter(family: str) -> Provider:
+def sdk_adapter(family: str) -> Provider:
     # No key: the adapter's messages hide the shapes of keys; the engine that runs the call
     # hides every key the process knows (where an SDK keeps the one it sent is its own affair).
     return PROVIDERS[_SDK_PROVIDERS[family]].factory(api_key=None)

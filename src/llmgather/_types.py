@@ -228,8 +228,11 @@ class Outcome:
     """What a send gives the engine: the completion, and the time to its first token if streamed.
 
     `value` is what a user's own callable returned (`Client.call`), kept for its Result.
+    `keep_permit`, when set, takes the release of the send's permit: the answer is still being
+    read after the send returns (an SDK's stream), and gives the permit back once read.
     """
 
     completion: Completion
     ttft_ms: float | None = None
     value: Any = None
+    keep_permit: Callable[[Callable[..., Awaitable[None]]], None] | None = None
