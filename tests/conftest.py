@@ -9,7 +9,7 @@ import contextlib
 import fcntl
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from llmgather.bench.redis_server import RedisServer
 from llmgather.sim import EmbeddedSimulator, SimConfig, start_simulator
 from llmgather.sim.server import RunningSimulator
 from tests.clihelpers import PROVIDER_KEYS, PROXY_VARIABLES
+from tests.loopbackserver import refusing_ports
 
 # -- a quiet machine for the tests that race real time --------------------------------------------
 # A test marked `quiet` paces real requests against a limit the simulator enforces just as
@@ -94,3 +95,11 @@ async def sim() -> AsyncIterator[RunningSimulator]:
 def threaded_sim() -> Iterator[EmbeddedSimulator]:
     with EmbeddedSimulator(SimConfig(seed=1)) as running:
         yield running
+
+
+@pytest.fixture
+def closed_port() -> Iterator[Callable[[], int]]:
+    """`closed_port()`: a 127.0.0.1 port every connection to is refused, for the whole test
+    (held bound, so no other test process's server can take it meanwhile)."""
+    with refusing_ports() as port:
+        yield port

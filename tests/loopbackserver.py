@@ -5,7 +5,8 @@ misbehaves)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from aiohttp import web
 
@@ -29,3 +30,24 @@ async def serving_handler(
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.contextmanager
+def refusing_ports() -> Iterator[Callable[[], int]]:
+    """Ports of 127.0.0.1 that refuse every connection until the block ends: each bound and
+    never listening (Linux answers a connection there with a reset). A port found free and let
+    go at once could be taken meanwhile by a server another test process starts on port 0,
+    and the "refused" connection would reach it."""
+    held: list[socket.socket] = []
+
+    def port() -> int:
+        sock = socket.socket()
+        held.append(sock)
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+    try:
+        yield port
+    finally:
+        for sock in held:
+            sock.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -218,15 +217,11 @@ async def test_a_wrong_key_is_an_authentication_error_never_retried(
 # -- connection failures, timeouts, malformed answers -------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("sdk", SDKS)
 async def test_a_refused_connection_is_a_connection_error(
-    sdk: str, session: aiohttp.ClientSession
+    sdk: str,
+    session: aiohttp.ClientSession,
+    closed_port: Callable[[], int],
 ) -> None:
     port = closed_port()
     async with sdk_call(sdk, f"http://127.0.0.1:{port}", session) as call:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -50,12 +49,6 @@ def sim_thread() -> Iterator[EmbeddedSimulator]:
 
 def received(sim: EmbeddedSimulator) -> int:
     return int(sim_stats_blocking(sim.base_url)["received"])
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_args(tmp_path: Path, base_url: str, n: int = 3) -> list[str]:
@@ -98,7 +91,9 @@ def test_a_proxy_refusing_the_credentials_fails_the_run_without_showing_them(
     assert received(sim_thread) == 0
 
 
-def test_no_proxy_sends_a_run_directly(tmp_path: Path, sim_thread: EmbeddedSimulator) -> None:
+def test_no_proxy_sends_a_run_directly(
+    tmp_path: Path, sim_thread: EmbeddedSimulator, closed_port: Callable[[], int]
+) -> None:
     args = run_args(tmp_path, sim_thread.base_url + "/v1", n=2)
     dead = f"http://127.0.0.1:{closed_port()}"
     result = run_cli(*args, HTTP_PROXY=dead, NO_PROXY="localhost,127.0.0.1", OPENAI_API_KEY="k")
@@ -176,6 +171,7 @@ async def test_https_proxy_tunnels_a_run_to_an_https_server(
 
 async def test_the_client_honours_the_proxy_variables_unless_trust_env_is_false(
     sim: RunningSimulator,
+    closed_port: Callable[[], int],
 ) -> None:
     dead = closed_port()
     env = {"OPENAI_API_KEY": "sk-test", "HTTP_PROXY": f"http://user:{WRONG}@127.0.0.1:{dead}"}
@@ -191,7 +187,9 @@ async def test_the_client_honours_the_proxy_variables_unless_trust_env_is_false(
         assert await client.complete("hello")
 
 
-async def test_the_built_in_simulator_is_reached_directly_whatever_the_proxy() -> None:
+async def test_the_built_in_simulator_is_reached_directly_whatever_the_proxy(
+    closed_port: Callable[[], int],
+) -> None:
     env = {"HTTP_PROXY": f"http://127.0.0.1:{closed_port()}", "HTTPS_PROXY": "socks5://x:1"}
     async with Client("sim:gpt-4o-mini", env=env, retry=ONCE) as client:
         assert await client.complete("hello")

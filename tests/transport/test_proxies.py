@@ -10,10 +10,9 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import ssl
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,13 +76,6 @@ def transport(kind: str, env: dict[str, str]) -> Transport:
     if kind == "aiohttp":
         return AiohttpTransport(proxies=proxies)
     return Http11Transport(proxies=proxies)
-
-
-def closed_port() -> int:
-    """A port nothing listens on: a proxy there refuses every connection."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Origin:
@@ -366,7 +358,9 @@ async def test_a_proxy_refusing_the_credentials_is_a_permanent_error_that_hides_
 
 
 @pytest.mark.parametrize("kind", ["http11", "aiohttp"])
-async def test_without_no_proxy_a_proxy_that_is_down_is_named(kind: str) -> None:
+async def test_without_no_proxy_a_proxy_that_is_down_is_named(
+    kind: str, closed_port: Callable[[], int]
+) -> None:
     dead = closed_port()
     async with origin() as (url, seen):
         sender = transport(kind, {"HTTP_PROXY": f"http://user:{WRONG}@127.0.0.1:{dead}"})
@@ -381,7 +375,9 @@ async def test_without_no_proxy_a_proxy_that_is_down_is_named(kind: str) -> None
 
 @pytest.mark.parametrize("kind", ["http11", "aiohttp"])
 @pytest.mark.parametrize("no_proxy", ["127.0.0.1", "127.0.0.0/8", "*", "example.com, 127.0.0.1"])
-async def test_no_proxy_sends_those_hosts_directly(kind: str, no_proxy: str) -> None:
+async def test_no_proxy_sends_those_hosts_directly(
+    kind: str, no_proxy: str, closed_port: Callable[[], int]
+) -> None:
     env = {"HTTP_PROXY": f"http://127.0.0.1:{closed_port()}", "NO_PROXY": no_proxy}
     async with origin() as (url, seen):
         sender = transport(kind, env)
@@ -391,7 +387,9 @@ async def test_no_proxy_sends_those_hosts_directly(kind: str, no_proxy: str) -> 
 
 
 @pytest.mark.parametrize("kind", ["http11", "aiohttp"])
-async def test_no_proxy_with_a_port_covers_that_port_only(kind: str) -> None:
+async def test_no_proxy_with_a_port_covers_that_port_only(
+    kind: str, closed_port: Callable[[], int]
+) -> None:
     dead = closed_port()
     async with origin() as (url, _), origin() as (other, _):
         port = url.rsplit(":", 1)[1]
@@ -407,6 +405,7 @@ async def test_no_proxy_with_a_port_covers_that_port_only(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["http11", "aiohttp"])
 async def test_a_name_that_does_not_resolve_says_the_proxy_variable_was_not_used(
     kind: str,
+    closed_port: Callable[[], int],
 ) -> None:
     env = {"HTTPS_PROXY": f"http://127.0.0.1:{closed_port()}", "NO_PROXY": ".invalid"}
     sender = transport(kind, env)
@@ -421,6 +420,7 @@ async def test_a_name_that_does_not_resolve_says_the_proxy_variable_was_not_used
 @pytest.mark.parametrize("kind", ["http11", "aiohttp"])
 async def test_a_proxy_for_the_other_scheme_only_is_named_when_a_name_does_not_resolve(
     kind: str,
+    closed_port: Callable[[], int],
 ) -> None:
     sender = transport(kind, {"HTTP_PROXY": f"http://127.0.0.1:{closed_port()}"})
     with pytest.raises(APIConnectionError, match="HTTP_PROXY is set, but it is for http:// URLs"):
