@@ -213,9 +213,13 @@ class Client:
 
         For an official SDK call (`AsyncOpenAI(max_retries=0).chat.completions.create`, …):
         its errors are mapped to llmgather's tree, so a 429 pauses the shared limiter and a
-        401 is not retried; the usage in its answer settles the token estimate. `cost` is the
+        401 is not retried; the usage in its answer settles the token estimate, and the limits
+        its headers announce pace the limiter (an openai or anthropic method passed as itself
+        is called in its `with_raw_response` form; a raw answer is returned parsed). A stream
+        it returns holds its concurrency slot until read to its end, or closed. `cost` is the
         estimate to reserve (default: one request, and the tokens of `messages`/`contents`
-        and `max_tokens` when the call passes them). Raises the error that ended the last try.
+        and `max_tokens` when the call passes them). Raises the error that ended the last try,
+        or the callable's own exception as it raised it (never retried).
         """
         result = await self.engine.run_one(_callables.single_call(fn, args, kwargs, cost))
         if result.exception is not None:
