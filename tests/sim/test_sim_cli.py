@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -53,11 +54,12 @@ def test_bad_faults_are_a_bad_parameter(spec: str) -> None:
 
 def test_options_become_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[SimConfig, str, int]] = []
-    monkeypatch.setattr(
-        llmgather.sim.server,
-        "run_forever",
-        lambda config, host, port: seen.append((config, host, port)),
-    )
+
+    def run_forever(config: SimConfig, host: str, port: int, *, sock: socket.socket) -> None:
+        sock.close()  # bound by the command, before serving
+        seen.append((config, host, port))
+
+    monkeypatch.setattr(llmgather.sim.server, "run_forever", run_forever)
     monkeypatch.setenv("LLMGATHER_SIM_KEY", "from-env")
     result = CliRunner().invoke(
         sim_command,
