@@ -186,7 +186,7 @@ def test_duplicate_ids_are_reported_before_any_request(tmp_path: Path) -> None:
     assert "3" in done.stderr
 
 
-def test_a_changed_input_is_refused_unless_restart(tmp_path: Path) -> None:
+def test_changed_lines_are_refused_unless_resend_changed_or_restart(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.jsonl", 10)
     out = tmp_path / "results.jsonl"
     with EmbeddedSimulator(SimConfig()) as sim:
@@ -194,7 +194,8 @@ def test_a_changed_input_is_refused_unless_restart(tmp_path: Path) -> None:
         write_prompts(prompts, 12, prefix="Changed")
         refused = run_cli(*run_args(sim, prompts, out))
         assert refused.returncode == 2
-        assert "input" in refused.stderr.lower() and "--restart" in refused.stderr
+        assert "10 items of" in refused.stderr and "--resend-changed" in refused.stderr
+        assert "--restart" in refused.stderr
         changed_param = run_cli(*run_args(sim, prompts, out, "--max-tokens", "5", "--restart"))
         assert changed_param.returncode == 0
         again = run_cli(*run_args(sim, prompts, out, "--max-tokens", "6"))
@@ -327,7 +328,7 @@ def test_the_job_is_known_by_the_model_it_resolves_to(tmp_path: Path) -> None:
     real = run_cli(*args, "-m", "gpt-4o-mini", OPENAI_API_KEY="sk-test")
     assert real.returncode == 2 and "simulated" in real.stderr, real.stderr
     # The store's error names restart=True; the CLI says it with its own flags.
-    assert "Rerun with --restart to discard the old results, or use a different -o" in real.stderr
+    assert "rerun with --restart to discard the old results, or use a different -o" in real.stderr
 
 
 async def test_a_job_that_fails_to_start_does_not_stay_claimed(tmp_path: Path) -> None:
@@ -338,7 +339,7 @@ async def test_a_job_that_fails_to_start_does_not_stay_claimed(tmp_path: Path) -
     with pytest.raises(DuplicateIdError):
         await job.run()
     with SQLiteJobStore.open(store_path_for(str(out)), create=False) as store:
-        assert store.stats().state == "interrupted"  # not "running" by this live process
+        assert store.stats().state == "new"  # as it was; not "running" by this live process
 
 
 def test_lines_written_while_a_job_runs_carry_the_inputs_own_fields(tmp_path: Path) -> None:

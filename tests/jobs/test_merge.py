@@ -94,21 +94,22 @@ def test_a_refused_rerun_changes_nothing(store: SQLiteJobStore, output: str) -> 
     assert shown(store, output) == before and store.stats().total == 2
 
 
-def test_resend_changed_sends_the_changed_item_and_moves_the_generation_on(
+def test_resend_changed_sends_the_changed_item_and_moves_the_epoch_on(
     store: SQLiteJobStore,
 ) -> None:
     store.ingest([item(1, "a"), item(2, "b")])
     store.record([ok("a")])
-    assert store.generation() == 0
+    epoch = store.epoch()
     # "b" had no result yet: its edit is taken as it is, but a queue's result for it is stale.
     changes = rerun(store, [item(1, "a", "edited"), item(2, "b", "edited")], resend_changed=True)
     assert changes == ["1 item changed, sent again", "1 item changed before being sent"]
     assert list(store.pending_lines()) == [1, 2]
-    assert store.generation() == 1
+    assert store.epoch() != epoch
+    epoch = store.epoch()
     assert rerun(store, [item(1, "a", "edited"), item(2, "b", "edited"), item(3, "c")]) == [
         "1 item new in the input"
     ]
-    assert store.generation() == 1  # a new id has no result anywhere yet
+    assert store.epoch() == epoch  # a new id has no result anywhere yet
 
 
 def test_a_line_made_invalid_keeps_its_result_until_it_is_fixed_back(
