@@ -49,8 +49,9 @@ class JobStore(Protocol):
         """
         ...
 
-    def generation(self) -> int:
-        """How many reruns changed what is sent for items that may have been sent before."""
+    def epoch(self) -> str:
+        """What tells this job's requests from another job's on the same output, or from an
+        earlier run's that changed them: changes whenever a sent request may differ."""
         ...
 
     def mark_state(self, state: str) -> None:

@@ -186,11 +186,14 @@ class SQLiteJobStore:
                 )
             return report
 
-    def generation(self) -> int:
-        """How many reruns changed what is sent for items that may have been sent before: a
-        work queue's results of an earlier generation belong to other requests."""
+    def epoch(self) -> str:
+        """What tells this job's requests from those of another job on the same output (its
+        creation) or of an earlier run of it (how many reruns changed a request that may have
+        been sent): a work queue keeps results by item id, and must not take one for another
+        request."""
         with self._lock:
-            return int(self._meta().get("generation", 0))
+            meta = self._meta()
+        return f"{meta.get('created_at')}:{meta.get('generation', 0)}"
 
     def mark_state(self, state: str) -> None:
         """Record the job's state; "running" also notes this process, to spot a crashed run."""
