@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from llmgather.bench.redis_server import RedisServer, free_port
+from llmgather.bench.redis_server import RedisServer, silent_port
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from tests.clihelpers import cli_env, run_cli
 
@@ -218,10 +218,11 @@ def test_run_with_a_queue_refuses_what_the_workers_decide(tmp_path: Path, redis_
 
 def test_a_queue_url_that_does_not_answer_exits_2(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "in.jsonl", 2)
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    done = run_cli("run", str(prompts), "-o", str(tmp_path / "o.jsonl"), "--queue", url)
-    assert done.returncode == 2 and "does not answer" in done.stderr
-    worker = run_cli("worker", "--queue", url)
+    with silent_port() as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        done = run_cli("run", str(prompts), "-o", str(tmp_path / "o.jsonl"), "--queue", url)
+        assert done.returncode == 2 and "does not answer" in done.stderr
+        worker = run_cli("worker", "--queue", url)
     assert worker.returncode == 2 and "does not answer" in worker.stderr
 
 

