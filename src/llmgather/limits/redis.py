@@ -35,7 +35,6 @@ import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from llmgather._clock import Clock, SystemClock
@@ -50,6 +49,7 @@ from llmgather.limits.concurrency import ConcurrencyCap
 from llmgather.limits.discovery import LimitSearch
 from llmgather.limits.local import DEFAULT_COOL_DOWN, DEFAULT_MAX_COOL_DOWN
 from llmgather.limits.redis_scripts import ACQUIRE, LEARN, OBSERVE, PENALISE, RELEASE, RENEW
+from llmgather.limits.redis_snapshot import Snapshot
 from llmgather.limits.waiting import Wakeup
 from llmgather.providers.registry import Target
 
@@ -66,20 +66,6 @@ CALL_ATTEMPTS = 6
 FOUND_PACE_HOLDS_S = 120.0
 # How long `aclose` waits for the grants a cancelled wait gives back (a Redis call, retried).
 GIVE_BACK_WAIT_S = 5.0
-
-
-@dataclass(slots=True)
-class _Snapshot:
-    """The shared state as the last script saw it."""
-
-    redis_now: float = 0.0
-    local_now: float = 0.0
-    in_flight: int = 0
-    paused_until: float = 0.0
-    penalties: int = 0
-    announced: dict[str, float] = field(default_factory=dict)
-    found: dict[str, float] = field(default_factory=dict)  # paces 429s taught, while they hold
-    found_until: dict[str, float] = field(default_factory=dict)  # on Redis's clock
 
 
 class RedisLimiter:
@@ -131,7 +117,7 @@ class RedisLimiter:
         self._waiting_on: str | None = None
         self._io = 0  # Redis calls under way, and finished: the tests' fake clock waits for them
         self._io_done = 0
-        self._snapshot = _Snapshot()
+        self._snapshot = Snapshot()
         told_nothing = discover and not any(getattr(self.limits, k.name) for k in KINDS)
         self._search = (
             LimitSearch(self.limits.concurrency, now=self._clock.now()) if told_nothing else None
@@ -245,19 +231,9 @@ class RedisLimiter:
 
     def statistics(self) -> LimiterStats:
         snap = self._snapshot
-        redis_now = snap.redis_now + (self._clock.now() - snap.local_now)
+        redis_now = snap.redis_time(self._clock.now())
         yours = {k.name: getattr(self.limits, k.name) for k in KINDS}
-        announced = {
-            name: limit
-            for name, limit in snap.announced.items()
-            if name in yours and (yours[name] is None or limit < yours[name])
-        }
-        found: dict[str, float] = {}
-        for name, pace in snap.found.items():
-            holds = snap.found_until.get(name, 0.0) > redis_now
-            lower = name not in announced or pace < announced[name]
-            if name in yours and holds and lower and (yours[name] is None or pace < yours[name]):
-                found[name] = announced[name] = pace
+        announced, found = snap.pacing(yours, redis_now)
         limits = {
             k.name: announced.get(k.name) or yours[k.name]
             for k in KINDS
@@ -452,23 +428,7 @@ class RedisLimiter:
 
     def _absorb(self, reply: list[str], local_now: float, extra: int) -> None:
         """Keep what a script saw of the shared state, for `statistics`."""
-        pairs = reply[4 + extra :]
-        fields = {pairs[i]: float(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
-        snapshot = _Snapshot(
-            redis_now=float(reply[0]),
-            local_now=local_now,
-            in_flight=int(reply[1]),
-            paused_until=float(reply[2]),
-            penalties=int(reply[3]),
-        )
-        for name, value in fields.items():
-            if name.startswith("found_until:"):
-                snapshot.found_until[name.removeprefix("found_until:")] = value
-            elif name.startswith("found:"):
-                snapshot.found[name.removeprefix("found:")] = value
-            else:
-                snapshot.announced[name] = value
-        self._snapshot = snapshot
+        self._snapshot = snapshot = Snapshot.from_reply(reply, local_now, extra)
         if self._search is not None and self._search.window is not None and self._found_rpm is None:
             # Another process was told the limits: no slow start. A pace another process's
             # 429s taught does not end this one's search: it paces meanwhile, and this search
