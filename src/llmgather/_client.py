@@ -15,7 +15,7 @@ from llmgather._config import Limits, Timeouts, limits_given
 from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError
 from llmgather._link import Link, link_options
-from llmgather._prompt import TOOL_FIELDS, request_from_dict, tool_options
+from llmgather._prompt import TOOL_FIELDS, TOOL_INPUT_FIELDS, request_from_dict, tool_options
 from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
 from llmgather.limits import Cost, Limiter
@@ -315,7 +315,7 @@ def prompt_request(prompt: Prompt, options: Mapping[str, Any], link: Link) -> Re
     together with the prompt's own), and `link` the max tokens of its provider's default."""
     options = dict(options)
     system = options.pop("system", None)
-    tooling = {k: options.pop(k) for k in TOOL_FIELDS if k in options}
+    tooling = {k: options.pop(k) for k in TOOL_INPUT_FIELDS if k in options}
     options["max_tokens"] = link.max_tokens(options.get("max_tokens"))
     fills = {k: v for k, v in options.items() if v is not None}
     if isinstance(prompt, str):
@@ -338,6 +338,8 @@ def prompt_request(prompt: Prompt, options: Mapping[str, Any], link: Link) -> Re
         given = {k: getattr(request, k) for k in TOOL_FIELDS}
         given["tools"] = list(given["tools"] or ()) or None
         merged = {k: given[k] if given[k] is not None else tooling.get(k) for k in TOOL_FIELDS}
+        if given["json_schema"] is None:  # OpenAI's spelling of json_schema, read by tool_options
+            merged["response_format"] = tooling.get("response_format")
         if given["json_schema"] is None:  # OpenAI's spelling of json_schema, read by tool_options
             merged["response_format"] = tooling.get("response_format")
         fills |= {k: v for k, v in tool_options(merged).items() if given[k] is None}

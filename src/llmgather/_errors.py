@@ -56,13 +56,31 @@ class DuplicateIdError(InvalidInputError):
         self.examples = examples
         self.ids = ids
         self.lines = lines
-        shown = "; ".join(f"{id!r} on lines {', '.join(map(str, ls))}" for id, ls in examples)
+        shown = "; ".join(
+            f"{id!r} on lines {', '.join(map(str, ls))}{numbered_line_note(id, ls)}"
+            for id, ls in examples
+        )
         more = f" (the first {len(examples)} shown)" if ids > len(examples) else ""
         super().__init__(
             f"{ids} id{'s' if ids != 1 else ''} used by more than one input line "
             f"({lines} lines in all): {shown}{more}. Every line needs its own id so results can be "
-            "matched and resumed; fix the ids (or drop them to number lines automatically) and rerun."
+            f"matched and resumed; fix the ids ({ONE_ID_EACH}) and rerun."
         )
+
+
+# What to do about ids used twice, wherever they are refused.
+ONE_ID_EACH = (
+    "give every line an id of its own, or give none: each line is then known by its number"
+)
+
+
+def numbered_line_note(id: str, lines: list[int]) -> str:
+    """When one of the `lines` that share `id` is the line whose number it is, that a line
+    without an id is known by its number (so the line that shows no id is explained); else ""."""
+    numbered = next((line for line in lines if str(line) == id), None)
+    if numbered is None:
+        return ""
+    return f" ({id} is line {numbered}'s number, the id of a line that gives none)"
 
 
 class StrictInputError(InvalidInputError):

@@ -2,11 +2,18 @@
 
     {"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}, ...]}
     optional: id, system, model, max_tokens, temperature, metadata, extra,
-              tools, tool_choice, json_schema
+              tools, tool_choice, json_schema (or response_format)
 
     "tools": [{"name": "get_weather", "description": "...", "parameters": {JSON schema}}]
     "tool_choice": "auto" | "required" | "none" | {"name": "get_weather"}
     "json_schema": {"name": "person", "schema": {JSON schema}, "description": ..., "strict": ...}
+
+OpenAI's own spelling of the same is read too, and kept in the one above (`tool_options`, the
+only reader of these fields, for prompt dicts, input lines and the Client's keywords alike):
+
+    "tools": [{"type": "function", "function": {"name": ..., "parameters": ...}}]
+    "tool_choice": {"type": "function", "function": {"name": "get_weather"}}
+    "response_format": {"type": "json_schema", "json_schema": {"name": ..., "schema": ...}}
 
 Every field is checked; a bad one raises InvalidInputError whose message names the field, what
 was found and what it must be, and no place: a reader of a file puts `file:line: ` before it.
@@ -27,6 +34,7 @@ __all__ = [
     "PROMPT_FIELDS",
     "PROMPT_SHAPES",
     "TOOL_FIELDS",
+    "TOOL_INPUT_FIELDS",
     "content_value",
     "json_type",
     "messages_value",
@@ -37,10 +45,12 @@ __all__ = [
     "tool_options",
 ]
 
-TOOL_FIELDS = ("tools", "tool_choice", "json_schema")
+TOOL_FIELDS = ("tools", "tool_choice", "json_schema")  # as a Request keeps them
+# What `tool_options` reads: OpenAI's `response_format` is another spelling of `json_schema`.
+TOOL_INPUT_FIELDS = (*TOOL_FIELDS, "response_format")
 PROMPT_FIELDS = frozenset(
     "id prompt messages system model max_tokens temperature metadata extra".split()
-) | frozenset(TOOL_FIELDS)
+) | frozenset(TOOL_INPUT_FIELDS)
 PROMPT_SHAPES = '{"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}]}'
 _ROLES = ("system", "user", "assistant")
 
@@ -75,11 +85,12 @@ def request_from_dict(data: Mapping[str, Any], *, system: str | None = None) -> 
 
 def tool_options(data: Mapping[str, Any]) -> dict[str, Any]:
     """The `tools`, `tool_choice` and `json_schema` of a prompt dict, checked and in the form a
-    Request keeps them (absent ones as None). A request asks for tool calls or for a JSON
-    answer, not both: not every provider can do the two at once."""
+    Request keeps them (absent ones as None), whether written in llmgather's spelling or in
+    OpenAI's (`{"type": "function", "function": {...}}`, `response_format`). A request asks
+    for tool calls or for a JSON answer, not both: not every provider can do the two at once."""
     tools = _tools_value(data.get("tools"))
     choice = _tool_choice_value(data.get("tool_choice"), tools)
-    schema = _json_schema_value(data.get("json_schema"))
+    schema = _schema_of(data)
     if tools is not None and schema is not None:
         raise InvalidInputError(
             'fields "tools" and "json_schema" cannot go together; give one: tools for '
@@ -88,7 +99,9 @@ def tool_options(data: Mapping[str, Any]) -> dict[str, Any]:
     return {"tools": tools, "tool_choice": choice, "json_schema": schema}
 
 
-_TOOL_KEYS = frozenset({"name", "description", "parameters"})
+# `strict` (OpenAI's strict schema adherence) goes to OpenAI; the other providers have no such switch.
+_TOOL_KEYS = frozenset({"name", "description", "parameters", "strict"})
+_OPENAI_TOOL_KEYS = frozenset({"type", "function"})
 _SCHEMA_KEYS = frozenset({"name", "schema", "description", "strict"})
 _CHOICES = ("auto", "required", "none")
 # What every provider accepts as a function name: OpenAI's and Anthropic's rule, and Gemini's
@@ -114,10 +127,7 @@ def _tools_value(value: Any) -> tuple[dict[str, Any], ...] | None:
                 f'field "{at}" must be an object {_TOOL_SHAPE}, got {json_type(tool)}'
             )
         if "function" in tool and "name" not in tool:
-            raise InvalidInputError(
-                f'field "{at}" is in the form {{"type": "function", "function": {{...}}}}; '
-                f"give the function object itself: {_TOOL_SHAPE}"
-            )
+            tool, at = _openai_function(tool, at), f"{at}.function"
         _no_unknown_keys(tool, _TOOL_KEYS, at)
         name = _name_value(tool.get("name"), f"{at}.name")
         if name == JSON_ANSWER_TOOL:
@@ -130,8 +140,38 @@ def _tools_value(value: Any) -> tuple[dict[str, Any], ...] | None:
         parsed: dict[str, Any] = {"name": name}
         _copy_description(tool, parsed, at)
         parsed["parameters"] = _object_schema(tool.get("parameters"), f"{at}.parameters")
+        _copy_strict(tool, parsed, at)
         tools.append(parsed)
     return tuple(tools)
+
+
+def _openai_function(tool: dict[str, Any], at: str) -> Any:
+    """The function object of a tool in OpenAI's spelling, `{"type": "function", "function":
+    {...}}` (what LangChain's `convert_to_openai_tool` returns)."""
+    _no_unknown_keys(tool, _OPENAI_TOOL_KEYS, at)
+    if tool.get("type", "function") != "function":
+        raise InvalidInputError(
+            f'field "{at}.type" must be "function" (the only kind of tool every provider '
+            f"takes), got {show_value(tool.get('type'))}"
+        )
+    function = tool["function"]
+    if not isinstance(function, dict):
+        raise InvalidInputError(
+            f'field "{at}.function" must be an object {_TOOL_SHAPE}, got {json_type(function)}'
+        )
+    return function
+
+
+def _copy_strict(given: dict[str, Any], parsed: dict[str, Any], at: str) -> None:
+    """A tool's or a schema's optional `strict`, which must be true or false."""
+    strict = given.get("strict")
+    if strict is None:
+        return
+    if not isinstance(strict, bool):
+        raise InvalidInputError(
+            f'field "{at}.strict" must be true or false, got {show_value(strict)}'
+        )
+    parsed["strict"] = strict
 
 
 def _copy_description(given: dict[str, Any], parsed: dict[str, Any], at: str) -> None:
@@ -168,6 +208,8 @@ def _tool_choice_value(
     if value in _CHOICES:
         return str(value)
     names = [t["name"] for t in tools]
+    if isinstance(value, dict) and value.get("type") == "function" and "function" in value:
+        value = value["function"]  # OpenAI's spelling: {"type": "function", "function": {...}}
     if isinstance(value, dict) and set(value) == {"name"} and value["name"] in names:
         return {"name": value["name"]}
     raise InvalidInputError(
@@ -176,27 +218,59 @@ def _tool_choice_value(
     )
 
 
-def _json_schema_value(value: Any) -> dict[str, Any] | None:
+_SCHEMA_SHAPE = '{"name": ..., "schema": {JSON schema of an object}}'
+_RESPONSE_FORMAT_SHAPE = f'{{"type": "json_schema", "json_schema": {_SCHEMA_SHAPE}}}'
+
+
+def _schema_of(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema the answer must fit: `json_schema`, or OpenAI's `response_format`."""
+    given, response_format = data.get("json_schema"), data.get("response_format")
+    if response_format is None:
+        return _json_schema_value(given, "json_schema")
+    if given is not None:
+        raise InvalidInputError(
+            'fields "json_schema" and "response_format" both ask for the answer\'s form; give one'
+        )
+    if not isinstance(response_format, dict):
+        raise InvalidInputError(
+            f'field "response_format" must be an object {_RESPONSE_FORMAT_SHAPE}, '
+            f"got {show_value(response_format)}"
+        )
+    kind = response_format.get("type")
+    if kind == "text" and set(response_format) == {"type"}:
+        return None  # OpenAI's default: a plain text answer
+    if kind == "json_object":
+        raise InvalidInputError(
+            'field "response_format": {"type": "json_object"} (any JSON object) is not an '
+            f"answer every provider can be held to; give its schema: {_RESPONSE_FORMAT_SHAPE}"
+        )
+    if kind != "json_schema":
+        raise InvalidInputError(
+            f'field "response_format.type" must be "json_schema" (or "text"), got {show_value(kind)}'
+        )
+    _no_unknown_keys(response_format, frozenset({"type", "json_schema"}), "response_format")
+    schema = response_format.get("json_schema")
+    if schema is None:
+        raise InvalidInputError(
+            f'field "response_format.json_schema" is missing; expected {_SCHEMA_SHAPE}'
+        )
+    return _json_schema_value(schema, "response_format.json_schema")
+
+
+def _json_schema_value(value: Any, at: str) -> dict[str, Any] | None:
     if value is None:
         return None
-    shape = '{"name": ..., "schema": {JSON schema of an object}}'
     if not isinstance(value, dict):
         raise InvalidInputError(
-            f'field "json_schema" must be an object {shape}, got {show_value(value)}'
+            f'field "{at}" must be an object {_SCHEMA_SHAPE}, got {show_value(value)}'
         )
-    _no_unknown_keys(value, _SCHEMA_KEYS, "json_schema")
+    _no_unknown_keys(value, _SCHEMA_KEYS, at)
     parsed: dict[str, Any] = {
-        "name": _name_value(value.get("name", "response"), "json_schema.name"),
-        "schema": _object_schema(value.get("schema") or {}, "json_schema.schema"),
+        "name": _name_value(value.get("name", "response"), f"{at}.name"),
+        "schema": _object_schema(value.get("schema") or {}, f"{at}.schema"),
     }
-    _copy_description(value, parsed, "json_schema")
-    strict = value.get("strict")
-    if strict is not None:
-        if not isinstance(strict, bool):
-            raise InvalidInputError(
-                f'field "json_schema.strict" must be true or false, got {show_value(strict)}'
-            )
-        parsed["strict"] = strict
+    _copy_description(value, parsed, at)
+    _copy_strict(value, parsed, at)
     return parsed
 
 

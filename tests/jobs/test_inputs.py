@@ -499,8 +499,8 @@ def test_unknown_fields_are_warned_about_once_each_with_a_close_match(tmp_path: 
         f'{path}:3: unknown field "temprature" is ignored (did you mean "temperature"?); '
         "later lines with it are not reported",
         f'{path}:5: unknown field "colour" is ignored (the fields read are: id, json_schema, '
-        "max_tokens, messages, metadata, model, prompt, system, temperature, tool_choice, "
-        "tools); later lines with it are not reported",
+        "max_tokens, messages, metadata, model, prompt, response_format, system, temperature, "
+        "tool_choice, tools); later lines with it are not reported",
     ]
     # Without a listener (a second read of the same file) nothing is said.
     assert len(list(read_inputs(path))) == 5

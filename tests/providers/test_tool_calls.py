@@ -315,7 +315,7 @@ def test_tools_and_calls_cross_a_redis_queue_intact() -> None:
         ({"tools": {"name": "f"}}, 'field "tools" must be a non-empty list'),
         ({"tools": []}, 'field "tools" must be a non-empty list'),
         ({"tools": ["f"]}, 'field "tools[0]" must be an object'),
-        ({"tools": [{"type": "function", "function": RECORD}]}, 'field "tools[0]" is in the form'),
+        ({"tools": [{"type": "retrieval", "function": RECORD}]}, 'field "tools[0].type" must be'),
         ({"tools": [{"description": "d"}]}, 'field "tools[0].name" must be 1 to 64'),
         ({"tools": [{"name": "a b"}]}, 'field "tools[0].name" must be 1 to 64'),
         ({"tools": [{"name": "f", "parameters": {"type": "string"}}]}, '"tools[0].parameters"'),

@@ -18,14 +18,16 @@ import asyncio
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from llmgather._errors import ONE_ID_EACH, InvalidInputError, numbered_line_note
 from llmgather._types import Result
-from llmgather.jobs.inputs import read_inputs
+from llmgather.jobs.inputs import InputItem, read_inputs
 from llmgather.jobs.store import JobStats, SQLiteJobStore, store_path_for
 
 if TYPE_CHECKING:
@@ -157,16 +159,18 @@ def check_input(path: Path, system: str | None) -> int:
     first_error: str | None = None
     sendable = False
     seen: dict[str, int] = {}
-    for item in read_inputs(str(path), fmt="jsonl", system=system, display_name="body"):
+    items = read_inputs(str(path), fmt="jsonl", system=system, display_name="body")
+    for item in _whole_body_checked(items):
         total += 1
         if item.request is None:
             first_error = first_error or item.error
             continue
         sendable = True
         if item.id in seen:
+            lines = [seen[item.id], item.line]
             raise InvalidJobInput(
-                f"body lines {seen[item.id]} and {item.line} both have the id {item.id!r}; "
-                "give every line its own id (or none, to be known by its line number)"
+                f"body lines {lines[0]} and {lines[1]} both have the id {item.id!r}"
+                f"{numbered_line_note(item.id, lines)}; {ONE_ID_EACH}"
             )
         seen[item.id] = item.line
     if not sendable:
@@ -175,6 +179,14 @@ def check_input(path: Path, system: str | None) -> int:
             f'{{"prompt": "..."}} or an OpenAI Batch API line (first problem: {first_error})'
         )
     return total
+
+
+def _whole_body_checked(items: Iterator[InputItem]) -> Iterator[InputItem]:
+    """`items`, with what is wrong with the whole body (UTF-16, say) as InvalidJobInput."""
+    try:
+        yield from items
+    except InvalidInputError as error:
+        raise InvalidJobInput(str(error)) from None
 
 
 def commit_new(staging: Path, record: JobRecord) -> None:

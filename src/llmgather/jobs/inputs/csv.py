@@ -117,7 +117,7 @@ def _csv_text_lines(
     stream: IO[bytes], source: str, max_line_bytes: int, bad_lines: dict[int, str]
 ) -> Iterator[str]:
     """Decoded lines for the csv module; a line that cannot be decoded is noted and blanked."""
-    for raw in raw_lines(stream, max_line_bytes):
+    for raw in raw_lines(stream, max_line_bytes, source):
         try:
             text = decode(raw, source, max_line_bytes)
         except LineError as e:

@@ -59,7 +59,7 @@ def read_jsonl(
     `warn`, if given, hears once about each unknown field name (a misspelt `max_token`).
     """
     unknown = UnknownFields(source, warn) if warn is not None else None
-    for raw in raw_lines(stream, max_line_bytes):
+    for raw in raw_lines(stream, max_line_bytes, source):
         where = f"{source}:{raw.number}"
         digest = item_digest(raw.data) if raw.data is not None else None
         try:

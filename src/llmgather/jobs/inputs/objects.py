@@ -35,7 +35,7 @@ def read_objects(
     shown = display_name or path
     source = "<stdin>" if shown == "-" else shown
     with open(path, "rb") as stream:
-        for raw in raw_lines(stream, max_line_bytes):
+        for raw in raw_lines(stream, max_line_bytes, source):
             digest = item_digest(raw.data) if raw.data is not None else None
             try:
                 text = decode(raw, source, max_line_bytes)

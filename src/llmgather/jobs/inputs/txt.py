@@ -16,7 +16,7 @@ def read_txt(
     stream: IO[bytes], source: str, system: str | None, max_line_bytes: int
 ) -> Iterator[InputItem]:
     """One InputItem per non-blank line; blank lines are skipped, a bad one is an error item."""
-    for raw in raw_lines(stream, max_line_bytes):
+    for raw in raw_lines(stream, max_line_bytes, source):
         id = str(raw.number)
         digest = item_digest(raw.data) if raw.data is not None else None
         try:
