@@ -340,8 +340,6 @@ def prompt_request(prompt: Prompt, options: Mapping[str, Any], link: Link) -> Re
         merged = {k: given[k] if given[k] is not None else tooling.get(k) for k in TOOL_FIELDS}
         if given["json_schema"] is None:  # OpenAI's spelling of json_schema, read by tool_options
             merged["response_format"] = tooling.get("response_format")
-        if given["json_schema"] is None:  # OpenAI's spelling of json_schema, read by tool_options
-            merged["response_format"] = tooling.get("response_format")
         fills |= {k: v for k, v in tool_options(merged).items() if given[k] is None}
     return request.replace(**fills) if fills else request
 
