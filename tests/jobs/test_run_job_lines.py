@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 import llmgather
+from llmgather import ConnectError, RetryPolicy
 from tests.clihelpers import read_jsonl, run_cli
 
 META = {"source": "crm", "row": 17}
@@ -87,3 +88,12 @@ async def test_a_rerun_keeps_the_metadata_of_lines_finished_before_and_sent_agai
     lines = read_jsonl(out)
     assert [line["metadata"] for line in lines] == [META, {"row": 18}]
     assert lines[1]["value"] == {"answer": "fixed"} and lines[1]["text"] is None
+
+
+def test_an_item_given_up_on_a_server_down_names_the_library_words_too() -> None:
+    # What a run_job line's error says when the server stayed down past the retry ceiling.
+    error = RetryPolicy(max_retry_wait=60).unreachable_error(
+        ConnectError("connection refused"), 75, sent=False
+    )
+    assert "retry_failed=True" in error.message and "RetryPolicy(max_retry_wait=" in error.message
+    assert "--retry-failed" in error.message  # and the CLI's, for the same message in `run`
