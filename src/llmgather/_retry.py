@@ -75,8 +75,8 @@ class RetryPolicy:
             f"{'' if sent else 'not sent: '}the server has been unreachable for {lasted:.0f}s, "
             f"longer than the retry ceiling of {self.max_retry_wait:.0f}s (run the failed "
             f"items again once it is back, or raise the ceiling to wait longer: "
-            f"--retry-failed and --max-retry-wait for the CLI, retry_failed=True and "
-            f"RetryPolicy(max_retry_wait=…) for run_job and Client): "
+            f"--retry-failed and --max-retry-wait for the CLI; retry_failed=True for "
+            f"run_job and RetryPolicy(max_retry_wait=…) in the library): "
             f"{error.message}",
             status_code=error.status_code,
         )
