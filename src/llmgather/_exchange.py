@@ -201,7 +201,9 @@ def error_from_answer(provider: Provider, status: int, headers: Headers, body: b
         verdict = headers.get("x-should-retry")
         if verdict in ("true", "false"):
             error.retryable = verdict == "true"
-        error.announced = provider.announced_limits(headers) or None
+        # Beside what the headers announce, what the body did (Gemini's QuotaFailure values).
+        announced = {**(error.announced or {}), **provider.announced_limits(headers)}
+        error.announced = announced or None
     return error
 
 

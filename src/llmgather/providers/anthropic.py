@@ -3,13 +3,16 @@
 Error bodies are `{"type": "error", "error": {"type": ..., "message": ...}}`; the type decides:
 
     rate_limit_error (429)          → RateLimitError (Retry-After honoured)
+      … with details.error_code enforced_spend_limit_reached (the tier's monthly spend cap)
+        or contract_spend_limit_reached → QuotaExhaustedError (no wait within a job helps)
     overloaded_error (529)          → OverloadedError
     api_error (500)                 → ServerError
     timeout_error (504)             → ServerError (the server gave up; RequestTimeoutError is
                                       kept for our own read timeout)
     invalid_request_error (400)     → BadRequestError
       … "prompt is too long", "exceed context limit" → ContextLengthError
-      … "credit balance is too low", "API usage limits" → QuotaExhaustedError
+      … "credit balance is too low", "API usage limits" (the organization's or a
+        workspace's spend limit) → QuotaExhaustedError
     request_too_large (413)         → BadRequestError
     authentication_error (401)      → AuthenticationError
     permission_error (403)          → PermissionDeniedError
@@ -126,7 +129,20 @@ _LIMIT_HEADERS = {
     "otpm": "anthropic-ratelimit-output-tokens-limit",
 }
 _COMBINED_TOKENS_HEADER = "anthropic-ratelimit-tokens-limit"
-_QUOTA_MESSAGES = ("credit balance is too low", "reached your specified api usage limits")
+_QUOTA_MESSAGES = (
+    "credit balance is too low",
+    "reached your specified api usage limits",
+    "reached your specified workspace api usage limits",
+)
+# `error.details.error_code` of an answer that says a spend limit is reached: the first two
+# come as 429 rate_limit_error, with no retry-after, the last as 402.
+_SPEND_LIMIT_CODES = frozenset(
+    {
+        "enforced_spend_limit_reached",
+        "contract_spend_limit_reached",
+        "linked_organization_spend_limit_reached",
+    }
+)
 
 
 class AnthropicProvider:
@@ -203,7 +219,9 @@ class AnthropicProvider:
             raw = fallback_message(status, body, self._redactor)
         cls = _BY_TYPE.get(str(error.get("type") or "")) or error_for_status(status)
         lowered = raw.lower()
-        if any(m in lowered for m in _QUOTA_MESSAGES):
+        details = error.get("details")
+        code = details.get("error_code") if isinstance(details, dict) else None
+        if code in _SPEND_LIMIT_CODES or any(m in lowered for m in _QUOTA_MESSAGES):
             cls = QuotaExhaustedError
         elif cls is BadRequestError and any(m in lowered for m in _CONTEXT_MESSAGES):
             cls = ContextLengthError

@@ -5,6 +5,9 @@ Errors carry a gRPC status name in `error.status` and typed `details`; they map 
     RESOURCE_EXHAUSTED (429)        → RateLimitError, retry_after from RetryInfo.retryDelay
                                       (else the Retry-After header)
       … with a per-day QuotaFailure → QuotaExhaustedError (cannot recover within a job)
+      … with a per-minute QuotaFailure, its `quotaValue` is the limit announced (`announced`:
+        "rpm" for requests, "itpm" for input tokens…), as OpenAI's headers announce theirs:
+        the limiter paces at it instead of searching for it by AIMD
     INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE (400) → BadRequestError
       … "input token count … exceeds the maximum" → ContextLengthError
       … ErrorInfo reason API_KEY_INVALID (a 400!) → AuthenticationError
@@ -32,6 +35,7 @@ safety-like reasons (SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII, �
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import quote
 
@@ -53,7 +57,7 @@ from llmgather._errors import (
     error_for_status,
 )
 from llmgather._redact import Redactor
-from llmgather._types import Completion, Message, Request, ToolCall, Usage
+from llmgather._types import Completion, Message, Request, ToolCall, Usage, remaining_key
 from llmgather.providers._common import (
     BaseURL,
     error_body,
@@ -201,7 +205,10 @@ class GeminiProvider:
         retry_after = _retry_delay(details)
         if retry_after is None:
             retry_after = retry_after_from_headers(headers)
-        return status_error(status, message, retry_after=retry_after, cls=cls)
+        error = status_error(status, message, retry_after=retry_after, cls=cls)
+        if cls is RateLimitError:
+            error.announced = _announced_quotas(details) or None
+        return error
 
     def stream_decoder(self) -> GeminiStreamDecoder:
         return GeminiStreamDecoder(self)
@@ -384,6 +391,50 @@ def _per_day(details: list[dict[str, Any]]) -> bool:
         elif detail.get("@type") == _ERROR_INFO and isinstance(detail.get("metadata"), dict):
             names.append(str(detail["metadata"].get("quota_limit", "")))
     return any("perday" in name.lower() or "per_day" in name.lower() for name in names)
+
+
+def _announced_quotas(details: list[dict[str, Any]]) -> dict[str, float]:
+    """The per-minute quotas a 429's QuotaFailure names with their value, by budget name, each
+    with nothing remaining (the 429 says it is spent): what OpenAI's headers announce, read
+    from Google's body. A quota of another window (a day's) or of no known kind is left out."""
+    limits: dict[str, float] = {}
+    for detail in details:
+        if detail.get("@type") != _QUOTA_FAILURE:
+            continue
+        for violation in detail.get("violations") or ():
+            if not isinstance(violation, dict):
+                continue
+            budget = _minute_budget(str(violation.get("quotaId") or ""))
+            value = _positive_number(violation.get("quotaValue"))
+            if budget is not None and value is not None:
+                limits[budget] = min(value, limits.get(budget, value))
+                limits[remaining_key(budget)] = 0.0
+    return limits
+
+
+def _minute_budget(quota_id: str) -> str | None:
+    """The budget a per-minute quota id stands for ("GenerateRequestsPerMinutePerProjectPerModel
+    -FreeTier" → "rpm", "GenerateContentInputTokensPerModelPerMinute-FreeTier" → "itpm")."""
+    name = quota_id.lower()
+    if "perminute" not in name:
+        return None
+    if "request" in name:
+        return "rpm"
+    for words, budget in (("inputtoken", "itpm"), ("outputtoken", "otpm"), ("token", "tpm")):
+        if words in name:
+            return budget
+    return None
+
+
+def _positive_number(value: Any) -> float | None:
+    """A quota's value, which protobuf's JSON writes as a string ("15") or a number."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def _too_long(message: str) -> bool:

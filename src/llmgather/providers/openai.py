@@ -3,7 +3,11 @@
 Statuses and bodies map to llmgather's tree as follows:
 
     429 rate_limit_exceeded   → RateLimitError (Retry-After honoured)
-    429 insufficient_quota    → QuotaExhaustedError (billing: never retried)
+    429 insufficient_quota    → QuotaExhaustedError (billing: never retried), as are the
+        billing codes under it (credit_balance_exhausted, organization_spend_limit_exceeded,
+        project_spend_limit_exceeded, organization_usage_limit_exceeded) whatever their type
+    429 on "requests per day (RPD)" or "tokens per day (TPD)" → QuotaExhaustedError: a
+        day's budget spent, which the job's minutes will not bring back
     429 "Request too large"   → BadRequestError (one request over the TPM limit: no wait helps)
     400 context_length_exceeded → ContextLengthError, as are the context errors of the servers
         that copy the API: llama-server's `exceed_context_size_error` (a numeric `code`),
@@ -75,6 +79,18 @@ _FINISH_REASONS = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
+# The `code` or `type` of an answer that says the money or the month's allowance is spent.
+_QUOTA_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "credit_balance_exhausted",
+        "organization_spend_limit_exceeded",
+        "project_spend_limit_exceeded",
+        "organization_usage_limit_exceeded",
+    }
+)
+# A 429 on a per-day limit names it so: "… on requests per day (RPD): Limit 200, Used 200 …".
+_PER_DAY_LIMIT = re.compile(r"\bper day\b", re.IGNORECASE)
 # The `code` or `type` of a context-window error: OpenAI's, llama-server's.
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
 # …and the words of those that name none: OpenAI's own message, vLLM's (old and new),
@@ -154,12 +170,15 @@ class OpenAIProvider:
         message = safe_message(raw, self._redactor)
         retry_after = retry_after_from_headers(headers)
         cls: type[APIError] | None = None
-        if "insufficient_quota" in kinds:
+        if kinds & _QUOTA_CODES:
             cls = QuotaExhaustedError
         elif kinds & _CONTEXT_CODES or (status in (400, 413) and _too_long(raw)):
             cls = ContextLengthError
         elif status == 429 and message.startswith("Request too large"):
             cls = BadRequestError
+        elif status == 429 and _PER_DAY_LIMIT.search(raw):
+            cls = QuotaExhaustedError
+            message += " (a per-day limit: not retried; rerun once the day's budget has refilled)"
         return status_error(status, message, retry_after=retry_after, cls=cls)
 
     def stream_decoder(self) -> OpenAIStreamDecoder:

@@ -21,9 +21,12 @@ WIRE_FAULTS = ("reset", "stall", "malformed", "cut", "done_early")
 # The provider's "out of quota" answer (billing, credits, a daily quota): permanent, so a
 # client that retries it is wrong.
 QUOTA_FAULT = "quota"
+# The provider's "spend limit reached" 429 (a monthly cap on what the account may spend):
+# permanent too, though it comes as a 429 (Anthropic's even as a rate_limit_error).
+SPEND_FAULT = "spend"
 # An answered arrival cuts every running stream; drawn apart from the exclusive kinds above.
 PREEMPT_FAULT = "preempt"
-FAULT_KINDS = (*STATUS_FAULTS, *WIRE_FAULTS, QUOTA_FAULT, PREEMPT_FAULT)
+FAULT_KINDS = (*STATUS_FAULTS, *WIRE_FAULTS, QUOTA_FAULT, SPEND_FAULT, PREEMPT_FAULT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,13 @@ from aiohttp import web
 
 from llmgather.sim.config import SimConfig
 from llmgather.sim.dialects import BadRequest, Dialect, ErrorReply, SimRequest, route
-from llmgather.sim.faults import PREEMPT_FAULT, QUOTA_FAULT, STATUS_FAULTS, FaultPicker
+from llmgather.sim.faults import (
+    PREEMPT_FAULT,
+    QUOTA_FAULT,
+    SPEND_FAULT,
+    STATUS_FAULTS,
+    FaultPicker,
+)
 from llmgather.sim.latency import LatencyModel
 from llmgather.sim.limits import Refusal, ServerLimits
 from llmgather.sim.stats import LogEntry, SimStats
@@ -164,6 +170,8 @@ class SimHandler:
             return self._reply(entry, reply)
         if fault == QUOTA_FAULT:
             return self._reply(entry, dialect.quota_exhausted(req, request_id=request_id))
+        if fault == SPEND_FAULT:
+            return self._reply(entry, dialect.spend_limited(req, request_id=request_id))
         if fault in STATUS_FAULTS:
             return self._reply(entry, dialect.error(int(fault), request_id=request_id))
         return None

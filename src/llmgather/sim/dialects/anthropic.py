@@ -235,6 +235,23 @@ class AnthropicDialect:
         )
         return ErrorReply(400, _error(400, message, request_id), {"request-id": request_id})
 
+    def spend_limited(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
+        # The tier's monthly spend cap: a rate_limit_error told apart only by
+        # `error.details.error_code`, and sent with no retry-after.
+        body = {
+            "type": "error",
+            "error": {
+                "type": "rate_limit_error",
+                "message": (
+                    "Your organization has reached the monthly spend limit of its usage tier. "
+                    "API access resumes at 00:00 UTC on the first day of next month."
+                ),
+                "details": {"error_code": "enforced_spend_limit_reached"},
+            },
+            "request_id": request_id,
+        }
+        return ErrorReply(429, orjson.dumps(body), {"request-id": request_id})
+
 
 def _tools(raw: Any) -> list[dict[str, Any]] | None:
     if raw is None:

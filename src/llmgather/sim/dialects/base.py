@@ -128,6 +128,10 @@ class Dialect(Protocol):
         """The provider's answer when the account is out of quota or credit for the day."""
         ...
 
+    def spend_limited(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
+        """The provider's answer when the account has reached a spend limit (`spend` fault)."""
+        ...
+
 
 def tool_entry(name: Any, parameters: Any, where: str) -> dict[str, Any]:
     """A neutral tool from a dialect's declaration; BadRequest naming `where` if it is none."""

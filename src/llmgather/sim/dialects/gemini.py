@@ -253,6 +253,10 @@ class GeminiDialect:
         # client must not take as "the quota is back in a minute".
         return _exhausted(req, "rpd", 250, 37.0)
 
+    def spend_limited(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
+        # The Gemini API's spent budget answers as its daily quota does.
+        return self.quota_exhausted(req, request_id=request_id)
+
 
 # Each budget as Google names the quota it stands for: (quotaMetric, quotaId, words). The
 # per-day one is the free tier's, whose quotaId says "PerDay": the one limit of this list a
@@ -268,9 +272,11 @@ _QUOTAS = {
         "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
         "requests-per-day",
     ),
+    # The simulator's `tpm` counts input and output tokens, unlike Google's input-token quota:
+    # named as what it counts, so a client that reads the quota's value paces the right budget.
     "tpm": (
-        "generate_content_input_token_count",
-        "GenerateContentInputTokensPerModelPerMinute",
+        "generate_content_token_count",
+        "GenerateContentTokensPerModelPerMinute",
         "tokens-per-minute",
     ),
     "itpm": (

@@ -271,6 +271,15 @@ class OpenAIDialect:
         body = _error_body(message, "insufficient_quota", "insufficient_quota")
         return ErrorReply(429, body, {"x-request-id": request_id})
 
+    def spend_limited(self, req: SimRequest, *, request_id: str = "") -> ErrorReply:
+        # A hard spend limit names itself in `code`; the `type` is the billing family's.
+        message = (
+            f"Your organization {_ORG} has reached its monthly spend limit. Raise or remove "
+            "the limit in the organization's limit settings, or wait for the monthly reset."
+        )
+        body = _error_body(message, "insufficient_quota", "organization_spend_limit_exceeded")
+        return ErrorReply(429, body, {"x-request-id": request_id})
+
 
 def _tools(raw: Any) -> list[dict[str, Any]] | None:
     if raw is None:
