@@ -282,6 +282,13 @@ class JobManager:
             record.failed = summary.failed + summary.invalid
             if summary.pending == 0:
                 record.status = "done"
+            elif summary.quota_spent and not record.cancelling:
+                # Nothing would run it again, and a restart would meet the same answer.
+                record.status = "failed"
+                record.error = (
+                    f"the provider's quota is spent ({summary.quota_spent}): "
+                    f"{summary.pending} items were not done"
+                )
             else:  # stopped: by DELETE, or by the shutdown (then resumed at the next start)
                 record.status = "cancelled" if record.cancelling else "queued"
         if record.status in FINAL:
