@@ -20,6 +20,7 @@ PUBLIC = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "ChangedItemsError",
     "Client",
     "Completion",
     "ConfigurationError",
@@ -81,6 +82,9 @@ INTERNAL = {
     "llmgather.service.job_manager.NotCancellable",  # a 409: the job has ended
     "llmgather.service.errors.InvalidParam",  # a 422 naming the field or parameter
     "llmgather.service.routes.bodies.BodyTooLarge",  # a 413
+    "llmgather.service.routes.bodies.NotAnObject",  # a 400 saying what the body is instead
+    # a user's callable's own exception, carried to the engine and raised again as it was
+    "llmgather._attempt.CallerFailure",
     # a gateway the benchmark could not start: its row says why, the others go on
     "llmgather.bench._servers.GatewayUnavailable",
     # the default transport's own signals, each caught within it and never raised past it:

@@ -8,7 +8,8 @@
     ├── ConfigurationError           unknown provider, missing key, bad option
     ├── RedisUnavailableError        a shared limiter's or work queue's Redis does not answer
     ├── JobError                     a job that cannot start or resume as asked
-    │   ├── JobMismatchError         the output belongs to a job with other input or parameters
+    │   ├── JobMismatchError         the output belongs to a job with other answer parameters
+    │   ├── ChangedItemsError        a rerun's input changed items that have results
     │   ├── JobBusyError             another live process is running the job
     │   └── OutputExistsError        the output is a file no job store claims (left as it is)
     └── APIError                     anything a provider call can end with
@@ -106,7 +107,9 @@ class InputChangedError(InvalidInputError):
         # What is wrong, without what to do: the CLI says that with its own flags.
         self.reason = f"{input_path}: {detail}. Every result committed so far is kept"
         super().__init__(
-            f"{self.reason}: restore the input to resume, or start over with restart=True."
+            f"{self.reason}: run the job again to go on with the input as it is now (only "
+            "what is pending, new or fixed is sent; pass resend_changed=True to send lines "
+            "that have a result and changed again)."
         )
 
 
@@ -135,6 +138,27 @@ class JobMismatchError(JobError):
         super().__init__(
             f"{self.reason} Start over with restart=True to discard the old results, or write "
             "to another output path."
+        )
+
+
+class ChangedItemsError(JobError):
+    """A rerun's input changed what is sent for items that have results already: nothing was
+    sent, and the job is as it was. `examples`: (id, line) of the first few."""
+
+    def __init__(self, source: str, count: int, examples: list[tuple[str, int]]) -> None:
+        self.count = count
+        self.examples = examples
+        shown = ", ".join(f"{id!r} (line {line})" for id, line in examples)
+        more = f", and {count - len(examples)} more" if count > len(examples) else ""
+        # What is wrong, without what to do: the CLI says that with its own flags.
+        self.reason = (
+            f"{count} item{'s' if count != 1 else ''} of {source} changed since "
+            f"{'their results were' if count != 1 else 'its result was'} recorded: "
+            f"{shown}{more}. Nothing was sent."
+        )
+        super().__init__(
+            f"{self.reason} Pass resend_changed=True to send them again (their new results "
+            "replace the old), or undo the edit to keep the recorded results."
         )
 
 

@@ -51,7 +51,7 @@ async def test_a_jsonl_job_runs_to_the_end_as_llmgather_run_would(
             created = await r.json()
             assert r.headers["location"] == f"/v1/jobs/{created['id']}"
         assert set(created) == {
-            "id", "status", "total", "done", "failed", "created_at", "finished_at"
+            "id", "status", "total", "done", "failed", "created_at", "finished_at", "error"
         }  # fmt: skip
         assert created["status"] in ("queued", "running") and created["total"] == 5
         job = await finished(http, base, created["id"])

@@ -24,6 +24,7 @@ from click.core import ParameterSource
 
 from llmgather._config import Limits, Timeouts
 from llmgather._errors import (
+    ChangedItemsError,
     ConfigurationError,
     InputChangedError,
     InvalidInputError,
@@ -42,7 +43,7 @@ from llmgather.cli._progress import Progress, describe_limits
 from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
 from llmgather.jobs.store import store_path_for
-from llmgather.jobs.summary import JobSummary, next_steps
+from llmgather.jobs.summary import CLI_TERMS, JobSummary, next_steps
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -105,6 +106,11 @@ EXIT_INTERRUPTED = 130
     "--retry-failed", is_flag=True, help="Send the items that failed in earlier runs again."
 )
 @click.option(
+    "--resend-changed",
+    is_flag=True,
+    help="Send again the items whose input line changed since their result was recorded (a rerun that changed any is refused otherwise, before sending anything).",
+)
+@click.option(
     "--grace",
     "grace_s",
     type=FiniteFloat(min=0),
@@ -149,6 +155,7 @@ def run_command(
     restart: bool,
     force: bool,
     retry_failed: bool,
+    resend_changed: bool,
     grace_s: float,
     queue: str | None,
     queue_name: str,
@@ -189,7 +196,13 @@ def run_command(
             queue=queue,
             queue_name=queue_name,
         ),
-        flags=JobFlags(restart=restart, force=force, retry_failed=retry_failed, grace_s=grace_s),
+        flags=JobFlags(
+            restart=restart,
+            force=force,
+            retry_failed=retry_failed,
+            resend_changed=resend_changed,
+            grace_s=grace_s,
+        ),
     )
     progress = Progress(stderr, enabled=not quiet and not as_json)
 
@@ -209,11 +222,11 @@ def run_command(
             EXIT_STRICT,
         )
     except InputChangedError as error:
-        # "Rerun the same command" would be refused: say what will work.
         _fail_for(
             job,
-            f"{error.reason}: restore the input to resume, or use --restart to start over with "
-            "the new input.",
+            f"{error.reason}: rerun the same command to go on with the input as it is now "
+            "(only what is pending, new or fixed is sent; lines that have a result and "
+            "changed are sent again only with --resend-changed).",
             as_json=as_json,
             rerun=False,
         )
@@ -222,8 +235,16 @@ def run_command(
     except JobMismatchError as error:
         _fail_for(
             job,
-            f"{error.reason} Rerun with --restart to discard the old results, or use a "
-            "different -o.",
+            f"{error.reason} These decide every answer: rerun with --restart to discard the "
+            "old results, or use a different -o.",
+            as_json=as_json,
+        )
+    except ChangedItemsError as error:
+        _fail_for(
+            job,
+            f"{error.reason} To send them again (their new results replace the old), rerun "
+            "with --resend-changed; to keep the recorded results, undo the edit; --restart "
+            "starts the whole job over.",
             as_json=as_json,
         )
     except JobBusyError as error:
@@ -244,6 +265,8 @@ def run_command(
         progress.close()
     summary = _in_cli_terms(summary)
     _report(summary, as_json=as_json)
+    if summary.quota_spent and summary.pending:
+        raise SystemExit(EXIT_HALTED)  # stopped by the provider's answer; a rerun resumes
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
     incomplete = summary.failed or summary.invalid or summary.pending
@@ -291,8 +314,9 @@ def _in_cli_terms(summary: JobSummary) -> JobSummary:
         hint=next_steps(
             summary.pending,
             summary.failed,
-            resume="Rerun the same command to resume.",
-            send_again="rerun with --retry-failed",
+            summary.invalid,
+            terms=CLI_TERMS,
+            quota_spent=summary.quota_spent,
         ),
     )
 
@@ -381,8 +405,12 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
         return
     if summary.total == 0:
         return
+    for change in summary.changes:
+        stderr.print(f"since the last run: {change}", highlight=False, markup=False)
     state = (
-        "interrupted"
+        "stopped, the quota spent"
+        if summary.quota_spent and summary.pending
+        else "interrupted"
         if summary.interrupted
         else ("resumed and finished" if summary.resumed else "finished")
     )

@@ -77,12 +77,11 @@ class CallJobOptions:
         Its body is not known: a changed prompt inside the same function resumes the job
         (pass `restart=True` to start over, or another `name`).
         """
-        return {
-            "call": self.name or callable_name(self.call),
-            "unpack": self.unpack,
-            "format": "jsonl objects",
-            "max_line_bytes": self.input.max_line_bytes,
-        }
+        return {"call": self.name or callable_name(self.call), "unpack": self.unpack}
+
+    def route(self, target: Target) -> dict[str, Any]:
+        """How the input is read: each object is known by its id and its line's bytes."""
+        return {"format": "jsonl objects", "max_line_bytes": self.input.max_line_bytes}
 
     def read(
         self, path: str, warn: Callable[[str], None] | None = None
@@ -189,6 +188,7 @@ async def run_job(
     unpack: bool = False,
     restart: bool = False,
     retry_failed: bool = False,
+    resend_changed: bool = False,
     stop: asyncio.Event | None = None,
     name: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -205,9 +205,11 @@ async def run_job(
     `error`…) with the call's return value as `value`, its answer's text as `text` (null for
     a value that has none) and the input object's `metadata` as it was. Run it again after any
     stop, even a kill, and it resumes: finished items are not called again. A rerun with
-    another callable (by qualified name) or another input file is refused (JobMismatchError)
-    unless `restart`; `retry_failed` calls the failed items again. Setting `stop` ends the
-    job gracefully.
+    another callable (by qualified name) is refused (JobMismatchError) unless `restart`; a
+    rerun on an edited input calls what is new, fixed or still pending and nothing else, and
+    an object with a result that changed only with `resend_changed` (ChangedItemsError,
+    nothing called, otherwise); `retry_failed` calls the failed items again. Setting `stop`
+    ends the job gracefully.
 
     Limits are `limits=Limits(...)`, or `concurrency`, `rpm`… as for `Client` (not both), or a
     `limiter=` shared with other clients of this event loop (or a `RedisLimiter`). An SDK's
@@ -233,7 +235,9 @@ async def run_job(
     options = CallJobOptions(
         input=InputOptions(path=input_path),
         output_path=output_path,
-        flags=JobFlags(restart=restart, retry_failed=retry_failed),
+        flags=JobFlags(
+            restart=restart, retry_failed=retry_failed, resend_changed=resend_changed
+        ),
         call=fn, cost=cost, unpack=unpack, name=name,
     )  # fmt: skip
     sender = CallSender(

@@ -1,6 +1,7 @@
 """A durable `run`: input file in, one committed result per input out, resumable after any stop.
 
-    read (pass 1) ─▶ store.ingest: every id and line, invalid lines recorded as errors
+    read (pass 1) ─▶ store.ingest: every id and line, invalid lines recorded as errors;
+                     on a rerun with an edited input, merged by id and content (store.merge)
     read (pass 2) ─▶ only items still pending ─▶ the sender's map ─▶ sink ─▶ store.record (a thread)
                                                                    └─▶ output JSONL (appended)
     end or stop  ─▶ output.rewrite_output: the output rewritten from the store, one line per id
@@ -26,9 +27,14 @@ from contextlib import AsyncExitStack, closing, suppress
 from typing import Any
 
 from llmgather._engine import EngineStats
-from llmgather._errors import InputChangedError, InvalidInputError, StrictInputError
+from llmgather._errors import (
+    InputChangedError,
+    InvalidInputError,
+    QuotaExhaustedError,
+    StrictInputError,
+)
 from llmgather._link import link_options, open_link
-from llmgather._types import Request
+from llmgather._types import Request, Result
 from llmgather.jobs.base import Sender
 from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.options import JobOptions, JobSpec
@@ -94,6 +100,12 @@ class Job:
         self._resumed = False
         self.stop = asyncio.Event()
         self.sending = False  # True once requests may have gone out: an error then loses nothing
+        # What changed since the last run (where requests go, which items), for the summary.
+        self.changes: list[str] = []
+        self._fingerprint = ""
+        self._state_before = "new"
+        # The first quota error's message, once one stopped the run (see `_quota_spent`).
+        self.quota_spent: str | None = None
         # The output fields (a Batch API `custom_id`, an integer id) of the items sent and not
         # yet written, by id, so the live output lines carry them as the final export does.
         self._output_fields: dict[str, dict[str, Any]] = {}
@@ -198,6 +210,8 @@ class Job:
             final=final,
             engine=engine,
             elapsed_s=time.monotonic() - started,
+            quota_spent=self.quota_spent,
+            changes=self.changes,
         )
 
     def end_now(self) -> JobSummary | None:
@@ -234,6 +248,8 @@ class Job:
             final=final,
             engine=engine,
             elapsed_s=time.monotonic() - self._started,
+            quota_spent=self.quota_spent,
+            changes=self.changes,
         )
 
     def _went_out(self, engine: EngineStats) -> int:
@@ -247,8 +263,8 @@ class Job:
     ) -> tuple[bool, JobStats, EngineStats]:
         """Ingest the input, send what is pending, and mark how the job ended; whether a stop
         cut it short, the store's final stats and the engine's."""
+        await self._ingest(store, input_path, sender)
         try:
-            await asyncio.to_thread(store.ingest, self._read(input_path, self._on_warning))
             if self.options.flags.retry_failed:
                 await asyncio.to_thread(store.reset_failed)
             await asyncio.to_thread(rewrite_output, store, output)
@@ -291,17 +307,41 @@ class Job:
         return True
 
     async def _prepare(self, store: JobStore, input_path: str, sender: Sender) -> bool:
-        fingerprint = await asyncio.to_thread(fingerprint_file, input_path)
+        self._fingerprint = await asyncio.to_thread(fingerprint_file, input_path)
+        # What a refused rerun leaves the job as (`_ingest`): as it was before this claim.
+        self._state_before = (await asyncio.to_thread(store.stats, top=0)).state
         params = self.options.params(sender.target)
-        flags = self.options.flags
-        resumed = await asyncio.to_thread(
+        return await asyncio.to_thread(
             lambda: store.prepare(
-                input_fingerprint=fingerprint, params=params, restart=flags.restart
+                input_fingerprint=self._fingerprint,
+                params=params,
+                restart=self.options.flags.restart,
             )
         )
-        identity = f"{fingerprint}:{sorted(params.items())}"
+
+    async def _ingest(self, store: JobStore, input_path: str, sender: Sender) -> None:
+        """Take the input into the store: a rerun on an edited input, line by line. A refusal
+        (changed items, duplicate ids) leaves the job as it was, its state too."""
+        flags = self.options.flags
+        try:
+            report = await asyncio.to_thread(
+                lambda: store.ingest(
+                    self._read(input_path, self._on_warning),
+                    input_fingerprint=self._fingerprint,
+                    route=self.options.route(sender.target),
+                    resend_changed=flags.resend_changed,
+                    source=self.options.input.shown,
+                )
+            )
+        except BaseException:
+            await asyncio.to_thread(store.mark_state, self._state_before)  # claim released
+            raise
+        self.changes = [*report.route_changes, *report.changes]
+        # The work queue keeps results by item id: another epoch is another job there, so
+        # no result of an old request is taken for a new one.
+        epoch = await asyncio.to_thread(store.epoch)
+        identity = f"{sorted(self.options.params(sender.target).items())}:{epoch}"
         await sender.prepared(identity, retry_failed=flags.retry_failed)
-        return resumed
 
     def _read(
         self, path: str, warn: Callable[[str], None] | None = None
@@ -333,7 +373,28 @@ class Job:
         async for result in sender.map(requests, stop=self.stop):
             # An item failed unsent (a stop, a refused key) went nowhere: only attempts count.
             self._sent += result.attempts > 0
+            if self._quota_spent(result, sender):
+                continue  # left pending: a rerun once the quota is back sends it
             await sink.add(result)
+
+    def _quota_spent(self, result: Result, sender: Sender) -> bool:
+        """True for an item that failed on a spent quota (a day's, a spend limit, credit): it
+        is not recorded, so it stays pending, and the first one stops the run, since every
+        other item would meet the same answer. A queue's workers keep their results in Redis
+        for a rerun to read back, so there such an item is recorded failed as before."""
+        error = result.error
+        if error is None or error.type != QuotaExhaustedError.__name__:
+            return False
+        if isinstance(sender, QueueSender):
+            return False
+        if self.quota_spent is None:
+            self.quota_spent = error.message
+            self._on_warning(
+                f"the provider's quota is spent ({error.message}): stopping; the items not "
+                "done stay pending"
+            )
+            self.stop.set()
+        return True
 
     async def _requests(
         self, pending: Iterator[InputItem], batch_body_fields: bool

@@ -12,7 +12,15 @@ from typing import Any
 from llmgather._engine import EngineStats
 from llmgather.jobs.store import JobStats
 
-__all__ = ["ERROR_KEY_CHARS", "JobSummary", "next_steps", "shown_error", "summarise"]
+__all__ = [
+    "CLI_TERMS",
+    "ERROR_KEY_CHARS",
+    "JobSummary",
+    "RerunTerms",
+    "next_steps",
+    "shown_error",
+    "summarise",
+]
 
 ERROR_KEY_CHARS = 80  # the store groups errors by their message cut to this length
 
@@ -51,6 +59,10 @@ class JobSummary:
     # Requests sent again at once on a fresh connection after a pooled one closed before any
     # answer: in no item's `attempts`, and the server may have received both copies.
     resent: int = 0
+    # The provider's message when a spent quota stopped the run (its items left pending).
+    quota_spent: str | None = None
+    # What changed since the last run: where the requests go, which items the input holds.
+    changes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The --json summary, with each learned limit also as `learned_rpm`, `learned_tpm`…,
@@ -71,6 +83,8 @@ def summarise(
     final: JobStats,
     engine: EngineStats,
     elapsed_s: float,
+    quota_spent: str | None = None,
+    changes: list[str] | None = None,
 ) -> JobSummary:
     """The summary of a run that reached its store: counts from `final`, the rest from `engine`."""
     return JobSummary(
@@ -95,12 +109,14 @@ def summarise(
             for kind, message, count in final.top_errors
         ],
         input=input,
-        hint=next_steps(final.pending, final.failed),
+        hint=next_steps(final.pending, final.failed, final.invalid, quota_spent=quota_spent),
         learned_limits=dict(engine.learned),
         learned_from=_learned_from(engine),
         overruled_limits=dict(engine.lowered),
         http_429_holds=engine.http_429_holds,
         resent=engine.resent,
+        quota_spent=quota_spent,
+        changes=list(changes or ()),
     )
 
 
@@ -122,25 +138,74 @@ def empty_summary(
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class RerunTerms:
+    """How a hint names a rerun and its switches: in the library's terms or the CLI's."""
+
+    rerun: str
+    retry_failed: str
+    may_change: str
+
+
+LIBRARY_TERMS = RerunTerms(
+    rerun="run the job again",
+    retry_failed="with retry_failed=True",
+    may_change="its base_url, limits and timeouts may change",
+)
+CLI_TERMS = RerunTerms(
+    rerun="rerun the same command",
+    retry_failed="with --retry-failed",
+    may_change="--base-url, limits and timeouts may change",
+)
+
+
 def next_steps(
     pending: int,
     failed: int,
+    invalid: int = 0,
     *,
-    resume: str = "Run the job again to resume.",
-    send_again: str = "run the job again with retry_failed=True",
+    terms: RerunTerms = LIBRARY_TERMS,
+    quota_spent: str | None = None,
 ) -> str | None:
-    """What to do next: resume what is pending, send the failed items again. In the library's
-    terms by default; the CLI gives its own (`Rerun the same command`, `--retry-failed`)."""
+    """What to do next, saying exactly what a rerun sends: the pending items; the invalid
+    lines once fixed in the input (and any line added); the failed items only when asked.
+    `quota_spent`: the provider's message when a spent quota stopped the run."""
     hints = []
-    if pending:
-        hints.append(resume)
-    if failed:
-        them = "them" if failed != 1 else "it"
+    if pending and quota_spent:
         hints.append(
-            f"{failed} item{'s' if failed != 1 else ''} failed: once the cause is fixed, "
-            f"{send_again} to send {them} again."
+            f"The provider's quota is spent ({shown_error(quota_spent)}): {_items(pending)} "
+            f"left pending, not failed. Once the quota resets or is raised, {terms.rerun} to "
+            f"send exactly {_those(pending)}."
         )
-    return " ".join(hints) or None
+    elif pending:
+        hints.append(
+            f"{_items(pending)} still pending: {terms.rerun} to send exactly {_those(pending)}."
+        )
+    if invalid:
+        lines = f"{invalid} input line{'s are' if invalid != 1 else ' is'} invalid"
+        hints.append(
+            f"{lines} (the error lines in the output name the line and field): fix "
+            f"{'them' if invalid != 1 else 'it'} in the input and {terms.rerun}; only the "
+            "fixed lines, and any lines added, are sent."
+        )
+    if failed:
+        hints.append(
+            f"{_items(failed)} failed: once the cause is fixed ({terms.may_change}), "
+            f"{terms.rerun} {terms.retry_failed} to send exactly {_those(failed)} again."
+        )
+    return _capitalised(" ".join(hints)) or None
+
+
+def _items(count: int) -> str:
+    return f"{count} item{'s' if count != 1 else ''}"
+
+
+def _those(count: int) -> str:
+    return f"those {count}" if count != 1 else "that one"
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def shown_error(message: str) -> str:

@@ -98,6 +98,7 @@ class JobRecord:
             "failed": self.failed,
             "created_at": self.created_at,
             "finished_at": self.finished_at,
+            "error": self.error,  # why the job itself failed, secrets hidden; else null
         }
 
     def saved(self) -> dict[str, Any]:
@@ -107,7 +108,6 @@ class JobRecord:
             "kind": self.kind,
             "status": self.status if self.status in FINAL else None,
             "params": asdict(self.params),
-            "error": self.error,
         }
 
     @classmethod
