@@ -86,7 +86,15 @@ SOURCE = Path(llmgather.__file__).parent
 # Where provider names belong: the registry and the adapters, the simulator's and the
 # gateway's dialects (each one a provider's wire format, known by its name), and the mapping of
 # each official SDK's exceptions to its provider's adapter.
-PROVIDER_HOMES = ("providers/", "sim/dialects/", "service/dialects/", "_sdk_errors.py")
+# Where each provider is its own case: its adapter, its dialects, and its official SDK's
+# errors and answers (told apart by the SDK's package, which bears the provider's name).
+PROVIDER_HOMES = (
+    "providers/",
+    "sim/dialects/",
+    "service/dialects/",
+    "_sdk_errors.py",
+    "_sdk_answers.py",
+)
 # The same words meaning something else: the openai SDK's package name (a bench extra); the
 # gateway asking whether its client speaks its upstream's dialect (the one question it asks).
 NOT_THE_PROVIDER = {
