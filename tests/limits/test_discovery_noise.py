@@ -60,35 +60,53 @@ async def test_a_real_limit_is_still_found_and_kept_to() -> None:
     assert refused <= 0.02 * sends
 
 
-def test_a_lower_pace_with_the_same_share_of_429s_lifts_the_pace() -> None:
+def test_a_429_at_the_first_pace_at_the_unpaced_share_lifts_it() -> None:
     search = LimitSearch(100, now=0.0)
     for i in range(40):
         search.granted(0.025 * i)  # 40 a second
     for i in range(39):
         search.answered(0.025 * i)
-    assert search.limited(now=1.0, granted_at=0.975) == pytest.approx(1200.0)  # half of 2,400
-    # At 1,200 a minute: 1 of 25 answers a 429, cut by that share (1 in 25: -4%, at most -15%).
+    # 39 taken in the 0.975 s before the refused one, over that and a second: 1,185 a minute.
+    assert search.limited(now=1.0, granted_at=0.025 * 39) == pytest.approx(0.95 * 60 * 39 / 1.975)
+    # A limit paced at what it took refuses nothing; 1 in 25 here, about the 1 in 40 sent
+    # unpaced: noise, lifted at once.
     for i in range(24):
         search.answered(1.0 + 0.05 * i)
-    assert search.limited(now=2.25, granted_at=2.2) == pytest.approx(1200.0 * 0.85)
-    # At 1,020 a minute: the same share again. A limit 4% exceeded would refuse nothing here.
+    assert search.limited(now=2.25, granted_at=2.2) is None
+    assert search.found is None and search.noise == pytest.approx(2 / 65)
+
+
+def test_a_lower_pace_with_the_same_share_of_429s_lifts_the_pace() -> None:
+    search = LimitSearch(100, now=0.0)
+    for i in range(100):
+        search.granted(0.025 * i)  # 40 a second
+    for i in range(99):
+        search.answered(0.025 * i)
+    # 40 taken in the second before the refused one, over two: 1,140 a minute.
+    assert search.limited(now=2.5, granted_at=0.025 * 99) == pytest.approx(1140.0)
+    # At 1,140 a minute: 1 of 25 answers a 429, far above the 1 in 100 sent unpaced: cut by
+    # that share (1 in 25: -4%, at most -15%).
     for i in range(24):
-        search.answered(2.25 + 0.05 * i)
-    assert search.limited(now=3.5, granted_at=3.45) is None  # one: too few to tell yet
+        search.answered(2.5 + 0.05 * i)
+    assert search.limited(now=3.75, granted_at=3.7) == pytest.approx(1140.0 * 0.85)
+    # At 969 a minute: the same share again. A limit 4% exceeded would refuse nothing here.
     for i in range(24):
-        search.answered(3.5 + 0.05 * i)
-    assert search.limited(now=4.8, granted_at=4.75) is None
-    assert search.found is None and search.noise == pytest.approx(3 / 75)  # unpaced again
+        search.answered(3.75 + 0.05 * i)
+    assert search.limited(now=5.0, granted_at=4.95) is None  # one: too few to tell yet
+    for i in range(24):
+        search.answered(5.0 + 0.05 * i)
+    assert search.limited(now=6.3, granted_at=6.25) is None
+    assert search.found is None and search.noise == pytest.approx(4 / 175)  # unpaced again
     # From then on 429s within the noise floor are no wave; a share well above it is.
     for i in range(100):
-        search.granted(5.0 + 0.01 * i)
+        search.granted(7.0 + 0.01 * i)
         if i % 25 == 24:
-            assert search.limited(now=5.0 + 0.01 * i, granted_at=5.0 + 0.01 * i) is None
+            assert search.limited(now=7.0 + 0.01 * i, granted_at=7.0 + 0.01 * i) is None
         else:
-            search.answered(5.0 + 0.01 * i)
-    for i in range(8):
-        rate = search.limited(now=6.0 + 0.01 * i, granted_at=6.0)
-    assert rate is not None and search.found is not None
+            search.answered(7.0 + 0.01 * i)
+    rates = [search.limited(now=8.0 + 0.01 * i, granted_at=8.0) for i in range(8)]
+    assert rates[:3] == [None] * 3  # within twice the floor and 3 more
+    assert any(rates) and search.found is not None
 
 
 def test_a_429_holds_the_key_only_while_most_answers_are_429s() -> None:

@@ -4,14 +4,24 @@ Told no limit, the limiter knows nothing of the key's budget until the first ans
 and sending a whole concurrency's worth blind opens a job with a storm of 429s. So, as TCP does:
 
 - **Slow start.** A first wave of `INITIAL_WINDOW` requests; each clean answer lets one more be
-  in flight, so the window doubles every round trip, up to the concurrency cap. It ends when an
-  answer announces a limit (the budgets pace the sends from then on) or when a 429 comes.
+  in flight, so the window doubles every round trip, up to the concurrency cap. Once an answer
+  has come back clean and announced nothing (a server that announces its limits does so in its
+  first answer), the window also doubles every `DOUBLING_S` by time alone: round trips of a
+  second would otherwise hold a job to a few waves, and a 429 comes back at once, long before
+  an answer, so it stops the growth a few sends past the server's budget, not a round trip
+  past it. The window grows one request at a time, never in a jump: the sends just past the
+  budget are the 429s it costs. Slow start ends when an answer announces a limit (the budgets
+  pace the sends from then on) or when a 429 comes.
 - **AIMD where nothing is announced** (Gemini, many OpenAI-compatible servers, gateways): the
-  first 429 sets a requests-per-minute budget at `FIRST_DECREASE` of the rate being sent (slow
-  start overshoots by up to twice the rate the server took). Over a short start that rate is
-  mostly the server's burst, not its refill, so until a first clean stretch each new wave of
-  429s cuts it by the share of 429s at it, halving it at most and by `DECREASE` at least;
-  after that a wave multiplies it by `DECREASE`. Only a 429 to a request
+  first 429 sets a requests-per-minute budget at what the server took before refusing. A
+  per-minute limit lets about a second's worth out at once (`RATE_SPAN`), so the grants in any
+  span `L` before the refused one number at most the rate times `L + RATE_SPAN`: the rate is
+  the highest such count over `L + RATE_SPAN` within the last `RATE_SPAN`. From a full budget,
+  as at a job's start, that is the limit itself; over a start of a few milliseconds it is
+  what the server let through at once, not that many a millisecond. A server that lets more
+  than a second's worth through at once is overestimated, so until a first clean stretch each
+  new wave of 429s cuts the rate by the share of 429s at it, halving it at most and by
+  `DECREASE` at least; after that a wave multiplies it by `DECREASE`. Only a 429 to a request
   granted after the last change counts: one wave, one decrease. Each `INCREASE_EVERY` seconds
   without a 429, while that budget held sends back, it grows by `INCREASE_STEP` of itself, so a
   raised limit is found again. It stays within [`MIN_RPM`, `MAX_GROWTH` × the first rate].
@@ -30,19 +40,27 @@ Where those differ by less than half (near a share of 100%) the decrease stands.
 not far above `s`: a share that rose says the old pace was farther above a limit than its
 few 429s told), they are noise: the pace is lifted (unpaced, as before the first 429), and
 from then on only a share well above that noise floor (more than twice it, and `NOISE_MARGIN`
-429s more) counts as a wave. The first decrease, out of the slow start, is always made: the
-slow start sends at many rates, so there is no one share to compare with.
+429s more) counts as a wave. The first pace, out of the unpaced stretch (the slow start, or
+a pace lifted as noise), is always set; that stretch sent at many paces, so it is no higher
+pace to pool with later. But a limit paced at what it took from a full budget refuses
+nothing, so a 429 at the first pace within half to twice the unpaced share (one in those sent
+up to the 429 that ended it, once `FIRST_SAMPLE` went) is noise at once: a pace that low sends
+too few requests to wait for more evidence.
 
 Pure arithmetic over clock readings, like the buckets: `LocalLimiter` feeds it and applies it.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 INITIAL_WINDOW = 8
-RATE_SPAN = 1.0  # seconds of grants the sending rate is measured over at the first 429
-FIRST_DECREASE = 0.5
+DOUBLING_S = 0.04  # the window's doubling time by time alone, once an answer came back clean
+RATE_SPAN = 1.0  # seconds of its limit a server lets out at once; of grants read at a 429
+# Of what the server took: paced at exactly its refill, a send a hair early finds it short.
+FIRST_MARGIN = 0.95
+DEEPEST_DECREASE = 0.5  # the most one wave of 429s cuts the rate by, before a clean stretch
 DECREASE = 0.85
 INCREASE_EVERY = 2.0
 INCREASE_STEP = 0.02
@@ -51,8 +69,11 @@ MAX_GROWTH = 4.0
 NOISE_EVIDENCE = 2  # 429s at a lowered pace, at the old share, that make them noise
 NOISE_MARGIN = 3  # 429s above twice the noise floor before a share counts as a wave
 NOISE_SAMPLE = 20  # requests sent at the paces before, before their share of 429s counts
+FIRST_SAMPLE = 4  # requests sent unpaced, before their share counts against the first pace's
 MAX_CHAIN = 16  # the latest paces remembered
 MAX_NOISE = 0.5
+_MAX_DOUBLINGS = 64  # past these the window is at any cap: no float overflow
+_WAKE_MARGIN = 1e-6  # seconds past a growth instant, so the waiter finds the window grown
 
 
 class _Level:
@@ -63,7 +84,7 @@ class _Level:
 
     def __init__(self, since: float, pace: float = 0.0) -> None:
         self.since = since
-        self.pace = pace  # the found rate in force (0.0: none)
+        self.pace = pace  # the found rate in force (0.0: none; inf: the unpaced stretch before)
         self.granted = 0
         self.answers = 0
         self.limited = 0
@@ -99,7 +120,10 @@ class LimitSearch:
         "_grants",
         "_level",
         "_maximum",
+        "_opened_at",
+        "_opened_window",
         "_settled",
+        "_unpaced_sent",
         "found",
         "noise",
         "window",
@@ -112,13 +136,17 @@ class LimitSearch:
         self.noise = 0.0  # the 429 share that slowing down did not lower
         self._ceiling = 0.0
         self._changed_at = now
+        self._opened_at: float | None = None  # the first clean answer: growth by time from then
+        self._opened_window = 1
         self._bound = False
         self._settled = False  # a clean stretch has followed the first 429
         self._grants: deque[float] = deque()  # recent grant times, while no rate is found
         self._level = _Level(now)  # the answers at the pace in force
         # The found paces the decreases since the last increase went down from, oldest first.
         self._chain: list[_Level] = []
-        self._decrease: float | None = None  # the last change's factor, if it was a decrease
+        # The last change's factor, if it was a decrease (0.0: from unpaced to a first pace).
+        self._decrease: float | None = None
+        self._unpaced_sent = 1  # sent unpaced up to the 429 that set the first pace
 
     @property
     def searching(self) -> bool:
@@ -130,18 +158,43 @@ class LimitSearch:
             return
         grants = self._grants
         grants.append(now)
-        while grants[0] < now - RATE_SPAN:
+        # Twice the span read at a 429: its grant's second is kept while the 429 comes back.
+        while grants[0] < now - 2 * RATE_SPAN:
             grants.popleft()
 
-    def answered(self, granted_at: float | None = None) -> bool:
-        """A clean answer (to a request granted at `granted_at`); True if the window grew (a
-        waiter for a slot may go now)."""
+    def answered(self, granted_at: float | None = None, *, now: float | None = None) -> bool:
+        """A clean answer (to a request granted at `granted_at`, come back at `now`: from then
+        on the window grows by time too); True if the window grew (a waiter for a slot may go
+        now)."""
         if granted_at is not None:
             self._count(granted_at, limited=False)
         if self.window is None or self.window >= self._maximum:
             return False
+        if now is not None and self._opened_at is None:
+            self._opened_at, self._opened_window = now, self.window
         self.window += 1
         return True
+
+    def window_at(self, now: float) -> int | None:
+        """The slow start's window at `now`: grown by answers, and by time since the first
+        clean one (None: no slow start, nothing holds the concurrency below its cap)."""
+        window = self.window
+        if window is None or self._opened_at is None:
+            return window
+        doublings = (now - self._opened_at) / DOUBLING_S
+        if doublings >= _MAX_DOUBLINGS:
+            return self._maximum
+        # The epsilon: at the instant `until_wider` names, round-off must not leave it short.
+        by_time = math.floor(self._opened_window * 2.0**doublings + 1e-9)
+        return min(self._maximum, max(window, by_time))
+
+    def until_wider(self, now: float, in_flight: int) -> float | None:
+        """Seconds until the window lets more than `in_flight` be in flight by time alone;
+        None if only an answer can widen it."""
+        if self.window is None or self._opened_at is None or in_flight >= self._maximum:
+            return None
+        at = self._opened_at + DOUBLING_S * math.log2((in_flight + 1) / self._opened_window)
+        return max(at - now, 0.0) + _WAKE_MARGIN
 
     def held(self) -> None:
         """The found rate held a send back: it binds, so a clean stretch may raise it."""
@@ -150,6 +203,7 @@ class LimitSearch:
     def announced(self) -> None:
         """An answer announced a limit: the budgets know better than any search."""
         self.window = None
+        self._opened_at = None
         self.found = None
         self.noise = 0.0
         self._grants.clear()
@@ -166,38 +220,78 @@ class LimitSearch:
         if self.noise and level.limited <= 2 * self.noise * level.sent + NOISE_MARGIN:
             return None
         assert self.found is None or level.pace == self.found
-        previous = _pooled([old for old in self._chain if old.pace > level.pace])
-        if self._decrease is not None and previous.sent >= NOISE_SAMPLE:
-            # The share at the higher paces lately, pooled: at a limit it only overstates what
-            # the last of them refused, which makes a noise verdict harder, never easier.
-            before = previous.share
-            if_limit = max(0.0, 1 - (1 - before) / self._decrease)
-            # Judged only where a limit would at least halve the share: at a share near 100%
-            # both read alike, and slowing down is right either way. A share that rose is no
-            # noise either: the old pace was farther above a limit than its few 429s said.
-            told_apart = if_limit <= before / 2
-            bound = 3 * before + 2 / level.sent  # two 429s more than three times it
-            if told_apart and (before + if_limit) / 2 <= level.share <= bound:
-                if level.limited >= NOISE_EVIDENCE:
-                    self._noise_found(now)
-                return None  # noise, or too few yet to tell: no decrease on them
+        if self._decrease is not None and self._maybe_noise(level, now):
+            return None  # noise, or too few yet to tell: no decrease on them
         if self.found is None:
-            sent = max(len(self._grants), 1)
-            span = min(RATE_SPAN, max(now - self._grants[0], 0.1)) if self._grants else RATE_SPAN
-            rate = max(MIN_RPM, FIRST_DECREASE * 60.0 * sent / span)
+            rate = self._taken_before(granted_at)
+            later = sum(1 for at in self._grants if at > granted_at)
+            self._unpaced_sent = max(1, level.sent - later)
             self._ceiling = max(self._ceiling, MAX_GROWTH * rate)
             self.window = None  # the rate paces from now on
+            self._opened_at = None
             self._grants.clear()
-            factor = FIRST_DECREASE
+            factor = 0.0  # from unpaced
         elif self._settled:
             factor = DECREASE
             rate = max(MIN_RPM, self.found * factor)
         else:
             # Before a clean stretch the first rate may be far too high, and then most answers
             # at it are 429s: halve it. A small share says it is not far off.
-            factor = max(FIRST_DECREASE, min(DECREASE, 1 - level.share))
+            factor = max(DEEPEST_DECREASE, min(DECREASE, 1 - level.share))
             rate = max(MIN_RPM, self.found * factor)
         return self._change(rate, now, decrease=factor)
+
+    def _maybe_noise(self, level: _Level, now: float) -> bool:
+        """Whether the 429s at the pace in force, the last one included, may be noise (and
+        are, `_noise_found`, once there are enough of them) rather than a limit's."""
+        if not self._decrease:
+            # The first pace, what a limit let through from a full budget: a limit paced at it
+            # refuses nothing, so one 429 at about the unpaced stretch's share is noise. Few
+            # requests go out at a pace that low; waiting for more would hold it for seconds.
+            # That share is one in those sent up to the first 429's request: the ones sent
+            # after it, their 429s still coming in, would make a limit's read as noise.
+            before = 1 / self._unpaced_sent
+            if self._unpaced_sent < FIRST_SAMPLE or before > MAX_NOISE:
+                return False
+            if before / 2 <= level.share <= 2 * before:
+                self._noise_found(now)
+                return True
+            return False
+        # The paces found above this one lately; the unpaced stretch had many paces, no one
+        # share to compare with.
+        previous = _pooled([old for old in self._chain if level.pace < old.pace < math.inf])
+        if previous.sent < NOISE_SAMPLE:
+            return False
+        # The share at the higher paces lately, pooled: at a limit it only overstates what
+        # the last of them refused, which makes a noise verdict harder, never easier.
+        before = previous.share
+        if_limit = max(0.0, 1 - (1 - before) / self._decrease)
+        # Judged only where a limit would at least halve the share: at a share near 100%
+        # both read alike, and slowing down is right either way. A share that rose is no
+        # noise either: the old pace was farther above a limit than its few 429s said.
+        told_apart = if_limit <= before / 2
+        bound = 3 * before + 2 / level.sent  # two 429s more than three times it
+        if told_apart and (before + if_limit) / 2 <= level.share <= bound:
+            if level.limited >= NOISE_EVIDENCE:
+                self._noise_found(now)
+            return True
+        return False
+
+    def _taken_before(self, refused_at: float) -> float:
+        """The requests per minute a server took before refusing the request granted at
+        `refused_at`: the most grants before it in a span `L` within `RATE_SPAN`, over
+        `L + RATE_SPAN` (a budget holds about a second's worth at most, so no more got through
+        in `L` from a full one)."""
+        best = 0.0
+        taken = -1  # the refused request is among the grants at `refused_at`
+        for at in reversed(self._grants):
+            if at > refused_at:
+                continue
+            if at < refused_at - RATE_SPAN:
+                break
+            taken += 1
+            best = max(best, taken / (refused_at - at + RATE_SPAN))
+        return max(MIN_RPM, FIRST_MARGIN * 60.0 * best)
 
     def clean(self, now: float) -> float | None:
         """A clean answer while pacing at a found rate: the raised rate, or None if unchanged."""
@@ -215,22 +309,26 @@ class LimitSearch:
         pooled = _pooled([self._level, *self._chain]).share
         self.noise = max(self.noise, min(MAX_NOISE, pooled))
         self.found = None  # unpaced, as before the first 429
-        self._change_level(now)
+        self._chain = []  # the paces found since the pace was lifted, lately
+        self._new_level(now)
         self._decrease = None
 
     def _change(self, rate: float, now: float, *, decrease: float | None = None) -> float:
-        self._change_level(now)
+        if self.found is None:
+            # Out of an unpaced stretch (the slow start, or a pace lifted as noise): the 429s
+            # at the first pace are judged against its share, as at any higher pace.
+            self._level.pace = math.inf
+            self._chain = [self._level]
+        else:
+            self._chain = [*self._chain[-(MAX_CHAIN - 1) :], self._level]
+        self._new_level(now)
         self.found = rate
         self._level.pace = rate
         self._bound = False
         self._decrease = decrease
         return rate
 
-    def _change_level(self, now: float) -> None:
-        if self.found is None:
-            self._chain = []  # the paces found since the first 429, lately
-        else:
-            self._chain = [*self._chain[-(MAX_CHAIN - 1) :], self._level]
+    def _new_level(self, now: float) -> None:
         self._level = _Level(now)
         self._changed_at = now
 

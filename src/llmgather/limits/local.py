@@ -11,8 +11,9 @@ cool-down that doubles while such signals keep coming in waves, until a success.
 off again and again lower the concurrency cap (`limits.concurrency`).
 
 Told no limit at all, it finds them (`limits.discovery`): a small first wave that grows with
-each clean answer until one announces the key's limits, and where none is ever announced, a
-requests-per-minute rate found from the 429s (AIMD).
+each clean answer, and with time once one came back announcing nothing, until one announces the
+key's limits; where none is ever announced, a requests-per-minute rate found from the 429s
+(AIMD).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class LocalLimiter:
         self._waiting_on: str | None = None  # what the head waiter waits for
         self._wakeup = Wakeup(self._clock)  # poked to end the head waiter's wait early
         self._lowered_told: set[str] = set()  # budgets a lower announced limit replaced, told once
+        self._told_at: dict[str, float] = {}  # when each budget no one gave was first announced
         told_nothing = discover and not self._budgets
         self._search = (
             LimitSearch(limits.concurrency, now=self._clock.now()) if told_nothing else None
@@ -110,7 +112,11 @@ class LocalLimiter:
         given_back = False
         if usage is not None and self._budgets:
             now = self._clock.now()
-            for budget in self._budgets.values():
+            for name, budget in self._budgets.items():
+                if permit.granted_at < self._told_at.get(name, permit.granted_at):
+                    # Granted before the server told its count of this budget: it settled
+                    # this answer before it sent it, and its count holds what that freed.
+                    continue
                 given_back |= budget.settle(now, permit.cost, usage, permit.granted_at) > 0
         if outcome == "ok":
             self._backoff = 0.0
@@ -155,6 +161,7 @@ class LocalLimiter:
             current = self._budgets.get(name)
             now = self._clock.now()
             if current is None:
+                self._told_at[name] = now
                 budget = Budget(
                     KINDS_BY_NAME[name],
                     pace,
@@ -180,7 +187,7 @@ class LocalLimiter:
 
     def statistics(self) -> LimiterStats:
         budgets = self._budgets.values()
-        window = self._search.window if self._search is not None else None
+        window = self._search.window_at(self._clock.now()) if self._search is not None else None
         return LimiterStats(
             in_flight=self._in_flight,
             concurrency=self._cap.current if window is None else min(window, self._cap.current),
@@ -217,9 +224,10 @@ class LocalLimiter:
         assert self._search is not None
         search = self._search
         if outcome == "ok":
-            if search.answered(permit.granted_at) and self._waiting_on == "concurrency":
+            now = self._clock.now()
+            if search.answered(permit.granted_at, now=now) and self._waiting_on == "concurrency":
                 self._poke()
-            if (rate := search.clean(self._clock.now())) is not None:
+            if (rate := search.clean(now)) is not None:
                 self._set_found_rate(rate, empty=False)
         elif outcome == "limited":
             before = search.found
@@ -272,10 +280,10 @@ class LocalLimiter:
         nothing does."""
         if self._in_flight >= self._cap.current:
             return "concurrency", None
-        if self._search is not None and (window := self._search.window) is not None:
-            if self._in_flight >= window:
-                return "concurrency", None
         now = self._clock.now()
+        if self._search is not None and (window := self._search.window_at(now)) is not None:
+            if self._in_flight >= window:
+                return "concurrency", self._search.until_wider(now, self._in_flight)
         if (pause := self._paused_until - now) > _NO_WAIT:
             return "pause", pause
         longest: tuple[str, float | None] | None = None
