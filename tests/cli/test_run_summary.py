@@ -32,7 +32,7 @@ def test_sent_counts_only_items_that_went_out_and_the_hint_names_retry_failed(
     assert again.returncode == 1
     assert (
         "20 items failed: once the cause is fixed (--base-url, limits and timeouts may change), "
-        "rerun the same command with --retry-failed to send exactly those 20 again."
+        "rerun the same command with --retry-failed to send those 20 again."
     ) in again.stderr
     assert fixed.returncode == 0, fixed.stderr
     done = orjson.loads(fixed.stdout)

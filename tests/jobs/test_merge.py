@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from llmgather import ChangedItemsError, DuplicateIdError
-from llmgather._types import Request, Result, Usage
+from llmgather._types import ErrorInfo, Request, Result, Usage
 from llmgather.jobs.inputs import InputItem, read_inputs
 from llmgather.jobs.inputs.item import request_digest
 from llmgather.jobs.output import rewrite_output
@@ -32,6 +32,10 @@ def ok(id: str, text: str = "answer", metadata: object = None) -> tuple[str, Res
     return id, Result(
         id=id, status="ok", text=text, usage=Usage(3, 4), attempts=1, metadata=metadata
     )
+
+
+def failed(id: str) -> tuple[str, Result]:
+    return id, Result(id=id, status="error", attempts=1, error=ErrorInfo("BadRequestError", "long"))
 
 
 @pytest.fixture
@@ -142,3 +146,27 @@ def test_a_store_an_older_llmgather_made_resumes_with_unknown_digests(output: st
         assert [i.id for i in store.pending_items([item(1, "a"), item(2, "b")])] == ["b"]
         with pytest.raises(ChangedItemsError):
             store.ingest([item(1, "a"), item(2, "b")], input_fingerprint="c")
+
+
+def test_an_edited_failed_item_is_sent_again_without_asking(store: SQLiteJobStore) -> None:
+    store.ingest([item(1, "a"), item(2, "b"), item(3, "c")])
+    store.record([ok("a"), failed("b")])
+    epoch = store.epoch()
+    # "b" failed (its prompt too long, say) and was shortened: its failure cost no answer.
+    # "c", pending, left the input: if it comes back edited, a queue's old answer is stale.
+    changes = rerun(store, [item(1, "a"), item(2, "b", "shorter")])
+    assert changes == [
+        "1 item changed since they failed, sent again",
+        "1 item no longer in the input (never answered)",
+    ]
+    assert list(store.pending_lines()) == [2]
+    assert store.epoch() != epoch
+
+
+def test_a_line_still_broken_is_not_reported_again(store: SQLiteJobStore) -> None:
+    store.ingest([item(1, "a"), item(2, "b")])
+    store.record([ok("a"), ok("b")])
+    assert rerun(store, [item(1, "a"), bad(2, "b")]) == [
+        "1 item now invalid (earlier results kept in the job store)"
+    ]
+    assert rerun(store, [item(1, "a"), bad(2, "b"), item(3, "c")]) == ["1 item new in the input"]

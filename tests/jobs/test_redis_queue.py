@@ -383,13 +383,16 @@ def test_a_coordinator_stopped_collects_what_the_workers_had_taken(
     assert CONCURRENCY <= summary["ok"] < 40 and summary["pending"] == 40 - summary["ok"]
 
 
+# 1,500: more than the coordinator's window, so its feeder is still waiting for room when
+# the stop comes (a stop then once raised the feeder's cancellation out of the run).
+@pytest.mark.parametrize("n", [40, 1_500])
 def test_the_first_ctrl_c_takes_back_the_tasks_no_worker_has_read(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, n: int
 ) -> None:
     """Ctrl-C: the tasks still queued are withdrawn, so the workers stop sending them; the
     answers to those a worker had read are collected and kept, and a rerun sends the rest."""
     queue = uuid.uuid4().hex
-    prompts = write_prompts(tmp_path / "in.jsonl", 40)
+    prompts = write_prompts(tmp_path / "in.jsonl", n)
     output = tmp_path / "out.jsonl"
     with EmbeddedSimulator(SimConfig(seed=1, latency_ms=1500, latency_jitter=0)) as sim:
         # It leaves once it has nothing to do: when the queue was emptied, soon after the stop.
@@ -405,17 +408,18 @@ def test_the_first_ctrl_c_takes_back_the_tasks_no_worker_has_read(
         finally:
             stop_all([worker])
         summary = orjson.loads(out.splitlines()[-1])
-        assert summary["interrupted"] and summary["ok"] + summary["pending"] == 40
+        assert summary["interrupted"] and summary["ok"] + summary["pending"] == n
         # Sent: what the worker had read when the stop came, all of it collected, no more.
-        assert received(sim) == summary["ok"] < 40
+        assert received(sim) == summary["ok"] < n
         assert len(output.read_text().splitlines()) == summary["ok"]
-        workers = [start_worker(redis_url, queue, sim, tmp_path / "w.log")]
+        # Wide enough that the rest takes seconds at 1.5 s each.
+        workers = [start_worker(redis_url, queue, sim, tmp_path / "w.log", "--concurrency", "256")]
         try:
             rerun = finish(start_coordinator(redis_url, queue, prompts, output))
         finally:
             stop_all(workers)
-        assert rerun["ok"] == 40 and received(sim) == 40  # the rest, each once
-    assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(40)})
+        assert rerun["ok"] == n and received(sim) == n  # the rest, each once
+    assert output_ids(output) == Counter({f"item-{i}": 1 for i in range(n)})
 
 
 def test_tasks_redis_lost_while_it_kept_the_job_are_enqueued_again(

@@ -308,20 +308,23 @@ class Job:
 
     async def _prepare(self, store: JobStore, input_path: str, sender: Sender) -> bool:
         self._fingerprint = await asyncio.to_thread(fingerprint_file, input_path)
-        # What a refused rerun leaves the job as (`_ingest`): as it was before this claim.
-        self._state_before = (await asyncio.to_thread(store.stats, top=0)).state
+        state = (await asyncio.to_thread(store.stats, top=0)).state
         params = self.options.params(sender.target)
-        return await asyncio.to_thread(
+        resumed = await asyncio.to_thread(
             lambda: store.prepare(
                 input_fingerprint=self._fingerprint,
                 params=params,
                 restart=self.options.flags.restart,
             )
         )
+        # What a refused ingest leaves the job as (`_ingest`): a resumed job as it was before
+        # this claim; a job started anew (its store emptied) holds nothing yet.
+        self._state_before = state if resumed else "new"
+        return resumed
 
     async def _ingest(self, store: JobStore, input_path: str, sender: Sender) -> None:
-        """Take the input into the store: a rerun on an edited input, line by line. A refusal
-        (changed items, duplicate ids) leaves the job as it was, its state too."""
+        """Take the input into the store: a rerun on an edited input, line by line. A refused
+        rerun (changed items, duplicate ids) leaves a resumed job as it was, its state too."""
         flags = self.options.flags
         try:
             report = await asyncio.to_thread(

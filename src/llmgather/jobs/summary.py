@@ -167,10 +167,11 @@ def next_steps(
     terms: RerunTerms = LIBRARY_TERMS,
     quota_spent: str | None = None,
 ) -> str | None:
-    """What to do next, saying exactly what a rerun sends: the pending items; the invalid
-    lines once fixed in the input (and any line added); the failed items only when asked.
+    """What to do next, saying exactly what each rerun sends: the pending items; the invalid
+    lines once fixed in the input, with them; the failed items, with them, only when asked.
     `quota_spent`: the provider's message when a spent quota stopped the run."""
     hints = []
+    with_pending = f", with the {pending} pending" if pending else ""
     if pending and quota_spent:
         hints.append(
             f"The provider's quota is spent ({shown_error(quota_spent)}): {_items(pending)} "
@@ -185,13 +186,18 @@ def next_steps(
         lines = f"{invalid} input line{'s are' if invalid != 1 else ' is'} invalid"
         hints.append(
             f"{lines} (the error lines in the output name the line and field): fix "
-            f"{'them' if invalid != 1 else 'it'} in the input and {terms.rerun}; only the "
-            "fixed lines, and any lines added, are sent."
+            f"{'them' if invalid != 1 else 'it'} in the input and {terms.rerun}; each fixed "
+            f"line is sent{with_pending}, and nothing else."
         )
     if failed:
+        in_all = (
+            f", and the {pending} pending with them: {pending + failed} requests in all"
+            if pending
+            else ""
+        )
         hints.append(
             f"{_items(failed)} failed: once the cause is fixed ({terms.may_change}), "
-            f"{terms.rerun} {terms.retry_failed} to send exactly {_those(failed)} again."
+            f"{terms.rerun} {terms.retry_failed} to send {_those(failed)} again{in_all}."
         )
     return _capitalised(" ".join(hints)) or None
 

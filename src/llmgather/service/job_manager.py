@@ -285,7 +285,7 @@ class JobManager:
             elif summary.quota_spent and not record.cancelling:
                 # Nothing would run it again, and a restart would meet the same answer.
                 record.status = "failed"
-                record.error = (
+                record.error = self._upstream.redactor.text(
                     f"the provider's quota is spent ({summary.quota_spent}): "
                     f"{summary.pending} items were not done"
                 )

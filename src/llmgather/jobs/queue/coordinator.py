@@ -139,7 +139,8 @@ class QueueCoordinator:
                     if not awaited:
                         break
                 if feeder.done():
-                    feeder.result()  # an error while feeding ends the run
+                    if not feeder.cancelled():  # cancelled by the stop above: nothing to raise
+                        feeder.result()  # an error while feeding ends the run
                     if not self._outstanding and not self._early:
                         break
                 for result in await self._call(self._read_results):

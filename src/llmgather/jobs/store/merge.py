@@ -4,8 +4,9 @@ Each item is known by its id and the digest of what is sent for it (`InputItem.c
 The new input is read into a staging table of the items' shape (`schema.STAGING`), then:
 
     same id, same digest, a result      → the result is kept (with the metadata the line has now)
-    same id, another digest, a result   → "changed": refused (ChangedItemsError, nothing touched)
+    same id, another digest, an answer  → "changed": refused (ChangedItemsError, nothing touched)
                                           unless `resend_changed`; then pending, sent again
+    same id, another digest, failed     → pending, sent again (its failure cost no answer)
     same id, no result yet              → pending, as the line is now
     an id the job never had             → pending ("added")
     a line invalid before, valid now    → pending ("fixed")
@@ -38,11 +39,13 @@ _SHOWN_ID = "coalesce(n.id, CAST(n.line AS TEXT))"
 # A retired result wins over the invalid line that replaced it, so fixing the line back to
 # what it was finds its result.
 _OLD = f"""CREATE TEMP TABLE old AS
-    SELECT {_ITEM_KEY} AS key, {ITEM_COLUMNS} FROM items
+    SELECT {_ITEM_KEY} AS key, 0 AS retired, {ITEM_COLUMNS} FROM items
         WHERE {_ITEM_KEY} NOT IN (SELECT id FROM retired)
-    UNION ALL SELECT id AS key, {ITEM_COLUMNS} FROM retired"""
-# An old row with a result the user paid for (not an invalid line, not one still pending).
+    UNION ALL SELECT id AS key, 1 AS retired, {ITEM_COLUMNS} FROM retired"""
+# An old row with a result (ok or failed; not an invalid line, not one still pending).
 _HAS_RESULT = f"o.status != 'pending' AND o.error_type IS NOT '{INVALID_INPUT}'"
+# A pending new item whose request is not the one its old row was sent (or read) with.
+_EDITED = "n.status = 'pending' AND o.digest IS NOT n.digest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +54,11 @@ class InputChanges:
 
     added: int = 0  # ids the job never had: sent
     fixed: int = 0  # lines invalid before and valid now: sent
-    changed: int = 0  # items with a result whose request changed: sent again (resend_changed)
+    changed: int = 0  # items with an answer whose request changed: sent again (resend_changed)
+    edited_failed: int = 0  # failed items whose request changed: sent again (nothing paid lost)
     edited_pending: int = 0  # items not yet finished whose request changed: sent as they are now
-    disappeared: int = 0  # ids no longer in the input: their results kept in the store
+    disappeared: int = 0  # ids with results no longer in the input: results kept in the store
+    unsent_gone: int = 0  # ids without a result no longer in the input
     broken: int = 0  # items valid before and invalid now: their results kept in the store
 
     def describe(self) -> list[str]:
@@ -63,8 +68,10 @@ class InputChanges:
             (self.added, "{} new in the input"),
             (self.fixed, "{} fixed (invalid before)"),
             (self.changed, "{} changed, sent again"),
+            (self.edited_failed, "{} changed since they failed, sent again"),
             (self.edited_pending, "{} changed before being sent"),
             (self.disappeared, "{} no longer in the input (results kept in the job store)"),
+            (self.unsent_gone, "{} no longer in the input (never answered)"),
             (self.broken, "{} now invalid (earlier results kept in the job store)"),
         ):
             if count:
@@ -73,16 +80,17 @@ class InputChanges:
 
     @property
     def resend_anew(self) -> bool:
-        """Whether an item that may have been sent before is sent with another request now:
-        results a work queue still holds for the job belong to the old requests."""
-        return bool(self.changed or self.edited_pending)
+        """Whether an item that may have been sent before may be sent with another request
+        now (or later: a pending id removed may come back edited): results a work queue
+        still holds for the job belong to the old requests."""
+        return bool(self.changed or self.edited_failed or self.edited_pending or self.unsent_gone)
 
 
 def merge_items(
     conn: sqlite3.Connection, items: Iterable[InputItem], *, resend_changed: bool, source: str
 ) -> tuple[IngestReport, InputChanges]:
     """Merge a rerun's input into the job's items (see the module); ChangedItemsError, the
-    store untouched, when items with a result changed and `resend_changed` is not set.
+    store untouched, when items with an answer changed and `resend_changed` is not set.
     DuplicateIdError, the store untouched, as at the first ingest."""
     conn.executescript(STAGING)
     try:
@@ -101,22 +109,24 @@ def merge_items(
 
 
 def _count(conn: sqlite3.Connection) -> InputChanges:
-    # `b`: the invalid line the same line held, when the line had no id of its own then (a
-    # line that did not parse): a fixed line is known by the line it replaces.
-    added, fixed, changed, edited, broken = conn.execute(
+    # `b`: the invalid line the same line held: a new line with an id the job never had, in
+    # its place, is that line fixed (a line that did not parse had no id of its own).
+    added, fixed, changed, failed, edited, broken = conn.execute(
         f"""SELECT
             sum(n.status = 'pending' AND o.key IS NULL AND b.line IS NULL),
             sum(n.status = 'pending' AND (o.error_type IS '{INVALID_INPUT}'
                 OR (o.key IS NULL AND b.line IS NOT NULL))),
-            sum(n.status = 'pending' AND {_HAS_RESULT} AND o.digest IS NOT n.digest),
-            sum(n.status = 'pending' AND o.status = 'pending' AND o.digest IS NOT n.digest),
-            sum(n.status != 'pending' AND {_HAS_RESULT})
+            sum({_EDITED} AND o.status = 'ok'),
+            sum({_EDITED} AND o.status = 'error' AND o.error_type IS NOT '{INVALID_INPUT}'),
+            sum({_EDITED} AND o.status = 'pending'),
+            sum(n.status != 'pending' AND {_HAS_RESULT} AND NOT o.retired)
         FROM temp.incoming AS n LEFT JOIN temp.old AS o ON o.key = {_SHOWN_ID}
-        LEFT JOIN items AS b ON b.line = n.line AND b.id IS NULL"""
+        LEFT JOIN items AS b ON b.line = n.line AND b.error_type IS '{INVALID_INPUT}'"""
     ).fetchone()
     # Each lookup by an index: the incoming ids, or the line a bad line's shown id names.
-    (disappeared,) = conn.execute(
-        """SELECT count(*) FROM items AS o WHERE o.id IS NOT NULL
+    disappeared, unsent = conn.execute(
+        f"""SELECT sum({_HAS_RESULT}), sum(o.status = 'pending') FROM items AS o
+        WHERE o.id IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM temp.incoming AS n WHERE n.id = o.id)
         AND NOT EXISTS (SELECT 1 FROM temp.incoming AS n WHERE n.line = CAST(o.id AS INTEGER)
             AND n.id IS NULL AND CAST(n.line AS TEXT) = o.id)"""
@@ -125,8 +135,10 @@ def _count(conn: sqlite3.Connection) -> InputChanges:
         added=added or 0,
         fixed=fixed or 0,
         changed=changed or 0,
+        edited_failed=failed or 0,
         edited_pending=edited or 0,
-        disappeared=disappeared,
+        disappeared=disappeared or 0,
+        unsent_gone=unsent or 0,
         broken=broken or 0,
     )
 
@@ -134,8 +146,7 @@ def _count(conn: sqlite3.Connection) -> InputChanges:
 def _changed_examples(conn: sqlite3.Connection) -> list[tuple[str, int]]:
     return conn.execute(
         f"""SELECT n.id, n.line FROM temp.incoming AS n JOIN temp.old AS o ON o.key = n.id
-        WHERE n.status = 'pending' AND {_HAS_RESULT} AND o.digest IS NOT n.digest
-        ORDER BY n.line LIMIT ?""",
+        WHERE {_EDITED} AND o.status = 'ok' ORDER BY n.line LIMIT ?""",
         (_EXAMPLES,),
     ).fetchall()
 

@@ -120,7 +120,9 @@ class SQLiteJobStore:
                 if changes:
                     raise JobMismatchError(_output_name(self.path), changes)
                 if meta.get("digests") != DIGESTS:
-                    # An older llmgather's digests are of line bytes: unknown, not different.
+                    # An older llmgather's digests are of line bytes, not of what is sent:
+                    # dropped, so a pending line read again is not taken for an edit; on an
+                    # edited input, a line with a result then counts as changed (unknown).
                     self._conn.execute("UPDATE items SET digest = NULL")
                     self._set_meta(digests=DIGESTS)
             else:
