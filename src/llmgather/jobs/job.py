@@ -190,29 +190,16 @@ class Job:
             raise
         self._store = store
         try:
-            resumed = self._resumed = await self._prepare(store, input_path, sender)
+            self._resumed = await self._prepare(store, input_path, sender)
             stopped, final, engine = await self._run_prepared(store, input_path, output, sender)
         finally:
             self._store = None  # `end_now` reads a closed store afresh
             await asyncio.to_thread(store.close)
             if spooled:
                 os.unlink(input_path)
-        return summarise(
-            output=options.output_path,
-            input=options.input.shown,
-            target=sender.describe(),
-            simulated=sender.simulated,
-            resumed=resumed,
-            # A stop that came when everything left was already in flight, and finished within
-            # the grace period, cut nothing short: the job is complete.
-            interrupted=stopped and final.pending > 0,
-            sent=self._went_out(engine),
-            final=final,
-            engine=engine,
-            elapsed_s=time.monotonic() - started,
-            quota_spent=self.quota_spent,
-            changes=self.changes,
-        )
+        # A stop that came when everything left was already in flight, and finished within
+        # the grace period, cut nothing short: the job is complete.
+        return self._summary(sender, final, engine, interrupted=stopped and final.pending > 0)
 
     def end_now(self) -> JobSummary | None:
         """What the job reports when it ends short of its own end: quit at once (a second
@@ -237,13 +224,18 @@ class Job:
         except (OSError, sqlite3.Error):
             return None
         engine = sender.statistics() if self.sending else _NOTHING_SENT
+        return self._summary(sender, final, engine, interrupted=True)
+
+    def _summary(
+        self, sender: Sender, final: JobStats, engine: EngineStats, *, interrupted: bool
+    ) -> JobSummary:
         return summarise(
             output=self.options.output_path,
             input=self.options.input.shown,
             target=sender.describe(),
             simulated=sender.simulated,
             resumed=self._resumed,
-            interrupted=True,
+            interrupted=interrupted,
             sent=self._went_out(engine),
             final=final,
             engine=engine,
