@@ -34,8 +34,9 @@ def test_the_first_429_paces_at_what_the_server_took_from_a_full_budget() -> Non
         search.granted(0.1 * i)  # 10 a second, from 0.0 to 1.9
     # Refused at 1.5: the 10 grants in the second before it (0.5 … 1.4) over that second
     # plus the second's worth a budget lets out at once, or the 5 since 1.0 over 1.5 s: 5/s.
-    assert search.limited(now=2.0, granted_at=1.5) == pytest.approx(0.95 * 300.0)
-    assert search.found == pytest.approx(285.0) and search.window is None  # it paces now
+    first = search.limited(now=2.0, granted_at=1.5)
+    assert first == pytest.approx(discovery.FIRST_MARGIN * 300.0)
+    assert search.found == first and search.window is None  # the rate paces now
 
 
 def test_the_first_rate_from_a_very_short_start_is_near_the_limit() -> None:
@@ -60,7 +61,7 @@ def test_later_429s_halve_until_a_clean_stretch_then_decrease_gently_once_per_wa
     for i in range(4):
         search.granted(0.25 * i)
     first = search.limited(now=1.0, granted_at=0.75)  # 3 before it in 0.75 s: 3 / 1.75 s
-    assert first == pytest.approx(0.95 * 60.0 * 3 / 1.75)
+    assert first == pytest.approx(discovery.FIRST_MARGIN * 60.0 * 3 / 1.75)
     assert search.limited(now=1.2, granted_at=0.9) is None  # sent before the decrease
     # Still too fast before any clean stretch (the server let out more at once than a
     # second's worth): most of its answers 429s, halved.
@@ -75,11 +76,12 @@ def test_a_clean_stretch_raises_the_rate_only_where_it_binds() -> None:
     search = LimitSearch(100, now=0.0)
     search.granted(0.0)
     search.granted(0.0)
-    assert search.limited(now=0.0, granted_at=0.0) == pytest.approx(57.0)  # 1 of 2 taken
+    first = search.limited(now=0.0, granted_at=0.0)  # 1 of the 2 taken: 60 a minute
+    assert first == pytest.approx(discovery.FIRST_MARGIN * 60.0)
     search.held()
     assert search.clean(now=discovery.INCREASE_EVERY - 0.01) is None  # too soon
     raised = search.clean(now=discovery.INCREASE_EVERY)
-    assert raised == pytest.approx(58.14)  # 2% more
+    assert raised == pytest.approx(first * 1.02)  # 2% more
     assert search.clean(now=10.0) is None  # the rate never held a send back since: no evidence
 
 
@@ -88,7 +90,8 @@ def test_the_found_rate_stays_within_its_bounds() -> None:
     search.granted(0.0)
     search.granted(0.0)
     now = 1.0
-    assert search.limited(now=now, granted_at=0.0) == pytest.approx(57.0)
+    first = search.limited(now=now, granted_at=0.0)
+    assert first == pytest.approx(discovery.FIRST_MARGIN * 60.0)
     for _ in range(100):  # 429s, wave after wave
         now += 1.0
         search.limited(now=now, granted_at=now)
@@ -97,7 +100,7 @@ def test_the_found_rate_stays_within_its_bounds() -> None:
         now += discovery.INCREASE_EVERY
         search.held()
         search.clean(now=now)
-    assert search.found == pytest.approx(discovery.MAX_GROWTH * 57.0)
+    assert search.found == pytest.approx(discovery.MAX_GROWTH * first)
 
 
 def test_the_window_grows_by_time_once_an_answer_came_back_clean() -> None:
@@ -179,15 +182,16 @@ async def test_a_429_with_nothing_announced_paces_at_a_found_rate() -> None:
     permits = await acquire_now(limiter, 100)  # 8 at once, at time 0
     await clock.advance(0.5)
     await limiter.release(permits[0], Usage(0, 0), outcome="limited")
-    # The server took the other 7 granted with it, at once: 7 a second (less 5%), or 399 a
-    # minute, not the 960 a minute those 8 were sent at over the half second.
+    # The server took the other 7 granted with it, at once: 7 a second (less a margin), not
+    # the 960 a minute those 8 were sent at over the half second.
+    rpm = discovery.FIRST_MARGIN * 420.0
     stats = limiter.statistics()
-    assert stats.learned == {"rpm": pytest.approx(399.0)} and stats.concurrency == 100
+    assert stats.learned == {"rpm": pytest.approx(rpm)} and stats.concurrency == 100
     await limiter.release(permits[1], Usage(0, 0), outcome="limited")  # the same wave
-    assert limiter.statistics().learned == {"rpm": pytest.approx(399.0)}
+    assert limiter.statistics().learned == {"rpm": pytest.approx(rpm)}
     # The server's budget is empty after its 429, so is the new rate's: no burst.
     assert await acquire_now(limiter, 5) == []
-    await clock.advance(60 / 399.0 + 1e-6)
+    await clock.advance(60 / rpm + 1e-6)
     assert len(await acquire_now(limiter, 5)) == 1
     # An announcement replaces what the 429s taught.
     await limiter.observe({"tpm": 60_000})

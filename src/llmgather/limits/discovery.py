@@ -56,7 +56,7 @@ import math
 from collections import deque
 
 INITIAL_WINDOW = 8
-DOUBLING_S = 0.04  # the window's doubling time by time alone, once an answer came back clean
+DOUBLING_S = 0.025  # the window's doubling time by time alone, once an answer came back clean
 RATE_SPAN = 1.0  # seconds of its limit a server lets out at once; of grants read at a 429
 # Of what the server took: paced at exactly its refill, a send a hair early finds it short.
 FIRST_MARGIN = 0.95
