@@ -104,3 +104,25 @@ async def test_answers_the_server_settled_before_it_told_its_count_free_nothing(
     permit = await limiter.acquire(Cost(input_tokens=36, output_tokens=64))
     await limiter.release(permit, Usage(36, 4))
     assert limiter.remaining() == {"tpm": 60.0}
+
+
+async def test_a_429_to_the_very_first_request_sets_no_pace() -> None:
+    """Nothing got through before it: no evidence of a rate (a key another process spent, a
+    stray 429). It pauses the key for its retry hint; it does not pace the job at 1 a minute,
+    which held the retry of a single request for a minute."""
+    clock = FakeClock()
+    limiter = LocalLimiter(Limits(concurrency=4), clock=clock)
+
+    async def first_then_retry() -> float:
+        permit = await limiter.acquire(Cost())
+        await clock.sleep(0.05)
+        await limiter.release(permit, Usage(0, 0), outcome="limited")
+        assert limiter.statistics().found == {}
+        start = clock.elapsed
+        permit = await limiter.acquire(Cost())
+        waited = clock.elapsed - start
+        await limiter.release(permit, Usage(1, 1))
+        return waited
+
+    waited = await clock.run(first_then_retry())
+    assert waited < 5.0, waited

@@ -223,7 +223,13 @@ class LimitSearch:
         if self._decrease is not None and self._maybe_noise(level, now):
             return None  # noise, or too few yet to tell: no decrease on them
         if self.found is None:
-            rate = self._taken_before(granted_at)
+            taken = self._taken_before(granted_at)
+            if taken is None:
+                # Refused before anything got through (a key another process has spent, a
+                # stray 429 on the first request): no evidence of a rate. The 429's pause
+                # holds the key; the next 429 after some grants sets the pace.
+                return None
+            rate = taken
             later = sum(1 for at in self._grants if at > granted_at)
             self._unpaced_sent = max(1, level.sent - later)
             self._ceiling = max(self._ceiling, MAX_GROWTH * rate)
@@ -277,11 +283,11 @@ class LimitSearch:
             return True
         return False
 
-    def _taken_before(self, refused_at: float) -> float:
+    def _taken_before(self, refused_at: float) -> float | None:
         """The requests per minute a server took before refusing the request granted at
         `refused_at`: the most grants before it in a span `L` within `RATE_SPAN`, over
         `L + RATE_SPAN` (a budget holds about a second's worth at most, so no more got through
-        in `L` from a full one)."""
+        in `L` from a full one). None when none got through."""
         best = 0.0
         taken = -1  # the refused request is among the grants at `refused_at`
         for at in reversed(self._grants):
@@ -291,6 +297,8 @@ class LimitSearch:
                 break
             taken += 1
             best = max(best, taken / (refused_at - at + RATE_SPAN))
+        if best == 0.0:
+            return None
         return max(MIN_RPM, FIRST_MARGIN * 60.0 * best)
 
     def clean(self, now: float) -> float | None:
