@@ -47,6 +47,8 @@ PUBLIC = [
     "PermanentError",
     "PermissionDeniedError",
     "Permit",
+    "PriceFile",
+    "Prices",
     "QuotaExhaustedError",
     "RateLimitError",
     "RedisLimiter",

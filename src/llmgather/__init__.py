@@ -38,6 +38,7 @@ from llmgather._retry import RetryPolicy
 from llmgather._types import Completion, ErrorInfo, Request, Result, ToolCall, Usage
 from llmgather.jobs.calls import run_job
 from llmgather.limits import Cost, Limiter, LimiterStats, LocalLimiter, Permit, RedisLimiter
+from llmgather.pricing import PriceFile, Prices
 
 __version__ = "0.1.0"
 
@@ -73,6 +74,8 @@ __all__ = [
     "PermanentError",
     "PermissionDeniedError",
     "Permit",
+    "PriceFile",
+    "Prices",
     "QuotaExhaustedError",
     "RateLimitError",
     "RedisLimiter",

@@ -20,6 +20,7 @@ from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
 from llmgather.limits import Cost, Limiter
 from llmgather.limits.local import own_or_shared
+from llmgather.pricing import Prices, chain
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, resolve_target
 from llmgather.transport import Transport
@@ -77,6 +78,7 @@ class Client:
         env: Mapping[str, str] | None = None,
         seed: int | None = None,
         trust_env: bool = True,
+        prices: Prices | str | os.PathLike[str] | Mapping[str, Any] | None = None,
     ) -> None:
         """`defaults` fill what a request leaves unset: `system`, `max_tokens`, `temperature`.
 
@@ -85,7 +87,9 @@ class Client:
         `concurrency` is also the number of workers sending (with a shared `limiter`, each
         client's own pool; the limiter's cap is what binds). `stream=True` makes `gather`/`map`
         read every answer as a stream (recording time to first token); `simulator` is a
-        `SimConfig` for the embedded simulator, if one starts.
+        `SimConfig` for the embedded simulator, if one starts. `prices` are the user's own,
+        over genai-prices' table: a JSON file's path, a mapping of the same shape
+        (`{"my-model": {"input": 0.15, "output": 0.6}}`, USD per million tokens) or a `Prices`.
         """
         limits = limits_given(
             limits, concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm
@@ -107,6 +111,7 @@ class Client:
             stream=stream,
             simulator=simulator,
             seed=seed,
+            prices=chain(prices),
         )
         self.limiter: Limiter = own_or_shared(limits, limiter, owner="the client")
         self._link = Link(self.target, self.limiter, options)

@@ -61,6 +61,7 @@ from llmgather._stop import StoppableWaits
 from llmgather._types import Outcome, Request, Result
 from llmgather.limits.base import Limiter
 from llmgather.limits.refusals import RecentRefusals
+from llmgather.pricing import STANDARD, Pricer
 
 Send = Callable[[Request], Awaitable[Outcome]]
 """Sends one request and returns its outcome, raising an APIError on failure."""
@@ -150,10 +151,11 @@ class Engine:
         rng: random.Random | None = None,
         resent: Callable[[], int] | None = None,
         redactor: Redactor | None = None,
+        pricer: Pricer | None = None,
     ) -> None:
         """`resent` reads how many requests the transport under `send` resent on its own;
         `redactor` hides the secrets its owner knows from every failure it reports (without
-        one, the shapes of keys and tokens are hidden)."""
+        one, the shapes of keys and tokens are hidden); `pricer` gives each ok answer its cost."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._send = send
@@ -163,6 +165,7 @@ class Engine:
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._resent = resent
+        self._pricer = pricer
         self._redactor = redactor or Redactor()
         self._counters = _Counters()
         self._outage = Outage()
@@ -357,7 +360,11 @@ class Engine:
                     outcome.keep_permit(hold.hand_over())  # an answer still to be read
                 await self._succeeded(outcome)
                 self._counters.done += 1
-                return ok_result(item, outcome, started)
+                result = ok_result(item, outcome, started)
+                if self._pricer is not None:
+                    result.cost = self._pricer.cost(item.request.model, result.usage)
+                    result.cost_basis = None if result.cost is None else STANDARD
+                return result
             except APIError as error:
                 hold.settle_failure(error, self._retry.max_retry_wait)
                 verdict = await self._judge(item, error)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from llmgather._retry import RetryPolicy
 from llmgather._types import Outcome, Request
 from llmgather.limits import Limiter
 from llmgather.limits.open import open_limiter
+from llmgather.pricing import Pricer, Prices, chain
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, secrets_redactor
 from llmgather.transport import Http11Transport, HttpRequest, MockTransport, Proxies, Transport
@@ -46,7 +47,9 @@ class LinkOptions:
     `stream`: read every answer as a stream (time to first token); `transport`: one of the
     caller's, never closed here (else a pooled HTTP/1.1 transport through `proxies`);
     `redactor`: the secrets hidden from every failure; `simulator`: the `SimConfig` of the
-    embedded simulator a simulated target starts; `seed`: the retry jitter's."""
+    embedded simulator a simulated target starts; `seed`: the retry jitter's; `prices`: what
+    prices each answer (`pricing.chain`: the user's over genai-prices' table); `warn`: hears
+    what the user should know (a model with no price), the library's log when unset."""
 
     workers: int = DEFAULT_CONCURRENCY
     retry: RetryPolicy | None = None
@@ -57,6 +60,8 @@ class LinkOptions:
     redactor: Redactor | None = None
     simulator: SimConfig | None = None
     seed: int | None = None
+    prices: Prices | None = None
+    warn: Callable[[str], None] | None = None
 
 
 def link_options(
@@ -92,6 +97,9 @@ class Link:
         self.limiter = limiter
         self.options = options = options or LinkOptions()
         self.redactor = options.redactor or Redactor()
+        # Every link prices its answers: genai-prices' table unless told otherwise.
+        prices = options.prices or chain(None)
+        self.pricer = Pricer(prices, target.provider, target.model, options.warn)
         self._stream = options.stream
         self.base_url: str | None = None  # where requests go, once entered
         self._provider: Provider | None = None
@@ -137,6 +145,7 @@ class Link:
                 redactor=self.redactor,
                 # Both transports count their resends; a transport of the user's may not.
                 resent=lambda: getattr(transport, "stale_retries", 0),
+                pricer=self.pricer,
             )
             self._stack = stack.pop_all()
         return self

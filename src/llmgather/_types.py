@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import orjson
@@ -182,6 +183,9 @@ class Result:
 
     `tool_calls` holds the calls an ok answer made (empty when none): a request that offers
     `tools` may be answered by calls instead of text.
+
+    `cost` is what the answer cost in USD, exactly, priced from its usage on `cost_basis`
+    ("standard"); None for a failure, or a model no price source knows.
     """
 
     id: str
@@ -196,6 +200,8 @@ class Result:
     finish_reason: str | None = None  # normalised, as on Completion
     provider_finish_reason: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    cost: Decimal | None = None
+    cost_basis: str | None = None
     index: int = field(default=-1, repr=False)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     # What a user's own callable returned (`Client.call`/`map_calls`): an SDK's response object.
@@ -218,9 +224,20 @@ class Result:
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
             "finish_reason": self.finish_reason,
             "provider_finish_reason": self.provider_finish_reason,
+            "cost": cost_number(self.cost),
+            "cost_basis": self.cost_basis,
             "error": self.error.to_dict() if self.error else None,
             "metadata": self.metadata,
         }
+
+
+COST_QUANTUM = Decimal("1e-9")  # a line's cost in JSON: to the nano-dollar
+
+
+def cost_number(cost: Decimal | None) -> float | None:
+    """A cost as a JSON number, rounded to the nano-dollar: the float whose shortest text is
+    that decimal, so summing the lines' texts as decimals gives the job's exact total."""
+    return None if cost is None else float(cost.quantize(COST_QUANTUM))
 
 
 @dataclass(frozen=True, slots=True)

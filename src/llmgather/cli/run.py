@@ -44,6 +44,7 @@ from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
 from llmgather.jobs.store import store_path_for
 from llmgather.jobs.summary import CLI_TERMS, JobSummary, next_steps
+from llmgather.pricing import chain
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -129,6 +130,13 @@ EXIT_INTERRUPTED = 130
     show_default=True,
     help="The queue in that Redis (the workers name the same one).",
 )
+@click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(dir_okay=False),
+    help='Your own prices, over genai-prices\' table: a JSON file of {"model": {"input": 0.15,'
+    ' "output": 0.6}} in USD per million tokens (also cache_read, cache_write).',
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary object at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(
@@ -159,6 +167,7 @@ def run_command(
     grace_s: float,
     queue: str | None,
     queue_name: str,
+    prices_path: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -170,6 +179,10 @@ def run_command(
     """
     if queue:
         _refuse_sending_options_given()
+    try:
+        prices = None if prices_path is None else chain(prices_path)
+    except ConfigurationError as error:
+        fail(f"--prices: {error}", EXIT_USAGE)
     job_options = JobOptions(
         input=InputOptions(
             path=input_path,
@@ -195,6 +208,7 @@ def run_command(
             limiter_key=limiter_key,
             queue=queue,
             queue_name=queue_name,
+            prices=prices,
         ),
         flags=JobFlags(
             restart=restart,
@@ -388,6 +402,11 @@ async def _run_with_signals(job: Job, progress: Progress, *, as_json: bool) -> J
             loop.remove_signal_handler(sig)
 
 
+def _spent(summary: JobSummary) -> str:
+    unpriced = f" ({summary.unpriced:,} unpriced)" if summary.unpriced else ""
+    return f"${summary.cost_usd:,.6f} spent{unpriced}"
+
+
 def _report(summary: JobSummary, *, as_json: bool) -> None:
     if summary.total == 0:
         stderr.print(f"{summary.input} holds no items: nothing to send", markup=False)
@@ -421,7 +440,7 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
         + f" of {summary.total} → {summary.output}  "
         f"[{summary.elapsed_s:.1f}s, {summary.retries} retries, {summary.http_429} × 429, "
         + (f"{summary.resent} resent, " if summary.resent else "")
-        + f"{summary.input_tokens + summary.output_tokens:,} tokens]",
+        + f"{_spent(summary)}, {summary.input_tokens + summary.output_tokens:,} tokens]",
         highlight=False,
         markup=False,
     )

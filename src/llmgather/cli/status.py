@@ -72,6 +72,11 @@ def render_stats(stats: JobStats, output: str, console: Console) -> None:
         ("running time", _duration(stats.elapsed_s)),
         ("throughput", f"{stats.throughput_per_min:,.1f} items/min"),
         ("tokens", f"{stats.input_tokens:,} in, {stats.output_tokens:,} out"),
+        (
+            "spent",
+            f"${stats.cost_usd:,.6f}"
+            + (f" ({stats.unpriced:,} unpriced)" if stats.unpriced else ""),
+        ),
     ]
     for name, value in rows:
         table.add_row(name, value)

@@ -21,8 +21,13 @@ __all__ = ["SENDING_ROUTE", "describe_changes", "describe_route_changes", "finge
 
 # The part of a route that says where requests go, not how the input is read: a change of
 # it changes no item, so it never makes a rerun read its input again.
-SENDING_ROUTE = frozenset({"base_url"})
-_ROUTE_NAMES = {"base_url": "base URL", "format": "input format", "column": "column"}
+SENDING_ROUTE = frozenset({"base_url", "prices"})
+_ROUTE_NAMES = {
+    "base_url": "base URL",
+    "format": "input format",
+    "column": "column",
+    "prices": "price source",
+}
 
 _SECRET_NAME = re.compile(r"key|secret|passw|credential|auth|bearer|token(?!s)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"^(sk-|sk_|AIza|xai-|Bearer\s)|://[^/@\s]+@", re.IGNORECASE)

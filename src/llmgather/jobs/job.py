@@ -154,6 +154,8 @@ class Job:
             timeouts=send.timeouts,
             stream=send.stream,
             simulator=send.simulator,
+            prices=send.prices,
+            warn=self._on_warning,
         )
         link = await open_link(
             stack,

@@ -21,6 +21,7 @@ from llmgather._errors import ConfigurationError
 from llmgather._redact import redact_url
 from llmgather._retry import RetryPolicy
 from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
+from llmgather.pricing import Prices, chain
 from llmgather.providers.registry import Target
 
 if TYPE_CHECKING:
@@ -85,7 +86,8 @@ class SendOptions:
     `limits`, `retry` and `timeouts`, the defaults a request leaves unset (`max_tokens`,
     `temperature`), `stream`, the embedded `simulator`'s config; `limiter` (a Redis URL) shares
     the limits with every process that names it, under `limiter_key`; `queue` (a Redis URL)
-    hands the items to workers instead, who choose the target and hold the limits."""
+    hands the items to workers instead, who choose the target and hold the limits; `prices`
+    price each answer (`pricing.chain`: the user's over genai-prices' table, its default)."""
 
     model: str | None = None
     base_url: str | None = None
@@ -101,6 +103,7 @@ class SendOptions:
     queue: str | None = None
     queue_name: str = "default"
     simulator: SimConfig | None = None  # for the embedded simulator, when one starts
+    prices: Prices | None = None
 
     def defaults(self) -> dict[str, Any]:
         """What fills a request that leaves it unset."""
@@ -164,7 +167,9 @@ class JobOptions:
         """Where the requests go and how the input is read: a rerun may change these (a
         server that moved, a fixed `--base-url`, another column), and its summary says so.
         Limits, retries and timeouts change nothing about a job and are not recorded."""
-        return {"base_url": redact_url(target.base_url), **self.input.route()}
+        # The price source is recorded too: a rerun priced otherwise says so in its summary.
+        prices = None if self.send.queue else (self.send.prices or chain(None)).source
+        return {"base_url": redact_url(target.base_url), "prices": prices, **self.input.route()}
 
     def read(
         self, path: str, warn: Callable[[str], None] | None = None

@@ -63,6 +63,10 @@ class JobSummary:
     quota_spent: str | None = None
     # What changed since the last run: where the requests go, which items the input holds.
     changes: list[str] = field(default_factory=list)
+    # What the ok lines cost in USD, the exact sum of their `cost`; `unpriced`: ok lines whose
+    # model has no known price (cost null, not counted).
+    cost_usd: float = 0.0
+    unpriced: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The --json summary, with each learned limit also as `learned_rpm`, `learned_tpm`…,
@@ -117,6 +121,8 @@ def summarise(
         resent=engine.resent,
         quota_spent=quota_spent,
         changes=list(changes or ()),
+        cost_usd=float(final.cost_usd),
+        unpriced=final.unpriced,
     )
 
 

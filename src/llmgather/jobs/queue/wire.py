@@ -4,6 +4,7 @@ fields on the wire, the consumer group, riding out a Redis restart."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
@@ -97,6 +98,9 @@ def result_from_wire(data: bytes, *, id: str) -> Result:
         finish_reason=fields["finish_reason"],
         provider_finish_reason=fields["provider_finish_reason"],
         tool_calls=tuple(ToolCall.from_dict(call) for call in fields.get("tool_calls") or ()),
+        # .get: a worker of a version before prices sends none; its shortest text is exact
+        cost=None if fields.get("cost") is None else Decimal(repr(fields["cost"])),
+        cost_basis=fields.get("cost_basis"),
     )
 
 

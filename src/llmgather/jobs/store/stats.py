@@ -1,9 +1,11 @@
-"""Job statistics: item counts, tokens, the commonest errors, the job's state and running time."""
+"""Job statistics: item counts, tokens, cost, the commonest errors, the job's state and running
+time."""
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from llmgather.jobs.liveness import process_alive
@@ -26,6 +28,9 @@ class JobStats:
     throughput_per_min: float  # finished items per minute of running
     top_errors: list[tuple[str, str, int]] = field(default_factory=list)
     state: str = "new"
+    # The sum of the ok lines' costs, exactly; `unpriced`: the ok lines whose cost is null.
+    cost_usd: Decimal = Decimal(0)
+    unpriced: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,13 +41,15 @@ class JobStats:
             "throughput_per_min": round(self.throughput_per_min, 2),
             "top_errors": [{"type": t, "message": m, "count": c} for t, m, c in self.top_errors],
             "state": self.state,
+            "cost_usd": float(self.cost_usd), "unpriced": self.unpriced,
         }  # fmt: skip
 
 
 def count_items(
     conn: sqlite3.Connection, top: int
 ) -> tuple[dict[str, int], list[tuple[str, str, int]]]:
-    """Item counts and token sums, and the `top` commonest (error type, error key, count)."""
+    """Item counts, token and cost sums (`cost_nanos`: USD × 1e9), and the `top` commonest
+    (error type, error key, count)."""
     counts = dict.fromkeys(
         ("total", "done", "failed", "pending", "invalid", "input_tokens", "output_tokens"),
         0,
@@ -54,6 +61,14 @@ def count_items(
         (INVALID_INPUT, INVALID_INPUT),
     ).fetchone()
     counts.update({k: v or 0 for k, v in zip(counts, row, strict=True)})
+    # Each line's cost is a number of at most 9 decimals (`_types.cost_number`): summed as
+    # whole nano-dollars the total is exact, the sum of the lines to the last digit.
+    nanos, unpriced = conn.execute(
+        "SELECT sum(CAST(round(c * 1e9) AS INTEGER)), sum(c IS NULL) FROM"
+        " (SELECT json_extract(CAST(result AS TEXT), '$.cost') AS c FROM items WHERE status = 'ok')"
+    ).fetchone()
+    counts["cost_nanos"] = nanos or 0
+    counts["unpriced"] = unpriced or 0
     top_errors = [
         (t, m, c)
         for t, m, c in conn.execute(
@@ -84,8 +99,11 @@ def job_stats(
         run_end = now if running_here else float(meta.get("last_activity_at") or now)
         elapsed += run_end - float(run_started)
     finished = counts["done"] + counts["failed"]
+    counts = dict(counts)
+    cost = Decimal(counts.pop("cost_nanos", 0)).scaleb(-9)
     return JobStats(
         **counts,
+        cost_usd=cost,
         started_at=meta.get("started_at"),
         elapsed_s=max(elapsed, 0.0),
         throughput_per_min=finished / elapsed * 60 if elapsed > 0 else 0.0,

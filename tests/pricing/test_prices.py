@@ -1,0 +1,107 @@
+"""Prices: genai-prices' table as our `Prices` (its fast flat rates agree with its own
+`calc_price` exactly), the user's file over it, and one warning per model nobody prices."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import genai_prices
+import orjson
+import pytest
+
+from llmgather import ConfigurationError, PriceFile
+from llmgather._types import Usage
+from llmgather.pricing import STANDARD, GenaiPrices, Pricer, chain, load_prices
+
+MODELS = [
+    ("openai", "openai", "gpt-4o-mini"),
+    ("openai", "openai", "gpt-4o"),
+    ("gemini", "google", "gemini-2.0-flash"),
+    ("gemini", "google", "gemini-1.5-pro"),  # tiered by prompt length: priced by calc_price
+    ("anthropic", "anthropic", "claude-3-5-haiku-latest"),
+]
+
+
+def reference(provider_id: str, model: str, usage: Usage) -> Decimal:
+    priced = genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+    return genai_prices.calc_price(priced, model, provider_id=provider_id).total_price
+
+
+@pytest.mark.parametrize(("provider", "provider_id", "model"), MODELS)
+def test_the_table_prices_as_genai_prices_does_to_the_last_digit(
+    provider: str, provider_id: str, model: str
+) -> None:
+    prices = GenaiPrices()
+    rng = random.Random(7)
+    for _ in range(40):
+        usage = Usage(rng.randrange(0, 400_000), rng.randrange(0, 8_000))
+        assert prices.price(provider, model, usage, STANDARD) == reference(
+            provider_id, model, usage
+        )
+
+
+def test_an_unknown_model_or_basis_has_no_price() -> None:
+    prices = GenaiPrices()
+    assert prices.price("openai", "my-local-model", Usage(10, 10), STANDARD) is None
+    assert prices.price("openai", "gpt-4o-mini", Usage(10, 10), "batch") is None
+    assert prices.source == f"genai-prices {genai_prices.__version__}"
+
+
+def test_the_users_prices_win_over_the_table_and_price_unknown_models(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_bytes(
+        orjson.dumps(
+            {
+                "gpt-4o-mini": {"input": 1, "output": 2},
+                "openai:my-local-model": {"input": "0.1", "output": 0.4, "cache_read": 0.01},
+            }
+        )
+    )
+    prices = chain(str(path))
+    usage = Usage(1_000, 500)
+    assert prices.price("openai", "gpt-4o-mini", usage, STANDARD) == Decimal("0.002")
+    assert prices.price("openai", "my-local-model", usage, STANDARD) == Decimal("0.0003")
+    # What the file does not name, the table still prices.
+    assert prices.price("openai", "gpt-4o", usage, STANDARD) == reference("openai", "gpt-4o", usage)
+    assert "prices.json" in prices.source and "genai-prices" in prices.source
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        ({"m": {"input": 1}}, "needs both input and output"),
+        ({"m": {"input": 1, "output": 1, "batch": 2}}, "unknown fields ['batch']"),
+        ({"m": {"input": "cheap", "output": 1}}, "input is not a number"),
+        ({"m": {"input": -1, "output": 1}}, "0 or more"),
+        ({"m": 3}, "must map to an object"),
+    ],
+)
+def test_a_malformed_price_is_refused_naming_the_model_and_field(data: dict, said: str) -> None:
+    with pytest.raises(ConfigurationError, match=said.replace("[", r"\[").replace("]", r"\]")):
+        load_prices(data)
+
+
+def test_a_prices_file_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        load_prices(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ConfigurationError, match="not JSON"):
+        load_prices(tmp_path / "bad.json")
+
+
+def test_a_model_nobody_prices_is_warned_about_once_naming_it_and_the_flag() -> None:
+    heard: list[str] = []
+    pricer = Pricer(chain({"priced": {"input": 1, "output": 1}}), "openai", "m", heard.append)
+    assert [pricer.cost(None, Usage(5, 5)) for _ in range(3)] == [None] * 3
+    assert pricer.cost("priced", Usage(5, 5)) == Decimal("0.00001")
+    assert pricer.cost("priced", None) is None
+    assert len(heard) == 1
+    assert "openai:m" in heard[0] and "--prices" in heard[0]
+
+
+def test_a_price_file_is_a_prices() -> None:
+    found = load_prices({"m": {"input": 3, "output": 15}})
+    assert isinstance(found, PriceFile)
+    assert found.price("anthropic", "m", Usage(1_000_000, 0), STANDARD) == Decimal(3)
