@@ -105,3 +105,20 @@ def test_a_price_file_is_a_prices() -> None:
     found = load_prices({"m": {"input": 3, "output": 15}})
     assert isinstance(found, PriceFile)
     assert found.price("anthropic", "m", Usage(1_000_000, 0), STANDARD) == Decimal(3)
+
+
+def test_pricing_reads_the_bundled_table_and_never_the_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+    import threading
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("pricing tried to connect")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    threads = set(threading.enumerate())
+    prices = GenaiPrices()
+    assert prices.price("openai", "gpt-4o", Usage(1_000, 1_000), STANDARD) == Decimal("0.0125")
+    assert not genai_prices.data_snapshot.get_snapshot().from_auto_update
+    assert set(threading.enumerate()) <= threads  # no updater started in the background

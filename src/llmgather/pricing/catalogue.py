@@ -20,11 +20,10 @@ from typing import Final
 
 from llmgather._types import Usage
 from llmgather.pricing.base import STANDARD
+from llmgather.providers.registry import PROVIDERS
 
 __all__ = ["GenaiPrices"]
 
-# Our registry's provider names where genai-prices spells them otherwise.
-_PROVIDER_IDS: Final = {"gemini": "google"}
 _MILLION: Final = 1_000_000
 
 
@@ -57,7 +56,8 @@ class GenaiPrices:
     def price(self, provider: str, model: str, usage: Usage, basis: str) -> Decimal | None:
         if basis != STANDARD:
             return None
-        key = (_PROVIDER_IDS.get(provider, provider), model)
+        spec = PROVIDERS.get(provider)
+        key = ((spec.prices_id if spec else None) or provider, model)
         rates = self._rates.get(key, True)
         if rates is True:
             rates = self._rates[key] = _flat_rates(*key)

@@ -53,6 +53,8 @@ class ProviderSpec:
     # Where the body takes stop sequences, as a path of keys: what a request translated from
     # another API's (the gateway's) carries its `stop` to.
     stop_field: tuple[str, ...] = ("stop",)
+    # The provider's id in genai-prices' table (`pricing.catalogue`), where it is not `name`.
+    prices_id: str | None = None
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
@@ -72,6 +74,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ("gemini-", "gemma-"),
         example_model="gemini-2.0-flash",
         key_header=gemini.KEY_HEADER,
+        prices_id="google",
         stop_field=("generationConfig", "stopSequences"),
     ),
     "anthropic": ProviderSpec(
