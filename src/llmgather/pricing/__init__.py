@@ -6,7 +6,7 @@ pricer that turns an answer's usage into money.
                     └─ an unknown model: None, and one warning naming it and --prices
 """
 
-from llmgather.pricing.base import STANDARD, Prices, PriceSource
+from llmgather.pricing.base import STANDARD, Prices
 from llmgather.pricing.catalogue import GenaiPrices
 from llmgather.pricing.overrides import ModelPrice, PriceFile, load_prices
 from llmgather.pricing.pricer import Pricer, chain
@@ -16,7 +16,6 @@ __all__ = [
     "GenaiPrices",
     "ModelPrice",
     "PriceFile",
-    "PriceSource",
     "Pricer",
     "Prices",
     "chain",

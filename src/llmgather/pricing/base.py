@@ -7,7 +7,7 @@ from typing import Protocol
 
 from llmgather._types import Usage
 
-__all__ = ["STANDARD", "PriceSource", "Prices"]
+__all__ = ["STANDARD", "Prices"]
 
 STANDARD = "standard"  # the basis of an answer sent through the ordinary, synchronous API
 
@@ -23,6 +23,3 @@ class Prices(Protocol):
     def price(self, provider: str, model: str, usage: Usage, basis: str) -> Decimal | None:
         """The cost in USD of `usage` on `model` of `provider` (a registry name) at `basis`."""
         ...
-
-
-PriceSource = Prices  # the name the job store's meta and the docs use for the same thing
