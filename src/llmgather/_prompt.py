@@ -138,9 +138,8 @@ def _tools_value(value: Any) -> tuple[dict[str, Any], ...] | None:
         if any(t["name"] == name for t in tools):
             raise InvalidInputError(f'field "{at}.name": two tools are named "{name}"')
         parsed: dict[str, Any] = {"name": name}
-        _copy_description(tool, parsed, at)
+        _copy_optional(tool, parsed, at)
         parsed["parameters"] = _object_schema(tool.get("parameters"), f"{at}.parameters")
-        _copy_strict(tool, parsed, at)
         tools.append(parsed)
     return tuple(tools)
 
@@ -162,28 +161,15 @@ def _openai_function(tool: dict[str, Any], at: str) -> Any:
     return function
 
 
-def _copy_strict(given: dict[str, Any], parsed: dict[str, Any], at: str) -> None:
-    """A tool's or a schema's optional `strict`, which must be true or false."""
-    strict = given.get("strict")
-    if strict is None:
-        return
-    if not isinstance(strict, bool):
-        raise InvalidInputError(
-            f'field "{at}.strict" must be true or false, got {show_value(strict)}'
-        )
-    parsed["strict"] = strict
-
-
-def _copy_description(given: dict[str, Any], parsed: dict[str, Any], at: str) -> None:
-    """A tool's or a schema's optional description, which must be a string."""
-    description = given.get("description")
-    if description is None:
-        return
-    if not isinstance(description, str):
-        raise InvalidInputError(
-            f'field "{at}.description" must be a string, got {show_value(description)}'
-        )
-    parsed["description"] = description
+def _copy_optional(given: dict[str, Any], parsed: dict[str, Any], at: str) -> None:
+    """A tool's or a schema's optional `description` (a string) and `strict` (true or false)."""
+    for field, kind, what in (("description", str, "a string"), ("strict", bool, "true or false")):
+        value = given.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            raise InvalidInputError(f'field "{at}.{field}" must be {what}, got {show_value(value)}')
+        parsed[field] = value
 
 
 def _object_schema(value: Any, at: str) -> dict[str, Any]:
@@ -269,8 +255,7 @@ def _json_schema_value(value: Any, at: str) -> dict[str, Any] | None:
         "name": _name_value(value.get("name", "response"), f"{at}.name"),
         "schema": _object_schema(value.get("schema") or {}, f"{at}.schema"),
     }
-    _copy_description(value, parsed, at)
-    _copy_strict(value, parsed, at)
+    _copy_optional(value, parsed, at)
     return parsed
 
 

@@ -27,19 +27,27 @@ def upstream(base_url: str, *extra: str) -> list[str]:
     return ["--base-url", base_url + "/v1", "--api-key", "k", "--model", "gpt-4o-mini", *extra]
 
 
+async def stopped_midway(
+    tmp_path: Path, http: aiohttp.ClientSession, base_url: str, *, done: int
+) -> str:
+    """A job of 30 sent through `serve` to `base_url` at two requests a second, and the
+    service stopped once `done` answers came: far from the job's end. The job's id."""
+    async with served_by_cli(tmp_path, *upstream(base_url, "--rpm", "120")) as served:
+        async with http.post(f"{served.url}/v1/jobs", data=prompts(30), headers=JSONL) as r:
+            id: str = (await r.json())["id"]
+
+        async def started() -> bool:
+            return (await job_of(http, served.url, id))["done"] >= done
+
+        await until(started, "the first answers arrive")
+    return id
+
+
 async def test_a_job_resumes_against_its_upstream_at_another_address(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     async with running(latency_ms=20) as first, running(latency_ms=0) as second:
-        # Two requests a second: the job is far from its end when serve stops.
-        async with served_by_cli(tmp_path, *upstream(first.base_url, "--rpm", "120")) as served:
-            async with http.post(f"{served.url}/v1/jobs", data=prompts(30), headers=JSONL) as r:
-                id = (await r.json())["id"]
-
-            async def started() -> bool:
-                return (await job_of(http, served.url, id))["done"] >= 2
-
-            await until(started, "the first answers arrive")
+        id = await stopped_midway(tmp_path, http, first.base_url, done=2)
         sent_first = first.handler.stats.snapshot()["received"]
         assert 2 <= sent_first < 30
         async with served_by_cli(tmp_path, *upstream(second.base_url)) as served:
@@ -55,14 +63,7 @@ async def test_a_job_stopped_midway_is_not_resumed_against_another_model(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     async with running(latency_ms=20) as sim:
-        async with served_by_cli(tmp_path, *upstream(sim.base_url, "--rpm", "120")) as served:
-            async with http.post(f"{served.url}/v1/jobs", data=prompts(30), headers=JSONL) as r:
-                id = (await r.json())["id"]
-
-            async def started() -> bool:
-                return (await job_of(http, served.url, id))["done"] >= 1
-
-            await until(started, "the first answer arrives")
+        id = await stopped_midway(tmp_path, http, sim.base_url, done=1)
         other = [arg if arg != "gpt-4o-mini" else "gpt-4o" for arg in upstream(sim.base_url)]
         async with served_by_cli(tmp_path, *other) as served:
 

@@ -302,7 +302,7 @@ class Job:
 
     async def _prepare(self, store: JobStore, input_path: str, sender: Sender) -> bool:
         self._fingerprint = await asyncio.to_thread(fingerprint_file, input_path)
-        state = (await asyncio.to_thread(store.stats, top=0)).state
+        state = await asyncio.to_thread(store.recorded_state)
         params = self.options.params(sender.target)
         resumed = await asyncio.to_thread(
             lambda: store.prepare(

@@ -58,6 +58,10 @@ class JobStore(Protocol):
         """Record the job's state: new, running (by this process), interrupted or complete."""
         ...
 
+    def recorded_state(self) -> str:
+        """The job's state as recorded, without counting its items."""
+        ...
+
     def close(self) -> None: ...
 
     # -- what is pending ---------------------------------------------------------------------

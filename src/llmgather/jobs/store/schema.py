@@ -8,69 +8,44 @@ from contextlib import contextmanager
 
 __all__ = ["ITEM_COLUMNS", "SCHEMA", "STAGING", "connect", "migrate", "transaction"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
-CREATE TABLE IF NOT EXISTS items (
-    line INTEGER PRIMARY KEY,
-    id TEXT UNIQUE,                  -- NULL for a bad line known only by its line number
-    status TEXT NOT NULL,            -- pending | ok | error
-    output_fields BLOB,              -- JSON object merged into the output line, or NULL
-    result BLOB,                     -- the output line's JSON (Result.to_dict() with the input's id)
-    attempts INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    error_type TEXT,
-    error_key TEXT,                  -- the message without its location, cut short: groups errors
-    error_message TEXT,
-    finished_at REAL,
-    digest BLOB,                     -- what is sent for the item (its content digest), or NULL
-    metadata BLOB                    -- the request's metadata as JSON, or NULL
-);
-CREATE INDEX IF NOT EXISTS items_status ON items (status);
--- Results of ids a rerun's input no longer holds (or can no longer send): kept, not shown.
-CREATE TABLE IF NOT EXISTS retired (
-    id TEXT PRIMARY KEY,
-    line INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    output_fields BLOB,
-    result BLOB,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    error_type TEXT,
-    error_key TEXT,
-    error_message TEXT,
-    finished_at REAL,
-    digest BLOB,
-    metadata BLOB
-);
-"""
+# The columns every item row has after its line and id, in order: (name, declaration).
+_ROW_COLUMNS = (
+    ("status", "TEXT NOT NULL"),  # pending | ok | error
+    ("output_fields", "BLOB"),  # JSON object merged into the output line, or NULL
+    ("result", "BLOB"),  # the output line's JSON (Result.to_dict() with the input's id)
+    ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("output_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("error_type", "TEXT"),
+    ("error_key", "TEXT"),  # the message without its location, cut short: groups errors
+    ("error_message", "TEXT"),
+    ("finished_at", "REAL"),
+    ("digest", "BLOB"),  # what is sent for the item (its content digest), or NULL
+    ("metadata", "BLOB"),  # the request's metadata as JSON, or NULL
+)
+# Every column of `items`, `retired` and a rerun's `incoming`, in that order.
+ITEM_COLUMNS = ", ".join(("line", "id", *(name for name, _ in _ROW_COLUMNS)))
+
+
+def _item_table(name: str, line: str, id: str, *, temp: bool = False) -> str:
+    columns = ",\n    ".join(
+        f"{n} {kind}" for n, kind in (("line", line), ("id", id), *_ROW_COLUMNS)
+    )
+    return f"CREATE {'TEMP ' if temp else ''}TABLE IF NOT EXISTS {name} (\n    {columns}\n);\n"
+
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);\n"
+    # `id` is NULL for a bad line known only by its line number.
+    + _item_table("items", "INTEGER PRIMARY KEY", "TEXT UNIQUE")
+    + "CREATE INDEX IF NOT EXISTS items_status ON items (status);\n"
+    # Results of ids a rerun's input no longer holds (or can no longer send): kept, not shown.
+    + _item_table("retired", "INTEGER NOT NULL", "TEXT PRIMARY KEY")
+)
 # Columns added since the first schema, for a store an older llmgather made: (name, type).
 ADDED_COLUMNS = (("digest", "BLOB"), ("metadata", "BLOB"))
-# Every column of `items` and `retired`, in that order.
-ITEM_COLUMNS = (
-    "line, id, status, output_fields, result, attempts, input_tokens, output_tokens,"
-    " error_type, error_key, error_message, finished_at, digest, metadata"
-)
 # A rerun's input read into the same shape as `items`, to be merged with it by id.
-STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS incoming (
-    line INTEGER PRIMARY KEY,
-    id TEXT UNIQUE,
-    status TEXT NOT NULL,
-    output_fields BLOB,
-    result BLOB,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    error_type TEXT,
-    error_key TEXT,
-    error_message TEXT,
-    finished_at REAL,
-    digest BLOB,
-    metadata BLOB
-);
-"""
+STAGING = _item_table("incoming", "INTEGER PRIMARY KEY", "TEXT UNIQUE", temp=True)
 
 
 def migrate(conn: sqlite3.Connection) -> None:

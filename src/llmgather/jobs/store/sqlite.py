@@ -34,7 +34,12 @@ from llmgather.jobs.identity import (
     fingerprint_file,
 )
 from llmgather.jobs.inputs import InputItem
-from llmgather.jobs.liveness import check_not_busy, running_claim, unclosed_run_s
+from llmgather.jobs.liveness import (
+    check_not_busy,
+    process_alive,
+    running_claim,
+    unclosed_run_s,
+)
 from llmgather.jobs.output import real_output_path
 from llmgather.jobs.store.ingest import IngestReport, insert_items
 from llmgather.jobs.store.merge import merge_items
@@ -321,6 +326,14 @@ class SQLiteJobStore:
             reader.close()
 
     # -- reporting ---------------------------------------------------------------------------
+
+    def recorded_state(self) -> str:
+        """The job's state as recorded (a run that died while running: interrupted), without
+        counting its items."""
+        with self._lock:
+            meta = self._meta()
+        state = str(meta.get("state", "new"))
+        return "interrupted" if state == "running" and not process_alive(meta) else state
 
     def stats(self, *, top: int = 5) -> JobStats:
         now = time.time()
