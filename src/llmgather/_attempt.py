@@ -17,12 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final, final
 
 from llmgather._errors import APIError, AuthenticationError, RateLimitError, TruncatedStreamError
 from llmgather._redact import Redactor
 from llmgather._stop import NOTHING_USED, StoppableWaits
-from llmgather._types import ErrorInfo, Outcome, Request, Result, Usage
+from llmgather._types import Completion, ErrorInfo, Outcome, Request, Result, Usage
+from llmgather.cache.responses import CACHED_BASIS
 from llmgather.limits.base import Cost, Ending, Limiter, Permit
 from llmgather.limits.tokens import request_cost
 
@@ -35,7 +37,7 @@ Release = Callable[[Usage | None, Ending], Awaitable[None]]
 class InFlight:
     """One request from its admission to its Result, across its attempts."""
 
-    __slots__ = ("attempts", "charged", "cost", "index", "reached", "request")
+    __slots__ = ("attempts", "cache_key", "charged", "cost", "index", "reached", "request")
 
     def __init__(self, request: Request, index: int) -> None:
         self.request = request
@@ -44,6 +46,7 @@ class InFlight:
         self.attempts = 0  # sends made, as the Result reports them
         self.charged = 0  # failures that count against max_attempts (an outage's do not)
         self.reached = 0  # failed sends that went out (all but a connection never made)
+        self.cache_key: str | None = None  # its response cache key, if the cache may answer it
 
 
 def reserved(request: Request) -> Cost:
@@ -164,6 +167,28 @@ def ok_result(item: InFlight, outcome: Outcome, started: float) -> Result:
         tool_calls=completion.tool_calls,
         index=item.index,
         value=outcome.value,
+    )
+
+
+def cached_result(item: InFlight, completion: Completion, started: float) -> Result:
+    """The item answered from the response cache: nothing sent, nothing spent, the original
+    answer's usage kept."""
+    request = item.request
+    return Result(
+        id=request.id or str(item.index),
+        status="ok",
+        text=completion.text,
+        usage=completion.usage,
+        attempts=0,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        metadata=request.metadata,
+        finish_reason=completion.finish_reason,
+        provider_finish_reason=completion.provider_finish_reason,
+        tool_calls=completion.tool_calls,
+        index=item.index,
+        cost=Decimal(0),
+        cost_basis=CACHED_BASIS,
+        cached=True,
     )
 
 

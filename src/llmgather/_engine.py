@@ -47,6 +47,7 @@ from llmgather._attempt import (
     RetryIn,
     Verdict,
     accepts_key,
+    cached_result,
     failed_result,
     ok_result,
     reserved,
@@ -58,7 +59,7 @@ from llmgather._pipeline import Pipeline
 from llmgather._redact import Redactor
 from llmgather._retry import Outage, RetryPolicy, gave_up, is_outage
 from llmgather._stop import StoppableWaits
-from llmgather._types import Outcome, Request, Result
+from llmgather._types import Completion, Outcome, Request, Result
 from llmgather.limits.base import Limiter
 from llmgather.limits.refusals import RecentRefusals
 from llmgather.pricing import STANDARD, Pricer
@@ -79,6 +80,17 @@ class LiveText(Protocol[Piece]):
 
 
 OpenStream = Callable[[Request], AbstractAsyncContextManager[LiveText[Piece]]]
+
+
+class AnswerCache(Protocol):
+    """What the engine asks before the limiter (`cache.BoundCache`): a request's key (None:
+    the cache may not answer it), the answer kept under a key, and an answer to keep."""
+
+    def key(self, request: Request) -> str | None: ...
+
+    def look_up(self, key: str) -> Awaitable[Completion | None]: ...
+
+    def keep(self, key: str, completion: Completion) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +130,7 @@ class EngineStats:
     # The 429s that held every send on the key (most answers were 429s then): the others held
     # only their own retry.
     http_429_holds: int = 0
+    cached: int = 0  # items answered from the response cache (in `done`, never in `sent`)
 
 
 @dataclass(slots=True)
@@ -131,6 +144,7 @@ class _Counters:
     retries: int = 0
     http_429: int = 0
     http_429_holds: int = 0
+    cached: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -152,10 +166,13 @@ class Engine:
         resent: Callable[[], int] | None = None,
         redactor: Redactor | None = None,
         pricer: Pricer | None = None,
+        cache: AnswerCache | None = None,
     ) -> None:
         """`resent` reads how many requests the transport under `send` resent on its own;
         `redactor` hides the secrets its owner knows from every failure it reports (without
-        one, the shapes of keys and tokens are hidden); `pricer` gives each ok answer its cost."""
+        one, the shapes of keys and tokens are hidden); `pricer` gives each ok answer its cost;
+        `cache` answers a request it has seen before any permit is asked, and keeps clean
+        answers."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._send = send
@@ -166,6 +183,7 @@ class Engine:
         self._rng = rng or random.Random()
         self._resent = resent
         self._pricer = pricer
+        self._cache = cache
         self._redactor = redactor or Redactor()
         self._counters = _Counters()
         self._outage = Outage()
@@ -223,6 +241,7 @@ class Engine:
             retries=c.retries,
             http_429=c.http_429,
             http_429_holds=c.http_429_holds,
+            cached=c.cached,
             input_tokens=c.input_tokens,
             output_tokens=c.output_tokens,
             elapsed_s=time.monotonic() - c.started,
@@ -296,6 +315,10 @@ class Engine:
         Once a piece has been yielded a retry would repeat it, so a later failure is raised.
         """
         item = self._admit(request, 0)
+        if (hit := await self._cached(item)) is not None:
+            self._counters.done += 1
+            yield hit.text  # type: ignore[misc]  # only a prompt's text stream is keyed
+            return
         while True:
             # As for a plain request: nothing is sent with a key the server refused, or to a
             # server down past the ceiling, whether so before the wait for a permit or after it.
@@ -317,6 +340,8 @@ class Engine:
                     hold.settle(outcome.completion.usage, "ok")
                     await self._succeeded(outcome)
                     self._counters.done += 1
+                    if item.cache_key is not None and self._cache is not None:
+                        await self._cache.keep(item.cache_key, outcome.completion)
                     return
                 except APIError as error:
                     hold.settle_failure(error, self._retry.max_retry_wait)
@@ -334,7 +359,13 @@ class Engine:
         return InFlight(request, index)
 
     async def _attempt(self, item: InFlight, waits: StoppableWaits | None = None) -> Attempted:
-        """One send of `item`, through the limiter (a wait that `waits` may end)."""
+        """One send of `item`, through the limiter (a wait that `waits` may end); the first is
+        answered from the cache, if it has the answer, without a permit."""
+        if item.attempts == 0 and self._cache is not None:
+            started = time.perf_counter()
+            if (hit := await self._cached(item)) is not None:
+                self._counters.done += 1
+                return cached_result(item, hit, started)
         if (refused := self._refused_unsent(item)) is not None:
             return refused
         async with PermitHold(self._limiter, item.cost, waits) as hold:
@@ -360,6 +391,9 @@ class Engine:
                     outcome.keep_permit(hold.hand_over())  # an answer still to be read
                 await self._succeeded(outcome)
                 self._counters.done += 1
+                if item.cache_key is not None:
+                    assert self._cache is not None
+                    await self._cache.keep(item.cache_key, outcome.completion)
                 result = ok_result(item, outcome, started)
                 if self._pricer is not None:
                     result.cost = self._pricer.cost(item.request.model, result.usage)
@@ -379,6 +413,20 @@ class Engine:
                 self._counters.in_flight -= 1
                 if probe:
                     outage.probing = False
+
+    async def _cached(self, item: InFlight) -> Completion | None:
+        """The cache's answer to `item`, before any permit; its key noted for keeping the
+        answer it gets otherwise."""
+        cache = self._cache
+        if cache is None or item.cache_key is not None:
+            return None
+        item.cache_key = key = cache.key(item.request)
+        if key is None:
+            return None
+        hit = await cache.look_up(key)
+        if hit is not None:
+            self._counters.cached += 1
+        return hit
 
     def _refused_unsent(self, item: InFlight) -> Result | None:
         """The item's failure without a send, when a send could only fail: the key was refused,

@@ -25,6 +25,7 @@ from llmgather._engine import Engine
 from llmgather._redact import Redactor
 from llmgather._retry import RetryPolicy
 from llmgather._types import Outcome, Request
+from llmgather.cache import BoundCache, ResponseCache, endpoint_of, request_key
 from llmgather.limits import Limiter
 from llmgather.limits.open import open_limiter
 from llmgather.pricing import Pricer, Prices, chain
@@ -49,7 +50,8 @@ class LinkOptions:
     `redactor`: the secrets hidden from every failure; `simulator`: the `SimConfig` of the
     embedded simulator a simulated target starts; `seed`: the retry jitter's; `prices`: what
     prices each answer (`pricing.chain`: the user's over genai-prices' table); `warn`: hears
-    what the user should know (a model with no price), the library's log when unset."""
+    what the user should know (a model with no price), the library's log when unset; `cache`:
+    answers requests seen before, before the limiter (the caller's: closed by them)."""
 
     workers: int = DEFAULT_CONCURRENCY
     retry: RetryPolicy | None = None
@@ -62,6 +64,7 @@ class LinkOptions:
     seed: int | None = None
     prices: Prices | None = None
     warn: Callable[[str], None] | None = None
+    cache: ResponseCache | None = None
 
 
 def link_options(
@@ -146,6 +149,7 @@ class Link:
                 # Both transports count their resends; a transport of the user's may not.
                 resent=lambda: getattr(transport, "stale_retries", 0),
                 pricer=self.pricer,
+                cache=None if options.cache is None else BoundCache(options.cache, self.cache_key),
             )
             self._stack = stack.pop_all()
         return self
@@ -207,6 +211,16 @@ class Link:
             shape = self.provider.build_request(Request(messages=()), model=model, stream=stream)
             self._shapes[(model, stream)] = shape
         return HttpRequest(shape.method, shape.url, shape.headers, body)
+
+    def cache_key(self, request: Request) -> str:
+        """The response cache's key of `request`: the body this link's adapter builds for it,
+        as a plain request (a streamed one and a plain one share their answer)."""
+        provider = self.provider
+        http = provider.build_request(
+            request, model=request.model or self.target.model, stream=False
+        )
+        endpoint = endpoint_of(http.url, simulated=self.target.simulated)
+        return request_key(provider.name, endpoint, http.body)
 
     # -- sending (what the engine calls) ---------------------------------------------------------
 

@@ -185,7 +185,8 @@ class Result:
     `tools` may be answered by calls instead of text.
 
     `cost` is what the answer cost in USD, exactly, priced from its usage on `cost_basis`
-    ("standard"); None for a failure, or a model no price source knows.
+    ("standard"); None for a failure, or a model no price source knows. A `cached` answer
+    came from the response cache: cost 0 on basis "cached", its usage the original's.
     """
 
     id: str
@@ -202,6 +203,9 @@ class Result:
     tool_calls: tuple[ToolCall, ...] = ()
     cost: Decimal | None = None
     cost_basis: str | None = None
+    # Answered from the response cache: no request sent, `cost` 0 on basis "cached", `usage`
+    # the original answer's.
+    cached: bool = False
     index: int = field(default=-1, repr=False)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     # What a user's own callable returned (`Client.call`/`map_calls`): an SDK's response object.
@@ -217,7 +221,7 @@ class Result:
         data: dict[str, Any] = {"id": self.id, "status": self.status, "text": self.text}
         if self.tool_calls:
             data["tool_calls"] = [call.to_dict() for call in self.tool_calls]
-        return data | {
+        data |= {
             "usage": self.usage.to_dict() if self.usage else None,
             "attempts": self.attempts,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
@@ -229,6 +233,9 @@ class Result:
             "error": self.error.to_dict() if self.error else None,
             "metadata": self.metadata,
         }
+        if self.cached:  # only then: the lines of sent answers keep the shape they had
+            data["cached"] = True
+        return data
 
 
 COST_QUANTUM = Decimal("1e-9")  # a line's cost in JSON: to the nano-dollar

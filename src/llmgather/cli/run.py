@@ -37,6 +37,7 @@ from llmgather._errors import (
 )
 from llmgather._prompt import MAX_TEMPERATURE
 from llmgather._retry import RetryPolicy
+from llmgather.cache.open import DEFAULT, cache_setting
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
 from llmgather.cli._options import BUDGET_FLAGS, FiniteFloat, sending_options
 from llmgather.cli._progress import Progress, describe_limits
@@ -137,6 +138,18 @@ EXIT_INTERRUPTED = 130
     help='Your own prices, over genai-prices\' table: a JSON file of {"model": {"input": 0.15,'
     ' "output": 0.6}} in USD per million tokens (also cache_read, cache_write).',
 )
+@click.option(
+    "--cache",
+    "cache_values",
+    multiple=True,
+    is_flag=False,
+    flag_value=DEFAULT,
+    metavar="[PATH|URL|always]",
+    help="Answer requests seen before from a response cache (no request, no cost): alone, a "
+    "SQLite file beside OUTPUT; a PATH (--cache=PATH), or a redis:// URL to share it. "
+    "Requests with a temperature above 0 (or none) are sent anyway unless `--cache always` "
+    "(combine: --cache always --cache=PATH).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary object at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(
@@ -168,6 +181,7 @@ def run_command(
     queue: str | None,
     queue_name: str,
     prices_path: str | None,
+    cache_values: tuple[str, ...],
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -183,6 +197,10 @@ def run_command(
         prices = None if prices_path is None else chain(prices_path)
     except ConfigurationError as error:
         fail(f"--prices: {error}", EXIT_USAGE)
+    try:
+        cache = cache_setting(cache_values)
+    except ConfigurationError as error:
+        fail(str(error), EXIT_USAGE)
     job_options = JobOptions(
         input=InputOptions(
             path=input_path,
@@ -209,6 +227,7 @@ def run_command(
             queue=queue,
             queue_name=queue_name,
             prices=prices,
+            cache=cache,
         ),
         flags=JobFlags(
             restart=restart,

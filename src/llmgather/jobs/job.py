@@ -35,6 +35,7 @@ from llmgather._errors import (
 )
 from llmgather._link import link_options, open_link
 from llmgather._types import Request, Result
+from llmgather.cache.open import open_cache
 from llmgather.jobs.base import Sender
 from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.options import JobOptions, JobSpec
@@ -144,6 +145,10 @@ class Job:
             await coordinator.check()
             return QueueSender(coordinator, send.defaults(), output_path=options.output_path)
         assert target is not None  # resolved for every job that sends from this process
+        cache = None
+        if send.cache is not None:
+            cache = await open_cache(send.cache, beside=_store_folder(options.output_path))
+            stack.push_async_callback(cache.aclose)
         link_settings = link_options(
             target,
             self._env,
@@ -156,6 +161,7 @@ class Job:
             simulator=send.simulator,
             prices=send.prices,
             warn=self._on_warning,
+            cache=cache,
         )
         link = await open_link(
             stack,
@@ -506,3 +512,8 @@ def _has_items(items: Generator[InputItem, None, None]) -> bool:
 def _write_empty(output_path: str) -> None:
     with open(output_path, "wb"):
         pass
+
+
+def _store_folder(output_path: str) -> str:
+    """The folder of the job store of `output_path` (where the default cache file lives)."""
+    return os.path.dirname(os.path.abspath(store_path_for(output_path)))

@@ -20,6 +20,7 @@ from llmgather._config import Limits, Timeouts
 from llmgather._errors import ConfigurationError
 from llmgather._redact import redact_url
 from llmgather._retry import RetryPolicy
+from llmgather.cache.open import CacheSetting
 from llmgather.jobs.inputs import InputItem, detect_format, read_inputs
 from llmgather.pricing import Prices, chain
 from llmgather.providers.registry import Target
@@ -104,6 +105,8 @@ class SendOptions:
     queue_name: str = "default"
     simulator: SimConfig | None = None  # for the embedded simulator, when one starts
     prices: Prices | None = None
+    # Where answers seen before are read from, before the limiter (`--cache`).
+    cache: CacheSetting | None = None
 
     def defaults(self) -> dict[str, Any]:
         """What fills a request that leaves it unset."""
@@ -114,7 +117,9 @@ class SendOptions:
         those given to the job, by name, rather than ignore it."""
         given = [name for name in ("model", "base_url", "api_key") if getattr(self, name)]
         given += [name for name, value in self.limits.budgets().items() if value is not None]
-        given += [name for name in ("limiter", "limiter_key", "stream") if getattr(self, name)]
+        given += [
+            name for name in ("limiter", "limiter_key", "stream", "cache") if getattr(self, name)
+        ]
         if given:
             raise ConfigurationError(
                 f"with a work queue the workers send the requests: {', '.join(given)} are "

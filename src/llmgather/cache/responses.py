@@ -1,0 +1,107 @@
+"""The response cache the engine asks before the limiter: a store, and the rules of what it
+may answer and what it keeps.
+
+    engine ─ key(request) ─▶ look_up ─ hit ─▶ Result(cached=True, cost 0): no permit, no send
+                                      └ miss ─▶ limiter ─▶ send ─▶ ok, clean finish? ─▶ keep
+
+Requests sampled above temperature 0 are not answered from the cache unless `always`: their
+answer is meant to vary, and a rerun that sends them again gets a new sample, as asked. An
+unset temperature is the provider's default, which is 1 at OpenAI, Anthropic and Gemini, so
+it counts as above 0 too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from llmgather._types import Completion, Request
+from llmgather.cache.base import CacheStore
+from llmgather.cache.entry import decode_entry, encode_entry, is_clean
+
+__all__ = ["CACHED_BASIS", "CacheCounts", "ResponseCache", "samples"]
+
+CACHED_BASIS = "cached"  # a hit's `cost_basis`: it cost nothing, this time
+
+KeyOf = Callable[[Request], str | None]
+
+
+def samples(request: Request) -> bool:
+    """Whether `request` asks for a sampled answer: a temperature above 0, or none given."""
+    temperature = request.temperature
+    if temperature is None and request.extra:
+        temperature = request.extra.get("temperature")
+    return not isinstance(temperature, int | float) or temperature > 0
+
+
+@dataclass(slots=True)
+class CacheCounts:
+    """What one cache answered in this process: `hits`, `misses`, `stored` (clean answers
+    kept), `passed` (requests the temperature rule sent past the cache)."""
+
+    hits: int = 0
+    misses: int = 0
+    stored: int = 0
+    passed: int = 0
+
+
+class ResponseCache:
+    """A `CacheStore` and its rules; `always` answers sampled requests (temperature > 0) too.
+
+    The store is the caller's: `aclose()` closes it, once every engine using it is done."""
+
+    def __init__(self, store: CacheStore, *, always: bool = False) -> None:
+        self.store = store
+        self.always = always
+        self.counts = CacheCounts()
+
+    @property
+    def where(self) -> str:
+        return self.store.where
+
+    def admits(self, request: Request) -> bool:
+        if self.always or not samples(request):
+            return True
+        self.counts.passed += 1
+        return False
+
+    async def look_up(self, key: str) -> Completion | None:
+        (entry,) = await self.store.get_many((key,))
+        if entry is None:
+            self.counts.misses += 1
+            return None
+        self.counts.hits += 1
+        return decode_entry(entry)
+
+    async def keep(self, key: str, completion: Completion) -> None:
+        """Stores `completion` under `key` if it finished cleanly."""
+        if is_clean(completion):
+            await self.store.put(key, encode_entry(completion))
+            self.counts.stored += 1
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+
+class BoundCache:
+    """A `ResponseCache` as one link's engine asks it: `key` is the link's own (its provider
+    builds the body), None for a request the cache must not answer."""
+
+    __slots__ = ("_cache", "_key_of")
+
+    def __init__(self, cache: ResponseCache, key_of: KeyOf) -> None:
+        self._cache = cache
+        self._key_of = key_of
+
+    def key(self, request: Request) -> str | None:
+        # Only a prompt goes through the link's own send: a user's callable (a subclass)
+        # runs itself, and what it sends is not the link's to know.
+        if type(request) is not Request or not self._cache.admits(request):
+            return None
+        return self._key_of(request)
+
+    def look_up(self, key: str) -> Awaitable[Completion | None]:
+        return self._cache.look_up(key)
+
+    def keep(self, key: str, completion: Completion) -> Awaitable[None]:
+        return self._cache.keep(key, completion)
