@@ -5,6 +5,7 @@ through a link to the provider (its adapter, transport and engine) behind `compl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
@@ -18,6 +19,7 @@ from llmgather._link import Link, link_options
 from llmgather._prompt import TOOL_FIELDS, TOOL_INPUT_FIELDS, request_from_dict, tool_options
 from llmgather._retry import RetryPolicy
 from llmgather._types import Request, Result
+from llmgather.cache import CacheSetting, ResponseCache, cache_setting, open_cache
 from llmgather.limits import Cost, Limiter
 from llmgather.limits.local import own_or_shared
 from llmgather.pricing import Prices, chain
@@ -79,6 +81,7 @@ class Client:
         seed: int | None = None,
         trust_env: bool = True,
         prices: Prices | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        cache: bool | str | os.PathLike[str] | CacheSetting | ResponseCache | None = None,
     ) -> None:
         """`defaults` fill what a request leaves unset: `system`, `max_tokens`, `temperature`.
 
@@ -90,6 +93,12 @@ class Client:
         `SimConfig` for the embedded simulator, if one starts. `prices` are the user's own,
         over genai-prices' table: a JSON file's path, a mapping of the same shape
         (`{"my-model": {"input": 0.15, "output": 0.6}}`, USD per million tokens) or a `Prices`.
+
+        `cache` answers requests seen before from a response cache, before the limiter: True
+        (a file in the current folder), a file's path or a `redis://` URL, "always" (also
+        requests with a temperature above 0, or none), a `CacheSetting(where, always=...)`,
+        or an open `ResponseCache` to share (its owner closes it). A hit's Result has
+        `cached=True`, cost 0 and the original usage.
         """
         limits = limits_given(
             limits, concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm
@@ -120,6 +129,7 @@ class Client:
         unknown = set(self._defaults) - {"system", "max_tokens", "temperature"}
         if unknown:
             raise ConfigurationError(f"unknown defaults {sorted(unknown)}")
+        self._cache = cache if isinstance(cache, ResponseCache) else client_cache_setting(cache)
         self._stack: AsyncExitStack | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -134,6 +144,12 @@ class Client:
 
     async def __aenter__(self) -> Client:
         stack = AsyncExitStack()
+        if self._cache is not None:
+            cache = self._cache
+            if isinstance(cache, CacheSetting):  # opened here, closed with the client
+                cache = await open_cache(cache)
+                stack.push_async_callback(cache.aclose)
+            self._link.options = dataclasses.replace(self._link.options, cache=cache)
         await stack.enter_async_context(self._link)
         self._stack = stack
         # Its connections and limiter belong to this loop: `engine` refuses to send from another.
@@ -347,6 +363,24 @@ def prompt_request(prompt: Prompt, options: Mapping[str, Any], link: Link) -> Re
             merged["response_format"] = tooling.get("response_format")
         fills |= {k: v for k, v in tool_options(merged).items() if given[k] is None}
     return request.replace(**fills) if fills else request
+
+
+def client_cache_setting(
+    cache: bool | str | os.PathLike[str] | CacheSetting | None,
+) -> CacheSetting | None:
+    """The cache `Client(cache=…)` names (see `Client`)."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return CacheSetting()
+    if isinstance(cache, CacheSetting):
+        return cache
+    if isinstance(cache, str | os.PathLike):
+        return cache_setting([os.fspath(cache)], what="cache=")
+    raise TypeError(
+        "cache= takes True, a path, a redis:// URL, 'always', a CacheSetting or a "
+        f"ResponseCache, not {type(cache).__name__}"
+    )
 
 
 async def in_input_order(results: AsyncIterator[Result]) -> list[Result]:

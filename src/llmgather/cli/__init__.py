@@ -8,6 +8,7 @@ import click
 
 from llmgather import __version__
 from llmgather.cli.bench import bench_command
+from llmgather.cli.cache import cache_group
 from llmgather.cli.demo import demo_command
 from llmgather.cli.run import run_command
 from llmgather.cli.serve import serve_command
@@ -39,5 +40,6 @@ for command in (
     sim_command,
     status_command,
     bench_command,
+    cache_group,
 ):
     main.add_command(command)
