@@ -15,7 +15,7 @@ import orjson
 
 from llmgather._types import Completion, ToolCall, Usage
 
-__all__ = ["CLEAN_FINISHES", "decode_entry", "encode_entry", "is_clean"]
+__all__ = ["CLEAN_FINISHES", "decode_entry", "encode_entry", "is_clean", "raw_answer"]
 
 CLEAN_FINISHES = frozenset({"stop", "tool_calls"})
 
@@ -27,7 +27,9 @@ def is_clean(completion: Completion) -> bool:
     return all(call.arguments is not None for call in completion.tool_calls)
 
 
-def encode_entry(completion: Completion) -> bytes:
+def encode_entry(completion: Completion, raw: bytes | None = None) -> bytes:
+    """The entry of `completion`; `raw`, the provider's answer as it came (JSON), kept for a
+    gateway to relay again."""
     usage = completion.usage
     data: dict[str, Any] = {
         "text": completion.text,
@@ -39,7 +41,15 @@ def encode_entry(completion: Completion) -> bytes:
     }
     if completion.tool_calls:
         data["tool_calls"] = [call.to_dict() for call in completion.tool_calls]
+    if raw is not None:
+        data["raw"] = orjson.Fragment(raw)
     return orjson.dumps(data)
+
+
+def raw_answer(entry: bytes) -> bytes | None:
+    """The provider's answer as it came, if the entry kept it (a gateway's relay did)."""
+    raw = orjson.loads(entry).get("raw")
+    return None if raw is None else orjson.dumps(raw)
 
 
 def decode_entry(entry: bytes) -> Completion:

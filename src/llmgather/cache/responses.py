@@ -12,14 +12,15 @@ it counts as above 0 too.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from llmgather._types import Completion, Request
 from llmgather.cache.base import CacheStore
-from llmgather.cache.entry import decode_entry, encode_entry, is_clean
+from llmgather.cache.entry import decode_entry, encode_entry, is_clean, raw_answer
 
-__all__ = ["CACHED_BASIS", "CacheCounts", "ResponseCache", "samples"]
+__all__ = ["CACHED_BASIS", "BoundCache", "CacheCounts", "ResponseCache", "body_samples", "samples"]
 
 CACHED_BASIS = "cached"  # a hit's `cost_basis`: it cost nothing, this time
 
@@ -31,6 +32,18 @@ def samples(request: Request) -> bool:
     temperature = request.temperature
     if temperature is None and request.extra:
         temperature = request.extra.get("temperature")
+    return _above_zero(temperature)
+
+
+def body_samples(body: Mapping[str, Any]) -> bool:
+    """`samples` for a body already in a provider's dialect (a gateway's): its temperature is
+    at the top (OpenAI, Anthropic) or in Gemini's `generationConfig`."""
+    config = body.get("generationConfig")
+    nested = config.get("temperature") if isinstance(config, dict) else None
+    return _above_zero(body.get("temperature", nested))
+
+
+def _above_zero(temperature: object) -> bool:
     return not isinstance(temperature, int | float) or temperature > 0
 
 
@@ -59,24 +72,40 @@ class ResponseCache:
     def where(self) -> str:
         return self.store.where
 
-    def admits(self, request: Request) -> bool:
-        if self.always or not samples(request):
+    def admits(self, request: Request | Mapping[str, Any]) -> bool:
+        """Whether the cache may answer `request` (or a provider's body): see `samples`."""
+        sampled = body_samples(request) if isinstance(request, Mapping) else samples(request)
+        if self.always or not sampled:
             return True
         self.counts.passed += 1
         return False
 
     async def look_up(self, key: str) -> Completion | None:
+        entry = await self._entry(key)
+        return None if entry is None else decode_entry(entry)
+
+    async def look_up_relayed(self, key: str) -> tuple[Completion, bytes] | None:
+        """The answer under `key` and the provider's answer as it came, for a gateway to
+        relay; None (a miss) when the entry kept no such answer."""
+        entry = await self._entry(key)
+        raw = None if entry is None else raw_answer(entry)
+        if entry is None or raw is None:
+            return None
+        return decode_entry(entry), raw
+
+    async def _entry(self, key: str) -> bytes | None:
         (entry,) = await self.store.get_many((key,))
         if entry is None:
             self.counts.misses += 1
-            return None
-        self.counts.hits += 1
-        return decode_entry(entry)
+        else:
+            self.counts.hits += 1
+        return entry
 
-    async def keep(self, key: str, completion: Completion) -> None:
-        """Stores `completion` under `key` if it finished cleanly."""
+    async def keep(self, key: str, completion: Completion, raw: bytes | None = None) -> None:
+        """Stores `completion` (and `raw`, the provider's answer as it came) under `key` if
+        it finished cleanly."""
         if is_clean(completion):
-            await self.store.put(key, encode_entry(completion))
+            await self.store.put(key, encode_entry(completion, raw))
             self.counts.stored += 1
 
     async def aclose(self) -> None:

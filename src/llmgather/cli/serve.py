@@ -11,6 +11,7 @@ import click
 from llmgather._config import Limits
 from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
+from llmgather.cache.open import DEFAULT, cache_setting
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._listen import listening_socket
 from llmgather.cli._options import FiniteFloat, secret_file, sending_options
@@ -87,6 +88,17 @@ EXIT_USAGE = 2
     metavar="MB",
     help="The largest body POST /v1/jobs takes; a larger one is refused (413) as it arrives.",
 )
+@click.option(
+    "--cache",
+    "cache_values",
+    multiple=True,
+    is_flag=False,
+    flag_value=DEFAULT,
+    metavar="[PATH|URL|always]",
+    help="Answer whole (not streamed) requests seen before from a response cache: alone, a "
+    "SQLite file in --jobs-dir; a PATH (--cache=PATH) or a redis:// URL to share it. "
+    "Temperature above 0 (or none) is sent anyway unless `--cache always`.",
+)
 def serve_command(
     host: str,
     port: int,
@@ -103,6 +115,7 @@ def serve_command(
     max_attempts: int,
     max_retry_wait: float,
     timeout: float,
+    cache_values: tuple[str, ...],
 ) -> None:
     """Serve /generate, an OpenAI, Anthropic and Gemini gateway, jobs and /metrics, all
     sending through one engine under one set of limits."""
@@ -131,6 +144,7 @@ def serve_command(
             retention_max=retention_max,
             max_job_bytes=max_job_mb * 1024 * 1024,
             host=host,
+            cache=cache_setting(cache_values),
         )
         # The provider's key variables are read here, as `run` reads them, and nowhere deeper.
         app = create_app(settings, env=os.environ)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from llmgather._config import DEFAULT_TIMEOUT_S, Limits
 from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
+from llmgather.cache.open import CacheSetting
 
 if TYPE_CHECKING:
     from llmgather.sim.config import SimConfig
@@ -49,6 +50,7 @@ class ServiceSettings:
     key_recheck_s: float = FIRST_KEY_RECHECK_S
     host: str = "127.0.0.1"
     simulator: SimConfig | None = None  # for the embedded simulator, when one starts
+    cache: CacheSetting | None = None  # answers seen before, from a response cache (`--cache`)
 
     def __post_init__(self) -> None:
         if not self.host.strip():

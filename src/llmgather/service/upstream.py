@@ -20,9 +20,11 @@ from llmgather._config import Timeouts
 from llmgather._engine import Engine
 from llmgather._link import Link, LinkOptions, open_link
 from llmgather._types import Completion, Outcome, Request, Result
+from llmgather.cache import open_cache
 from llmgather.limits import Cost, LocalLimiter
 from llmgather.limits.tokens import request_cost
 from llmgather.providers.registry import Target, resolve_target, secrets_redactor
+from llmgather.service.cached import ServiceCache
 from llmgather.service.queueing import Departure
 from llmgather.service.settings import ServiceSettings
 from llmgather.transport import HttpRequest, Proxies
@@ -43,6 +45,7 @@ class Upstream:
         )
         self.limiter = LocalLimiter(settings.limits)
         self._link: Link | None = None
+        self._cache: ServiceCache | None = None
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -67,6 +70,15 @@ class Upstream:
         settings = self.settings
         # The proxy variables, read at the edge; the built-in simulator is reached directly.
         proxies = None if self.target.simulated else Proxies.from_env(self._env)
+        cache = None
+        if settings.cache is not None:
+            # The default file lives with the service's jobs, as a job's beside its store.
+            await asyncio.to_thread(settings.jobs_dir.mkdir, parents=True, exist_ok=True)
+            cache = await open_cache(settings.cache, beside=str(settings.jobs_dir))
+            self._stack.push_async_callback(cache.aclose)
+            self._cache = ServiceCache(
+                cache, provider=self.target.provider, simulated=self.target.simulated
+            )
         options = LinkOptions(
             workers=settings.limits.concurrency,
             retry=settings.retry,
@@ -74,6 +86,7 @@ class Upstream:
             proxies=proxies,
             redactor=self.redactor,
             simulator=settings.simulator,
+            cache=cache,  # the jobs' prompts go through the link's own send
         )
         link = await open_link(self._stack, self.target, self.limiter, options)
         self._link = await self._stack.enter_async_context(link)
@@ -112,7 +125,14 @@ class Upstream:
     ) -> Result:
         """The call through the engine (its limits, its retries); the Result's `value` is the
         upstream's answer when `relay`. Raises ClientGone if the client left before the
-        send (nothing was sent, no budget spent)."""
+        send (nothing was sent, no budget spent). With a cache, an answer it holds comes back
+        at once (`cached`), and a clean new one is kept."""
+        cache = self._cache
+        key = None if cache is None else cache.key(http)
+        if key is not None:
+            assert cache is not None
+            if (hit := await cache.look_up(key, relay=relay)) is not None:
+                return hit
         call = CallRequest(
             messages=(),
             fn=self.link.send_http,
@@ -120,7 +140,11 @@ class Upstream:
             cost=cost,
             before_send=departure.leave,
         )
-        return await self.engine.run_one(call)
+        result = await self.engine.run_one(call)
+        if key is not None:
+            assert cache is not None
+            await cache.keep(key, result, relay=relay)
+        return result
 
     async def recheck_key(self) -> bool:
         """After the upstream refused the key: whether it takes it now, asked with a request
