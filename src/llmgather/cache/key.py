@@ -12,6 +12,7 @@ fields were ordered. The stream flag and its options, and fields that only label
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -33,6 +34,7 @@ _BOOKKEEPING = frozenset({"stream", "stream_options", "metadata", "user", "store
 _QUERY_BOOKKEEPING = frozenset({"key", "alt", "api-key", "api_key"})
 
 
+@functools.lru_cache(maxsize=64)  # a link sends to one URL per model: parsed once, not per item
 def endpoint_of(url: str, *, simulated: bool = False) -> str:
     """The endpoint a request goes to, as keyed: host, port and path, and the query less any
     key or delivery mode. Credentials in the URL are never part of it."""

@@ -1,14 +1,12 @@
 """The cache in Redis, shared by every process and machine that names the same URL.
 
 Entries are the fields of one hash (`{prefix}:entries`), counts those of another
-(`{prefix}:counts`). Lookups made at once by many workers are gathered into one `HMGET`
-per turn of the event loop, so a rerun of ten thousand items asks Redis a few hundred
-times, not ten thousand.
+(`{prefix}:counts`). The lookups of many workers come gathered (`ResponseCache` asks once
+per turn of the event loop): one `HMGET` each.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +27,6 @@ class RedisCacheStore:
         self._redis: Any = _redis.connect(url, what="--cache")
         self._entries = f"{prefix}:entries"
         self._counts = f"{prefix}:counts"
-        self._waiting: dict[str, list[asyncio.Future[bytes | None]]] = {}
-        self._flush: asyncio.Task[None] | None = None
         self._hits = self._misses = 0
 
     async def check(self) -> None:
@@ -38,41 +34,13 @@ class RedisCacheStore:
         await _redis.retried(self._redis.ping, self._url, attempts=_ATTEMPTS)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        loop = asyncio.get_running_loop()
-        futures = []
-        for key in keys:
-            future: asyncio.Future[bytes | None] = loop.create_future()
-            self._waiting.setdefault(key, []).append(future)
-            futures.append(future)
-        if self._flush is None:
-            # Runs once the other workers of this turn have asked too.
-            self._flush = asyncio.create_task(self._look_up_waiting())
-        entries = list(await asyncio.gather(*futures))
+        entries: list[bytes | None] = await _redis.retried(
+            lambda: self._redis.hmget(self._entries, list(keys)), self._url, attempts=_ATTEMPTS
+        )
         hits = sum(entry is not None for entry in entries)
         self._hits += hits
         self._misses += len(keys) - hits
         return entries
-
-    async def _look_up_waiting(self) -> None:
-        await asyncio.sleep(0)
-        waiting, self._waiting, self._flush = self._waiting, {}, None
-        keys = list(waiting)
-        try:
-            found = await _redis.retried(
-                lambda: self._redis.hmget(self._entries, keys), self._url, attempts=_ATTEMPTS
-            )
-        except BaseException as error:
-            for futures in waiting.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(error)
-            if isinstance(error, Exception):
-                return
-            raise
-        for key, entry in zip(keys, found, strict=True):
-            for future in waiting[key]:
-                if not future.done():
-                    future.set_result(entry)
 
     async def put(self, key: str, entry: bytes) -> None:
         await _redis.retried(

@@ -12,6 +12,7 @@ it counts as above 0 too.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,10 @@ class ResponseCache:
         self.store = store
         self.always = always
         self.counts = CacheCounts()
+        # Lookups asked in one turn of the event loop (by many workers at once), answered by
+        # one `get_many`: a rerun of ten thousand items asks the store a few hundred times.
+        self._asked: dict[str, list[asyncio.Future[bytes | None]]] = {}
+        self._answering: asyncio.Task[None] | None = None
 
     @property
     def where(self) -> str:
@@ -94,12 +99,34 @@ class ResponseCache:
         return decode_entry(entry), raw
 
     async def _entry(self, key: str) -> bytes | None:
-        (entry,) = await self.store.get_many((key,))
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._asked.setdefault(key, []).append(future)
+        if self._answering is None:
+            self._answering = asyncio.create_task(self._answer_asked())
+        entry = await future
         if entry is None:
             self.counts.misses += 1
         else:
             self.counts.hits += 1
         return entry
+
+    async def _answer_asked(self) -> None:
+        await asyncio.sleep(0)  # the other workers of this turn ask too
+        asked, self._asked, self._answering = self._asked, {}, None
+        try:
+            entries = await self.store.get_many(list(asked))
+        except BaseException as error:
+            for futures in asked.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+            if isinstance(error, Exception):
+                return  # raised to every worker that asked
+            raise
+        for futures, entry in zip(asked.values(), entries, strict=True):
+            for future in futures:
+                if not future.done():
+                    future.set_result(entry)
 
     async def keep(self, key: str, completion: Completion, raw: bytes | None = None) -> None:
         """Stores `completion` (and `raw`, the provider's answer as it came) under `key` if
