@@ -18,3 +18,4 @@ def test_a_rerun_with_one_line_changed_sends_one_request_with_the_cache(tmp_path
     shown = result.to_dict()
     assert [run["requests"] for run in shown["runs"]] == [120, 120, 1]
     assert shown["cached_vs_first"] == round(cached.wall_s / first.wall_s, 4)
+    assert 0 < cached.job_s < cached.wall_s and 0 < first.job_s < first.wall_s

@@ -35,11 +35,14 @@ LATENCY_MS = 200.0
 @dataclass(frozen=True, slots=True)
 class CacheRun:
     """One `llmgather run`: the requests the simulator received, its wall time (process
-    start to exit), the items its lines show answered from the cache, and its exit code."""
+    start to exit, Python's start-up included), the job's own time (its summary's
+    `elapsed_s`: input read to output written), the items its lines show answered from the
+    cache, and its exit code."""
 
     name: str
     requests: int
     wall_s: float
+    job_s: float
     cached_lines: int
     exit_code: int
 
@@ -64,6 +67,11 @@ class CacheRerun:
     def cached_vs_uncached(self) -> float:
         return self.cached.wall_s / self.uncached.wall_s
 
+    @property
+    def cached_vs_first_job(self) -> float:
+        """The same ratio of the jobs' own times (without the processes' start-up)."""
+        return self.cached.job_s / self.first.job_s
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "items": self.items,
@@ -72,6 +80,7 @@ class CacheRerun:
             "runs": [asdict(run) for run in (self.first, self.uncached, self.cached)],
             "cached_vs_first": round(self.cached_vs_first, 4),
             "cached_vs_uncached": round(self.cached_vs_uncached, 4),
+            "cached_vs_first_job": round(self.cached_vs_first_job, 4),
         }
 
 
@@ -97,7 +106,7 @@ def run_cost_cache(
                 sys.executable, "-m", "llmgather", "run", str(prompts), "-o", str(work / output),
                 "--model", "openai:gpt-4o-mini", "--base-url", sim.base_url + "/v1",
                 "--api-key", "bench", "--concurrency", str(concurrency),
-                "--max-tokens", str(MAX_TOKENS), "--temperature", "0", "--quiet", *extra,
+                "--max-tokens", str(MAX_TOKENS), "--temperature", "0", "--quiet", "--json", *extra,
             ]  # fmt: skip
             before = int(sim.stats()["received"])
             started = time.perf_counter()
@@ -105,7 +114,8 @@ def run_cost_cache(
             wall = time.perf_counter() - started
             received = int(sim.stats()["received"]) - before
             cached = (work / output).read_bytes().count(b'"cached":true')
-            return CacheRun(name, received, round(wall, 3), cached, done.returncode)
+            job_s = float(orjson.loads(done.stdout)["elapsed_s"]) if done.stdout else float("nan")
+            return CacheRun(name, received, round(wall, 3), job_s, cached, done.returncode)
 
         first = run("first run (--cache)", "first.jsonl", cache)
         lines[0] = {**lines[0], "prompt": lines[0]["prompt"] + " Answer in one word."}
