@@ -119,7 +119,7 @@ def test_any_change_of_a_keyed_field_misses_and_bookkeeping_does_not(
         assert "cached" not in lines[0], name
 
 
-def test_errors_and_answers_cut_by_max_tokens_are_not_kept(tmp_path: Path) -> None:
+def test_errors_cut_streams_and_answers_cut_by_max_tokens_are_not_kept(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.jsonl", 3)
     cache = f"--cache={tmp_path / 'cache.sqlite'}"
     with EmbeddedSimulator(SimConfig(seed=1, faults=FaultPlan((("500", 1.0),)))) as failing:
@@ -129,6 +129,12 @@ def test_errors_and_answers_cut_by_max_tokens_are_not_kept(tmp_path: Path) -> No
         run(failing, prompts, tmp_path / "e2.jsonl", cache, "--temperature", "0",
             "--max-attempts", "1")  # fmt: skip
         assert received(failing) == 6  # nothing was kept: every request went out again
+    with EmbeddedSimulator(SimConfig(seed=1, faults=FaultPlan((("cut", 1.0),)))) as cutting:
+        for out in ("s1.jsonl", "s2.jsonl"):  # streams cut off before their end
+            lines = run(cutting, prompts, tmp_path / out, cache, "--temperature", "0",
+                        "--stream", "--max-attempts", "1")  # fmt: skip
+            assert {line["error"]["type"] for line in lines} == {"TruncatedStreamError"}
+        assert received(cutting) == 6
     with EmbeddedSimulator(SimConfig(seed=1)) as sim:
         for out in ("c1.jsonl", "c2.jsonl"):
             lines = run(sim, prompts, tmp_path / out, cache, "--temperature", "0",
