@@ -42,7 +42,9 @@ def test_tiktoken_offline_agrees_with_an_independent_encoder(
         import bpe_openai
     other = bpe_openai.get_encoding(name)
     for text in TEXTS:
-        assert loaded.encoding.encode_ordinary(text) == other.encode(text, disallowed_special=()), text
+        assert loaded.encoding.encode_ordinary(text) == other.encode(text, disallowed_special=()), (
+            text
+        )
 
 
 def test_a_corrupt_cached_file_is_replaced(tmp_path: Path) -> None:

@@ -87,13 +87,14 @@ def _render(estimate: Estimate, target: Target) -> None:
 
     say(f"Dry run, nothing sent: {target.describe()}")
     invalid = (
-        f" (+ {estimate.invalid:,} invalid input lines, which a run records as failed items)"
+        f" (+ {estimate.invalid:,} invalid input line{'s' if estimate.invalid > 1 else ''},"
+        " which a run records as failed items)"
         if estimate.invalid
         else ""
     )
     say(f"items          {estimate.items:,}{invalid}")
     for line in estimate.invalid_lines:
-        say(f"  {(line)}")
+        say(f"  {line}")
     if estimate.invalid > len(estimate.invalid_lines):
         say(f"  … and {estimate.invalid - len(estimate.invalid_lines):,} more")
     how = (
@@ -101,7 +102,7 @@ def _render(estimate: Estimate, target: Target) -> None:
         if estimate.exact
         else "approximated, about 4 characters a token: " + "; ".join(estimate.approximate_because)
     )
-    say(f"input tokens   {estimate.input_tokens:,} ({(how)})")
+    say(f"input tokens   {estimate.input_tokens:,} ({how})")
     expected = (
         "unknown" if estimate.output_expected is None else f"{estimate.output_expected:,} expected"
     )
@@ -110,8 +111,8 @@ def _render(estimate: Estimate, target: Target) -> None:
         if estimate.output_worst is not None
         else f"no bound: {estimate.unbounded:,} items set no max_tokens (pass --max-tokens)"
     )
-    say(f"output tokens  {expected} ({(estimate.expected_from)}); {worst}")
-    say(f"cost (USD)     {_cost_range(estimate)}  [{(estimate.prices)}]")
+    say(f"output tokens  {expected} ({estimate.expected_from}); {worst}")
+    say(f"cost (USD)     {_cost_range(estimate)}  [{estimate.prices}]")
     say(f"time           {_time(estimate)}")
 
 
@@ -138,17 +139,14 @@ def _time(estimate: Estimate) -> str:
         return (
             "no limit given (--rpm, --tpm, --itpm, --otpm, --rpd): as fast as the provider answers"
         )
-    expected = (
-        f"{_duration(estimate.time_expected_s)} expected, "
-        if estimate.time_expected_s is not None
-        else ""
-    )
-    worst = (
-        f"{_duration(estimate.time_worst_s)} worst case"
-        if estimate.time_worst_s is not None
-        else "no worst case"
-    )
-    return f"at least {expected}{worst}, set by --{estimate.bound_by}"
+    expected, worst = estimate.time_expected_s, estimate.time_worst_s
+    if expected == worst or (worst is None and expected is not None):
+        shown = _duration(expected) + ("" if worst is not None else " expected; no worst case")
+    elif expected is None:
+        shown = f"{_duration(worst)} worst case"
+    else:
+        shown = f"{_duration(expected)} expected, {_duration(worst)} worst case"
+    return f"at least {shown}, set by --{estimate.bound_by}"
 
 
 def _usd(value: Decimal | None) -> str:

@@ -14,7 +14,7 @@ the same `Prices` a run uses, so a `--prices` file counts here too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -171,7 +171,7 @@ def _add(
     else:
         tally.output_expected += expected
         if low is not None:
-            tally.cost_expected += price(round(expected)) or Decimal(0)
+            tally.cost_expected += _between(price, expected)
     worst = expectation.worst(max_tokens)
     if worst is None:
         tally.unbounded += 1
@@ -179,6 +179,17 @@ def _add(
         tally.output_worst += worst
         if low is not None:
             tally.cost_worst += price(worst) or Decimal(0)
+
+
+def _between(price: Callable[[int], Decimal | None], output: float) -> Decimal:
+    """The price of a fractional `output` (an average): between those of the whole numbers
+    around it, so a mean of 39.3 tokens is not priced as 39 on every item."""
+    whole = math.floor(output)
+    below = price(whole) or Decimal(0)
+    if output == whole:
+        return below
+    above = price(whole + 1) or Decimal(0)
+    return below + (above - below) * Decimal(str(output - whole))
 
 
 def _finish(

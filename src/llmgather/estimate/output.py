@@ -78,7 +78,7 @@ def expectation_for(
             bound,
             simulated=True,
         )
-    return OutputExpectation(None, "unknown: give --expect-output-tokens N", bound)
+    return OutputExpectation(None, "no figure: pass --expect-output-tokens N", bound)
 
 
 def _store_average(output_path: str) -> tuple[float, int] | None:
