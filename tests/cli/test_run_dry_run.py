@@ -55,7 +55,7 @@ def test_the_readme_command_prints_the_figures_and_writes_nothing(tmp_path: Path
     assert f'{prompts}:22: field "prompt" must be a non-empty string' in out
     inputs = sum(sim_count(f"Question {i}?") for i in range(20))
     assert f"input tokens   {inputs:,} (counted with the simulator's own count)" in out
-    assert "1,000 at most (max_tokens)" in out
+    assert "1,000 at most (max_tokens, else the simulator's longest answer)" in out
     assert "cost (USD)     $" in out and "worst case  [genai-prices " in out
     assert "time           at least 2.0 s, set by --rpm" in out
     # Nothing beside the input, and no simulator banner: none was started.
@@ -80,7 +80,8 @@ def test_json_has_the_documented_shape(tmp_path: Path) -> None:
     ]
     assert data["input_tokens_exact"] is True and data["approximate_because"] == []
     output = data["output_tokens"]
-    assert set(output) == {"expected", "worst", "expected_from", "unbounded_items"}
+    assert set(output) == {"expected", "worst", "expected_from", "worst_from", "unbounded_items"}
+    assert output["worst_from"] == "max_tokens, else the simulator's longest answer"
     assert output["worst"] == 5 * 30 and output["unbounded_items"] == 0
     assert 5 * 16 <= output["expected"] <= 5 * 30
     cost = data["cost_usd"]
@@ -144,7 +145,7 @@ def test_without_a_tokenizer_the_approximation_is_said(tmp_path: Path) -> None:
         "publishes no offline tokenizer" in anthropic.stdout
     )
     # Anthropic's adapter sends a max_tokens of its own: the worst case is bounded by it.
-    assert "at most (max_tokens)" in anthropic.stdout
+    assert "at most (max_tokens, else the provider's default)" in anthropic.stdout
     # tiktoken's cache turned off: no file can be read, so the approximation, and why.
     no_cache = run_cli(
         "run", str(prompts), "--dry-run", "--json", "--model", "openai:gpt-4o-mini",

@@ -107,7 +107,7 @@ def _render(estimate: Estimate, target: Target) -> None:
         "unknown" if estimate.output_expected is None else f"{estimate.output_expected:,} expected"
     )
     worst = (
-        f"{estimate.output_worst:,} at most (max_tokens)"
+        f"{estimate.output_worst:,} at most ({estimate.worst_from})"
         if estimate.output_worst is not None
         else f"no bound: {estimate.unbounded:,} items set no max_tokens (pass --max-tokens)"
     )

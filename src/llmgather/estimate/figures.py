@@ -48,6 +48,7 @@ class Estimate:
     output_expected: int | None
     output_worst: int | None
     expected_from: str
+    worst_from: str
     unbounded: int
     cost_input: Decimal | None
     cost_expected: Decimal | None
@@ -78,6 +79,7 @@ class Estimate:
                 "expected": self.output_expected,
                 "worst": self.output_worst,
                 "expected_from": self.expected_from,
+                "worst_from": self.worst_from,
                 "unbounded_items": self.unbounded,
             },
             "cost_usd": {
@@ -213,6 +215,7 @@ def _finish(
         output_expected=expected_output,
         output_worst=worst_output,
         expected_from=expectation.source,
+        worst_from=expectation.worst_from,
         unbounded=tally.unbounded,
         cost_input=tally.cost_input if priced else None,
         cost_expected=tally.cost_expected if priced and tally.expected_known else None,

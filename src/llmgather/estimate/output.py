@@ -37,6 +37,9 @@ class OutputExpectation:
     source: str
     bound: int | None = None
     simulated: bool = False
+    # What sets the worst case, for the user: an item's max_tokens, and where none is given,
+    # the bound's source.
+    worst_from: str = "max_tokens"
 
     def worst(self, max_tokens: int | None) -> int | None:
         """The most output an item with this `max_tokens` may produce (None: unbounded)."""
@@ -63,13 +66,31 @@ def expectation_for(
     """The expectation for a run (see the module's list): `given` is --expect-output-tokens,
     `default_max_tokens` what the provider's adapter sends when an item sets none."""
     bound = MAX_WORDS if simulated else default_max_tokens
+    worst_from = (
+        "max_tokens, else the simulator's longest answer"
+        if simulated
+        else "max_tokens, else the provider's default"
+        if default_max_tokens is not None
+        else "max_tokens"
+    )
+    return _expectation(given, output_path, simulated, bound, worst_from)
+
+
+def _expectation(
+    given: int | None, output_path: str | None, simulated: bool, bound: int | None, worst_from: str
+) -> OutputExpectation:
     if given is not None:
-        return OutputExpectation(float(given), "--expect-output-tokens", bound)
+        return OutputExpectation(
+            float(given), "--expect-output-tokens", bound, worst_from=worst_from
+        )
     finished = _store_average(output_path) if output_path else None
     if finished is not None:
         mean, done = finished
         return OutputExpectation(
-            mean, f"the average of {done:,} finished items in the job store", bound
+            mean,
+            f"the average of {done:,} finished items in the job store",
+            bound,
+            worst_from=worst_from,
         )
     if simulated:
         return OutputExpectation(
@@ -77,8 +98,11 @@ def expectation_for(
             f"the simulator's answers ({MIN_WORDS}-{MAX_WORDS} tokens)",
             bound,
             simulated=True,
+            worst_from=worst_from,
         )
-    return OutputExpectation(None, "no figure: pass --expect-output-tokens N", bound)
+    return OutputExpectation(
+        None, "no figure: pass --expect-output-tokens N", bound, worst_from=worst_from
+    )
 
 
 def _store_average(output_path: str) -> tuple[float, int] | None:
