@@ -41,6 +41,7 @@ from llmgather.cache.open import DEFAULT, cache_setting
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
 from llmgather.cli._options import BUDGET_FLAGS, FiniteFloat, sending_options
 from llmgather.cli._progress import Progress, describe_limits
+from llmgather.cli.dry_run import dry_run as estimate_run
 from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
 from llmgather.jobs.store import store_path_for
@@ -61,8 +62,7 @@ EXIT_INTERRUPTED = 130
     "-o",
     "--output",
     "output_path",
-    required=True,
-    help="Result JSONL, one line per input (a job store is kept beside it).",
+    help="Result JSONL, one line per input (a job store is kept beside it). Required but with --dry-run.",
 )
 @sending_options
 @click.option(
@@ -150,11 +150,22 @@ EXIT_INTERRUPTED = 130
     "Requests with a temperature above 0 (or none) are sent anyway unless `--cache always` "
     "(combine: --cache always --cache=PATH).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Send nothing: read and check the whole input and print items, invalid lines, tokens, the cost range and the time the limits allow.",
+)
+@click.option(
+    "--expect-output-tokens",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="--dry-run: output tokens an answer is expected to have (default: the average of the finished items of the job store beside -o, else the simulator's, else unknown).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary object at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(
     input_path: str,
-    output_path: str,
+    output_path: str | None,
     model: str | None,
     base_url: str | None,
     api_key: str | None,
@@ -182,6 +193,8 @@ def run_command(
     queue_name: str,
     prices_path: str | None,
     cache_values: tuple[str, ...],
+    dry_run: bool,
+    expect_output_tokens: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -191,7 +204,9 @@ def run_command(
     max_tokens, temperature; or OpenAI Batch API lines), CSV with --column, a .txt file with
     one prompt per line, or - for standard input. Rerun the same command to resume.
     """
-    if queue:
+    if output_path is None and not dry_run:
+        raise click.MissingParameter(param_hint="'-o' / '--output'", param_type="option")
+    if queue and not dry_run:
         _refuse_sending_options_given()
     try:
         prices = None if prices_path is None else chain(prices_path)
@@ -211,7 +226,7 @@ def run_command(
             max_line_bytes=max_line_bytes,
             strict=strict,
         ),
-        output_path=output_path,
+        output_path=output_path or "",
         send=SendOptions(
             model=model,
             base_url=base_url,
@@ -237,6 +252,11 @@ def run_command(
             grace_s=grace_s,
         ),
     )
+    if dry_run:  # the estimate alone: nothing sent, no file written (`cli.dry_run`)
+        code = estimate_run(
+            job_options, expect_output_tokens=expect_output_tokens, as_json=as_json, env=os.environ
+        )
+        raise SystemExit(code)
     progress = Progress(stderr, enabled=not quiet and not as_json)
 
     def started(stats: Callable[..., Any], pending: int, simulated: bool) -> None:
@@ -292,7 +312,7 @@ def run_command(
         shown = f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
         _fail_for(job, shown, as_json=as_json)
     except sqlite3.Error as error:
-        store = store_path_for(output_path)
+        store = store_path_for(job_options.output_path)
         _fail_for(job, f"the job store {store} cannot be used: {error}", as_json=as_json)
     finally:
         progress.close()
