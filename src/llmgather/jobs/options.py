@@ -117,9 +117,12 @@ class SendOptions:
         those given to the job, by name, rather than ignore it."""
         given = [name for name in ("model", "base_url", "api_key") if getattr(self, name)]
         given += [name for name, value in self.limits.budgets().items() if value is not None]
-        given += [
-            name for name in ("limiter", "limiter_key", "stream", "cache") if getattr(self, name)
-        ]
+        given += [name for name in ("limiter", "limiter_key", "stream") if getattr(self, name)]
+        if self.cache is not None:
+            raise ConfigurationError(
+                "--cache: with a work queue the workers send the requests, and they read no "
+                "cache yet; run without --queue to answer from one"
+            )
         if given:
             raise ConfigurationError(
                 f"with a work queue the workers send the requests: {', '.join(given)} are "
