@@ -56,8 +56,12 @@ def test_the_readme_rerun_with_restart_sends_nothing_and_costs_nothing(tmp_path:
         "run", str(prompts), "-o", str(out), "--temperature", "0", "--cache", "--restart", "--json"
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
+    shown = run_cli(
+        "run", str(prompts), "-o", str(out), "--temperature", "0", "--cache", "--restart"
+    )
+    assert "finished: 10 ok (10 from the cache), 0 failed of 10" in shown.stderr
     summary = orjson.loads(again.stdout)
-    assert summary["sent"] == 0 and summary["cost_usd"] == 0
+    assert summary["sent"] == 0 and summary["cost_usd"] == 0 and summary["cached"] == 10
     cached = read_jsonl(out)
     for before, line in zip(sent, cached, strict=True):
         assert line["cached"] is True and "cached" not in before

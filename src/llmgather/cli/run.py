@@ -473,7 +473,9 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
         else ("resumed and finished" if summary.resumed else "finished")
     )
     stderr.print(
-        f"{state}: {summary.ok} ok, {summary.failed} failed"
+        f"{state}: {summary.ok} ok"
+        + (f" ({summary.cached} from the cache)" if summary.cached else "")
+        + f", {summary.failed} failed"
         + (f", {summary.invalid} invalid input lines" if summary.invalid else "")
         + (f", {summary.pending} pending" if summary.pending else "")
         + f" of {summary.total} → {summary.output}  "

@@ -67,6 +67,8 @@ class JobSummary:
     # model has no known price (cost null, not counted).
     cost_usd: float = 0.0
     unpriced: int = 0
+    # Items of this run answered from the response cache (`--cache`): sent nothing, cost 0.
+    cached: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The --json summary, with each learned limit also as `learned_rpm`, `learned_tpm`…,
@@ -119,6 +121,7 @@ def summarise(
         overruled_limits=dict(engine.lowered),
         http_429_holds=engine.http_429_holds,
         resent=engine.resent,
+        cached=engine.cached,
         quota_spent=quota_spent,
         changes=list(changes or ()),
         cost_usd=float(final.cost_usd),
