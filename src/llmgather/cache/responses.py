@@ -72,6 +72,9 @@ class ResponseCache:
         # one `get_many`: a rerun of ten thousand items asks the store a few hundred times.
         self._asked: dict[str, list[asyncio.Future[bytes | None]]] = {}
         self._answering: asyncio.Task[None] | None = None
+        # The event loop keeps only weak references to tasks: each answering one is held
+        # here until it is done.
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def where(self) -> str:
@@ -102,7 +105,9 @@ class ResponseCache:
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._asked.setdefault(key, []).append(future)
         if self._answering is None:
-            self._answering = asyncio.create_task(self._answer_asked())
+            self._answering = task = asyncio.create_task(self._answer_asked())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         entry = await future
         if entry is None:
             self.counts.misses += 1
