@@ -69,7 +69,7 @@ from llmgather._types import Outcome, Request, Result
 from llmgather.limits.base import Limiter
 from llmgather.limits.refusals import RecentRefusals
 from llmgather.pricing import STANDARD, Pricer
-from llmgather.pricing.reserve import capped_cost
+from llmgather.pricing.reserve import SpendLedger, capped_cost
 
 Send = Callable[[Request], Awaitable[Outcome]]
 """Sends one request and returns its outcome, raising an APIError on failure."""
@@ -191,6 +191,8 @@ class Engine:
         # Set by the first request the cost cap refused: nothing more is sent (the cap never
         # refills), and every item left fails at once, without a wait for any other limit.
         self._cap_exhausted: BudgetExhaustedError | None = None
+        # Under a cap, where each send's reservation is recorded before it goes (a job's store).
+        self.ledger: SpendLedger | None = None
 
     @property
     def key_refused(self) -> bool:
@@ -374,6 +376,10 @@ class Engine:
                 return refused  # it went down while we waited: the permit goes back unspent
             if (check := item.request.before_send) is not None:
                 await check()  # raising withdraws it: the permit goes back unspent
+            ledger, attempt = self.ledger, ""
+            if ledger is not None and item.cost.nano_usd:
+                attempt = f"{item.request.id or item.index}:{item.attempts + 1}"
+                await ledger.reserved(attempt, item.cost.nano_usd)  # durable before the send
             # While the server answers there is no outage to check on (the common case: no
             # clock).
             outage = self._outage
@@ -409,6 +415,9 @@ class Engine:
                 self._counters.in_flight -= 1
                 if probe:
                     outage.probing = False
+                if attempt and (priced := item.cost.priced) is not None and hold.usage is not None:
+                    assert ledger is not None
+                    ledger.settled(attempt, priced(hold.usage))  # else charged as reserved
 
     def _refused_unsent(self, item: InFlight) -> Result | None:
         """The item's failure without a send, when a send could only fail: the key was refused,

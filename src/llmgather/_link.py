@@ -29,6 +29,7 @@ from llmgather._types import Outcome, Request, Usage
 from llmgather.limits import Limiter
 from llmgather.limits.open import open_limiter
 from llmgather.pricing import STANDARD, Pricer, Prices, chain
+from llmgather.pricing.reserve import SpendLedger
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, secrets_redactor
 from llmgather.transport import Http11Transport, HttpRequest, MockTransport, Proxies, Transport
@@ -105,6 +106,8 @@ class Link:
         self.capped = isinstance(limits, Limits) and limits.max_cost is not None
         if self.capped:
             refuse_unpriced(self.pricer)
+        # Where a capped job's store records each send's reservation (set before entering).
+        self.ledger: SpendLedger | None = None
         self._stream = options.stream
         self.base_url: str | None = None  # where requests go, once entered
         self._provider: Provider | None = None
@@ -153,6 +156,7 @@ class Link:
                 pricer=self.pricer,
                 capped=self.capped,
             )
+            self._engine.ledger = self.ledger
             self._stack = stack.pop_all()
         return self
 

@@ -283,7 +283,7 @@ def run_command(
         raise SystemExit(EXIT_HALTED)  # stopped by the provider's answer; a rerun resumes
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
-    incomplete = summary.failed or summary.invalid or summary.pending
+    incomplete = summary.failed or summary.invalid or summary.pending or summary.unsent
     raise SystemExit(EXIT_SOME_FAILED if incomplete else EXIT_OK)
 
 
@@ -331,6 +331,7 @@ def _in_cli_terms(summary: JobSummary) -> JobSummary:
             summary.invalid,
             terms=CLI_TERMS,
             quota_spent=summary.quota_spent,
+            unsent=summary.unsent,
         ),
     )
 
@@ -404,6 +405,10 @@ async def _run_with_signals(job: Job, progress: Progress, *, as_json: bool) -> J
 
 def _spent(summary: JobSummary) -> str:
     unpriced = f" ({summary.unpriced:,} unpriced)" if summary.unpriced else ""
+    if summary.max_cost is not None and summary.spent_usd is not None:
+        cap = f"{summary.max_cost:,.6f}".rstrip("0")
+        cap = cap + "0" * (2 - len(cap.partition(".")[2]))  # $25.00, $0.0005
+        return f"${summary.spent_usd:,.6f} spent of the ${cap} cap{unpriced}"
     return f"${summary.cost_usd:,.6f} spent{unpriced}"
 
 
@@ -435,6 +440,7 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
     )
     stderr.print(
         f"{state}: {summary.ok} ok, {summary.failed} failed"
+        + (f", {summary.unsent} unsent (the cost cap)" if summary.unsent else "")
         + (f", {summary.invalid} invalid input lines" if summary.invalid else "")
         + (f", {summary.pending} pending" if summary.pending else "")
         + f" of {summary.total} → {summary.output}  "

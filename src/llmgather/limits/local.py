@@ -217,6 +217,13 @@ class LocalLimiter:
             queued=self._queued,
         )
 
+    def spent_before(self, nano_usd: int) -> None:
+        """Count what a resumed job spent in its earlier runs against the cost cap (if any):
+        the cap is the job's, over all its runs."""
+        budget = self._budgets.get(CAP)
+        if budget is not None and budget.cap is not None:
+            budget.cap.used += nano_usd
+
     def remaining(self) -> dict[str, float]:
         """What each budget in force lets out at once now, by name (see `Budget.remaining`):
         read-only, for metrics."""

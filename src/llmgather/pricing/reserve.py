@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from decimal import ROUND_CEILING, Decimal
+from typing import Protocol
 
 from llmgather._types import COST_QUANTUM, Request, Usage
 from llmgather.limits.base import Cost
@@ -17,7 +18,20 @@ from llmgather.limits.budgets import NANO
 from llmgather.limits.tokens import input_token_bound
 from llmgather.pricing.pricer import Pricer
 
-__all__ = ["capped_cost", "nano_usd"]
+__all__ = ["SpendLedger", "capped_cost", "nano_usd"]
+
+
+class SpendLedger(Protocol):
+    """Where a capped run keeps what each attempt reserved and what it settled to (a job's
+    store), so a resumed job goes on from what was really spent. `attempt` names one send."""
+
+    async def reserved(self, attempt: str, nano_usd: int) -> None:
+        """Returns once the reservation is durable: only then is the request sent."""
+        ...
+
+    def settled(self, attempt: str, nano_usd: int) -> None:
+        """The attempt's real cost (0: the server took nothing); kept as it comes."""
+        ...
 
 
 def nano_usd(cost: Decimal) -> int:
