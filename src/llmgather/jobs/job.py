@@ -269,8 +269,6 @@ class Job:
         try:
             if self.options.flags.retry_failed:
                 await asyncio.to_thread(store.reset_failed)
-            # What a spent cost cap left unsent was never sent: every rerun sends it.
-            await asyncio.to_thread(store.reset_unsent)
             await asyncio.to_thread(rewrite_output, store, output)
             await asyncio.to_thread(store.mark_state, "running")
             stats = await asyncio.to_thread(store.stats)
@@ -370,7 +368,10 @@ class Job:
         # no result of an old request is taken for a new one.
         epoch = await asyncio.to_thread(store.epoch)
         identity = f"{sorted(self.options.params(sender.target).items())}:{epoch}"
-        await sender.prepared(identity, retry_failed=flags.retry_failed)
+        # What a spent cost cap left unsent was never sent: every rerun sends it (a queue's
+        # results of it, kept in Redis, are forgotten as for the failed items sent again).
+        unsent = await asyncio.to_thread(store.reset_unsent)
+        await sender.prepared(identity, retry_failed=flags.retry_failed or unsent > 0)
 
     def _read(
         self, path: str, warn: Callable[[str], None] | None = None

@@ -15,7 +15,8 @@ from it only because it must run where the state lives. One hash holds the scala
     day_total            what the per-day window holds
     paused_until, backoff, penalties    the shared hold after a 429 or an outage
     cap_used, cap_out, cap_exhausted    the cost cap (`limits.cap`): spent or reserved,
-                         the reservations still open, and whether it refused a send (for good)
+                         the reservations still open, and the cap at which it refused a send
+                         (for good, unless a higher cap is given)
 
 beside a sorted set of concurrency leases (member: lease id, score: expiry), the per-day
 window as slots of a minute (a sorted set of slot -> last take, a hash of slot -> amount), and
@@ -181,13 +182,15 @@ local function live_leases(now)
 end
 
 -- the cost cap: nil when `b` fits; 'wait' while open reservations may give money back;
--- 'exhausted' (for good) when nothing could free room
+-- 'exhausted' (for good, at this cap: `cap_exhausted` holds the cap it was exhausted at, and a
+-- rerun with a higher one goes on from what was spent) when nothing could free room
 local function cap_refusal(b)
-  if redis.call('HGET', state, 'cap_exhausted') then return 'exhausted' end
+  local at = num(redis.call('HGET', state, 'cap_exhausted'), nil)
+  if at ~= nil and b.limit <= at then return 'exhausted' end
   local used = num(redis.call('HGET', state, 'cap_used'), 0)
   if used + b.amount <= b.limit then return nil end
   if num(redis.call('HGET', state, 'cap_out'), 0) > 0 then return 'wait' end
-  redis.call('HSET', state, 'cap_exhausted', '1')
+  redis.call('HSET', state, 'cap_exhausted', str(b.limit))
   return 'exhausted'
 end
 """
