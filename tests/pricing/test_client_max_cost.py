@@ -28,7 +28,7 @@ async def test_a_client_spends_no_more_than_its_cap_and_fails_the_rest_unsent() 
 
 
 async def test_a_client_with_a_cap_refuses_a_model_it_cannot_price() -> None:
-    with pytest.raises(llmgather.ConfigurationError, match="my-local-model.*--prices"):
+    with pytest.raises(llmgather.ConfigurationError, match=r"my-local-model.*--prices"):
         llmgather.Client("my-local-model", base_url="http://127.0.0.1:9/v1", api_key="k",
                          max_cost=1.0, env={})  # fmt: skip
     with pytest.raises(llmgather.ConfigurationError, match="cost="):
