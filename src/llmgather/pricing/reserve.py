@@ -18,7 +18,7 @@ from llmgather.limits.budgets import NANO
 from llmgather.limits.tokens import input_token_bound
 from llmgather.pricing.pricer import Pricer
 
-__all__ = ["SpendLedger", "capped_cost", "nano_usd"]
+__all__ = ["SpendLedger", "capped_cost", "capped_cost_bounded", "nano_usd"]
 
 
 class SpendLedger(Protocol):
@@ -42,8 +42,15 @@ def nano_usd(cost: Decimal) -> int:
 def capped_cost(cost: Cost, request: Request, pricer: Pricer) -> Cost | None:
     """`cost` with its worst case in nano-dollars and the pricing of its real usage; None when
     the model has no price (the caller refuses to send it under a cap: fail closed)."""
-    model = request.model
-    worst = pricer.cost(model, Usage(input_token_bound(request.messages), cost.output_tokens))
+    return capped_cost_bounded(cost, input_token_bound(request.messages), request.model, pricer)
+
+
+def capped_cost_bounded(
+    cost: Cost, input_bound: int, model: str | None, pricer: Pricer
+) -> Cost | None:
+    """As `capped_cost`, given the input's token bound (a relayed body's length in bytes: it
+    holds the prompt's text at least once; `model` None: the pricer's)."""
+    worst = pricer.cost(model, Usage(input_bound, cost.output_tokens))
     if worst is None:
         return None
 
