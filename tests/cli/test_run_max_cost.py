@@ -148,3 +148,5 @@ def test_the_readme_command_stops_at_the_cap(tmp_path: Path) -> None:
     assert "unsent (the cost cap)" in done.stderr
     assert "spent of the $0.001 cap" in done.stderr.replace("0.0010", "0.001")
     assert "Rerun with a higher --max-cost to send exactly those" in done.stderr
+    status = run_cli("status", str(out))
+    assert "unsent (cost cap)" in status.stdout
