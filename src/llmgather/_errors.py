@@ -286,8 +286,12 @@ class BudgetExhaustedError(PermanentError):
     and no reservation outstanding could free room: it is not sent, nor is anything after it.
 
     Not a 429 and never retried: the limiter raises it instead of waiting. `spent` and `cap`
-    are in USD (`spent` counts what is reserved for answers not yet settled too).
+    are in USD (`spent` counts what is reserved for answers not yet settled too). An item it
+    stops is an error line of type `budget_exhausted` (`line_type`), as an invalid input line
+    is one of `invalid_input`: not sent, neither failed nor done.
     """
+
+    line_type = "budget_exhausted"
 
     def __init__(self, *, spent: int, cap: int, needed: int, scale: int) -> None:
         self.spent = Decimal(spent) / scale

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from llmgather.bench.cost_cap import run_cost_cap
 
 
+@pytest.mark.timeout(180)  # four runs, one of them 3 worker processes on Redis
 def test_the_cost_cap_benchmark_runs_small(tmp_path: Path) -> None:
     result = run_cost_cap(tmp_path, items=150, latency_ms=5, timeout=180)
     assert result.needed_usd > 0

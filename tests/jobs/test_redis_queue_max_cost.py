@@ -10,6 +10,7 @@ from pathlib import Path
 
 import genai_prices
 import orjson
+import pytest
 
 from llmgather.sim import EmbeddedSimulator, SimConfig
 from tests.jobs.test_redis_queue import start_coordinator, start_worker, stop_all, write_prompts
@@ -45,6 +46,7 @@ def run_job(
     return coordinator.returncode, orjson.loads(out.splitlines()[-1])
 
 
+@pytest.mark.timeout(240)  # two jobs of 500 items on 3 worker processes each
 def test_three_workers_share_one_cap_and_a_higher_cap_finishes_the_job(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -61,7 +63,7 @@ def test_three_workers_share_one_cap_and_a_higher_cap_finishes_the_job(
         ok = [line for line in lines if line["status"] == "ok"]
         unsent = [line for line in lines if line["status"] != "ok"]
         assert ok and unsent and summary["unsent"] == len(unsent)
-        assert {line["error"]["type"] for line in unsent} == {"BudgetExhaustedError"}
+        assert {line["error"]["type"] for line in unsent} == {"budget_exhausted"}
         assert all(line["attempts"] == 0 for line in unsent)
         spent = sum(Decimal(repr(line["cost"])) for line in ok)
         assert spent <= cap + worst  # three processes, one cap

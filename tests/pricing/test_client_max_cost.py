@@ -19,7 +19,7 @@ async def test_a_client_spends_no_more_than_its_cap_and_fails_the_rest_unsent() 
     ok = [r for r in results if r.ok]
     unsent = [r for r in results if not r.ok]
     assert ok and unsent and len(ok) + len(unsent) == len(prompts)
-    assert all(r.error is not None and r.error.type == "BudgetExhaustedError" for r in unsent)
+    assert all(r.error is not None and r.error.type == "budget_exhausted" for r in unsent)
     assert all(r.attempts == 0 for r in unsent)
     assert isinstance(unsent[0].exception, llmgather.BudgetExhaustedError)
     spent = sum(r.cost for r in ok if r.cost is not None)

@@ -70,7 +70,7 @@ class JobSummary:
     unpriced: int = 0
     # Under a cost cap (`max_cost`, USD): what it counted spent over all the job's runs (each
     # answer's real cost; a send whose cost never came, at its reservation), and the items it
-    # left unsent (error lines of type BudgetExhaustedError; a rerun with a higher cap sends
+    # left unsent (error lines of type budget_exhausted; a rerun with a higher cap sends
     # exactly those).
     max_cost: float | None = None
     spent_usd: float | None = None

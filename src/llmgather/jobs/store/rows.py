@@ -18,7 +18,7 @@ __all__ = ["INVALID_INPUT", "UNSENT_FOR_COST", "item_row", "result_row"]
 INVALID_INPUT = "invalid_input"  # the error type of an input line that cannot be sent
 # The error type of an item a spent cost cap left unsent: neither failed nor done, a rerun
 # with a higher cap sends it.
-UNSENT_FOR_COST = BudgetExhaustedError.__name__
+UNSENT_FOR_COST = BudgetExhaustedError.line_type
 _ERROR_PREFIX_CHARS = 80
 _LOCATION = re.compile(r"^.+?:\d+: ")
 
