@@ -149,6 +149,7 @@ def test_the_readme_command_stops_at_the_cap(tmp_path: Path) -> None:
     done = run_cli("run", str(prompts), "-o", str(out), "--max-cost", "0.001")
     assert done.returncode == 1, done.stderr
     assert "unsent (the cost cap)" in done.stderr
+    assert "--max-cost without --max-tokens" in done.stderr  # its reservations bound nothing
     assert "spent of the $0.001 cap" in done.stderr.replace("0.0010", "0.001")
     assert "Rerun with a higher --max-cost to send exactly those" in done.stderr
     status = run_cli("status", str(out))

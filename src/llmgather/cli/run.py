@@ -44,6 +44,7 @@ from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
 from llmgather.jobs.store import store_path_for
 from llmgather.jobs.summary import CLI_TERMS, JobSummary, next_steps
+from llmgather.limits.tokens import DEFAULT_OUTPUT_ESTIMATE
 from llmgather.pricing import chain
 
 EXIT_OK = 0
@@ -179,6 +180,13 @@ def run_command(
     """
     if queue:
         _refuse_sending_options_given()
+    if limits.max_cost is not None and max_tokens is None:
+        # A reservation bounds an answer only where max_tokens does (see `pricing.reserve`).
+        warning(
+            f"--max-cost without --max-tokens: a line that sets no max_tokens reserves "
+            f"{DEFAULT_OUTPUT_ESTIMATE} output tokens, which its answer may pass; give "
+            "--max-tokens so that each reservation bounds what its answer can cost"
+        )
     try:
         prices = None if prices_path is None else chain(prices_path)
     except ConfigurationError as error:
