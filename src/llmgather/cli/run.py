@@ -46,6 +46,7 @@ from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
 from llmgather.jobs.store import store_path_for
 from llmgather.jobs.summary import CLI_TERMS, JobSummary, next_steps
+from llmgather.limits.tokens import DEFAULT_OUTPUT_ESTIMATE
 from llmgather.pricing import chain
 
 EXIT_OK = 0
@@ -208,6 +209,13 @@ def run_command(
         raise click.MissingParameter(param_hint="'-o' / '--output'", param_type="option")
     if queue and not dry_run:
         _refuse_sending_options_given()
+    if limits.max_cost is not None and max_tokens is None:
+        # A reservation bounds an answer only where max_tokens does (see `pricing.reserve`).
+        warning(
+            f"--max-cost without --max-tokens: a line that sets no max_tokens reserves "
+            f"{DEFAULT_OUTPUT_ESTIMATE} output tokens, which its answer may pass; give "
+            "--max-tokens so that each reservation bounds what its answer can cost"
+        )
     try:
         prices = None if prices_path is None else chain(prices_path)
     except ConfigurationError as error:
@@ -322,7 +330,7 @@ def run_command(
         raise SystemExit(EXIT_HALTED)  # stopped by the provider's answer; a rerun resumes
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
-    incomplete = summary.failed or summary.invalid or summary.pending
+    incomplete = summary.failed or summary.invalid or summary.pending or summary.unsent
     raise SystemExit(EXIT_SOME_FAILED if incomplete else EXIT_OK)
 
 
@@ -370,6 +378,7 @@ def _in_cli_terms(summary: JobSummary) -> JobSummary:
             summary.invalid,
             terms=CLI_TERMS,
             quota_spent=summary.quota_spent,
+            unsent=summary.unsent,
         ),
     )
 
@@ -443,6 +452,10 @@ async def _run_with_signals(job: Job, progress: Progress, *, as_json: bool) -> J
 
 def _spent(summary: JobSummary) -> str:
     unpriced = f" ({summary.unpriced:,} unpriced)" if summary.unpriced else ""
+    if summary.max_cost is not None and summary.spent_usd is not None:
+        cap = f"{summary.max_cost:,.6f}".rstrip("0")
+        cap = cap + "0" * (2 - len(cap.partition(".")[2]))  # $25.00, $0.0005
+        return f"${summary.spent_usd:,.6f} spent of the ${cap} cap{unpriced}"
     return f"${summary.cost_usd:,.6f} spent{unpriced}"
 
 
@@ -476,6 +489,7 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
         f"{state}: {summary.ok} ok"
         + (f" ({summary.cached} from the cache)" if summary.cached else "")
         + f", {summary.failed} failed"
+        + (f", {summary.unsent} unsent (the cost cap)" if summary.unsent else "")
         + (f", {summary.invalid} invalid input lines" if summary.invalid else "")
         + (f", {summary.pending} pending" if summary.pending else "")
         + f" of {summary.total} → {summary.output}  "

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from llmgather.jobs.liveness import process_alive
-from llmgather.jobs.store.rows import INVALID_INPUT
+from llmgather.jobs.store.rows import INVALID_INPUT, UNSENT_FOR_COST
 
 __all__ = ["JobStats", "count_items", "job_stats"]
 
@@ -31,6 +31,8 @@ class JobStats:
     # The sum of the ok lines' costs, exactly; `unpriced`: the ok lines whose cost is null.
     cost_usd: Decimal = Decimal(0)
     unpriced: int = 0
+    # Items a spent cost cap left unsent (not in `failed`): a rerun with a higher cap sends them.
+    unsent: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class JobStats:
             "top_errors": [{"type": t, "message": m, "count": c} for t, m, c in self.top_errors],
             "state": self.state,
             "cost_usd": float(self.cost_usd), "unpriced": self.unpriced,
+            "unsent": self.unsent,
         }  # fmt: skip
 
 
@@ -51,14 +54,19 @@ def count_items(
     """Item counts, token and cost sums (`cost_nanos`: USD × 1e9), and the `top` commonest
     (error type, error key, count)."""
     counts = dict.fromkeys(
-        ("total", "done", "failed", "pending", "invalid", "input_tokens", "output_tokens"),
+        (
+            "total", "done", "failed", "pending", "invalid", "input_tokens", "output_tokens",
+            "unsent",
+        ),
         0,
-    )
+    )  # fmt: skip
     row = conn.execute(
-        "SELECT count(*), sum(status = 'ok'), sum(status = 'error' AND error_type IS NOT ?),"
+        "SELECT count(*), sum(status = 'ok'),"
+        " sum(status = 'error' AND error_type IS NOT ? AND error_type IS NOT ?),"
         " sum(status = 'pending'), sum(status = 'error' AND error_type IS ?),"
-        " sum(input_tokens), sum(output_tokens) FROM items",
-        (INVALID_INPUT, INVALID_INPUT),
+        " sum(input_tokens), sum(output_tokens), sum(status = 'error' AND error_type IS ?)"
+        " FROM items",
+        (INVALID_INPUT, UNSENT_FOR_COST, INVALID_INPUT, UNSENT_FOR_COST),
     ).fetchone()
     counts.update({k: v or 0 for k, v in zip(counts, row, strict=True)})
     # Each line's cost is a number of at most 9 decimals (`_types.cost_number`): summed as
