@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
+from decimal import Decimal
 
 import click
 import orjson
@@ -77,6 +78,7 @@ def render_stats(stats: JobStats, output: str, console: Console) -> None:
             f"${stats.cost_usd:,.6f}"
             + (f" ({stats.unpriced:,} unpriced)" if stats.unpriced else ""),
         ),
+        ("projected", _projected(stats.projected_usd, stats.pending)),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -89,6 +91,12 @@ def render_stats(stats: JobStats, output: str, console: Console) -> None:
         for type_, message, count in stats.top_errors:
             errors.add_row(f"{count:,}", type_, shown_error(message))
         console.print(errors)
+
+
+def _projected(cost: Decimal | None, pending: int) -> str:
+    if cost is None:
+        return "- (no answer priced yet)"
+    return f"${cost:,.6f}" + (f" (with {pending:,} pending)" if pending else "")
 
 
 def _iso(epoch: float | None) -> str | None:
