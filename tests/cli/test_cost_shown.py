@@ -144,3 +144,19 @@ def test_prompt_cache_reads_are_priced_and_the_total_is_the_sum_of_the_lines(
     total = sum(map(line_cost, lines))
     assert Decimal(repr(summary["cost_usd"])) == total
     assert round(Decimal(repr(summary["cost_usd"])), 2) == round(total, 2)
+
+
+def test_a_rerun_keeps_the_cost_of_the_results_it_keeps(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 6)
+    out = tmp_path / "out.jsonl"
+    assert run_cli("run", str(prompts), "-o", str(out), "--quiet").returncode == 0
+    edited = prompts.read_text().replace("Question 2?", "Question two, reworded?")
+    prompts.write_text(edited)
+    done = run_cli("run", str(prompts), "-o", str(out), "--json", "--resend-changed")
+    assert done.returncode == 0, done.stderr
+    summary = orjson.loads(done.stdout)
+    lines = read_jsonl(out)
+    assert summary["sent"] == 1 and summary["unpriced"] == 0
+    assert Decimal(repr(summary["cost_usd"])) == sum(map(line_cost, lines)) > 0
+    stats = orjson.loads(run_cli("status", str(out), "--json").stdout)
+    assert stats["cost_usd"] == summary["cost_usd"] and stats["unpriced"] == 0
