@@ -159,6 +159,19 @@ def usage_from_sdk(response: object) -> Usage | None:
     return None
 
 
+def priced_as(response: object) -> tuple[str, str] | None:
+    """The provider (its registry name) and the model an official SDK's answer names, to price
+    its usage by (`gpt-4o-mini-2024-07-18`: the price table knows the dated names); None for
+    anything else (a dict, a string, a LangChain message), which cannot say who answered."""
+    provider = _SDK_PROVIDERS.get(sdk_family(type(response)) or "")
+    if provider is None:
+        return None
+    model = _field(response, "model")
+    if not isinstance(model, str):
+        model = _field(response, "model_version")  # google-genai's GenerateContentResponse
+    return (provider, model) if isinstance(model, str) and model else None
+
+
 def text_from_sdk(response: object) -> str | None:
     """The answer's text: OpenAI's first choice, Anthropic's text blocks, Gemini's first
     candidate (without thoughts), OpenAI Responses' `output_text`, LangChain's `content`."""
