@@ -135,6 +135,7 @@ class CallSender:
         self._redactor = redactor or Redactor()
         self._prices = prices or chain(None)
         self._pricers: dict[str, Pricer] = {}  # by provider, made once one answers
+        self._spent, self._priced = Decimal(0), 0
         self._engine = Engine(
             _no_prompts, limiter=limiter, workers=concurrency, retry=retry, redactor=redactor
         )
@@ -146,7 +147,9 @@ class CallSender:
         pass
 
     def statistics(self) -> EngineStats:
-        return self._engine.statistics()
+        # The engine runs calls unpriced: their answers are priced here, as they come out.
+        stats = self._engine.statistics()
+        return dataclasses.replace(stats, cost_usd=self._spent, priced=self._priced)
 
     async def map(
         self, requests: AsyncIterable[Request], *, stop: asyncio.Event
@@ -174,7 +177,11 @@ class CallSender:
         pricer = self._pricers.get(provider)
         if pricer is None:
             pricer = self._pricers[provider] = Pricer(self._prices, provider, model)
-        return pricer.cost(model, result.usage)
+        cost = pricer.cost(model, result.usage)
+        if cost is not None:
+            self._spent += cost
+            self._priced += 1
+        return cost
 
     async def __aenter__(self) -> CallSender:
         return self
