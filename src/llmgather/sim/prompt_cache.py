@@ -8,7 +8,9 @@ keeps the rule simple and deterministic, so a test knows what each answer report
                            seen before for this model? ─▶ yes: read from the cache (its tokens)
                                                    └────▶ no:  written to the cache (its tokens)
 
-Each dialect reports it its provider's way: OpenAI `prompt_tokens_details.cached_tokens` and
+The real Anthropic API caches only up to a `cache_control` mark; the simulator caches the
+system prompt in every dialect alike, marked or not, so the three report the same request the
+same way. Each dialect reports it its provider's way: OpenAI `prompt_tokens_details.cached_tokens` and
 Gemini `cachedContentTokenCount` (reads, counted inside the prompt's tokens), Anthropic
 `cache_read_input_tokens` and `cache_creation_input_tokens` (outside its `input_tokens`).
 """
