@@ -19,7 +19,7 @@ import pytest
 
 from llmgather import Limits, LocalLimiter
 from llmgather.limits import Cost
-from llmgather.sim import SimConfig, start_simulator
+from llmgather.sim import FaultPlan, SimConfig, start_simulator
 from tests.fakeclock import settle
 from tests.simfixtures import sim_stats
 from tests.spylimiter import SpyLimiter
@@ -212,3 +212,23 @@ async def test_an_sdks_error_still_carries_no_frame_of_the_sdks(
     assert result.exception is not None and not isinstance(result.exception, anthropic.APIError)
     assert result.exception.__traceback__ is None and result.exception.__context__ is None
     assert not isinstance(result.exception, openai.APIError)
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+async def test_an_sdk_stream_cut_off_mid_answer_is_given_back_as_truncated(
+    sdk: str, session: aiohttp.ClientSession
+) -> None:
+    # Every stream the simulator sends stops halfway, without its terminal event (the SDKs end
+    # such a stream quietly): the limiter hears a cut stream, which lowers its concurrency cap
+    # while they keep coming, not a clean answer.
+    spy = SpyLimiter(LocalLimiter(Limits(concurrency=1)))
+    async with (
+        await start_simulator(SimConfig(seed=1, faults=FaultPlan.parse("cut=1"))) as sim,
+        official(sdk, sim.base_url, session) as (ask, item_for),
+        client_for(sim, limiter=spy) as client,
+    ):
+        fn, kwargs = stream_call(sdk, ask, item_for("Why do birds migrate?"))
+        stream = await client.call(fn, **kwargs)
+        assert [event async for event in stream]
+    [release] = spy.releases
+    assert release.outcome == "truncated"

@@ -20,6 +20,7 @@ PUBLIC = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExhaustedError",
     "ChangedItemsError",
     "Client",
     "Completion",

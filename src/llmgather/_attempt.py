@@ -212,4 +212,6 @@ def error_info(error: BaseException, redactor: Redactor) -> ErrorInfo:
     message, or what a user's own callable's exception quotes (an HTTP library's error names
     the URL, and Gemini's REST URL may carry `?key=`)."""
     status = error.status_code if isinstance(error, APIError) else None
-    return ErrorInfo(type(error).__name__, redactor.error(error), status)
+    # An error that is no failure of the request's own names its line's type (a spent cap's).
+    kind = getattr(error, "line_type", None) or type(error).__name__
+    return ErrorInfo(kind, redactor.error(error), status)

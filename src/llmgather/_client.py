@@ -66,6 +66,7 @@ class Client:
         tpm: float | None = None,
         itpm: float | None = None,
         otpm: float | None = None,
+        max_cost: float | None = None,
         limiter: Limiter | None = None,
         transport: Transport | None = None,
         retry: RetryPolicy | None = None,
@@ -90,10 +91,15 @@ class Client:
         `SimConfig` for the embedded simulator, if one starts. `prices` are the user's own,
         over genai-prices' table: a JSON file's path, a mapping of the same shape
         (`{"my-model": {"input": 0.15, "output": 0.6}}`, USD per million tokens) or a `Prices`.
+
+        `max_cost` is a hard budget in USD for everything the client sends (`Limits.max_cost`):
+        each request reserves its worst case, and once nothing more fits the rest fail unsent
+        with `BudgetExhaustedError`. A model with no price is refused here (fail closed).
         """
         limits = limits_given(
-            limits, concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm
-        )
+            limits, concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm,
+            max_cost=max_cost,
+        )  # fmt: skip
         env = os.environ if env is None else env
         self.target: Target = resolve_target(model, base_url=base_url, api_key=api_key, env=env)
         # Read here, at the edge: every secret this client knows, hidden from every failure it

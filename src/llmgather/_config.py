@@ -8,7 +8,7 @@ a keyword) and carried whole from there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from llmgather._errors import ConfigurationError
 
@@ -31,6 +31,10 @@ class Limits:
     per-minute limits over short windows ("60,000 RPM may be enforced as 1,000 requests per
     second"), so a client that fires a whole minute's budget at once is rejected. Half a second
     keeps llmgather's pace smooth and leaves the server's own burst allowance as headroom.
+
+    `max_cost`: a hard budget in USD, a cap rather than a rate (see `limits.cap`): each send
+    reserves its worst-case cost, settled with the real one, and once the next reservation
+    can never fit nothing more is sent (`BudgetExhaustedError`).
     """
 
     concurrency: int = DEFAULT_CONCURRENCY
@@ -39,6 +43,7 @@ class Limits:
     tpm: float | None = None
     itpm: float | None = None
     otpm: float | None = None
+    max_cost: float | None = None
     burst_seconds: float = 0.5
 
     def __post_init__(self) -> None:
@@ -75,6 +80,7 @@ def limits_given(
     tpm: float | None = None,
     itpm: float | None = None,
     otpm: float | None = None,
+    max_cost: float | None = None,
 ) -> Limits:
     """`limits`, or the `Limits` that the flat keywords beside it on a public signature spell
     (`Client`, `run_job`: they keep the keywords they had; a newer kind of budget is given in
@@ -83,7 +89,15 @@ def limits_given(
     named = ", ".join(f"{name}=" for name, value in flat.items() if value is not None)
     if limits is None:
         concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
-        return Limits(concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm)
+        return Limits(
+            concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm,
+            max_cost=max_cost,
+        )  # fmt: skip
     if named:
         raise ConfigurationError(f"give limits=Limits(...) or {named}, not both")
+    if max_cost is not None:
+        # A cap beside a Limits given whole: the two together, unless it has its own.
+        if limits.max_cost is not None and limits.max_cost != max_cost:
+            raise ConfigurationError("give max_cost= or Limits(max_cost=...), not both")
+        return replace(limits, max_cost=max_cost)
     return limits

@@ -54,7 +54,14 @@ from llmgather._attempt import (
 )
 from llmgather._clock import Clock, SystemClock
 from llmgather._config import DEFAULT_CONCURRENCY
-from llmgather._errors import APIError, AuthenticationError, ConnectError, RateLimitError
+from llmgather._errors import (
+    APIError,
+    AuthenticationError,
+    BudgetExhaustedError,
+    ConfigurationError,
+    ConnectError,
+    RateLimitError,
+)
 from llmgather._pipeline import Pipeline
 from llmgather._redact import Redactor
 from llmgather._retry import Outage, RetryPolicy, gave_up, is_outage
@@ -63,6 +70,7 @@ from llmgather._types import Outcome, Request, Result
 from llmgather.limits.base import Limiter
 from llmgather.limits.refusals import RecentRefusals
 from llmgather.pricing import STANDARD, Pricer
+from llmgather.pricing.reserve import SpendLedger, capped_cost
 
 Send = Callable[[Request], Awaitable[Outcome]]
 """Sends one request and returns its outcome, raising an APIError on failure."""
@@ -166,10 +174,13 @@ class Engine:
         resent: Callable[[], int] | None = None,
         redactor: Redactor | None = None,
         pricer: Pricer | None = None,
+        capped: bool = False,
     ) -> None:
         """`resent` reads how many requests the transport under `send` resent on its own;
         `redactor` hides the secrets its owner knows from every failure it reports (without
-        one, the shapes of keys and tokens are hidden); `pricer` gives each ok answer its cost."""
+        one, the shapes of keys and tokens are hidden); `pricer` gives each ok answer its cost.
+        `capped`: the limiter holds a cost cap, so each request reserves its worst-case cost
+        (priced by `pricer`)."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._send = send
@@ -188,6 +199,14 @@ class Engine:
         # `recheck_key` finds the key accepted again.
         self._key_refused: AuthenticationError | None = None
         self._key_refusal = asyncio.Event()
+        if capped and pricer is None:
+            raise ValueError("a cost cap needs a pricer")
+        self._capped = capped
+        # Set by the first request the cost cap refused: nothing more is sent (the cap never
+        # refills), and every item left fails at once, without a wait for any other limit.
+        self._cap_exhausted: BudgetExhaustedError | None = None
+        # Under a cap, where each send's reservation is recorded before it goes (a job's store).
+        self.ledger: SpendLedger | None = None
 
     @property
     def key_refused(self) -> bool:
@@ -348,12 +367,25 @@ class Engine:
 
     def _admit(self, request: Request, index: int) -> InFlight:
         self._counters.submitted += 1
-        return InFlight(request, index)
+        item = InFlight(request, index)
+        if self._capped and request.cost is None:  # a user's callable names its own cost
+            assert self._pricer is not None
+            item.cost = capped_cost(item.cost, request, self._pricer) or item.cost
+        return item
 
     async def _attempt(self, item: InFlight, waits: StoppableWaits | None = None) -> Attempted:
         """One send of `item`, through the limiter (a wait that `waits` may end)."""
         if (refused := self._refused_unsent(item)) is not None:
             return refused
+        try:
+            return await self._attempt_under_permit(item, waits)
+        except BudgetExhaustedError as error:  # only the limiter's acquire raises it
+            self._cap_exhausted = error
+            return self._failed(item, error)
+
+    async def _attempt_under_permit(
+        self, item: InFlight, waits: StoppableWaits | None
+    ) -> Attempted:
         async with PermitHold(self._limiter, item.cost, waits) as hold:
             if hold.permit is None:
                 return UNSENT
@@ -361,6 +393,10 @@ class Engine:
                 return refused  # it went down while we waited: the permit goes back unspent
             if (check := item.request.before_send) is not None:
                 await check()  # raising withdraws it: the permit goes back unspent
+            ledger, attempt = self.ledger, ""
+            if ledger is not None and item.cost.nano_usd:
+                attempt = f"{item.request.id or item.index}:{item.attempts + 1}"
+                await ledger.reserved(attempt, item.cost.nano_usd)  # durable before the send
             # While the server answers there is no outage to check on (the common case: no
             # clock).
             outage = self._outage
@@ -399,10 +435,23 @@ class Engine:
                 self._counters.in_flight -= 1
                 if probe:
                     outage.probing = False
+                if attempt and (priced := item.cost.priced) is not None and hold.usage is not None:
+                    assert ledger is not None
+                    ledger.settled(attempt, priced(hold.usage))  # else charged as reserved
 
     def _refused_unsent(self, item: InFlight) -> Result | None:
         """The item's failure without a send, when a send could only fail: the key was refused,
-        or the server has been down past the ceiling and another request is checking on it."""
+        or the server has been down past the ceiling and another request is checking on it,
+        or the cost cap is exhausted (or cannot price it)."""
+        if self._cap_exhausted is not None:
+            return self._failed(item, self._cap_exhausted)
+        if self._capped and item.cost.priced is None and item.request.cost is None:
+            model = item.request.model or (self._pricer.model if self._pricer else "")
+            message = (
+                f"not sent: no price is known for {model}, and a cost cap (--max-cost) "
+                "sends nothing it cannot price; HINT: give its prices with --prices FILE"
+            )
+            return self._failed(item, ConfigurationError(message))
         if self._key_refused is not None:
             # Sending more with a key the server refused only piles up 401s: the item fails
             # unsent, and `--retry-failed` sends it once the key is fixed.

@@ -28,7 +28,8 @@
             ├── PermissionDeniedError 403
             ├── NotFoundError        404
             ├── ContextLengthError   prompt longer than the model's context
-            └── QuotaExhaustedError  insufficient_quota, a daily quota, a wait past the ceiling
+            ├── QuotaExhaustedError  insufficient_quota, a daily quota, a wait past the ceiling
+            └── BudgetExhaustedError your own cost cap (`--max-cost`) can take no more: not sent
 
 Provider adapters map HTTP statuses and error bodies into these classes at one boundary
 (`providers/*.py`); each transport maps its own I/O failures (sockets, TLS, proxies, timeouts)
@@ -40,6 +41,7 @@ mapped in `_sdk_errors.py`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 
 
 class LLMGatherError(Exception):
@@ -277,6 +279,33 @@ class ContextLengthError(PermanentError):
 
 class QuotaExhaustedError(PermanentError):
     pass
+
+
+class BudgetExhaustedError(PermanentError):
+    """The cost cap (`--max-cost`, `max_cost=`) cannot take the next request's worst-case cost
+    and no reservation outstanding could free room: it is not sent, nor is anything after it.
+
+    Not a 429 and never retried: the limiter raises it instead of waiting. `spent` and `cap`
+    are in USD (`spent` counts what is reserved for answers not yet settled too). An item it
+    stops is an error line of type `budget_exhausted` (`line_type`), as an invalid input line
+    is one of `invalid_input`: not sent, neither failed nor done.
+    """
+
+    line_type = "budget_exhausted"
+
+    def __init__(self, *, spent: int, cap: int, needed: int, scale: int) -> None:
+        self.spent = Decimal(spent) / scale
+        self.cap = Decimal(cap) / scale
+        self.needed = Decimal(needed) / scale
+        super().__init__(
+            f"not sent: the cost cap is spent (${_usd(self.spent)} of ${_usd(self.cap)} spent"
+            f" or reserved; this request may cost up to ${_usd(self.needed)});"
+            " HINT: rerun with a higher --max-cost (max_cost=) to send it"
+        )
+
+
+def _usd(amount: Decimal) -> str:
+    return f"{amount:.6f}".rstrip("0").rstrip(".") if amount else "0"
 
 
 def error_for_status(status: int) -> type[APIError]:

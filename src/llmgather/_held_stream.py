@@ -6,7 +6,9 @@ it is read: the answer is still on the wire while it is, so its concurrency slot
                                                     ─▶ dropped unread  ─▶ given back once
                                                                           collected
 
-Given back with the usage the stream's events reported (OpenAI's last chunk with
+Given back as "ok" once the stream ended with its terminal event, as "truncated" when an SDK's
+stream ended without one (a server cut it off: the SDKs end such a stream quietly) or its
+connection broke, and as "failed" otherwise; with the usage the stream's events reported (OpenAI's last chunk with
 `include_usage`, Anthropic's `message_start` and `message_delta`, Gemini's `usage_metadata`),
 or, if none did, with the reservation standing, as for an answer whose usage is unknown.
 """
@@ -19,7 +21,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llmgather._attempt import Release
-from llmgather._sdk_errors import usage_from_sdk
+from llmgather._errors import APIConnectionError, RequestTimeoutError
+from llmgather._sdk_errors import error_from_sdk, sdk_family, usage_from_sdk
 from llmgather._types import Usage
 from llmgather.limits.base import Ending
 
@@ -28,7 +31,9 @@ class HeldStream:
     """The stream, iterated, closed (`close()`, `aclose()`) and used as an async context
     manager as the SDK's own is; every other attribute (`response`…) is the SDK stream's."""
 
-    __slots__ = ("_input", "_iterator", "_loop", "_output", "_release", "_stream")
+    __slots__ = (
+        "_finished", "_input", "_iterator", "_loop", "_output", "_release", "_sdk_events", "_stream",
+    )  # fmt: skip
 
     def __init__(self, stream: Any) -> None:
         self._release: Release | None = None
@@ -40,6 +45,8 @@ class HeldStream:
         self._loop = asyncio.get_running_loop()
         self._input = 0
         self._output = 0
+        self._sdk_events = False  # an official SDK's events, which end with a terminal one
+        self._finished = False  # the terminal event came
 
     def keep(self, release: Release) -> None:
         """Takes the permit's release: called once the stream is read, closed or collected."""
@@ -52,10 +59,10 @@ class HeldStream:
         try:
             event = await anext(self._iterator)
         except StopAsyncIteration:
-            await self._give_back("ok")
+            await self._give_back("truncated" if self._sdk_events and not self._finished else "ok")
             raise
-        except BaseException:
-            await self._give_back("failed")  # cut off, an error event, or the reader cancelled
+        except BaseException as error:
+            await self._give_back(_ending_of(error))
             raise
         self._count(event)
         return event
@@ -95,6 +102,9 @@ class HeldStream:
             self._loop.call_soon_threadsafe(_give_back_later, release, usage)
 
     def _count(self, event: Any) -> None:
+        if not self._sdk_events:
+            self._sdk_events = sdk_family(type(event)) is not None
+        self._finished = self._finished or _is_terminal(event)
         # Per field, the largest count any event reports: each SDK reports running totals, in
         # one event (OpenAI), over two (Anthropic: input at the start, output at the end), or in
         # every one (Gemini).
@@ -117,6 +127,30 @@ class HeldStream:
         release, self._release = self._release, None
         if release is not None:
             await release(self._usage(), ending)
+
+
+_TERMINAL_TYPES = frozenset(
+    # Anthropic's last event; the OpenAI Responses API's three ways to end.
+    ("message_stop", "response.completed", "response.incomplete", "response.failed")
+)
+
+
+def _is_terminal(event: Any) -> bool:
+    """Whether `event` ends an answer: a terminal event type, or a chat completion's choice or
+    a Gemini candidate with its finish reason."""
+    if getattr(event, "type", None) in _TERMINAL_TYPES:
+        return True
+    parts = getattr(event, "choices", None) or getattr(event, "candidates", None) or ()
+    return any(getattr(part, "finish_reason", None) is not None for part in parts)
+
+
+def _ending_of(error: BaseException) -> Ending:
+    """How a stream that raised ended: cut off ("truncated": its connection broke or went
+    silent), or anything else ("failed": an error event, the reader cancelled)."""
+    if isinstance(error, Exception):
+        if isinstance(error_from_sdk(error), APIConnectionError | RequestTimeoutError):
+            return "truncated"
+    return "failed"
 
 
 def _give_back_later(release: Release, usage: Usage | None) -> None:

@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 from llmgather import _exchange
 from llmgather._config import DEFAULT_CONCURRENCY, Limits, Timeouts
 from llmgather._engine import Engine
+from llmgather._errors import ConfigurationError
 from llmgather._redact import Redactor
 from llmgather._retry import RetryPolicy
-from llmgather._types import Outcome, Request
+from llmgather._types import Outcome, Request, Usage
 from llmgather.limits import Limiter
 from llmgather.limits.open import open_limiter
-from llmgather.pricing import Pricer, Prices, chain
+from llmgather.pricing import STANDARD, Pricer, Prices, chain
+from llmgather.pricing.reserve import SpendLedger
 from llmgather.providers.base import Provider
 from llmgather.providers.registry import Target, secrets_redactor
 from llmgather.transport import Http11Transport, HttpRequest, MockTransport, Proxies, Transport
@@ -100,6 +102,12 @@ class Link:
         # Every link prices its answers: genai-prices' table unless told otherwise.
         prices = options.prices or chain(None)
         self.pricer = Pricer(prices, target.provider, target.model, options.warn)
+        limits = getattr(limiter, "limits", None)
+        self.capped = isinstance(limits, Limits) and limits.max_cost is not None
+        if self.capped:
+            refuse_unpriced(self.pricer)
+        # Where a capped job's store records each send's reservation (set before entering).
+        self.ledger: SpendLedger | None = None
         self._stream = options.stream
         self.base_url: str | None = None  # where requests go, once entered
         self._provider: Provider | None = None
@@ -146,7 +154,9 @@ class Link:
                 # Both transports count their resends; a transport of the user's may not.
                 resent=lambda: getattr(transport, "stale_retries", 0),
                 pricer=self.pricer,
+                capped=self.capped,
             )
+            self._engine.ledger = self.ledger
             self._stack = stack.pop_all()
         return self
 
@@ -268,3 +278,15 @@ async def open_link(
     else:
         limiter = limits
     return Link(target, limiter, options)
+
+
+def refuse_unpriced(pricer: Pricer) -> None:
+    """Under a cost cap, a model with no price is refused before anything is sent: the cap
+    could not count what it spends (fail closed)."""
+    model = f"{pricer.provider}:{pricer.model}"
+    if pricer.prices.price(pricer.provider, pricer.model, Usage(1, 1), STANDARD) is None:
+        raise ConfigurationError(
+            f"--max-cost: no price is known for {model}, so a cap could not count what it "
+            "spends; HINT: give its prices in USD per million tokens with --prices FILE"
+            f' (JSON: {{"{pricer.model}": {{"input": 0.15, "output": 0.6}}}})'
+        )

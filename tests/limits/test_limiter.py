@@ -124,12 +124,15 @@ def test_invalid_limits_are_refused() -> None:
 
 def test_every_kind_of_budget_is_a_field_of_limits() -> None:
     fields = {field.name for field in dataclasses.fields(Limits)}
-    assert [kind.name for kind in KINDS] == ["rpm", "rpd", "tpm", "itpm", "otpm"]
+    assert [kind.name for kind in KINDS] == ["rpm", "rpd", "tpm", "itpm", "otpm", "max_cost"]
     assert {kind.name for kind in KINDS} <= fields
 
 
 def test_a_budget_counts_its_part_of_the_cost_and_settles_to_the_usage() -> None:
-    cost = Cost(requests=1, input_tokens=30, output_tokens=200)
+    cost = Cost(
+        requests=1, input_tokens=30, output_tokens=200, nano_usd=900,
+        priced=lambda usage: 3 * usage.output_tokens,
+    )  # fmt: skip
     usage = Usage(28, 12)
     by_name = {kind.name: kind for kind in KINDS}
     assert {n: k.reserve(cost) for n, k in by_name.items()} == {
@@ -138,6 +141,7 @@ def test_a_budget_counts_its_part_of_the_cost_and_settles_to_the_usage() -> None
         "tpm": 230,
         "itpm": 30,
         "otpm": 200,
+        "max_cost": 900,
     }
     assert {n: k.settle(cost, usage) for n, k in by_name.items()} == {
         "rpm": 1,
@@ -145,8 +149,9 @@ def test_a_budget_counts_its_part_of_the_cost_and_settles_to_the_usage() -> None
         "tpm": 40,
         "itpm": 28,
         "otpm": 12,
+        "max_cost": 36,
     }
-    assert [k.paced for k in KINDS] == [True, False, True, True, True]
+    assert [k.paced for k in KINDS] == [True, False, True, True, True, False]
 
 
 # -- the sliding window ------------------------------------------------------------------------

@@ -11,11 +11,21 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from llmgather import Cost, Limiter, LimiterStats, Limits, LocalLimiter, Request, Usage
+from llmgather import (
+    BudgetExhaustedError,
+    Cost,
+    Limiter,
+    LimiterStats,
+    Limits,
+    LocalLimiter,
+    Request,
+    Usage,
+)
 from llmgather._engine import Engine
 from llmgather._types import Completion, Outcome
 from llmgather.limits.redis import RedisLimiter
@@ -532,3 +542,101 @@ async def test_two_engines_sharing_a_limiter_never_exceed_its_limits_together(
         assert in_span <= 5 + 10
     # 120 requests at 10 a second after the first 5: one budget for both, not one each
     assert times[-1] >= 11.5 - 1e-9
+
+
+# -- the cost cap (`--max-cost`): a total, not a rate ------------------------------------------
+# Amounts in nano-dollars: Limits(max_cost=1e-6) is 1,000 of them. A cost's `priced` is what
+# its answer's usage costs (here: one nano-dollar per output token).
+
+
+def money(reserve: int) -> Cost:
+    return Cost(nano_usd=reserve, priced=lambda usage: usage.output_tokens)
+
+
+async def test_a_cost_cap_settles_each_reservation_to_the_real_cost(
+    make_limiter: MakeLimiter,
+) -> None:
+    clock = FakeClock()
+    limiter = make_limiter(Limits(max_cost=1e-6), clock)
+    first = await limiter.acquire(money(600))
+    second = asyncio.ensure_future(limiter.acquire(money(600)))
+    await clock.settle()
+    assert not second.done()  # 1,200 would pass the cap; the first may give money back
+    await limiter.release(first, Usage(10, 200))  # spent 200 of its 600
+    await clock.settle()
+    assert second.done()  # 200 + 600 fit in 1,000
+    await limiter.release(second.result(), Usage(10, 300))
+    await limiter.release(await limiter.acquire(money(500)), Usage(10, 500))  # 1,000 exactly
+
+
+async def test_a_cost_cap_refuses_once_nothing_could_free_room_and_for_good(
+    make_limiter: MakeLimiter,
+) -> None:
+    clock = FakeClock()
+    limiter = make_limiter(Limits(max_cost=1e-6), clock)
+    first = await limiter.acquire(money(600))
+    second = asyncio.ensure_future(limiter.acquire(money(600)))
+    await clock.settle()
+    assert not second.done()
+    await limiter.release(first, Usage(10, 590))  # spent nearly all it reserved
+    await clock.settle()
+    with pytest.raises(BudgetExhaustedError) as refused:
+        second.result()
+    assert (refused.value.spent, refused.value.cap) == (Decimal("5.9e-7"), Decimal("0.000001"))
+    assert "--max-cost" in str(refused.value)
+    with pytest.raises(BudgetExhaustedError):  # 410 is left, but the cap stays refused
+        await limiter.acquire(money(100))
+
+
+async def test_an_unknown_usage_keeps_its_reservation_and_a_429_gives_it_back(
+    make_limiter: MakeLimiter,
+) -> None:
+    clock = FakeClock()
+    limiter = make_limiter(Limits(max_cost=1e-6), clock)
+    limited = await limiter.acquire(money(600))
+    await limiter.release(limited, Usage(0, 0), outcome="limited")  # the server took nothing
+    unknown = await limiter.acquire(money(600))
+    await limiter.release(unknown, None, outcome="failed")  # it may have been billed: kept
+    with pytest.raises(BudgetExhaustedError):
+        await limiter.acquire(money(600))
+
+
+async def test_a_cost_cap_fails_at_once_without_waiting_on_the_rate(
+    make_limiter: MakeLimiter,
+) -> None:
+    clock = FakeClock()
+    limiter = make_limiter(Limits(max_cost=1e-6, rpm=1, burst_seconds=1), clock)
+    await limiter.release(await limiter.acquire(money(900)), None)
+    with pytest.raises(BudgetExhaustedError):  # the rpm would hold it a minute first
+        await clock.run(limiter.acquire(money(900)))
+    assert clock.elapsed == 0
+
+
+async def test_a_cost_cap_alone_leaves_the_limits_to_be_found(make_limiter: MakeLimiter) -> None:
+    clock = FakeClock()
+    limiter = make_limiter(Limits(max_cost=1.0, concurrency=64), clock)
+    assert limiter.statistics().concurrency < 64  # a slow start, as with no limit at all
+
+
+async def test_a_dead_process_reservation_is_charged_once_its_lease_expires(
+    redis_url: str,
+) -> None:
+    clock = FakeClock()
+    key = uuid.uuid4().hex
+    dead = RedisLimiter(redis_url, Limits(max_cost=1e-6), key=key, clock=clock, lease_seconds=1)
+    alive = RedisLimiter(redis_url, Limits(max_cost=1e-6), key=key, clock=clock, lease_seconds=1)
+    clock.io = lambda: (dead._io + alive._io, dead._io_done + alive._io_done)
+    try:
+        await dead.acquire(money(600))
+        dead._held.clear()  # its process is gone: nothing renews the lease nor settles it
+        waiting = asyncio.ensure_future(alive.acquire(money(600)))
+        await clock.settle()
+        assert not waiting.done()  # the reservation may still give money back
+        await clock.advance(2.0)  # the lease expired: its answer never came, it is charged
+        await clock.settle()
+        with pytest.raises(BudgetExhaustedError) as refused:
+            waiting.result()
+        assert refused.value.spent == Decimal("6e-7")
+    finally:
+        await dead.aclose()
+        await alive.aclose()

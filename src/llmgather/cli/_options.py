@@ -113,6 +113,7 @@ BUDGET_FLAGS = {
     "tpm": "Tokens per minute to stay under (prompt estimate + max tokens, settled with real usage).",
     "itpm": "Input tokens per minute to stay under (Anthropic counts input and output apart).",
     "otpm": "Output tokens per minute to stay under (reserved as max tokens, settled with real usage).",
+    "max_cost": "A hard budget in USD for the whole job, over its reruns: each request reserves its worst case (prompt and max tokens, priced), settled to its real cost; once nothing more fits, the rest is left unsent (exit 1) for a rerun with a higher --max-cost. With --limiter, shared by every process on the key.",
 }
 
 
@@ -129,7 +130,8 @@ def limit_options(command: F) -> F:
     decorated: Any = with_limits
     for name, text in reversed(BUDGET_FLAGS.items()):
         positive = FiniteFloat(min=0, min_open=True)
-        decorated = click.option(f"--{name}", type=positive, help=text)(decorated)
+        flag = f"--{name.replace('_', '-')}"
+        decorated = click.option(flag, type=positive, help=text)(decorated)
     return click.option(
         "-c",
         "--concurrency",

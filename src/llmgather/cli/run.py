@@ -40,10 +40,12 @@ from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
 from llmgather.cli._options import BUDGET_FLAGS, FiniteFloat, sending_options
 from llmgather.cli._progress import Progress, describe_limits
+from llmgather.cli.dry_run import dry_run as estimate_run
 from llmgather.jobs.job import Job
 from llmgather.jobs.options import InputOptions, JobFlags, JobOptions, SendOptions
 from llmgather.jobs.store import store_path_for
 from llmgather.jobs.summary import CLI_TERMS, JobSummary, next_steps
+from llmgather.limits.tokens import DEFAULT_OUTPUT_ESTIMATE
 from llmgather.pricing import chain
 
 EXIT_OK = 0
@@ -60,8 +62,7 @@ EXIT_INTERRUPTED = 130
     "-o",
     "--output",
     "output_path",
-    required=True,
-    help="Result JSONL, one line per input (a job store is kept beside it).",
+    help="Result JSONL, one line per input (a job store is kept beside it). Required but with --dry-run.",
 )
 @sending_options
 @click.option(
@@ -137,11 +138,22 @@ EXIT_INTERRUPTED = 130
     help='Your own prices, over genai-prices\' table: a JSON file of {"model": {"input": 0.15,'
     ' "output": 0.6}} in USD per million tokens (also cache_read, cache_write).',
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Send nothing: read and check the whole input and print items, invalid lines, tokens, the cost range and the time the limits allow.",
+)
+@click.option(
+    "--expect-output-tokens",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="--dry-run: output tokens an answer is expected to have (default: the average of the finished items of the job store beside -o, else the simulator's, else unknown).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary object at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(
     input_path: str,
-    output_path: str,
+    output_path: str | None,
     model: str | None,
     base_url: str | None,
     api_key: str | None,
@@ -168,6 +180,8 @@ def run_command(
     queue: str | None,
     queue_name: str,
     prices_path: str | None,
+    dry_run: bool,
+    expect_output_tokens: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -177,8 +191,17 @@ def run_command(
     max_tokens, temperature; or OpenAI Batch API lines), CSV with --column, a .txt file with
     one prompt per line, or - for standard input. Rerun the same command to resume.
     """
-    if queue:
+    if output_path is None and not dry_run:
+        raise click.MissingParameter(param_hint="'-o' / '--output'", param_type="option")
+    if queue and not dry_run:
         _refuse_sending_options_given()
+    if limits.max_cost is not None and max_tokens is None:
+        # A reservation bounds an answer only where max_tokens does (see `pricing.reserve`).
+        warning(
+            f"--max-cost without --max-tokens: a line that sets no max_tokens reserves "
+            f"{DEFAULT_OUTPUT_ESTIMATE} output tokens, which its answer may pass; give "
+            "--max-tokens so that each reservation bounds what its answer can cost"
+        )
     try:
         prices = None if prices_path is None else chain(prices_path)
     except ConfigurationError as error:
@@ -193,7 +216,7 @@ def run_command(
             max_line_bytes=max_line_bytes,
             strict=strict,
         ),
-        output_path=output_path,
+        output_path=output_path or "",
         send=SendOptions(
             model=model,
             base_url=base_url,
@@ -218,6 +241,11 @@ def run_command(
             grace_s=grace_s,
         ),
     )
+    if dry_run:  # the estimate alone: nothing sent, no file written (`cli.dry_run`)
+        code = estimate_run(
+            job_options, expect_output_tokens=expect_output_tokens, as_json=as_json, env=os.environ
+        )
+        raise SystemExit(code)
     progress = Progress(stderr, enabled=not quiet and not as_json)
 
     def started(stats: Callable[..., Any], pending: int, simulated: bool) -> None:
@@ -273,7 +301,7 @@ def run_command(
         shown = f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
         _fail_for(job, shown, as_json=as_json)
     except sqlite3.Error as error:
-        store = store_path_for(output_path)
+        store = store_path_for(job_options.output_path)
         _fail_for(job, f"the job store {store} cannot be used: {error}", as_json=as_json)
     finally:
         progress.close()
@@ -283,7 +311,7 @@ def run_command(
         raise SystemExit(EXIT_HALTED)  # stopped by the provider's answer; a rerun resumes
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
-    incomplete = summary.failed or summary.invalid or summary.pending
+    incomplete = summary.failed or summary.invalid or summary.pending or summary.unsent
     raise SystemExit(EXIT_SOME_FAILED if incomplete else EXIT_OK)
 
 
@@ -331,6 +359,7 @@ def _in_cli_terms(summary: JobSummary) -> JobSummary:
             summary.invalid,
             terms=CLI_TERMS,
             quota_spent=summary.quota_spent,
+            unsent=summary.unsent,
         ),
     )
 
@@ -404,6 +433,10 @@ async def _run_with_signals(job: Job, progress: Progress, *, as_json: bool) -> J
 
 def _spent(summary: JobSummary) -> str:
     unpriced = f" ({summary.unpriced:,} unpriced)" if summary.unpriced else ""
+    if summary.max_cost is not None and summary.spent_usd is not None:
+        cap = f"{summary.max_cost:,.6f}".rstrip("0")
+        cap = cap + "0" * (2 - len(cap.partition(".")[2]))  # $25.00, $0.0005
+        return f"${summary.spent_usd:,.6f} spent of the ${cap} cap{unpriced}"
     return f"${summary.cost_usd:,.6f} spent{unpriced}"
 
 
@@ -435,6 +468,7 @@ def _report(summary: JobSummary, *, as_json: bool) -> None:
     )
     stderr.print(
         f"{state}: {summary.ok} ok, {summary.failed} failed"
+        + (f", {summary.unsent} unsent (the cost cap)" if summary.unsent else "")
         + (f", {summary.invalid} invalid input lines" if summary.invalid else "")
         + (f", {summary.pending} pending" if summary.pending else "")
         + f" of {summary.total} → {summary.output}  "

@@ -68,6 +68,8 @@ def render_stats(stats: JobStats, output: str, console: Console) -> None:
         ("failed", f"{stats.failed:,}"),
         ("invalid", f"{stats.invalid:,}"),
         ("pending", f"{stats.pending:,}"),
+        # Left by a spent --max-cost: a rerun with a higher one sends them.
+        *([("unsent (cost cap)", f"{stats.unsent:,}")] if stats.unsent else []),
         ("finished", f"{finished:,}{percent}"),
         ("started", _iso(stats.started_at) or "not yet"),
         ("running time", _duration(stats.elapsed_s)),

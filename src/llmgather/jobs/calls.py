@@ -208,6 +208,7 @@ async def run_job(
     tpm: float | None = None,
     itpm: float | None = None,
     otpm: float | None = None,
+    max_cost: float | None = None,
     limiter: Limiter | None = None,
     retry: RetryPolicy | None = None,
     cost: CostOf | None = None,
@@ -241,7 +242,8 @@ async def run_job(
     Limits are `limits=Limits(...)`, or `concurrency`, `rpm`… as for `Client` (not both), or a
     `limiter=` shared with other clients of this event loop (or a `RedisLimiter`). An SDK's
     errors are mapped (a 429 pauses the limiter, a 401 is not retried); any other exception
-    fails its item, not retried. `unpack`, `cost`: see `CallJobOptions`. `env` (default
+    fails its item, not retried. `max_cost` is a hard budget in USD (`Limits.max_cost`): with
+    it, `cost` must give each call's worst case (`Cost(nano_usd=..., priced=...)`). `unpack`, `cost`: see `CallJobOptions`. `env` (default
     `os.environ`) holds the provider keys the calls' SDKs may read: none of them is shown in
     a result. Returns the job's summary (counts, not values).
 
@@ -262,8 +264,15 @@ async def run_job(
             "so that another chain on the same files is another job"
         )
     limits = limits_given(
-        limits, concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm
-    )
+        limits, concurrency=concurrency, rpm=rpm, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm,
+        max_cost=max_cost,
+    )  # fmt: skip
+    if limits.max_cost is not None and cost is None:
+        # A callable's price is not known here: its worst case must come from the caller.
+        raise ConfigurationError(
+            "run_job(max_cost=...) needs cost= to give each call's worst case in nano-dollars "
+            "(a Cost with nano_usd, and priced to settle it with the real usage)"
+        )
     options = CallJobOptions(
         input=InputOptions(path=input_path),
         output_path=output_path,

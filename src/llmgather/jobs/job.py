@@ -47,6 +47,7 @@ from llmgather.jobs.output import (
 from llmgather.jobs.queue import QueueCoordinator
 from llmgather.jobs.senders import LinkSender, QueueSender
 from llmgather.jobs.sink import Sink
+from llmgather.jobs.spend_ledger import StoreLedger
 from llmgather.jobs.store import (
     JobStats,
     JobStore,
@@ -55,6 +56,7 @@ from llmgather.jobs.store import (
     store_path_for,
 )
 from llmgather.jobs.summary import JobSummary, empty_summary, summarise
+from llmgather.limits.local import LocalLimiter
 from llmgather.providers.registry import Target, resolve_target
 
 __all__ = ["Job", "ProgressHook"]
@@ -109,6 +111,8 @@ class Job:
         # The output fields (a Batch API `custom_id`, an integer id) of the items sent and not
         # yet written, by id, so the live output lines carry them as the final export does.
         self._output_fields: dict[str, dict[str, Any]] = {}
+        # Under a cost cap of this process's own: what the job spent over all its runs.
+        self._spent_nanos: int | None = None
 
     async def run(self) -> JobSummary:
         started = time.monotonic()
@@ -244,6 +248,10 @@ class Job:
             elapsed_s=time.monotonic() - self._started,
             quota_spent=self.quota_spent,
             changes=self.changes,
+            max_cost=self.options.send.limits.max_cost
+            if isinstance(self.options, JobOptions)
+            else None,
+            spent_nanos=self._spent_nanos,
         )
 
     def _went_out(self, engine: EngineStats) -> int:
@@ -264,11 +272,17 @@ class Job:
             await asyncio.to_thread(rewrite_output, store, output)
             await asyncio.to_thread(store.mark_state, "running")
             stats = await asyncio.to_thread(store.stats)
-            async with sender:
-                if self._on_start is not None:
-                    self._on_start(sender.statistics, stats.pending, sender.simulated)
-                self.sending = True
-                stopped = await self._send_pending(sender, store, input_path, output)
+            ledger = await self._spend_ledger(store, sender)
+            try:
+                async with sender:
+                    if self._on_start is not None:
+                        self._on_start(sender.statistics, stats.pending, sender.simulated)
+                    self.sending = True
+                    stopped = await self._send_pending(sender, store, input_path, output)
+            finally:
+                if ledger is not None:
+                    await ledger.aclose()
+                    self._spent_nanos = await asyncio.to_thread(store.spent_nanos)
             engine = sender.statistics()
             final = await asyncio.to_thread(store.stats)
         except BaseException:
@@ -279,6 +293,22 @@ class Job:
         await asyncio.to_thread(store.mark_state, "interrupted" if final.pending else "complete")
         await asyncio.to_thread(rewrite_output, store, output)
         return stopped, final, engine
+
+    async def _spend_ledger(self, store: JobStore, sender: Sender) -> StoreLedger | None:
+        """Under a cost cap of this process's own limiter, the ledger that records each send's
+        reservation in the store before it goes, and the limiter told what earlier runs spent
+        (the cap is the job's, over all its runs). A cap shared through Redis keeps its count
+        there, across runs and processes."""
+        if self._given_sender is not None or not isinstance(sender, LinkSender):
+            return None
+        link = sender.link
+        if not link.capped:
+            return None
+        spent = await asyncio.to_thread(store.spent_nanos)
+        if isinstance(link.limiter, LocalLimiter):
+            link.limiter.spent_before(spent)
+        link.ledger = ledger = StoreLedger(store)
+        return ledger
 
     async def _nothing_to_do(self, input_path: str, spooled: bool, output: str) -> bool:
         """True when the input holds no item and no job exists for the output: then no job
@@ -338,7 +368,10 @@ class Job:
         # no result of an old request is taken for a new one.
         epoch = await asyncio.to_thread(store.epoch)
         identity = f"{sorted(self.options.params(sender.target).items())}:{epoch}"
-        await sender.prepared(identity, retry_failed=flags.retry_failed)
+        # What a spent cost cap left unsent was never sent: every rerun sends it (a queue's
+        # results of it, kept in Redis, are forgotten as for the failed items sent again).
+        unsent = await asyncio.to_thread(store.reset_unsent)
+        await sender.prepared(identity, retry_failed=flags.retry_failed or unsent > 0)
 
     def _read(
         self, path: str, warn: Callable[[str], None] | None = None

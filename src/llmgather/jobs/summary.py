@@ -7,6 +7,7 @@ Built from the job's store (the truth for every count) and its sender's engine s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from llmgather._engine import EngineStats
@@ -67,6 +68,13 @@ class JobSummary:
     # model has no known price (cost null, not counted).
     cost_usd: float = 0.0
     unpriced: int = 0
+    # Under a cost cap (`max_cost`, USD): what it counted spent over all the job's runs (each
+    # answer's real cost; a send whose cost never came, at its reservation), and the items it
+    # left unsent (error lines of type budget_exhausted; a rerun with a higher cap sends
+    # exactly those).
+    max_cost: float | None = None
+    spent_usd: float | None = None
+    unsent: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The --json summary, with each learned limit also as `learned_rpm`, `learned_tpm`…,
@@ -89,8 +97,12 @@ def summarise(
     elapsed_s: float,
     quota_spent: str | None = None,
     changes: list[str] | None = None,
+    max_cost: float | None = None,
+    spent_nanos: int | None = None,
 ) -> JobSummary:
-    """The summary of a run that reached its store: counts from `final`, the rest from `engine`."""
+    """The summary of a run that reached its store: counts from `final`, the rest from `engine`.
+    `spent_nanos`: what a cost cap of `max_cost` USD counted spent (else: the lines' cost)."""
+    spent = final.cost_usd if spent_nanos is None else Decimal(spent_nanos).scaleb(-9)
     return JobSummary(
         output=output,
         target=target,
@@ -113,7 +125,13 @@ def summarise(
             for kind, message, count in final.top_errors
         ],
         input=input,
-        hint=next_steps(final.pending, final.failed, final.invalid, quota_spent=quota_spent),
+        hint=next_steps(
+            final.pending,
+            final.failed,
+            final.invalid,
+            quota_spent=quota_spent,
+            unsent=final.unsent,
+        ),
         learned_limits=dict(engine.learned),
         learned_from=_learned_from(engine),
         overruled_limits=dict(engine.lowered),
@@ -123,6 +141,9 @@ def summarise(
         changes=list(changes or ()),
         cost_usd=float(final.cost_usd),
         unpriced=final.unpriced,
+        max_cost=max_cost,
+        spent_usd=None if max_cost is None else float(spent),
+        unsent=final.unsent,
     )
 
 
@@ -151,17 +172,20 @@ class RerunTerms:
     rerun: str
     retry_failed: str
     may_change: str
+    higher_cap: str
 
 
 LIBRARY_TERMS = RerunTerms(
     rerun="run the job again",
     retry_failed="with retry_failed=True",
     may_change="its base_url, limits and timeouts may change",
+    higher_cap="run the job again with a higher max_cost",
 )
 CLI_TERMS = RerunTerms(
     rerun="rerun the same command",
     retry_failed="with --retry-failed",
     may_change="--base-url, limits and timeouts may change",
+    higher_cap="rerun with a higher --max-cost",
 )
 
 
@@ -172,11 +196,21 @@ def next_steps(
     *,
     terms: RerunTerms = LIBRARY_TERMS,
     quota_spent: str | None = None,
+    unsent: int = 0,
 ) -> str | None:
     """What to do next, saying exactly what each rerun sends: the pending items; the invalid
     lines once fixed in the input, with them; the failed items, with them, only when asked.
-    `quota_spent`: the provider's message when a spent quota stopped the run."""
+    `quota_spent`: the provider's message when a spent quota stopped the run; `unsent`: the
+    items a spent cost cap left unsent."""
     hints = []
+    if unsent:
+        hints.append(
+            f"The cost cap is spent: {_items(unsent)} left unsent. {_capitalised(terms.higher_cap)}"
+            f" to send exactly {_those(unsent)}"
+            + (f" and the {pending} pending" if pending else "")
+            + " (each costs at most its worst case: prompt and max tokens)."
+        )
+        pending = 0  # said: sent with them
     with_pending = f", with the {pending} pending" if pending else ""
     if pending and quota_spent:
         hints.append(

@@ -13,7 +13,7 @@ machines) may share one limiter: the engine is its only caller inside one proces
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -31,14 +31,20 @@ class Cost:
 
     The engine estimates `input_tokens` from the prompt and `output_tokens` from `max_tokens`
     (see `limits.tokens`); `release` settles both with the real usage.
+
+    Under a cost cap (`Limits.max_cost`) `nano_usd` is the worst case in nano-dollars (those
+    tokens priced at the tier the input falls in) and `priced` what a real usage costs, in the
+    same unit, for `release` to settle it with.
     """
 
     requests: int = 1
     input_tokens: int = 0
     output_tokens: int = 0
+    nano_usd: int = 0
+    priced: Callable[[Usage], int] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.requests < 0 or self.input_tokens < 0 or self.output_tokens < 0:
+        if min(self.requests, self.input_tokens, self.output_tokens, self.nano_usd) < 0:
             raise ValueError(f"a cost cannot be negative: {self}")
 
     @property

@@ -14,6 +14,10 @@ Told no limit at all, it finds them (`limits.discovery`): a small first wave tha
 each clean answer, and with time once one came back announcing nothing, until one announces the
 key's limits; where none is ever announced, a requests-per-minute rate found from the 429s
 (AIMD).
+
+A cost cap (`Limits.max_cost`, `limits.cap`) is the one thing that fails an acquire: a
+reservation that does not fit waits while reservations are outstanding (their answers may give
+money back), and raises `BudgetExhaustedError` once none is, for that caller and every later one.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from collections.abc import Mapping
 
 from llmgather._clock import Clock, SystemClock
 from llmgather._config import Limits
-from llmgather._errors import ConfigurationError
+from llmgather._errors import BudgetExhaustedError, ConfigurationError
 from llmgather._types import Usage, remaining_key
 from llmgather.limits.base import Cost, Ending, Limiter, LimiterStats, Permit
-from llmgather.limits.budgets import KINDS_BY_NAME, Budget, below_yours, budgets_for
+from llmgather.limits.budgets import CAP, KINDS_BY_NAME, Budget, below_yours, budgets_for
 from llmgather.limits.concurrency import ConcurrencyCap
 from llmgather.limits.discovery import LimitSearch
 from llmgather.limits.waiting import Wakeup
@@ -76,7 +80,8 @@ class LocalLimiter:
         self._wakeup = Wakeup(self._clock)  # poked to end the head waiter's wait early
         self._lowered_told: set[str] = set()  # budgets a lower announced limit replaced, told once
         self._told_at: dict[str, float] = {}  # when each budget no one gave was first announced
-        told_nothing = discover and not self._budgets
+        # A cost cap says nothing of the pace the key allows: told only that, it still searches.
+        told_nothing = discover and not any(not b.kind.capped for b in self._budgets.values())
         self._search = (
             LimitSearch(limits.concurrency, now=self._clock.now()) if told_nothing else None
         )
@@ -110,6 +115,12 @@ class LocalLimiter:
     async def release(self, permit: Permit, usage: Usage | None, *, outcome: Ending = "ok") -> None:
         self._in_flight -= 1
         given_back = False
+        cap = self._budgets.get(CAP)
+        if cap is not None and cap.cap is not None:
+            # Settled or not, the reservation is no longer open: a caller waiting for it to
+            # give money back now either fits or learns that nothing else will.
+            cap.cap.close(cap.kind.reserve(permit.cost))
+            given_back |= self._waiting_on == CAP
         if usage is not None and self._budgets:
             now = self._clock.now()
             for name, budget in self._budgets.items():
@@ -192,7 +203,7 @@ class LocalLimiter:
             in_flight=self._in_flight,
             concurrency=self._cap.current if window is None else min(window, self._cap.current),
             max_concurrency=self._cap.maximum,
-            limits={b.kind.name: b.limit for b in budgets},
+            limits={b.kind.name: b.limit / b.kind.scale for b in budgets},
             learned={b.kind.name: b.limit for b in budgets if b.announced},
             lowered={
                 b.kind.name: yours
@@ -205,6 +216,13 @@ class LocalLimiter:
             found={name: self._budgets[name].limit for name in (self._found,) if name},
             queued=self._queued,
         )
+
+    def spent_before(self, nano_usd: int) -> None:
+        """Count what a resumed job spent in its earlier runs against the cost cap (if any):
+        the cap is the job's, over all its runs."""
+        budget = self._budgets.get(CAP)
+        if budget is not None and budget.cap is not None:
+            budget.cap.used += nano_usd
 
     def remaining(self) -> dict[str, float]:
         """What each budget in force lets out at once now, by name (see `Budget.remaining`):
@@ -277,7 +295,9 @@ class LocalLimiter:
 
     def _blocked_by(self, cost: Cost) -> tuple[str, float | None] | None:
         """What holds a send of `cost` now, and for how long (None: until an event); None if
-        nothing does."""
+        nothing does. Raises `BudgetExhaustedError` when the cost cap never could take it."""
+        if (capped := self._capped(cost)) is not None:
+            return capped  # before the other limits: an exhausted cap fails without a wait
         if self._in_flight >= self._cap.current:
             return "concurrency", None
         now = self._clock.now()
@@ -292,6 +312,23 @@ class LocalLimiter:
             if wait > _NO_WAIT and (longest is None or wait > (longest[1] or 0.0)):
                 longest = name, wait
         return longest
+
+    def _capped(self, cost: Cost) -> tuple[str, None] | None:
+        budget = self._budgets.get(CAP)
+        cap = None if budget is None else budget.cap
+        if budget is None or cap is None:
+            return None
+        amount = budget.kind.reserve(cost)
+        if cap.fits(amount):
+            return None
+        if not cap.exhausted and cap.may_free():
+            return CAP, None  # a reservation still open may give money back
+        if not cap.exhausted:
+            cap.exhausted = True
+            self._poke()  # the callers queued behind learn it at once, not after their timers
+        raise BudgetExhaustedError(
+            spent=cap.used, cap=cap.capacity, needed=amount, scale=budget.kind.scale
+        )
 
     def _poke(self) -> None:
         self._wakeup.poke()

@@ -39,12 +39,12 @@ from typing import Any, TypeVar
 
 from llmgather._clock import Clock, SystemClock
 from llmgather._config import Limits
-from llmgather._errors import RedisUnavailableError
+from llmgather._errors import BudgetExhaustedError, RedisUnavailableError
 from llmgather._redact import redact_url
 from llmgather._redis import connect, retried
 from llmgather._types import Usage, remaining_key
 from llmgather.limits.base import Cost, Ending, LimiterStats, Permit
-from llmgather.limits.budgets import KINDS, KINDS_BY_NAME, Kind, below_yours
+from llmgather.limits.budgets import CAP, KINDS, KINDS_BY_NAME, Kind, below_yours
 from llmgather.limits.concurrency import ConcurrencyCap
 from llmgather.limits.discovery import LimitSearch
 from llmgather.limits.local import DEFAULT_COOL_DOWN, DEFAULT_MAX_COOL_DOWN
@@ -103,7 +103,7 @@ class RedisLimiter:
         self._poll_s = poll_seconds
         prefix = f"llmgather:{{{key}}}"  # one hash slot: a cluster keeps the keys together
         self._keys = [f"{prefix}:state", f"{prefix}:leases", f"{prefix}:day", f"{prefix}:day:n"]
-        self._keys.append(f"{prefix}:penalty-ids")
+        self._keys += [f"{prefix}:penalty-ids", f"{prefix}:cap-leases"]
         self._redis: Any = connect(url, what="--limiter")  # connects on first use
         self._scripts: dict[str, Any] = {}
         self._lease_ids = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
@@ -118,7 +118,9 @@ class RedisLimiter:
         self._io = 0  # Redis calls under way, and finished: the tests' fake clock waits for them
         self._io_done = 0
         self._snapshot = Snapshot()
-        told_nothing = discover and not any(getattr(self.limits, k.name) for k in KINDS)
+        told_nothing = discover and not any(
+            getattr(self.limits, k.name) for k in KINDS if not k.capped
+        )
         self._search = (
             LimitSearch(self.limits.concurrency, now=self._clock.now()) if told_nothing else None
         )
@@ -140,11 +142,14 @@ class RedisLimiter:
                     reply = await self._acquire_once(cost, lease)
                     if reply[4] == "1":
                         return self._granted(cost, lease, float(reply[0]))
+                    if reply[4] == "x":
+                        raise self._exhausted(cost, spent=int(float(reply[6])))
                     self._waiting_on, wait = reply[5], float(reply[6])
                     if self._waiting_on == "rpm" and self._search is not None:
                         self._search.held()
-                    if self._waiting_on == "concurrency":
-                        await self._wakeup.poked_or(self._poll_s)  # a release here, or elsewhere
+                    if self._waiting_on in ("concurrency", CAP):
+                        # A release here or elsewhere frees a slot, or money a reservation held.
+                        await self._wakeup.poked_or(self._poll_s)
                     elif self._waiting_on == "pause":
                         await self._clock.sleep(wait)  # nothing but time ends a pause early
                     else:
@@ -172,7 +177,7 @@ class RedisLimiter:
         if self._search is not None and self._search.searching:
             await self._search_after(permit, outcome)
         waiting_on = self._waiting_on
-        if waiting_on == "concurrency" or (settled and waiting_on in settled):
+        if waiting_on in ("concurrency", CAP) or (settled and waiting_on in settled):
             self._wakeup.poke()
 
     async def penalise(self, retry_after: float | None) -> None:
@@ -310,6 +315,13 @@ class RedisLimiter:
             whole = {k.name: k.reserve(cost) for k in KINDS}
             await self._call(RELEASE, [lease, "failed", reply[0]], self._budget_args(whole))
 
+    def _exhausted(self, cost: Cost, *, spent: int) -> BudgetExhaustedError:
+        kind = KINDS_BY_NAME[CAP]
+        cap = round(kind.scaled(self.limits.max_cost or 0.0))
+        return BudgetExhaustedError(
+            spent=spent, cap=cap, needed=kind.reserve(cost), scale=kind.scale
+        )
+
     def _granted(self, cost: Cost, lease: str, granted_at: float) -> Permit:
         self._local_in_flight += 1
         self._held.add(lease)
@@ -335,7 +347,8 @@ class RedisLimiter:
         for kind in KINDS:
             if kind.name in amounts:
                 limit = getattr(self.limits, kind.name)
-                args += [*_kind_args(kind), "" if limit is None else repr(float(limit))]
+                limit = None if limit is None else kind.scaled(float(limit))
+                args += [*_kind_args(kind), "" if limit is None else repr(limit)]
                 args.append(str(amounts[kind.name]))
         return args
 
@@ -448,6 +461,8 @@ class RedisLimiter:
 
 
 def _kind_args(kind: Kind) -> list[str]:
+    if kind.capped:
+        return [kind.name, "0", "2"]  # a cap has no window
     return [kind.name, repr(kind.window), "1" if kind.paced else "0"]
 
 

@@ -14,11 +14,16 @@ from it only because it must run where the state lives. One hash holds the scala
                          not held to an old guess for ever (the process that found it renews it)
     day_total            what the per-day window holds
     paused_until, backoff, penalties    the shared hold after a 429 or an outage
+    cap_used, cap_out, cap_exhausted    the cost cap (`limits.cap`): spent or reserved,
+                         the reservations still open, and the cap at which it refused a send
+                         (for good, unless a higher cap is given)
 
 beside a sorted set of concurrency leases (member: lease id, score: expiry), the per-day
 window as slots of a minute (a sorted set of slot -> last take, a hash of slot -> amount), and
 the ids of the penalties counted lately (a sorted set of id -> time: a call retried after its
-reply was lost counts once).
+reply was lost counts once), and each lease's open reservation of the cost cap (a hash of lease
+-> amount): a lease that expires (its process died) closes it, charged in full, since its
+answer may have been billed.
 
 Times are seconds: Redis's own `TIME` (one clock for every machine), or the caller's `now`
 when it passes one (the tests' fake clock). Numbers go back as strings: Redis turns a Lua
@@ -27,12 +32,13 @@ number reply into an integer.
 
 from __future__ import annotations
 
-# KEYS: state hash, leases zset, day slots zset, day amounts hash, penalty ids zset.
-# Each budget arrives as 5 ARGV entries: name, window, paced (1/0), limit ('' = the one
-# announced, if any) and amount (to reserve, or for `settle` to give back).
+# KEYS: state hash, leases zset, day slots zset, day amounts hash, penalty ids zset, cap
+# reservations hash.
+# Each budget arrives as 5 ARGV entries: name, window, paced (1/0; 2: a cap), limit ('' = the
+# one announced, if any) and amount (to reserve, or for `settle` to give back).
 COMMON = r"""
 local state, leases, day_slots, day_amounts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local penalty_ids = KEYS[5]
+local penalty_ids, cap_leases = KEYS[5], KEYS[6]
 local NO_WAIT = 1e-9
 local DAY_SLOT = 60
 local PENALTY_IDS_KEPT = 3600  -- seconds: far longer than any retry of one call
@@ -65,7 +71,8 @@ local function budgets_from(first, now)
   local i = first
   while ARGV[i] do
     local b = {name = ARGV[i], window = tonumber(ARGV[i + 1]), paced = ARGV[i + 2] == '1',
-               limit = num(ARGV[i + 3], nil), amount = tonumber(ARGV[i + 4])}
+               capped = ARGV[i + 2] == '2', limit = num(ARGV[i + 3], nil),
+               amount = tonumber(ARGV[i + 4])}
     -- the user's own limit is a ceiling: a lower announced one, or a lower found pace, paces
     local announced = num(redis.call('HGET', state, 'ann:' .. b.name), nil)
     if announced ~= nil and (b.limit == nil or announced < b.limit) then b.limit = announced end
@@ -157,15 +164,41 @@ local function snapshot(now, in_flight, extra)
   return reply
 end
 
+-- a reservation of the cost cap closed: it may no longer give money back (what it kept is spent)
+local function cap_close(lease)
+  local held = num(redis.call('HGET', cap_leases, lease), nil)
+  if held == nil then return end
+  redis.call('HDEL', cap_leases, lease)
+  redis.call('HSET', state, 'cap_out', str(math.max(0, num(redis.call('HGET', state, 'cap_out'), 0) - held)))
+end
+
 local function live_leases(now)
+  -- the leases of a process that died: their reservations of the cap stay charged, closed
+  for _, lease in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', str(now))) do
+    cap_close(lease)
+  end
   redis.call('ZREMRANGEBYSCORE', leases, '-inf', str(now))
   return redis.call('ZCARD', leases)
+end
+
+-- the cost cap: nil when `b` fits; 'wait' while open reservations may give money back;
+-- 'exhausted' (for good, at this cap: `cap_exhausted` holds the cap it was exhausted at, and a
+-- rerun with a higher one goes on from what was spent) when nothing could free room
+local function cap_refusal(b)
+  local at = num(redis.call('HGET', state, 'cap_exhausted'), nil)
+  if at ~= nil and b.limit <= at then return 'exhausted' end
+  local used = num(redis.call('HGET', state, 'cap_used'), 0)
+  if used + b.amount <= b.limit then return nil end
+  if num(redis.call('HGET', state, 'cap_out'), 0) > 0 then return 'wait' end
+  redis.call('HSET', state, 'cap_exhausted', str(b.limit))
+  return 'exhausted'
 end
 """
 
 # ARGV: now, cap, lease id, lease seconds, burst seconds, then the budgets (amount: to reserve).
-# Reply: the snapshot, then granted (1/0), what holds the send and for how long (-1: until an
-# event), then the announced limits as name, limit pairs.
+# Reply: the snapshot, then granted (1/0; x: refused, the cost cap exhausted), what holds the
+# send and for how long (-1: until an event; refused: what the cap holds spent), then the
+# announced limits as name, limit pairs.
 ACQUIRE = (
     COMMON
     + r"""
@@ -175,19 +208,36 @@ local budgets = budgets_from(6, now)
 local in_flight = live_leases(now)
 -- Run again after a reply was lost (a timeout): the first run's grant stands, once.
 if redis.call('ZSCORE', leases, lease) then return snapshot(now, in_flight, {'1', '', '0'}) end
+-- The cost cap first: once it is exhausted a send fails at once, whatever else would hold it.
+for _, b in ipairs(budgets) do
+  if b.capped and b.limit ~= nil and b.amount > 0 then
+    local refusal = cap_refusal(b)
+    if refusal == 'exhausted' then
+      return snapshot(now, in_flight, {'x', b.name, redis.call('HGET', state, 'cap_used') or '0'})
+    elseif refusal == 'wait' then
+      return snapshot(now, in_flight, {'0', b.name, '-1'})
+    end
+  end
+end
 if in_flight >= cap then return snapshot(now, in_flight, {'0', 'concurrency', '-1'}) end
 local pause = num(redis.call('HGET', state, 'paused_until'), 0) - now
 if pause > NO_WAIT then return snapshot(now, in_flight, {'0', 'pause', str(pause)}) end
 local longest, longest_name = 0, nil
 for _, b in ipairs(budgets) do
-  if b.limit ~= nil then
+  if b.limit ~= nil and not b.capped then
     local wait = wait_time(b, now, burst)
     if wait > NO_WAIT and wait > longest then longest, longest_name = wait, b.name end
   end
 end
 if longest_name then return snapshot(now, in_flight, {'0', longest_name, str(longest)}) end
 for _, b in ipairs(budgets) do
-  if b.limit ~= nil then take(b, now) end
+  if b.limit ~= nil and b.capped then
+    if b.amount > 0 then
+      redis.call('HSET', state, 'cap_used', str(num(redis.call('HGET', state, 'cap_used'), 0) + b.amount))
+      redis.call('HSET', state, 'cap_out', str(num(redis.call('HGET', state, 'cap_out'), 0) + b.amount))
+      redis.call('HSET', cap_leases, lease, str(b.amount))
+    end
+  elseif b.limit ~= nil then take(b, now) end
 end
 redis.call('ZADD', leases, str(now + ttl), lease)
 return snapshot(now, in_flight + 1, {'1', '', '0'})
@@ -203,9 +253,13 @@ local now = clock(ARGV[1])
 local lease, outcome, granted_at = ARGV[2], ARGV[3], tonumber(ARGV[4])
 -- Run again after a reply was lost, or for a lease already expired: settle nothing twice.
 if redis.call('ZREM', leases, lease) == 0 then return snapshot(now, live_leases(now), {}) end
+cap_close(lease)  -- settled or not: the reservation is no longer open
 for _, b in ipairs(budgets_from(5, now)) do
   if b.limit ~= nil and b.amount ~= 0 then
-    if b.paced then
+    if b.capped then
+      local used = num(redis.call('HGET', state, 'cap_used'), 0)
+      redis.call('HSET', state, 'cap_used', str(math.max(0, used - b.amount)))
+    elseif b.paced then
       set_spent(b, now, math.max(0, spent(b, now) - b.amount))
     else
       day_expire(b, now)

@@ -52,3 +52,13 @@ def request_cost(messages: Iterable[dict[str, Any]], max_tokens: int | None) -> 
     """What a chat request reserves: one request, its prompt's tokens, and its output budget."""
     output = DEFAULT_OUTPUT_ESTIMATE if max_tokens is None else max_tokens
     return Cost(requests=1, input_tokens=estimate_prompt_tokens(messages), output_tokens=output)
+
+
+def input_token_bound(messages: Iterable[dict[str, Any]]) -> int:
+    """At most how many tokens the prompt's text can be: no tokenizer makes more tokens of a
+    text than it has UTF-8 bytes (byte-level BPE falls back to one token per byte). What a cost
+    cap reserves, where the estimate above could fall short of the real count."""
+    total = 0
+    for message in messages:
+        total += PER_MESSAGE_OVERHEAD + len(message_text(message).encode())
+    return total

@@ -1,5 +1,6 @@
 """What a client of the gateway is told when its request fails: the status and message in
-its own dialect, never the upstream's key.
+its own dialect, never the upstream's key. The service's own cost budget spent
+(`serve --max-cost`) is a 402: neither the upstream's fault nor one to retry.
 
 An upstream's refusal of llmgather's key is not the client's fault (502, naming the upstream
 key as refused); the upstream's rate limits are the gateway's to absorb (a 503, should retries
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from llmgather._errors import (
     APIError,
     AuthenticationError,
+    BudgetExhaustedError,
     OverloadedError,
     PermissionDeniedError,
     QuotaExhaustedError,
@@ -46,6 +48,14 @@ def error_answer_for(error: BaseException) -> ErrorAnswer:
         # A fault of the gateway's own (an llmgather error is an APIError): the log says what.
         logger.error("llmgather serve: a request failed in the gateway", exc_info=error)
         return ErrorAnswer(500, "the gateway failed to handle the request (see its log)")
+    if isinstance(error, BudgetExhaustedError):
+        # The service's own budget, not the upstream's: not a 429 nor a 5xx, which clients
+        # retry; nothing more will be sent until its operator gives it a higher one.
+        return ErrorAnswer(
+            402,
+            f"the service's cost budget is spent (${error.spent} of ${error.cap}): nothing more "
+            "is sent upstream; its operator may restart it with a higher --max-cost",
+        )
     if isinstance(error, (AuthenticationError, PermissionDeniedError)):
         status = f" (HTTP {error.status_code})" if error.status_code else ""
         return ErrorAnswer(

@@ -22,6 +22,7 @@ from llmgather._link import Link, LinkOptions, open_link
 from llmgather._types import Completion, Outcome, Request, Result
 from llmgather.limits import Cost, LocalLimiter
 from llmgather.limits.tokens import request_cost
+from llmgather.pricing.reserve import capped_cost_bounded
 from llmgather.providers.registry import Target, resolve_target, secrets_redactor
 from llmgather.service.queueing import Departure
 from llmgather.service.settings import ServiceSettings
@@ -118,7 +119,7 @@ class Upstream:
             messages=(),
             fn=self.link.send_http,
             args=(http, relay),
-            cost=cost,
+            cost=self._capped(cost, http),
             before_send=departure.leave,
         )
         return await self.engine.run_one(call)
@@ -152,9 +153,17 @@ class Upstream:
                 pump.live = live
                 yield live
 
+        cost = self._capped(cost, http)
         call = CallRequest(messages=(), fn=_never, cost=cost, before_send=departure.leave)
         pump.start(link.engine.stream(call, open_stream))
         return pump
+
+    def _capped(self, cost: Cost, http: HttpRequest) -> Cost:
+        """Under `serve --max-cost`, `cost` with its worst case priced: the body's bytes bound
+        its prompt's tokens (no tokenizer makes more tokens than bytes)."""
+        if not self.link.capped:
+            return cost
+        return capped_cost_bounded(cost, len(http.body), None, self.link.pricer) or cost
 
 
 class StreamPump:

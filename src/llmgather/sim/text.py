@@ -89,11 +89,17 @@ def json_pieces(text: str) -> list[str]:
     return [text[i : i + JSON_PIECE_CHARS] for i in range(0, len(text), JSON_PIECE_CHARS)]
 
 
+def answer_length(first_byte: int) -> int:
+    """The words of an answer whose hash starts with `first_byte` (0-255): MIN_WORDS to
+    MAX_WORDS, the shorter ones slightly likelier (256 is not a multiple of the range)."""
+    return MIN_WORDS + first_byte % (MAX_WORDS - MIN_WORDS + 1)
+
+
 def _words(prompt: str, seed: int) -> tuple[str, ...]:
     # One hash of (seed, prompt) decides everything: the first byte the length, one byte per
     # word after it. No RNG to seed per request, and no dependence on anything else.
     digest = hashlib.shake_128(f"{seed}\x00{prompt}".encode()).digest(1 + MAX_WORDS)
-    count = MIN_WORDS + digest[0] % (MAX_WORDS - MIN_WORDS + 1)
+    count = answer_length(digest[0])
     words = [_VOCABULARY[b & 63] for b in digest[1 : 1 + count]]
     words[0] = words[0].capitalize()
     words[-1] += "."

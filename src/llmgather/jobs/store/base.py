@@ -70,6 +70,21 @@ class JobStore(Protocol):
         """Put failed items (not invalid input lines) back to pending; returns how many."""
         ...
 
+    def reset_unsent(self) -> int:
+        """Put the items a spent cost cap left unsent back to pending; returns how many."""
+        ...
+
+    def record_spend(
+        self, reserved: Sequence[tuple[str, int]], settled: Sequence[tuple[str, int]]
+    ) -> None:
+        """Commit a cost cap's reservations and settlements, by attempt, in nano-dollars."""
+        ...
+
+    def spent_nanos(self) -> int:
+        """What the job spent under its cost cap over all its runs, in nano-dollars (an
+        attempt whose real cost never came counts at its reservation)."""
+        ...
+
     def pending_items(
         self, items: Iterable[InputItem], *, should_stop: Callable[[], bool] | None = None
     ) -> Iterator[InputItem]:

@@ -8,13 +8,17 @@ from typing import Any
 
 import orjson
 
+from llmgather._errors import BudgetExhaustedError
 from llmgather._types import COST_QUANTUM, ErrorInfo, Result
 from llmgather.jobs.encoding import encode_result
 from llmgather.jobs.inputs import InputItem
 
-__all__ = ["INVALID_INPUT", "item_row", "result_row"]
+__all__ = ["INVALID_INPUT", "UNSENT_FOR_COST", "item_row", "result_row"]
 
 INVALID_INPUT = "invalid_input"  # the error type of an input line that cannot be sent
+# The error type of an item a spent cost cap left unsent: neither failed nor done, a rerun
+# with a higher cap sends it.
+UNSENT_FOR_COST = BudgetExhaustedError.line_type
 _ERROR_PREFIX_CHARS = 80
 _LOCATION = re.compile(r"^.+?:\d+: ")
 

@@ -43,8 +43,9 @@ from llmgather.jobs.liveness import (
 from llmgather.jobs.output import real_output_path
 from llmgather.jobs.store.ingest import IngestReport, insert_items
 from llmgather.jobs.store.merge import merge_items
-from llmgather.jobs.store.rows import INVALID_INPUT, result_row
+from llmgather.jobs.store.rows import INVALID_INPUT, UNSENT_FOR_COST, result_row
 from llmgather.jobs.store.schema import SCHEMA, connect, migrate, transaction
+from llmgather.jobs.store.spend import SPEND_SCHEMA, record_spend, spent_nanos
 from llmgather.jobs.store.stats import JobStats, count_items, job_stats
 
 __all__ = [
@@ -84,7 +85,7 @@ class SQLiteJobStore:
             raise FileNotFoundError(path)
         conn = connect(path)
         try:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + SPEND_SCHEMA)
             migrate(conn)
         except BaseException:
             conn.close()
@@ -133,6 +134,7 @@ class SQLiteJobStore:
             else:
                 self._conn.execute("DELETE FROM items")
                 self._conn.execute("DELETE FROM retired")
+                self._conn.execute("DELETE FROM spend")
                 self._conn.execute("DELETE FROM meta")
                 self._set_meta(
                     fingerprint=input_fingerprint,
@@ -227,6 +229,27 @@ class SQLiteJobStore:
                 "UPDATE items SET status = 'pending' WHERE status = 'error' AND error_type IS NOT ?",
                 (INVALID_INPUT,),
             ).rowcount
+
+    def reset_unsent(self) -> int:
+        """Put the items a spent cost cap left unsent back to pending (a rerun sends them
+        without `--retry-failed`: they were never sent); returns how many."""
+        with self._lock, self._transaction():
+            return self._conn.execute(
+                "UPDATE items SET status = 'pending' WHERE status = 'error' AND error_type = ?",
+                (UNSENT_FOR_COST,),
+            ).rowcount
+
+    def record_spend(
+        self, reserved: Sequence[tuple[str, int]], settled: Sequence[tuple[str, int]]
+    ) -> None:
+        """Commit a batch of a cost cap's reservations and settlements (see `store.spend`)."""
+        with self._lock, self._transaction():
+            record_spend(self._conn, reserved, settled)
+
+    def spent_nanos(self) -> int:
+        """What the job spent under its cost cap, in nano-dollars, over all its runs."""
+        with self._lock:
+            return spent_nanos(self._conn)
 
     def pending_lines(self) -> Iterator[int]:
         for line, _, _ in self._pending_rows():

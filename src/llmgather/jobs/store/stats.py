@@ -10,7 +10,7 @@ from typing import Any
 
 from llmgather._types import cost_number
 from llmgather.jobs.liveness import process_alive
-from llmgather.jobs.store.rows import INVALID_INPUT
+from llmgather.jobs.store.rows import INVALID_INPUT, UNSENT_FOR_COST
 from llmgather.pricing.projection import projected_cost
 
 __all__ = ["JobStats", "count_items", "job_stats"]
@@ -35,11 +35,14 @@ class JobStats:
     cost_usd: Decimal = Decimal(0)
     unpriced: int = 0
     priced: int = 0
+    # Items a spent cost cap left unsent (not in `failed`): a rerun with a higher cap sends them.
+    unsent: int = 0
 
     @property
     def projected_usd(self) -> Decimal | None:
-        """What the job will have cost once its pending items are answered (`projected_cost`)."""
-        return projected_cost(self.cost_usd, self.priced, self.pending)
+        """What the job will have cost once its pending items, and those a spent cost cap left
+        unsent, are answered (`projected_cost`)."""
+        return projected_cost(self.cost_usd, self.priced, self.pending + self.unsent)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class JobStats:
             "top_errors": [{"type": t, "message": m, "count": c} for t, m, c in self.top_errors],
             "state": self.state,
             "cost_usd": float(self.cost_usd), "unpriced": self.unpriced,
+            "unsent": self.unsent,
             "projected_usd": cost_number(self.projected_usd),
         }  # fmt: skip
 
@@ -61,19 +65,24 @@ def count_items(
     """Item counts, token and cost sums (`cost_nanos`: USD × 1e9), and the `top` commonest
     (error type, error key, count)."""
     counts = dict.fromkeys(
-        ("total", "done", "failed", "pending", "invalid", "input_tokens", "output_tokens"),
+        (
+            "total", "done", "failed", "pending", "invalid", "input_tokens", "output_tokens",
+            "unsent",
+        ),
         0,
-    )
+    )  # fmt: skip
     # Each line's cost is a number of at most 9 decimals (`_types.cost_number`), kept beside it
     # as whole nano-dollars: their sum is exact, the sum of the lines to the last digit.
     names = (*counts, "cost_nanos", "unpriced", "priced")
     row = conn.execute(
-        "SELECT count(*), sum(status = 'ok'), sum(status = 'error' AND error_type IS NOT ?),"
+        "SELECT count(*), sum(status = 'ok'),"
+        " sum(status = 'error' AND error_type IS NOT ? AND error_type IS NOT ?),"
         " sum(status = 'pending'), sum(status = 'error' AND error_type IS ?),"
-        " sum(input_tokens), sum(output_tokens), sum(cost_nanos) FILTER (WHERE status = 'ok'),"
+        " sum(input_tokens), sum(output_tokens), sum(status = 'error' AND error_type IS ?),"
+        " sum(cost_nanos) FILTER (WHERE status = 'ok'),"
         " sum(status = 'ok' AND cost_nanos IS NULL), sum(status = 'ok' AND cost_nanos IS NOT NULL)"
         " FROM items",
-        (INVALID_INPUT, INVALID_INPUT),
+        (INVALID_INPUT, UNSENT_FOR_COST, INVALID_INPUT, UNSENT_FOR_COST),
     ).fetchone()
     counts = {k: v or 0 for k, v in zip(names, row, strict=True)}
     top_errors = [
