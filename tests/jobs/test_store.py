@@ -278,6 +278,11 @@ def test_the_projection_is_the_average_priced_answer_for_each_pending_item(
     assert (stats.cost_usd, stats.pending) == (Decimal("1"), 7)
     assert stats.projected_usd == Decimal("1") + Decimal("0.5") * 7
     assert stats.to_dict()["projected_usd"] == 4.5
+    # An item a spent cost cap left unsent is still to answer (a rerun with a higher cap).
+    store.record([failed("i4", type="budget_exhausted", message="not sent: the cap is spent")])
+    stats = store.stats()
+    assert (stats.pending, stats.unsent) == (6, 1)
+    assert stats.projected_usd == Decimal("4.5")
 
 
 def test_record_batches_store_results_and_tokens(store: SQLiteJobStore, output: str) -> None:
