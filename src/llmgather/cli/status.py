@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
-from decimal import Decimal
 
 import click
 import orjson
@@ -80,7 +79,7 @@ def render_stats(stats: JobStats, output: str, console: Console) -> None:
             f"${stats.cost_usd:,.6f}"
             + (f" ({stats.unpriced:,} unpriced)" if stats.unpriced else ""),
         ),
-        ("projected", _projected(stats.projected_usd, stats.pending)),
+        ("projected", _projected(stats)),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -95,10 +94,14 @@ def render_stats(stats: JobStats, output: str, console: Console) -> None:
         console.print(errors)
 
 
-def _projected(cost: Decimal | None, pending: int) -> str:
+def _projected(stats: JobStats) -> str:
+    """The job's projected total, saying what is still to answer in it."""
+    cost = stats.projected_usd
     if cost is None:
         return "- (no answer priced yet)"
-    return f"${cost:,.6f}" + (f" (with {pending:,} pending)" if pending else "")
+    left = [f"{stats.pending:,} pending"] if stats.pending else []
+    left += [f"{stats.unsent:,} unsent"] if stats.unsent else []
+    return f"${cost:,.6f}" + (f" (with {', '.join(left)})" if left else "")
 
 
 def _iso(epoch: float | None) -> str | None:
