@@ -13,7 +13,13 @@ from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._listen import listening_socket
-from llmgather.cli._options import FiniteFloat, secret_file, sending_options
+from llmgather.cli._options import (
+    FiniteFloat,
+    prices_option,
+    read_prices,
+    secret_file,
+    sending_options,
+)
 from llmgather.service.settings import (
     DEFAULT_MAX_JOB_BYTES,
     DEFAULT_RETENTION_MAX,
@@ -87,6 +93,7 @@ EXIT_USAGE = 2
     metavar="MB",
     help="The largest body POST /v1/jobs takes; a larger one is refused (413) as it arrives.",
 )
+@prices_option
 def serve_command(
     host: str,
     port: int,
@@ -103,6 +110,7 @@ def serve_command(
     max_attempts: int,
     max_retry_wait: float,
     timeout: float,
+    prices_path: str | None,
 ) -> None:
     """Serve /generate, an OpenAI, Anthropic and Gemini gateway, jobs and /metrics, all
     sending through one engine under one set of limits."""
@@ -131,6 +139,7 @@ def serve_command(
             retention_max=retention_max,
             max_job_bytes=max_job_mb * 1024 * 1024,
             host=host,
+            prices=read_prices(prices_path, EXIT_USAGE),
         )
         # The provider's key variables are read here, as `run` reads them, and nowhere deeper.
         app = create_app(settings, env=os.environ)

@@ -12,6 +12,7 @@ from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from llmgather.pricing import Prices
     from llmgather.sim.config import SimConfig
 
 DEFAULT_QUEUE_TIMEOUT_S = 60.0
@@ -32,7 +33,8 @@ class ServiceSettings:
     `retention_s` and `retention_max`: how long a finished background `/generate` stays
     readable, and how many are kept at most (the oldest go first). `max_job_bytes`: the largest
     body `POST /v1/jobs` takes. `key_recheck_s`: how long after the upstream refused the key it
-    is first asked again (then twice as long each time, up to a minute)."""
+    is first asked again (then twice as long each time, up to a minute). `prices`: what
+    prices each answer's cost (`pricing.chain`), shown in /metrics, jobs' lines and answers."""
 
     model: str | None = None
     base_url: str | None = None
@@ -49,6 +51,7 @@ class ServiceSettings:
     key_recheck_s: float = FIRST_KEY_RECHECK_S
     host: str = "127.0.0.1"
     simulator: SimConfig | None = None  # for the embedded simulator, when one starts
+    prices: Prices | None = None  # the user's over genai-prices' table (None: the table alone)
 
     def __post_init__(self) -> None:
         if not self.host.strip():

@@ -75,6 +75,7 @@ class Upstream:
             proxies=proxies,
             redactor=self.redactor,
             simulator=settings.simulator,
+            prices=settings.prices,
         )
         link = await open_link(self._stack, self.target, self.limiter, options)
         self._link = await self._stack.enter_async_context(link)
