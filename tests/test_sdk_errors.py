@@ -407,12 +407,53 @@ async def test_usage_and_text_are_the_simulators(sdk: str, session: aiohttp.Clie
     ("response", "usage"),
     [
         ({"usage": {"prompt_tokens": 3, "completion_tokens": 4}}, Usage(3, 4)),
-        (
-            {"usage": {"input_tokens": 3, "cache_read_input_tokens": 10, "output_tokens": 4}},
-            Usage(13, 4),
+        (  # OpenAI: the cached tokens are inside prompt_tokens
+            {
+                "usage": {
+                    "prompt_tokens": 30,
+                    "completion_tokens": 4,
+                    "prompt_tokens_details": {"cached_tokens": 20},
+                }
+            },
+            Usage(30, 4, cache_read_tokens=20),
+        ),
+        (  # Anthropic: outside input_tokens, added to it
+            {
+                "usage": {
+                    "input_tokens": 3,
+                    "cache_read_input_tokens": 10,
+                    "cache_creation_input_tokens": 7,
+                    "output_tokens": 4,
+                }
+            },
+            Usage(20, 4, cache_read_tokens=10, cache_write_tokens=7),
+        ),
+        (  # OpenAI Responses: the cached tokens are inside input_tokens
+            {
+                "usage": {
+                    "input_tokens": 30,
+                    "input_tokens_details": {"cached_tokens": 20},
+                    "output_tokens": 4,
+                }
+            },
+            Usage(30, 4, cache_read_tokens=20),
         ),
         ({"usageMetadata": {"promptTokenCount": 3, "thoughtsTokenCount": 2}}, Usage(3, 2)),
+        (  # Gemini: cachedContentTokenCount is inside promptTokenCount
+            {"usageMetadata": {"promptTokenCount": 30, "cachedContentTokenCount": 20}},
+            Usage(30, 0, cache_read_tokens=20),
+        ),
         ({"usage_metadata": {"input_tokens": 3, "output_tokens": 4}}, Usage(3, 4)),  # LangChain
+        (
+            {
+                "usage_metadata": {
+                    "input_tokens": 30,
+                    "output_tokens": 4,
+                    "input_token_details": {"cache_read": 20, "cache_creation": 5},
+                }
+            },
+            Usage(30, 4, cache_read_tokens=20, cache_write_tokens=5),
+        ),
         ({"usage": None}, None),
         ({"choices": []}, None),
         ("just text", None),

@@ -35,6 +35,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from llmgather._attempt import (
@@ -139,6 +140,11 @@ class EngineStats:
     # only their own retry.
     http_429_holds: int = 0
     cached: int = 0  # items answered from the response cache (in `done`, never in `sent`)
+    # What the ok answers cost (USD, exact), how many of them had a price, and the cost by
+    # the model each was priced as.
+    cost_usd: Decimal = Decimal(0)
+    priced: int = 0
+    cost_by_model: Mapping[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -155,7 +161,15 @@ class _Counters:
     cached: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    priced: int = 0
+    cost_by_model: dict[str, Decimal] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+
+    def spent(self, model: str, cost: Decimal) -> None:
+        self.cost_usd += cost
+        self.priced += 1
+        self.cost_by_model[model] = self.cost_by_model.get(model, Decimal(0)) + cost
 
 
 class Engine:
@@ -272,6 +286,9 @@ class Engine:
             found=limiter.found,
             lowered=limiter.lowered,
             resent=0 if self._resent is None else self._resent(),
+            cost_usd=c.cost_usd,
+            priced=c.priced,
+            cost_by_model=dict(c.cost_by_model),
         )
 
     async def run_one(self, request: Request, index: int = 0) -> Result:
@@ -431,8 +448,11 @@ class Engine:
                     await self._cache.keep(item.cache_key, outcome.completion)
                 result = ok_result(item, outcome, started)
                 if self._pricer is not None:
-                    result.cost = self._pricer.cost(item.request.model, result.usage)
+                    model = item.request.model or self._pricer.model
+                    result.cost = self._pricer.cost(model, result.usage)
                     result.cost_basis = None if result.cost is None else STANDARD
+                    if result.cost is not None:
+                        self._counters.spent(model, result.cost)
                 return result
             except APIError as error:
                 hold.settle_failure(error, self._retry.max_retry_wait)

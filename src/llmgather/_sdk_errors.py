@@ -97,32 +97,79 @@ def error_from_sdk(exc: BaseException) -> APIError | None:
 
 
 def usage_from_sdk(response: object) -> Usage | None:
-    """The tokens an SDK's response reports, or None if it reports none.
+    """The tokens an SDK's response reports, normalised as the adapters do, or None if it
+    reports none.
 
-    OpenAI's `usage.prompt_tokens/completion_tokens`, Anthropic's (and OpenAI Responses')
-    `usage.input_tokens/output_tokens` (cache reads and writes count as input, as in the
-    adapter), Gemini's `usage_metadata.prompt_token_count/candidates_token_count` (thoughts
-    count as output), and LangChain's `usage_metadata` dict. Attributes or dict keys alike.
+    OpenAI's `usage.prompt_tokens/completion_tokens` (`prompt_tokens_details.cached_tokens`
+    read from the cache), Anthropic's (and OpenAI Responses') `usage.input_tokens/output_tokens`
+    (Anthropic's cache reads and writes added to the input), Gemini's
+    `usage_metadata.prompt_token_count/candidates_token_count` (thoughts count as output,
+    `cached_content_token_count` read from the cache), and LangChain's `usage_metadata` dict
+    (`input_token_details.cache_read/cache_creation`). Attributes or dict keys alike.
     """
     usage = _field(response, "usage")
     if _has(usage, "prompt_tokens"):
-        return Usage(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"))
+        read = _count(_field(usage, "prompt_tokens_details"), "cached_tokens")
+        return Usage(
+            _count(usage, "prompt_tokens"),
+            _count(usage, "completion_tokens"),
+            cache_read_tokens=read,
+        )
     if _has(usage, "input_tokens"):
-        inputs = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        return Usage(sum(_count(usage, k) for k in inputs), _count(usage, "output_tokens"))
+        read = _count(usage, "cache_read_input_tokens")
+        written = _count(usage, "cache_creation_input_tokens")
+        # OpenAI Responses' input_tokens counts its cached ones (input_tokens_details).
+        read += _count(_field(usage, "input_tokens_details"), "cached_tokens")
+        return Usage(
+            _count(usage, "input_tokens") + _count(usage, "cache_read_input_tokens") + written,
+            _count(usage, "output_tokens"),
+            cache_read_tokens=read,
+            cache_write_tokens=written,
+        )
     metadata = _field(response, "usage_metadata")
     if metadata is None:
         metadata = _field(response, "usageMetadata")  # a raw generateContent JSON body
-    for prompt, candidates, thoughts in (
-        ("prompt_token_count", "candidates_token_count", "thoughts_token_count"),
-        ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount"),
+    for prompt, candidates, thoughts, cached in (
+        (
+            "prompt_token_count",
+            "candidates_token_count",
+            "thoughts_token_count",
+            "cached_content_token_count",
+        ),
+        (
+            "promptTokenCount",
+            "candidatesTokenCount",
+            "thoughtsTokenCount",
+            "cachedContentTokenCount",
+        ),
     ):
         if _has(metadata, prompt):
             output = _count(metadata, candidates) + _count(metadata, thoughts)
-            return Usage(_count(metadata, prompt), output)
+            return Usage(
+                _count(metadata, prompt), output, cache_read_tokens=_count(metadata, cached)
+            )
     if _has(metadata, "input_tokens"):
-        return Usage(_count(metadata, "input_tokens"), _count(metadata, "output_tokens"))
+        details = _field(metadata, "input_token_details")
+        return Usage(
+            _count(metadata, "input_tokens"),
+            _count(metadata, "output_tokens"),
+            cache_read_tokens=_count(details, "cache_read"),
+            cache_write_tokens=_count(details, "cache_creation"),
+        )
     return None
+
+
+def priced_as(response: object) -> tuple[str, str] | None:
+    """The provider (its registry name) and the model an official SDK's answer names, to price
+    its usage by (`gpt-4o-mini-2024-07-18`: the price table knows the dated names); None for
+    anything else (a dict, a string, a LangChain message), which cannot say who answered."""
+    provider = _SDK_PROVIDERS.get(sdk_family(type(response)) or "")
+    if provider is None:
+        return None
+    model = _field(response, "model")
+    if not isinstance(model, str):
+        model = _field(response, "model_version")  # google-genai's GenerateContentResponse
+    return (provider, model) if isinstance(model, str) and model else None
 
 
 def text_from_sdk(response: object) -> str | None:

@@ -82,19 +82,46 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """The tokens of one answer, normalised across providers before they are priced.
+
+    `input_tokens` is every prompt token, cached or not (OpenAI's and Gemini's count; Anthropic's
+    `input_tokens` plus its cache reads and writes); `cache_read_tokens` and `cache_write_tokens`
+    are the parts of it read from and written to the provider's prompt cache, priced at their
+    own rates. `output_tokens` includes reasoning ("thinking") tokens, billed as output.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """The prompt tokens neither read from nor written to a cache: priced as plain input."""
+        return max(0, self.input_tokens - self.cache_read_tokens - self.cache_write_tokens)
 
     def to_dict(self) -> dict[str, int]:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """The usage `to_dict` wrote (the cache counts absent from lines written before them)."""
+        return cls(
+            int(data["input_tokens"]),
+            int(data["output_tokens"]),
+            int(data.get("cache_read_tokens") or 0),
+            int(data.get("cache_write_tokens") or 0),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -473,3 +474,30 @@ def test_the_coordinators_summary_counts_the_429s_its_workers_met(
         met = sim.stats["by_status"]
     assert isinstance(met, dict) and met.get("429", 0) > 0
     assert summary["http_429"] == met["429"]
+
+
+def test_workers_price_with_their_prices_file_and_the_summary_sums_the_lines(
+    tmp_path: Path, redis_url: str
+) -> None:
+    queue = uuid.uuid4().hex
+    prompts = write_prompts(tmp_path / "in.jsonl", 40)
+    output = tmp_path / "out.jsonl"
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"gpt-4o-mini": {"input": 1000, "output": 2000}}')
+    with EmbeddedSimulator(SimConfig(seed=1, latency_ms=5)) as sim:
+        log = tmp_path / "w.log"
+        workers = [
+            start_worker(redis_url, queue, sim, log, "--idle-exit", "8", "--prices", str(prices))
+        ]
+        try:
+            summary = finish(start_coordinator(redis_url, queue, prompts, output))
+        finally:
+            stop_all(workers)
+    lines = [orjson.loads(line) for line in output.read_text().splitlines()]
+    costs = [Decimal(repr(line["cost"])) for line in lines]
+    for line, cost in zip(lines, costs, strict=True):
+        usage = line["usage"]
+        assert cost == (usage["input_tokens"] * 1000 + usage["output_tokens"] * 2000) / Decimal(
+            1_000_000
+        )
+    assert Decimal(repr(summary["cost_usd"])) == sum(costs) > 0 and summary["unpriced"] == 0

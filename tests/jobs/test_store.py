@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,71 @@ def test_a_store_made_before_item_digests_gains_the_column_and_resumes(
             input_fingerprint=fingerprint_file(str(path)), params={}, restart=False
         )
         assert [i.id for i in store.pending_items(read_inputs(str(path)))] == ["b"]
+
+
+def priced(id: str, cost: str) -> tuple[str, Result]:
+    id, result = ok(id)
+    result.cost, result.cost_basis = Decimal(cost), "standard"
+    return id, result
+
+
+def test_a_store_made_before_the_cost_column_gains_it_read_from_its_results(
+    tmp_path: Path, output: str
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"id": "a", "prompt": "one"}\n{"id": "b", "prompt": "two"}\n')
+    with SQLiteJobStore.open(store_path_for(output)) as store:
+        store.prepare(input_fingerprint=fingerprint_file(str(path)), params={}, restart=False)
+        store.ingest(read_inputs(str(path)))
+        store.record([priced("a", "0.000123456789")])
+    with sqlite3.connect(store_path_for(output)) as conn:
+        for table in ("items", "retired"):  # the schema before the cost column
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN cost_nanos")
+    with SQLiteJobStore.open(store_path_for(output)) as store:
+        store.prepare(input_fingerprint=fingerprint_file(str(path)), params={}, restart=False)
+        # The line's cost (to the nano-dollar), read from its JSON once.
+        assert store.stats().cost_usd == Decimal("0.000123457")
+        store.record([priced("b", "0.5")])
+        stats = store.stats()
+        assert (stats.cost_usd, stats.priced, stats.projected_usd) == (
+            Decimal("0.500123457"),
+            2,
+            Decimal("0.500123457"),
+        )
+    with sqlite3.connect(store_path_for(output)) as conn:
+        assert conn.execute("SELECT cost_nanos FROM items ORDER BY line").fetchall() == [
+            (123457,),
+            (500_000_000,),
+        ]
+
+
+def test_the_job_cost_is_summed_from_the_cost_column_not_the_json(
+    store: SQLiteJobStore, output: str
+) -> None:
+    started(store, [item(1, "a"), item(2, "b"), item(3, "c"), item(4, "d")])
+    store.record([priced("a", "0.25"), priced("b", "0.5"), ok("c"), failed("d")])
+    with sqlite3.connect(store_path_for(output)) as conn:  # the JSON alone no longer counts
+        conn.execute("UPDATE items SET result = json_set(result, '$.cost', 99)")
+    stats = store.stats()
+    assert (stats.cost_usd, stats.priced, stats.unpriced) == (Decimal("0.75"), 2, 1)
+    assert stats.projected_usd == Decimal("0.75")  # nothing pending: what was spent
+
+
+def test_the_projection_is_the_average_priced_answer_for_each_pending_item(
+    store: SQLiteJobStore,
+) -> None:
+    started(store, [item(n, f"i{n}") for n in range(1, 11)])
+    assert store.stats().projected_usd is None  # nothing priced yet: nothing to project
+    store.record([priced("i1", "0.25"), priced("i2", "0.75"), failed("i3")])
+    stats = store.stats()
+    assert (stats.cost_usd, stats.pending) == (Decimal("1"), 7)
+    assert stats.projected_usd == Decimal("1") + Decimal("0.5") * 7
+    assert stats.to_dict()["projected_usd"] == 4.5
+    # An item a spent cost cap left unsent is still to answer (a rerun with a higher cap).
+    store.record([failed("i4", type="budget_exhausted", message="not sent: the cap is spent")])
+    stats = store.stats()
+    assert (stats.pending, stats.unsent) == (6, 1)
+    assert stats.projected_usd == Decimal("4.5")
 
 
 def test_record_batches_store_results_and_tokens(store: SQLiteJobStore, output: str) -> None:

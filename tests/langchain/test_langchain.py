@@ -88,6 +88,26 @@ def test_sync_batch_and_invoke_from_threads(sim: EmbeddedSimulator) -> None:
         chat.close()
 
 
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+def test_a_cached_prompt_shows_in_the_usage_metadata(sim: EmbeddedSimulator, dialect: str) -> None:
+    """The simulator caches a long system prompt: LangChain's usage names the cache's share of
+    the input (all of it counted in `input_tokens`, as LangChain counts)."""
+    system = f"You answer briefly, in the {dialect} way. " * 150
+    chat = chat_on(sim, dialect, max_tokens=10)
+    try:
+        first, second = (
+            chat.invoke([("system", system), ("human", question)]).usage_metadata
+            for question in ("one?", "two?")
+        )
+    finally:
+        chat.close()
+    assert first is not None and second is not None
+    written = first.get("input_token_details", {}).get("cache_creation", 0)
+    assert written == (second["input_token_details"]["cache_read"] if dialect == "anthropic" else 0)
+    read = second["input_token_details"]["cache_read"]
+    assert 1024 <= read < second["input_tokens"]
+
+
 # -- one budget shared with ChatOpenAI ----------------------------------------------------------
 
 

@@ -59,9 +59,10 @@ async def drive(
     seconds: float,
     workers: int = 64,
     latency: float = 0.05,
+    refused_after: float = 0.0,
 ) -> Run:
-    """`workers` send one request after another for `seconds`: a 429 comes back at once, an
-    answer after `latency`."""
+    """`workers` send one request after another for `seconds`: a 429 comes back after
+    `refused_after` (0: at once, before anything else is sent), an answer after `latency`."""
     run = Run()
 
     async def worker() -> None:
@@ -70,6 +71,8 @@ async def drive(
             refused = server(clock.now())
             run.sends.append((clock.elapsed, refused))
             if refused:
+                if refused_after:
+                    await clock.sleep(refused_after)
                 await limiter.release(permit, Usage(0, 0), outcome="limited")
                 await clock.sleep(0.01)  # the item's own retry waits; the others do not
             else:

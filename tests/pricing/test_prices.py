@@ -25,7 +25,12 @@ MODELS = [
 
 
 def reference(provider_id: str, model: str, usage: Usage) -> Decimal:
-    priced = genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+    priced = genai_prices.Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )
     return genai_prices.calc_price(priced, model, provider_id=provider_id).total_price
 
 
@@ -36,10 +41,27 @@ def test_the_table_prices_as_genai_prices_does_to_the_last_digit(
     prices = GenaiPrices()
     rng = random.Random(7)
     for _ in range(40):
-        usage = Usage(rng.randrange(0, 400_000), rng.randrange(0, 8_000))
+        read, written = rng.randrange(0, 100_000), rng.randrange(0, 100_000)
+        usage = Usage(
+            read + written + rng.randrange(0, 200_000), rng.randrange(0, 8_000), read, written
+        )
         assert prices.price(provider, model, usage, STANDARD) == reference(
             provider_id, model, usage
         )
+
+
+def test_cache_reads_and_writes_are_priced_at_their_own_rates() -> None:
+    # claude-3-5-haiku: $0.80 input, $0.08 cache read, $1.00 cache write, $4 output per MTok.
+    prices = GenaiPrices()
+    model = "claude-3-5-haiku-latest"
+    plain = prices.price("anthropic", model, Usage(1_000_000, 0), STANDARD)
+    read = prices.price("anthropic", model, Usage(1_000_000, 0, 1_000_000), STANDARD)
+    written = prices.price("anthropic", model, Usage(1_000_000, 0, 0, 1_000_000), STANDARD)
+    assert (plain, read, written) == (Decimal("0.8"), Decimal("0.08"), Decimal("1"))
+    # gpt-4o-mini has no cache-write price: a written token costs plain input.
+    assert prices.price("openai", "gpt-4o-mini", Usage(1_000_000, 0, 0, 1_000_000), STANDARD) == (
+        Decimal("0.15")
+    )
 
 
 def test_an_unknown_model_or_basis_has_no_price() -> None:
@@ -66,6 +88,9 @@ def test_the_users_prices_win_over_the_table_and_price_unknown_models(tmp_path: 
     # What the file does not name, the table still prices.
     assert prices.price("openai", "gpt-4o", usage, STANDARD) == reference("openai", "gpt-4o", usage)
     assert "prices.json" in prices.source and "genai-prices" in prices.source
+    # 400 of the 1,000 input tokens read from the cache at its price; a write costs input.
+    cached = Usage(1_000, 500, cache_read_tokens=400, cache_write_tokens=100)
+    assert prices.price("openai", "my-local-model", cached, STANDARD) == Decimal("0.000264")
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,10 @@ def test_parse_response_text_usage_stop_reason() -> None:
     completion = provider().parse_response(200, {}, message())
     assert completion.text == "Birds migrate."
     assert (completion.finish_reason, completion.provider_finish_reason) == ("stop", "end_turn")
-    assert completion.usage == Usage(input_tokens=115, output_tokens=3)
+    # Normalised: Anthropic's input_tokens leaves its cache reads and writes out; ours holds them.
+    assert completion.usage == Usage(
+        input_tokens=115, output_tokens=3, cache_read_tokens=100, cache_write_tokens=5
+    )
     assert completion.model == "claude-3-5-haiku-20241022"
 
 
@@ -200,7 +203,7 @@ def test_stream_pieces_and_final_completion() -> None:
     completion = decoder.finish()
     assert completion.text == "Hello, wörld!"
     assert (completion.finish_reason, completion.provider_finish_reason) == ("stop", "end_turn")
-    assert completion.usage == Usage(input_tokens=15, output_tokens=6)
+    assert completion.usage == Usage(input_tokens=15, output_tokens=6, cache_read_tokens=3)
     assert completion.model == "claude-x"
 
 

@@ -601,3 +601,40 @@ def test_gemini_translation_reads_both_spellings() -> None:
         {"role": "assistant", "content": "yo"},
     )
     assert (request.max_tokens, request.temperature, request.extra) == (7, 0.0, {"stop": ["."]})
+
+
+SYSTEM = "You are a careful assistant who answers in one short paragraph. " * 80
+
+
+async def test_the_cache_share_of_an_answer_is_told_in_each_clients_dialect(
+    session: aiohttp.ClientSession,
+) -> None:
+    """An OpenAI upstream reads a long system prompt from its cache; an Anthropic client is told
+    so as Anthropic tells it (outside its input_tokens), a Gemini client as Gemini does."""
+    async with gateway("openai") as (_, url):
+        client = claude(url)
+        first, second = [
+            await client.messages.create(
+                model="claude-x",
+                max_tokens=16,
+                system=SYSTEM,
+                messages=[{"role": "user", "content": question}],
+            )
+            for question in ("One?", "Two?")
+        ]
+        await client.close()
+        answers = [
+            await gemini(url, session).aio.models.generate_content(
+                model="gemini-x",
+                contents=question,
+                config=types.GenerateContentConfig(system_instruction=SYSTEM),
+            )
+            for question in ("Three?", "Four?")
+        ]
+    assert first.usage.cache_read_input_tokens == 0
+    read = second.usage.cache_read_input_tokens
+    assert read is not None and read >= 1024
+    assert second.usage.input_tokens + read == first.usage.input_tokens  # the same prompt length
+    metadata = answers[1].usage_metadata
+    assert metadata is not None and metadata.cached_content_token_count == read
+    assert metadata.prompt_token_count is not None and metadata.prompt_token_count > read

@@ -50,7 +50,7 @@ async def test_generate_answers_text_usage_attempts_and_latency(
             http, base, {"prompt": "Why do some birds migrate?", "max_tokens": 16}
         )
     assert status == 200
-    assert set(answer) == {"text", "usage", "attempts", "latency_ms"}
+    assert set(answer) == {"text", "usage", "cost", "cost_basis", "attempts", "latency_ms"}
     assert answer["text"] and answer["attempts"] == 1 and answer["latency_ms"] >= 0
     assert 0 < answer["usage"]["output_tokens"] <= 16
     assert answer["usage"]["total_tokens"] == (

@@ -15,6 +15,9 @@ import click
 from click.core import ParameterSource
 
 from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, Limits
+from llmgather._errors import ConfigurationError
+from llmgather.cli._console import fail
+from llmgather.pricing import Prices, chain
 from llmgather.providers.registry import unsendable
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -221,3 +224,24 @@ def sending_options(command: F | None = None, *, omit: tuple[str, ...] = ()) -> 
         return command
 
     return decorate if command is None else decorate(command)
+
+
+# `--prices FILE` on worker and serve (and as run spells it): the user's prices over the table.
+prices_option = click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(dir_okay=False),
+    help='Your own prices, over genai-prices\' table: a JSON file of {"model": {"input": 0.15,'
+    ' "output": 0.6}} in USD per million tokens (also cache_read, cache_write).',
+)
+
+
+def read_prices(path: str | None, exit_code: int = 2) -> Prices | None:
+    """The prices `--prices FILE` gives (None: genai-prices' table alone); a file that cannot
+    be read or is malformed exits at once, naming the flag, the model and the field."""
+    if path is None:
+        return None
+    try:
+        return chain(path)
+    except ConfigurationError as error:
+        fail(f"--prices: {error}", exit_code)

@@ -1,9 +1,11 @@
-"""The live progress line of `run`: done, failed, in flight, pace, ETA, retries and 429s."""
+"""The live progress line of `run`: done, failed, in flight, pace, ETA, retries and 429s,
+spent and projected cost."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 
 from rich.console import Console
 from rich.live import Live
@@ -12,6 +14,7 @@ from rich.text import Text
 from llmgather._config import Limits
 from llmgather._engine import EngineStats
 from llmgather.limits.budgets import KINDS
+from llmgather.pricing.projection import projected_cost
 
 REFRESH_S = 0.25
 # A per-minute budget is a bucket that lets `burst_seconds` of its limit (at least one
@@ -81,9 +84,21 @@ class Progress:
         line.append(
             f"| retries {s.retries} 429s {s.http_429}", style="yellow" if s.http_429 else ""
         )
+        line.append(f" | {_spent(s.cost_usd, s.priced, left)}")
         if s.learned:
             line.append(f" | learned {describe_limits(s.learned)}", style="cyan")
         return line
+
+
+def _spent(cost: Decimal, priced: int, left: int) -> str:
+    """What the run spent so far, and its projected total (`projected_cost`)."""
+    projected = projected_cost(cost, priced, left)
+    return f"{_money(cost)} spent, projected " + ("-" if projected is None else _money(projected))
+
+
+def _money(cost: Decimal) -> str:
+    # Cents once there are dollars; below a dollar, a bulk job of cheap answers still shows.
+    return f"${cost:,.2f}" if cost >= 1 else f"${cost:.6f}"
 
 
 _UNITS = {kind.name: kind.short for kind in KINDS}

@@ -14,7 +14,13 @@ from llmgather._retry import RetryPolicy
 from llmgather.cache.open import DEFAULT, cache_setting
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._listen import listening_socket
-from llmgather.cli._options import FiniteFloat, secret_file, sending_options
+from llmgather.cli._options import (
+    FiniteFloat,
+    prices_option,
+    read_prices,
+    secret_file,
+    sending_options,
+)
 from llmgather.service.settings import (
     DEFAULT_MAX_JOB_BYTES,
     DEFAULT_RETENTION_MAX,
@@ -99,6 +105,7 @@ EXIT_USAGE = 2
     "SQLite file in --jobs-dir; a PATH (--cache=PATH) or a redis:// URL to share it. "
     "Temperature above 0 (or none) is sent anyway unless `--cache always`.",
 )
+@prices_option
 def serve_command(
     host: str,
     port: int,
@@ -116,6 +123,7 @@ def serve_command(
     max_retry_wait: float,
     timeout: float,
     cache_values: tuple[str, ...],
+    prices_path: str | None,
 ) -> None:
     """Serve /generate, an OpenAI, Anthropic and Gemini gateway, jobs and /metrics, all
     sending through one engine under one set of limits."""
@@ -145,6 +153,7 @@ def serve_command(
             max_job_bytes=max_job_mb * 1024 * 1024,
             host=host,
             cache=cache_setting(cache_values),
+            prices=read_prices(prices_path, EXIT_USAGE),
         )
         # The provider's key variables are read here, as `run` reads them, and nowhere deeper.
         app = create_app(settings, env=os.environ)

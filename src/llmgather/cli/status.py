@@ -79,6 +79,7 @@ def render_stats(stats: JobStats, output: str, console: Console) -> None:
             f"${stats.cost_usd:,.6f}"
             + (f" ({stats.unpriced:,} unpriced)" if stats.unpriced else ""),
         ),
+        ("projected", _projected(stats)),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -91,6 +92,16 @@ def render_stats(stats: JobStats, output: str, console: Console) -> None:
         for type_, message, count in stats.top_errors:
             errors.add_row(f"{count:,}", type_, shown_error(message))
         console.print(errors)
+
+
+def _projected(stats: JobStats) -> str:
+    """The job's projected total, saying what is still to answer in it."""
+    cost = stats.projected_usd
+    if cost is None:
+        return "- (no answer priced yet)"
+    left = [f"{stats.pending:,} pending"] if stats.pending else []
+    left += [f"{stats.unsent:,} unsent"] if stats.unsent else []
+    return f"${cost:,.6f}" + (f" (with {', '.join(left)})" if left else "")
 
 
 def _iso(epoch: float | None) -> str | None:

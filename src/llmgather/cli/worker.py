@@ -27,7 +27,7 @@ from llmgather._link import link_options, open_link
 from llmgather._redact import redact_url
 from llmgather._retry import RetryPolicy
 from llmgather.cli._console import fail, simulator_banner, stderr
-from llmgather.cli._options import FiniteFloat, sending_options
+from llmgather.cli._options import FiniteFloat, prices_option, read_prices, sending_options
 from llmgather.jobs.queue import DEFAULT_RECLAIM_AFTER_S, QueueWorker, WorkerCounts
 from llmgather.jobs.senders import LinkSender
 from llmgather.providers.registry import resolve_target
@@ -61,6 +61,7 @@ EXIT_INTERRUPTED = 130
     help="Exit after this many seconds with nothing to do (default: wait for work until stopped).",
 )
 @click.option("--consumer", help="This worker's name in the queue (default: HOST-PID).")
+@prices_option
 def worker_command(
     queue: str,
     queue_name: str,
@@ -74,6 +75,7 @@ def worker_command(
     **options: Any,
 ) -> None:
     """Send the items of `llmgather run --queue` jobs and write their results back."""
+    options["prices"] = read_prices(options.pop("prices_path"), EXIT_USAGE)
     phase = _Phase()
     try:
         counts = asyncio.run(
@@ -170,6 +172,7 @@ async def _open_sender(
         retry=retry,
         timeouts=timeouts,
         stream=options["stream"],
+        prices=options["prices"],  # the worker prices what it sends: the job's lines' cost
     )
     link = await open_link(
         stack,

@@ -28,6 +28,7 @@ from collections.abc import (
     Mapping,
 )
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from llmgather._callables import AsyncCallable, CallRequest, CostOf, default_cost
@@ -36,7 +37,7 @@ from llmgather._engine import Engine, EngineStats
 from llmgather._errors import ConfigurationError
 from llmgather._redact import Redactor
 from llmgather._retry import RetryPolicy
-from llmgather._sdk_errors import text_from_sdk
+from llmgather._sdk_errors import priced_as, text_from_sdk
 from llmgather._types import Outcome, Request, Result
 from llmgather.jobs.inputs import InputItem
 from llmgather.jobs.inputs.objects import read_objects
@@ -46,6 +47,7 @@ from llmgather.jobs.summary import JobSummary
 from llmgather.jobs.values import json_fragment
 from llmgather.limits import Limiter
 from llmgather.limits.local import own_or_shared
+from llmgather.pricing import STANDARD, Pricer, Prices, chain
 from llmgather.providers.registry import Target, secrets_redactor
 
 __all__ = ["CallJobOptions", "CallSender", "callable_name", "run_job"]
@@ -127,9 +129,13 @@ class CallSender:
         concurrency: int,
         retry: RetryPolicy,
         redactor: Redactor | None = None,
+        prices: Prices | None = None,
     ) -> None:
         self.target = Target(provider="call", model=name)
         self._redactor = redactor or Redactor()
+        self._prices = prices or chain(None)
+        self._pricers: dict[str, Pricer] = {}  # by provider, made once one answers
+        self._spent, self._priced = Decimal(0), 0
         self._engine = Engine(
             _no_prompts, limiter=limiter, workers=concurrency, retry=retry, redactor=redactor
         )
@@ -141,13 +147,17 @@ class CallSender:
         pass
 
     def statistics(self) -> EngineStats:
-        return self._engine.statistics()
+        # The engine runs calls unpriced: their answers are priced here, as they come out.
+        stats = self._engine.statistics()
+        return dataclasses.replace(stats, cost_usd=self._spent, priced=self._priced)
 
     async def map(
         self, requests: AsyncIterable[Request], *, stop: asyncio.Event
     ) -> AsyncIterator[Result]:
         async for result in self._engine.map(requests, stop=stop):
             if result.ok:
+                result.cost = self._cost(result)
+                result.cost_basis = None if result.cost is None else STANDARD
                 value = json_fragment(result.value, self._redactor.body)
                 # `text` is the answer's, when the value has one (an SDK's response, a string);
                 # a value without (a dict, a number) has none: null, not "".
@@ -156,6 +166,22 @@ class CallSender:
                     text = self._redactor.known(result.text) if result.text else result.text
                 result = dataclasses.replace(result, value=value, text=text)
             yield result
+
+    def _cost(self, result: Result) -> Decimal | None:
+        """What an answer cost, when it is an official SDK's answer whose usage was read: the
+        calls go wherever they like, so the answer says which provider and model to price."""
+        named = priced_as(result.value)
+        if named is None or result.usage is None:
+            return None
+        provider, model = named
+        pricer = self._pricers.get(provider)
+        if pricer is None:
+            pricer = self._pricers[provider] = Pricer(self._prices, provider, model)
+        cost = pricer.cost(model, result.usage)
+        if cost is not None:
+            self._spent += cost
+            self._priced += 1
+        return cost
 
     async def __aenter__(self) -> CallSender:
         return self
@@ -193,6 +219,7 @@ async def run_job(
     stop: asyncio.Event | None = None,
     name: str | None = None,
     env: Mapping[str, str] | None = None,
+    prices: Prices | str | os.PathLike[str] | Mapping[str, Any] | None = None,
 ) -> JobSummary:
     """`await fn(line)` for every JSON object line of `input_path`, durably, under the limits.
 
@@ -219,6 +246,11 @@ async def run_job(
     it, `cost` must give each call's worst case (`Cost(nano_usd=..., priced=...)`). `unpack`, `cost`: see `CallJobOptions`. `env` (default
     `os.environ`) holds the provider keys the calls' SDKs may read: none of them is shown in
     a result. Returns the job's summary (counts, not values).
+
+    A line's `cost` is priced when the call returns an official SDK's answer (openai,
+    anthropic, google-genai) with its usage: at the provider and model that answer names, on
+    genai-prices' table or `prices` over it (as `Client(prices=...)`). Any other value (a
+    string, a dict, a LangChain message) has a null cost: it cannot say who answered.
 
     `name` is the callable's name in the job's identity. It is required where the qualified
     name says nothing of what the callable does: every LangChain chain's `ainvoke` is
@@ -256,6 +288,7 @@ async def run_job(
         retry=retry or RetryPolicy(),
         # The calls' SDKs may read the provider keys from the environment: none is shown.
         redactor=secrets_redactor(os.environ if env is None else env),
+        prices=chain(prices),
     )
     job = Job(options, sender=sender)
     if stop is not None:

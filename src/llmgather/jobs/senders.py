@@ -128,6 +128,8 @@ class QueueSender:
             waiting_on=None,
             unreachable_s=0.0,
             found={},
+            cost_usd=counts.cost_usd,
+            priced=counts.priced,
         )
 
     def map(

@@ -29,7 +29,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.ai import InputTokenDetails, UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 
 from llmgather._errors import InvalidInputError
@@ -122,11 +122,17 @@ class Answer:
 def usage_metadata(usage: Usage | None) -> UsageMetadata | None:
     if usage is None:
         return None
-    return UsageMetadata(
+    metadata = UsageMetadata(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         total_tokens=usage.total_tokens,
     )
+    # LangChain's input counts the cached tokens too, and names the cache's share apart.
+    if usage.cache_read_tokens or usage.cache_write_tokens:
+        metadata["input_token_details"] = InputTokenDetails(
+            cache_read=usage.cache_read_tokens, cache_creation=usage.cache_write_tokens
+        )
+    return metadata
 
 
 def response_metadata(answer: Answer, provider: str) -> dict[str, Any]:

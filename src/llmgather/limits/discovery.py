@@ -43,9 +43,22 @@ from then on only a share well above that noise floor (more than twice it, and `
 429s more) counts as a wave. The first pace, out of the unpaced stretch (the slow start, or
 a pace lifted as noise), is always set; that stretch sent at many paces, so it is no higher
 pace to pool with later. But a limit paced at what it took from a full budget refuses
-nothing, so a 429 at the first pace within half to twice the unpaced share (one in those sent
-up to the 429 that ended it, once `FIRST_SAMPLE` went) is noise at once: a pace that low sends
-too few requests to wait for more evidence.
+nothing, and one that let out more than a second's worth at once refuses most sends at it, so
+at the first pace the 429s are judged at once (before any noise floor), and are noise:
+
+- when their share is within half to twice the unpaced share (one in those sent up to the 429
+  that ended it, once `FIRST_SAMPLE` went);
+- once, before any noise floor, when one comes among the first `NOISE_SAMPLE` sent at it and
+  is not most of them: random noise comes that early often, and a decrease on it paces lower
+  still, where what tells noise apart comes slower still (a run 3x slower). A limit behind it
+  shows again as a share above the floor, and is paced again at no more than that first pace
+  (not at a rate read off the sends past it), then judged as any other;
+- once, before any noise floor, when more of the unpaced requests sent after the one refused
+  come back clean than a limit's empty budget could have refilled (two more, as a request sent
+  a hair later may reach the server first): a first wave goes out at once, and a 429 early in
+  it would otherwise read as a limit of the few before it.
+
+A pace that low sends too few requests to wait for more evidence.
 
 Pure arithmetic over clock readings, like the buckets: `LocalLimiter` feeds it and applies it.
 """
@@ -119,9 +132,11 @@ class LimitSearch:
         "_decrease",
         "_grants",
         "_level",
+        "_lifted_pace",
         "_maximum",
         "_opened_at",
         "_opened_window",
+        "_refused_at",
         "_settled",
         "_unpaced_sent",
         "found",
@@ -147,6 +162,8 @@ class LimitSearch:
         # The last change's factor, if it was a decrease (0.0: from unpaced to a first pace).
         self._decrease: float | None = None
         self._unpaced_sent = 1  # sent unpaced up to the 429 that set the first pace
+        self._lifted_pace = math.inf  # a first pace lifted on its first few sends' 429s
+        self._refused_at = 0.0  # when the request whose 429 set the first pace was granted
 
     @property
     def searching(self) -> bool:
@@ -168,6 +185,8 @@ class LimitSearch:
         now)."""
         if granted_at is not None:
             self._count(granted_at, limited=False)
+            if now is not None and self._budget_was_not_empty():
+                self._noise_found(now)
         if self.window is None or self.window >= self._maximum:
             return False
         if now is not None and self._opened_at is None:
@@ -217,10 +236,14 @@ class LimitSearch:
         if granted_at < self._changed_at:
             return None
         level = self._level
+        # At the first pace the 429s are judged before the noise floor: below it they would
+        # hold a pace a limit's 429s set for good, and a pace noise set is lifted again.
+        if self._decrease == 0.0 and self._maybe_noise(level, now):
+            return None
         if self.noise and level.limited <= 2 * self.noise * level.sent + NOISE_MARGIN:
             return None
         assert self.found is None or level.pace == self.found
-        if self._decrease is not None and self._maybe_noise(level, now):
+        if self._decrease and self._maybe_noise(level, now):
             return None  # noise, or too few yet to tell: no decrease on them
         if self.found is None:
             taken = self._taken_before(granted_at)
@@ -229,9 +252,12 @@ class LimitSearch:
                 # stray 429 on the first request): no evidence of a rate. The 429's pause
                 # holds the key; the next 429 after some grants sets the pace.
                 return None
-            rate = taken
+            # After a first pace lifted on its first 429s, a limit behind them: back to it,
+            # not to a rate read off the unpaced sends past that limit.
+            rate = min(taken, self._lifted_pace)
             later = sum(1 for at in self._grants if at > granted_at)
             self._unpaced_sent = max(1, level.sent - later)
+            self._refused_at = granted_at
             self._ceiling = max(self._ceiling, MAX_GROWTH * rate)
             self.window = None  # the rate paces from now on
             self._opened_at = None
@@ -252,14 +278,24 @@ class LimitSearch:
         are, `_noise_found`, once there are enough of them) rather than a limit's."""
         if not self._decrease:
             # The first pace, what a limit let through from a full budget: a limit paced at it
-            # refuses nothing, so one 429 at about the unpaced stretch's share is noise. Few
-            # requests go out at a pace that low; waiting for more would hold it for seconds.
-            # That share is one in those sent up to the first 429's request: the ones sent
-            # after it, their 429s still coming in, would make a limit's read as noise.
+            # refuses nothing, so 429s at about the unpaced stretch's share are noise. That
+            # share is one in those sent up to the first 429's request: the ones sent after
+            # it, their 429s still coming in, would make a limit's read as noise.
             before = 1 / self._unpaced_sent
             if self._unpaced_sent < FIRST_SAMPLE or before > MAX_NOISE:
                 return False
+            if level.share > MAX_NOISE:
+                return False  # most answers 429s: the first pace is too high, not noise
             if before / 2 <= level.share <= 2 * before:
+                self._noise_found(now)
+                return True
+            # A 429 among the first few sent at it: a limit paced at what it took refuses
+            # none, and one that took more than a second's worth at once refuses most. Noise
+            # comes that early often, and a decrease on it would pace the job lower still,
+            # where what tells noise apart comes slower still: it is noise, once. A limit
+            # behind it shows again as a share above that floor, and is judged as any other.
+            if level.sent < NOISE_SAMPLE and not self.noise:
+                self._lifted_pace = level.pace
                 self._noise_found(now)
                 return True
             return False
@@ -282,6 +318,20 @@ class LimitSearch:
                 self._noise_found(now)
             return True
         return False
+
+    def _budget_was_not_empty(self) -> bool:
+        """Whether, at the first pace, more of the unpaced requests sent after the one whose
+        429 set it came back clean than a limit's empty budget refills in between: then that
+        429 was no limit's (the first wave, sent at once, and a 429 early in it)."""
+        if self._decrease != 0.0 or self.found is None:
+            return False
+        if self.noise:
+            return False  # judged once: a limit lifted as noise is not lifted again
+        unpaced = self._chain[0]
+        clean_after = unpaced.answers - unpaced.limited - (self._unpaced_sent - 1)
+        refilled = self.found / FIRST_MARGIN / 60.0 * (self._changed_at - self._refused_at)
+        # Two more than the refill lets by: a request sent a hair later may reach it first.
+        return clean_after > refilled + NOISE_EVIDENCE
 
     def _taken_before(self, refused_at: float) -> float | None:
         """The requests per minute a server took before refusing the request granted at

@@ -241,6 +241,7 @@ class LocalLimiter:
     def _search_after(self, permit: Permit, outcome: Ending) -> None:
         assert self._search is not None
         search = self._search
+        before = search.found
         if outcome == "ok":
             now = self._clock.now()
             if search.answered(permit.granted_at, now=now) and self._waiting_on == "concurrency":
@@ -248,13 +249,12 @@ class LocalLimiter:
             if (rate := search.clean(now)) is not None:
                 self._set_found_rate(rate, empty=False)
         elif outcome == "limited":
-            before = search.found
             if (rate := search.limited(self._clock.now(), permit.granted_at)) is not None:
                 # Emptied when lowered; a pace restored after noise starts where it is.
                 self._set_found_rate(rate, empty=before is None or rate < before)
-            elif before is not None and search.found is None:  # the 429s were noise
-                del self._budgets["rpm"]
-                self._poke()
+        if before is not None and search.found is None:  # the 429s were noise
+            del self._budgets["rpm"]
+            self._poke()
 
     def _set_found_rate(self, rpm: float, *, empty: bool) -> None:
         """Pace at `rpm`; `empty` after a 429 (the server's budget is empty now, so is ours)."""

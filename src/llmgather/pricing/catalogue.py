@@ -5,9 +5,11 @@ Only `calc_price` is used: it reads the snapshot shipped in the package. Its `Up
 The package is imported on first use: its table takes ~0.2 s to load.
 
 `calc_price` takes ~0.1 ms, too slow to run for each of 20,000 answers a second. A model whose
-prices are flat (not tiered by input length) costs `base + input × a + output × b`: the three
-rates are read once from `calc_price` itself and each answer is priced from them, exactly (a
-test checks they agree). A tiered model is priced by `calc_price` every time.
+prices are flat (not tiered by input length) costs `base + uncached input × a + cache reads × r
++ cache writes × w + output × b`: the rates are read once from `calc_price` itself and each
+answer is priced from them, exactly (a test checks they agree). A tiered model is priced by
+`calc_price` every time. genai-prices counts the input as our `Usage` does (cached tokens
+included), so the usage goes to it as it is.
 """
 
 from __future__ import annotations
@@ -29,17 +31,23 @@ _MILLION: Final = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class _Flat:
-    """A model's flat rates: per request, per input token and per output token (× 1e6)."""
+    """A model's flat rates: per request, and per uncached input, cache-read, cache-write and
+    output token (× 1e6)."""
 
     base: Decimal
     input: Decimal
     output: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
 
     def cost(self, usage: Usage) -> Decimal:
-        return (
-            self.base
-            + (usage.input_tokens * self.input + usage.output_tokens * self.output) / _MILLION
+        tokens = (
+            usage.uncached_input_tokens * self.input
+            + usage.cache_read_tokens * self.cache_read
+            + usage.cache_write_tokens * self.cache_write
+            + usage.output_tokens * self.output
         )
+        return self.base + tokens / _MILLION
 
 
 class GenaiPrices:
@@ -65,19 +73,24 @@ class GenaiPrices:
             return None
         if isinstance(rates, _Flat):
             return rates.cost(usage)
-        return _calc(key[0], model, usage.input_tokens, usage.output_tokens)
+        return _calc(key[0], model, usage)
 
     def __repr__(self) -> str:
         return f"GenaiPrices({self.source!r})"
 
 
-def _calc(provider_id: str, model: str, input_tokens: int, output_tokens: int) -> Decimal | None:
+def _calc(provider_id: str, model: str, usage: Usage) -> Decimal | None:
     import genai_prices  # here: a 0.2 s import, paid only once something is priced
 
-    usage = genai_prices.Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    counted = genai_prices.Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )
     try:
         found = genai_prices.calc_price(
-            usage, model, provider_id=provider_id, genai_request_timestamp=datetime.now(UTC)
+            counted, model, provider_id=provider_id, genai_request_timestamp=datetime.now(UTC)
         )
     except LookupError:
         return None
@@ -88,7 +101,7 @@ def _flat_rates(provider_id: str, model: str) -> _Flat | bool | None:
     """The model's flat rates; None when its prices are tiered; False when it is unknown."""
     import genai_prices.types
 
-    base = _calc(provider_id, model, 0, 0)
+    base = _calc(provider_id, model, Usage())
     if base is None:
         return False
     found = genai_prices.calc_price(
@@ -100,7 +113,15 @@ def _flat_rates(provider_id: str, model: str) -> _Flat | bool | None:
     )
     if tiered:
         return None
-    per_input = _calc(provider_id, model, _MILLION, 0)
-    per_output = _calc(provider_id, model, 0, _MILLION)
-    assert per_input is not None and per_output is not None  # the same model, found just now
-    return _Flat(base, per_input - base, per_output - base)
+    # A cache rate the table lacks is the input's (genai-prices' own fallback), read the same way.
+    rates = [
+        _calc(provider_id, model, usage)
+        for usage in (
+            Usage(input_tokens=_MILLION),
+            Usage(output_tokens=_MILLION),
+            Usage(input_tokens=_MILLION, cache_read_tokens=_MILLION),
+            Usage(input_tokens=_MILLION, cache_write_tokens=_MILLION),
+        )
+    ]
+    per_input, per_output, per_read, per_write = (rate - base for rate in rates if rate is not None)
+    return _Flat(base, per_input, per_output, per_read, per_write)

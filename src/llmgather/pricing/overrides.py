@@ -2,7 +2,8 @@
 
     {"my-local-model": {"input": 0.1, "output": 0.4, "cache_read": 0.01, "cache_write": 0.125}}
 
-A key may name the model alone or `provider:model`; `cache_read` and `cache_write` are optional.
+A key may name the model alone or `provider:model`; `cache_read` and `cache_write` are optional
+(a cache token without its own price costs plain input, as an uncached one would).
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ class ModelPrice:
     cache_write: Decimal | None = None
 
     def cost(self, usage: Usage) -> Decimal:
-        return (usage.input_tokens * self.input + usage.output_tokens * self.output) / _MILLION
+        read = self.input if self.cache_read is None else self.cache_read
+        write = self.input if self.cache_write is None else self.cache_write
+        tokens = (
+            usage.uncached_input_tokens * self.input
+            + usage.cache_read_tokens * read
+            + usage.cache_write_tokens * write
+            + usage.output_tokens * self.output
+        )
+        return tokens / _MILLION
 
 
 class PriceFile:

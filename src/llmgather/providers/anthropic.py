@@ -337,7 +337,8 @@ def _tool_call(block: dict[str, Any]) -> ToolCall:
 
 
 class _Usage:
-    """Anthropic's usage counts, which streams report in pieces; cache tokens are input too."""
+    """Anthropic's usage counts, which streams report in pieces. Its `input_tokens` leaves out
+    the cache reads and writes: normalised, they are part of the input, priced at their rates."""
 
     _INPUT = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
@@ -357,6 +358,8 @@ class _Usage:
         return Usage(
             input_tokens=sum(self.counts.get(key, 0) for key in self._INPUT),
             output_tokens=self.counts.get("output_tokens", 0),
+            cache_read_tokens=self.counts.get("cache_read_input_tokens", 0),
+            cache_write_tokens=self.counts.get("cache_creation_input_tokens", 0),
         )
 
 

@@ -358,8 +358,14 @@ def _raise_if_blocked(data: dict[str, Any], redactor: Redactor) -> None:
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
+    # `promptTokenCount` counts the cached ones; thoughts are billed as output. Gemini reports
+    # no cache writes (an explicit cache is paid for by its storage, not per answer).
     output = int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0)
-    return Usage(input_tokens=int(raw.get("promptTokenCount") or 0), output_tokens=output)
+    return Usage(
+        input_tokens=int(raw.get("promptTokenCount") or 0),
+        output_tokens=output,
+        cache_read_tokens=int(raw.get("cachedContentTokenCount") or 0),
+    )
 
 
 def _classify(

@@ -301,9 +301,14 @@ def _too_long(message: str) -> bool:
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
+    # `prompt_tokens` counts the cached ones, `completion_tokens` the reasoning ones: both are
+    # already the normalised counts. OpenAI reports no cache writes (they cost plain input).
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Usage(
         input_tokens=int(raw.get("prompt_tokens") or 0),
         output_tokens=int(raw.get("completion_tokens") or 0),
+        cache_read_tokens=int(cached or 0),
     )
 
 

@@ -161,6 +161,15 @@ def _engine(upstream: Any) -> Iterator[Any]:
     tokens.add_metric(("input",), stats.input_tokens)
     tokens.add_metric(("output",), stats.output_tokens)
     yield tokens
+    cost = CounterMetricFamily(
+        "llmgather_upstream_cost_usd",
+        "What the upstream's answers cost in USD, by the model they were priced as "
+        "(answers of a model with no price are not counted)",
+        labels=("model",),
+    )
+    for model, spent in sorted(stats.cost_by_model.items()):
+        cost.add_metric((model,), float(spent))
+    yield cost
     yield _gauge(
         "upstream_unreachable_seconds",
         "How long the upstream has been unreachable (0 while it answers)",

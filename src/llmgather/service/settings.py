@@ -13,6 +13,7 @@ from llmgather._retry import RetryPolicy
 from llmgather.cache.open import CacheSetting
 
 if TYPE_CHECKING:
+    from llmgather.pricing import Prices
     from llmgather.sim.config import SimConfig
 
 DEFAULT_QUEUE_TIMEOUT_S = 60.0
@@ -33,7 +34,8 @@ class ServiceSettings:
     `retention_s` and `retention_max`: how long a finished background `/generate` stays
     readable, and how many are kept at most (the oldest go first). `max_job_bytes`: the largest
     body `POST /v1/jobs` takes. `key_recheck_s`: how long after the upstream refused the key it
-    is first asked again (then twice as long each time, up to a minute)."""
+    is first asked again (then twice as long each time, up to a minute). `prices`: what
+    prices each answer's cost (`pricing.chain`), shown in /metrics, jobs' lines and answers."""
 
     model: str | None = None
     base_url: str | None = None
@@ -51,6 +53,7 @@ class ServiceSettings:
     host: str = "127.0.0.1"
     simulator: SimConfig | None = None  # for the embedded simulator, when one starts
     cache: CacheSetting | None = None  # answers seen before, from a response cache (`--cache`)
+    prices: Prices | None = None  # the user's over genai-prices' table (None: the table alone)
 
     def __post_init__(self) -> None:
         if not self.host.strip():

@@ -88,6 +88,7 @@ class Upstream:
             redactor=self.redactor,
             simulator=settings.simulator,
             cache=cache,  # the jobs' prompts go through the link's own send
+            prices=settings.prices,
         )
         link = await open_link(self._stack, self.target, self.limiter, options)
         self._link = await self._stack.enter_async_context(link)

@@ -25,6 +25,7 @@ from llmgather.sim.faults import (
 )
 from llmgather.sim.latency import LatencyModel
 from llmgather.sim.limits import Refusal, ServerLimits
+from llmgather.sim.prompt_cache import PromptCache
 from llmgather.sim.stats import LogEntry, SimStats
 from llmgather.sim.structured import answer_for
 from llmgather.sim.text import Answer
@@ -57,6 +58,7 @@ class SimHandler:
         self._latency = LatencyModel(config.latency_ms, config.seed, config.latency_jitter)
         self._capacity = asyncio.Semaphore(config.capacity) if config.capacity else None
         self._ids = IdMaker()
+        self._prompt_cache = PromptCache()
         # The key every request must carry (None: any), changed by `POST /_sim/key`.
         self.require_key = config.require_key
         # One event per stream being sent; a `preempt` arrival sets them all.
@@ -118,6 +120,7 @@ class SimHandler:
                 return self._rate_limited(dialect, req, refusal, entry, request_id)
         if self._faults.preempts():
             self._preempt(entry)
+        req.cache = self._prompt_cache.use(req.model, req.messages)
         answer = answer_for(
             req.prompt,
             self.config.seed,

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from llmgather._redis import connect, retried
@@ -55,6 +56,8 @@ class QueueCounts:
     http_429: int = 0  # the 429s the workers met for the results collected
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)  # what the workers priced the ok results at
+    priced: int = 0
     resent_after_loss: int = 0
     withdrawn: int = 0  # tasks taken back from the queue at a stop, before any worker read them
 
@@ -297,6 +300,9 @@ class QueueCoordinator:
         if result.usage is not None:
             counts.input_tokens += result.usage.input_tokens
             counts.output_tokens += result.usage.output_tokens
+        if result.ok and result.cost is not None:
+            counts.cost_usd += result.cost
+            counts.priced += 1
         return result
 
     async def _recover_lost_data(self) -> None:

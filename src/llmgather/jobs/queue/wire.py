@@ -89,7 +89,7 @@ def result_from_wire(data: bytes, *, id: str) -> Result:
         id=id,
         status=fields["status"],
         text=fields["text"],
-        usage=Usage(usage["input_tokens"], usage["output_tokens"]) if usage else None,
+        usage=Usage.from_dict(usage) if usage else None,
         attempts=fields["attempts"],
         latency_ms=fields["latency_ms"],
         ttft_ms=fields["ttft_ms"],

@@ -174,7 +174,8 @@ def _replace(conn: sqlite3.Connection) -> None:
             CASE WHEN {keep} THEN o.error_key ELSE n.error_key END,
             CASE WHEN {keep} THEN o.error_message ELSE n.error_message END,
             CASE WHEN {keep} THEN o.finished_at ELSE n.finished_at END,
-            n.digest, n.metadata
+            n.digest, n.metadata,
+            CASE WHEN {keep} THEN o.cost_nanos END
         FROM temp.incoming AS n LEFT JOIN temp.old AS o ON o.key = {_SHOWN_ID}"""
     )
     # Retired: every old result no item shows now. A changed item sent again replaces its own.

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from llmgather._errors import BudgetExhaustedError
-from llmgather._types import ErrorInfo, Result
+from llmgather._types import COST_QUANTUM, ErrorInfo, Result
 from llmgather.jobs.encoding import encode_result
 from llmgather.jobs.inputs import InputItem
 
@@ -80,5 +80,13 @@ def result_row(
         error.message[:_ERROR_PREFIX_CHARS] if error else None,
         error.message if error else None,
         now,
+        cost_nanos(result) if status == "ok" else None,
         id,
     )
+
+
+def cost_nanos(result: Result) -> int | None:
+    """The result's cost in whole nano-dollars, as its line shows it (`_types.cost_number`)."""
+    if result.cost is None:
+        return None
+    return int(result.cost.quantize(COST_QUANTUM).scaleb(9))

@@ -22,6 +22,9 @@ _ROW_COLUMNS = (
     ("finished_at", "REAL"),
     ("digest", "BLOB"),  # what is sent for the item (its content digest), or NULL
     ("metadata", "BLOB"),  # the request's metadata as JSON, or NULL
+    # An ok result's cost in whole nano-dollars (its line's `cost` × 1e9), NULL when unpriced:
+    # summed in SQL, the job's cost is exact without reading every result's JSON.
+    ("cost_nanos", "INTEGER"),
 )
 # Every column of `items`, `retired` and a rerun's `incoming`, in that order.
 ITEM_COLUMNS = ", ".join(("line", "id", *(name for name, _ in _ROW_COLUMNS)))
@@ -43,18 +46,27 @@ SCHEMA = (
     + _item_table("retired", "INTEGER NOT NULL", "TEXT PRIMARY KEY")
 )
 # Columns added since the first schema, for a store an older llmgather made: (name, type).
-ADDED_COLUMNS = (("digest", "BLOB"), ("metadata", "BLOB"))
+ADDED_COLUMNS = (("digest", "BLOB"), ("metadata", "BLOB"), ("cost_nanos", "INTEGER"))
+# What a column added later holds for the rows recorded before it, by name (else NULL).
+_BACKFILL = {
+    "cost_nanos": "CAST(round(json_extract(CAST(result AS TEXT), '$.cost') * 1e9) AS INTEGER)"
+    " WHERE status = 'ok'"
+}
 # A rerun's input read into the same shape as `items`, to be merged with it by id.
 STAGING = _item_table("incoming", "INTEGER PRIMARY KEY", "TEXT UNIQUE", temp=True)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Give a store made by an older llmgather the columns added since (empty for its rows)."""
+    """Give a store made by an older llmgather the columns added since: empty for its rows, or
+    read from their results (a cost from its line's JSON, once)."""
     with transaction(conn):  # two runs opening one old store at once add each column once
-        have = {name for _, name, *_ in conn.execute("PRAGMA table_info(items)")}
-        for name, kind in ADDED_COLUMNS:
-            if name not in have:
-                conn.execute(f"ALTER TABLE items ADD COLUMN {name} {kind}")
+        for table in ("items", "retired"):
+            have = {name for _, name, *_ in conn.execute(f"PRAGMA table_info({table})")}
+            for name, kind in ADDED_COLUMNS:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    if name in _BACKFILL:
+                        conn.execute(f"UPDATE {table} SET {name} = {_BACKFILL[name]}")
 
 
 def connect(path: str) -> sqlite3.Connection:

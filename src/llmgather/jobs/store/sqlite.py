@@ -327,7 +327,8 @@ class SQLiteJobStore:
             before = self._conn.total_changes
             self._conn.executemany(
                 "UPDATE items SET status = ?, result = ?, attempts = ?, input_tokens = ?, output_tokens = ?,"
-                " error_type = ?, error_key = ?, error_message = ?, finished_at = ? WHERE id = ?",
+                " error_type = ?, error_key = ?, error_message = ?, finished_at = ?, cost_nanos = ?"
+                " WHERE id = ?",
                 rows,
             )
             matched = self._conn.total_changes - before

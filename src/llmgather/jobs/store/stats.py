@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from llmgather._types import cost_number
 from llmgather.jobs.liveness import process_alive
 from llmgather.jobs.store.rows import INVALID_INPUT, UNSENT_FOR_COST
+from llmgather.pricing.projection import projected_cost
 
 __all__ = ["JobStats", "count_items", "job_stats"]
 
@@ -28,11 +30,19 @@ class JobStats:
     throughput_per_min: float  # finished items per minute of running
     top_errors: list[tuple[str, str, int]] = field(default_factory=list)
     state: str = "new"
-    # The sum of the ok lines' costs, exactly; `unpriced`: the ok lines whose cost is null.
+    # The sum of the ok lines' costs, exactly; `unpriced`: the ok lines whose cost is null;
+    # `priced`: those whose cost is known.
     cost_usd: Decimal = Decimal(0)
     unpriced: int = 0
+    priced: int = 0
     # Items a spent cost cap left unsent (not in `failed`): a rerun with a higher cap sends them.
     unsent: int = 0
+
+    @property
+    def projected_usd(self) -> Decimal | None:
+        """What the job will have cost once its pending items, and those a spent cost cap left
+        unsent, are answered (`projected_cost`)."""
+        return projected_cost(self.cost_usd, self.priced, self.pending + self.unsent)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +55,7 @@ class JobStats:
             "state": self.state,
             "cost_usd": float(self.cost_usd), "unpriced": self.unpriced,
             "unsent": self.unsent,
+            "projected_usd": cost_number(self.projected_usd),
         }  # fmt: skip
 
 
@@ -60,23 +71,20 @@ def count_items(
         ),
         0,
     )  # fmt: skip
+    # Each line's cost is a number of at most 9 decimals (`_types.cost_number`), kept beside it
+    # as whole nano-dollars: their sum is exact, the sum of the lines to the last digit.
+    names = (*counts, "cost_nanos", "unpriced", "priced")
     row = conn.execute(
         "SELECT count(*), sum(status = 'ok'),"
         " sum(status = 'error' AND error_type IS NOT ? AND error_type IS NOT ?),"
         " sum(status = 'pending'), sum(status = 'error' AND error_type IS ?),"
-        " sum(input_tokens), sum(output_tokens), sum(status = 'error' AND error_type IS ?)"
+        " sum(input_tokens), sum(output_tokens), sum(status = 'error' AND error_type IS ?),"
+        " sum(cost_nanos) FILTER (WHERE status = 'ok'),"
+        " sum(status = 'ok' AND cost_nanos IS NULL), sum(status = 'ok' AND cost_nanos IS NOT NULL)"
         " FROM items",
         (INVALID_INPUT, UNSENT_FOR_COST, INVALID_INPUT, UNSENT_FOR_COST),
     ).fetchone()
-    counts.update({k: v or 0 for k, v in zip(counts, row, strict=True)})
-    # Each line's cost is a number of at most 9 decimals (`_types.cost_number`): summed as
-    # whole nano-dollars the total is exact, the sum of the lines to the last digit.
-    nanos, unpriced = conn.execute(
-        "SELECT sum(CAST(round(c * 1e9) AS INTEGER)), sum(c IS NULL) FROM"
-        " (SELECT json_extract(CAST(result AS TEXT), '$.cost') AS c FROM items WHERE status = 'ok')"
-    ).fetchone()
-    counts["cost_nanos"] = nanos or 0
-    counts["unpriced"] = unpriced or 0
+    counts = {k: v or 0 for k, v in zip(names, row, strict=True)}
     top_errors = [
         (t, m, c)
         for t, m, c in conn.execute(

@@ -202,8 +202,15 @@ def _message(model: str, completion: Completion | None) -> dict[str, Any]:
 
 def _usage(completion: Completion | None) -> dict[str, int]:
     usage = completion.usage if completion is not None else None
-    prompt, output = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
-    return {"input_tokens": prompt, "output_tokens": output}
+    if usage is None:
+        return {"input_tokens": 0, "output_tokens": 0}
+    # Anthropic's input_tokens leave out the cache's share, told apart as it tells it.
+    return {
+        "input_tokens": usage.uncached_input_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+        "output_tokens": usage.output_tokens,
+    }
 
 
 def _text_block(text: str) -> dict[str, Any]:

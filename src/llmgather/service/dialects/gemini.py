@@ -172,6 +172,8 @@ def _response(
             "candidatesTokenCount": output,
             "totalTokenCount": prompt + output,
         }
+        if usage and usage.cache_read_tokens:  # within promptTokenCount, as Gemini counts them
+            response["usageMetadata"]["cachedContentTokenCount"] = usage.cache_read_tokens
     candidate["index"] = 0
     response["modelVersion"] = model
     response["responseId"] = response_id

@@ -164,10 +164,17 @@ def _max_tokens(body: Mapping[str, Any]) -> int:
     return DEFAULT_OUTPUT_ESTIMATE
 
 
-def _usage(completion: Completion) -> dict[str, int]:
+def _usage(completion: Completion) -> dict[str, Any]:
     usage = completion.usage
     prompt, output = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
-    return {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output}
+    shown: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
+    }
+    if usage and usage.cache_read_tokens:  # within prompt_tokens, as OpenAI counts them
+        shown["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    return shown
 
 
 def _completion_id() -> str:

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from llmgather._prompt import TEMPERATURE_RULE, valid_temperature
+from llmgather._types import cost_number
 from llmgather.limits.tokens import request_cost
 from llmgather.service.dialects.openai import OpenAIFront
 from llmgather.service.errors import ErrorAnswer, InvalidParam, error_answer_for
@@ -122,6 +123,8 @@ async def generate(request: Request) -> Response:
         {
             "text": gateway.upstream.redactor.known(result.text or ""),
             "usage": result.usage.to_dict() if result.usage else None,
+            "cost": cost_number(result.cost),
+            "cost_basis": result.cost_basis,
             "attempts": result.attempts,
             "latency_ms": None if result.latency_ms is None else round(result.latency_ms, 1),
         }
@@ -158,6 +161,8 @@ async def generation(request: Request, id: str) -> Response:
         "status": "done" if line.get("status") == "ok" else "failed",
         "text": line.get("text"),
         "usage": line.get("usage"),
+        "cost": line.get("cost"),
+        "cost_basis": line.get("cost_basis"),
         "attempts": line.get("attempts"),
         "latency_ms": line.get("latency_ms"),
     }

@@ -360,9 +360,10 @@ def _message(req: SimRequest, answer: Answer, ids: IdMaker) -> dict[str, Any]:
         "stop_reason": None,
         "stop_sequence": None,
         "usage": {
-            "input_tokens": req.input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            # Anthropic's input_tokens are those after the last cache breakpoint only.
+            "input_tokens": req.input_tokens - req.cache.read - req.cache.written,
+            "cache_creation_input_tokens": req.cache.written,
+            "cache_read_input_tokens": req.cache.read,
             "output_tokens": 1,
             "service_tier": "standard",
         },

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from llmgather.limits.tokens import DEFAULT_OUTPUT_ESTIMATE, estimate_prompt_tokens
 from llmgather.sim.limits import LimitState, Refusal
+from llmgather.sim.prompt_cache import NO_CACHE, CacheUse
 from llmgather.sim.text import Answer
 from llmgather.sim.wire import IdMaker
 
@@ -43,6 +44,8 @@ class SimRequest:
     prompt: str = field(init=False)
     input_tokens: int = field(init=False)
     output_estimate: int = field(init=False)  # what output budgets reserve until it settles
+    # What of `input_tokens` the prompt cache gave or took, set once the request is answered.
+    cache: CacheUse = field(init=False, default=NO_CACHE)
 
     def __post_init__(self) -> None:
         # What the answer is derived from: the same conversation reads the same in every dialect.

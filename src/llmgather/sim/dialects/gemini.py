@@ -354,6 +354,9 @@ def _response(
     else:
         usage["totalTokenCount"] = prompt_tokens
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
+    if req.cache.read:  # implicit caching: the cached part of the prompt, counted within it
+        usage["cachedContentTokenCount"] = req.cache.read
+        usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": req.cache.read}]
     candidate["index"] = 0
     return {
         "candidates": [candidate],

@@ -369,7 +369,7 @@ def _usage(req: SimRequest, answer: Answer) -> dict[str, Any]:
         "prompt_tokens": req.input_tokens,
         "completion_tokens": answer.output_tokens,
         "total_tokens": req.input_tokens + answer.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": req.cache.read, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
