@@ -39,7 +39,7 @@ __all__ = ["CostCapResult", "run_cost_cap"]
 MAX_TOKENS = 64
 CONCURRENCY = 64
 WORKERS = 3
-MODEL = "gpt-4o-mini"
+TARGET = "openai:gpt-4o-mini"
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ def _worst_reservation(prompts: list[str]) -> Decimal:
     prices = GenaiPrices()
     longest = max(prompts, key=lambda p: len(p.encode()))
     bound = input_token_bound([{"role": "user", "content": longest}])
-    found = prices.price("openai", MODEL, Usage(bound, MAX_TOKENS), STANDARD)
+    provider, _, model = TARGET.partition(":")
+    found = prices.price(provider, model, Usage(bound, MAX_TOKENS), STANDARD)
     assert found is not None
     return found
 
@@ -109,7 +110,7 @@ def _run(
 ) -> dict[str, Any]:
     args = _llmgather(
         "run", str(prompts),
-        "-o", str(out), "--model", f"openai:{MODEL}", "--base-url", sim.base_url + "/v1",
+        "-o", str(out), "--model", TARGET, "--base-url", sim.base_url + "/v1",
         "--api-key", "bench", "--max-tokens", str(MAX_TOKENS), "-c", str(CONCURRENCY),
         "--json", "-q", "--restart", *extra,
     )  # fmt: skip
@@ -128,7 +129,7 @@ def _run_queue(
     for n in range(WORKERS):
         args = _llmgather(
             "worker", "--queue", redis_url, "--queue-name", queue,
-            "--model", f"openai:{MODEL}", "--base-url", sim.base_url + "/v1", "--api-key", "bench",
+            "--model", TARGET, "--base-url", sim.base_url + "/v1", "--api-key", "bench",
             "--concurrency", str(CONCURRENCY), "--limiter", redis_url, "--limiter-key", key,
             "--max-cost", str(cap), "--idle-exit", "3",
         )  # fmt: skip

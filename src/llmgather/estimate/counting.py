@@ -19,6 +19,7 @@ from typing import Any
 
 from llmgather.estimate.tiktoken_offline import encoding_name_for, load_encoding
 from llmgather.limits.tokens import estimate_prompt_tokens, message_text
+from llmgather.providers.registry import PROVIDERS
 
 __all__ = ["PromptCounter", "counter_for"]
 
@@ -44,7 +45,8 @@ def counter_for(provider: str, model: str, *, simulated: bool) -> PromptCounter:
     """The best offline counter for `model` of `provider` (a registry name)."""
     if simulated:
         return PromptCounter("the simulator's own count", True, estimate_prompt_tokens)
-    if provider != "openai":
+    spec = PROVIDERS.get(provider)
+    if spec is None or not spec.counted_by_tiktoken:
         return _approximation(f"{provider} publishes no offline tokenizer")
     name = encoding_name_for(model)
     if name is None:

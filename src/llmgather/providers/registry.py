@@ -55,6 +55,9 @@ class ProviderSpec:
     stop_field: tuple[str, ...] = ("stop",)
     # The provider's id in genai-prices' table (`pricing.catalogue`), where it is not `name`.
     prices_id: str | None = None
+    # Whether tiktoken's encodings count its models' prompts as the API bills them (the dry
+    # run's exact count, `estimate.counting`); other providers publish no offline tokenizer.
+    counted_by_tiktoken: bool = False
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
@@ -66,6 +69,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         base_url_suffix="/v1",
         key_header=openai.KEY_HEADER,
         accepts_batch_body_fields=True,
+        counted_by_tiktoken=True,
     ),
     "gemini": ProviderSpec(
         "gemini",
