@@ -25,6 +25,9 @@ class BenchConfig:
     seams_split_s: float  # what the OTPM limit is set to make them take
     scale_rpm: float  # the one key's limit the processes share; TPM from the prompt mix
     scale_requests: int  # split between the processes
+    cost_cap_items: int  # capped at half of what they need
+    cost_cache_items: int  # a finished job rerun with one line changed
+    cost_estimate_items: int  # estimated by --dry-run, then run
 
     def ceiling_deadline(self, ceiling_s: float) -> float:
         """How long a ceiling contender may run before it is stopped (unfinished = failed)."""
@@ -50,6 +53,9 @@ FULL = BenchConfig(
     seams_split_s=20.0,
     scale_rpm=1200.0,
     scale_requests=800,  # 40 s at 1,200 RPM
+    cost_cap_items=2000,
+    cost_cache_items=10_000,  # ~160 s a run at 1 s latency, concurrency 64
+    cost_estimate_items=2000,
 )
 
 QUICK = BenchConfig(
@@ -71,4 +77,7 @@ QUICK = BenchConfig(
     seams_split_s=6.0,
     scale_rpm=1200.0,
     scale_requests=150,  # 7.5 s at 1,200 RPM
+    cost_cap_items=300,
+    cost_cache_items=1000,
+    cost_estimate_items=300,
 )

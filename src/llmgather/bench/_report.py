@@ -71,6 +71,21 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("wall s", "shared_wall_s", "{:.1f}"),
         ("% of ceiling", "shared_pct_of_ceiling", "{:.1f}"),
     ],
+    "cost": [
+        ("cap $", "cap_usd", "{:.6f}"),
+        ("spent $", "spent_usd", "{:.6f}"),
+        ("spent/cap", "spent_over_cap", "{:.4f}"),
+        ("past cap $", "past_cap_usd", "{:.7f}"),
+        ("1 reservation $", "one_reservation_usd", "{:.7f}"),
+        ("ok", "ok", "{:,}"),
+        ("unsent", "unsent", "{:,}"),
+        ("lost", "lost", "{:,}"),
+        ("sent", "sent", "{:,}"),
+        ("wall s", "wall_s", "{:.2f}"),
+        ("× first run", "vs_first", "{:.3f}"),
+        ("estimate $", "estimated_usd", "{:.6f}"),
+        ("error %", "error_pct", "{:+.2f}"),
+    ],
 }
 
 # The figures the issue asks for, per scenario, in the final JSON line.
@@ -91,6 +106,21 @@ FIGURES = {
         "ratio_paced",
     ),
     "scale": ("processes", "setup", "ok", "http_429", "pct_429", "wall_s", "pct_of_ceiling"),
+    "cost": (
+        "cap_usd",
+        "spent_usd",
+        "spent_over_cap",
+        "within_bound",
+        "ok",
+        "unsent",
+        "lost",
+        "sent",
+        "wall_s",
+        "vs_first",
+        "cached",
+        "estimated_usd",
+        "error_pct",
+    ),
     "gateway": (
         "p50_ms",
         "p99_ms",

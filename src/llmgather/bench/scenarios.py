@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from llmgather.bench.ceiling import run_ceiling
+from llmgather.bench.cost import run_cost
 from llmgather.bench.gateway import run_gateway
 from llmgather.bench.memory import run_memory
 from llmgather.bench.overhead import run_overhead
@@ -23,4 +24,5 @@ RUNNERS: dict[str, Callable[..., ScenarioResult]] = {
     "seams": run_seams,
     "scale": run_scale,
     "gateway": run_gateway,
+    "cost": run_cost,
 }

