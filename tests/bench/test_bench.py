@@ -174,3 +174,20 @@ def test_tiny_scale_run_shares_one_limit_through_redis(tmp_path: Path) -> None:
     assert "error" not in shared and shared["ok"] == 90 and shared["http_429"] == 0
     assert shared["pct_of_ceiling"] > 0 and (shared["processes"], shared["setup"]) == (2, "redis")
     assert naive["http_429"] > 0  # two processes each told the whole limit: twice the rate
+
+
+@pytest.mark.timeout(240)  # seven CLI runs and three redis-backed workers, tiny
+def test_tiny_cost_run_has_its_three_parts_in_one_table(tmp_path: Path) -> None:
+    config = dataclasses.replace(
+        QUICK, cost_cap_items=80, cost_cache_items=60, cost_estimate_items=40
+    )
+    summary = bench_cli.run_bench(["cost"], config, tmp_path, charts=True)
+    rows = {row["name"]: row for row in summary["cost"]}
+    capped = [row for name, row in rows.items() if name.startswith("--max-cost")]
+    assert len(capped) == 2 and all(row["within_bound"] and row["lost"] == 0 for row in capped)
+    assert all(row["unsent"] > 0 for row in capped)  # the cap is half of what the job needs
+    assert rows["rerun, 1 line changed (--restart --cache)"]["sent"] == 1
+    assert rows["rerun, 1 line changed (--restart)"]["sent"] == 60
+    assert abs(rows["--dry-run estimate against the run"]["error_pct"]) < 15
+    written = json.loads((tmp_path / "cost.json").read_text())
+    assert written["needed_usd"] > 0 and written["cache"]["items"] == 60
