@@ -15,9 +15,13 @@ from decimal import Decimal
 
 from llmgather._errors import ConfigurationError, InvalidInputError
 from llmgather.cli._console import fail, new_console, print_json, warning
-from llmgather.estimate import Estimate, estimate_items, expectation_for
-from llmgather.estimate.figures import CapCheck
-from llmgather.estimate.job_store import open_finished_job
+from llmgather.estimate import (
+    CapCheck,
+    Estimate,
+    estimate_items,
+    expectation_for,
+    open_finished_job,
+)
 from llmgather.jobs.options import JobOptions
 from llmgather.pricing import Pricer, chain
 from llmgather.providers.registry import Target, resolve_target
