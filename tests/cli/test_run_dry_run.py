@@ -71,8 +71,9 @@ def test_json_has_the_documented_shape(tmp_path: Path) -> None:
     assert set(data) == {
         "dry_run", "target", "items", "invalid", "invalid_lines", "input_tokens",
         "input_tokens_exact", "counted_by", "approximate_because", "output_tokens", "cost_usd",
-        "unpriced_models", "prices", "time_s",
+        "unpriced_models", "prices", "time_s", "max_cost", "rerun",
     }  # fmt: skip
+    assert data["max_cost"] is None and data["rerun"] is None
     assert data["dry_run"] is True and data["items"] == 5 and data["invalid"] == 2
     assert [line.split(": ")[0] for line in data["invalid_lines"]] == [
         f"{prompts}:6",
@@ -178,8 +179,8 @@ def test_the_estimate_is_within_15_percent_of_a_real_run(tmp_path: Path) -> None
     expected = guessed["cost_usd"]["expected"]
     assert abs(expected - measured["cost_usd"]) <= 0.15 * measured["cost_usd"]
     assert guessed["cost_usd"]["input"] < measured["cost_usd"] <= guessed["cost_usd"]["worst"]
-    # A rerun's dry run beside the finished job takes its answers' average: the same items'
-    # output, so the same cost up to rounding.
+    # A rerun's dry run beside the finished job sends nothing; the whole job, priced with its
+    # answers' average (the same items' output), costs what the run did, up to rounding.
     again = run_cli(
         "run", str(prompts), "-o", str(out), "--dry-run", "--json", "--max-tokens", "48"
     )
@@ -188,11 +189,13 @@ def test_the_estimate_is_within_15_percent_of_a_real_run(tmp_path: Path) -> None
     assert from_store["output_tokens"]["expected_from"] == (
         "the average of 150 finished items in the job store"
     )
-    assert abs(from_store["output_tokens"]["expected"] - measured["output_tokens"]) <= 1
+    assert from_store["items"] == 0 and from_store["rerun"]["kept_items"] == 150
+    assert from_store["rerun"]["spent_usd"] == measured["cost_usd"]
+    whole = from_store["rerun"]["whole_job"]
+    assert abs(whole["output_tokens"]["expected"] - measured["output_tokens"]) <= 1
     assert (
-        from_store["cost_usd"]["expected"] == measured["cost_usd"]
-        or abs(from_store["cost_usd"]["expected"] - measured["cost_usd"])
-        <= 0.01 * measured["cost_usd"]
+        whole["cost_usd"]["expected"] == measured["cost_usd"]
+        or abs(whole["cost_usd"]["expected"] - measured["cost_usd"]) <= 0.01 * measured["cost_usd"]
     )
 
 

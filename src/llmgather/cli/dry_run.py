@@ -2,18 +2,26 @@
 
 The whole input is read and validated as a run reads it (streamed), the target is resolved
 as a run resolves it, and nothing else happens: no request, no simulator started, no job
-store, no output file. Exit 0 with the estimate; 2 for a usage error (a bad model, an input
+store made or written (one beside `-o` is only read, to leave out what a rerun keeps), no
+output file. Exit 0 with the estimate; 2 for a usage error (a bad model, an input
 that cannot be read); 3 under `--strict` when a line is invalid, as the run would refuse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from decimal import Decimal
 
 from llmgather._errors import ConfigurationError, InvalidInputError
 from llmgather.cli._console import fail, new_console, print_json, warning
-from llmgather.estimate import Estimate, estimate_items, expectation_for
+from llmgather.estimate import (
+    CapCheck,
+    Estimate,
+    estimate_items,
+    expectation_for,
+    open_finished_job,
+)
 from llmgather.jobs.options import JobOptions
 from llmgather.pricing import Pricer, chain
 from llmgather.providers.registry import Target, resolve_target
@@ -44,28 +52,36 @@ def dry_run(
         target = resolve_target(send.model, base_url=send.base_url, api_key=send.api_key, env=env)
     except ConfigurationError as error:
         fail(str(error), EXIT_USAGE)
-    expectation = expectation_for(
-        expect_output_tokens,
-        options.output_path or None,
-        simulated=target.simulated,
-        default_max_tokens=target.spec.default_max_tokens,
+    # `--restart` discards the job beside -o: its results then count for nothing.
+    finished = (
+        open_finished_job(options.output_path, retry_failed=options.flags.retry_failed)
+        if options.output_path and not options.flags.restart
+        else None
     )
-    pricer = Pricer(send.prices or chain(None), target.provider, target.model, warn=warning)
-    try:
-        estimate = estimate_items(
-            options.input.read(options.input.path, warning),
-            provider=target.provider,
-            model=target.model,
+    with finished if finished is not None else nullcontext():
+        expectation = expectation_for(
+            expect_output_tokens,
+            finished,
             simulated=target.simulated,
-            pricer=pricer,
-            expectation=expectation,
-            limits=send.limits,
-            max_tokens=send.max_tokens,
+            default_max_tokens=target.spec.default_max_tokens,
         )
-    except InvalidInputError as error:
-        fail(str(error), EXIT_USAGE)
-    except OSError as error:
-        fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), EXIT_USAGE)
+        pricer = Pricer(send.prices or chain(None), target.provider, target.model, warn=warning)
+        try:
+            estimate = estimate_items(
+                options.input.read(options.input.path, warning),
+                provider=target.provider,
+                model=target.model,
+                simulated=target.simulated,
+                pricer=pricer,
+                expectation=expectation,
+                limits=send.limits,
+                max_tokens=send.max_tokens,
+                finished=finished,
+            )
+        except InvalidInputError as error:
+            fail(str(error), EXIT_USAGE)
+        except OSError as error:
+            fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), EXIT_USAGE)
     if as_json:
         print_json({"dry_run": True, "target": target.describe(), **estimate.to_dict()})
     else:
@@ -92,13 +108,22 @@ def _render(estimate: Estimate, target: Target) -> None:
         if estimate.invalid
         else ""
     )
-    say(f"items          {estimate.items:,}{invalid}")
+    rerun = estimate.rerun
+    if rerun is not None:
+        spent = "" if rerun.spent is None else f", {_usd(rerun.spent)} spent"
+        say(
+            f"job store      {rerun.kept:,} of {rerun.whole.items:,} items done{spent}: "
+            "a rerun keeps them, so the figures below leave them out"
+        )
+    say(f"items          {estimate.items:,}{' to send' if rerun is not None else ''}{invalid}")
     for line in estimate.invalid_lines:
         say(f"  {line}")
     if estimate.invalid > len(estimate.invalid_lines):
         say(f"  … and {estimate.invalid - len(estimate.invalid_lines):,} more")
     how = (
-        f"counted with {', '.join(estimate.counted_by)}"
+        "no item to count"
+        if not estimate.counted_by
+        else f"counted with {', '.join(estimate.counted_by)}"
         if estimate.exact
         else "approximated, about 4 characters a token: " + "; ".join(estimate.approximate_because)
     )
@@ -113,6 +138,10 @@ def _render(estimate: Estimate, target: Target) -> None:
     )
     say(f"output tokens  {expected} ({estimate.expected_from}); {worst}")
     say(f"cost (USD)     {_cost_range(estimate)}  [{estimate.prices}]")
+    if estimate.cap is not None:
+        say(f"cost cap       {_cap(estimate.cap)}")
+    if rerun is not None:
+        say(f"whole job      {rerun.whole.items:,} items: {_cost_range(rerun.whole)}")
     say(f"time           {_time(estimate)}")
 
 
@@ -132,6 +161,34 @@ def _cost_range(estimate: Estimate) -> str:
         else "no worst case (no max_tokens)"
     )
     return f"{_usd(estimate.cost_input)} input; {low} … {high}"
+
+
+def _cap(cap: CapCheck) -> str:
+    """Whether `--max-cost` covers the estimate, expected and at worst, and what it leaves."""
+    spent = f" ({_usd(cap.spent)} spent, {_usd(cap.left)} left)" if cap.spent else ""
+    the_cap = f"the cap ${cap.max_cost}{spent}"
+
+    def unsent(count: int | None) -> str:
+        return f"about {count:,} item{'s' if count != 1 else ''} would be left unsent"
+
+    if cap.covers_worst:
+        return f"{the_cap} covers the worst case"
+    if cap.covers_expected and cap.covers_worst is None:
+        return f"{the_cap} covers the expected cost; the worst case is unknown"
+    if cap.covers_expected:
+        return (
+            f"{the_cap} covers the expected cost but not the worst case: {unsent(cap.unsent_worst)}"
+        )
+    if cap.covers_expected is False and cap.covers_worst is False:
+        return (
+            f"{the_cap} covers neither the expected cost nor the worst case: "
+            f"{unsent(cap.unsent_expected)} ({cap.unsent_worst:,} at worst)"
+        )
+    if cap.covers_expected is False:
+        return f"{the_cap} does not cover the expected cost: {unsent(cap.unsent_expected)}"
+    if cap.covers_worst is False:
+        return f"{the_cap} does not cover the worst case: {unsent(cap.unsent_worst)}"
+    return f"{the_cap}: not checked, the cost is unknown"
 
 
 def _time(estimate: Estimate) -> str:

@@ -17,12 +17,10 @@ Each is cut to the item's `max_tokens`: no answer is longer.
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from dataclasses import dataclass
 from functools import cache
 
-from llmgather.jobs.store import SQLiteJobStore, store_path_for
+from llmgather.estimate.job_store import FinishedJob
 from llmgather.sim.text import MAX_WORDS, MIN_WORDS, answer_length
 
 __all__ = ["OutputExpectation", "expectation_for"]
@@ -58,13 +56,14 @@ class OutputExpectation:
 
 def expectation_for(
     given: int | None,
-    output_path: str | None,
+    finished: FinishedJob | None,
     *,
     simulated: bool,
     default_max_tokens: int | None,
 ) -> OutputExpectation:
     """The expectation for a run (see the module's list): `given` is --expect-output-tokens,
-    `default_max_tokens` what the provider's adapter sends when an item sets none."""
+    `finished` the job store beside `-o` (read-only), `default_max_tokens` what the provider's
+    adapter sends when an item sets none."""
     bound = MAX_WORDS if simulated else default_max_tokens
     worst_from = (
         "max_tokens, else the simulator's longest answer"
@@ -73,22 +72,25 @@ def expectation_for(
         if default_max_tokens is not None
         else "max_tokens"
     )
-    return _expectation(given, output_path, simulated, bound, worst_from)
+    return _expectation(given, finished, simulated, bound, worst_from)
 
 
 def _expectation(
-    given: int | None, output_path: str | None, simulated: bool, bound: int | None, worst_from: str
+    given: int | None,
+    finished: FinishedJob | None,
+    simulated: bool,
+    bound: int | None,
+    worst_from: str,
 ) -> OutputExpectation:
     if given is not None:
         return OutputExpectation(
             float(given), "--expect-output-tokens", bound, worst_from=worst_from
         )
-    finished = _store_average(output_path) if output_path else None
-    if finished is not None:
-        mean, done = finished
+    mean = finished.average_output if finished is not None else None
+    if finished is not None and mean is not None:
         return OutputExpectation(
             mean,
-            f"the average of {done:,} finished items in the job store",
+            f"the average of {finished.ok:,} finished items in the job store",
             bound,
             worst_from=worst_from,
         )
@@ -103,22 +105,6 @@ def _expectation(
     return OutputExpectation(
         None, "no figure: pass --expect-output-tokens N", bound, worst_from=worst_from
     )
-
-
-def _store_average(output_path: str) -> tuple[float, int] | None:
-    """(mean output tokens, finished items) of the job store beside `output_path`, read only:
-    None when there is none, it has no finished item, or it cannot be read."""
-    path = store_path_for(output_path)
-    if not os.path.exists(path):
-        return None
-    try:
-        with SQLiteJobStore.open(path, create=False) as store:
-            stats = store.stats()
-    except sqlite3.Error:
-        return None
-    if stats.done == 0:
-        return None
-    return stats.output_tokens / stats.done, stats.done
 
 
 @cache
