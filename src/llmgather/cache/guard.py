@@ -8,7 +8,8 @@ or not it could be kept, and a lookup that cannot be made is a request sent. A s
 failed (lookups, or keeps) is left alone for `RETRY_AFTER_S` before it is asked again, so a
 Redis that went down costs no item the wait of its retries; the two sides are apart because
 a SQLite file another process holds locked still answers lookups while it refuses writes.
-One warning tells of a failure, and the next only once both sides have worked again.
+One warning tells of a failure; the next comes only after every side that failed has worked
+again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["RETRY_AFTER_S", "GuardedStore", "log_warning"]
 logger = logging.getLogger("llmgather")
 
 RETRY_AFTER_S = 30.0
+_GOES_ON = f"it is asked again in {RETRY_AFTER_S:.0f} s, and the work goes on without it"
 
 
 def log_warning(message: str) -> None:
@@ -67,7 +69,9 @@ class GuardedStore:
         try:
             entries = await self.store.get_many(keys)
         except Exception as error:
-            self._failed(self._lookups, error, "its lookups miss, and the requests are sent")
+            self._failed(
+                self._lookups, error, f"its lookups miss (the requests are sent); {_GOES_ON}"
+            )
             return None
         self._lookups.failing = False
         return entries
@@ -79,7 +83,7 @@ class GuardedStore:
         try:
             await self.store.put(key, entry)
         except Exception as error:
-            self._failed(self._keeps, error, "the answers it should keep are lost")
+            self._failed(self._keeps, error, f"the answers it should keep are lost; {_GOES_ON}")
             return False
         self._keeps.failing = False
         return True
@@ -101,8 +105,7 @@ class GuardedStore:
             said = hide_shapes(str(error)) or "no message"
             self._warn(
                 f"the response cache {self.store.where} failed ({type(error).__name__}: "
-                f"{said}): {consequence}; it is tried again every {RETRY_AFTER_S:.0f} s, "
-                "and the work goes on without it"
+                f"{said}): {consequence}"
             )
         side.failing = True
         side.resume_at = self._clock() + RETRY_AFTER_S
