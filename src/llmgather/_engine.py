@@ -93,7 +93,10 @@ OpenStream = Callable[[Request], AbstractAsyncContextManager[LiveText[Piece]]]
 
 class AnswerCache(Protocol):
     """What the engine asks before the limiter (`cache.BoundCache`): a request's key (None:
-    the cache may not answer it), the answer kept under a key, and an answer to keep."""
+    the cache may not answer it), the answer kept under a key, and an answer to keep.
+
+    Neither `look_up` nor `keep` raises for its store: a store that fails misses and loses
+    what it was given (`cache.guard`), so an answer paid for stands whatever the cache does."""
 
     def key(self, request: Request) -> str | None: ...
 

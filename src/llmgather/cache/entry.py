@@ -33,7 +33,7 @@ def encode_entry(completion: Completion, raw: bytes | None = None) -> bytes:
     usage = completion.usage
     data: dict[str, Any] = {
         "text": completion.text,
-        "usage": None if usage is None else [usage.input_tokens, usage.output_tokens],
+        "usage": None if usage is None else _usage_counts(usage),
         "finish_reason": completion.finish_reason,
         "provider_finish_reason": completion.provider_finish_reason,
         "model": completion.model,
@@ -58,9 +58,18 @@ def decode_entry(entry: bytes) -> Completion:
     usage = data["usage"]
     return Completion(
         text=data["text"],
-        usage=None if usage is None else Usage(usage[0], usage[1]),
+        usage=None if usage is None else Usage(*usage),
         finish_reason=data["finish_reason"],
         provider_finish_reason=data["provider_finish_reason"],
         model=data["model"],
         tool_calls=tuple(ToolCall.from_dict(call) for call in data.get("tool_calls", ())),
     )
+
+
+def _usage_counts(usage: Usage) -> list[int]:
+    return [
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+    ]

@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from llmgather import _redis
 from llmgather._errors import ConfigurationError
 from llmgather.cache.base import CacheStore
+from llmgather.cache.guard import log_warning
 from llmgather.cache.redis import RedisCacheStore
 from llmgather.cache.responses import ResponseCache
 from llmgather.cache.sqlite import DEFAULT_CACHE_NAME, SQLiteCacheStore
@@ -55,9 +56,15 @@ def open_store(where: str, *, what: str = "--cache") -> CacheStore:
     return SQLiteCacheStore(where)
 
 
-async def open_cache(setting: CacheSetting, *, beside: str | None = None) -> ResponseCache:
+async def open_cache(
+    setting: CacheSetting,
+    *,
+    beside: str | None = None,
+    warn: Callable[[str], None] = log_warning,
+) -> ResponseCache:
     """The cache `setting` names, open (a Redis that does not answer fails here, naming its
-    URL); the default file lives in the folder `beside` names (the job store's), else here."""
+    URL); the default file lives in the folder `beside` names (the job store's), else here.
+    `warn` hears that it failed later on (it then misses, and the work goes on)."""
     where = setting.where or os.path.join(beside or os.curdir, DEFAULT_CACHE_NAME)
     store = open_store(where)
     if isinstance(store, RedisCacheStore):
@@ -66,4 +73,4 @@ async def open_cache(setting: CacheSetting, *, beside: str | None = None) -> Res
         except BaseException:
             await store.aclose()
             raise
-    return ResponseCache(store, always=setting.always)
+    return ResponseCache(store, always=setting.always, warn=warn)

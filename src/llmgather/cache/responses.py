@@ -8,11 +8,15 @@ Requests sampled above temperature 0 are not answered from the cache unless `alw
 answer is meant to vary, and a rerun that sends them again gets a new sample, as asked. An
 unset temperature is the provider's default, which is 1 at OpenAI, Anthropic and Gemini, so
 it counts as above 0 too.
+
+The store is asked through a `GuardedStore`: a lookup it fails is a miss, and an answer it
+cannot keep is lost, with one warning; the answer itself stands (see `guard`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 from llmgather._types import Completion, Request
 from llmgather.cache.base import CacheStore
 from llmgather.cache.entry import decode_entry, encode_entry, is_clean, raw_answer
+from llmgather.cache.guard import GuardedStore, log_warning
 
 __all__ = ["CACHED_BASIS", "BoundCache", "CacheCounts", "ResponseCache", "body_samples", "samples"]
 
@@ -51,23 +56,37 @@ def _above_zero(temperature: object) -> bool:
 @dataclass(slots=True)
 class CacheCounts:
     """What one cache answered in this process: `hits`, `misses`, `stored` (clean answers
-    kept), `passed` (requests the temperature rule sent past the cache)."""
+    kept), `passed` (requests the temperature rule sent past the cache), `lookups_failed`
+    (lookups the store failed, or skipped while it was failing: sent as misses) and
+    `keeps_failed` (clean answers it could not take)."""
 
     hits: int = 0
     misses: int = 0
     stored: int = 0
     passed: int = 0
+    lookups_failed: int = 0
+    keeps_failed: int = 0
 
 
 class ResponseCache:
-    """A `CacheStore` and its rules; `always` answers sampled requests (temperature > 0) too.
+    """A `CacheStore` and its rules; `always` answers sampled requests (temperature > 0) too;
+    `warn` hears once that the store failed (else the "llmgather" logger's warning); `clock`
+    times the rest a failing store is given.
 
     The store is the caller's: `aclose()` closes it, once every engine using it is done."""
 
-    def __init__(self, store: CacheStore, *, always: bool = False) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        *,
+        always: bool = False,
+        warn: Callable[[str], None] = log_warning,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.always = always
         self.counts = CacheCounts()
+        self._guarded = GuardedStore(store, warn=warn, clock=clock)
         # Lookups asked in one turn of the event loop (by many workers at once), answered by
         # one `get_many`: a rerun of ten thousand items asks the store a few hundred times.
         self._asked: dict[str, list[asyncio.Future[bytes | None]]] = {}
@@ -108,26 +127,29 @@ class ResponseCache:
             self._answering = task = asyncio.create_task(self._answer_asked())
             self._running.add(task)
             task.add_done_callback(self._running.discard)
-        entry = await future
-        if entry is None:
-            self.counts.misses += 1
-        else:
-            self.counts.hits += 1
-        return entry
+        return await future
 
     async def _answer_asked(self) -> None:
         await asyncio.sleep(0)  # the other workers of this turn ask too
         asked, self._asked, self._answering = self._asked, {}, None
         try:
-            entries = await self.store.get_many(list(asked))
-        except BaseException as error:
+            entries = await self._guarded.get_many(list(asked))
+        except BaseException as error:  # a cancellation: the store's errors are misses
             for futures in asked.values():
                 for future in futures:
                     if not future.done():
                         future.set_exception(error)
-            if isinstance(error, Exception):
-                return  # raised to every worker that asked
             raise
+        counts = self.counts
+        if entries is None:  # the store failed: every lookup of this turn misses
+            entries = [None] * len(asked)
+            counts.lookups_failed += sum(len(futures) for futures in asked.values())
+        else:
+            for futures, entry in zip(asked.values(), entries, strict=True):
+                if entry is None:
+                    counts.misses += len(futures)
+                else:
+                    counts.hits += len(futures)
         for futures, entry in zip(asked.values(), entries, strict=True):
             for future in futures:
                 if not future.done():
@@ -135,13 +157,17 @@ class ResponseCache:
 
     async def keep(self, key: str, completion: Completion, raw: bytes | None = None) -> None:
         """Stores `completion` (and `raw`, the provider's answer as it came) under `key` if
-        it finished cleanly."""
-        if is_clean(completion):
-            await self.store.put(key, encode_entry(completion, raw))
+        it finished cleanly. Never raises for the store: an entry it cannot take is lost."""
+        if not is_clean(completion):
+            return
+        if await self._guarded.put(key, encode_entry(completion, raw)):
             self.counts.stored += 1
+        else:
+            self.counts.keeps_failed += 1
 
     async def aclose(self) -> None:
-        await self.store.aclose()
+        """Closes the store, writing what is pending; a failure to is a warning, not raised."""
+        await self._guarded.aclose()
 
 
 class BoundCache:

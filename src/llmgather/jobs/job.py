@@ -151,7 +151,8 @@ class Job:
         assert target is not None  # resolved for every job that sends from this process
         cache = None
         if send.cache is not None:
-            cache = await open_cache(send.cache, beside=_store_folder(options.output_path))
+            beside = _store_folder(options.output_path)
+            cache = await open_cache(send.cache, beside=beside, warn=self._on_warning)
             stack.push_async_callback(cache.aclose)
         link_settings = link_options(
             target,
