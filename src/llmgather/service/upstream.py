@@ -203,7 +203,8 @@ class Upstream:
         """Under `serve --max-cost`, `cost` with its worst case priced as `model` (the one
         relayed; None: the served one): the body's bytes bound its input's tokens (no tokenizer
         makes more tokens than bytes), its output times `choices` (the answers it asks for).
-        Raises Unpriced for a model with no price: a cap sends nothing it cannot price."""
+        Raises InvalidInputError for a model with no price (the gateway answers 400): a cap
+        sends nothing it cannot price."""
         if not self.link.capped:
             return cost
         if choices > 1:
@@ -211,16 +212,12 @@ class Upstream:
         model = model or self.model
         found = capped_cost_bounded(cost, len(http.body), model, self.link.pricer)
         if found is None:
-            raise Unpriced(
+            raise InvalidInputError(
                 f"not sent: no price is known for {model}, and this service's cost cap "
                 "(--max-cost) sends nothing it cannot price; HINT: name a model it prices, or "
                 "ask its operator to give the price with serve --prices FILE"
             )
         return found
-
-
-class Unpriced(InvalidInputError):
-    """A request for a model with no price, under a cost cap: refused before it is queued."""
 
 
 class StreamPump:
