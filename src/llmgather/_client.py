@@ -245,7 +245,8 @@ class Client:
         is called in its `with_raw_response` form; a raw answer is returned parsed). A stream
         it returns holds its concurrency slot until read to its end, or closed. `cost` is the
         estimate to reserve (default: one request, and the tokens of `messages`/`contents`
-        and `max_tokens` when the call passes them). Raises the error that ended the last try,
+        and `max_tokens` when the call passes them); under `max_cost` a Cost with the call's
+        worst case in `nano_usd` is required, else ConfigurationError. Raises the error that ended the last try,
         or the callable's own exception as it raised it (never retried).
         """
         result = await self.engine.run_one(_callables.single_call(fn, args, kwargs, cost))
@@ -269,8 +270,15 @@ class Client:
         An item that is a dict is passed as keyword arguments (`fn(**item)`, as the SDKs take
         them), anything else as the one argument; `unpack=False` passes every item as the one
         argument (a LangChain runnable's `ainvoke` takes its input dict so). `cost(item)`
-        gives each call's estimate, if the default won't do.
+        gives each call's estimate, if the default won't do; under `max_cost` it is required,
+        and each Cost must give the call's worst case (`nano_usd`, and `priced` to settle it).
         """
+        if cost is None and self._link.capped:
+            # A callable's price is not known here: its worst case must come from the caller.
+            raise ConfigurationError(
+                "map_calls under max_cost needs cost= to give each call's worst case in "
+                "nano-dollars (a Cost with nano_usd, and priced to settle it with the real usage)"
+            )
         requests: Iterable[Request] | AsyncIterable[Request]
         if isinstance(items, AsyncIterable):
             requests = _callables.async_call_requests(fn, items, cost, unpack)

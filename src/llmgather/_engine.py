@@ -78,6 +78,13 @@ Send = Callable[[Request], Awaitable[Outcome]]
 
 Piece = TypeVar("Piece", covariant=True)
 
+# Why a callable is not run under a cost cap when its cost names no worst case.
+UNCAPPED_CALL = (
+    "not run: a cost cap (max_cost) needs each call's worst case, and this call's cost names "
+    "none (a callable's price is not known here); HINT: pass cost=Cost(nano_usd=..., "
+    "priced=...) to call()/map_calls(), its worst case in nano-dollars"
+)
+
 
 class LiveText(Protocol[Piece]):
     """What `open_stream` yields: pieces (text, or the raw bytes a gateway relays), then
@@ -143,6 +150,8 @@ class EngineStats:
     # only their own retry.
     http_429_holds: int = 0
     cached: int = 0  # items answered from the response cache (in `done`, never in `sent`)
+    # Items a cost cap left unsent (budget_exhausted): never sent, so not in `failed` either.
+    unsent: int = 0
     # What the ok answers cost (USD, exact), how many of them had a price, and the cost by
     # the model each was priced as.
     cost_usd: Decimal = Decimal(0)
@@ -162,6 +171,7 @@ class _Counters:
     http_429: int = 0
     http_429_holds: int = 0
     cached: int = 0
+    unsent: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -193,12 +203,14 @@ class Engine:
         pricer: Pricer | None = None,
         capped: bool = False,
         cache: AnswerCache | None = None,
+        default_max_tokens: int | None = None,
     ) -> None:
         """`resent` reads how many requests the transport under `send` resent on its own;
         `redactor` hides the secrets its owner knows from every failure it reports (without
         one, the shapes of keys and tokens are hidden); `pricer` gives each ok answer its cost.
         `capped`: the limiter holds a cost cap, so each request reserves its worst-case cost
-        (priced by `pricer`). `cache` answers a request it has seen before any permit is
+        (priced by `pricer`; a prompt without max tokens at `default_max_tokens`, the
+        provider's, which its adapter sends). `cache` answers a request it has seen before any permit is
         asked, and keeps clean answers."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -222,6 +234,7 @@ class Engine:
         if capped and pricer is None:
             raise ValueError("a cost cap needs a pricer")
         self._capped = capped
+        self._default_max_tokens = default_max_tokens
         # Set by the first request the cost cap refused: nothing more is sent (the cap never
         # refills), and every item left fails at once, without a wait for any other limit.
         self._cap_exhausted: BudgetExhaustedError | None = None
@@ -277,6 +290,7 @@ class Engine:
             http_429=c.http_429,
             http_429_holds=c.http_429_holds,
             cached=c.cached,
+            unsent=c.unsent,
             input_tokens=c.input_tokens,
             output_tokens=c.output_tokens,
             elapsed_s=time.monotonic() - c.started,
@@ -397,7 +411,10 @@ class Engine:
         item = InFlight(request, index)
         if self._capped and request.cost is None:  # a user's callable names its own cost
             assert self._pricer is not None
-            item.cost = capped_cost(item.cost, request, self._pricer) or item.cost
+            capped = capped_cost(
+                item.cost, request, self._pricer, default_max_tokens=self._default_max_tokens
+            )
+            item.cost = capped or item.cost
         return item
 
     async def _attempt(self, item: InFlight, waits: StoppableWaits | None = None) -> Attempted:
@@ -502,6 +519,9 @@ class Engine:
                 "sends nothing it cannot price; HINT: give its prices with --prices FILE"
             )
             return self._failed(item, ConfigurationError(message))
+        if self._capped and item.request.cost is not None and not item.cost.nano_usd:
+            # A callable's cost names no worst case: it would reserve nothing of the cap.
+            return self._failed(item, ConfigurationError(UNCAPPED_CALL))
         if self._key_refused is not None:
             # Sending more with a key the server refused only piles up 401s: the item fails
             # unsent, and `--retry-failed` sends it once the key is fixed.
@@ -588,7 +608,10 @@ class Engine:
             self._counters.waiting_retry -= 1
 
     def _failed(self, item: InFlight, error: Exception, *, as_raised: bool = False) -> Result:
-        self._counters.failed += 1
+        if isinstance(error, BudgetExhaustedError):
+            self._counters.unsent += 1  # the cap's: left for a rerun, not a failure
+        else:
+            self._counters.failed += 1
         return failed_result(item, error, self._redactor, as_raised=as_raised)
 
 

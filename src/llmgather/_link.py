@@ -159,6 +159,7 @@ class Link:
                 pricer=self.pricer,
                 capped=self.capped,
                 cache=None if options.cache is None else BoundCache(options.cache, self.cache_key),
+                default_max_tokens=self.target.spec.default_max_tokens,
             )
             self._engine.ledger = self.ledger
             self._stack = stack.pop_all()

@@ -154,3 +154,37 @@ def test_the_readme_command_stops_at_the_cap(tmp_path: Path) -> None:
     assert "Rerun with a higher --max-cost to send exactly those" in done.stderr
     status = run_cli("status", str(out))
     assert "unsent (cost cap)" in status.stdout
+
+
+@pytest.mark.timeout(120)
+def test_a_capped_rerun_counts_what_an_uncapped_run_spent(tmp_path: Path) -> None:
+    """Only a capped run writes the spend ledger: an uncapped run interrupted, then rerun with
+    --max-cost, must count the lines it answered, not spend a whole cap on top of them."""
+    n = 200
+    prompts = write_prompts(tmp_path / "prompts.jsonl", n)
+    worst = max(reservation(f"Question {i}?") for i in range(n))
+    out = tmp_path / "out.jsonl"
+    with EmbeddedSimulator(SimConfig(latency_ms=40, seed=3)) as sim:
+        args = [
+            "run", str(prompts), "-o", str(out), "--model", "openai:gpt-4o-mini",
+            "--base-url", sim.base_url + "/v1", "--api-key", "k", "--quiet",
+            "--max-tokens", str(MAX_TOKENS), "--concurrency", "4",
+        ]  # fmt: skip
+        process = start(args)  # no cap
+        wait_for_progress(out, at_least=30)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=10)
+        first = [line for line in read_jsonl(out) if line["status"] == "ok"]
+        assert 30 <= len(first) < n / 2
+        first_cost = sum(line_cost(line) for line in first)
+        # Room for a fifth more than the uncapped run spent: far less than what is left.
+        cap = (first_cost * Decimal("1.2")).quantize(Decimal("1e-6"))
+        rerun = run_cli(*args, "--max-cost", str(cap), "--json")
+    assert rerun.returncode == 1, rerun.stderr
+    summary = orjson.loads(rerun.stdout)
+    lines = read_jsonl(out)
+    ok_cost = sum(line_cost(line) for line in lines if line["status"] == "ok")
+    # The uncapped run's spend counted: the rerun spent at most what the cap had left.
+    assert ok_cost - first_cost <= cap - first_cost + worst
+    assert ok_cost <= Decimal(repr(summary["spent_usd"])) <= cap + worst
+    assert summary["unsent"] > 0 and summary["ok"] + summary["unsent"] == n

@@ -25,3 +25,19 @@ def test_the_pace_shown_never_exceeds_the_limit(tmp_path: Path) -> None:
     assert len(shown) >= 5, done.stderr
     assert max(shown) <= 600, shown
     assert max(shown) >= 300, shown  # and it does show the pace
+
+
+def test_items_the_cost_cap_left_are_shown_unsent_not_failed(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 200)
+    out = tmp_path / "out.jsonl"
+    done = run_cli(
+        "run", str(prompts), "-o", str(out), "--max-cost", "0.001", TTY_COMPATIBLE="1"
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stderr)  # the terminal's colours
+    [summary] = re.findall(r"finished: (\d+) ok, 0 failed, (\d+) unsent", shown)
+    ok, unsent = map(int, summary)
+    assert unsent > 0
+    # The last redraw: every item finished, those the cap left counted apart from failures.
+    last = re.findall(r"(\d+)/200 ok (\d+) failed (\d+) unsent (\d+) ", shown)[-1]
+    assert tuple(map(int, last)) == (200, ok, 0, unsent)

@@ -64,7 +64,7 @@ class Progress:
         if self._stats is None:
             return Text("")
         s = self._stats()
-        finished = s.done + s.failed
+        finished = s.done + s.failed + s.unsent
         rpm_limit = s.limits.get("rpm")
         head_start = max(BURST_S, 60 / rpm_limit if rpm_limit else 0.0)
         minutes = (s.elapsed_s + head_start) / 60
@@ -79,6 +79,8 @@ class Progress:
         line.append(f"{bar} {finished}/{self._total} ")
         line.append(f"ok {s.done} ", style="green")
         line.append(f"failed {s.failed} ", style="red" if s.failed else "")
+        if s.unsent:  # left by the cost cap, for a rerun with a higher one
+            line.append(f"unsent {s.unsent} ", style="yellow")
         line.append(f"in flight {s.in_flight} ")
         line.append(f"| {rpm:,.0f} req/min {tpm:,.0f} tok/min | ETA {eta} ")
         line.append(

@@ -58,6 +58,10 @@ class StoreLedger:
                 await asyncio.to_thread(self._store.record_spend, reserved, settled)
             except BaseException as error:
                 # Those sends are not made: a send never goes out without its reservation.
+                # Nor are those queued while the commit ran: this writer ends here, and a
+                # future left unanswered would hold its send (and its permit) for good.
+                waiting += self._waiting
+                self._reserved, self._settled, self._waiting = [], [], []
                 for future in waiting:
                     if not future.done():
                         future.set_exception(error)

@@ -228,7 +228,11 @@ class LocalLimiter:
         """What each budget in force lets out at once now, by name (see `Budget.remaining`):
         read-only, for metrics."""
         now = self._clock.now()
-        return {name: budget.remaining(now) for name, budget in self._budgets.items()}
+        # In the unit the limit is given in (a cost cap's USD, not the nano-dollars it counts).
+        return {
+            name: budget.remaining(now) / budget.kind.scale
+            for name, budget in self._budgets.items()
+        }
 
     # -- finding the limits when told none (see `limits.discovery`) ------------------------
 

@@ -17,6 +17,7 @@ from llmgather.pricing.overrides import load_prices
 __all__ = ["Chain", "Pricer", "chain"]
 
 logger = logging.getLogger("llmgather")
+_MAX_UNKNOWN = 1000  # models warned of once each; past that, no more warnings
 
 
 class Chain:
@@ -73,7 +74,8 @@ class Pricer:
             return None
         model = model or self.model
         found = self.prices.price(self.provider, model, usage, basis)
-        if found is None and model not in self._unknown:
+        # Bounded: a service prices the models its clients name, which are theirs to choose.
+        if found is None and model not in self._unknown and len(self._unknown) < _MAX_UNKNOWN:
             self._unknown.add(model)
             self._warn(
                 f"no price is known for {self.provider}:{model}, so its cost is null;"

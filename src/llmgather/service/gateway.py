@@ -23,6 +23,7 @@ from llmgather._redact import Redactor
 from llmgather._types import Completion, Result
 from llmgather.limits import Cost
 from llmgather.limits.tokens import request_cost
+from llmgather.pricing.reserve import choices
 from llmgather.service.dialects.base import FrontDialect, StreamWriter, Untranslatable
 from llmgather.service.errors import ErrorAnswer, error_answer_for
 from llmgather.service.queueing import ClientGone, Departure, GatewayQueue, QueueFull
@@ -77,13 +78,18 @@ class Gateway:
         relay = front.name == upstream.target.provider
         try:
             if relay:
-                http = upstream.relayed(body, model=model or upstream.model, stream=stream)
-                cost = front.cost(data)
+                sent_model = model or upstream.model
+                http = upstream.relayed(body, model=sent_model, stream=stream)
+                cost = upstream.capped(
+                    front.cost(data), http, model=sent_model, choices=choices(data)
+                )
             else:
+                sent_model = upstream.model
                 translated = upstream.prepared(front.to_request(data))
                 http = upstream.translated(translated, stream=stream)
                 # What the upstream is asked for (its default max tokens included) is reserved.
                 cost = request_cost(translated.messages, translated.max_tokens)
+                cost = upstream.capped(cost, http, choices=choices(translated.extra))
         except (Untranslatable, InvalidInputError) as exc:
             return error_response(front, ErrorAnswer(400, str(exc)))
         except _SHAPE_ERRORS as exc:
@@ -91,8 +97,8 @@ class Gateway:
             return error_response(front, ErrorAnswer(400, message))
         try:
             if stream:
-                return await self._stream(front, request, data, http, cost, relay)
-            result = await self.call(request, http, cost, relay=relay)
+                return await self._stream(front, request, data, http, cost, relay, sent_model)
+            result = await self.call(request, http, cost, relay=relay, model=sent_model)
         except QueueFull as exc:
             return queue_full_response(front, exc)
         except ClientGone:
@@ -111,9 +117,16 @@ class Gateway:
         return json_response(front.answer(completion, model=upstream.model))
 
     async def call(
-        self, request: HttpRequest, http: UpstreamRequest, cost: Cost, *, relay: bool
+        self,
+        request: HttpRequest,
+        http: UpstreamRequest,
+        cost: Cost,
+        *,
+        relay: bool,
+        model: str | None = None,
     ) -> Result:
-        """One call through the queue and the engine. Raises QueueFull (refused at once, or
+        """One call through the queue and the engine (`cost` capped by `Upstream.capped`;
+        `model` the one sent, for its price). Raises QueueFull (refused at once, or
         withdrawn unsent when the queue timeout passed) or ClientGone (withdrawn unsent)."""
         queue = self.queue
         try:
@@ -121,7 +134,7 @@ class Gateway:
                 async with asyncio.timeout(queue.timeout_s) as deadline:
                     departure = Departure(request, ticket, deadline)
                     return await self.upstream.complete(
-                        http, cost, relay=relay, departure=departure
+                        http, cost, relay=relay, departure=departure, model=model
                     )
         except TimeoutError:  # the queue's deadline, lifted once sent
             raise queue.refused_late(cost) from None
@@ -134,6 +147,7 @@ class Gateway:
         http: UpstreamRequest,
         cost: Cost,
         relay: bool,
+        model: str,
     ) -> Response:
         """The stream's first piece (a relayed stream's first events that carry some of the
         answer, a role chunk not yet) is awaited here, within the queue's deadline: a failure
@@ -146,7 +160,9 @@ class Gateway:
                 async with asyncio.timeout(queue.timeout_s) as deadline:
                     departure = Departure(request, ticket, deadline)
                     edges = front if relay else None
-                    pump = self.upstream.stream(http, cost, relay=edges, departure=departure)
+                    pump = self.upstream.stream(
+                        http, cost, relay=edges, departure=departure, model=model
+                    )
                     head = await pump.next()
         except TimeoutError:
             if pump is not None:

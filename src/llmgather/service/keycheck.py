@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from llmgather._errors import BudgetExhaustedError
 from llmgather.service.settings import FIRST_KEY_RECHECK_S
 from llmgather.service.upstream import Upstream
 
@@ -47,6 +48,9 @@ class KeyRecheck:
                 await asyncio.sleep(delay)
                 try:
                     accepted = await self._upstream.recheck_key()
+                except BudgetExhaustedError:  # `serve --max-cost` spent: nothing more is sent
+                    logger.info("the cost cap is spent: the upstream key is not rechecked")
+                    return
                 except Exception:  # a recheck's own fault must not end the rechecks
                     logger.exception("llmgather serve: rechecking the upstream key failed")
                     accepted = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -18,6 +19,7 @@ from llmgather import _exchange
 from llmgather._callables import CallRequest
 from llmgather._config import Timeouts
 from llmgather._engine import Engine
+from llmgather._errors import InvalidInputError
 from llmgather._link import Link, LinkOptions, open_link
 from llmgather._types import Completion, Outcome, Request, Result
 from llmgather.cache import open_cache
@@ -123,12 +125,19 @@ class Upstream:
     # -- sending --------------------------------------------------------------------------
 
     async def complete(
-        self, http: HttpRequest, cost: Cost, *, relay: bool, departure: Departure
+        self,
+        http: HttpRequest,
+        cost: Cost,
+        *,
+        relay: bool,
+        departure: Departure,
+        model: str | None = None,
     ) -> Result:
         """The call through the engine (its limits, its retries); the Result's `value` is the
         upstream's answer when `relay`. Raises ClientGone if the client left before the
         send (nothing was sent, no budget spent). With a cache, an answer it holds comes back
-        at once (`cached`), and a clean new one is kept."""
+        at once (`cached`), and a clean new one is kept. `cost` is `capped` already; `model`
+        (the one relayed, else the served one) prices the answer."""
         cache = self._cache
         key = None if cache is None else cache.key(http)
         if key is not None:
@@ -139,7 +148,8 @@ class Upstream:
             messages=(),
             fn=self.link.send_http,
             args=(http, relay),
-            cost=self._capped(cost, http),
+            cost=cost,
+            model=model,
             before_send=departure.leave,
         )
         result = await self.engine.run_one(call)
@@ -153,8 +163,11 @@ class Upstream:
         of one output token (sending resumes if it does)."""
         request = self.prompted("Say OK.", max_tokens=1)
         http = self.translated(request, stream=False)
-        cost = request_cost(request.messages, request.max_tokens)
-        call = CallRequest(messages=(), fn=self.link.send_http, args=(http, False), cost=cost)
+        # Under a cap it reserves its worst case as any send does: its answer is billed too.
+        cost = self.capped(request_cost(request.messages, request.max_tokens), http)
+        call = CallRequest(
+            messages=(), fn=self.link.send_http, args=(http, False), cost=cost, model=self.model
+        )
         return await self.engine.recheck_key(call)
 
     def stream(
@@ -164,6 +177,7 @@ class Upstream:
         *,
         relay: _exchange.StreamEdges | None,
         departure: Departure,
+        model: str | None = None,
     ) -> StreamPump:
         """A streamed answer, retried until its first piece, read by a task of its own into a
         bounded buffer: raw chunks when `relay` (the client's dialect, which is the
@@ -177,17 +191,33 @@ class Upstream:
                 pump.live = live
                 yield live
 
-        cost = self._capped(cost, http)
-        call = CallRequest(messages=(), fn=_never, cost=cost, before_send=departure.leave)
+        call = CallRequest(
+            messages=(), fn=_never, cost=cost, model=model, before_send=departure.leave
+        )
         pump.start(link.engine.stream(call, open_stream))
         return pump
 
-    def _capped(self, cost: Cost, http: HttpRequest) -> Cost:
-        """Under `serve --max-cost`, `cost` with its worst case priced: the body's bytes bound
-        its prompt's tokens (no tokenizer makes more tokens than bytes)."""
+    def capped(
+        self, cost: Cost, http: HttpRequest, *, model: str | None = None, choices: int = 1
+    ) -> Cost:
+        """Under `serve --max-cost`, `cost` with its worst case priced as `model` (the one
+        relayed; None: the served one): the body's bytes bound its input's tokens (no tokenizer
+        makes more tokens than bytes), its output times `choices` (the answers it asks for).
+        Raises InvalidInputError for a model with no price (the gateway answers 400): a cap
+        sends nothing it cannot price."""
         if not self.link.capped:
             return cost
-        return capped_cost_bounded(cost, len(http.body), None, self.link.pricer) or cost
+        if choices > 1:
+            cost = dataclasses.replace(cost, output_tokens=cost.output_tokens * choices)
+        model = model or self.model
+        found = capped_cost_bounded(cost, len(http.body), model, self.link.pricer)
+        if found is None:
+            raise InvalidInputError(
+                f"not sent: no price is known for {model}, and this service's cost cap "
+                "(--max-cost) sends nothing it cannot price; HINT: name a model it prices, or "
+                "ask its operator to give the price with serve --prices FILE"
+            )
+        return found
 
 
 class StreamPump:

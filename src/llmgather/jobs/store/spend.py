@@ -8,7 +8,7 @@ reservation: it may have been billed. The job's spend is the sum.
 
     SPEND_SCHEMA                 the table
     record_spend(conn, ...)      reservations and settlements, one transaction (group commit)
-    spent_nanos(conn)            the job's spend so far
+    spent_nanos(conn)            the job's spend so far (at least its lines' cost)
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ def record_spend(
 
 
 def spent_nanos(conn: sqlite3.Connection) -> int:
-    """The job's spend in nano-dollars: each attempt's real cost, or its reservation."""
-    (total,) = conn.execute("SELECT sum(coalesce(settled, reserved)) FROM spend").fetchone()
-    return int(total or 0)
+    """The job's spend in nano-dollars: each attempt's real cost, or its reservation; at least
+    what its answered lines cost. Only a capped run writes the ledger: an uncapped run's
+    answers (one interrupted, then rerun with a cap) count through their lines' cost."""
+    (ledger,) = conn.execute("SELECT sum(coalesce(settled, reserved)) FROM spend").fetchone()
+    (lines,) = conn.execute("SELECT sum(cost_nanos) FROM items WHERE status = 'ok'").fetchone()
+    return max(int(ledger or 0), int(lines or 0))

@@ -108,9 +108,10 @@ async def generate(request: Request) -> Response:
         system=params.system,
     )
     http = gateway.upstream.translated(prompt, stream=False)
+    # The served model, which a capped service was refused to start without a price for.
+    cost = gateway.upstream.capped(request_cost(prompt.messages, prompt.max_tokens), http)
     try:
         # The gateway's path: the queue's bound, withdrawn if the client leaves while queued.
-        cost = request_cost(prompt.messages, prompt.max_tokens)
         result = await gateway.call(request, http, cost, relay=False)
     except QueueFull as error:
         return queue_full_response(FRONT, error)
