@@ -39,7 +39,7 @@ from llmgather._prompt import MAX_TEMPERATURE
 from llmgather._retry import RetryPolicy
 from llmgather.cache.open import DEFAULT, cache_setting
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
-from llmgather.cli._options import BUDGET_FLAGS, FiniteFloat, sending_options
+from llmgather.cli._options import BUDGET_FLAGS, FiniteFloat, prices_option, sending_options
 from llmgather.cli._progress import Progress, describe_limits
 from llmgather.cli.dry_run import dry_run as estimate_run
 from llmgather.jobs.job import Job
@@ -132,13 +132,7 @@ EXIT_INTERRUPTED = 130
     show_default=True,
     help="The queue in that Redis (the workers name the same one).",
 )
-@click.option(
-    "--prices",
-    "prices_path",
-    type=click.Path(dir_okay=False),
-    help='Your own prices, over genai-prices\' table: a JSON file of {"model": {"input": 0.15,'
-    ' "output": 0.6}} in USD per million tokens (also cache_read, cache_write).',
-)
+@prices_option
 @click.option(
     "--cache",
     "cache_values",
