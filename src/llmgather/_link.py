@@ -283,13 +283,17 @@ async def open_link(
     *,
     limiter_url: str | None = None,
     limiter_key: str | None = None,
+    job_cap: bool = False,
 ) -> Link:
     """A link to the resolved `target` under `limits`: a limiter of this process, or, given
     `limiter_url`, one shared through Redis (checked now, so a Redis that does not answer fails
-    before anything is sent, and closed with `stack`); or under the open limiter given. The
-    link is entered by its owner, when it starts sending."""
+    before anything is sent, and closed with `stack`; `job_cap`: its cost cap kept here, a
+    job's, see `open_limiter`); or under the open limiter given. The link is entered by its
+    owner, when it starts sending."""
     if isinstance(limits, Limits):
-        limiter = await open_limiter(stack, limits, target, url=limiter_url, key=limiter_key)
+        limiter = await open_limiter(
+            stack, limits, target, url=limiter_url, key=limiter_key, job_cap=job_cap
+        )
     else:
         limiter = limits
     return Link(target, limiter, options)

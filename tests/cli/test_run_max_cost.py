@@ -6,6 +6,7 @@ are marked, and a rerun with a higher cap sends only those; a `kill -9` forgets 
 from __future__ import annotations
 
 import signal
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -188,3 +189,33 @@ def test_a_capped_rerun_counts_what_an_uncapped_run_spent(tmp_path: Path) -> Non
     assert ok_cost - first_cost <= cap - first_cost + worst
     assert ok_cost <= Decimal(repr(summary["spent_usd"])) <= cap + worst
     assert summary["unsent"] > 0 and summary["ok"] + summary["unsent"] == n
+
+
+@pytest.mark.timeout(120)
+def test_a_jobs_cap_is_its_own_where_its_rate_limits_are_shared_through_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Two jobs share one key's rate limits through Redis (`--limiter`), each with its own
+    # cap: the second is not refused for what the first spent, and a rerun of the first goes
+    # on from its own spend, counted in its store.
+    n = 120
+    worst = max(reservation(f"Question {i}?") for i in range(n))
+    shared = ("--limiter", redis_url, "--limiter-key", uuid.uuid4().hex, "--rpm", "60000")
+    with EmbeddedSimulator(SimConfig(latency_ms=10, seed=4)) as sim:
+        whole = capped_run(sim, write_prompts(tmp_path / "a.jsonl", n), tmp_path / "w.jsonl",
+                           Decimal(1000))  # fmt: skip
+        cap = (Decimal(repr(orjson.loads(whole.stdout)["cost_usd"])) / 2).quantize(Decimal("1e-6"))
+        summaries = []
+        for job in ("a", "b"):
+            prompts = write_prompts(tmp_path / f"{job}.jsonl", n)
+            done = capped_run(sim, prompts, tmp_path / f"{job}-out.jsonl", cap, *shared)
+            assert done.returncode == 1, done.stderr
+            summaries.append(orjson.loads(done.stdout))
+        for summary in summaries:
+            assert 0 < summary["ok"] < n and summary["unsent"] == n - summary["ok"]
+            assert Decimal(repr(summary["spent_usd"])) <= cap + worst
+        # The same cap again: job a's spend is its own, so nothing more fits.
+        received = sim.stats["received"]
+        again = capped_run(sim, tmp_path / "a.jsonl", tmp_path / "a-out.jsonl", cap, *shared)
+        assert again.returncode == 1 and sim.stats["received"] - received <= 1
+        assert orjson.loads(again.stdout)["ok"] == summaries[0]["ok"]

@@ -57,6 +57,7 @@ from llmgather.jobs.store import (
     store_path_for,
 )
 from llmgather.jobs.summary import JobSummary, empty_summary, summarise
+from llmgather.limits.job_cap import JobCap
 from llmgather.limits.local import LocalLimiter
 from llmgather.providers.registry import Target, resolve_target
 
@@ -175,6 +176,7 @@ class Job:
             link_settings,
             limiter_url=send.limiter,
             limiter_key=send.limiter_key,
+            job_cap=True,  # the cap is this job's, over its runs, whoever shares its rates
         )
         return LinkSender(link, send.defaults())
 
@@ -304,15 +306,15 @@ class Job:
     async def _spend_ledger(self, store: JobStore, sender: Sender) -> StoreLedger | None:
         """Under a cost cap of this process's own limiter, the ledger that records each send's
         reservation in the store before it goes, and the limiter told what earlier runs spent
-        (the cap is the job's, over all its runs). A cap shared through Redis keeps its count
-        there, across runs and processes."""
+        (the cap is the job's, over all its runs, kept in this process even where its rate
+        limits are shared through Redis)."""
         if self._given_sender is not None or not isinstance(sender, LinkSender):
             return None
         link = sender.link
         if not link.capped:
             return None
         spent = await asyncio.to_thread(store.spent_nanos)
-        if isinstance(link.limiter, LocalLimiter):
+        if isinstance(link.limiter, LocalLimiter | JobCap):
             link.limiter.spent_before(spent)
         link.ledger = ledger = StoreLedger(store)
         return ledger
