@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final, final
+from typing import Any, Final, final
 
 from llmgather._errors import APIError, AuthenticationError, RateLimitError, TruncatedStreamError
 from llmgather._redact import Redactor
@@ -171,24 +171,32 @@ def ok_result(item: InFlight, outcome: Outcome, started: float) -> Result:
 
 
 def cached_result(item: InFlight, completion: Completion, started: float) -> Result:
-    """The item answered from the response cache: nothing sent, nothing spent, the original
-    answer's usage kept."""
+    """The item answered from the response cache (see `from_cache`)."""
     request = item.request
-    return Result(
+    return from_cache(
+        completion,
         id=request.id or str(item.index),
+        metadata=request.metadata,
+        index=item.index,
+        latency_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def from_cache(completion: Completion, **labels: Any) -> Result:
+    """An answer from the response cache: nothing sent, nothing spent, the original answer's
+    usage kept; `labels` are the Result's other fields (its id, metadata…)."""
+    return Result(
         status="ok",
         text=completion.text,
         usage=completion.usage,
         attempts=0,
-        latency_ms=(time.perf_counter() - started) * 1000,
-        metadata=request.metadata,
         finish_reason=completion.finish_reason,
         provider_finish_reason=completion.provider_finish_reason,
         tool_calls=completion.tool_calls,
-        index=item.index,
         cost=Decimal(0),
         cost_basis=CACHED_BASIS,
         cached=True,
+        **labels,
     )
 
 

@@ -16,6 +16,7 @@ from click.core import ParameterSource
 
 from llmgather._config import DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, Limits
 from llmgather._errors import ConfigurationError
+from llmgather.cache.open import DEFAULT as DEFAULT_CACHE
 from llmgather.cli._console import fail
 from llmgather.pricing import Prices, chain
 from llmgather.providers.registry import unsendable
@@ -227,6 +228,22 @@ def sending_options(command: F | None = None, *, omit: tuple[str, ...] = ()) -> 
 
 
 # `--prices FILE` on worker and serve (and as run spells it): the user's prices over the table.
+def cache_option(where: str) -> Callable[[F], F]:
+    """`--cache [PATH|URL|always]`, repeatable; `where` says where it lives when given alone."""
+    return click.option(
+        "--cache",
+        "cache_values",
+        multiple=True,
+        is_flag=False,
+        flag_value=DEFAULT_CACHE,
+        metavar="[PATH|URL|always]",
+        help="Answer requests seen before from a response cache (no request, no cost): alone, "
+        f"{where}; a PATH (--cache=PATH), or a redis:// URL to share it. Requests with a "
+        "temperature above 0 (or none) are sent anyway unless `--cache always` (combine: "
+        "--cache always --cache=PATH).",
+    )
+
+
 prices_option = click.option(
     "--prices",
     "prices_path",

@@ -37,9 +37,15 @@ from llmgather._errors import (
 )
 from llmgather._prompt import MAX_TEMPERATURE
 from llmgather._retry import RetryPolicy
-from llmgather.cache.open import DEFAULT, cache_setting
+from llmgather.cache.open import cache_setting
 from llmgather.cli._console import fail, print_json, simulator_banner, stderr, warning
-from llmgather.cli._options import BUDGET_FLAGS, FiniteFloat, prices_option, sending_options
+from llmgather.cli._options import (
+    BUDGET_FLAGS,
+    FiniteFloat,
+    cache_option,
+    prices_option,
+    sending_options,
+)
 from llmgather.cli._progress import Progress, describe_limits
 from llmgather.cli.dry_run import dry_run as estimate_run
 from llmgather.jobs.job import Job
@@ -133,18 +139,7 @@ EXIT_INTERRUPTED = 130
     help="The queue in that Redis (the workers name the same one).",
 )
 @prices_option
-@click.option(
-    "--cache",
-    "cache_values",
-    multiple=True,
-    is_flag=False,
-    flag_value=DEFAULT,
-    metavar="[PATH|URL|always]",
-    help="Answer requests seen before from a response cache (no request, no cost): alone, a "
-    "SQLite file beside OUTPUT; a PATH (--cache=PATH), or a redis:// URL to share it. "
-    "Requests with a temperature above 0 (or none) are sent anyway unless `--cache always` "
-    "(combine: --cache always --cache=PATH).",
-)
+@cache_option("a SQLite file beside OUTPUT")
 @click.option(
     "--dry-run",
     is_flag=True,

@@ -11,11 +11,12 @@ import click
 from llmgather._config import Limits
 from llmgather._errors import ConfigurationError
 from llmgather._retry import RetryPolicy
-from llmgather.cache.open import DEFAULT, cache_setting
+from llmgather.cache.open import cache_setting
 from llmgather.cli._console import fail, simulator_banner, stderr
 from llmgather.cli._listen import listening_socket
 from llmgather.cli._options import (
     FiniteFloat,
+    cache_option,
     prices_option,
     read_prices,
     secret_file,
@@ -94,17 +95,7 @@ EXIT_USAGE = 2
     metavar="MB",
     help="The largest body POST /v1/jobs takes; a larger one is refused (413) as it arrives.",
 )
-@click.option(
-    "--cache",
-    "cache_values",
-    multiple=True,
-    is_flag=False,
-    flag_value=DEFAULT,
-    metavar="[PATH|URL|always]",
-    help="Answer whole (not streamed) requests seen before from a response cache: alone, a "
-    "SQLite file in --jobs-dir; a PATH (--cache=PATH) or a redis:// URL to share it. "
-    "Temperature above 0 (or none) is sent anyway unless `--cache always`.",
-)
+@cache_option("a SQLite file in --jobs-dir (streamed gateway calls always go upstream)")
 @prices_option
 def serve_command(
     host: str,

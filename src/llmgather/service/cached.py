@@ -10,12 +10,11 @@ Only whole answers are cached: a streamed call goes upstream every time.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import orjson
 
+from llmgather._attempt import from_cache
 from llmgather._types import Completion, Result
-from llmgather.cache import CACHED_BASIS, ResponseCache, endpoint_of, request_key
+from llmgather.cache import ResponseCache, endpoint_of, request_key
 from llmgather.transport import HttpRequest, HttpResponse
 
 __all__ = ["ServiceCache"]
@@ -51,18 +50,8 @@ class ServiceCache:
             return None
         else:
             completion = hit
-        return Result(
-            id="",
-            status="ok",
-            text=completion.text,
-            usage=completion.usage,
-            finish_reason=completion.finish_reason,
-            provider_finish_reason=completion.provider_finish_reason,
-            tool_calls=completion.tool_calls,
-            cost=Decimal(0),
-            cost_basis=CACHED_BASIS,
-            cached=True,
-            value=None if raw is None else HttpResponse(200, {}, raw),
+        return from_cache(
+            completion, id="", value=None if raw is None else HttpResponse(200, {}, raw)
         )
 
     async def keep(self, key: str, result: Result, *, relay: bool) -> None:
